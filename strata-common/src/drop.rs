@@ -1,0 +1,107 @@
+//! Why a packet was dropped.
+//!
+//! Every packet the data plane discards is counted under exactly one of these
+//! reasons (per-CPU counters in the `STRATA_DROPS` map, indexed by the value).
+//! Adding a reason: append it (values are an ABI with pinned maps), bump
+//! [`DROP_REASON_COUNT`] and give it a name in [`DropReason::name`].
+
+/// A drop reason; the discriminant is the index into the drop counter map.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DropReason {
+    /// The outer IPv4/UDP or Strata header is cut short.
+    Truncated = 0,
+    /// Outer IPv4 with options, or IPv4/UDP lengths that do not match the packet.
+    OuterMalformed = 1,
+    /// An outer IPv4 fragment: tunnel packets are sent with DF and never reassembled here.
+    OuterFragment = 2,
+    /// Strata header of a version this build does not speak.
+    BadVersion = 3,
+    /// Unknown packet type.
+    BadType = 4,
+    /// Header length field below the v1 minimum or beyond the packet.
+    BadHeaderLen = 5,
+    /// A session other than the configured one.
+    WrongSession = 6,
+    /// Link id outside the configured range.
+    BadLink = 7,
+    /// A data packet whose inner packet is not a well-formed IPv4/IPv6 packet.
+    InnerMalformed = 8,
+    /// Global sequence already delivered (duplicate suppression window).
+    Duplicate = 9,
+    /// The kernel refused to strip the outer headers (`bpf_skb_adjust_room`).
+    DecapFailed = 10,
+    /// Egress: no link is usable (no weight, no peer endpoint, or disabled).
+    NoLink = 11,
+    /// Egress: the packet plus tunnel overhead exceeds the MTU of every usable link.
+    Oversize = 12,
+    /// Egress: a GSO super-packet, which cannot carry one sequence number per segment.
+    Gso = 13,
+    /// Egress: the kernel refused to add the outer headers.
+    EncapFailed = 14,
+    /// Egress: not an IPv4/IPv6 packet.
+    NotIp = 15,
+    /// The controller has not written the tunnel configuration yet.
+    NoConfig = 16,
+}
+
+/// Number of drop reasons (size of the drop counter map).
+pub const DROP_REASON_COUNT: u32 = 17;
+
+impl DropReason {
+    /// Every reason, in index order.
+    pub const ALL: [Self; DROP_REASON_COUNT as usize] = [
+        Self::Truncated,
+        Self::OuterMalformed,
+        Self::OuterFragment,
+        Self::BadVersion,
+        Self::BadType,
+        Self::BadHeaderLen,
+        Self::WrongSession,
+        Self::BadLink,
+        Self::InnerMalformed,
+        Self::Duplicate,
+        Self::DecapFailed,
+        Self::NoLink,
+        Self::Oversize,
+        Self::Gso,
+        Self::EncapFailed,
+        Self::NotIp,
+        Self::NoConfig,
+    ];
+
+    /// Stable snake_case name, used in logs and metric labels.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Truncated => "truncated",
+            Self::OuterMalformed => "outer_malformed",
+            Self::OuterFragment => "outer_fragment",
+            Self::BadVersion => "bad_version",
+            Self::BadType => "bad_type",
+            Self::BadHeaderLen => "bad_header_len",
+            Self::WrongSession => "wrong_session",
+            Self::BadLink => "bad_link",
+            Self::InnerMalformed => "inner_malformed",
+            Self::Duplicate => "duplicate",
+            Self::DecapFailed => "decap_failed",
+            Self::NoLink => "no_link",
+            Self::Oversize => "oversize",
+            Self::Gso => "gso",
+            Self::EncapFailed => "encap_failed",
+            Self::NotIp => "not_ip",
+            Self::NoConfig => "no_config",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn indices_are_dense_and_ordered() {
+        for (i, r) in DropReason::ALL.iter().enumerate() {
+            assert_eq!(*r as usize, i, "{}", r.name());
+        }
+    }
+}

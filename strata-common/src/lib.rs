@@ -1,0 +1,36 @@
+//! Definitions shared by the Strata kernel programs and userspace.
+//!
+//! Everything here is `no_std`, `#[repr(C)]` with explicit padding, and free of
+//! I/O, so that the eBPF programs (`strata-ebpf`) and the controller
+//! (`strata-ctl`) agree byte for byte on:
+//!
+//! * the **wire header** every tunnelled packet carries ([`wire`]),
+//! * the **outer IPv4/UDP headers** and their checksum ([`packet`]),
+//! * the **map keys and values** the controller writes and the kernel reads, and
+//!   the counters flowing the other way ([`maps`]),
+//! * the **drop reasons** under which every discarded packet is counted ([`drop`]),
+//! * sequence-number arithmetic that survives wrap-around ([`seq`]).
+//!
+//! The `user` feature adds `aya::Pod` impls so userspace can read and write the
+//! map types directly.
+#![no_std]
+
+pub mod drop;
+pub mod maps;
+pub mod packet;
+pub mod seq;
+pub mod wire;
+
+#[cfg(feature = "user")]
+mod pod {
+    //! Map values cross the user/kernel boundary as raw bytes.
+    use crate::maps::{Endpoint, LinkCounters, LinkTx, RxLinkState, Schedule, TunnelConfig, TxSeq};
+
+    macro_rules! pod {
+        ($($t:ty),*) => {$(
+            // SAFETY: `#[repr(C)]`, only integer fields, explicit padding: every bit pattern is valid.
+            unsafe impl aya::Pod for $t {}
+        )*};
+    }
+    pod!(Endpoint, LinkCounters, LinkTx, RxLinkState, Schedule, TunnelConfig, TxSeq);
+}

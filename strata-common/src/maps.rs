@@ -1,0 +1,158 @@
+//! Map keys and values shared by the kernel programs and the controller.
+//!
+//! Direction of each map:
+//!
+//! | map             | written by                 | read by          |
+//! |-----------------|----------------------------|------------------|
+//! | `STRATA_CONFIG` | controller                 | both programs    |
+//! | `STRATA_LINKS`  | controller                 | egress           |
+//! | `STRATA_PEERS`  | controller (edge) / ingress learning (hub) | egress |
+//! | `STRATA_SCHED`  | controller (double-buffered) | egress         |
+//! | `STRATA_TXSEQ`  | egress (atomics); controller seeds it | egress |
+//! | `STRATA_TX`, `STRATA_RX`, `STRATA_DROPS`, `STRATA_RXSEQ` | kernel | controller |
+//! | `STRATA_DEDUP`  | ingress                    | ingress          |
+//!
+//! All multi-byte address and port fields are in network byte order, as the
+//! kernel writes them into packets; everything else is host order.
+
+/// Largest number of links a tunnel bonds.
+pub const MAX_LINKS: u32 = 8;
+/// Slots in a link schedule (see [`Schedule`]).
+pub const SCHEDULE_SLOTS: usize = 256;
+/// Entries of the duplicate-suppression window (a power of two).
+pub const DEDUP_WINDOW: u32 = 1 << 16;
+/// A link's per-link sequence that jumps back further than this is taken as a
+/// restarted sender rather than a reordered packet.
+pub const LINK_SEQ_RESTART_DISTANCE: i32 = 1 << 16;
+
+/// [`TunnelConfig::flags`]: the controller has written the configuration;
+/// until then egress drops (`no_config`) and ingress lets everything pass.
+pub const CONFIG_READY: u32 = 1 << 1;
+
+/// [`TunnelConfig::flags`]: learn each link's peer endpoint from received
+/// packets (the hub, whose edge sits behind carrier NAT).
+pub const CONFIG_LEARN_PEERS: u32 = 1 << 0;
+
+/// [`LinkTx::flags`]: the link may carry traffic.
+pub const LINK_ENABLED: u32 = 1 << 0;
+
+/// Tunnel-wide settings (single entry at index 0).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TunnelConfig {
+    /// Session id every packet must carry.
+    pub session: u32,
+    /// `CONFIG_*` bits.
+    pub flags: u32,
+    /// Index of the tunnel device where decapsulated packets are delivered.
+    pub tunnel_ifindex: u32,
+    /// Length of the link-layer header on the tunnel device (0 for TUN).
+    pub tunnel_l2_len: u32,
+    /// Local IPv4 address tunnel packets are addressed to, big endian (0: any).
+    pub local_ip_be: u32,
+    /// Local UDP port tunnel packets are addressed to, big endian.
+    pub local_port_be: u16,
+    /// Explicit padding.
+    pub _pad: u16,
+}
+
+/// How to send on one link (index = link id).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LinkTx {
+    /// `LINK_*` bits.
+    pub flags: u32,
+    /// Interface the link's packets leave through.
+    pub ifindex: u32,
+    /// The link's own IPv4 address (outer source), big endian.
+    pub src_ip_be: u32,
+    /// Next hop on that interface, big endian (0: the kernel looks it up with
+    /// the interface as output device).
+    pub nexthop_be: u32,
+    /// The link's own UDP port (outer source), big endian.
+    pub src_port_be: u16,
+    /// MTU of the interface; larger outer packets are not sent on this link.
+    pub mtu: u16,
+    /// Link-layer header length of the interface (14 for Ethernet, 0 for raw IP).
+    pub l2_len: u32,
+}
+
+/// The far end of a link (index = link id).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Endpoint {
+    /// IPv4 address, big endian (0: not known yet).
+    pub ip_be: u32,
+    /// UDP port, big endian.
+    pub port_be: u16,
+    /// Explicit padding.
+    pub _pad: u16,
+}
+
+/// Which link each packet goes to, as a table the kernel indexes with the
+/// packet's global sequence: `slots[seq % len]` is a link id. The controller
+/// spreads each link's share of slots evenly (smooth weighted round robin), so
+/// per-packet selection is one array lookup.
+///
+/// The map holds two schedules; [`Schedule::active`] of entry 0 says which one
+/// the kernel uses, so the controller writes the other and flips the index.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Schedule {
+    /// Index of the schedule in use (only meaningful in entry 0).
+    pub active: u32,
+    /// Number of slots in use (0: no link has weight; nothing is sent).
+    pub len: u32,
+    /// Link id per slot.
+    pub slots: [u8; SCHEDULE_SLOTS],
+}
+
+impl Default for Schedule {
+    fn default() -> Self {
+        Self { active: 0, len: 0, slots: [0; SCHEDULE_SLOTS] }
+    }
+}
+
+/// Sender sequence counters (single entry), advanced atomically by egress.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TxSeq {
+    /// Next global sequence (the wire carries the low 32 bits).
+    ///
+    /// 64-bit because BPF atomics on 32-bit words are not available from Rust.
+    pub global: u64,
+    /// Next sequence per link (the wire carries the low 32 bits).
+    pub link: [u64; MAX_LINKS as usize],
+}
+
+/// Packet and byte counters (per CPU, index = link id).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LinkCounters {
+    /// Packets.
+    pub packets: u64,
+    /// Bytes of outer packets (IPv4 header onward).
+    pub bytes: u64,
+}
+
+/// Receive-side sequence tracking of one link (index = link id).
+///
+/// Loss is counted from per-link sequence gaps as packets arrive: a jump of
+/// `n` adds `n - 1` to `lost`, and a late packet that fills a gap takes one
+/// back off and counts as `late`. Shared by all CPUs and updated without a
+/// lock, so two CPUs racing on one link can misplace a count; the totals
+/// settle as later packets arrive.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RxLinkState {
+    /// Highest per-link sequence seen.
+    pub highest: u32,
+    /// 1 once the first packet was seen.
+    pub started: u32,
+    /// Packets missing from the sequence so far.
+    pub lost: u64,
+    /// Packets that arrived after a higher sequence on the same link.
+    pub late: u64,
+    /// Times the sender's sequence jumped back (sender restarted).
+    pub restarts: u64,
+}

@@ -1,0 +1,409 @@
+//! Strata wire format, version 1 (see `docs/WIRE.md`).
+//!
+//! Every tunnelled packet is `outer IPv4 | UDP | Strata header | payload`. For
+//! data packets the payload is the inner IPv4 or IPv6 packet; probes, feedback
+//! and control messages carry controller payloads and are delivered to the
+//! controller's UDP socket instead of the tunnel device.
+//!
+//! ```text
+//!  0                   1                   2                   3
+//!  0 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8 9 0 1
+//! +-------+-------+---------------+---------------+---------------+
+//! |version| type  |     flags     |    link id    |  header words |
+//! +-------+-------+---------------+---------------+---------------+
+//! |                          session id                           |
+//! +---------------------------------------------------------------+
+//! |                        global sequence                        |
+//! +---------------------------------------------------------------+
+//! |                       per-link sequence                       |
+//! +---------------------------------------------------------------+
+//! |               send timestamp (µs, CLOCK_TAI, mod 2^32)         |
+//! +---------------------------------------------------------------+
+//! |        extension words (header words > 5), e.g. auth tag      |
+//! ```
+//!
+//! `header words` is the header length in 32-bit words (5 in v1). Receivers
+//! skip words they do not understand, so an authentication tag or other
+//! extension can be appended later without a new version.
+
+use crate::drop::DropReason;
+
+/// The only version this build speaks.
+pub const VERSION: u8 = 1;
+/// Length of the v1 header without extensions, in bytes.
+pub const HEADER_LEN: usize = 20;
+/// Length of the v1 header without extensions, in 32-bit words.
+pub const HEADER_WORDS: u8 = (HEADER_LEN / 4) as u8;
+/// The largest header the receiver accepts (15 words: 40 bytes of extensions).
+pub const MAX_HEADER_WORDS: u8 = 15;
+
+/// What a packet carries.
+#[repr(u8)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PacketType {
+    /// An inner IP packet, handled entirely in the kernel.
+    Data = 0,
+    /// An in-band probe from a controller.
+    Probe = 1,
+    /// The answer to a probe.
+    ProbeReply = 2,
+    /// Per-link receive feedback (hub to edge).
+    Feedback = 3,
+    /// Session control.
+    Control = 4,
+}
+
+impl PacketType {
+    /// Decodes the type nibble.
+    #[inline(always)]
+    pub const fn from_nibble(n: u8) -> Option<Self> {
+        match n {
+            0 => Some(Self::Data),
+            1 => Some(Self::Probe),
+            2 => Some(Self::ProbeReply),
+            3 => Some(Self::Feedback),
+            4 => Some(Self::Control),
+            _ => None,
+        }
+    }
+}
+
+/// Traffic class carried in the two low bits of the flags byte.
+#[repr(u8)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TrafficClass {
+    /// Everything not marked otherwise.
+    BestEffort = 0,
+    /// Video (DSCP AF4x, CS4, CS5).
+    Video = 1,
+    /// Telemetry and control traffic that must arrive (DSCP EF, CS6, CS7).
+    Critical = 2,
+    /// Reserved for later use.
+    Reserved = 3,
+}
+
+impl TrafficClass {
+    /// The class of an inner packet from its DSCP (RFC 4594 service classes).
+    #[inline(always)]
+    pub const fn from_dscp(dscp: u8) -> Self {
+        match dscp {
+            46 | 48 | 56 => Self::Critical,
+            32 | 34 | 36 | 38 | 40 => Self::Video,
+            _ => Self::BestEffort,
+        }
+    }
+
+    /// Decodes the two class bits.
+    #[inline(always)]
+    pub const fn from_bits(bits: u8) -> Self {
+        match bits & flags::CLASS_MASK {
+            0 => Self::BestEffort,
+            1 => Self::Video,
+            2 => Self::Critical,
+            _ => Self::Reserved,
+        }
+    }
+}
+
+/// Bits of the flags byte.
+pub mod flags {
+    /// Traffic class (see [`super::TrafficClass`]).
+    pub const CLASS_MASK: u8 = 0b0000_0011;
+    /// This packet is a deliberate duplicate of one sent on another link.
+    pub const DUPLICATE: u8 = 0b0000_0100;
+    /// An authentication tag follows in the extension words.
+    pub const AUTH: u8 = 0b0000_1000;
+}
+
+/// The Strata header as it lies on the wire.
+///
+/// Multi-byte fields hold **network byte order** values; use the accessors.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Header {
+    /// Version in the high nibble, [`PacketType`] in the low nibble.
+    pub ver_type: u8,
+    /// See [`flags`].
+    pub flags: u8,
+    /// Which link the sender put this packet on.
+    pub link_id: u8,
+    /// Header length in 32-bit words, extensions included.
+    pub header_words: u8,
+    /// Session id, big endian.
+    pub session_be: u32,
+    /// Global sequence across all links, big endian.
+    pub global_seq_be: u32,
+    /// Sequence on this link, big endian.
+    pub link_seq_be: u32,
+    /// Send time in µs of CLOCK_TAI modulo 2^32, big endian.
+    pub timestamp_be: u32,
+}
+
+const _: () = assert!(size_of::<Header>() == HEADER_LEN);
+
+/// The fields of a header, in host order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Fields {
+    /// Packet type.
+    pub packet_type: PacketType,
+    /// Flags byte.
+    pub flags: u8,
+    /// Link id.
+    pub link_id: u8,
+    /// Session id.
+    pub session: u32,
+    /// Global sequence.
+    pub global_seq: u32,
+    /// Per-link sequence.
+    pub link_seq: u32,
+    /// Send timestamp, µs mod 2^32.
+    pub timestamp_us: u32,
+}
+
+impl Header {
+    /// A v1 header without extensions.
+    #[inline(always)]
+    pub const fn new(fields: Fields) -> Self {
+        let Fields { packet_type, flags, link_id, session, global_seq, link_seq, timestamp_us } =
+            fields;
+        Self {
+            ver_type: (VERSION << 4) | packet_type as u8,
+            flags,
+            link_id,
+            header_words: HEADER_WORDS,
+            session_be: session.to_be(),
+            global_seq_be: global_seq.to_be(),
+            link_seq_be: link_seq.to_be(),
+            timestamp_be: timestamp_us.to_be(),
+        }
+    }
+
+    /// Version nibble.
+    #[inline(always)]
+    pub const fn version(&self) -> u8 {
+        self.ver_type >> 4
+    }
+
+    /// Session id in host order.
+    #[inline(always)]
+    pub const fn session(&self) -> u32 {
+        u32::from_be(self.session_be)
+    }
+
+    /// Global sequence in host order.
+    #[inline(always)]
+    pub const fn global_seq(&self) -> u32 {
+        u32::from_be(self.global_seq_be)
+    }
+
+    /// Per-link sequence in host order.
+    #[inline(always)]
+    pub const fn link_seq(&self) -> u32 {
+        u32::from_be(self.link_seq_be)
+    }
+
+    /// Send timestamp in host order.
+    #[inline(always)]
+    pub const fn timestamp_us(&self) -> u32 {
+        u32::from_be(self.timestamp_be)
+    }
+
+    /// Header length in bytes, extensions included.
+    #[inline(always)]
+    pub const fn len(&self) -> usize {
+        self.header_words as usize * 4
+    }
+
+    /// Checks a received header; `available` is the number of bytes from the
+    /// start of the header to the end of the UDP payload.
+    ///
+    /// This one function decides for both the kernel receive path and
+    /// userspace, so they cannot disagree on what is malformed.
+    #[inline(always)]
+    pub const fn validate(
+        &self,
+        available: usize,
+        session: u32,
+        max_links: u8,
+    ) -> Result<PacketType, DropReason> {
+        if self.version() != VERSION {
+            return Err(DropReason::BadVersion);
+        }
+        let Some(packet_type) = PacketType::from_nibble(self.ver_type & 0x0f) else {
+            return Err(DropReason::BadType);
+        };
+        if self.header_words < HEADER_WORDS
+            || self.header_words > MAX_HEADER_WORDS
+            || self.len() > available
+        {
+            return Err(DropReason::BadHeaderLen);
+        }
+        if self.session() != session {
+            return Err(DropReason::WrongSession);
+        }
+        if self.link_id >= max_links {
+            return Err(DropReason::BadLink);
+        }
+        Ok(packet_type)
+    }
+
+    /// The fields of a header that passed [`Header::validate`].
+    pub const fn fields(&self, packet_type: PacketType) -> Fields {
+        Fields {
+            packet_type,
+            flags: self.flags,
+            link_id: self.link_id,
+            session: self.session(),
+            global_seq: self.global_seq(),
+            link_seq: self.link_seq(),
+            timestamp_us: self.timestamp_us(),
+        }
+    }
+
+    /// Writes the header into the first [`HEADER_LEN`] bytes of `buf`.
+    pub fn encode(&self, buf: &mut [u8]) -> Result<(), DropReason> {
+        let Some(out) = buf.get_mut(..HEADER_LEN) else {
+            return Err(DropReason::Truncated);
+        };
+        let Self {
+            ver_type,
+            flags,
+            link_id,
+            header_words,
+            session_be,
+            global_seq_be,
+            link_seq_be,
+            timestamp_be,
+        } = *self;
+        out[0] = ver_type;
+        out[1] = flags;
+        out[2] = link_id;
+        out[3] = header_words;
+        out[4..8].copy_from_slice(&u32::from_be(session_be).to_be_bytes());
+        out[8..12].copy_from_slice(&u32::from_be(global_seq_be).to_be_bytes());
+        out[12..16].copy_from_slice(&u32::from_be(link_seq_be).to_be_bytes());
+        out[16..20].copy_from_slice(&u32::from_be(timestamp_be).to_be_bytes());
+        Ok(())
+    }
+
+    /// Reads a header from the start of `buf` without validating it.
+    pub fn decode(buf: &[u8]) -> Result<Self, DropReason> {
+        let Some(b) = buf.get(..HEADER_LEN) else {
+            return Err(DropReason::Truncated);
+        };
+        let word = |i: usize| u32::from_be_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]).to_be();
+        Ok(Self {
+            ver_type: b[0],
+            flags: b[1],
+            link_id: b[2],
+            header_words: b[3],
+            session_be: word(4),
+            global_seq_be: word(8),
+            link_seq_be: word(12),
+            timestamp_be: word(16),
+        })
+    }
+
+    /// Decodes and validates `buf` (header and payload after the UDP header),
+    /// returning the fields and the payload after any extension words.
+    pub fn parse(
+        buf: &[u8],
+        session: u32,
+        max_links: u8,
+    ) -> Result<(Fields, &[u8]), DropReason> {
+        let header = Self::decode(buf)?;
+        let packet_type = header.validate(buf.len(), session, max_links)?;
+        Ok((header.fields(packet_type), &buf[header.len()..]))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn any_type() -> impl Strategy<Value = PacketType> {
+        (0u8..5).prop_map(|n| PacketType::from_nibble(n).unwrap())
+    }
+
+    proptest! {
+        #[test]
+        fn round_trip(t in any_type(), flags: u8, link in 0u8..8, session: u32, g: u32, l: u32, ts: u32,
+                      payload in proptest::collection::vec(any::<u8>(), 0..64)) {
+            let fields = Fields { packet_type: t, flags, link_id: link, session, global_seq: g, link_seq: l, timestamp_us: ts };
+            let mut buf = [0u8; HEADER_LEN + 64];
+            Header::new(fields).encode(&mut buf).unwrap();
+            buf[HEADER_LEN..HEADER_LEN + payload.len()].copy_from_slice(&payload);
+            let (got, rest) = Header::parse(&buf[..HEADER_LEN + payload.len()], session, 8).unwrap();
+            prop_assert_eq!(got, fields);
+            prop_assert_eq!(rest, &payload[..]);
+        }
+
+        #[test]
+        fn any_bytes_never_panic(buf in proptest::collection::vec(any::<u8>(), 0..48), session: u32) {
+            let _ = Header::parse(&buf, session, 8);
+        }
+
+        #[test]
+        fn memory_layout_matches_encoding(t in any_type(), flags: u8, link: u8, session: u32, g: u32, l: u32, ts: u32) {
+            // The kernel reads the header by casting packet bytes to `Header`;
+            // userspace uses `encode`. Both must give the same bytes.
+            let h = Header::new(Fields { packet_type: t, flags, link_id: link, session, global_seq: g, link_seq: l, timestamp_us: ts });
+            let mut encoded = [0u8; HEADER_LEN];
+            h.encode(&mut encoded).unwrap();
+            // SAFETY: `Header` is `repr(C)`, 20 bytes, integer fields only.
+            let raw: [u8; HEADER_LEN] = unsafe { core::mem::transmute(h) };
+            prop_assert_eq!(raw, encoded);
+        }
+    }
+
+    #[test]
+    fn wire_example_is_stable() {
+        let h = Header::new(Fields {
+            packet_type: PacketType::Data,
+            flags: TrafficClass::Video as u8,
+            link_id: 2,
+            session: 0x0102_0304,
+            global_seq: 0xA0B0_C0D0,
+            link_seq: 7,
+            timestamp_us: 0x1122_3344,
+        });
+        let mut b = [0u8; HEADER_LEN];
+        h.encode(&mut b).unwrap();
+        assert_eq!(
+            b,
+            [
+                0x10, 0x01, 0x02, 0x05, 1, 2, 3, 4, 0xA0, 0xB0, 0xC0, 0xD0, 0, 0, 0, 7, 0x11, 0x22,
+                0x33, 0x44
+            ]
+        );
+    }
+
+    #[test]
+    fn rejects_each_malformed_case() {
+        let good = Header::new(Fields {
+            packet_type: PacketType::Probe,
+            flags: 0,
+            link_id: 1,
+            session: 9,
+            global_seq: 0,
+            link_seq: 0,
+            timestamp_us: 0,
+        });
+        assert_eq!(good.validate(20, 9, 8), Ok(PacketType::Probe));
+        assert_eq!(good.validate(19, 9, 8), Err(DropReason::BadHeaderLen));
+        assert_eq!(good.validate(20, 8, 8), Err(DropReason::WrongSession));
+        assert_eq!(good.validate(20, 9, 1), Err(DropReason::BadLink));
+        let mut h = good;
+        h.ver_type = 0x21;
+        assert_eq!(h.validate(20, 9, 8), Err(DropReason::BadVersion));
+        h.ver_type = 0x1f;
+        assert_eq!(h.validate(20, 9, 8), Err(DropReason::BadType));
+        h = good;
+        h.header_words = 4;
+        assert_eq!(h.validate(64, 9, 8), Err(DropReason::BadHeaderLen));
+        h.header_words = 6;
+        assert_eq!(h.validate(24, 9, 8), Ok(PacketType::Probe));
+        assert_eq!(Header::decode(&[0u8; 19]), Err(DropReason::Truncated));
+    }
+}

@@ -1,0 +1,497 @@
+//! The daemon's configuration: a typed, versioned TOML file.
+//!
+//! Parsing (serde) rejects unknown keys and wrong types with the key path and
+//! position; [`Config::validate`] then checks what types cannot express
+//! (ranges, uniqueness, role-specific sections) and names the field of every
+//! problem, e.g. `links[1].weight: must be at most 1000`.
+//!
+//! ```toml
+//! version = 1
+//! role = "edge"              # or "hub"
+//! name = "car7"              # instance name; maps are pinned under /sys/fs/bpf/strata/<name>
+//! session = 0x53545241       # 32-bit session id shared by edge and hub, not 0
+//! port = 7400                # UDP port of the tunnel on this host
+//!
+//! [tunnel]
+//! name = "strata0"
+//! address = "10.200.0.1/30"
+//! # address6 = "fd53::1/64"
+//! # mtu = 1400               # default: smallest link MTU minus the tunnel overhead
+//!
+//! [peer]                     # edge only: where the hub is
+//! address = "198.19.0.2"
+//! port = 7400
+//!
+//! [[links]]                  # edge: one per link interface
+//! id = 0
+//! interface = "wwan0"
+//! weight = 1
+//! # gateway = "100.64.1.1"  # default: the interface's default route, if any
+//!
+//! # hub: the interface tunnel packets arrive on, and optional per-link weights
+//! # [hub]
+//! # interface = "eth0"
+//! ```
+
+use std::{
+    collections::BTreeSet,
+    fmt,
+    net::{IpAddr, Ipv4Addr},
+    path::Path,
+};
+
+use serde::Deserialize;
+use strata_common::maps::MAX_LINKS;
+
+/// The configuration format version this build reads.
+pub const CONFIG_VERSION: u32 = 1;
+/// Default UDP port of the tunnel.
+pub const DEFAULT_PORT: u16 = 7400;
+/// Largest accepted link weight.
+pub const MAX_WEIGHT: u32 = 1000;
+/// Directory under which each instance pins its maps.
+pub const PIN_ROOT: &str = "/sys/fs/bpf/strata";
+
+/// A configuration error naming the field and the problem.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The path.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// Syntax or type error (toml names the key and position).
+    #[error("{path}: {message}")]
+    Parse {
+        /// The path.
+        path: String,
+        /// toml's message.
+        message: String,
+    },
+    /// A value that parsed but is not acceptable.
+    #[error("{path}: {field}: {problem}")]
+    Invalid {
+        /// The path.
+        path: String,
+        /// The field, e.g. `links[1].weight`.
+        field: String,
+        /// What is wrong and what is expected.
+        problem: String,
+    },
+}
+
+/// Edge (the car) or hub (the cloud).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Sends over several links to one hub.
+    Edge,
+    /// Receives from an edge's links; sends back to the endpoints it learned.
+    Hub,
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Edge => "edge",
+            Self::Hub => "hub",
+        })
+    }
+}
+
+/// The whole file.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Format version; must be [`CONFIG_VERSION`].
+    pub version: u32,
+    /// Edge or hub.
+    pub role: Role,
+    /// Instance name (pin directory, logs). Default: the role.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Session id.
+    pub session: u32,
+    /// Local UDP port.
+    #[serde(default = "default_port")]
+    pub port: u16,
+    /// The tunnel device.
+    pub tunnel: TunnelSection,
+    /// Edge: the hub's address.
+    #[serde(default)]
+    pub peer: Option<PeerSection>,
+    /// Hub: where tunnel packets arrive.
+    #[serde(default)]
+    pub hub: Option<HubSection>,
+    /// The links.
+    #[serde(default)]
+    pub links: Vec<LinkSection>,
+}
+
+const fn default_port() -> u16 {
+    DEFAULT_PORT
+}
+
+/// `[tunnel]`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TunnelSection {
+    /// Device name.
+    #[serde(default = "default_tunnel_name")]
+    pub name: String,
+    /// IPv4 address with prefix length.
+    pub address: String,
+    /// Optional IPv6 address with prefix length.
+    #[serde(default)]
+    pub address6: Option<String>,
+    /// MTU override.
+    #[serde(default)]
+    pub mtu: Option<u32>,
+}
+
+fn default_tunnel_name() -> String {
+    "strata0".into()
+}
+
+/// `[peer]`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PeerSection {
+    /// Hub IPv4 address.
+    pub address: Ipv4Addr,
+    /// Hub UDP port.
+    #[serde(default = "default_port")]
+    pub port: u16,
+}
+
+/// `[hub]`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HubSection {
+    /// Interface tunnel packets arrive on.
+    pub interface: String,
+    /// Address tunnel packets are sent to (default: the interface's first IPv4).
+    #[serde(default)]
+    pub address: Option<Ipv4Addr>,
+    /// Next hop towards the edges (default: the kernel's route lookup).
+    #[serde(default)]
+    pub gateway: Option<Ipv4Addr>,
+}
+
+/// `[[links]]`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LinkSection {
+    /// Link id carried on the wire, 0..=7, the same on edge and hub.
+    pub id: u8,
+    /// Edge: the link's interface.
+    #[serde(default)]
+    pub interface: Option<String>,
+    /// Share of traffic; 0 = carries nothing.
+    #[serde(default = "default_weight")]
+    pub weight: u32,
+    /// Edge: next hop on the interface (default: its default route's gateway).
+    #[serde(default)]
+    pub gateway: Option<Ipv4Addr>,
+    /// Edge: outer source address (default: the interface's first IPv4).
+    #[serde(default)]
+    pub address: Option<Ipv4Addr>,
+}
+
+const fn default_weight() -> u32 {
+    1
+}
+
+/// An IPv4 or IPv6 address with prefix length.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Cidr {
+    /// Address.
+    pub addr: IpAddr,
+    /// Prefix length.
+    pub prefix: u8,
+}
+
+impl Cidr {
+    fn parse(s: &str, want_v6: bool) -> Result<Self, String> {
+        let (a, p) = s.split_once('/').ok_or("expected ADDRESS/PREFIX, e.g. 10.200.0.1/30")?;
+        let addr: IpAddr = a.parse().map_err(|e| format!("bad address {a:?}: {e}"))?;
+        let prefix: u8 = p.parse().map_err(|_| format!("bad prefix length {p:?}"))?;
+        let max = if addr.is_ipv6() { 128 } else { 32 };
+        if addr.is_ipv6() != want_v6 {
+            return Err(format!("expected an IPv{} address", if want_v6 { 6 } else { 4 }));
+        }
+        if prefix > max {
+            return Err(format!("prefix length {prefix} is above {max}"));
+        }
+        Ok(Self { addr, prefix })
+    }
+}
+
+impl Config {
+    /// Reads, parses and validates a file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let shown = path.display().to_string();
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ConfigError::Read { path: shown.clone(), source })?;
+        Self::parse(&text, &shown)
+    }
+
+    /// Parses and validates text; `origin` names it in errors.
+    pub fn parse(text: &str, origin: &str) -> Result<Self, ConfigError> {
+        let config: Self = toml::from_str(text)
+            .map_err(|e| ConfigError::Parse { path: origin.into(), message: e.to_string() })?;
+        config.validate().map_err(|(field, problem)| ConfigError::Invalid {
+            path: origin.into(),
+            field,
+            problem,
+        })?;
+        Ok(config)
+    }
+
+    /// Instance name.
+    pub fn name(&self) -> &str {
+        self.name.as_deref().unwrap_or(match self.role {
+            Role::Edge => "edge",
+            Role::Hub => "hub",
+        })
+    }
+
+    /// Where this instance pins its maps.
+    pub fn pin_dir(&self) -> std::path::PathBuf {
+        Path::new(PIN_ROOT).join(self.name())
+    }
+
+    /// The tunnel's IPv4 address.
+    pub fn tunnel_v4(&self) -> Cidr {
+        // Validated in `validate`.
+        Cidr::parse(&self.tunnel.address, false).unwrap_or(Cidr {
+            addr: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            prefix: 0,
+        })
+    }
+
+    /// The tunnel's IPv6 address, if any.
+    pub fn tunnel_v6(&self) -> Option<Cidr> {
+        self.tunnel.address6.as_deref().and_then(|s| Cidr::parse(s, true).ok())
+    }
+
+    /// Checks everything types cannot; `Err((field, problem))`.
+    fn validate(&self) -> Result<(), (String, String)> {
+        let bad = |field: &str, problem: String| Err((field.to_string(), problem));
+        if self.version != CONFIG_VERSION {
+            return bad(
+                "version",
+                format!("this build reads version {CONFIG_VERSION}, the file says {}", self.version),
+            );
+        }
+        let name = self.name();
+        if name.is_empty()
+            || name.len() > 32
+            || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            return bad("name", format!("{name:?} must be 1-32 characters of [A-Za-z0-9_-]"));
+        }
+        if self.session == 0 {
+            return bad("session", "must not be 0".into());
+        }
+        if self.port == 0 {
+            return bad("port", "must not be 0".into());
+        }
+        check_ifname("tunnel.name", &self.tunnel.name)?;
+        Cidr::parse(&self.tunnel.address, false).map_err(|p| ("tunnel.address".to_string(), p))?;
+        if let Some(a6) = &self.tunnel.address6 {
+            Cidr::parse(a6, true).map_err(|p| ("tunnel.address6".to_string(), p))?;
+        }
+        if let Some(mtu) = self.tunnel.mtu
+            && !(576..=65_000).contains(&mtu)
+        {
+            return bad("tunnel.mtu", format!("{mtu} is outside 576..=65000"));
+        }
+
+        let mut ids = BTreeSet::new();
+        for (i, link) in self.links.iter().enumerate() {
+            let field = |f: &str| format!("links[{i}].{f}");
+            if u32::from(link.id) >= MAX_LINKS {
+                return Err((field("id"), format!("{} is outside 0..={}", link.id, MAX_LINKS - 1)));
+            }
+            if !ids.insert(link.id) {
+                return Err((field("id"), format!("link id {} is used twice", link.id)));
+            }
+            if link.weight > MAX_WEIGHT {
+                return Err((field("weight"), format!("{} is above {MAX_WEIGHT}", link.weight)));
+            }
+            match self.role {
+                Role::Edge => {
+                    let Some(ifname) = &link.interface else {
+                        return Err((field("interface"), "required on the edge".into()));
+                    };
+                    check_ifname(&field("interface"), ifname)?;
+                    if ifname == &self.tunnel.name {
+                        return Err((field("interface"), "is the tunnel device itself".into()));
+                    }
+                }
+                Role::Hub => {
+                    for (set, key) in [
+                        (link.interface.is_some(), "interface"),
+                        (link.gateway.is_some(), "gateway"),
+                        (link.address.is_some(), "address"),
+                    ] {
+                        if set {
+                            return Err((
+                                field(key),
+                                "not used on the hub (it sends back to the endpoints it learns)"
+                                    .into(),
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+        match self.role {
+            Role::Edge => {
+                if self.links.is_empty() {
+                    return bad("links", "the edge needs at least one [[links]] entry".into());
+                }
+                let mut seen = BTreeSet::new();
+                for (i, link) in self.links.iter().enumerate() {
+                    if let Some(ifname) = &link.interface
+                        && !seen.insert(ifname)
+                    {
+                        return Err((
+                            format!("links[{i}].interface"),
+                            format!("{ifname} is used by two links"),
+                        ));
+                    }
+                }
+                let Some(peer) = &self.peer else {
+                    return bad("peer", "the edge needs a [peer] section with the hub's address".into());
+                };
+                if peer.address.is_unspecified() || peer.address.is_broadcast() {
+                    return bad("peer.address", format!("{} is not a unicast address", peer.address));
+                }
+                if peer.port == 0 {
+                    return bad("peer.port", "must not be 0".into());
+                }
+                if self.hub.is_some() {
+                    return bad("hub", "only for role = \"hub\"".into());
+                }
+            }
+            Role::Hub => {
+                let Some(hub) = &self.hub else {
+                    return bad("hub", "the hub needs a [hub] section with its interface".into());
+                };
+                check_ifname("hub.interface", &hub.interface)?;
+                if self.peer.is_some() {
+                    return bad("peer", "only for role = \"edge\" (the hub learns its peers)".into());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Weight per link id (hub without `[[links]]`: every id, weight 1).
+    pub fn weights(&self) -> [u32; MAX_LINKS as usize] {
+        let mut w = [0; MAX_LINKS as usize];
+        if self.role == Role::Hub && self.links.is_empty() {
+            return [1; MAX_LINKS as usize];
+        }
+        for link in &self.links {
+            w[usize::from(link.id)] = link.weight;
+        }
+        w
+    }
+}
+
+fn check_ifname(field: &str, name: &str) -> Result<(), (String, String)> {
+    // IFNAMSIZ is 16 with the terminating NUL.
+    if name.is_empty() || name.len() > 15 || name.contains(['/', ' ', ':']) || name == "." {
+        return Err((field.into(), format!("{name:?} is not a valid interface name (1-15 characters, no '/', ':' or space)")));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EDGE: &str = r#"
+        version = 1
+        role = "edge"
+        session = 7
+        [tunnel]
+        address = "10.200.0.1/30"
+        [peer]
+        address = "198.19.0.2"
+        [[links]]
+        id = 0
+        interface = "lnk0"
+        weight = 1
+        [[links]]
+        id = 1
+        interface = "lnk1"
+        weight = 2
+    "#;
+
+    fn err(text: &str) -> String {
+        Config::parse(text, "t.toml").unwrap_err().to_string()
+    }
+
+    #[test]
+    fn a_partial_edge_config_fills_defaults() {
+        let c = Config::parse(EDGE, "t.toml").unwrap();
+        assert_eq!(c.port, DEFAULT_PORT);
+        assert_eq!(c.tunnel.name, "strata0");
+        assert_eq!(c.name(), "edge");
+        assert_eq!(c.weights()[..3], [1, 2, 0]);
+        assert_eq!(c.pin_dir(), Path::new("/sys/fs/bpf/strata/edge"));
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        assert_eq!(
+            err(&EDGE.replace("weight = 2", "weight = 5000")),
+            "t.toml: links[1].weight: 5000 is above 1000"
+        );
+        assert!(err(&EDGE.replace("id = 1", "id = 0")).contains("links[1].id: link id 0 is used twice"));
+        assert!(err(&EDGE.replace("id = 1", "id = 9")).contains("links[1].id: 9 is outside 0..=7"));
+        assert!(err(&EDGE.replace("session = 7", "session = 0")).contains("session: must not be 0"));
+        assert!(err(&EDGE.replace("version = 1", "version = 2")).contains("version: this build reads version 1"));
+        assert!(err(&EDGE.replace("10.200.0.1/30", "10.200.0.1")).contains("tunnel.address: expected ADDRESS/PREFIX"));
+        assert!(err(&EDGE.replace("\"lnk1\"", "\"lnk0\"")).contains("links[1].interface: lnk0 is used by two links"));
+        assert!(err(&EDGE.replace("[peer]\n        address = \"198.19.0.2\"", "")).contains("peer: the edge needs"));
+        // serde: unknown keys and wrong types name the key.
+        assert!(err(&EDGE.replace("weight = 2", "wieght = 2")).contains("wieght"));
+        assert!(err(&EDGE.replace("session = 7", "session = \"x\"")).contains("session"));
+        assert!(err(&EDGE.replace("role = \"edge\"", "role = \"car\"")).contains("role"));
+    }
+
+    #[test]
+    fn hub_rules() {
+        let hub = r#"
+            version = 1
+            role = "hub"
+            session = 7
+            [tunnel]
+            address = "10.200.0.2/30"
+            [hub]
+            interface = "wan0"
+        "#;
+        let c = Config::parse(hub, "h").unwrap();
+        assert_eq!(c.weights(), [1; 8]);
+        assert!(err(&format!("{hub}\n[[links]]\nid = 0\ninterface = \"x\"\n")).contains("links[0].interface: not used on the hub"));
+        assert!(err(&hub.replace("[hub]\n            interface = \"wan0\"", "")).contains("hub: the hub needs"));
+    }
+
+    #[test]
+    fn hostile_values_are_rejected_not_panicked() {
+        for bad in ["name = \"../../etc\"", "name = \"\"", "port = 0"] {
+            let text = EDGE.replace("session = 7", &format!("session = 7\n{bad}"));
+            assert!(Config::parse(&text, "t").is_err(), "{bad}");
+        }
+        assert!(err(&EDGE.replace("\"lnk1\"", "\"a/b\"")).contains("not a valid interface name"));
+        assert!(err(&EDGE.replace("\"lnk1\"", "\"0123456789abcdefg\"")).contains("not a valid interface name"));
+    }
+}

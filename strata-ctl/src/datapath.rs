@@ -1,0 +1,319 @@
+//! The kernel data plane as userspace sees it: load the embedded eBPF object,
+//! pin its maps, attach its programs, write the maps the kernel reads, and
+//! read the counters it keeps.
+//!
+//! This is the only module that talks to aya. Everything it writes is built by
+//! pure code elsewhere ([`crate::schedule`], [`crate::config`]).
+
+use std::path::{Path, PathBuf};
+
+use aya::{
+    Ebpf, EbpfLoader,
+    maps::{Array, HashMap, MapData},
+    programs::{SchedClassifier, TcAttachType, tc::SchedClassifierLinkId},
+};
+use strata_common::maps::{Endpoint, LinkTx, Schedule, TunnelConfig, TxSeq};
+
+use crate::{
+    schedule::{self, Weights},
+    stats::{self, Snapshot},
+};
+
+/// The eBPF object built by `build.rs`.
+static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/strata"));
+
+/// Map names (as in `strata-ebpf/src/maps.rs`).
+pub mod map_names {
+    #![allow(missing_docs)]
+    pub const CONFIG: &str = "STRATA_CONFIG";
+    pub const IFACES: &str = "STRATA_IFACES";
+    pub const LINKS: &str = "STRATA_LINKS";
+    pub const PEERS: &str = "STRATA_PEERS";
+    pub const SCHED: &str = "STRATA_SCHED";
+    pub const TXSEQ: &str = "STRATA_TXSEQ";
+    pub const TX: &str = "STRATA_TX";
+    pub const RX: &str = "STRATA_RX";
+    pub const RXSEQ: &str = "STRATA_RXSEQ";
+    pub const DROPS: &str = "STRATA_DROPS";
+    pub const DEDUP: &str = "STRATA_DEDUP";
+    /// Every map, for unpinning.
+    pub const ALL: [&str; 11] =
+        [CONFIG, IFACES, LINKS, PEERS, SCHED, TXSEQ, TX, RX, RXSEQ, DROPS, DEDUP];
+}
+
+/// The two programs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Program {
+    /// tc egress of the tunnel device.
+    TunnelEgress,
+    /// tc ingress of link / public interfaces.
+    LinkIngress,
+}
+
+impl Program {
+    /// Symbol name in the object.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::TunnelEgress => "strata_tunnel_egress",
+            Self::LinkIngress => "strata_link_ingress",
+        }
+    }
+}
+
+/// A data-plane operation that failed, with what it was.
+#[derive(Debug, thiserror::Error)]
+pub enum DatapathError {
+    /// Loading (and verifying) the object failed.
+    #[error("loading the eBPF object: {0}")]
+    Load(#[from] aya::EbpfError),
+    /// A program operation failed.
+    #[error("{what}: {source}")]
+    Program {
+        /// What was being done.
+        what: String,
+        /// aya's error.
+        source: aya::programs::ProgramError,
+    },
+    /// A map operation failed.
+    #[error("{what}: {source}")]
+    Map {
+        /// What was being done.
+        what: String,
+        /// aya's error.
+        source: aya::maps::MapError,
+    },
+    /// A file-system operation on the pin directory failed.
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being done.
+        what: String,
+        /// The error.
+        source: std::io::Error,
+    },
+}
+
+pub(crate) fn map_err(what: impl Into<String>) -> impl FnOnce(aya::maps::MapError) -> DatapathError {
+    let what = what.into();
+    move |source| DatapathError::Map { what, source }
+}
+
+fn prog_err(what: impl Into<String>) -> impl FnOnce(aya::programs::ProgramError) -> DatapathError {
+    let what = what.into();
+    move |source| DatapathError::Program { what, source }
+}
+
+/// The loaded data plane.
+#[derive(Debug)]
+pub struct Datapath {
+    ebpf: Ebpf,
+    pin_dir: Option<PathBuf>,
+    attached: Vec<(Program, String, SchedClassifierLinkId)>,
+}
+
+impl Datapath {
+    /// Loads the object, pinning (or reusing) its maps under `pin_dir`.
+    /// Without a pin directory the maps are private to `self` (tests,
+    /// benchmarks): the object declares its maps pinned by name, so they are
+    /// pinned in a scratch directory that is removed right after loading.
+    pub fn load(pin_dir: Option<&Path>) -> Result<Self, DatapathError> {
+        let scratch;
+        let dir = match pin_dir {
+            Some(dir) => dir,
+            None => {
+                let nanos = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_nanos());
+                // (bpffs refuses names with a dot.)
+                scratch = Path::new(crate::config::PIN_ROOT)
+                    .join(format!("private-{}-{nanos}", std::process::id()));
+                &scratch
+            }
+        };
+        std::fs::create_dir_all(dir).map_err(|source| DatapathError::Io {
+            what: format!("creating pin directory {} (is bpffs mounted at /sys/fs/bpf?)", dir.display()),
+            source,
+        })?;
+        let loaded = EbpfLoader::new().default_map_pin_directory(dir).load(OBJECT);
+        let mut this = Self { ebpf: loaded?, pin_dir: Some(dir.to_path_buf()), attached: Vec::new() };
+        if pin_dir.is_none() {
+            this.unpin()?;
+        }
+        for program in [Program::TunnelEgress, Program::LinkIngress] {
+            let prog = classifier(&mut this.ebpf, program)?;
+            prog.load().map_err(prog_err(format!("verifying {}", program.name())))?;
+        }
+        Ok(this)
+    }
+
+    /// Starts forwarding the kernel's log lines (aya-log) to `tracing`.
+    pub fn forward_logs(&mut self) {
+        let logger = match aya_log::EbpfLogger::init(&mut self.ebpf) {
+            Ok(logger) => logger,
+            Err(e) => return tracing::debug!("no kernel log forwarding: {e}"),
+        };
+        // The logger is a ring buffer: wait until it is readable, then drain it.
+        // SAFETY: the logger owns its ring buffer's descriptor for as long as
+        // the `AsyncFd` owns the logger, and always reports the same one.
+        match unsafe {
+            tokio::io::unix::AsyncFd::register_with_interest(logger, tokio::io::Interest::READABLE)
+        } {
+            Ok(mut logger) => {
+                tokio::spawn(async move {
+                    while let Ok(mut guard) = logger.readable_mut().await {
+                        guard.get_inner_mut().flush();
+                        guard.clear_ready();
+                    }
+                });
+            }
+            Err(e) => tracing::debug!("no kernel log forwarding: {e}"),
+        }
+    }
+
+    /// Attaches `program` to `interface` (TCX on kernels ≥ 6.6, else a clsact qdisc).
+    pub fn attach(&mut self, program: Program, interface: &str) -> Result<(), DatapathError> {
+        let attach_type = match program {
+            Program::TunnelEgress => TcAttachType::Egress,
+            Program::LinkIngress => TcAttachType::Ingress,
+        };
+        let tcx = aya::util::KernelVersion::current()
+            .is_ok_and(|v| v >= aya::util::KernelVersion::new(6, 6, 0));
+        if !tcx {
+            // Pre-TCX kernels attach through a clsact qdisc; it may exist already.
+            let _ = aya::programs::tc::qdisc_add_clsact(interface);
+        }
+        let prog = classifier(&mut self.ebpf, program)?;
+        let id = prog
+            .attach(interface, attach_type)
+            .map_err(prog_err(format!("attaching {} to {interface}", program.name())))?;
+        self.attached.push((program, interface.to_string(), id));
+        Ok(())
+    }
+
+    /// Detaches every program this instance attached. Interfaces that
+    /// disappeared meanwhile took their attachments with them.
+    pub fn detach_all(&mut self) {
+        for (program, interface, id) in std::mem::take(&mut self.attached) {
+            if let Ok(prog) = classifier(&mut self.ebpf, program)
+                && let Err(e) = prog.detach(id)
+            {
+                tracing::debug!("detaching {} from {interface}: {e}", program.name());
+            }
+        }
+    }
+
+    /// Removes the pinned maps and the pin directory.
+    pub fn unpin(&mut self) -> Result<(), DatapathError> {
+        let Some(dir) = self.pin_dir.take() else { return Ok(()) };
+        for name in map_names::ALL {
+            let path = dir.join(name);
+            match std::fs::remove_file(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(source) => {
+                    return Err(DatapathError::Io { what: format!("unpinning {}", path.display()), source });
+                }
+            }
+        }
+        match std::fs::remove_dir(&dir) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(source) => Err(DatapathError::Io { what: format!("removing {}", dir.display()), source }),
+        }
+    }
+
+    /// The loaded program, for test runs and benchmarks.
+    pub fn program_mut(&mut self, program: Program) -> Result<&mut SchedClassifier, DatapathError> {
+        classifier(&mut self.ebpf, program)
+    }
+
+    fn array<T: aya::Pod>(&mut self, name: &str) -> Result<Array<&mut MapData, T>, DatapathError> {
+        let map = self.ebpf.map_mut(name).ok_or_else(|| DatapathError::Map {
+            what: format!("map {name}"),
+            source: aya::maps::MapError::InvalidName { name: name.into() },
+        })?;
+        Array::try_from(map).map_err(map_err(format!("map {name}")))
+    }
+
+    /// Writes the tunnel-wide configuration.
+    pub fn set_config(&mut self, config: TunnelConfig) -> Result<(), DatapathError> {
+        self.array::<TunnelConfig>(map_names::CONFIG)?
+            .set(0, config, 0)
+            .map_err(map_err("writing STRATA_CONFIG"))
+    }
+
+    /// Tells the ingress program the link-layer header length of `ifindex`.
+    pub fn set_interface(&mut self, ifindex: u32, l2_len: u32) -> Result<(), DatapathError> {
+        let map = self.ebpf.map_mut(map_names::IFACES).ok_or_else(|| DatapathError::Map {
+            what: "map STRATA_IFACES".into(),
+            source: aya::maps::MapError::InvalidName { name: map_names::IFACES.into() },
+        })?;
+        let mut ifaces: HashMap<&mut MapData, u32, u32> =
+            HashMap::try_from(map).map_err(map_err("map STRATA_IFACES"))?;
+        ifaces.insert(ifindex, l2_len, 0).map_err(map_err("writing STRATA_IFACES"))
+    }
+
+    /// Writes how to send on link `id`.
+    pub fn set_link(&mut self, id: u8, link: LinkTx) -> Result<(), DatapathError> {
+        self.array::<LinkTx>(map_names::LINKS)?
+            .set(u32::from(id), link, 0)
+            .map_err(map_err(format!("writing STRATA_LINKS[{id}]")))
+    }
+
+    /// Writes the peer endpoint of link `id`.
+    pub fn set_peer(&mut self, id: u8, peer: Endpoint) -> Result<(), DatapathError> {
+        self.array::<Endpoint>(map_names::PEERS)?
+            .set(u32::from(id), peer, 0)
+            .map_err(map_err(format!("writing STRATA_PEERS[{id}]")))
+    }
+
+    /// Installs a schedule for `weights` without the kernel ever seeing a
+    /// half-written one: write the inactive copy, then flip the index.
+    pub fn set_weights(&mut self, weights: &Weights) -> Result<(), DatapathError> {
+        let new = schedule::build(weights);
+        let mut sched = self.array::<Schedule>(map_names::SCHED)?;
+        let entry0 = sched.get(&0, 0).map_err(map_err("reading STRATA_SCHED"))?;
+        let write = |s: &mut Array<&mut MapData, Schedule>, i: u32, v: Schedule| {
+            s.set(i, v, 0).map_err(map_err("writing STRATA_SCHED"))
+        };
+        if entry0.active & 1 == 0 {
+            write(&mut sched, 1, new)?;
+            write(&mut sched, 0, Schedule { active: 1, ..entry0 })?;
+        } else {
+            // Entry 0 is inactive: fill it while readers still go to entry 1, then flip.
+            write(&mut sched, 0, Schedule { active: 1, ..new })?;
+            write(&mut sched, 0, Schedule { active: 0, ..new })?;
+        }
+        Ok(())
+    }
+
+    /// Seeds the sender's global sequence (only for a fresh map: a reused
+    /// pinned map keeps counting, so a restarted controller does not reuse
+    /// numbers the peer's duplicate window still holds).
+    pub fn seed_sequence(&mut self, start: u32) -> Result<(), DatapathError> {
+        let mut seq = self.array::<TxSeq>(map_names::TXSEQ)?;
+        let current = seq.get(&0, 0).map_err(map_err("reading STRATA_TXSEQ"))?;
+        if current == TxSeq::default() {
+            seq.set(0, TxSeq { global: u64::from(start), ..current }, 0)
+                .map_err(map_err("writing STRATA_TXSEQ"))?;
+        }
+        Ok(())
+    }
+
+    /// The sender's next sequence numbers.
+    pub fn tx_sequence(&mut self) -> Result<TxSeq, DatapathError> {
+        self.array::<TxSeq>(map_names::TXSEQ)?.get(&0, 0).map_err(map_err("reading STRATA_TXSEQ"))
+    }
+
+    /// Everything the kernel counts, summed over CPUs.
+    pub fn snapshot(&self) -> Result<Snapshot, DatapathError> {
+        stats::read(&|name| self.ebpf.map(name))
+    }
+}
+
+fn classifier(ebpf: &mut Ebpf, program: Program) -> Result<&mut SchedClassifier, DatapathError> {
+    let prog = ebpf.program_mut(program.name()).ok_or_else(|| DatapathError::Program {
+        what: format!("program {} missing from the object", program.name()),
+        source: aya::programs::ProgramError::NotLoaded,
+    })?;
+    prog.try_into().map_err(prog_err(format!("program {}", program.name())))
+}

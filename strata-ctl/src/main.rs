@@ -1,0 +1,112 @@
+//! The `strata-ctl` command line.
+
+use std::{path::PathBuf, process::ExitCode};
+
+use clap::{Parser, Subcommand};
+use strata_ctl::{
+    config::{Config, PIN_ROOT},
+    stats,
+};
+
+#[derive(Parser, Debug)]
+#[command(name = "strata-ctl", version, about = "Strata bonded tunnel controller")]
+struct Cli {
+    /// Log as JSON lines instead of text.
+    #[arg(long, global = true)]
+    log_json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the tunnel described by a configuration file (needs root).
+    Run {
+        /// The TOML configuration.
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Configuration tools.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+    /// Print what the kernel counted, from the pinned maps of an instance.
+    Stats {
+        /// Instance name (the config's `name`, default the role).
+        #[arg(long, default_value = "edge")]
+        name: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum ConfigCommand {
+    /// Validate a configuration without running it.
+    Check {
+        /// The TOML configuration.
+        file: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_json);
+    match execute(cli.command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("strata-ctl: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn execute(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Run { config } => {
+            let config = Config::load(&config)?;
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()?;
+            runtime.block_on(strata_ctl::daemon::run(config))
+        }
+        Command::Config { command: ConfigCommand::Check { file } } => {
+            let config = Config::load(&file)?;
+            println!(
+                "{}: ok ({} \"{}\", {} link(s), session {:#x})",
+                file.display(),
+                config.role,
+                config.name(),
+                config.links.len(),
+                config.session
+            );
+            Ok(())
+        }
+        Command::Stats { name, json } => {
+            let dir = PathBuf::from(PIN_ROOT).join(&name);
+            let snapshot = stats::read_pinned(&dir).map_err(|e| {
+                anyhow::anyhow!("{e} (is an instance named {name:?} running? its maps live in {})", dir.display())
+            })?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&snapshot)?);
+            } else {
+                print!("{}", snapshot.table(&[]));
+            }
+            Ok(())
+        }
+    }
+}
+
+fn init_logging(json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}

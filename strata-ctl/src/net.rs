@@ -1,0 +1,168 @@
+//! What the daemon asks of and tells the kernel's network configuration, over
+//! rtnetlink: interface facts (index, MTU, link-layer type, addresses, default
+//! gateway) and setting up the tunnel device (MTU, addresses, up).
+
+use std::net::{IpAddr, Ipv4Addr};
+
+use futures::TryStreamExt as _;
+use netlink_packet_route::{
+    address::AddressAttribute,
+    link::{LinkAttribute, LinkFlags, LinkLayerType, LinkMessage},
+    route::{RouteAddress, RouteAttribute},
+};
+use rtnetlink::{Handle, LinkUnspec, RouteMessageBuilder};
+
+use crate::config::Cidr;
+
+/// A failed netlink operation, with what was being done.
+#[derive(Debug, thiserror::Error)]
+pub enum NetError {
+    /// The interface does not exist.
+    #[error("interface {0:?} not found (is the modem plugged in and the interface named as configured?)")]
+    NoInterface(String),
+    /// The kernel refused a request.
+    #[error("{what}: {source}")]
+    Netlink {
+        /// What was being done.
+        what: String,
+        /// The kernel's answer.
+        source: rtnetlink::Error,
+    },
+    /// The netlink socket could not be opened.
+    #[error("cannot open a netlink socket: {0}")]
+    Socket(std::io::Error),
+}
+
+/// Facts about one interface.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Interface {
+    /// Name.
+    pub name: String,
+    /// ifindex.
+    pub index: u32,
+    /// MTU.
+    pub mtu: u32,
+    /// Link-layer header length: 14 for Ethernet framing, 0 for raw IP
+    /// (wwan raw-IP, TUN, point-to-point).
+    pub l2_len: u32,
+    /// Administratively up.
+    pub up: bool,
+}
+
+/// An rtnetlink connection.
+#[derive(Clone, Debug)]
+pub struct Net {
+    handle: Handle,
+}
+
+impl Net {
+    /// Opens a connection; its driver task runs on the current tokio runtime.
+    pub fn connect() -> Result<Self, NetError> {
+        let (connection, handle, _) = rtnetlink::new_connection().map_err(NetError::Socket)?;
+        tokio::spawn(connection);
+        Ok(Self { handle })
+    }
+
+    /// Looks an interface up by name.
+    pub async fn interface(&self, name: &str) -> Result<Interface, NetError> {
+        let mut links = self.handle.link().get().match_name(name.to_string()).execute();
+        match links.try_next().await {
+            Ok(Some(msg)) => Ok(interface_from(name, &msg)),
+            Ok(None) => Err(NetError::NoInterface(name.into())),
+            // ENODEV comes back as an error message.
+            Err(rtnetlink::Error::NetlinkError(e)) if e.raw_code() == -libc::ENODEV => {
+                Err(NetError::NoInterface(name.into()))
+            }
+            Err(source) => Err(NetError::Netlink { what: format!("looking up {name}"), source }),
+        }
+    }
+
+    /// The first IPv4 address of an interface.
+    pub async fn first_ipv4(&self, index: u32) -> Result<Option<Ipv4Addr>, NetError> {
+        let mut addrs = self.handle.address().get().set_link_index_filter(index).execute();
+        while let Some(msg) = addrs.try_next().await.map_err(|source| NetError::Netlink {
+            what: format!("listing addresses of ifindex {index}"),
+            source,
+        })? {
+            for attr in &msg.attributes {
+                if let AddressAttribute::Local(IpAddr::V4(a)) | AddressAttribute::Address(IpAddr::V4(a)) = attr {
+                    return Ok(Some(*a));
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    /// The gateway of a default route through this interface, in any table.
+    pub async fn default_gateway(&self, index: u32) -> Result<Option<Ipv4Addr>, NetError> {
+        let request = RouteMessageBuilder::<Ipv4Addr>::new().build();
+        let mut routes = self.handle.route().get(request).execute();
+        while let Some(msg) = routes.try_next().await.map_err(|source| NetError::Netlink {
+            what: "listing IPv4 routes".into(),
+            source,
+        })? {
+            if msg.header.destination_prefix_length != 0 {
+                continue;
+            }
+            let oif = msg.attributes.iter().find_map(|a| match a {
+                RouteAttribute::Oif(i) => Some(*i),
+                _ => None,
+            });
+            let gateway = msg.attributes.iter().find_map(|a| match a {
+                RouteAttribute::Gateway(RouteAddress::Inet(g)) => Some(*g),
+                _ => None,
+            });
+            if oif == Some(index)
+                && let Some(g) = gateway
+            {
+                return Ok(Some(g));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Sets an interface's MTU and brings it up.
+    pub async fn set_mtu_up(&self, index: u32, mtu: u32) -> Result<(), NetError> {
+        let msg = LinkUnspec::new_with_index(index).mtu(mtu).up().build();
+        self.handle.link().set(msg).execute().await.map_err(|source| NetError::Netlink {
+            what: format!("setting MTU {mtu} and up on ifindex {index}"),
+            source,
+        })
+    }
+
+    /// Adds an address to an interface (an existing identical one is kept).
+    pub async fn add_address(&self, index: u32, cidr: Cidr) -> Result<(), NetError> {
+        self.handle
+            .address()
+            .add(index, cidr.addr, cidr.prefix)
+            .replace()
+            .execute()
+            .await
+            .map_err(|source| NetError::Netlink {
+                what: format!("adding {}/{} to ifindex {index}", cidr.addr, cidr.prefix),
+                source,
+            })
+    }
+}
+
+fn interface_from(name: &str, msg: &LinkMessage) -> Interface {
+    let mtu = msg
+        .attributes
+        .iter()
+        .find_map(|a| match a {
+            LinkAttribute::Mtu(m) => Some(*m),
+            _ => None,
+        })
+        .unwrap_or(1500);
+    let l2_len = match msg.header.link_layer_type {
+        LinkLayerType::Ether => 14,
+        _ => 0,
+    };
+    Interface {
+        name: name.into(),
+        index: msg.header.index,
+        mtu,
+        l2_len,
+        up: msg.header.flags.contains(LinkFlags::Up),
+    }
+}

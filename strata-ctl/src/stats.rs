@@ -1,0 +1,149 @@
+//! What the kernel counted: per-link traffic, receive-side loss and
+//! reordering, learned peers and drops by reason — read from the maps of a
+//! running data plane or from the pinned maps of one whose controller is gone.
+
+use std::{fmt::Write as _, net::Ipv4Addr, path::Path};
+
+use aya::maps::{Array, Map, MapData, PerCpuArray};
+use serde::Serialize;
+use strata_common::{
+    drop::DropReason,
+    maps::{Endpoint, LinkCounters, MAX_LINKS, RxLinkState},
+};
+
+use crate::datapath::{DatapathError, map_err, map_names};
+
+/// One link's counters, summed over CPUs.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct LinkStats {
+    /// Link id.
+    pub id: u8,
+    /// Packets sent.
+    pub tx_packets: u64,
+    /// Outer bytes sent.
+    pub tx_bytes: u64,
+    /// Data packets received (duplicates included).
+    pub rx_packets: u64,
+    /// Outer bytes received.
+    pub rx_bytes: u64,
+    /// Packets missing from this link's sequence.
+    pub rx_lost: u64,
+    /// Packets that arrived out of order on this link.
+    pub rx_late: u64,
+    /// Times the sender's link sequence restarted.
+    pub rx_restarts: u64,
+    /// The peer endpoint ("0.0.0.0:0" if unknown).
+    pub peer: String,
+}
+
+/// Everything counted.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Snapshot {
+    /// Per link id.
+    pub links: Vec<LinkStats>,
+    /// Non-zero drop counters by reason name.
+    pub drops: Vec<(String, u64)>,
+}
+
+impl Snapshot {
+    /// Total packets dropped for `reason`.
+    pub fn dropped(&self, reason: DropReason) -> u64 {
+        self.drops.iter().find(|(n, _)| n == reason.name()).map_or(0, |(_, c)| *c)
+    }
+
+    /// A fixed-width table of the links in `ids` (all active ones if empty).
+    pub fn table(&self, ids: &[u8]) -> String {
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "{:<5} {:>10} {:>12} {:>10} {:>12} {:>8} {:>8}  {}",
+            "link", "tx_pkts", "tx_bytes", "rx_pkts", "rx_bytes", "lost", "late", "peer"
+        );
+        for l in &self.links {
+            let active = l.tx_packets + l.rx_packets > 0;
+            if (ids.is_empty() && !active) || (!ids.is_empty() && !ids.contains(&l.id)) {
+                continue;
+            }
+            let _ = writeln!(
+                out,
+                "{:<5} {:>10} {:>12} {:>10} {:>12} {:>8} {:>8}  {}",
+                l.id, l.tx_packets, l.tx_bytes, l.rx_packets, l.rx_bytes, l.rx_lost, l.rx_late, l.peer
+            );
+        }
+        if self.drops.is_empty() {
+            out.push_str("drops: none\n");
+        } else {
+            let list: Vec<String> = self.drops.iter().map(|(n, c)| format!("{n}={c}")).collect();
+            let _ = writeln!(out, "drops: {}", list.join(" "));
+        }
+        out
+    }
+}
+
+/// Reads a snapshot through `maps` (name → map).
+pub fn read<'a>(maps: &dyn Fn(&str) -> Option<&'a Map>) -> Result<Snapshot, DatapathError> {
+    let get = |name: &str| {
+        maps(name).ok_or_else(|| DatapathError::Map {
+            what: format!("map {name}"),
+            source: aya::maps::MapError::InvalidName { name: name.into() },
+        })
+    };
+    let tx: PerCpuArray<&MapData, LinkCounters> =
+        PerCpuArray::try_from(get(map_names::TX)?).map_err(map_err("map STRATA_TX"))?;
+    let rx: PerCpuArray<&MapData, LinkCounters> =
+        PerCpuArray::try_from(get(map_names::RX)?).map_err(map_err("map STRATA_RX"))?;
+    let rxseq: Array<&MapData, RxLinkState> =
+        Array::try_from(get(map_names::RXSEQ)?).map_err(map_err("map STRATA_RXSEQ"))?;
+    let peers: Array<&MapData, Endpoint> =
+        Array::try_from(get(map_names::PEERS)?).map_err(map_err("map STRATA_PEERS"))?;
+    let drops: PerCpuArray<&MapData, u64> =
+        PerCpuArray::try_from(get(map_names::DROPS)?).map_err(map_err("map STRATA_DROPS"))?;
+
+    let sum = |map: &PerCpuArray<&MapData, LinkCounters>, i: u32| {
+        map.get(&i, 0).map_err(map_err("reading link counters")).map(|values| {
+            values.iter().fold(LinkCounters::default(), |a, v| LinkCounters {
+                packets: a.packets + v.packets,
+                bytes: a.bytes + v.bytes,
+            })
+        })
+    };
+    let mut links = Vec::with_capacity(MAX_LINKS as usize);
+    for i in 0..MAX_LINKS {
+        let t = sum(&tx, i)?;
+        let r = sum(&rx, i)?;
+        let s = rxseq.get(&i, 0).map_err(map_err("reading STRATA_RXSEQ"))?;
+        let p = peers.get(&i, 0).map_err(map_err("reading STRATA_PEERS"))?;
+        links.push(LinkStats {
+            id: i as u8,
+            tx_packets: t.packets,
+            tx_bytes: t.bytes,
+            rx_packets: r.packets,
+            rx_bytes: r.bytes,
+            rx_lost: s.lost,
+            rx_late: s.late,
+            rx_restarts: s.restarts,
+            peer: format!("{}:{}", Ipv4Addr::from(u32::from_be(p.ip_be)), u16::from_be(p.port_be)),
+        });
+    }
+    let mut dropped = Vec::new();
+    for reason in DropReason::ALL {
+        let values = drops.get(&(reason as u32), 0).map_err(map_err("reading STRATA_DROPS"))?;
+        let total: u64 = values.iter().sum();
+        if total > 0 {
+            dropped.push((reason.name().to_string(), total));
+        }
+    }
+    Ok(Snapshot { links, drops: dropped })
+}
+
+/// Reads the maps pinned under `dir` by a running (or crashed) daemon.
+pub fn read_pinned(dir: &Path) -> Result<Snapshot, DatapathError> {
+    let mut maps = Vec::new();
+    for name in [map_names::TX, map_names::RX, map_names::RXSEQ, map_names::PEERS, map_names::DROPS] {
+        let path = dir.join(name);
+        let data = MapData::from_pin(&path).map_err(map_err(format!("opening {}", path.display())))?;
+        let map = Map::from_map_data(data).map_err(map_err(format!("opening {}", path.display())))?;
+        maps.push((name, map));
+    }
+    read(&|name| maps.iter().find(|(n, _)| *n == name).map(|(_, m)| m))
+}

@@ -1,0 +1,453 @@
+//! Golden-packet tests of the kernel programs through `BPF_PROG_TEST_RUN`.
+//!
+//! Each case hands a frame to a program, as the kernel would at tc, and
+//! checks the action, the bytes that come out, and which drop counter moved.
+//! The expected bytes are written out here field by field, independent of the
+//! `strata-common` encoders the programs use. Needs root (loading BPF).
+
+use std::net::Ipv4Addr;
+
+use aya::programs::{TestRun as _, TestRunOptions};
+use strata_common::{
+    drop::DropReason,
+    maps::{CONFIG_LEARN_PEERS, CONFIG_READY, Endpoint, LINK_ENABLED, LinkTx, TunnelConfig},
+};
+use strata_ctl::datapath::{Datapath, Program};
+
+const TC_ACT_OK: u32 = 0;
+const TC_ACT_SHOT: u32 = 2;
+const TC_ACT_REDIRECT: u32 = 7;
+
+const SESSION: u32 = 0x5354_5241;
+const PORT: u16 = 7400;
+const LINK_SRC: [Ipv4Addr; 3] =
+    [Ipv4Addr::new(100, 64, 1, 2), Ipv4Addr::new(100, 64, 2, 2), Ipv4Addr::new(100, 64, 3, 2)];
+const HUB: Ipv4Addr = Ipv4Addr::new(198, 19, 0, 2);
+/// Loopback: test runs execute on `lo`, whose ifindex is 1.
+const LO: u32 = 1;
+const TUNNEL_IFINDEX: u32 = 4242;
+
+fn require_root() {
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "these tests load BPF programs and need root (run them via `cargo xtask test` as root)"
+    );
+}
+
+fn be(a: Ipv4Addr) -> u32 {
+    u32::from(a).to_be()
+}
+
+/// A data plane configured like an edge whose links are all `lo` (test runs
+/// happen there), with an Ethernet-framed "tunnel" because test-run packets
+/// start with an Ethernet header.
+fn edge(weights: [u32; 8], mtu: u16) -> Datapath {
+    require_root();
+    let mut dp = Datapath::load(None).expect("load the data plane");
+    let mut cfg = TunnelConfig {
+        session: SESSION,
+        flags: CONFIG_READY,
+        tunnel_ifindex: TUNNEL_IFINDEX,
+        tunnel_l2_len: 14,
+        local_ip_be: 0,
+        local_port_be: PORT.to_be(),
+        _pad: 0,
+    };
+    dp.set_config(cfg).unwrap();
+    dp.set_interface(LO, 14).unwrap();
+    for (id, src) in LINK_SRC.iter().enumerate() {
+        dp.set_link(
+            id as u8,
+            LinkTx {
+                flags: if weights[id] > 0 { LINK_ENABLED } else { 0 },
+                ifindex: LO,
+                src_ip_be: be(*src),
+                nexthop_be: be(Ipv4Addr::new(100, 64, id as u8 + 1, 1)),
+                src_port_be: PORT.to_be(),
+                mtu,
+                l2_len: 14,
+            },
+        )
+        .unwrap();
+        dp.set_peer(id as u8, Endpoint { ip_be: be(HUB), port_be: PORT.to_be(), _pad: 0 }).unwrap();
+    }
+    dp.seed_sequence(1000).unwrap();
+    dp.set_weights(&weights).unwrap();
+    cfg.flags = CONFIG_READY;
+    dp.set_config(cfg).unwrap();
+    dp
+}
+
+fn hub() -> Datapath {
+    let mut dp = edge([1, 1, 1, 0, 0, 0, 0, 0], 1500);
+    dp.set_config(TunnelConfig {
+        session: SESSION,
+        flags: CONFIG_READY | CONFIG_LEARN_PEERS,
+        tunnel_ifindex: TUNNEL_IFINDEX,
+        tunnel_l2_len: 14,
+        local_ip_be: be(HUB),
+        local_port_be: PORT.to_be(),
+        _pad: 0,
+    })
+    .unwrap();
+    for id in 0..3 {
+        dp.set_peer(id, Endpoint::default()).unwrap();
+    }
+    dp
+}
+
+fn run(dp: &mut Datapath, program: Program, frame: &[u8]) -> (u32, Vec<u8>) {
+    let prog = dp.program_mut(program).unwrap();
+    let mut out = vec![0u8; frame.len() + 256];
+    let result = prog
+        .test_run(TestRunOptions { data_in: Some(frame), data_out: Some(&mut out), ..Default::default() })
+        .expect("BPF_PROG_TEST_RUN");
+    out.truncate(result.data_size_out as usize);
+    (result.return_value, out)
+}
+
+fn checksum(bytes: &[u8]) -> u16 {
+    let mut sum: u32 = bytes.chunks(2).map(|c| u32::from(u16::from_be_bytes([c[0], c[1]]))).sum();
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !(sum as u16)
+}
+
+fn ipv4(src: Ipv4Addr, dst: Ipv4Addr, tos: u8, frag: u16, proto: u8, payload: &[u8]) -> Vec<u8> {
+    let total = 20 + payload.len();
+    let mut h = vec![0x45, tos];
+    h.extend((total as u16).to_be_bytes());
+    h.extend([0, 0]);
+    h.extend(frag.to_be_bytes());
+    h.extend([64, proto, 0, 0]);
+    h.extend(src.octets());
+    h.extend(dst.octets());
+    let c = checksum(&h);
+    h[10..12].copy_from_slice(&c.to_be_bytes());
+    h.extend(payload);
+    h
+}
+
+fn udp(sport: u16, dport: u16, payload: &[u8]) -> Vec<u8> {
+    let mut u = Vec::new();
+    u.extend(sport.to_be_bytes());
+    u.extend(dport.to_be_bytes());
+    u.extend(((8 + payload.len()) as u16).to_be_bytes());
+    u.extend([0, 0]);
+    u.extend(payload);
+    u
+}
+
+fn eth(ether_type: u16, payload: &[u8]) -> Vec<u8> {
+    let mut f = vec![0x02, 0, 0, 0, 0, 1, 0x02, 0, 0, 0, 0, 2];
+    f.extend(ether_type.to_be_bytes());
+    f.extend(payload);
+    f
+}
+
+/// An application's inner packet: UDP 10.200.0.1:5000 → 10.200.0.2:6000.
+fn inner_v4(tos: u8, len: usize) -> Vec<u8> {
+    let payload: Vec<u8> = (0..len).map(|i| i as u8).collect();
+    ipv4(
+        Ipv4Addr::new(10, 200, 0, 1),
+        Ipv4Addr::new(10, 200, 0, 2),
+        tos,
+        0,
+        17,
+        &udp(5000, 6000, &payload),
+    )
+}
+
+fn inner_v6(len: usize) -> Vec<u8> {
+    let payload: Vec<u8> = (0..len).map(|i| i as u8).collect();
+    let u = udp(5000, 6000, &payload);
+    let mut p = vec![0x60, 0, 0, 0];
+    p.extend((u.len() as u16).to_be_bytes());
+    p.extend([17, 64]);
+    p.extend([0xfd, 0x53, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]);
+    p.extend([0xfd, 0x53, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2]);
+    p.extend(u);
+    p
+}
+
+/// Strata v1 header bytes.
+fn strata(kind: u8, flags: u8, link: u8, words: u8, session: u32, global: u32, link_seq: u32) -> Vec<u8> {
+    let mut h = vec![0x10 | kind, flags, link, words];
+    h.extend(session.to_be_bytes());
+    h.extend(global.to_be_bytes());
+    h.extend(link_seq.to_be_bytes());
+    h.extend(0x0102_0304u32.to_be_bytes());
+    h
+}
+
+/// A tunnel packet as the hub receives it: Ethernet, outer IPv4 from the
+/// carrier's public address, UDP to the Strata port, Strata header, payload.
+fn tunnel_frame(header: &[u8], payload: &[u8]) -> Vec<u8> {
+    let mut body = header.to_vec();
+    body.extend(payload);
+    eth(0x0800, &ipv4(Ipv4Addr::new(198, 18, 2, 2), HUB, 0, 0x4000, 17, &udp(40_001, PORT, &body)))
+}
+
+fn drops(dp: &Datapath, reason: DropReason) -> u64 {
+    dp.snapshot().unwrap().dropped(reason)
+}
+
+#[test]
+fn egress_encapsulates_ipv4_byte_for_byte() {
+    let mut dp = edge([0, 1, 0, 0, 0, 0, 0, 0], 1500);
+    let inner = inner_v4(46 << 2, 100); // DSCP EF: critical class
+    let (action, out) = run(&mut dp, Program::TunnelEgress, &eth(0x0800, &inner));
+    assert_eq!(action, TC_ACT_REDIRECT);
+    assert_eq!(dp.tx_sequence().unwrap().global, 1001);
+
+    // Ethernet: MACs left for the neighbour subsystem, EtherType IPv4.
+    assert_eq!(&out[..14], &[0u8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x08, 0x00]);
+    let outer_len = 20 + 8 + 20 + inner.len();
+    let mut ip = vec![0x45, 46 << 2];
+    ip.extend((outer_len as u16).to_be_bytes());
+    ip.extend([0, 0, 0x40, 0x00, 64, 17, 0, 0]);
+    ip.extend(LINK_SRC[1].octets());
+    ip.extend(HUB.octets());
+    let c = checksum(&ip);
+    ip[10..12].copy_from_slice(&c.to_be_bytes());
+    assert_eq!(&out[14..34], &ip[..], "outer IPv4 header");
+    let mut u = PORT.to_be_bytes().to_vec();
+    u.extend(PORT.to_be_bytes());
+    u.extend(((outer_len - 20) as u16).to_be_bytes());
+    u.extend([0, 0]);
+    assert_eq!(&out[34..42], &u[..], "outer UDP header");
+    // Strata: v1 data, class critical (2), link 1, 5 words, session, global
+    // sequence 1000 (seeded), link sequence 0; then the timestamp.
+    let s = &out[42..62];
+    assert_eq!(&s[..16], &strata(0, 2, 1, 5, SESSION, 1000, 0)[..16], "Strata header");
+    let now = nix::time::clock_gettime(nix::time::ClockId::CLOCK_TAI).unwrap();
+    let now_us = (now.tv_sec() as u64 * 1_000_000 + now.tv_nsec() as u64 / 1000) as u32;
+    let sent = u32::from_be_bytes([s[16], s[17], s[18], s[19]]);
+    assert!(now_us.wrapping_sub(sent) < 5_000_000, "timestamp is CLOCK_TAI µs");
+    assert_eq!(&out[62..], &inner[..], "inner packet unchanged");
+
+    let snap = dp.snapshot().unwrap();
+    assert_eq!(snap.links[1].tx_packets, 1);
+    assert_eq!(snap.links[1].tx_bytes, outer_len as u64);
+}
+
+#[test]
+fn egress_carries_ipv6_inside_ipv4() {
+    let mut dp = edge([1, 0, 0, 0, 0, 0, 0, 0], 1500);
+    let inner = inner_v6(64);
+    let (action, out) = run(&mut dp, Program::TunnelEgress, &eth(0x86DD, &inner));
+    assert_eq!(action, TC_ACT_REDIRECT);
+    assert_eq!(&out[12..14], &[0x08, 0x00], "outer EtherType is IPv4");
+    assert_eq!(out[14], 0x45);
+    assert_eq!(&out[62..], &inner[..]);
+}
+
+#[test]
+fn egress_follows_the_schedule_and_counts_sequences() {
+    let mut dp = edge([1, 2, 3, 0, 0, 0, 0, 0], 1500);
+    let frame = eth(0x0800, &inner_v4(0, 20));
+    let mut per_link = [0u32; 3];
+    for n in 0..600u32 {
+        let (action, out) = run(&mut dp, Program::TunnelEgress, &frame);
+        assert_eq!(action, TC_ACT_REDIRECT);
+        let link = out[44] as usize;
+        let global = u32::from_be_bytes([out[50], out[51], out[52], out[53]]);
+        let link_seq = u32::from_be_bytes([out[54], out[55], out[56], out[57]]);
+        assert_eq!(global, 1000 + n, "global sequence increments by one");
+        assert_eq!(link_seq, per_link[link], "per-link sequence increments by one");
+        assert_eq!(&out[26..30], &LINK_SRC[link].octets(), "outer source is the link's own address");
+        per_link[link] += 1;
+    }
+    // 252-slot schedule, 42:84:126 slots; 600 packets → within one slot-round of 1:2:3.
+    assert!(per_link[0].abs_diff(100) <= 3 && per_link[1].abs_diff(200) <= 3, "{per_link:?}");
+}
+
+#[test]
+fn egress_never_uses_a_zero_weight_link_and_skips_links_that_cannot_take_the_packet() {
+    // Link 0 has weight 0; link 1's MTU is too small for big packets; link 2 takes them.
+    let mut dp = edge([0, 1, 1, 0, 0, 0, 0, 0], 1500);
+    dp.set_link(
+        1,
+        LinkTx {
+            flags: LINK_ENABLED,
+            ifindex: LO,
+            src_ip_be: be(LINK_SRC[1]),
+            nexthop_be: 0,
+            src_port_be: PORT.to_be(),
+            mtu: 600,
+            l2_len: 14,
+        },
+    )
+    .unwrap();
+    let big = eth(0x0800, &inner_v4(0, 1000));
+    for _ in 0..20 {
+        let (action, out) = run(&mut dp, Program::TunnelEgress, &big);
+        assert_eq!(action, TC_ACT_REDIRECT);
+        assert_eq!(out[44], 2, "only link 2 fits a 1076-byte outer packet");
+    }
+    let small = eth(0x0800, &inner_v4(0, 10));
+    for _ in 0..20 {
+        let (_, out) = run(&mut dp, Program::TunnelEgress, &small);
+        assert_ne!(out[44], 0, "link 0 has weight 0");
+    }
+    assert_eq!(dp.snapshot().unwrap().links[0].tx_packets, 0);
+}
+
+#[test]
+fn egress_drops_are_counted_by_reason() {
+    let mut dp = edge([1, 0, 0, 0, 0, 0, 0, 0], 200);
+    // Too big for every link.
+    let (action, _) = run(&mut dp, Program::TunnelEgress, &eth(0x0800, &inner_v4(0, 400)));
+    assert_eq!(action, TC_ACT_SHOT);
+    assert_eq!(drops(&dp, DropReason::Oversize), 1);
+    // Not IP.
+    let (action, _) = run(&mut dp, Program::TunnelEgress, &eth(0x0806, &[0x00; 28]));
+    assert_eq!(action, TC_ACT_SHOT);
+    assert_eq!(drops(&dp, DropReason::NotIp), 1);
+    // No weighted link.
+    dp.set_weights(&[0; 8]).unwrap();
+    let (action, _) = run(&mut dp, Program::TunnelEgress, &eth(0x0800, &inner_v4(0, 10)));
+    assert_eq!(action, TC_ACT_SHOT);
+    assert_eq!(drops(&dp, DropReason::NoLink), 1);
+    // Not configured yet.
+    dp.set_config(TunnelConfig::default()).unwrap();
+    let (action, _) = run(&mut dp, Program::TunnelEgress, &eth(0x0800, &inner_v4(0, 10)));
+    assert_eq!(action, TC_ACT_SHOT);
+    assert_eq!(drops(&dp, DropReason::NoConfig), 1);
+}
+
+#[test]
+fn ingress_decapsulates_delivers_and_learns_the_peer() {
+    let mut dp = hub();
+    let inner = inner_v4(0, 200);
+    let frame = tunnel_frame(&strata(0, 1, 2, 5, SESSION, 77, 5), &inner);
+    let (action, out) = run(&mut dp, Program::LinkIngress, &frame);
+    assert_eq!(action, TC_ACT_REDIRECT);
+    assert_eq!(&out[12..14], &[0x08, 0x00]);
+    assert_eq!(&out[14..], &inner[..], "exactly the inner packet remains after the Ethernet header");
+    let snap = dp.snapshot().unwrap();
+    assert_eq!(snap.links[2].rx_packets, 1);
+    assert_eq!(snap.links[2].rx_bytes, (frame.len() - 14) as u64);
+    assert_eq!(snap.links[2].peer, "198.18.2.2:40001", "hub learns the NATed endpoint");
+
+    // IPv6 inner: EtherType follows the inner version.
+    let inner = inner_v6(32);
+    let frame = tunnel_frame(&strata(0, 0, 2, 5, SESSION, 78, 6), &inner);
+    let (action, out) = run(&mut dp, Program::LinkIngress, &frame);
+    assert_eq!(action, TC_ACT_REDIRECT);
+    assert_eq!(&out[12..14], &[0x86, 0xDD]);
+    assert_eq!(&out[14..], &inner[..]);
+
+    // Extension words are skipped.
+    let mut header = strata(0, 0, 2, 6, SESSION, 79, 7);
+    header.extend([0xAA; 4]);
+    let inner = inner_v4(0, 10);
+    let (action, out) = run(&mut dp, Program::LinkIngress, &tunnel_frame(&header, &inner));
+    assert_eq!(action, TC_ACT_REDIRECT);
+    assert_eq!(&out[14..], &inner[..]);
+}
+
+#[test]
+fn ingress_counts_link_loss_and_reordering() {
+    let mut dp = hub();
+    let inner = inner_v4(0, 10);
+    // Link 0 sequence: 0 1 2 5 3 → 4 missing, 3 late.
+    for (g, s) in [(1, 0), (2, 1), (3, 2), (6, 5), (4, 3)] {
+        let (action, _) = run(&mut dp, Program::LinkIngress, &tunnel_frame(&strata(0, 0, 0, 5, SESSION, g, s), &inner));
+        assert_eq!(action, TC_ACT_REDIRECT);
+    }
+    let l = &dp.snapshot().unwrap().links[0];
+    assert_eq!((l.rx_packets, l.rx_lost, l.rx_late), (5, 1, 1));
+}
+
+#[test]
+fn ingress_hands_control_packets_to_the_controller_and_ignores_foreign_traffic() {
+    let mut dp = hub();
+    for kind in 1..=4 {
+        let (action, out) =
+            run(&mut dp, Program::LinkIngress, &tunnel_frame(&strata(kind, 0, 0, 5, SESSION, 0, 0), &[0; 8]));
+        assert_eq!(action, TC_ACT_OK, "type {kind} goes up the stack to the control socket");
+        assert_eq!(out.len(), 14 + 20 + 8 + 20 + 8, "unchanged");
+    }
+    // Another UDP port, TCP, ARP, IPv6: none of our business.
+    let other_port = eth(0x0800, &ipv4(Ipv4Addr::new(1, 2, 3, 4), HUB, 0, 0, 17, &udp(1, 53, &[0; 20])));
+    let tcp = eth(0x0800, &ipv4(Ipv4Addr::new(1, 2, 3, 4), HUB, 0, 0, 6, &[0; 20]));
+    let other_dst = eth(0x0800, &ipv4(Ipv4Addr::new(1, 2, 3, 4), Ipv4Addr::new(198, 19, 0, 9), 0, 0, 17, &udp(1, PORT, &[0; 40])));
+    for frame in [other_port, tcp, other_dst, eth(0x0806, &[0; 28]), eth(0x86DD, &inner_v6(8))] {
+        assert_eq!(run(&mut dp, Program::LinkIngress, &frame).0, TC_ACT_OK);
+    }
+    assert!(dp.snapshot().unwrap().drops.is_empty(), "passing traffic is not a drop");
+}
+
+#[test]
+fn ingress_drops_every_malformed_case_with_its_reason() {
+    let mut dp = hub();
+    let inner = inner_v4(0, 10);
+    let good = strata(0, 0, 1, 5, SESSION, 500, 0);
+    let outer = |h: &[u8], p: &[u8]| tunnel_frame(h, p);
+
+    let mut cases: Vec<(&str, Vec<u8>, DropReason)> = Vec::new();
+    // Strata header cut short.
+    cases.push(("short header", outer(&good[..12], &[]), DropReason::Truncated));
+    // IPv4 total length claims more than the frame holds.
+    let mut f = outer(&good, &inner);
+    f.truncate(f.len() - 4);
+    cases.push(("ip length beyond frame", f, DropReason::Truncated));
+    // IP options (IHL 6).
+    let mut body = good.clone();
+    body.extend(&inner);
+    let mut ip = ipv4(Ipv4Addr::new(198, 18, 2, 2), HUB, 0, 0x4000, 17, &udp(40_001, PORT, &body));
+    ip[0] = 0x46;
+    ip.splice(20..20, [1, 1, 1, 1]);
+    let tl = ip.len() as u16;
+    ip[2..4].copy_from_slice(&tl.to_be_bytes());
+    cases.push(("ip options", eth(0x0800, &ip), DropReason::OuterMalformed));
+    // A fragment.
+    let frag = eth(0x0800, &ipv4(Ipv4Addr::new(198, 18, 2, 2), HUB, 0, 0x2000, 17, &udp(40_001, PORT, &body)));
+    cases.push(("fragment", frag, DropReason::OuterFragment));
+    // UDP length disagrees with IP.
+    let mut f = outer(&good, &inner);
+    f[38] = 0;
+    f[39] = 9;
+    cases.push(("udp length", f, DropReason::OuterMalformed));
+    // Version 2.
+    let mut h = good.clone();
+    h[0] = 0x20;
+    cases.push(("version", outer(&h, &inner), DropReason::BadVersion));
+    // Type 9.
+    let mut h = good.clone();
+    h[0] = 0x19;
+    cases.push(("type", outer(&h, &inner), DropReason::BadType));
+    // Header words below 5, and beyond the packet.
+    let mut h = good.clone();
+    h[3] = 4;
+    cases.push(("header words 4", outer(&h, &inner), DropReason::BadHeaderLen));
+    let mut h = good.clone();
+    h[3] = 15;
+    cases.push(("header words 15", outer(&h, &[0; 8]), DropReason::BadHeaderLen));
+    // Another session.
+    cases.push(("session", outer(&strata(0, 0, 1, 5, SESSION ^ 1, 501, 1), &inner), DropReason::WrongSession));
+    // Link id 8.
+    cases.push(("link id", outer(&strata(0, 0, 8, 5, SESSION, 502, 0), &inner), DropReason::BadLink));
+    // Inner: not IP, and IP with a wrong length.
+    cases.push(("inner garbage", outer(&strata(0, 0, 1, 5, SESSION, 503, 1), &[0x99; 30]), DropReason::InnerMalformed));
+    let mut bad_inner = inner.clone();
+    bad_inner[3] ^= 1;
+    cases.push(("inner length", outer(&strata(0, 0, 1, 5, SESSION, 504, 2), &bad_inner), DropReason::InnerMalformed));
+    cases.push(("inner missing", outer(&strata(0, 0, 1, 5, SESSION, 505, 3), &[]), DropReason::InnerMalformed));
+
+    for (name, frame, reason) in cases {
+        let before = drops(&dp, reason);
+        let (action, _) = run(&mut dp, Program::LinkIngress, &frame);
+        assert_eq!(action, TC_ACT_SHOT, "{name}");
+        assert_eq!(drops(&dp, reason), before + 1, "{name} counts as {}", reason.name());
+    }
+
+    // A duplicate: the same global sequence twice (e.g. on two links).
+    let first = outer(&strata(0, 0, 1, 5, SESSION, 900, 10), &inner);
+    let again = outer(&strata(0, 0, 2, 5, SESSION, 900, 0), &inner);
+    assert_eq!(run(&mut dp, Program::LinkIngress, &first).0, TC_ACT_REDIRECT);
+    assert_eq!(run(&mut dp, Program::LinkIngress, &again).0, TC_ACT_SHOT);
+    assert_eq!(drops(&dp, DropReason::Duplicate), 1);
+}

@@ -1,0 +1,172 @@
+//! tc ingress of the link interfaces (edge) or the public interface (hub):
+//! validate, learn, deduplicate, count, decapsulate, deliver.
+
+use aya_ebpf::{
+    bindings::{
+        BPF_F_ADJ_ROOM_DECAP_L3_IPV4, BPF_F_ADJ_ROOM_DECAP_L3_IPV6, BPF_F_INGRESS, TC_ACT_OK,
+        TC_ACT_SHOT, bpf_adj_room_mode::BPF_ADJ_ROOM_MAC,
+    },
+    helpers::generated::bpf_redirect,
+    macros::classifier,
+    programs::TcContext,
+};
+use aya_log_ebpf::info;
+use strata_common::{
+    drop::DropReason,
+    maps::{CONFIG_LEARN_PEERS, CONFIG_READY, MAX_LINKS, TunnelConfig},
+    packet::{
+        ETH_LEN, ETH_P_IP, ETH_P_IPV6, IP_MF_OFFSET, IPPROTO_UDP, IPV4_LEN, Ipv4Hdr, UDP_LEN,
+        UdpHdr, inner_ip_version,
+    },
+    wire::{Header, PacketType},
+};
+
+use crate::{
+    counters::{count_drop, count_link},
+    maps::{CONFIG, IFACES, RX},
+    ptr::read_at,
+    receive::{is_duplicate, learn_peer, track_link_seq},
+};
+
+#[classifier]
+pub fn strata_link_ingress(ctx: TcContext) -> i32 {
+    match ingress(&ctx) {
+        Ok(action) => action,
+        Err(reason) => {
+            count_drop(reason);
+            TC_ACT_SHOT
+        }
+    }
+}
+
+#[inline(always)]
+fn ingress(ctx: &TcContext) -> Result<i32, DropReason> {
+    let Some(cfg) = CONFIG.get(0) else {
+        return Ok(TC_ACT_OK);
+    };
+    if cfg.flags & CONFIG_READY == 0 {
+        return Ok(TC_ACT_OK);
+    }
+    // SAFETY: reading a field of this program's own context.
+    let ifindex = unsafe { (*ctx.skb.skb).ifindex };
+    // SAFETY: plain lookup of a u32 value.
+    match unsafe { IFACES.get(&ifindex) }.copied() {
+        Some(0) => receive::<0>(ctx, cfg),
+        Some(14) => receive::<ETH_LEN>(ctx, cfg),
+        // Not an interface of ours, or an unsupported link layer.
+        _ => Ok(TC_ACT_OK),
+    }
+}
+
+#[inline(always)]
+fn receive<const L2: usize>(ctx: &TcContext, cfg: &TunnelConfig) -> Result<i32, DropReason> {
+    // Anything that is not IPv4/UDP to our address and port is none of our business.
+    if L2 == ETH_LEN {
+        let Some(ether_type_be) = read_at::<u16>(ctx, 12) else {
+            return Ok(TC_ACT_OK);
+        };
+        if ether_type_be != ETH_P_IP.to_be() {
+            return Ok(TC_ACT_OK);
+        }
+    }
+    let Some(ip) = read_at::<Ipv4Hdr>(ctx, L2) else {
+        return Ok(TC_ACT_OK);
+    };
+    if ip.version_ihl >> 4 != 4 || ip.protocol != IPPROTO_UDP {
+        return Ok(TC_ACT_OK);
+    }
+    if cfg.local_ip_be != 0 && ip.daddr_be != cfg.local_ip_be {
+        return Ok(TC_ACT_OK);
+    }
+    let ihl = usize::from(ip.version_ihl & 0x0f) * 4;
+    let Some(udp) = read_at::<UdpHdr>(ctx, L2 + ihl) else {
+        return Ok(TC_ACT_OK);
+    };
+    if udp.dest_be != cfg.local_port_be {
+        return Ok(TC_ACT_OK);
+    }
+
+    // From here on the packet claims to be Strata's: accept it or count why not.
+    if ihl != IPV4_LEN {
+        return Err(DropReason::OuterMalformed);
+    }
+    if u16::from_be(ip.frag_off_be) & IP_MF_OFFSET != 0 {
+        return Err(DropReason::OuterFragment);
+    }
+    let total_len = usize::from(u16::from_be(ip.total_len_be));
+    if total_len != ctx.len() as usize - L2 {
+        return Err(if total_len > ctx.len() as usize - L2 {
+            DropReason::Truncated
+        } else {
+            DropReason::OuterMalformed
+        });
+    }
+    if usize::from(u16::from_be(udp.len_be)) != total_len - IPV4_LEN {
+        return Err(DropReason::OuterMalformed);
+    }
+    let strata_off = L2 + IPV4_LEN + UDP_LEN;
+    let header = read_at::<Header>(ctx, strata_off).ok_or(DropReason::Truncated)?;
+    let available = total_len - IPV4_LEN - UDP_LEN;
+    let packet_type = header.validate(available, cfg.session, MAX_LINKS as u8)?;
+    let link = u32::from(header.link_id);
+
+    if cfg.flags & CONFIG_LEARN_PEERS != 0 && learn_peer(link, ip.saddr_be, udp.source_be) {
+        info!(
+            ctx,
+            "link {} peer now {:i}:{}",
+            link,
+            u32::from_be(ip.saddr_be),
+            u16::from_be(udp.source_be)
+        );
+    }
+    if packet_type != PacketType::Data {
+        // Probes, feedback and control messages are for the controller's socket.
+        return Ok(TC_ACT_OK);
+    }
+
+    let inner_off = strata_off + header.len();
+    let inner_len = available - header.len();
+    let version = inner_version::<L2>(ctx, inner_off, inner_len)?;
+    count_link(&RX, link, total_len as u64);
+    track_link_seq(link, header.link_seq());
+    if is_duplicate(header.global_seq()) {
+        return Err(DropReason::Duplicate);
+    }
+    decapsulate::<L2>(ctx, (total_len - inner_len) as i32, version)?;
+    // SAFETY: plain helper call; the result is the tc action.
+    Ok(unsafe { bpf_redirect(cfg.tunnel_ifindex, u64::from(BPF_F_INGRESS)) } as i32)
+}
+
+/// The IP version of the inner packet at `offset`, if it is exactly `len` bytes of IPv4 or IPv6.
+#[inline(always)]
+fn inner_version<const L2: usize>(
+    ctx: &TcContext,
+    offset: usize,
+    len: usize,
+) -> Result<u8, DropReason> {
+    let first = read_at::<u8>(ctx, offset).ok_or(DropReason::InnerMalformed)?;
+    // IPv4 total length at byte 2, IPv6 payload length at byte 4.
+    let len_at = if first >> 4 == 4 { 2 } else { 4 };
+    let declared = read_at::<u16>(ctx, offset + len_at).ok_or(DropReason::InnerMalformed)?;
+    inner_ip_version(first, u16::from_be(declared), len).ok_or(DropReason::InnerMalformed)
+}
+
+/// Removes the `outer` bytes after the link-layer header, leaving `[L2][inner]`.
+#[inline(always)]
+fn decapsulate<const L2: usize>(ctx: &TcContext, outer: i32, version: u8) -> Result<(), DropReason> {
+    // DECAP_L3_* (kernel ≥ 6.3) sets `skb->protocol` to the inner IP version,
+    // which the tunnel device's receive path uses as is.
+    let flags = u64::from(if version == 6 {
+        BPF_F_ADJ_ROOM_DECAP_L3_IPV6
+    } else {
+        BPF_F_ADJ_ROOM_DECAP_L3_IPV4
+    });
+    ctx.skb
+        .adjust_room(-outer, BPF_ADJ_ROOM_MAC, flags)
+        .map_err(|_| DropReason::DecapFailed)?;
+    if L2 == ETH_LEN {
+        let ether_type = if version == 6 { ETH_P_IPV6 } else { ETH_P_IP };
+        ctx.skb.store(12, &ether_type.to_be(), 0).map_err(|_| DropReason::DecapFailed)?;
+    }
+    Ok(())
+}

@@ -1,0 +1,47 @@
+//! Strata's kernel data plane.
+//!
+//! Two tc programs carry every tunnelled packet; userspace never touches one:
+//!
+//! * [`tunnel_egress`] runs at tc egress of the tunnel device (a TUN). For each
+//!   packet an application sends into the tunnel it assigns the global
+//!   sequence, picks a link from the controller's schedule, encapsulates
+//!   (outer IPv4 + UDP + Strata header), counts, and redirects to the link's
+//!   interface with the kernel's neighbour table filling in the L2 header.
+//! * [`link_ingress`] runs at tc ingress of every link interface (edge) or of
+//!   the public interface (hub). It lets everything that is not addressed to
+//!   the Strata port pass untouched, validates the rest, drops and counts
+//!   malformed or foreign packets by reason, hands probes and control packets
+//!   to the controller's socket, suppresses duplicates, records per-link
+//!   statistics, and delivers decapsulated inner packets on the tunnel device.
+//!
+//! Helpers are small and single-purpose: bounds-checked packet access
+//! ([`ptr`]), maps ([`maps`]), counters ([`counters`]), link choice
+//! ([`schedule`]), encapsulation ([`encap`]) and receive bookkeeping
+//! ([`receive`]).
+#![no_std]
+#![no_main]
+// Atomic RMW intrinsics (see `atomic`); the crate is built with RUSTC_BOOTSTRAP=1.
+#![feature(core_intrinsics)]
+#![allow(internal_features)]
+
+mod atomic;
+mod counters;
+mod encap;
+mod link_ingress;
+mod maps;
+mod ptr;
+mod receive;
+mod schedule;
+mod tunnel_egress;
+
+#[cfg(not(test))]
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo<'_>) -> ! {
+    // The verifier rejects any program that could reach a panic; this is never called.
+    loop {}
+}
+
+/// GPL-compatible so the kernel allows the helpers used here.
+#[unsafe(link_section = "license")]
+#[unsafe(no_mangle)]
+static LICENSE: [u8; 13] = *b"Dual MIT/GPL\0";

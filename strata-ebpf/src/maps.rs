@@ -1,0 +1,61 @@
+//! The maps shared with the controller (see `strata_common::maps` for who
+//! writes what). All are pinned by name so a restarting controller finds the
+//! same state and the data path keeps its sequence numbers and weights.
+
+use aya_ebpf::{
+    macros::map,
+    maps::{Array, HashMap, PerCpuArray},
+};
+use strata_common::{
+    drop::DROP_REASON_COUNT,
+    maps::{
+        DEDUP_WINDOW, Endpoint, LinkCounters, LinkTx, MAX_LINKS, RxLinkState, Schedule,
+        TunnelConfig, TxSeq,
+    },
+};
+
+/// Tunnel-wide configuration (entry 0).
+#[map(name = "STRATA_CONFIG")]
+pub(crate) static CONFIG: Array<TunnelConfig> = Array::pinned(1, 0);
+
+/// Link-layer header length of each interface the ingress program is attached
+/// to, by ifindex. Packets on other interfaces pass untouched.
+#[map(name = "STRATA_IFACES")]
+pub(crate) static IFACES: HashMap<u32, u32> = HashMap::pinned(64, 0);
+
+/// How to send on each link.
+#[map(name = "STRATA_LINKS")]
+pub(crate) static LINKS: Array<LinkTx> = Array::pinned(MAX_LINKS, 0);
+
+/// The far end of each link.
+#[map(name = "STRATA_PEERS")]
+pub(crate) static PEERS: Array<Endpoint> = Array::pinned(MAX_LINKS, 0);
+
+/// Double-buffered link schedule.
+#[map(name = "STRATA_SCHED")]
+pub(crate) static SCHED: Array<Schedule> = Array::pinned(2, 0);
+
+/// Sender sequence counters (entry 0).
+#[map(name = "STRATA_TXSEQ")]
+pub(crate) static TXSEQ: Array<TxSeq> = Array::pinned(1, 0);
+
+/// Sent packets and bytes per link.
+#[map(name = "STRATA_TX")]
+pub(crate) static TX: PerCpuArray<LinkCounters> = PerCpuArray::pinned(MAX_LINKS, 0);
+
+/// Received data packets and bytes per link.
+#[map(name = "STRATA_RX")]
+pub(crate) static RX: PerCpuArray<LinkCounters> = PerCpuArray::pinned(MAX_LINKS, 0);
+
+/// Per-link receive sequence tracking.
+#[map(name = "STRATA_RXSEQ")]
+pub(crate) static RXSEQ: Array<RxLinkState> = Array::pinned(MAX_LINKS, 0);
+
+/// Dropped packets by `DropReason`.
+#[map(name = "STRATA_DROPS")]
+pub(crate) static DROPS: PerCpuArray<u64> = PerCpuArray::pinned(DROP_REASON_COUNT, 0);
+
+/// Duplicate-suppression window: slot `seq % DEDUP_WINDOW` holds `1 << 32 | seq`
+/// of the last global sequence delivered there.
+#[map(name = "STRATA_DEDUP")]
+pub(crate) static DEDUP: Array<u64> = Array::pinned(DEDUP_WINDOW, 0);

@@ -1,0 +1,78 @@
+//! Receive-side bookkeeping: per-link loss and reordering, duplicate
+//! suppression, and learning where each link's peer is.
+
+use strata_common::{
+    maps::{DEDUP_WINDOW, Endpoint, LINK_SEQ_RESTART_DISTANCE},
+    seq::seq_distance,
+};
+
+use crate::{
+    atomic::swap,
+    maps::{DEDUP, PEERS, RXSEQ},
+};
+
+/// Records per-link sequence `seq` on `link` (see `RxLinkState` for the model).
+#[inline(always)]
+pub(crate) fn track_link_seq(link: u32, seq: u32) {
+    let Some(state) = RXSEQ.get_ptr_mut(link) else {
+        return;
+    };
+    // SAFETY: the map value outlives the program. Several CPUs may update one
+    // link at once; the fields are counters whose occasional lost update is
+    // accepted (documented on `RxLinkState`), never memory unsafety.
+    let s = unsafe { &mut *state };
+    if s.started == 0 {
+        s.started = 1;
+        s.highest = seq;
+        return;
+    }
+    let ahead = seq_distance(seq, s.highest);
+    if ahead > 0 {
+        s.lost += (ahead - 1) as u64;
+        s.highest = seq;
+    } else if ahead == 0 {
+        // The same per-link sequence twice: the duplicate window handles it.
+    } else if ahead > -LINK_SEQ_RESTART_DISTANCE {
+        s.late += 1;
+        s.lost = s.lost.saturating_sub(1);
+    } else {
+        s.restarts += 1;
+        s.highest = seq;
+    }
+}
+
+/// Marks global sequence `seq` as delivered; true if it already was.
+///
+/// One atomic exchange per packet, no lock: slot `seq % DEDUP_WINDOW` holds
+/// the last sequence seen there (tagged with bit 32 so that an empty slot, 0,
+/// never matches). A sequence is a duplicate if its slot already holds it.
+/// The window covers the last 65 536 packets; the sender starts at a random
+/// sequence so a restarted sender does not collide with old entries.
+#[inline(always)]
+pub(crate) fn is_duplicate(seq: u32) -> bool {
+    let Some(slot) = DEDUP.get_ptr_mut(seq & (DEDUP_WINDOW - 1)) else {
+        return false;
+    };
+    let tagged = (1u64 << 32) | u64::from(seq);
+    // SAFETY: the map value outlives the program; accessed only atomically.
+    unsafe { swap(slot, tagged) == tagged }
+}
+
+/// Remembers that `link`'s peer is at `ip_be:port_be` (hub side: the edge's
+/// public endpoint after carrier NAT). Written only when it changes, so a
+/// steady stream costs a read, and a NAT rebinding takes effect with the next
+/// packet.
+#[inline(always)]
+pub(crate) fn learn_peer(link: u32, ip_be: u32, port_be: u16) -> bool {
+    let Some(peer) = PEERS.get_ptr_mut(link) else {
+        return false;
+    };
+    // SAFETY: the map value outlives the program; a torn read by the egress
+    // program on another CPU is resolved by the next packet.
+    let peer = unsafe { &mut *peer };
+    if peer.ip_be == ip_be && peer.port_be == port_be {
+        return false;
+    }
+    *peer = Endpoint { ip_be, port_be, _pad: 0 };
+    true
+}
