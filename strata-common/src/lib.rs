@@ -32,5 +32,13 @@ mod pod {
             unsafe impl aya::Pod for $t {}
         )*};
     }
-    pod!(Endpoint, LinkCounters, LinkTx, RxLinkState, Schedule, TunnelConfig, TxSeq);
+    pod!(
+        Endpoint,
+        LinkCounters,
+        LinkTx,
+        RxLinkState,
+        Schedule,
+        TunnelConfig,
+        TxSeq
+    );
 }

@@ -164,8 +164,15 @@ impl Header {
     /// A v1 header without extensions.
     #[inline(always)]
     pub const fn new(fields: Fields) -> Self {
-        let Fields { packet_type, flags, link_id, session, global_seq, link_seq, timestamp_us } =
-            fields;
+        let Fields {
+            packet_type,
+            flags,
+            link_id,
+            session,
+            global_seq,
+            link_seq,
+            timestamp_us,
+        } = fields;
         Self {
             ver_type: (VERSION << 4) | packet_type as u8,
             flags,
@@ -306,11 +313,7 @@ impl Header {
 
     /// Decodes and validates `buf` (header and payload after the UDP header),
     /// returning the fields and the payload after any extension words.
-    pub fn parse(
-        buf: &[u8],
-        session: u32,
-        max_links: u8,
-    ) -> Result<(Fields, &[u8]), DropReason> {
+    pub fn parse(buf: &[u8], session: u32, max_links: u8) -> Result<(Fields, &[u8]), DropReason> {
         let header = Self::decode(buf)?;
         let packet_type = header.validate(buf.len(), session, max_links)?;
         Ok((header.fields(packet_type), &buf[header.len()..]))

@@ -10,7 +10,9 @@ use std::{net::Ipv4Addr, time::Duration};
 
 use anyhow::{Context as _, bail};
 use strata_common::{
-    maps::{CONFIG_LEARN_PEERS, CONFIG_READY, Endpoint, LINK_ENABLED, LinkTx, MAX_LINKS, TunnelConfig},
+    maps::{
+        CONFIG_LEARN_PEERS, CONFIG_READY, Endpoint, LINK_ENABLED, LinkTx, MAX_LINKS, TunnelConfig,
+    },
     packet::OUTER_V4_LEN,
     wire::{Header, PacketType},
 };
@@ -46,11 +48,17 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         Role::Edge => (resolve_edge_links(&net, &config).await?, None, None),
         Role::Hub => {
             let hub = config.hub.as_ref().context("hub section missing")?;
-            let iface = net.interface(&hub.interface).await.context("hub.interface")?;
+            let iface = net
+                .interface(&hub.interface)
+                .await
+                .context("hub.interface")?;
             let addr = match hub.address {
                 Some(a) => a,
                 None => net.first_ipv4(iface.index).await?.with_context(|| {
-                    format!("hub.interface {}: has no IPv4 address (set hub.address)", iface.name)
+                    format!(
+                        "hub.interface {}: has no IPv4 address (set hub.address)",
+                        iface.name
+                    )
                 })?,
             };
             (Vec::new(), Some(iface), Some(addr))
@@ -58,7 +66,11 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     };
 
     let carrier_mtu = match config.role {
-        Role::Edge => links.iter().filter(|l| l.weight > 0).map(|l| l.interface.mtu).min(),
+        Role::Edge => links
+            .iter()
+            .filter(|l| l.weight > 0)
+            .map(|l| l.interface.mtu)
+            .min(),
         Role::Hub => hub_if.as_ref().map(|i| i.mtu),
     }
     .unwrap_or(1500);
@@ -73,13 +85,19 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
 
     let tun = Tun::create(&config.tunnel.name).context("creating the tunnel device")?;
     let tun_if = net.interface(tun.name()).await?;
-    net.set_mtu_up(tun_if.index, mtu).await?;
+    net.configure_tunnel_device(tun_if.index, mtu).await?;
     net.add_address(tun_if.index, config.tunnel_v4()).await?;
-    if let Some(v6) = config.tunnel_v6() {
-        if mtu < 1280 {
-            warn!("tunnel MTU {mtu} is below IPv6's 1280: the kernel disables IPv6 on {}", tun.name());
+    match config.tunnel_v6() {
+        None => quiet_ipv6(tun.name()),
+        Some(v6) => {
+            if mtu < 1280 {
+                warn!(
+                    "tunnel MTU {mtu} is below IPv6's 1280: the kernel disables IPv6 on {}",
+                    tun.name()
+                );
+            }
+            net.add_address(tun_if.index, v6).await?;
         }
-        net.add_address(tun_if.index, v6).await?;
     }
     info!(device = tun.name(), mtu, "tunnel device up");
 
@@ -114,6 +132,17 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Without an IPv6 address the tunnel should not speak IPv6 at all: left on,
+/// the kernel sends router solicitations and MLD reports into it, which the
+/// data plane would dutifully carry to the peer.
+fn quiet_ipv6(device: &str) {
+    // /proc/sys/net is the view of this process's network namespace.
+    let path = format!("/proc/sys/net/ipv6/conf/{device}/disable_ipv6");
+    if let Err(e) = std::fs::write(&path, "1") {
+        debug!("cannot disable IPv6 on {device} ({path}: {e})");
+    }
+}
+
 fn preflight() -> anyhow::Result<()> {
     if !nix::unistd::geteuid().is_root() {
         bail!("strata-ctl run needs root (CAP_NET_ADMIN and CAP_BPF to attach the data plane)");
@@ -121,7 +150,10 @@ fn preflight() -> anyhow::Result<()> {
     let mounts = std::fs::read_to_string("/proc/mounts").unwrap_or_default();
     let bpffs = mounts.lines().any(|l| {
         let mut f = l.split_whitespace();
-        matches!((f.next(), f.next(), f.next()), (_, Some("/sys/fs/bpf"), Some("bpf")))
+        matches!(
+            (f.next(), f.next(), f.next()),
+            (_, Some("/sys/fs/bpf"), Some("bpf"))
+        )
     });
     if !bpffs {
         nix::mount::mount(
@@ -140,7 +172,10 @@ fn preflight() -> anyhow::Result<()> {
 async fn resolve_edge_links(net: &Net, config: &Config) -> anyhow::Result<Vec<ResolvedLink>> {
     let mut out = Vec::new();
     for (i, link) in config.links.iter().enumerate() {
-        let ifname = link.interface.as_deref().context("edge link without interface")?;
+        let ifname = link
+            .interface
+            .as_deref()
+            .context("edge link without interface")?;
         let field = format!("links[{i}].interface");
         let interface = net.interface(ifname).await.with_context(|| field.clone())?;
         let address = match link.address {
@@ -161,7 +196,13 @@ async fn resolve_edge_links(net: &Net, config: &Config) -> anyhow::Result<Vec<Re
         if !interface.up {
             warn!(link = link.id, interface = ifname, "link interface is down");
         }
-        out.push(ResolvedLink { id: link.id, interface, address, gateway, weight: link.weight });
+        out.push(ResolvedLink {
+            id: link.id,
+            interface,
+            address,
+            gateway,
+            weight: link.weight,
+        });
     }
     Ok(out)
 }
@@ -207,7 +248,14 @@ fn configure(
                         l2_len: link.interface.l2_len,
                     },
                 )?;
-                dp.set_peer(link.id, Endpoint { ip_be: be(peer.address), port_be: peer.port.to_be(), _pad: 0 })?;
+                dp.set_peer(
+                    link.id,
+                    Endpoint {
+                        ip_be: be(peer.address),
+                        port_be: peer.port.to_be(),
+                        _pad: 0,
+                    },
+                )?;
                 info!(
                     link = link.id,
                     interface = %link.interface.name,
@@ -263,7 +311,8 @@ fn configure(
 /// The controller loop: receive control packets, log a summary every second,
 /// stop on SIGINT or SIGTERM.
 async fn serve(dp: &mut Datapath, control: &UdpSocket, config: &Config, ids: &[u8]) {
-    let mut sigterm = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+    let mut sigterm = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+    {
         Ok(s) => s,
         Err(e) => {
             warn!("cannot watch SIGTERM ({e}); stop with SIGINT");

@@ -37,8 +37,9 @@ pub mod map_names {
     pub const DROPS: &str = "STRATA_DROPS";
     pub const DEDUP: &str = "STRATA_DEDUP";
     /// Every map, for unpinning.
-    pub const ALL: [&str; 11] =
-        [CONFIG, IFACES, LINKS, PEERS, SCHED, TXSEQ, TX, RX, RXSEQ, DROPS, DEDUP];
+    pub const ALL: [&str; 11] = [
+        CONFIG, IFACES, LINKS, PEERS, SCHED, TXSEQ, TX, RX, RXSEQ, DROPS, DEDUP,
+    ];
 }
 
 /// The two programs.
@@ -92,7 +93,9 @@ pub enum DatapathError {
     },
 }
 
-pub(crate) fn map_err(what: impl Into<String>) -> impl FnOnce(aya::maps::MapError) -> DatapathError {
+pub(crate) fn map_err(
+    what: impl Into<String>,
+) -> impl FnOnce(aya::maps::MapError) -> DatapathError {
     let what = what.into();
     move |source| DatapathError::Map { what, source }
 }
@@ -130,17 +133,27 @@ impl Datapath {
             }
         };
         std::fs::create_dir_all(dir).map_err(|source| DatapathError::Io {
-            what: format!("creating pin directory {} (is bpffs mounted at /sys/fs/bpf?)", dir.display()),
+            what: format!(
+                "creating pin directory {} (is bpffs mounted at /sys/fs/bpf?)",
+                dir.display()
+            ),
             source,
         })?;
-        let loaded = EbpfLoader::new().default_map_pin_directory(dir).load(OBJECT);
-        let mut this = Self { ebpf: loaded?, pin_dir: Some(dir.to_path_buf()), attached: Vec::new() };
+        let loaded = EbpfLoader::new()
+            .default_map_pin_directory(dir)
+            .load(OBJECT);
+        let mut this = Self {
+            ebpf: loaded?,
+            pin_dir: Some(dir.to_path_buf()),
+            attached: Vec::new(),
+        };
         if pin_dir.is_none() {
             this.unpin()?;
         }
         for program in [Program::TunnelEgress, Program::LinkIngress] {
             let prog = classifier(&mut this.ebpf, program)?;
-            prog.load().map_err(prog_err(format!("verifying {}", program.name())))?;
+            prog.load()
+                .map_err(prog_err(format!("verifying {}", program.name())))?;
         }
         Ok(this)
     }
@@ -184,7 +197,10 @@ impl Datapath {
         let prog = classifier(&mut self.ebpf, program)?;
         let id = prog
             .attach(interface, attach_type)
-            .map_err(prog_err(format!("attaching {} to {interface}", program.name())))?;
+            .map_err(prog_err(format!(
+                "attaching {} to {interface}",
+                program.name()
+            )))?;
         self.attached.push((program, interface.to_string(), id));
         Ok(())
     }
@@ -203,21 +219,29 @@ impl Datapath {
 
     /// Removes the pinned maps and the pin directory.
     pub fn unpin(&mut self) -> Result<(), DatapathError> {
-        let Some(dir) = self.pin_dir.take() else { return Ok(()) };
+        let Some(dir) = self.pin_dir.take() else {
+            return Ok(());
+        };
         for name in map_names::ALL {
             let path = dir.join(name);
             match std::fs::remove_file(&path) {
                 Ok(()) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                 Err(source) => {
-                    return Err(DatapathError::Io { what: format!("unpinning {}", path.display()), source });
+                    return Err(DatapathError::Io {
+                        what: format!("unpinning {}", path.display()),
+                        source,
+                    });
                 }
             }
         }
         match std::fs::remove_dir(&dir) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(source) => Err(DatapathError::Io { what: format!("removing {}", dir.display()), source }),
+            Err(source) => Err(DatapathError::Io {
+                what: format!("removing {}", dir.display()),
+                source,
+            }),
         }
     }
 
@@ -243,13 +267,20 @@ impl Datapath {
 
     /// Tells the ingress program the link-layer header length of `ifindex`.
     pub fn set_interface(&mut self, ifindex: u32, l2_len: u32) -> Result<(), DatapathError> {
-        let map = self.ebpf.map_mut(map_names::IFACES).ok_or_else(|| DatapathError::Map {
-            what: "map STRATA_IFACES".into(),
-            source: aya::maps::MapError::InvalidName { name: map_names::IFACES.into() },
-        })?;
+        let map = self
+            .ebpf
+            .map_mut(map_names::IFACES)
+            .ok_or_else(|| DatapathError::Map {
+                what: "map STRATA_IFACES".into(),
+                source: aya::maps::MapError::InvalidName {
+                    name: map_names::IFACES.into(),
+                },
+            })?;
         let mut ifaces: HashMap<&mut MapData, u32, u32> =
             HashMap::try_from(map).map_err(map_err("map STRATA_IFACES"))?;
-        ifaces.insert(ifindex, l2_len, 0).map_err(map_err("writing STRATA_IFACES"))
+        ifaces
+            .insert(ifindex, l2_len, 0)
+            .map_err(map_err("writing STRATA_IFACES"))
     }
 
     /// Writes how to send on link `id`.
@@ -277,7 +308,14 @@ impl Datapath {
         };
         if entry0.active & 1 == 0 {
             write(&mut sched, 1, new)?;
-            write(&mut sched, 0, Schedule { active: 1, ..entry0 })?;
+            write(
+                &mut sched,
+                0,
+                Schedule {
+                    active: 1,
+                    ..entry0
+                },
+            )?;
         } else {
             // Entry 0 is inactive: fill it while readers still go to entry 1, then flip.
             write(&mut sched, 0, Schedule { active: 1, ..new })?;
@@ -293,15 +331,24 @@ impl Datapath {
         let mut seq = self.array::<TxSeq>(map_names::TXSEQ)?;
         let current = seq.get(&0, 0).map_err(map_err("reading STRATA_TXSEQ"))?;
         if current == TxSeq::default() {
-            seq.set(0, TxSeq { global: u64::from(start), ..current }, 0)
-                .map_err(map_err("writing STRATA_TXSEQ"))?;
+            seq.set(
+                0,
+                TxSeq {
+                    global: u64::from(start),
+                    ..current
+                },
+                0,
+            )
+            .map_err(map_err("writing STRATA_TXSEQ"))?;
         }
         Ok(())
     }
 
     /// The sender's next sequence numbers.
     pub fn tx_sequence(&mut self) -> Result<TxSeq, DatapathError> {
-        self.array::<TxSeq>(map_names::TXSEQ)?.get(&0, 0).map_err(map_err("reading STRATA_TXSEQ"))
+        self.array::<TxSeq>(map_names::TXSEQ)?
+            .get(&0, 0)
+            .map_err(map_err("reading STRATA_TXSEQ"))
     }
 
     /// Everything the kernel counts, summed over CPUs.
@@ -311,9 +358,12 @@ impl Datapath {
 }
 
 fn classifier(ebpf: &mut Ebpf, program: Program) -> Result<&mut SchedClassifier, DatapathError> {
-    let prog = ebpf.program_mut(program.name()).ok_or_else(|| DatapathError::Program {
-        what: format!("program {} missing from the object", program.name()),
-        source: aya::programs::ProgramError::NotLoaded,
-    })?;
-    prog.try_into().map_err(prog_err(format!("program {}", program.name())))
+    let prog = ebpf
+        .program_mut(program.name())
+        .ok_or_else(|| DatapathError::Program {
+            what: format!("program {} missing from the object", program.name()),
+            source: aya::programs::ProgramError::NotLoaded,
+        })?;
+    prog.try_into()
+        .map_err(prog_err(format!("program {}", program.name())))
 }

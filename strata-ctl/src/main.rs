@@ -9,7 +9,11 @@ use strata_ctl::{
 };
 
 #[derive(Parser, Debug)]
-#[command(name = "strata-ctl", version, about = "Strata bonded tunnel controller")]
+#[command(
+    name = "strata-ctl",
+    version,
+    about = "Strata bonded tunnel controller"
+)]
 struct Cli {
     /// Log as JSON lines instead of text.
     #[arg(long, global = true)]
@@ -73,7 +77,9 @@ fn execute(command: Command) -> anyhow::Result<()> {
                 .build()?;
             runtime.block_on(strata_ctl::daemon::run(config))
         }
-        Command::Config { command: ConfigCommand::Check { file } } => {
+        Command::Config {
+            command: ConfigCommand::Check { file },
+        } => {
             let config = Config::load(&file)?;
             println!(
                 "{}: ok ({} \"{}\", {} link(s), session {:#x})",
@@ -88,7 +94,10 @@ fn execute(command: Command) -> anyhow::Result<()> {
         Command::Stats { name, json } => {
             let dir = PathBuf::from(PIN_ROOT).join(&name);
             let snapshot = stats::read_pinned(&dir).map_err(|e| {
-                anyhow::anyhow!("{e} (is an instance named {name:?} running? its maps live in {})", dir.display())
+                anyhow::anyhow!(
+                    "{e} (is an instance named {name:?} running? its maps live in {})",
+                    dir.display()
+                )
             })?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&snapshot)?);
@@ -103,7 +112,9 @@ fn execute(command: Command) -> anyhow::Result<()> {
 fn init_logging(json: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     if json {
         builder.json().init();
     } else {

@@ -1,0 +1,213 @@
+//! End to end in a lab: applications on the edge and the hub talk through the
+//! bonded tunnel over three NATed carriers, with the real `strata-ctl` daemons
+//! and the real kernel data path. Needs root (namespaces, BPF).
+
+use std::{
+    net::{SocketAddr, UdpSocket},
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use strata_ctl::stats::{Snapshot, read_pinned};
+use strata_lab::{
+    Lab, in_netns,
+    strata::{EDGE_TUNNEL_ADDR, HUB_TUNNEL_ADDR, Tunnel},
+    traffic::{UdpBlast, receive},
+};
+
+const BINARY: &str = env!("CARGO_BIN_EXE_strata-ctl");
+const APP_PORT: u16 = 9000;
+
+fn require_root() {
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "end-to-end tests create namespaces and load BPF: run them as root (`cargo xtask test`)"
+    );
+}
+
+fn workdir(lab: &Lab) -> PathBuf {
+    std::env::temp_dir().join(format!("strata-e2e-{}", lab.prefix()))
+}
+
+/// Transmitted packets of each edge link interface, from the kernel's own
+/// interface counters (independent of the data plane's maps).
+fn interface_tx_packets(lab: &Lab) -> Vec<u64> {
+    (0..lab.links())
+        .map(|i| {
+            let out = std::process::Command::new("ip")
+                .args([
+                    "-j",
+                    "-s",
+                    "-n",
+                    &lab.edge_ns(),
+                    "link",
+                    "show",
+                    "dev",
+                    &Lab::link_ifname(i),
+                ])
+                .output()
+                .expect("ip link show");
+            let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("ip -j output");
+            v[0]["stats64"]["tx"]["packets"]
+                .as_u64()
+                .expect("tx packets")
+        })
+        .collect()
+}
+
+struct Outcome {
+    delivered: u64,
+    duplicates: u64,
+    echoed: u64,
+    edge: Snapshot,
+    hub: Snapshot,
+    interface_tx: Vec<u64>,
+}
+
+/// Sends `count` datagrams from an application on the edge to one on the hub,
+/// which echoes each back; returns what both sides and the kernel saw.
+fn exchange(lab: &Lab, tunnel: &Tunnel, count: u64, pps: u64) -> Outcome {
+    let hub_app = SocketAddr::from((HUB_TUNNEL_ADDR, APP_PORT));
+    let tx_before = interface_tx_packets(lab);
+
+    let receiver = {
+        let ns = lab.hub_ns();
+        std::thread::spawn(move || {
+            in_netns(&ns, move || {
+                let sock = UdpSocket::bind(hub_app)?;
+                Ok(receive(&sock, count, Duration::from_secs(5), true)?)
+            })
+        })
+    };
+    std::thread::sleep(Duration::from_millis(300));
+
+    let (sent, echoes) = in_netns(&lab.edge_ns(), move || {
+        let sock = UdpSocket::bind(SocketAddr::from((EDGE_TUNNEL_ADDR, 0)))?;
+        let echo_sock = sock.try_clone()?;
+        // Threads spawned here stay in the edge namespace.
+        let echoes =
+            std::thread::spawn(move || receive(&echo_sock, count, Duration::from_secs(5), false));
+        let blast = UdpBlast {
+            src: sock.local_addr()?,
+            dst: hub_app,
+            count,
+            payload_len: 200,
+            pps,
+        };
+        let sent = blast.send(&sock)?;
+        let echoes = echoes
+            .join()
+            .map_err(|_| anyhow::anyhow!("echo receiver panicked"))??;
+        Ok((sent, echoes))
+    })
+    .expect("edge application");
+    assert_eq!(sent, count);
+    let delivered = receiver
+        .join()
+        .expect("hub thread")
+        .expect("hub application");
+
+    let tx_after = interface_tx_packets(lab);
+    Outcome {
+        delivered: delivered.received,
+        duplicates: delivered.duplicates,
+        echoed: echoes.received,
+        edge: read_pinned(&tunnel.edge.pin_dir()).expect("edge counters"),
+        hub: read_pinned(&tunnel.hub.pin_dir()).expect("hub counters"),
+        interface_tx: tx_after
+            .iter()
+            .zip(&tx_before)
+            .map(|(a, b)| a - b)
+            .collect(),
+    }
+}
+
+fn with_tunnel(weights: &[u32], test: impl FnOnce(&Lab, &Tunnel)) {
+    require_root();
+    let lab = Lab::up(&Lab::unique_prefix(), weights.len()).expect("lab up");
+    let dir = workdir(&lab);
+    let tunnel = Tunnel::start(&lab, Path::new(BINARY), weights, &dir).expect("start strata");
+    test(&lab, &tunnel);
+    let (edge_log, hub_log) = tunnel.stop().expect("clean shutdown");
+    assert!(edge_log.contains("stopped") && hub_log.contains("stopped"));
+    for name in [
+        format!("{}-edge", lab.prefix()),
+        format!("{}-hub", lab.prefix()),
+    ] {
+        assert!(
+            !Path::new("/sys/fs/bpf/strata").join(&name).exists(),
+            "{name} left pinned maps"
+        );
+    }
+    lab.down().expect("lab down");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn hundred_thousand_packets_over_three_links_weighted_one_two_three() {
+    with_tunnel(&[1, 2, 3], |lab, tunnel| {
+        const N: u64 = 100_000;
+        let o = exchange(lab, tunnel, N, 40_000);
+        assert_eq!(o.delivered, N, "zero loss edge → hub");
+        assert_eq!(o.duplicates, 0, "no duplicate delivered");
+        assert_eq!(o.echoed, N, "every reply came back hub → edge");
+
+        // Shares by the data plane's counters and by the interfaces' own.
+        let total: u64 = o.edge.links[..3].iter().map(|l| l.tx_packets).sum();
+        let iface_total: u64 = o.interface_tx.iter().sum();
+        for (i, weight) in [1.0, 2.0, 3.0].into_iter().enumerate() {
+            let want = weight / 6.0;
+            let share = o.edge.links[i].tx_packets as f64 / total as f64;
+            let iface_share = o.interface_tx[i] as f64 / iface_total as f64;
+            assert!(
+                (share / want - 1.0).abs() <= 0.05,
+                "link {i}: share {share:.4}, weight share {want:.4}"
+            );
+            assert!(
+                (iface_share / want - 1.0).abs() <= 0.05,
+                "link {i}: interface share {iface_share:.4}, weight share {want:.4}"
+            );
+            // The hub received on each link what the edge sent on it.
+            assert_eq!(
+                o.hub.links[i].rx_packets, o.edge.links[i].tx_packets,
+                "link {i}"
+            );
+            assert_eq!(o.hub.links[i].rx_lost, 0, "link {i} lost nothing");
+        }
+        // Replies used the endpoints the hub learned through each carrier's NAT.
+        for i in 0..3 {
+            assert_eq!(
+                o.hub.links[i].peer,
+                format!("{}:7400", Lab::carrier_public_addr(i))
+            );
+            assert!(
+                o.edge.links[i].rx_packets > 0,
+                "replies arrived on link {i}"
+            );
+        }
+        assert_eq!(
+            o.edge.dropped(strata_common::drop::DropReason::Duplicate),
+            0
+        );
+    });
+}
+
+#[test]
+fn a_link_with_weight_zero_carries_nothing() {
+    with_tunnel(&[1, 0, 1], |lab, tunnel| {
+        const N: u64 = 10_000;
+        let o = exchange(lab, tunnel, N, 20_000);
+        assert_eq!(o.delivered, N);
+        assert_eq!(
+            o.edge.links[1].tx_packets, 0,
+            "weight 0: not a single packet"
+        );
+        assert_eq!(o.hub.links[1].rx_packets, 0);
+        assert!(
+            o.interface_tx[1] < 5,
+            "only ARP/neighbour traffic on lnk1: {}",
+            o.interface_tx[1]
+        );
+        assert_eq!(o.edge.links[0].tx_packets + o.edge.links[2].tx_packets, N);
+    });
+}
