@@ -23,6 +23,8 @@ use crate::{
     config::{Config, Role},
     datapath::{Datapath, Program},
     net::{Interface, Net},
+    schedule::Weights,
+    stats::Snapshot,
     tun::Tun,
 };
 
@@ -61,7 +63,11 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
                     )
                 })?,
             };
-            (Vec::new(), Some(iface), Some(addr))
+            let gateway = match hub.gateway {
+                Some(g) => Some(g),
+                None => net.default_gateway(iface.index).await?,
+            };
+            (Vec::new(), Some((iface, gateway)), Some(addr))
         }
     };
 
@@ -71,7 +77,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             .filter(|l| l.weight > 0)
             .map(|l| l.interface.mtu)
             .min(),
-        Role::Hub => hub_if.as_ref().map(|i| i.mtu),
+        Role::Hub => hub_if.as_ref().map(|(i, _)| i.mtu),
     }
     .unwrap_or(1500);
     let max_mtu = carrier_mtu.saturating_sub(OUTER_V4_LEN as u32);
@@ -101,12 +107,33 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     }
     info!(device = tun.name(), mtu, "tunnel device up");
 
+    // Next hops the data path sends to, kept resolved by the kernel.
+    let next_hops: Vec<(u32, Ipv4Addr)> = match &hub_if {
+        Some((iface, Some(gateway))) => vec![(iface.index, *gateway)],
+        Some((_, None)) => Vec::new(),
+        None => links
+            .iter()
+            .filter(|l| l.interface.l2_len != 0)
+            .filter_map(|l| l.gateway.map(|g| (l.interface.index, g)))
+            .collect(),
+    };
+    for &(index, gateway) in &next_hops {
+        net.keep_neighbour_resolved(index, gateway).await?;
+    }
+
     let pin_dir = config.pin_dir();
-    let mut dp = Datapath::load(Some(&pin_dir)).context("loading the data plane")?;
+    let mut dp = match Datapath::load(Some(&pin_dir)) {
+        Ok(dp) => dp,
+        Err(e) => {
+            forget_neighbours(&net, &next_hops).await;
+            return Err(anyhow::Error::new(e).context("loading the data plane"));
+        }
+    };
     let configured = configure(&mut dp, &config, &tun_if, &links, hub_if.as_ref(), hub_addr);
     if let Err(e) = configured {
         dp.detach_all();
         let _ = dp.unpin();
+        forget_neighbours(&net, &next_hops).await;
         return Err(e);
     }
     dp.forward_logs();
@@ -127,9 +154,18 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         info!("final counters:\n{}", snapshot.table(&ids));
     }
     dp.unpin().context("removing pinned maps")?;
+    forget_neighbours(&net, &next_hops).await;
     drop(tun);
     info!("stopped");
     Ok(())
+}
+
+async fn forget_neighbours(net: &Net, next_hops: &[(u32, Ipv4Addr)]) {
+    for &(index, gateway) in next_hops {
+        if let Err(e) = net.forget_neighbour(index, gateway).await {
+            debug!("{e}");
+        }
+    }
 }
 
 /// Without an IPv6 address the tunnel should not speak IPv6 at all: left on,
@@ -216,7 +252,7 @@ fn configure(
     config: &Config,
     tun_if: &Interface,
     links: &[ResolvedLink],
-    hub_if: Option<&Interface>,
+    hub_if: Option<&(Interface, Option<Ipv4Addr>)>,
     hub_addr: Option<Ipv4Addr>,
 ) -> anyhow::Result<()> {
     let port_be = config.port.to_be();
@@ -268,8 +304,7 @@ fn configure(
             }
         }
         Role::Hub => {
-            let hub_if = hub_if.context("hub interface missing")?;
-            let hub = config.hub.as_ref().context("hub section missing")?;
+            let (hub_if, gateway) = hub_if.context("hub interface missing")?;
             dp.set_interface(hub_if.index, hub_if.l2_len)?;
             for id in 0..MAX_LINKS as u8 {
                 let weight = weights[usize::from(id)];
@@ -279,7 +314,7 @@ fn configure(
                         flags: if weight > 0 { LINK_ENABLED } else { 0 },
                         ifindex: hub_if.index,
                         src_ip_be: hub_addr.map_or(0, be),
-                        nexthop_be: hub.gateway.map_or(0, be),
+                        nexthop_be: gateway.map_or(0, be),
                         src_port_be: port_be,
                         mtu: hub_if.mtu.min(u32::from(u16::MAX)) as u16,
                         l2_len: hub_if.l2_len,
@@ -301,7 +336,7 @@ fn configure(
             }
         }
         Role::Hub => {
-            let hub_if = hub_if.context("hub interface missing")?;
+            let (hub_if, _) = hub_if.context("hub interface missing")?;
             dp.attach(Program::LinkIngress, &hub_if.name)?;
         }
     }
@@ -321,6 +356,7 @@ async fn serve(dp: &mut Datapath, control: &UdpSocket, config: &Config, ids: &[u
     };
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     let mut buf = vec![0u8; 2048];
+    let mut scheduled = config.weights();
     loop {
         tokio::select! {
             _ = tokio::signal::ctrl_c() => break,
@@ -328,6 +364,9 @@ async fn serve(dp: &mut Datapath, control: &UdpSocket, config: &Config, ids: &[u
             _ = tick.tick() => {
                 if let Ok(s) = dp.snapshot() {
                     debug!("counters:\n{}", s.table(ids));
+                    if config.role == Role::Hub {
+                        schedule_learned_links(dp, config, &s, &mut scheduled);
+                    }
                 }
             }
             received = control.recv_from(&mut buf) => match received {
@@ -341,6 +380,33 @@ async fn serve(dp: &mut Datapath, control: &UdpSocket, config: &Config, ids: &[u
                 Err(e) => warn!("control socket: {e}"),
             },
         }
+    }
+}
+
+/// The hub sends only on links whose edge endpoint it has learned: a link id
+/// without a peer would make the kernel fall back to the next id for its
+/// share, piling it onto one link.
+fn schedule_learned_links(
+    dp: &mut Datapath,
+    config: &Config,
+    snapshot: &Snapshot,
+    scheduled: &mut Weights,
+) {
+    let mut weights = config.weights();
+    for (w, link) in weights.iter_mut().zip(&snapshot.links) {
+        if link.peer_ip.is_unspecified() {
+            *w = 0;
+        }
+    }
+    if weights == *scheduled || weights.iter().all(|&w| w == 0) {
+        return;
+    }
+    match dp.set_weights(&weights) {
+        Ok(()) => {
+            info!(?weights, "hub schedule follows the learned links");
+            *scheduled = weights;
+        }
+        Err(e) => warn!("updating the hub schedule: {e}"),
     }
 }
 

@@ -12,4 +12,5 @@ pub mod datapath;
 pub mod net;
 pub mod schedule;
 pub mod stats;
+pub mod testbed;
 pub mod tun;

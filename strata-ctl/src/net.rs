@@ -6,8 +6,13 @@ use std::net::{IpAddr, Ipv4Addr};
 
 use futures::TryStreamExt as _;
 use netlink_packet_route::{
+    AddressFamily,
     address::AddressAttribute,
     link::{LinkAttribute, LinkFlags, LinkLayerType, LinkMessage},
+    neighbour::{
+        NeighbourAddress, NeighbourAttribute, NeighbourExtFlags, NeighbourFlags, NeighbourMessage,
+        NeighbourState,
+    },
     route::{RouteAddress, RouteAttribute},
 };
 use rtnetlink::{Handle, LinkUnspec, RouteMessageBuilder};
@@ -162,6 +167,59 @@ impl Net {
             .await
             .map_err(|source| NetError::Netlink {
                 what: format!("setting MTU {mtu}, gso_max_segs 1 and up on ifindex {index}"),
+                source,
+            })
+    }
+
+    /// Asks the kernel to keep `gateway`'s link-layer address on interface
+    /// `index` resolved at all times (a *managed* neighbour entry, kernel ≥ 5.16,
+    /// refreshed in the background).
+    ///
+    /// Why: a packet that `bpf_redirect_neigh` hands to a neighbour still in
+    /// resolution is queued behind ARP and, on this kernel (6.18), leaves
+    /// without its Ethernet header once the reply arrives — the carrier drops
+    /// it as `UNHANDLED_PROTO` (seen with the `skb:kfree_skb` tracepoint: the
+    /// first packet of every link was lost). With the entry kept resolved the
+    /// data path never meets an unresolved next hop.
+    pub async fn keep_neighbour_resolved(
+        &self,
+        index: u32,
+        gateway: Ipv4Addr,
+    ) -> Result<(), NetError> {
+        let mut request = self
+            .handle
+            .neighbours()
+            .add(index, IpAddr::V4(gateway))
+            .state(NeighbourState::None)
+            .flags(NeighbourFlags::ExtLearned)
+            .replace();
+        request
+            .message_mut()
+            .attributes
+            .push(NeighbourAttribute::ExtFlags(NeighbourExtFlags::Managed));
+        request.execute().await.map_err(|source| NetError::Netlink {
+            what: format!("adding a managed neighbour entry for {gateway} on ifindex {index}"),
+            source,
+        })
+    }
+
+    /// Removes the entry [`Net::keep_neighbour_resolved`] added.
+    pub async fn forget_neighbour(&self, index: u32, gateway: Ipv4Addr) -> Result<(), NetError> {
+        let mut message = NeighbourMessage::default();
+        message.header.family = AddressFamily::Inet;
+        message.header.ifindex = index;
+        message
+            .attributes
+            .push(NeighbourAttribute::Destination(NeighbourAddress::Inet(
+                gateway,
+            )));
+        self.handle
+            .neighbours()
+            .del(message)
+            .execute()
+            .await
+            .map_err(|source| NetError::Netlink {
+                what: format!("removing the neighbour entry for {gateway} on ifindex {index}"),
                 source,
             })
     }

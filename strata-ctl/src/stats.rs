@@ -14,7 +14,7 @@ use strata_common::{
 use crate::datapath::{DatapathError, map_err, map_names};
 
 /// One link's counters, summed over CPUs.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct LinkStats {
     /// Link id.
     pub id: u8,
@@ -34,6 +34,9 @@ pub struct LinkStats {
     pub rx_restarts: u64,
     /// The peer endpoint ("0.0.0.0:0" if unknown).
     pub peer: String,
+    /// The peer's address (unspecified if unknown).
+    #[serde(skip)]
+    pub peer_ip: Ipv4Addr,
 }
 
 /// Everything counted.
@@ -127,6 +130,7 @@ pub fn read<'a>(maps: &dyn Fn(&str) -> Option<&'a Map>) -> Result<Snapshot, Data
         let r = sum(&rx, i)?;
         let s = rxseq.get(&i, 0).map_err(map_err("reading STRATA_RXSEQ"))?;
         let p = peers.get(&i, 0).map_err(map_err("reading STRATA_PEERS"))?;
+        let peer_ip = Ipv4Addr::from(u32::from_be(p.ip_be));
         links.push(LinkStats {
             id: i as u8,
             tx_packets: t.packets,
@@ -136,11 +140,8 @@ pub fn read<'a>(maps: &dyn Fn(&str) -> Option<&'a Map>) -> Result<Snapshot, Data
             rx_lost: s.lost,
             rx_late: s.late,
             rx_restarts: s.restarts,
-            peer: format!(
-                "{}:{}",
-                Ipv4Addr::from(u32::from_be(p.ip_be)),
-                u16::from_be(p.port_be)
-            ),
+            peer: format!("{}:{}", peer_ip, u16::from_be(p.port_be)),
+            peer_ip,
         });
     }
     let mut dropped = Vec::new();

@@ -108,12 +108,22 @@ fn exchange(lab: &Lab, tunnel: &Tunnel, count: u64, pps: u64) -> Outcome {
         .expect("hub application");
 
     let tx_after = interface_tx_packets(lab);
+    let edge = read_pinned(&tunnel.edge.pin_dir()).expect("edge counters");
+    let hub = read_pinned(&tunnel.hub.pin_dir()).expect("hub counters");
+    eprintln!(
+        "delivered {} of {count} (duplicates {}), echoed {}\nedge:\n{}hub:\n{}",
+        delivered.received,
+        delivered.duplicates,
+        echoes.received,
+        edge.table(&[]),
+        hub.table(&[])
+    );
     Outcome {
         delivered: delivered.received,
         duplicates: delivered.duplicates,
         echoed: echoes.received,
-        edge: read_pinned(&tunnel.edge.pin_dir()).expect("edge counters"),
-        hub: read_pinned(&tunnel.hub.pin_dir()).expect("hub counters"),
+        edge,
+        hub,
         interface_tx: tx_after
             .iter()
             .zip(&tx_before)

@@ -7,28 +7,17 @@
 
 use std::net::Ipv4Addr;
 
-use aya::programs::{TestRun as _, TestRunOptions};
 use strata_common::{
     drop::DropReason,
-    maps::{CONFIG_LEARN_PEERS, CONFIG_READY, Endpoint, LINK_ENABLED, LinkTx, TunnelConfig},
+    maps::{LINK_ENABLED, LinkTx, TunnelConfig},
 };
-use strata_ctl::datapath::{Datapath, Program};
-
-const TC_ACT_OK: u32 = 0;
-const TC_ACT_SHOT: u32 = 2;
-const TC_ACT_REDIRECT: u32 = 7;
-
-const SESSION: u32 = 0x5354_5241;
-const PORT: u16 = 7400;
-const LINK_SRC: [Ipv4Addr; 3] = [
-    Ipv4Addr::new(100, 64, 1, 2),
-    Ipv4Addr::new(100, 64, 2, 2),
-    Ipv4Addr::new(100, 64, 3, 2),
-];
-const HUB: Ipv4Addr = Ipv4Addr::new(198, 19, 0, 2);
-/// Loopback: test runs execute on `lo`, whose ifindex is 1.
-const LO: u32 = 1;
-const TUNNEL_IFINDEX: u32 = 4242;
+use strata_ctl::{
+    datapath::{Datapath, Program},
+    testbed::{
+        HUB, LINK_SRC, LO, PORT, SESSION, TC_ACT_OK, TC_ACT_REDIRECT, TC_ACT_SHOT, be, checksum,
+        eth, inner_v4, inner_v6, ipv4, strata, tunnel_frame, udp,
+    },
+};
 
 fn require_root() {
     assert!(
@@ -37,192 +26,19 @@ fn require_root() {
     );
 }
 
-fn be(a: Ipv4Addr) -> u32 {
-    u32::from(a).to_be()
-}
-
-/// A data plane configured like an edge whose links are all `lo` (test runs
-/// happen there), with an Ethernet-framed "tunnel" because test-run packets
-/// start with an Ethernet header.
 fn edge(weights: [u32; 8], mtu: u16) -> Datapath {
     require_root();
-    let mut dp = Datapath::load(None).expect("load the data plane");
-    let mut cfg = TunnelConfig {
-        session: SESSION,
-        flags: CONFIG_READY,
-        tunnel_ifindex: TUNNEL_IFINDEX,
-        tunnel_l2_len: 14,
-        local_ip_be: 0,
-        local_port_be: PORT.to_be(),
-        _pad: 0,
-    };
-    dp.set_config(cfg).unwrap();
-    dp.set_interface(LO, 14).unwrap();
-    for (id, src) in LINK_SRC.iter().enumerate() {
-        dp.set_link(
-            id as u8,
-            LinkTx {
-                flags: if weights[id] > 0 { LINK_ENABLED } else { 0 },
-                ifindex: LO,
-                src_ip_be: be(*src),
-                nexthop_be: be(Ipv4Addr::new(100, 64, id as u8 + 1, 1)),
-                src_port_be: PORT.to_be(),
-                mtu,
-                l2_len: 14,
-            },
-        )
-        .unwrap();
-        dp.set_peer(
-            id as u8,
-            Endpoint {
-                ip_be: be(HUB),
-                port_be: PORT.to_be(),
-                _pad: 0,
-            },
-        )
-        .unwrap();
-    }
-    dp.seed_sequence(1000).unwrap();
-    dp.set_weights(&weights).unwrap();
-    cfg.flags = CONFIG_READY;
-    dp.set_config(cfg).unwrap();
-    dp
+    strata_ctl::testbed::edge(weights, mtu).expect("load and configure the data plane")
 }
 
 fn hub() -> Datapath {
-    let mut dp = edge([1, 1, 1, 0, 0, 0, 0, 0], 1500);
-    dp.set_config(TunnelConfig {
-        session: SESSION,
-        flags: CONFIG_READY | CONFIG_LEARN_PEERS,
-        tunnel_ifindex: TUNNEL_IFINDEX,
-        tunnel_l2_len: 14,
-        local_ip_be: be(HUB),
-        local_port_be: PORT.to_be(),
-        _pad: 0,
-    })
-    .unwrap();
-    for id in 0..3 {
-        dp.set_peer(id, Endpoint::default()).unwrap();
-    }
-    dp
+    require_root();
+    strata_ctl::testbed::hub().expect("load and configure the data plane")
 }
 
 fn run(dp: &mut Datapath, program: Program, frame: &[u8]) -> (u32, Vec<u8>) {
-    let prog = dp.program_mut(program).unwrap();
-    let mut out = vec![0u8; frame.len() + 256];
-    let result = prog
-        .test_run(TestRunOptions {
-            data_in: Some(frame),
-            data_out: Some(&mut out),
-            ..Default::default()
-        })
-        .expect("BPF_PROG_TEST_RUN");
-    out.truncate(result.data_size_out as usize);
-    (result.return_value, out)
-}
-
-fn checksum(bytes: &[u8]) -> u16 {
-    let mut sum: u32 = bytes
-        .chunks(2)
-        .map(|c| u32::from(u16::from_be_bytes([c[0], c[1]])))
-        .sum();
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    !(sum as u16)
-}
-
-fn ipv4(src: Ipv4Addr, dst: Ipv4Addr, tos: u8, frag: u16, proto: u8, payload: &[u8]) -> Vec<u8> {
-    let total = 20 + payload.len();
-    let mut h = vec![0x45, tos];
-    h.extend((total as u16).to_be_bytes());
-    h.extend([0, 0]);
-    h.extend(frag.to_be_bytes());
-    h.extend([64, proto, 0, 0]);
-    h.extend(src.octets());
-    h.extend(dst.octets());
-    let c = checksum(&h);
-    h[10..12].copy_from_slice(&c.to_be_bytes());
-    h.extend(payload);
-    h
-}
-
-fn udp(sport: u16, dport: u16, payload: &[u8]) -> Vec<u8> {
-    let mut u = Vec::new();
-    u.extend(sport.to_be_bytes());
-    u.extend(dport.to_be_bytes());
-    u.extend(((8 + payload.len()) as u16).to_be_bytes());
-    u.extend([0, 0]);
-    u.extend(payload);
-    u
-}
-
-fn eth(ether_type: u16, payload: &[u8]) -> Vec<u8> {
-    let mut f = vec![0x02, 0, 0, 0, 0, 1, 0x02, 0, 0, 0, 0, 2];
-    f.extend(ether_type.to_be_bytes());
-    f.extend(payload);
-    f
-}
-
-/// An application's inner packet: UDP 10.200.0.1:5000 → 10.200.0.2:6000.
-fn inner_v4(tos: u8, len: usize) -> Vec<u8> {
-    let payload: Vec<u8> = (0..len).map(|i| i as u8).collect();
-    ipv4(
-        Ipv4Addr::new(10, 200, 0, 1),
-        Ipv4Addr::new(10, 200, 0, 2),
-        tos,
-        0,
-        17,
-        &udp(5000, 6000, &payload),
-    )
-}
-
-fn inner_v6(len: usize) -> Vec<u8> {
-    let payload: Vec<u8> = (0..len).map(|i| i as u8).collect();
-    let u = udp(5000, 6000, &payload);
-    let mut p = vec![0x60, 0, 0, 0];
-    p.extend((u.len() as u16).to_be_bytes());
-    p.extend([17, 64]);
-    p.extend([0xfd, 0x53, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]);
-    p.extend([0xfd, 0x53, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2]);
-    p.extend(u);
-    p
-}
-
-/// Strata v1 header bytes.
-fn strata(
-    kind: u8,
-    flags: u8,
-    link: u8,
-    words: u8,
-    session: u32,
-    global: u32,
-    link_seq: u32,
-) -> Vec<u8> {
-    let mut h = vec![0x10 | kind, flags, link, words];
-    h.extend(session.to_be_bytes());
-    h.extend(global.to_be_bytes());
-    h.extend(link_seq.to_be_bytes());
-    h.extend(0x0102_0304u32.to_be_bytes());
-    h
-}
-
-/// A tunnel packet as the hub receives it: Ethernet, outer IPv4 from the
-/// carrier's public address, UDP to the Strata port, Strata header, payload.
-fn tunnel_frame(header: &[u8], payload: &[u8]) -> Vec<u8> {
-    let mut body = header.to_vec();
-    body.extend(payload);
-    eth(
-        0x0800,
-        &ipv4(
-            Ipv4Addr::new(198, 18, 2, 2),
-            HUB,
-            0,
-            0x4000,
-            17,
-            &udp(40_001, PORT, &body),
-        ),
-    )
+    let (action, out, _) = strata_ctl::testbed::run(dp, program, frame).expect("test run");
+    (action, out)
 }
 
 fn drops(dp: &Datapath, reason: DropReason) -> u64 {

@@ -1,0 +1,349 @@
+//! The Strata lab: a race car, its carriers and a cloud hub as Linux network
+//! namespaces on one machine.
+//!
+//! ```text
+//!  P-edge                P-car{i}                    P-inet              P-hub
+//!  lnk{i} 100.64.{i+1}.2 ─ cdown 100.64.{i+1}.1
+//!                          cup 198.18.{i+1}.2 (NAT) ─ car{i} 198.18.{i+1}.1
+//!                                                     hub 198.19.0.1 ─── wan0 198.19.0.2
+//! ```
+//!
+//! Each carrier masquerades the edge behind its own public address, like a
+//! cellular network's carrier-grade NAT, so the hub sees every link of the
+//! car from a different address and must learn them. The edge has no default
+//! route and no route to the hub: Strata's data path must not depend on the
+//! edge's routing table. Delay, loss and capacity emulation come later; the
+//! carriers forward plainly for now.
+//!
+//! Every namespace name starts with a prefix unique to one lab (see
+//! [`Lab::unique_prefix`]), so tests run in parallel, and a [`Lab`] removes its
+//! namespaces when dropped, so a failing test cleans up too.
+
+pub mod strata;
+pub mod traffic;
+
+use std::{
+    ffi::OsStr,
+    net::Ipv4Addr,
+    os::fd::AsFd as _,
+    process::{Command, Stdio},
+    sync::atomic::{AtomicU32, Ordering},
+};
+
+use anyhow::{Context as _, bail};
+
+/// Prefix of every namespace the lab's unique prefixes create.
+pub const UNIQUE_PREFIX_START: &str = "st";
+
+/// A running lab topology.
+#[derive(Debug)]
+pub struct Lab {
+    prefix: String,
+    links: usize,
+    namespaces: Vec<String>,
+    torn_down: bool,
+}
+
+impl Lab {
+    /// Name of the hub's public interface.
+    pub const HUB_IFNAME: &'static str = "wan0";
+
+    /// A prefix no other lab on this machine uses: `st` and six hex digits.
+    pub fn unique_prefix() -> String {
+        static COUNTER: AtomicU32 = AtomicU32::new(0);
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+        let mix = std::process::id().wrapping_mul(2_654_435_761) ^ nanos ^ n.wrapping_mul(40_503);
+        format!("{UNIQUE_PREFIX_START}{:06x}", mix & 0xff_ffff)
+    }
+
+    /// Creates the topology with `links` carriers (1..=8); on failure removes
+    /// whatever it had created.
+    pub fn up(prefix: &str, links: usize) -> anyhow::Result<Self> {
+        if !(1..=8).contains(&links) {
+            bail!("a lab has 1 to 8 links, not {links}");
+        }
+        if prefix.is_empty()
+            || prefix.len() > 10
+            || !prefix.chars().all(|c| c.is_ascii_alphanumeric())
+        {
+            bail!("lab prefix {prefix:?} must be 1-10 ASCII letters or digits");
+        }
+        let mut lab = Self {
+            prefix: prefix.into(),
+            links,
+            namespaces: Vec::new(),
+            torn_down: false,
+        };
+        // On error `lab` is dropped here, which removes what was created.
+        lab.build()?;
+        Ok(lab)
+    }
+
+    fn build(&mut self) -> anyhow::Result<()> {
+        let mut all = vec![self.edge_ns(), self.inet_ns(), self.hub_ns()];
+        all.extend((0..self.links).map(|i| self.carrier_ns(i)));
+        for ns in all {
+            ip(&["netns", "add", &ns])?;
+            self.namespaces.push(ns.clone());
+            ip(&["-n", &ns, "link", "set", "dev", "lo", "up"])?;
+            sysctl(&ns, "net.ipv4.conf.all.rp_filter", "0")?;
+            sysctl(&ns, "net.ipv4.conf.default.rp_filter", "0")?;
+        }
+        let (edge, inet, hub) = (self.edge_ns(), self.inet_ns(), self.hub_ns());
+        sysctl(&inet, "net.ipv4.ip_forward", "1")?;
+        for i in 0..self.links {
+            let car = self.carrier_ns(i);
+            let link = Self::link_ifname(i);
+            veth(
+                &edge,
+                &link,
+                &format!("{}/24", Self::link_addr(i)),
+                &car,
+                "cdown",
+                &format!("{}/24", Self::link_gateway(i)),
+            )?;
+            veth(
+                &car,
+                "cup",
+                &format!("{}/24", Self::carrier_public_addr(i)),
+                &inet,
+                &format!("car{i}"),
+                &format!("198.18.{}.1/24", i + 1),
+            )?;
+            sysctl(&car, "net.ipv4.ip_forward", "1")?;
+            ip(&[
+                "-n",
+                &car,
+                "route",
+                "add",
+                "default",
+                "via",
+                &format!("198.18.{}.1", i + 1),
+            ])?;
+            nft(
+                &car,
+                "table ip nat {\n chain postrouting {\n  type nat hook postrouting priority srcnat;\n  oifname \"cup\" masquerade\n }\n}\n",
+            )?;
+        }
+        veth(
+            &inet,
+            "hub",
+            "198.19.0.1/24",
+            &hub,
+            Self::HUB_IFNAME,
+            &format!("{}/24", Self::hub_addr()),
+        )?;
+        ip(&["-n", &hub, "route", "add", "default", "via", "198.19.0.1"])?;
+        Ok(())
+    }
+
+    /// The prefix.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// Number of links.
+    pub fn links(&self) -> usize {
+        self.links
+    }
+
+    /// The car.
+    pub fn edge_ns(&self) -> String {
+        format!("{}-edge", self.prefix)
+    }
+
+    /// The cloud hub.
+    pub fn hub_ns(&self) -> String {
+        format!("{}-hub", self.prefix)
+    }
+
+    /// Carrier `i`.
+    pub fn carrier_ns(&self, i: usize) -> String {
+        format!("{}-car{i}", self.prefix)
+    }
+
+    /// The internet between carriers and hub.
+    pub fn inet_ns(&self) -> String {
+        format!("{}-inet", self.prefix)
+    }
+
+    /// The edge's interface of link `i`.
+    pub fn link_ifname(i: usize) -> String {
+        format!("lnk{i}")
+    }
+
+    /// The edge's address on link `i`.
+    pub fn link_addr(i: usize) -> Ipv4Addr {
+        Ipv4Addr::new(100, 64, i as u8 + 1, 2)
+    }
+
+    /// Carrier `i`'s address towards the edge (the link's next hop).
+    pub fn link_gateway(i: usize) -> Ipv4Addr {
+        Ipv4Addr::new(100, 64, i as u8 + 1, 1)
+    }
+
+    /// Carrier `i`'s public address (what the hub sees after NAT).
+    pub fn carrier_public_addr(i: usize) -> Ipv4Addr {
+        Ipv4Addr::new(198, 18, i as u8 + 1, 2)
+    }
+
+    /// The hub's public address.
+    pub fn hub_addr() -> Ipv4Addr {
+        Ipv4Addr::new(198, 19, 0, 2)
+    }
+
+    /// Removes every namespace of this lab.
+    pub fn down(mut self) -> anyhow::Result<()> {
+        self.torn_down = true;
+        remove_namespaces(&self.namespaces)
+    }
+
+    /// Removes every namespace named `<prefix>-…` (for `xtask lab down` and
+    /// for labs whose process died).
+    pub fn down_prefix(prefix: &str) -> anyhow::Result<()> {
+        let wanted = format!("{prefix}-");
+        let names: Vec<String> = list_namespaces()?
+            .into_iter()
+            .filter(|n| n.starts_with(&wanted))
+            .collect();
+        remove_namespaces(&names)
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        if !self.torn_down {
+            let _ = remove_namespaces(&self.namespaces);
+        }
+    }
+}
+
+/// Names of all network namespaces.
+pub fn list_namespaces() -> anyhow::Result<Vec<String>> {
+    let out = Command::new("ip")
+        .args(["netns", "list"])
+        .output()
+        .context("running ip netns list")?;
+    Ok(String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split_whitespace().next().map(str::to_string))
+        .collect())
+}
+
+fn remove_namespaces(names: &[String]) -> anyhow::Result<()> {
+    let existing = list_namespaces()?;
+    let mut failed = Vec::new();
+    for ns in names.iter().filter(|n| existing.contains(n)) {
+        if let Err(e) = ip(&["netns", "del", ns]) {
+            failed.push(format!("{ns}: {e}"));
+        }
+    }
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        bail!("could not remove {}", failed.join("; "))
+    }
+}
+
+/// Runs `ip ARGS`, failing with its stderr.
+fn ip(args: &[&str]) -> anyhow::Result<()> {
+    run(
+        Command::new("ip").args(args),
+        &format!("ip {}", args.join(" ")),
+    )
+}
+
+fn sysctl(ns: &str, key: &str, value: &str) -> anyhow::Result<()> {
+    let setting = format!("{key}={value}");
+    run(
+        Command::new("ip").args(["netns", "exec", ns, "sysctl", "-q", "-w", &setting]),
+        &format!("sysctl {setting} in {ns}"),
+    )
+}
+
+fn nft(ns: &str, ruleset: &str) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    let mut child = Command::new("ip")
+        .args(["netns", "exec", ns, "nft", "-f", "-"])
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("running nft (install nftables: cargo xtask setup)")?;
+    child
+        .stdin
+        .take()
+        .context("nft stdin")?
+        .write_all(ruleset.as_bytes())?;
+    let out = child.wait_with_output()?;
+    if !out.status.success() {
+        bail!(
+            "nft in {ns} failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(())
+}
+
+/// A veth pair between two namespaces, addressed and up.
+fn veth(
+    ns_a: &str,
+    if_a: &str,
+    addr_a: &str,
+    ns_b: &str,
+    if_b: &str,
+    addr_b: &str,
+) -> anyhow::Result<()> {
+    // Created in ns_a directly: names are per namespace, so "cup" in two
+    // carriers never collide, and nothing appears in the host namespace.
+    ip(&[
+        "-n", ns_a, "link", "add", if_a, "type", "veth", "peer", "name", if_b, "netns", ns_b,
+    ])?;
+    ip(&["-n", ns_a, "addr", "add", addr_a, "dev", if_a])?;
+    ip(&["-n", ns_b, "addr", "add", addr_b, "dev", if_b])?;
+    ip(&["-n", ns_a, "link", "set", "dev", if_a, "up"])?;
+    ip(&["-n", ns_b, "link", "set", "dev", if_b, "up"])?;
+    Ok(())
+}
+
+fn run(cmd: &mut Command, what: &str) -> anyhow::Result<()> {
+    let out = cmd
+        .output()
+        .with_context(|| format!("{what}: cannot run"))?;
+    if !out.status.success() {
+        bail!("{what}: {}", String::from_utf8_lossy(&out.stderr).trim());
+    }
+    Ok(())
+}
+
+/// Runs `f` on a thread that has entered namespace `ns` (network namespace
+/// only), so sockets it opens live there. Threads `f` spawns inherit the
+/// namespace. A panic in `f` becomes an error.
+pub fn in_netns<T: Send + 'static>(
+    ns: &str,
+    f: impl FnOnce() -> anyhow::Result<T> + Send + 'static,
+) -> anyhow::Result<T> {
+    let path = format!("/run/netns/{ns}");
+    let handle = std::thread::spawn(move || -> anyhow::Result<T> {
+        let file = std::fs::File::open(&path).with_context(|| format!("opening {path}"))?;
+        nix::sched::setns(file.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET)
+            .with_context(|| format!("entering {path}"))?;
+        f()
+    });
+    handle
+        .join()
+        .map_err(|_| anyhow::anyhow!("the thread in {ns} panicked"))?
+}
+
+/// A command that runs `program` in namespace `ns` with only the network
+/// namespace switched (`nsenter --net`). `ip netns exec` would also remount
+/// /sys, hiding the host's /sys/fs/bpf where Strata pins its maps.
+pub fn netns_command(ns: &str, program: impl AsRef<OsStr>) -> Command {
+    let mut cmd = Command::new("nsenter");
+    cmd.arg(format!("--net=/run/netns/{ns}"))
+        .arg("--")
+        .arg(program);
+    cmd
+}

@@ -1,0 +1,243 @@
+//! Running Strata itself in a lab: an edge daemon in the edge namespace, a
+//! hub daemon in the hub namespace, their configurations, and what the
+//! kernel counted.
+//!
+//! The daemons are the real `strata-ctl run` binary, started with only the
+//! network namespace switched (see [`crate::netns_command`]) so their maps are
+//! pinned in the host's bpffs where tests and `strata-ctl stats` can read them.
+
+use std::{
+    fs::File,
+    io::Read as _,
+    net::Ipv4Addr,
+    path::{Path, PathBuf},
+    process::{Child, Stdio},
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context as _, bail};
+
+use crate::{Lab, netns_command};
+
+/// The edge's tunnel address.
+pub const EDGE_TUNNEL_ADDR: Ipv4Addr = Ipv4Addr::new(10, 200, 0, 1);
+/// The hub's tunnel address.
+pub const HUB_TUNNEL_ADDR: Ipv4Addr = Ipv4Addr::new(10, 200, 0, 2);
+/// UDP port of the tunnel on both sides.
+pub const TUNNEL_PORT: u16 = 7400;
+
+/// The log line a daemon prints once its programs are attached.
+const READY_LINE: &str = "data plane attached";
+
+/// One running `strata-ctl run`.
+#[derive(Debug)]
+pub struct Daemon {
+    child: Option<Child>,
+    name: String,
+    log: PathBuf,
+}
+
+impl Daemon {
+    /// Starts `binary run --config config` in namespace `ns`, logging to
+    /// `log`, and waits until the data plane is attached.
+    pub fn start(
+        ns: &str,
+        binary: &Path,
+        config: &Path,
+        log: &Path,
+        name: &str,
+    ) -> anyhow::Result<Self> {
+        let out = File::create(log).with_context(|| format!("creating {}", log.display()))?;
+        let err = out.try_clone()?;
+        let child = netns_command(ns, binary)
+            .arg("run")
+            .arg("--config")
+            .arg(config)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .with_context(|| format!("starting {} in {ns}", binary.display()))?;
+        let mut daemon = Self {
+            child: Some(child),
+            name: name.into(),
+            log: log.into(),
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if daemon.log_text().contains(READY_LINE) {
+                return Ok(daemon);
+            }
+            if let Some(child) = daemon.child.as_mut()
+                && let Some(status) = child.try_wait()?
+            {
+                daemon.child = None;
+                bail!(
+                    "{name} exited during start-up ({status}):\n{}",
+                    daemon.log_text()
+                );
+            }
+            if Instant::now() > deadline {
+                bail!("{name} not ready after 30 s:\n{}", daemon.log_text());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// The instance name (also its pin directory under /sys/fs/bpf/strata).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Where its maps are pinned.
+    pub fn pin_dir(&self) -> PathBuf {
+        Path::new("/sys/fs/bpf/strata").join(&self.name)
+    }
+
+    /// Everything it logged so far.
+    pub fn log_text(&self) -> String {
+        let mut s = String::new();
+        if let Ok(mut f) = File::open(&self.log) {
+            let _ = f.read_to_string(&mut s);
+        }
+        s
+    }
+
+    /// Sends SIGTERM and waits for a clean exit; returns the log.
+    pub fn stop(mut self) -> anyhow::Result<String> {
+        let status = self.terminate()?;
+        let log = self.log_text();
+        if !status.success() {
+            bail!("{} exited with {status}:\n{log}", self.name);
+        }
+        Ok(log)
+    }
+
+    fn terminate(&mut self) -> anyhow::Result<std::process::ExitStatus> {
+        let Some(mut child) = self.child.take() else {
+            bail!("{} is not running", self.name);
+        };
+        let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            if let Some(status) = child.try_wait()? {
+                return Ok(status);
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let status = child.wait()?;
+                bail!(
+                    "{} did not stop within 15 s of SIGTERM (killed: {status})",
+                    self.name
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if self.child.is_some() {
+            let _ = self.terminate();
+        }
+    }
+}
+
+/// The edge's configuration for a lab: one link per lab link, with the given weights.
+pub fn edge_config(lab: &Lab, name: &str, session: u32, weights: &[u32]) -> String {
+    let mut s = format!(
+        "version = 1\nrole = \"edge\"\nname = \"{name}\"\nsession = {session}\nport = {TUNNEL_PORT}\n\n\
+         [tunnel]\naddress = \"{EDGE_TUNNEL_ADDR}/30\"\n\n[peer]\naddress = \"{}\"\nport = {TUNNEL_PORT}\n",
+        Lab::hub_addr()
+    );
+    for i in 0..lab.links() {
+        let weight = weights.get(i).copied().unwrap_or(1);
+        s += &format!(
+            "\n[[links]]\nid = {i}\ninterface = \"{}\"\nweight = {weight}\ngateway = \"{}\"\n",
+            Lab::link_ifname(i),
+            Lab::link_gateway(i)
+        );
+    }
+    s
+}
+
+/// The hub's configuration for a lab (equal weights back to the edge).
+pub fn hub_config(name: &str, session: u32) -> String {
+    format!(
+        "version = 1\nrole = \"hub\"\nname = \"{name}\"\nsession = {session}\nport = {TUNNEL_PORT}\n\n\
+         [tunnel]\naddress = \"{HUB_TUNNEL_ADDR}/30\"\n\n[hub]\ninterface = \"{}\"\n",
+        Lab::HUB_IFNAME
+    )
+}
+
+/// An edge and a hub daemon running in a lab.
+#[derive(Debug)]
+pub struct Tunnel {
+    /// The hub daemon (started first, so it is listening when the edge sends).
+    pub hub: Daemon,
+    /// The edge daemon.
+    pub edge: Daemon,
+    workdir: PathBuf,
+}
+
+impl Tunnel {
+    /// Writes both configurations into `workdir` and starts hub, then edge.
+    pub fn start(
+        lab: &Lab,
+        binary: &Path,
+        weights: &[u32],
+        workdir: &Path,
+    ) -> anyhow::Result<Self> {
+        std::fs::create_dir_all(workdir)?;
+        let session = session_for(lab.prefix());
+        let hub_name = format!("{}-hub", lab.prefix());
+        let edge_name = format!("{}-edge", lab.prefix());
+        let hub_cfg = workdir.join("hub.toml");
+        let edge_cfg = workdir.join("edge.toml");
+        std::fs::write(&hub_cfg, hub_config(&hub_name, session))?;
+        std::fs::write(&edge_cfg, edge_config(lab, &edge_name, session, weights))?;
+        let hub = Daemon::start(
+            &lab.hub_ns(),
+            binary,
+            &hub_cfg,
+            &workdir.join("hub.log"),
+            &hub_name,
+        )?;
+        let edge = Daemon::start(
+            &lab.edge_ns(),
+            binary,
+            &edge_cfg,
+            &workdir.join("edge.log"),
+            &edge_name,
+        )?;
+        Ok(Self {
+            hub,
+            edge,
+            workdir: workdir.into(),
+        })
+    }
+
+    /// Where configurations and logs are.
+    pub fn workdir(&self) -> &Path {
+        &self.workdir
+    }
+
+    /// Stops edge then hub, each cleanly; returns their logs.
+    pub fn stop(self) -> anyhow::Result<(String, String)> {
+        let Self { hub, edge, .. } = self;
+        let edge_log = edge.stop();
+        let hub_log = hub.stop();
+        Ok((edge_log?, hub_log?))
+    }
+}
+
+/// A session id derived from the lab prefix (never 0).
+fn session_for(prefix: &str) -> u32 {
+    prefix
+        .bytes()
+        .fold(0x5354_5241u32, |h, b| h.rotate_left(5) ^ u32::from(b))
+        .max(1)
+}
