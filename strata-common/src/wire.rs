@@ -217,7 +217,7 @@ impl Header {
 
     /// Header length in bytes, extensions included.
     #[inline(always)]
-    pub const fn len(&self) -> usize {
+    pub const fn byte_len(&self) -> usize {
         self.header_words as usize * 4
     }
 
@@ -241,7 +241,7 @@ impl Header {
         };
         if self.header_words < HEADER_WORDS
             || self.header_words > MAX_HEADER_WORDS
-            || self.len() > available
+            || self.byte_len() > available
         {
             return Err(DropReason::BadHeaderLen);
         }
@@ -316,7 +316,7 @@ impl Header {
     pub fn parse(buf: &[u8], session: u32, max_links: u8) -> Result<(Fields, &[u8]), DropReason> {
         let header = Self::decode(buf)?;
         let packet_type = header.validate(buf.len(), session, max_links)?;
-        Ok((header.fields(packet_type), &buf[header.len()..]))
+        Ok((header.fields(packet_type), &buf[header.byte_len()..]))
     }
 }
 

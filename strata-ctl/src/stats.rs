@@ -62,8 +62,8 @@ impl Snapshot {
         let mut out = String::new();
         let _ = writeln!(
             out,
-            "{:<5} {:>10} {:>12} {:>10} {:>12} {:>8} {:>8}  {}",
-            "link", "tx_pkts", "tx_bytes", "rx_pkts", "rx_bytes", "lost", "late", "peer"
+            "{:<5} {:>10} {:>12} {:>10} {:>12} {:>8} {:>8}  peer",
+            "link", "tx_pkts", "tx_bytes", "rx_pkts", "rx_bytes", "lost", "late"
         );
         for l in &self.links {
             let active = l.tx_packets + l.rx_packets > 0;

@@ -3,16 +3,16 @@
 //! and the real kernel data path. Needs root (namespaces, BPF).
 
 use std::{
-    net::{SocketAddr, UdpSocket},
+    net::SocketAddr,
     path::{Path, PathBuf},
     time::Duration,
 };
 
 use strata_ctl::stats::{Snapshot, read_pinned};
 use strata_lab::{
-    Lab, in_netns,
+    Lab,
     strata::{EDGE_TUNNEL_ADDR, HUB_TUNNEL_ADDR, Tunnel},
-    traffic::{UdpBlast, receive},
+    traffic::Stream,
 };
 
 const BINARY: &str = env!("CARGO_BIN_EXE_strata-ctl");
@@ -67,45 +67,23 @@ struct Outcome {
 /// Sends `count` datagrams from an application on the edge to one on the hub,
 /// which echoes each back; returns what both sides and the kernel saw.
 fn exchange(lab: &Lab, tunnel: &Tunnel, count: u64, pps: u64) -> Outcome {
-    let hub_app = SocketAddr::from((HUB_TUNNEL_ADDR, APP_PORT));
     let tx_before = interface_tx_packets(lab);
-
-    let receiver = {
-        let ns = lab.hub_ns();
-        std::thread::spawn(move || {
-            in_netns(&ns, move || {
-                let sock = UdpSocket::bind(hub_app)?;
-                Ok(receive(&sock, count, Duration::from_secs(5), true)?)
-            })
-        })
-    };
-    std::thread::sleep(Duration::from_millis(300));
-
-    let (sent, echoes) = in_netns(&lab.edge_ns(), move || {
-        let sock = UdpSocket::bind(SocketAddr::from((EDGE_TUNNEL_ADDR, 0)))?;
-        let echo_sock = sock.try_clone()?;
-        // Threads spawned here stay in the edge namespace.
-        let echoes =
-            std::thread::spawn(move || receive(&echo_sock, count, Duration::from_secs(5), false));
-        let blast = UdpBlast {
-            src: sock.local_addr()?,
-            dst: hub_app,
-            count,
-            payload_len: 200,
-            pps,
-        };
-        let sent = blast.send(&sock)?;
-        let echoes = echoes
-            .join()
-            .map_err(|_| anyhow::anyhow!("echo receiver panicked"))??;
-        Ok((sent, echoes))
-    })
-    .expect("edge application");
-    assert_eq!(sent, count);
-    let delivered = receiver
-        .join()
-        .expect("hub thread")
-        .expect("hub application");
+    let report = Stream {
+        from_ns: lab.edge_ns(),
+        from: SocketAddr::from((EDGE_TUNNEL_ADDR, 0)),
+        to_ns: lab.hub_ns(),
+        to: SocketAddr::from((HUB_TUNNEL_ADDR, APP_PORT)),
+        count,
+        payload_len: 200,
+        pps,
+        echo: true,
+        idle_timeout: Duration::from_secs(5),
+    }
+    .run()
+    .expect("stream through the tunnel");
+    assert_eq!(report.sent, count);
+    let delivered = report.delivered;
+    let echoes = report.echoed.expect("echoes");
 
     let tx_after = interface_tx_packets(lab);
     let edge = read_pinned(&tunnel.edge.pin_dir()).expect("edge counters");
@@ -219,5 +197,51 @@ fn a_link_with_weight_zero_carries_nothing() {
             o.interface_tx[1]
         );
         assert_eq!(o.edge.links[0].tx_packets + o.edge.links[2].tx_packets, N);
+    });
+}
+
+#[test]
+fn tcp_flows_through_the_bond() {
+    // TCP builds GSO super-packets unless the tunnel device limits them
+    // (gso_max_segs 1); this transfer stalls if that regresses.
+    with_tunnel(&[1, 1, 1], |lab, tunnel| {
+        use std::io::{Read as _, Write as _};
+        const BYTES: usize = 8 << 20;
+        let hub_addr = SocketAddr::from((HUB_TUNNEL_ADDR, 9100));
+        let server = {
+            let ns = lab.hub_ns();
+            std::thread::spawn(move || {
+                strata_lab::in_netns(&ns, move || {
+                    let listener = std::net::TcpListener::bind(hub_addr)?;
+                    let (mut conn, _) = listener.accept()?;
+                    conn.set_read_timeout(Some(Duration::from_secs(20)))?;
+                    let mut received = Vec::new();
+                    conn.read_to_end(&mut received)?;
+                    Ok(received)
+                })
+            })
+        };
+        std::thread::sleep(Duration::from_millis(200));
+        let data: Vec<u8> = (0..BYTES).map(|i| (i % 251) as u8).collect();
+        let sent = data.clone();
+        strata_lab::in_netns(&lab.edge_ns(), move || {
+            let mut conn = std::net::TcpStream::connect_timeout(&hub_addr, Duration::from_secs(5))?;
+            conn.set_write_timeout(Some(Duration::from_secs(20)))?;
+            conn.write_all(&sent)?;
+            Ok(())
+        })
+        .expect("TCP client");
+        let received = server.join().unwrap().expect("TCP server");
+        assert!(
+            received == data,
+            "{} of {BYTES} bytes arrived intact",
+            received.len()
+        );
+        let edge = read_pinned(&tunnel.edge.pin_dir()).unwrap();
+        assert_eq!(edge.dropped(strata_common::drop::DropReason::Gso), 0);
+        assert!(
+            edge.links[..3].iter().all(|l| l.tx_packets > 0),
+            "all links carried the flow"
+        );
     });
 }

@@ -385,7 +385,7 @@ fn ingress_drops_every_malformed_case_with_its_reason() {
         outer(&h, &inner),
         DropReason::BadHeaderLen,
     ));
-    let mut h = good.clone();
+    let mut h = good;
     h[3] = 15;
     cases.push((
         "header words 15",

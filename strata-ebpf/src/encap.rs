@@ -2,7 +2,8 @@
 
 use aya_ebpf::{
     bindings::{
-        BPF_F_ADJ_ROOM_ENCAP_L3_IPV4, BPF_F_ADJ_ROOM_ENCAP_L4_UDP, bpf_adj_room_mode::BPF_ADJ_ROOM_MAC,
+        BPF_F_ADJ_ROOM_ENCAP_L3_IPV4, BPF_F_ADJ_ROOM_ENCAP_L4_UDP,
+        bpf_adj_room_mode::BPF_ADJ_ROOM_MAC,
     },
     helpers::generated::{bpf_redirect_neigh, bpf_skb_change_head},
     programs::TcContext,
@@ -52,9 +53,17 @@ pub(crate) fn encapsulate<const L2: usize>(
             u64::from(BPF_F_ADJ_ROOM_ENCAP_L3_IPV4 | BPF_F_ADJ_ROOM_ENCAP_L4_UDP),
         )
         .map_err(|_| DropReason::EncapFailed)?;
-    let eth = EthHdr { dst: [0; 6], src: [0; 6], ether_type_be: ETH_P_IP.to_be() };
-    ctx.skb.store(0, &eth, 0).map_err(|_| DropReason::EncapFailed)?;
-    ctx.skb.store(ETH_LEN, outer, 0).map_err(|_| DropReason::EncapFailed)?;
+    let eth = EthHdr {
+        dst: [0; 6],
+        src: [0; 6],
+        ether_type_be: ETH_P_IP.to_be(),
+    };
+    ctx.skb
+        .store(0, &eth, 0)
+        .map_err(|_| DropReason::EncapFailed)?;
+    ctx.skb
+        .store(ETH_LEN, outer, 0)
+        .map_err(|_| DropReason::EncapFailed)?;
     Ok(())
 }
 
@@ -65,9 +74,12 @@ pub(crate) fn encapsulate<const L2: usize>(
 /// has to point at the link.
 #[inline(always)]
 pub(crate) fn redirect_to_link(tx: &LinkTx) -> i32 {
-    let mut nh = RedirNeigh { family: AF_INET, addr: [tx.nexthop_be, 0, 0, 0] };
+    let mut nh = RedirNeigh {
+        family: AF_INET,
+        addr: [tx.nexthop_be, 0, 0, 0],
+    };
     let (params, len) = if tx.nexthop_be != 0 {
-        (&raw mut nh, core::mem::size_of::<RedirNeigh>() as i32)
+        (&raw mut nh, size_of::<RedirNeigh>() as i32)
     } else {
         (core::ptr::null_mut(), 0)
     };

@@ -29,7 +29,7 @@ use crate::{
 };
 
 #[classifier]
-pub fn strata_link_ingress(ctx: TcContext) -> i32 {
+pub(crate) fn strata_link_ingress(ctx: TcContext) -> i32 {
     match ingress(&ctx) {
         Ok(action) => action,
         Err(reason) => {
@@ -50,7 +50,7 @@ fn ingress(ctx: &TcContext) -> Result<i32, DropReason> {
     // SAFETY: reading a field of this program's own context.
     let ifindex = unsafe { (*ctx.skb.skb).ifindex };
     // SAFETY: plain lookup of a u32 value.
-    match unsafe { IFACES.get(&ifindex) }.copied() {
+    match unsafe { IFACES.get(ifindex) }.copied() {
         Some(0) => receive::<0>(ctx, cfg),
         Some(14) => receive::<ETH_LEN>(ctx, cfg),
         // Not an interface of ours, or an unsupported link layer.
@@ -124,8 +124,8 @@ fn receive<const L2: usize>(ctx: &TcContext, cfg: &TunnelConfig) -> Result<i32, 
         return Ok(TC_ACT_OK);
     }
 
-    let inner_off = strata_off + header.len();
-    let inner_len = available - header.len();
+    let inner_off = strata_off + header.byte_len();
+    let inner_len = available - header.byte_len();
     let version = inner_version::<L2>(ctx, inner_off, inner_len)?;
     count_link(&RX, link, total_len as u64);
     track_link_seq(link, header.link_seq());
@@ -153,7 +153,11 @@ fn inner_version<const L2: usize>(
 
 /// Removes the `outer` bytes after the link-layer header, leaving `[L2][inner]`.
 #[inline(always)]
-fn decapsulate<const L2: usize>(ctx: &TcContext, outer: i32, version: u8) -> Result<(), DropReason> {
+fn decapsulate<const L2: usize>(
+    ctx: &TcContext,
+    outer: i32,
+    version: u8,
+) -> Result<(), DropReason> {
     // DECAP_L3_* (kernel ≥ 6.3) sets `skb->protocol` to the inner IP version,
     // which the tunnel device's receive path uses as is.
     let flags = u64::from(if version == 6 {
@@ -166,7 +170,9 @@ fn decapsulate<const L2: usize>(ctx: &TcContext, outer: i32, version: u8) -> Res
         .map_err(|_| DropReason::DecapFailed)?;
     if L2 == ETH_LEN {
         let ether_type = if version == 6 { ETH_P_IPV6 } else { ETH_P_IP };
-        ctx.skb.store(12, &ether_type.to_be(), 0).map_err(|_| DropReason::DecapFailed)?;
+        ctx.skb
+            .store(12, &ether_type.to_be(), 0)
+            .map_err(|_| DropReason::DecapFailed)?;
     }
     Ok(())
 }

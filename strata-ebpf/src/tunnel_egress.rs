@@ -20,7 +20,7 @@ use crate::{
 };
 
 #[classifier]
-pub fn strata_tunnel_egress(ctx: TcContext) -> i32 {
+pub(crate) fn strata_tunnel_egress(ctx: TcContext) -> i32 {
     match egress(&ctx) {
         Ok(action) => action,
         Err(reason) => {

@@ -195,6 +195,12 @@ impl Lab {
         Ipv4Addr::new(198, 19, 0, 2)
     }
 
+    /// Leaves the namespaces in place when `self` goes away (`xtask lab up`);
+    /// remove them later with [`Lab::down_prefix`].
+    pub fn persist(mut self) {
+        self.torn_down = true;
+    }
+
     /// Removes every namespace of this lab.
     pub fn down(mut self) -> anyhow::Result<()> {
         self.torn_down = true;

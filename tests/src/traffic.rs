@@ -213,3 +213,97 @@ mod tests {
         assert_eq!(echoes.received, 500);
     }
 }
+
+/// A one-way UDP stream from an application in one namespace to one in
+/// another, optionally echoed back.
+#[derive(Clone, Debug)]
+pub struct Stream {
+    /// Sender's namespace.
+    pub from_ns: String,
+    /// Address the sender binds (port 0: any).
+    pub from: SocketAddr,
+    /// Receiver's namespace.
+    pub to_ns: String,
+    /// Address the receiver binds and the sender sends to.
+    pub to: SocketAddr,
+    /// Datagrams.
+    pub count: u64,
+    /// Datagram length.
+    pub payload_len: usize,
+    /// Rate (0: as fast as possible).
+    pub pps: u64,
+    /// Echo every datagram back and count the echoes.
+    pub echo: bool,
+    /// How long a receiver waits for more before giving up.
+    pub idle_timeout: Duration,
+}
+
+/// What a [`Stream`] achieved.
+#[derive(Clone, Debug)]
+pub struct StreamReport {
+    /// Datagrams sent.
+    pub sent: u64,
+    /// Time the sender took.
+    pub send_time: Duration,
+    /// What the receiver got.
+    pub delivered: ReceiveReport,
+    /// What came back, if echoing.
+    pub echoed: Option<ReceiveReport>,
+}
+
+impl Stream {
+    /// Runs the stream to completion.
+    pub fn run(&self) -> anyhow::Result<StreamReport> {
+        let spec = self.clone();
+        let receiver = std::thread::spawn(move || {
+            crate::in_netns(&spec.to_ns, move || {
+                let sock = UdpSocket::bind(spec.to)?;
+                Ok(receive(&sock, spec.count, spec.idle_timeout, spec.echo)?)
+            })
+        });
+        // Let the receiver bind before the first datagram leaves.
+        std::thread::sleep(Duration::from_millis(200));
+        let spec = self.clone();
+        let (sent, send_time, echoed) = crate::in_netns(&self.from_ns, move || {
+            let sock = UdpSocket::bind(spec.from)?;
+            let echoes = if spec.echo {
+                let echo_sock = sock.try_clone()?;
+                enlarge_receive_buffer(&echo_sock, 32 << 20)?;
+                let (count, idle) = (spec.count, spec.idle_timeout);
+                // Spawned from this thread, so it stays in the sender's namespace.
+                Some(std::thread::spawn(move || {
+                    receive(&echo_sock, count, idle, false)
+                }))
+            } else {
+                None
+            };
+            let blast = UdpBlast {
+                src: sock.local_addr()?,
+                dst: spec.to,
+                count: spec.count,
+                payload_len: spec.payload_len,
+                pps: spec.pps,
+            };
+            let started = Instant::now();
+            let sent = blast.send(&sock)?;
+            let send_time = started.elapsed();
+            let echoed = match echoes {
+                Some(h) => Some(
+                    h.join()
+                        .map_err(|_| anyhow::anyhow!("echo receiver panicked"))??,
+                ),
+                None => None,
+            };
+            Ok((sent, send_time, echoed))
+        })?;
+        let delivered = receiver
+            .join()
+            .map_err(|_| anyhow::anyhow!("receiver panicked"))??;
+        Ok(StreamReport {
+            sent,
+            send_time,
+            delivered,
+            echoed,
+        })
+    }
+}

@@ -1,0 +1,102 @@
+//! `cargo xtask`: everything a newcomer or CI runs.
+//!
+//! * `setup` — install what the build and tests need (idempotent).
+//! * `test` — set-up, lint, then every test.
+//! * `demo` — set-up, then a 3-link lab demo through the bond.
+//! * `lab up|down` — the lab topology by hand.
+//! * `bench datapath` — per-packet program cost and lab forwarding figures.
+
+mod bench;
+mod cmd;
+mod demo;
+mod lab;
+mod setup;
+mod test;
+
+use std::{path::PathBuf, process::ExitCode};
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser, Debug)]
+#[command(name = "cargo xtask", about = "Strata project automation")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Install rust-src, bpf-linker and the Debian packages; mount bpffs.
+    Setup,
+    /// Set-up, lint, then run every test (needs root).
+    Test,
+    /// Set-up, then stream through a 3-link lab bond and show what each link carried.
+    Demo,
+    /// Bring the lab topology up or down.
+    Lab {
+        #[command(subcommand)]
+        command: LabCommand,
+    },
+    /// Benchmarks.
+    Bench {
+        #[command(subcommand)]
+        command: BenchCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum LabCommand {
+    /// Create the namespaces (edge, carriers, internet, hub).
+    Up {
+        /// Number of links (1-8).
+        #[arg(long, default_value_t = 3)]
+        links: usize,
+        /// Namespace name prefix.
+        #[arg(long, default_value = "strata")]
+        prefix: String,
+    },
+    /// Remove the namespaces.
+    Down {
+        /// Namespace name prefix.
+        #[arg(long, default_value = "strata")]
+        prefix: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum BenchCommand {
+    /// Program cost per packet (BPF_PROG_TEST_RUN) and lab forwarding with vs. without Strata.
+    Datapath {
+        /// Also write the results as JSON to this file.
+        #[arg(long)]
+        json: Option<PathBuf>,
+        /// Datagrams per forwarding run.
+        #[arg(long, default_value_t = 300_000)]
+        packets: u64,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Setup => setup::run(),
+        Command::Test => test::run(),
+        Command::Demo => demo::run(),
+        Command::Lab {
+            command: LabCommand::Up { links, prefix },
+        } => lab::up(&prefix, links),
+        Command::Lab {
+            command: LabCommand::Down { prefix },
+        } => lab::down(&prefix),
+        Command::Bench {
+            command: BenchCommand::Datapath { json, packets },
+        } => bench::datapath(json.as_deref(), packets),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

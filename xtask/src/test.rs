@@ -1,0 +1,68 @@
+//! `cargo xtask test`: set-up, lint, then every test of the workspace.
+//!
+//! The tests that create namespaces and load BPF programs run here too, as
+//! root; they fail rather than skip without it. Lab namespaces left by an
+//! earlier run that died (names `st<6 hex>-…`) are removed first.
+
+use std::process::Command;
+
+use crate::cmd::{cargo, require_root, run as run_cmd};
+
+/// Runs set-up, lints and tests.
+pub(crate) fn run() -> anyhow::Result<()> {
+    crate::setup::run()?;
+    require_root("cargo xtask test")?;
+    remove_stale_labs()?;
+    run_cmd(
+        cargo().args(["fmt", "--all", "--", "--check"]),
+        "cargo fmt --check",
+    )?;
+    run_cmd(
+        cargo().args(["clippy", "--all-targets", "--", "-D", "warnings"]),
+        "cargo clippy (host crates)",
+    )?;
+    run_cmd(&mut ebpf_clippy(), "cargo clippy (eBPF crate)")?;
+    // The binaries first, so the end-to-end tests find them.
+    run_cmd(
+        cargo().args(["build", "--package", "strata-ctl", "--bins"]),
+        "building strata-ctl",
+    )?;
+    run_cmd(cargo().arg("test"), "cargo test")?;
+    Ok(())
+}
+
+/// Clippy for the eBPF crate, on its own target.
+fn ebpf_clippy() -> Command {
+    let mut cmd = cargo();
+    cmd.args([
+        "clippy",
+        "--package",
+        "strata-ebpf",
+        "--release",
+        "--target",
+        "bpfel-unknown-none",
+    ])
+    .args(["-Z", "build-std=core", "--", "-D", "warnings"])
+    .env("RUSTC_BOOTSTRAP", "1")
+    .env(
+        "CARGO_TARGET_DIR",
+        crate::cmd::target_dir().join("ebpf-clippy"),
+    );
+    cmd
+}
+
+fn remove_stale_labs() -> anyhow::Result<()> {
+    let stale: Vec<String> = strata_lab::list_namespaces()?
+        .into_iter()
+        .filter_map(|ns| {
+            let prefix = ns.split('-').next()?.to_string();
+            let hex = prefix.strip_prefix(strata_lab::UNIQUE_PREFIX_START)?;
+            (hex.len() == 6 && hex.chars().all(|c| c.is_ascii_hexdigit())).then_some(prefix)
+        })
+        .collect();
+    for prefix in stale.iter().collect::<std::collections::BTreeSet<_>>() {
+        println!("test: removing stale lab {prefix}");
+        strata_lab::Lab::down_prefix(prefix)?;
+    }
+    Ok(())
+}
