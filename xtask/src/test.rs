@@ -27,8 +27,53 @@ pub(crate) fn run() -> anyhow::Result<()> {
         cargo().args(["build", "--package", "strata-ctl", "--bins"]),
         "building strata-ctl",
     )?;
-    run_cmd(cargo().arg("test"), "cargo test")?;
+    let (passed, failed) = cargo_test()?;
+    // One closing line for the whole run (cargo's own last line is the empty
+    // doc-test run of the last crate).
+    println!("\nxtask test: {passed} passed, {failed} failed");
+    if failed > 0 {
+        anyhow::bail!("{failed} test(s) failed");
+    }
     Ok(())
+}
+
+/// Runs `cargo test`, echoing its output, and adds up its result lines.
+fn cargo_test() -> anyhow::Result<(u64, u64)> {
+    use std::io::BufRead as _;
+    let mut child = cargo()
+        .arg("test")
+        .stdout(std::process::Stdio::piped())
+        .spawn()?;
+    let stdout = child
+        .stdout
+        .take()
+        .ok_or_else(|| anyhow::anyhow!("no stdout"))?;
+    let (mut passed, mut failed) = (0, 0);
+    for line in std::io::BufReader::new(stdout).lines() {
+        let line = line?;
+        println!("{line}");
+        // "test result: ok. 9 passed; 0 failed; 0 ignored; …"
+        if let Some(rest) = line.strip_prefix("test result: ") {
+            let count = |word: &str| {
+                rest.split(';')
+                    .find_map(|part| {
+                        part.trim()
+                            .trim_start_matches("ok. ")
+                            .trim_start_matches("FAILED. ")
+                            .strip_suffix(word)
+                    })
+                    .and_then(|n| n.trim().parse::<u64>().ok())
+                    .unwrap_or(0)
+            };
+            passed += count(" passed");
+            failed += count(" failed");
+        }
+    }
+    let status = child.wait()?;
+    if !status.success() && failed == 0 {
+        anyhow::bail!("cargo test failed ({status})");
+    }
+    Ok((passed, failed))
 }
 
 /// Clippy for the eBPF crate, on its own target.
