@@ -355,6 +355,9 @@ async fn serve(dp: &mut Datapath, control: &UdpSocket, config: &Config, ids: &[u
         }
     };
     let mut tick = tokio::time::interval(Duration::from_secs(1));
+    // The hub checks which links it has learned ten times a second, so a new
+    // link joins its schedule quickly.
+    let mut learn = tokio::time::interval(Duration::from_millis(100));
     let mut buf = vec![0u8; 2048];
     let mut scheduled = config.weights();
     loop {
@@ -364,9 +367,11 @@ async fn serve(dp: &mut Datapath, control: &UdpSocket, config: &Config, ids: &[u
             _ = tick.tick() => {
                 if let Ok(s) = dp.snapshot() {
                     debug!("counters:\n{}", s.table(ids));
-                    if config.role == Role::Hub {
-                        schedule_learned_links(dp, config, &s, &mut scheduled);
-                    }
+                }
+            }
+            _ = learn.tick(), if config.role == Role::Hub => {
+                if let Ok(s) = dp.snapshot() {
+                    schedule_learned_links(dp, config, &s, &mut scheduled);
                 }
             }
             received = control.recv_from(&mut buf) => match received {

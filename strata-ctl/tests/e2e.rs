@@ -19,10 +19,7 @@ const BINARY: &str = env!("CARGO_BIN_EXE_strata-ctl");
 const APP_PORT: u16 = 9000;
 
 fn require_root() {
-    assert!(
-        nix::unistd::geteuid().is_root(),
-        "end-to-end tests create namespaces and load BPF: run them as root (`cargo xtask test`)"
-    );
+    strata_lab::require_root("end-to-end tests create namespaces and load BPF");
 }
 
 fn workdir(lab: &Lab) -> PathBuf {

@@ -20,10 +20,7 @@ use strata_ctl::{
 };
 
 fn require_root() {
-    assert!(
-        nix::unistd::geteuid().is_root(),
-        "these tests load BPF programs and need root (run them via `cargo xtask test` as root)"
-    );
+    strata_lab::require_root("golden-packet tests load BPF programs");
 }
 
 fn edge(weights: [u32; 8], mtu: u16) -> Datapath {

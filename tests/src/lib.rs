@@ -324,6 +324,16 @@ fn run(cmd: &mut Command, what: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Fails the calling test unless it runs as root. Tests that need
+/// namespaces or BPF fail rather than skip: CI runs them as root, and a skip
+/// would hide that they never ran.
+pub fn require_root(why: &str) {
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "{why}: run as root (`cargo xtask test`)"
+    );
+}
+
 /// Runs `f` on a thread that has entered namespace `ns` (network namespace
 /// only), so sockets it opens live there. Threads `f` spawns inherit the
 /// namespace. A panic in `f` becomes an error.

@@ -10,10 +10,7 @@ use std::{
 use strata_lab::{Lab, in_netns, list_namespaces};
 
 fn require_root() {
-    assert!(
-        nix::unistd::geteuid().is_root(),
-        "lab tests create network namespaces: run them as root (`cargo xtask test`)"
-    );
+    strata_lab::require_root("lab tests create network namespaces");
 }
 
 fn ours(lab_prefix: &str) -> Vec<String> {

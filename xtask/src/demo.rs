@@ -54,25 +54,52 @@ pub(crate) fn run() -> anyhow::Result<()> {
     }
     .run()?;
 
-    let stats = |name: &str| {
-        output(
-            std::process::Command::new(&strata_ctl).args(["stats", "--name", name]),
+    let stats = |name: &str| -> anyhow::Result<serde_json::Value> {
+        let text = output(
+            std::process::Command::new(&strata_ctl).args(["stats", "--json", "--name", name]),
             "strata-ctl stats",
-        )
+        )?;
+        Ok(serde_json::from_str(&text)?)
+    };
+    let (edge, hub) = (stats(tunnel.edge.name())?, stats(tunnel.hub.name())?);
+    let packets =
+        |v: &serde_json::Value, i: usize, key: &str| v["links"][i][key].as_u64().unwrap_or(0);
+    let total = |v: &serde_json::Value, key: &str| {
+        (0..WEIGHTS.len())
+            .map(|i| packets(v, i, key))
+            .sum::<u64>()
+            .max(1)
+    };
+    println!("what each link carried (from the kernel's counters, `strata-ctl stats`):\n");
+    println!(
+        "link  weight   edge→hub packets  share    hub→edge packets  share   hub sees the link as"
+    );
+    for (i, weight) in WEIGHTS.iter().enumerate() {
+        let up = packets(&edge, i, "tx_packets");
+        let down = packets(&hub, i, "tx_packets");
+        println!(
+            "{i:<4}  {weight:<6}   {up:>16}  {:>5.1} %  {down:>16}  {:>5.1} %  {}",
+            100.0 * up as f64 / total(&edge, "tx_packets") as f64,
+            100.0 * down as f64 / total(&hub, "tx_packets") as f64,
+            hub["links"][i]["peer"].as_str().unwrap_or("?"),
+        );
+    }
+    let drops = |v: &serde_json::Value| match v["drops"].as_array() {
+        Some(list) if !list.is_empty() => list
+            .iter()
+            .map(|d| format!("{}={}", d[0].as_str().unwrap_or("?"), d[1]))
+            .collect::<Vec<_>>()
+            .join(" "),
+        _ => "none".to_string(),
     };
     println!(
-        "edge (strata-ctl stats --name {}):\n{}",
-        tunnel.edge.name(),
-        stats(tunnel.edge.name())?
-    );
-    println!(
-        "hub (strata-ctl stats --name {}):\n{}",
-        tunnel.hub.name(),
-        stats(tunnel.hub.name())?
+        "\ndropped by the data plane: edge {}, hub {}",
+        drops(&edge),
+        drops(&hub)
     );
     let echoed = report.echoed.as_ref().map_or(0, |e| e.received);
     println!(
-        "application: sent {}, delivered {} ({} duplicates), {} replies came back",
+        "application: sent {}, delivered {} ({} duplicates), {} replies came back\n",
         report.sent, report.delivered.received, report.delivered.duplicates, echoed
     );
 
