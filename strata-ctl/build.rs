@@ -10,11 +10,7 @@
 //! duplicate window use; LLVM rejects them with "Invalid usage of the XADD
 //! return value". Everything else mirrors aya-build: the stable toolchain with
 //! `RUSTC_BOOTSTRAP=1` for `-Z build-std=core`, BTF, a separate target dir.
-use std::{
-    env,
-    path::{Path, PathBuf},
-    process::Command,
-};
+use std::{env, path::PathBuf, process::Command};
 
 const EBPF_PACKAGE: &str = "strata-ebpf";
 const EBPF_BIN: &str = "strata";
@@ -90,9 +86,5 @@ fn find_on_path(name: &str) -> Option<PathBuf> {
     let path = env::var_os("PATH")?;
     env::split_paths(&path)
         .map(|d: PathBuf| d.join(name))
-        .find(|p: &PathBuf| is_file(p))
-}
-
-fn is_file(p: &Path) -> bool {
-    p.is_file()
+        .find(|p: &PathBuf| p.is_file())
 }

@@ -20,7 +20,7 @@ use tokio::net::UdpSocket;
 use tracing::{debug, info, warn};
 
 use crate::{
-    config::{Config, Role},
+    config::{Config, LinkSection, Role},
     datapath::{Datapath, Program},
     net::{Interface, Net},
     schedule::Weights,
@@ -38,57 +38,175 @@ struct ResolvedLink {
     weight: u32,
 }
 
+/// This host's side of the tunnel, with every interface, address and next
+/// hop resolved — before anything is created, so a typo fails cleanly.
+#[derive(Clone, Debug)]
+enum Side {
+    /// The car: several links to one hub.
+    Edge {
+        links: Vec<ResolvedLink>,
+        hub: Endpoint,
+    },
+    /// The cloud: one interface; the edge's endpoints are learned.
+    Hub {
+        interface: Interface,
+        address: Ipv4Addr,
+        gateway: Option<Ipv4Addr>,
+    },
+}
+
+impl Side {
+    async fn resolve(net: &Net, config: &Config) -> anyhow::Result<Self> {
+        match config.role {
+            Role::Edge => {
+                let peer = config.peer.as_ref().context("peer: missing")?;
+                let hub = Endpoint {
+                    ip_be: be(peer.address),
+                    port_be: peer.port.to_be(),
+                    _pad: 0,
+                };
+                let mut links = Vec::new();
+                for (i, link) in config.links.iter().enumerate() {
+                    links.push(resolve_link(net, i, link).await?);
+                }
+                Ok(Self::Edge { links, hub })
+            }
+            Role::Hub => {
+                let hub = config.hub.as_ref().context("hub: missing")?;
+                let interface = net
+                    .interface(&hub.interface)
+                    .await
+                    .context("hub.interface")?;
+                let address = match hub.address {
+                    Some(a) => a,
+                    None => net.first_ipv4(interface.index).await?.with_context(|| {
+                        format!(
+                            "hub.interface {}: has no IPv4 address (set hub.address)",
+                            interface.name
+                        )
+                    })?,
+                };
+                let gateway = match hub.gateway {
+                    Some(g) => Some(g),
+                    None => net.default_gateway(interface.index).await?,
+                };
+                Ok(Self::Hub {
+                    interface,
+                    address,
+                    gateway,
+                })
+            }
+        }
+    }
+
+    /// The smallest MTU among the interfaces tunnel packets leave through.
+    fn carrier_mtu(&self) -> Option<u32> {
+        match self {
+            Self::Edge { links, .. } => links
+                .iter()
+                .filter(|l| l.weight > 0)
+                .map(|l| l.interface.mtu)
+                .min(),
+            Self::Hub { interface, .. } => Some(interface.mtu),
+        }
+    }
+
+    /// Next hops the data path hands packets to (Ethernet-framed links only).
+    fn next_hops(&self) -> Vec<(u32, Ipv4Addr)> {
+        match self {
+            Self::Edge { links, .. } => links
+                .iter()
+                .filter(|l| l.interface.l2_len != 0)
+                .filter_map(|l| l.gateway.map(|g| (l.interface.index, g)))
+                .collect(),
+            Self::Hub {
+                interface, gateway, ..
+            } => gateway.iter().map(|g| (interface.index, *g)).collect(),
+        }
+    }
+
+    /// Interfaces tunnel packets arrive on.
+    fn ingress_interfaces(&self) -> Vec<&Interface> {
+        match self {
+            Self::Edge { links, .. } => links.iter().map(|l| &l.interface).collect(),
+            Self::Hub { interface, .. } => vec![interface],
+        }
+    }
+
+    /// Link ids worth showing in summaries (the hub shows whatever is active).
+    fn link_ids(&self) -> Vec<u8> {
+        match self {
+            Self::Edge { links, .. } => links.iter().map(|l| l.id).collect(),
+            Self::Hub { .. } => Vec::new(),
+        }
+    }
+}
+
 /// Runs until a signal arrives.
 pub async fn run(config: Config) -> anyhow::Result<()> {
     preflight()?;
     let net = Net::connect()?;
-    let name = config.name().to_string();
-    info!(instance = %name, role = %config.role, session = config.session, "starting");
+    info!(instance = config.name(), role = %config.role, session = config.session, "starting");
+    let side = Side::resolve(&net, &config).await?;
+    let mtu = tunnel_mtu(&config, side.carrier_mtu().unwrap_or(1500))?;
+    let (tun, tun_if) = create_tunnel(&net, &config, mtu).await?;
 
-    // Resolve every interface before creating anything, so a typo fails cleanly.
-    let (links, hub_if, hub_addr) = match config.role {
-        Role::Edge => (resolve_edge_links(&net, &config).await?, None, None),
-        Role::Hub => {
-            let hub = config.hub.as_ref().context("hub section missing")?;
-            let iface = net
-                .interface(&hub.interface)
-                .await
-                .context("hub.interface")?;
-            let addr = match hub.address {
-                Some(a) => a,
-                None => net.first_ipv4(iface.index).await?.with_context(|| {
-                    format!(
-                        "hub.interface {}: has no IPv4 address (set hub.address)",
-                        iface.name
-                    )
-                })?,
-            };
-            let gateway = match hub.gateway {
-                Some(g) => Some(g),
-                None => net.default_gateway(iface.index).await?,
-            };
-            (Vec::new(), Some((iface, gateway)), Some(addr))
+    let next_hops = side.next_hops();
+    for &(index, gateway) in &next_hops {
+        net.keep_neighbour_resolved(index, gateway).await?;
+    }
+    let pin_dir = config.pin_dir();
+    let mut dp = match Datapath::load(Some(&pin_dir)) {
+        Ok(dp) => dp,
+        Err(e) => {
+            forget_neighbours(&net, &next_hops).await;
+            return Err(anyhow::Error::new(e).context("loading the data plane"));
         }
     };
-
-    let carrier_mtu = match config.role {
-        Role::Edge => links
-            .iter()
-            .filter(|l| l.weight > 0)
-            .map(|l| l.interface.mtu)
-            .min(),
-        Role::Hub => hub_if.as_ref().map(|(i, _)| i.mtu),
+    if let Err(e) = configure(&mut dp, &config, &tun_if, &side) {
+        dp.detach_all();
+        let _ = dp.unpin();
+        forget_neighbours(&net, &next_hops).await;
+        return Err(e);
     }
-    .unwrap_or(1500);
+    dp.forward_logs();
+    info!(pins = %pin_dir.display(), "data plane attached");
+
+    let control = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, config.port))
+        .await
+        .with_context(|| format!("binding the control socket on UDP port {}", config.port));
+    if let Ok(control) = &control {
+        serve(&mut dp, control, &config, &side.link_ids()).await;
+        info!("shutting down");
+    }
+    dp.detach_all();
+    if let Ok(snapshot) = dp.snapshot() {
+        info!("final counters:\n{}", snapshot.table(&side.link_ids()));
+    }
+    let unpinned = dp.unpin().context("removing pinned maps");
+    forget_neighbours(&net, &next_hops).await;
+    drop(tun);
+    control?;
+    unpinned?;
+    info!("stopped");
+    Ok(())
+}
+
+/// The tunnel MTU: configured, or the links' smallest MTU less the 48 bytes
+/// of tunnel headers, so no tunnel packet ever needs fragmenting.
+fn tunnel_mtu(config: &Config, carrier_mtu: u32) -> anyhow::Result<u32> {
     let max_mtu = carrier_mtu.saturating_sub(OUTER_V4_LEN as u32);
-    let mtu = match config.tunnel.mtu {
+    match config.tunnel.mtu {
         Some(m) if m > max_mtu => bail!(
             "tunnel.mtu: {m} does not fit the links: at most {max_mtu} ({carrier_mtu} link MTU - {OUTER_V4_LEN} bytes of tunnel headers)"
         ),
-        Some(m) => m,
-        None => max_mtu,
-    };
+        Some(m) => Ok(m),
+        None => Ok(max_mtu),
+    }
+}
 
+/// Creates the TUN device with its MTU and addresses, up.
+async fn create_tunnel(net: &Net, config: &Config, mtu: u32) -> anyhow::Result<(Tun, Interface)> {
     let tun = Tun::create(&config.tunnel.name).context("creating the tunnel device")?;
     let tun_if = net.interface(tun.name()).await?;
     net.configure_tunnel_device(tun_if.index, mtu).await?;
@@ -106,57 +224,138 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         }
     }
     info!(device = tun.name(), mtu, "tunnel device up");
+    Ok((tun, tun_if))
+}
 
-    // Next hops the data path sends to, kept resolved by the kernel.
-    let next_hops: Vec<(u32, Ipv4Addr)> = match &hub_if {
-        Some((iface, Some(gateway))) => vec![(iface.index, *gateway)],
-        Some((_, None)) => Vec::new(),
-        None => links
-            .iter()
-            .filter(|l| l.interface.l2_len != 0)
-            .filter_map(|l| l.gateway.map(|g| (l.interface.index, g)))
-            .collect(),
+async fn resolve_link(net: &Net, i: usize, link: &LinkSection) -> anyhow::Result<ResolvedLink> {
+    let field = format!("links[{i}].interface");
+    let ifname = link
+        .interface
+        .as_deref()
+        .with_context(|| format!("{field}: missing"))?;
+    let interface = net.interface(ifname).await.with_context(|| field.clone())?;
+    let address = match link.address {
+        Some(a) => a,
+        None => net.first_ipv4(interface.index).await?.with_context(|| {
+            format!("{field}: {ifname} has no IPv4 address yet (set links[{i}].address or wait for the modem)")
+        })?,
     };
-    for &(index, gateway) in &next_hops {
-        net.keep_neighbour_resolved(index, gateway).await?;
+    let gateway = match link.gateway {
+        Some(g) => Some(g),
+        None => net.default_gateway(interface.index).await?,
+    };
+    if gateway.is_none() && interface.l2_len != 0 {
+        bail!(
+            "links[{i}].gateway: {ifname} is an Ethernet-framed link with no default route; set the next hop explicitly"
+        );
     }
+    if !interface.up {
+        warn!(link = link.id, interface = ifname, "link interface is down");
+    }
+    Ok(ResolvedLink {
+        id: link.id,
+        interface,
+        address,
+        gateway,
+        weight: link.weight,
+    })
+}
 
-    let pin_dir = config.pin_dir();
-    let mut dp = match Datapath::load(Some(&pin_dir)) {
-        Ok(dp) => dp,
-        Err(e) => {
-            forget_neighbours(&net, &next_hops).await;
-            return Err(anyhow::Error::new(e).context("loading the data plane"));
+fn be(a: Ipv4Addr) -> u32 {
+    u32::from(a).to_be()
+}
+
+/// How link `id` sends, on the edge or the hub.
+fn link_tx(
+    weight: u32,
+    interface: &Interface,
+    source: Ipv4Addr,
+    next_hop: Option<Ipv4Addr>,
+    port: u16,
+) -> LinkTx {
+    LinkTx {
+        flags: if weight > 0 { LINK_ENABLED } else { 0 },
+        ifindex: interface.index,
+        src_ip_be: be(source),
+        nexthop_be: next_hop.map_or(0, be),
+        src_port_be: port.to_be(),
+        mtu: interface.mtu.min(u32::from(u16::MAX)) as u16,
+        l2_len: interface.l2_len,
+    }
+}
+
+/// Fills every map (READY still clear), then sets READY and attaches.
+fn configure(
+    dp: &mut Datapath,
+    config: &Config,
+    tun_if: &Interface,
+    side: &Side,
+) -> anyhow::Result<()> {
+    let mut tunnel = TunnelConfig {
+        session: config.session,
+        flags: 0,
+        tunnel_ifindex: tun_if.index,
+        tunnel_l2_len: tun_if.l2_len,
+        local_ip_be: match side {
+            Side::Hub { address, .. } => be(*address),
+            Side::Edge { .. } => 0,
+        },
+        local_port_be: config.port.to_be(),
+        _pad: 0,
+    };
+    dp.set_config(tunnel)?;
+    let weights = config.weights();
+    match side {
+        Side::Edge { links, hub } => {
+            for link in links {
+                dp.set_interface(link.interface.index, link.interface.l2_len)?;
+                let tx = link_tx(
+                    link.weight,
+                    &link.interface,
+                    link.address,
+                    link.gateway,
+                    config.port,
+                );
+                dp.set_link(link.id, tx)?;
+                dp.set_peer(link.id, *hub)?;
+                info!(
+                    link = link.id,
+                    interface = %link.interface.name,
+                    address = %link.address,
+                    gateway = ?link.gateway,
+                    mtu = link.interface.mtu,
+                    weight = link.weight,
+                    "link configured"
+                );
+            }
         }
-    };
-    let configured = configure(&mut dp, &config, &tun_if, &links, hub_if.as_ref(), hub_addr);
-    if let Err(e) = configured {
-        dp.detach_all();
-        let _ = dp.unpin();
-        forget_neighbours(&net, &next_hops).await;
-        return Err(e);
+        Side::Hub {
+            interface,
+            address,
+            gateway,
+        } => {
+            dp.set_interface(interface.index, interface.l2_len)?;
+            for id in 0..MAX_LINKS as u8 {
+                let tx = link_tx(
+                    weights[usize::from(id)],
+                    interface,
+                    *address,
+                    *gateway,
+                    config.port,
+                );
+                dp.set_link(id, tx)?;
+            }
+            tunnel.flags |= CONFIG_LEARN_PEERS;
+        }
     }
-    dp.forward_logs();
-    info!(pins = %pin_dir.display(), "data plane attached");
-
-    let control = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, config.port))
-        .await
-        .with_context(|| format!("binding the control socket on UDP port {}", config.port))?;
-    let ids: Vec<u8> = match config.role {
-        Role::Edge => links.iter().map(|l| l.id).collect(),
-        Role::Hub => Vec::new(),
-    };
-    serve(&mut dp, &control, &config, &ids).await;
-
-    info!("shutting down");
-    dp.detach_all();
-    if let Ok(snapshot) = dp.snapshot() {
-        info!("final counters:\n{}", snapshot.table(&ids));
+    dp.seed_sequence(random_u32())?;
+    dp.set_weights(&weights)?;
+    tunnel.flags |= CONFIG_READY;
+    dp.set_config(tunnel)?;
+    dp.attach(Program::TunnelEgress, &config.tunnel.name)?;
+    for interface in side.ingress_interfaces() {
+        dp.attach(Program::LinkIngress, &interface.name)?;
     }
-    dp.unpin().context("removing pinned maps")?;
-    forget_neighbours(&net, &next_hops).await;
-    drop(tun);
-    info!("stopped");
     Ok(())
 }
 
@@ -201,144 +400,6 @@ fn preflight() -> anyhow::Result<()> {
         )
         .context("/sys/fs/bpf is not a bpf filesystem and mounting one failed")?;
         info!("mounted bpffs at /sys/fs/bpf");
-    }
-    Ok(())
-}
-
-async fn resolve_edge_links(net: &Net, config: &Config) -> anyhow::Result<Vec<ResolvedLink>> {
-    let mut out = Vec::new();
-    for (i, link) in config.links.iter().enumerate() {
-        let ifname = link
-            .interface
-            .as_deref()
-            .context("edge link without interface")?;
-        let field = format!("links[{i}].interface");
-        let interface = net.interface(ifname).await.with_context(|| field.clone())?;
-        let address = match link.address {
-            Some(a) => a,
-            None => net.first_ipv4(interface.index).await?.with_context(|| {
-                format!("{field}: {ifname} has no IPv4 address yet (set links[{i}].address or wait for the modem)")
-            })?,
-        };
-        let gateway = match link.gateway {
-            Some(g) => Some(g),
-            None => net.default_gateway(interface.index).await?,
-        };
-        if gateway.is_none() && interface.l2_len != 0 {
-            bail!(
-                "links[{i}].gateway: {ifname} is an Ethernet-framed link with no default route; set the next hop explicitly"
-            );
-        }
-        if !interface.up {
-            warn!(link = link.id, interface = ifname, "link interface is down");
-        }
-        out.push(ResolvedLink {
-            id: link.id,
-            interface,
-            address,
-            gateway,
-            weight: link.weight,
-        });
-    }
-    Ok(out)
-}
-
-fn be(a: Ipv4Addr) -> u32 {
-    u32::from(a).to_be()
-}
-
-fn configure(
-    dp: &mut Datapath,
-    config: &Config,
-    tun_if: &Interface,
-    links: &[ResolvedLink],
-    hub_if: Option<&(Interface, Option<Ipv4Addr>)>,
-    hub_addr: Option<Ipv4Addr>,
-) -> anyhow::Result<()> {
-    let port_be = config.port.to_be();
-    let mut tunnel = TunnelConfig {
-        session: config.session,
-        flags: 0,
-        tunnel_ifindex: tun_if.index,
-        tunnel_l2_len: tun_if.l2_len,
-        local_ip_be: hub_addr.map_or(0, be),
-        local_port_be: port_be,
-        _pad: 0,
-    };
-    dp.set_config(tunnel)?;
-    let weights = config.weights();
-    match config.role {
-        Role::Edge => {
-            let peer = config.peer.as_ref().context("peer section missing")?;
-            for link in links {
-                dp.set_interface(link.interface.index, link.interface.l2_len)?;
-                dp.set_link(
-                    link.id,
-                    LinkTx {
-                        flags: if link.weight > 0 { LINK_ENABLED } else { 0 },
-                        ifindex: link.interface.index,
-                        src_ip_be: be(link.address),
-                        nexthop_be: link.gateway.map_or(0, be),
-                        src_port_be: port_be,
-                        mtu: link.interface.mtu.min(u32::from(u16::MAX)) as u16,
-                        l2_len: link.interface.l2_len,
-                    },
-                )?;
-                dp.set_peer(
-                    link.id,
-                    Endpoint {
-                        ip_be: be(peer.address),
-                        port_be: peer.port.to_be(),
-                        _pad: 0,
-                    },
-                )?;
-                info!(
-                    link = link.id,
-                    interface = %link.interface.name,
-                    address = %link.address,
-                    gateway = ?link.gateway,
-                    mtu = link.interface.mtu,
-                    weight = link.weight,
-                    "link configured"
-                );
-            }
-        }
-        Role::Hub => {
-            let (hub_if, gateway) = hub_if.context("hub interface missing")?;
-            dp.set_interface(hub_if.index, hub_if.l2_len)?;
-            for id in 0..MAX_LINKS as u8 {
-                let weight = weights[usize::from(id)];
-                dp.set_link(
-                    id,
-                    LinkTx {
-                        flags: if weight > 0 { LINK_ENABLED } else { 0 },
-                        ifindex: hub_if.index,
-                        src_ip_be: hub_addr.map_or(0, be),
-                        nexthop_be: gateway.map_or(0, be),
-                        src_port_be: port_be,
-                        mtu: hub_if.mtu.min(u32::from(u16::MAX)) as u16,
-                        l2_len: hub_if.l2_len,
-                    },
-                )?;
-            }
-            tunnel.flags |= CONFIG_LEARN_PEERS;
-        }
-    }
-    dp.seed_sequence(random_u32())?;
-    dp.set_weights(&weights)?;
-    tunnel.flags |= CONFIG_READY;
-    dp.set_config(tunnel)?;
-    dp.attach(Program::TunnelEgress, &config.tunnel.name)?;
-    match config.role {
-        Role::Edge => {
-            for link in links {
-                dp.attach(Program::LinkIngress, &link.interface.name)?;
-            }
-        }
-        Role::Hub => {
-            let (hub_if, _) = hub_if.context("hub interface missing")?;
-            dp.attach(Program::LinkIngress, &hub_if.name)?;
-        }
     }
     Ok(())
 }
