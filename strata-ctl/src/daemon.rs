@@ -6,7 +6,10 @@
 //! the programs are attached last, so no packet ever meets a half-written
 //! configuration. Shutdown detaches first, then removes pins and the device.
 
-use std::{net::Ipv4Addr, time::Duration};
+use std::{
+    net::{Ipv4Addr, SocketAddr},
+    time::Duration,
+};
 
 use anyhow::{Context as _, bail};
 use strata_common::{
@@ -14,7 +17,7 @@ use strata_common::{
         CONFIG_LEARN_PEERS, CONFIG_READY, Endpoint, LINK_ENABLED, LinkTx, MAX_LINKS, TunnelConfig,
     },
     packet::OUTER_V4_LEN,
-    wire::{Header, PacketType},
+    wire::{Fields, HEADER_LEN, Header, PacketType},
 };
 use tokio::net::UdpSocket;
 use tracing::{debug, info, warn};
@@ -145,6 +148,7 @@ impl Side {
 /// Runs until a signal arrives.
 pub async fn run(config: Config) -> anyhow::Result<()> {
     preflight()?;
+    let _instance = lock_instance(config.name())?;
     let net = Net::connect()?;
     info!(instance = config.name(), role = %config.role, session = config.session, "starting");
     let side = Side::resolve(&net, &config).await?;
@@ -378,6 +382,23 @@ fn quiet_ipv6(device: &str) {
     }
 }
 
+/// One daemon per instance name: two would share (and fight over) the same
+/// pinned maps. The lock is an `flock` on `/run/strata/<name>.lock`, released
+/// by the kernel however the daemon ends.
+fn lock_instance(name: &str) -> anyhow::Result<nix::fcntl::Flock<std::fs::File>> {
+    let dir = std::path::Path::new("/run/strata");
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let path = dir.join(format!("{name}.lock"));
+    let file =
+        std::fs::File::create(&path).with_context(|| format!("opening {}", path.display()))?;
+    nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock).map_err(|(_, errno)| {
+        anyhow::anyhow!(
+            "name: an instance named {name:?} is already running on this host ({}: {errno}); give each tunnel its own name",
+            path.display()
+        )
+    })
+}
+
 fn preflight() -> anyhow::Result<()> {
     if !nix::unistd::geteuid().is_root() {
         bail!("strata-ctl run needs root (CAP_NET_ADMIN and CAP_BPF to attach the data plane)");
@@ -436,16 +457,38 @@ async fn serve(dp: &mut Datapath, control: &UdpSocket, config: &Config, ids: &[u
                 }
             }
             received = control.recv_from(&mut buf) => match received {
-                Ok((n, from)) => match Header::parse(&buf[..n], config.session, MAX_LINKS as u8) {
-                    Ok((fields, _)) if fields.packet_type != PacketType::Data => {
-                        debug!(%from, link = fields.link_id, kind = ?fields.packet_type, "control packet");
-                    }
-                    Ok(_) => debug!(%from, "data packet reached the control socket"),
-                    Err(reason) => debug!(%from, reason = reason.name(), "malformed control packet"),
-                },
+                Ok((n, from)) => answer_control(control, &buf[..n], from, config.session).await,
                 Err(e) => warn!("control socket: {e}"),
             },
         }
+    }
+}
+
+/// Handles one datagram on the control socket. Probes are answered at once
+/// with a probe reply that echoes the probe's header fields and payload, so
+/// the sender can time the round trip on that link; everything else is
+/// logged (the in-band controller of a later stage consumes it).
+async fn answer_control(control: &UdpSocket, datagram: &[u8], from: SocketAddr, session: u32) {
+    let (fields, payload) = match Header::parse(datagram, session, MAX_LINKS as u8) {
+        Ok(parsed) => parsed,
+        Err(reason) => return debug!(%from, reason = reason.name(), "malformed control packet"),
+    };
+    match fields.packet_type {
+        PacketType::Probe => {
+            let reply = Header::new(Fields {
+                packet_type: PacketType::ProbeReply,
+                ..fields
+            });
+            let mut out = vec![0u8; HEADER_LEN + payload.len()];
+            if reply.encode(&mut out).is_ok() {
+                out[HEADER_LEN..].copy_from_slice(payload);
+                if let Err(e) = control.send_to(&out, from).await {
+                    debug!(%from, "probe reply not sent: {e}");
+                }
+            }
+        }
+        PacketType::Data => debug!(%from, "data packet reached the control socket"),
+        kind => debug!(%from, link = fields.link_id, ?kind, "control packet"),
     }
 }
 

@@ -242,3 +242,95 @@ fn tcp_flows_through_the_bond() {
         );
     });
 }
+
+#[test]
+fn probes_reach_the_hub_controller_and_are_answered_and_foreign_sessions_are_dropped() {
+    use strata_common::wire::{Fields, HEADER_LEN, Header, PacketType};
+    with_tunnel(&[1, 1], |lab, tunnel| {
+        // A probe from the edge over link 1 (a route just for this test: the
+        // data plane itself does not use the edge's routing table).
+        let status = std::process::Command::new("ip")
+            .args([
+                "-n",
+                &lab.edge_ns(),
+                "route",
+                "add",
+                "198.19.0.0/24",
+                "via",
+                "100.64.2.1",
+                "dev",
+                "lnk1",
+            ])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let session = strata_lab::strata::session_for(lab.prefix());
+        let hub = SocketAddr::from((Lab::hub_addr(), 7400));
+        let (reply, silence) = strata_lab::in_netns(&lab.edge_ns(), move || {
+            let sock = std::net::UdpSocket::bind(SocketAddr::from((Lab::link_addr(1), 7501)))?;
+            sock.set_read_timeout(Some(Duration::from_secs(3)))?;
+            let probe = |session| {
+                let mut b = vec![0u8; HEADER_LEN + 4];
+                Header::new(Fields {
+                    packet_type: PacketType::Probe,
+                    flags: 0,
+                    link_id: 1,
+                    session,
+                    global_seq: 0,
+                    link_seq: 42,
+                    timestamp_us: 123_456,
+                })
+                .encode(&mut b)
+                .unwrap();
+                b[HEADER_LEN..].copy_from_slice(b"ping");
+                b
+            };
+            sock.send_to(&probe(session), hub)?;
+            let mut buf = [0u8; 256];
+            let (n, _) = sock.recv_from(&mut buf)?;
+            let reply = buf[..n].to_vec();
+            // Another session: dropped in the kernel, never answered.
+            sock.send_to(&probe(session ^ 0xffff), hub)?;
+            sock.set_read_timeout(Some(Duration::from_millis(500)))?;
+            let silence = sock.recv_from(&mut buf).is_err();
+            Ok((reply, silence))
+        })
+        .expect("probe exchange");
+        let (fields, payload) = Header::parse(&reply, session, 8).expect("a valid reply");
+        assert_eq!(fields.packet_type, PacketType::ProbeReply);
+        assert_eq!(
+            (fields.link_id, fields.link_seq, fields.timestamp_us),
+            (1, 42, 123_456)
+        );
+        assert_eq!(payload, b"ping");
+        assert!(silence, "a probe of another session is not answered");
+        let hub = read_pinned(&tunnel.hub.pin_dir()).unwrap();
+        assert_eq!(
+            hub.dropped(strata_common::drop::DropReason::WrongSession),
+            1
+        );
+        assert_eq!(
+            hub.links[1].peer, "198.18.2.2:7501",
+            "the hub learned link 1 from the probe"
+        );
+    });
+}
+
+#[test]
+fn a_second_daemon_with_the_same_name_is_refused() {
+    with_tunnel(&[1], |lab, tunnel| {
+        let out = strata_lab::netns_command(&lab.edge_ns(), BINARY)
+            .arg("run")
+            .arg("--config")
+            .arg(tunnel.workdir().join("edge.toml"))
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("is already running"), "{err}");
+        assert!(
+            tunnel.edge.pin_dir().exists(),
+            "the running instance keeps its maps"
+        );
+    });
+}

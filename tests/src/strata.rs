@@ -234,8 +234,8 @@ impl Tunnel {
     }
 }
 
-/// A session id derived from the lab prefix (never 0).
-fn session_for(prefix: &str) -> u32 {
+/// The session id of the lab with this prefix (never 0).
+pub fn session_for(prefix: &str) -> u32 {
     prefix
         .bytes()
         .fold(0x5354_5241u32, |h, b| h.rotate_left(5) ^ u32::from(b))
