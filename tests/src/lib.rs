@@ -19,6 +19,7 @@
 //! [`Lab::unique_prefix`]), so tests run in parallel, and a [`Lab`] removes its
 //! namespaces when dropped, so a failing test cleans up too.
 
+pub mod emulator;
 pub mod strata;
 pub mod traffic;
 
@@ -40,6 +41,7 @@ pub const UNIQUE_PREFIX_START: &str = "st";
 pub struct Lab {
     prefix: String,
     links: usize,
+    emulated: bool,
     namespaces: Vec<String>,
     torn_down: bool,
 }
@@ -62,6 +64,18 @@ impl Lab {
     /// Creates the topology with `links` carriers (1..=8); on failure removes
     /// whatever it had created.
     pub fn up(prefix: &str, links: usize) -> anyhow::Result<Self> {
+        Self::create(prefix, links, false)
+    }
+
+    /// Like [`Lab::up`], with an "air" namespace in each link between the edge
+    /// and its carrier: interfaces `edge` and `car`, no addresses, for an
+    /// [`emulator::bridge::EmulatedLink`] to bridge. Until one runs, the link
+    /// carries nothing.
+    pub fn up_emulated(prefix: &str, links: usize) -> anyhow::Result<Self> {
+        Self::create(prefix, links, true)
+    }
+
+    fn create(prefix: &str, links: usize, emulated: bool) -> anyhow::Result<Self> {
         if !(1..=8).contains(&links) {
             bail!("a lab has 1 to 8 links, not {links}");
         }
@@ -74,6 +88,7 @@ impl Lab {
         let mut lab = Self {
             prefix: prefix.into(),
             links,
+            emulated,
             namespaces: Vec::new(),
             torn_down: false,
         };
@@ -85,6 +100,9 @@ impl Lab {
     fn build(&mut self) -> anyhow::Result<()> {
         let mut all = vec![self.edge_ns(), self.inet_ns(), self.hub_ns()];
         all.extend((0..self.links).map(|i| self.carrier_ns(i)));
+        if self.emulated {
+            all.extend((0..self.links).map(|i| self.air_ns(i)));
+        }
         for ns in all {
             ip(&["netns", "add", &ns])?;
             self.namespaces.push(ns.clone());
@@ -97,21 +115,34 @@ impl Lab {
         for i in 0..self.links {
             let car = self.carrier_ns(i);
             let link = Self::link_ifname(i);
-            veth(
-                &edge,
-                &link,
-                &format!("{}/24", Self::link_addr(i)),
-                &car,
-                "cdown",
-                &format!("{}/24", Self::link_gateway(i)),
-            )?;
+            let edge_addr = format!("{}/24", Self::link_addr(i));
+            let car_addr = format!("{}/24", Self::link_gateway(i));
+            if self.emulated {
+                let air = self.air_ns(i);
+                // The air namespace only bridges frames: no addresses, no IPv6 chatter of its own.
+                sysctl(&air, "net.ipv6.conf.all.disable_ipv6", "1")?;
+                sysctl(&air, "net.ipv6.conf.default.disable_ipv6", "1")?;
+                veth(&edge, &link, Some(&edge_addr), &air, "edge", None)?;
+                veth(&air, "car", None, &car, "cdown", Some(&car_addr))?;
+            } else {
+                veth(
+                    &edge,
+                    &link,
+                    Some(&edge_addr),
+                    &car,
+                    "cdown",
+                    Some(&car_addr),
+                )?;
+            }
+            let public = format!("{}/24", Self::carrier_public_addr(i));
+            let upstream = format!("198.18.{}.1/24", i + 1);
             veth(
                 &car,
                 "cup",
-                &format!("{}/24", Self::carrier_public_addr(i)),
+                Some(&public),
                 &inet,
                 &format!("car{i}"),
-                &format!("198.18.{}.1/24", i + 1),
+                Some(&upstream),
             )?;
             sysctl(&car, "net.ipv4.ip_forward", "1")?;
             ip(&[
@@ -128,13 +159,14 @@ impl Lab {
                 "table ip nat {\n chain postrouting {\n  type nat hook postrouting priority srcnat;\n  oifname \"cup\" masquerade\n }\n}\n",
             )?;
         }
+        let hub_addr = format!("{}/24", Self::hub_addr());
         veth(
             &inet,
             "hub",
-            "198.19.0.1/24",
+            Some("198.19.0.1/24"),
             &hub,
             Self::HUB_IFNAME,
-            &format!("{}/24", Self::hub_addr()),
+            Some(&hub_addr),
         )?;
         ip(&["-n", &hub, "route", "add", "default", "via", "198.19.0.1"])?;
         Ok(())
@@ -163,6 +195,16 @@ impl Lab {
     /// Carrier `i`.
     pub fn carrier_ns(&self, i: usize) -> String {
         format!("{}-car{i}", self.prefix)
+    }
+
+    /// The air between the edge's link `i` and its carrier (emulated labs).
+    pub fn air_ns(&self, i: usize) -> String {
+        format!("{}-air{i}", self.prefix)
+    }
+
+    /// Whether the links run through air namespaces.
+    pub fn emulated(&self) -> bool {
+        self.emulated
     }
 
     /// The internet between carriers and hub.
@@ -293,22 +335,25 @@ fn nft(ns: &str, ruleset: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A veth pair between two namespaces, addressed and up.
+/// A veth pair between two namespaces, addressed (where given) and up.
 fn veth(
     ns_a: &str,
     if_a: &str,
-    addr_a: &str,
+    addr_a: Option<&str>,
     ns_b: &str,
     if_b: &str,
-    addr_b: &str,
+    addr_b: Option<&str>,
 ) -> anyhow::Result<()> {
     // Created in ns_a directly: names are per namespace, so "cup" in two
     // carriers never collide, and nothing appears in the host namespace.
     ip(&[
         "-n", ns_a, "link", "add", if_a, "type", "veth", "peer", "name", if_b, "netns", ns_b,
     ])?;
-    ip(&["-n", ns_a, "addr", "add", addr_a, "dev", if_a])?;
-    ip(&["-n", ns_b, "addr", "add", addr_b, "dev", if_b])?;
+    for (ns, ifname, addr) in [(ns_a, if_a, addr_a), (ns_b, if_b, addr_b)] {
+        if let Some(addr) = addr {
+            ip(&["-n", ns, "addr", "add", addr, "dev", ifname])?;
+        }
+    }
     ip(&["-n", ns_a, "link", "set", "dev", if_a, "up"])?;
     ip(&["-n", ns_b, "link", "set", "dev", if_b, "up"])?;
     Ok(())

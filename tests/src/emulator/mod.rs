@@ -1,0 +1,13 @@
+//! Emulated cellular links.
+//!
+//! The kernel here has no netem, so delay, jitter, loss and capacity are
+//! emulated in userspace. Each emulated link sits in its own "air" namespace
+//! between the edge's link interface and the carrier, and bridges Ethernet
+//! frames between the two (see [`bridge`]), each direction shaped by a
+//! [`model::Direction`]: blackout, loss, drop-tail buffer, trace-driven
+//! capacity, delay and jitter. The model is pure and driven by the clock the
+//! caller passes in; [`trace`] reads and writes mahimahi capacity traces.
+
+pub mod bridge;
+pub mod model;
+pub mod trace;
