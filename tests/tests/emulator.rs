@@ -72,7 +72,11 @@ fn delay_is_applied_in_each_direction() {
     let mut steady: Vec<Duration> = rtts[1..].to_vec();
     steady.sort();
     let median = steady[steady.len() / 2];
-    eprintln!("RTT over 20 ms up + 30 ms down: min {:?}, median {median:?}, max {:?}", steady[0], steady[steady.len() - 1]);
+    eprintln!(
+        "RTT over 20 ms up + 30 ms down: min {:?}, median {median:?}, max {:?}",
+        steady[0],
+        steady[steady.len() - 1]
+    );
     assert!(
         median >= Duration::from_millis(50) && median < Duration::from_millis(56),
         "median RTT {median:?} for 20 ms up + 30 ms down"
@@ -120,7 +124,9 @@ fn capacity_is_capped_by_the_trace() {
     .unwrap();
     let span = report.delivered.span.as_secs_f64();
     let mbit_s = report.delivered.received as f64 * 1514.0 * 8.0 / span / 1e6;
-    eprintln!("12 Mbit/s trace, 24 Mbit/s offered: delivered {mbit_s:.3} Mbit/s of Ethernet frames");
+    eprintln!(
+        "12 Mbit/s trace, 24 Mbit/s offered: delivered {mbit_s:.3} Mbit/s of Ethernet frames"
+    );
     assert!(
         (11.0..13.0).contains(&mbit_s),
         "delivered {mbit_s:.2} Mbit/s through a 12 Mbit/s trace"

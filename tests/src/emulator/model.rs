@@ -537,11 +537,7 @@ mod tests {
             .iter()
             .map(|&(t, p)| (t - arrivals[p as usize].0) as f64 / MS as f64)
             .collect();
-        assert!(
-            delays
-                .iter()
-                .all(|&d| d >= 10.0 - 0.1 && d <= 40.0 + 0.1 + 30.0)
-        );
+        assert!(delays.iter().all(|&d| (9.9..=70.1).contains(&d)));
 
         let cfg = DirectionConfig {
             base_delay_ms: 10.0,
@@ -587,7 +583,7 @@ mod tests {
     fn a_capacity_collapse_slows_delivery() {
         let trace = Trace::constant(12.0).unwrap();
         let collapsed = DirectionConfig {
-            capacity: Some(trace.clone()),
+            capacity: Some(trace),
             collapses: vec![Collapse {
                 window: Window {
                     start: 0,

@@ -1,0 +1,415 @@
+//! From what was offered and what arrived to the numbers a scenario reports.
+//!
+//! Pure: the runner hands over the planned datagrams and the receiver's
+//! records (flow, sequence, send and receive time on the same host clock).
+//!
+//! * **Loss** — planned datagrams whose sequence never arrived.
+//! * **One-way delay** — receive minus send time, percentiles (nearest rank).
+//! * **Reordering** — RFC 4737: a datagram is reordered when it arrives with
+//!   a sequence below the next expected one (highest so far + 1); its
+//!   extent is how far below.
+//! * **Longest gap** — the longest time between consecutive deliveries of a
+//!   flow that should have been sending meanwhile.
+//! * **Recovery around an event** — in 100 ms bins by *send* time, the share
+//!   of offered bytes that was delivered; recovery is the end of the last bin
+//!   after the event (up to the next event or 10 s) below 90 %, measured from
+//!   the event; `lost_packets` are the datagrams sent in that span that never
+//!   arrived.
+//! * **Aggregation efficiency** — delivered goodput over the capacity the
+//!   traces offered during the run.
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde::Serialize;
+
+use super::generator::{Flow, Planned};
+
+/// One datagram as the receiver saw it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Arrival {
+    /// Flow id.
+    pub flow: u8,
+    /// Sequence.
+    pub seq: u64,
+    /// Send time, ns since traffic started.
+    pub sent_ns: u64,
+    /// Receive time, ns since traffic started.
+    pub recv_ns: u64,
+    /// UDP payload bytes.
+    pub len: usize,
+}
+
+/// Delay percentiles, ms.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
+pub struct Percentiles {
+    /// Median.
+    pub p50: f64,
+    /// 95th.
+    pub p95: f64,
+    /// 99th.
+    pub p99: f64,
+    /// 99.9th.
+    pub p999: f64,
+}
+
+/// Per traffic class.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct ClassReport {
+    /// Datagrams offered.
+    pub sent: u64,
+    /// Distinct datagrams delivered.
+    pub received: u64,
+    /// Lost fraction.
+    pub loss: f64,
+    /// Datagrams delivered more than once.
+    pub duplicates: u64,
+    /// One-way delay.
+    pub owd_ms: Percentiles,
+    /// Fraction delivered within 150 ms.
+    pub within_150ms: f64,
+    /// RFC 4737 reordered ratio.
+    pub reorder_ratio: f64,
+    /// RFC 4737 largest reordering extent.
+    pub reorder_extent: u64,
+    /// Delivered payload rate, Mbit/s.
+    pub goodput_mbit_s: f64,
+    /// Longest time without a delivery, ms.
+    pub max_gap_ms: f64,
+}
+
+/// An event and what it cost.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct EventReport {
+    /// Event kind.
+    pub kind: String,
+    /// Link it hit.
+    pub link: usize,
+    /// When, ms.
+    pub at_ms: f64,
+    /// Time until delivery was back at ≥ 90 % of the offered rate, ms.
+    pub recovery_ms: f64,
+    /// Datagrams sent during the disruption that never arrived.
+    pub lost_packets: u64,
+}
+
+/// Everything the analyzer computes.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct Analysis {
+    /// Delivered fraction of all datagrams.
+    pub delivered_ratio: f64,
+    /// One-way delay over all flows.
+    pub owd_ms: Percentiles,
+    /// Fraction of all datagrams delivered within 150 ms.
+    pub within_150ms: f64,
+    /// Longest delivery gap of any flow, ms.
+    pub max_gap_ms: f64,
+    /// RFC 4737 reordered ratio over all flows.
+    pub reorder_ratio: f64,
+    /// Delivered goodput over trace capacity.
+    pub aggregation_efficiency: f64,
+    /// Per class.
+    pub classes: BTreeMap<String, ClassReport>,
+    /// Per event.
+    pub events: Vec<EventReport>,
+}
+
+/// An event to report on: kind, link, time.
+#[derive(Clone, Debug)]
+pub struct EventMark {
+    /// Kind name.
+    pub kind: String,
+    /// Link.
+    pub link: usize,
+    /// When, ns.
+    pub at_ns: u64,
+}
+
+const BIN_NS: u64 = 100_000_000;
+const RECOVERY_HORIZON_NS: u64 = 10_000_000_000;
+
+fn percentiles(mut v: Vec<f64>) -> Percentiles {
+    if v.is_empty() {
+        return Percentiles::default();
+    }
+    v.sort_by(f64::total_cmp);
+    let at = |q: f64| {
+        v[(((v.len() as f64) * q).ceil() as usize)
+            .saturating_sub(1)
+            .min(v.len() - 1)]
+    };
+    Percentiles {
+        p50: at(0.50),
+        p95: at(0.95),
+        p99: at(0.99),
+        p999: at(0.999),
+    }
+}
+
+struct FlowOutcome {
+    received: u64,
+    duplicates: u64,
+    reordered: u64,
+    extent: u64,
+    delays_ms: Vec<f64>,
+    max_gap_ns: u64,
+    bytes: u64,
+}
+
+fn flow_outcome(planned: &[&Planned], arrivals: &[&Arrival], duration_ns: u64) -> FlowOutcome {
+    let mut seen = HashMap::new();
+    let (mut duplicates, mut reordered, mut extent, mut bytes) = (0, 0, 0, 0);
+    let mut highest: Option<u64> = None;
+    let mut delays_ms = Vec::new();
+    let mut times = Vec::new();
+    for a in arrivals {
+        if seen.insert(a.seq, ()).is_some() {
+            duplicates += 1;
+            continue;
+        }
+        match highest {
+            Some(h) if a.seq < h + 1 => {
+                reordered += 1;
+                extent = extent.max(h - a.seq);
+            }
+            _ => highest = Some(a.seq),
+        }
+        delays_ms.push(a.recv_ns.saturating_sub(a.sent_ns) as f64 / 1e6);
+        times.push(a.recv_ns);
+        bytes += a.len as u64;
+    }
+    times.sort_unstable();
+    // Gaps only while the flow was sending: from its first planned send to the end of the run.
+    let start = planned.first().map_or(0, |p| p.at_ns);
+    let mut last = start;
+    let mut max_gap_ns = 0;
+    for &t in &times {
+        max_gap_ns = max_gap_ns.max(t.saturating_sub(last));
+        last = last.max(t);
+    }
+    if !planned.is_empty() {
+        max_gap_ns = max_gap_ns.max(duration_ns.saturating_sub(last));
+    }
+    FlowOutcome {
+        received: seen.len() as u64,
+        duplicates,
+        reordered,
+        extent,
+        delays_ms,
+        max_gap_ns,
+        bytes,
+    }
+}
+
+/// Analyzes a run of `duration_ns`; `capacity_bytes` is what the traces
+/// offered over it.
+pub fn analyze(
+    flows: &[Flow],
+    planned: &[Planned],
+    arrivals: &[Arrival],
+    events: &[EventMark],
+    duration_ns: u64,
+    capacity_bytes: u64,
+) -> Analysis {
+    let mut by_flow: BTreeMap<u8, (Vec<&Planned>, Vec<&Arrival>)> = BTreeMap::new();
+    for p in planned {
+        by_flow.entry(p.flow).or_default().0.push(p);
+    }
+    for a in arrivals {
+        by_flow.entry(a.flow).or_default().1.push(a);
+    }
+    let mut report = Analysis::default();
+    let (mut all_delays, mut all_received, mut all_reordered, mut all_bytes) =
+        (Vec::new(), 0u64, 0u64, 0u64);
+    let mut per_class: BTreeMap<String, ClassReport> = BTreeMap::new();
+    let mut class_delays: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+    for (flow_id, (p, a)) in &by_flow {
+        let class = flows
+            .iter()
+            .find(|f| f.id == *flow_id)
+            .map_or("unknown", |f| f.class)
+            .to_string();
+        let o = flow_outcome(p, a, duration_ns);
+        let c = per_class.entry(class.clone()).or_default();
+        c.sent += p.len() as u64;
+        c.received += o.received;
+        c.duplicates += o.duplicates;
+        c.reorder_extent = c.reorder_extent.max(o.extent);
+        c.reorder_ratio += o.reordered as f64; // normalized below
+        c.goodput_mbit_s += o.bytes as f64 * 8.0 / (duration_ns as f64 / 1e9) / 1e6;
+        c.max_gap_ms = c.max_gap_ms.max(o.max_gap_ns as f64 / 1e6);
+        class_delays
+            .entry(class.clone())
+            .or_default()
+            .extend(&o.delays_ms);
+        all_delays.extend(o.delays_ms);
+        all_received += o.received;
+        all_reordered += o.reordered;
+        all_bytes += o.bytes;
+    }
+    for (class, c) in &mut per_class {
+        let delays = class_delays.remove(class).unwrap_or_default();
+        c.within_150ms = ratio(
+            delays.iter().filter(|&&d| d <= 150.0).count() as u64,
+            c.sent,
+        );
+        c.owd_ms = percentiles(delays);
+        c.loss = 1.0 - ratio(c.received, c.sent);
+        c.reorder_ratio = if c.received > 0 {
+            c.reorder_ratio / c.received as f64
+        } else {
+            0.0
+        };
+    }
+    let sent = planned.len() as u64;
+    report.delivered_ratio = ratio(all_received, sent);
+    report.within_150ms = ratio(
+        all_delays.iter().filter(|&&d| d <= 150.0).count() as u64,
+        sent,
+    );
+    report.owd_ms = percentiles(all_delays);
+    report.reorder_ratio = ratio(all_reordered, all_received);
+    report.max_gap_ms = per_class.values().map(|c| c.max_gap_ms).fold(0.0, f64::max);
+    report.aggregation_efficiency = ratio(all_bytes, capacity_bytes);
+    report.classes = per_class;
+    report.events = event_reports(planned, arrivals, events, duration_ns);
+    report
+}
+
+fn ratio(a: u64, b: u64) -> f64 {
+    if b == 0 { 0.0 } else { a as f64 / b as f64 }
+}
+
+fn event_reports(
+    planned: &[Planned],
+    arrivals: &[Arrival],
+    events: &[EventMark],
+    duration_ns: u64,
+) -> Vec<EventReport> {
+    let bins = (duration_ns / BIN_NS + 1) as usize;
+    let mut offered = vec![0u64; bins];
+    let mut delivered = vec![0u64; bins];
+    let delivered_set: std::collections::HashSet<(u8, u64)> =
+        arrivals.iter().map(|a| (a.flow, a.seq)).collect();
+    for p in planned {
+        let b = ((p.at_ns / BIN_NS) as usize).min(bins - 1);
+        offered[b] += p.len as u64;
+        if delivered_set.contains(&(p.flow, p.seq)) {
+            delivered[b] += p.len as u64;
+        }
+    }
+    let mut times: Vec<u64> = events.iter().map(|e| e.at_ns).collect();
+    times.sort_unstable();
+    events
+        .iter()
+        .map(|e| {
+            let next = times
+                .iter()
+                .copied()
+                .find(|&t| t > e.at_ns)
+                .unwrap_or(u64::MAX);
+            let horizon = (e.at_ns + RECOVERY_HORIZON_NS).min(next).min(duration_ns);
+            let first = (e.at_ns / BIN_NS) as usize;
+            let last = ((horizon.saturating_sub(1)) / BIN_NS) as usize;
+            let mut recovered_at = e.at_ns;
+            for b in first..=last.min(bins - 1) {
+                if offered[b] > 0 && (delivered[b] as f64) < 0.9 * offered[b] as f64 {
+                    recovered_at = ((b as u64) + 1) * BIN_NS;
+                }
+            }
+            let lost_packets = planned
+                .iter()
+                .filter(|p| p.at_ns >= e.at_ns && p.at_ns < recovered_at.max(e.at_ns))
+                .filter(|p| !delivered_set.contains(&(p.flow, p.seq)))
+                .count() as u64;
+            EventReport {
+                kind: e.kind.clone(),
+                link: e.link,
+                at_ms: e.at_ns as f64 / 1e6,
+                recovery_ms: recovered_at.saturating_sub(e.at_ns) as f64 / 1e6,
+                lost_packets,
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn flow() -> Vec<Flow> {
+        vec![Flow {
+            id: 0,
+            class: "cbr",
+            dscp: 0,
+            port: 6000,
+            mbit_s: 1.0,
+        }]
+    }
+
+    /// 100 datagrams, one every 10 ms, 1000 bytes.
+    fn planned() -> Vec<Planned> {
+        (0..100)
+            .map(|i| Planned {
+                at_ns: i * 10_000_000,
+                flow: 0,
+                seq: i,
+                len: 1000,
+            })
+            .collect()
+    }
+
+    fn arrive(p: &Planned, delay_ms: u64) -> Arrival {
+        Arrival {
+            flow: p.flow,
+            seq: p.seq,
+            sent_ns: p.at_ns,
+            recv_ns: p.at_ns + delay_ms * 1_000_000,
+            len: p.len,
+        }
+    }
+
+    #[test]
+    fn a_clean_run() {
+        let p = planned();
+        let a: Vec<Arrival> = p.iter().map(|p| arrive(p, 20)).collect();
+        let r = analyze(&flow(), &p, &a, &[], 1_000_000_000, 200_000);
+        assert_eq!(r.delivered_ratio, 1.0);
+        assert_eq!(r.owd_ms.p50, 20.0);
+        assert_eq!(r.reorder_ratio, 0.0);
+        assert!((r.max_gap_ms - 20.0).abs() < 1e-9, "{}", r.max_gap_ms);
+        assert!((r.aggregation_efficiency - 0.5).abs() < 1e-9);
+        assert!((r.classes["cbr"].goodput_mbit_s - 0.8).abs() < 1e-9);
+    }
+
+    #[test]
+    fn loss_gap_reordering_and_an_event() {
+        let p = planned();
+        let mut a: Vec<Arrival> = p
+            .iter()
+            .filter(|p| !(30..50).contains(&p.seq)) // 200 ms outage from 300 ms
+            .map(|p| arrive(p, 20))
+            .collect();
+        a.swap(5, 6); // one reordered datagram
+        let events = [EventMark {
+            kind: "blackout".into(),
+            link: 0,
+            at_ns: 300_000_000,
+        }];
+        let r = analyze(&flow(), &p, &a, &events, 1_000_000_000, 200_000);
+        assert!((r.delivered_ratio - 0.8).abs() < 1e-9);
+        let c = &r.classes["cbr"];
+        assert!((c.loss - 0.2).abs() < 1e-9);
+        assert_eq!(c.reorder_extent, 1);
+        assert!((c.reorder_ratio - 1.0 / 80.0).abs() < 1e-9);
+        // Last delivery before the outage at 290+20 ms, next at 500+20 ms.
+        assert!((c.max_gap_ms - 210.0).abs() < 1e-9, "{}", c.max_gap_ms);
+        assert_eq!(r.events[0].recovery_ms, 200.0);
+        assert_eq!(r.events[0].lost_packets, 20);
+    }
+
+    #[test]
+    fn percentiles_use_nearest_rank() {
+        let p = percentiles((1..=1000).map(f64::from).collect());
+        assert_eq!((p.p50, p.p95, p.p99, p.p999), (500.0, 950.0, 990.0, 999.0));
+    }
+}

@@ -1,0 +1,7 @@
+//! Lab scenarios: a file describes links, traffic and events; the runner
+//! plays it against the real Strata daemons over emulated links and the
+//! analyzer turns what the applications saw into numbers.
+
+pub mod analyzer;
+pub mod generator;
+pub mod spec;

@@ -1,0 +1,677 @@
+//! Scenario files: what the lab plays.
+//!
+//! A scenario is a TOML file in `tests/scenarios/`: the links (capacity trace,
+//! delay, jitter, loss, buffer), the traffic, and timed events. Traces come
+//! from documented models with fixed seeds ([`TraceModel`]) or from any
+//! mahimahi file. Every field is checked; errors name the field.
+//!
+//! ```toml
+//! name = "blackout-best-link"
+//! duration_s = 30
+//! seed = 7
+//!
+//! [[links]]
+//! trace = { model = "constant", mbit_s = 12 }
+//! delay_ms = 40
+//! jitter_ms = 3
+//!
+//! [[traffic]]
+//! kind = "video"
+//! load = 0.7            # of the links' summed mean capacity (or mbit_s = 8)
+//!
+//! [[events]]
+//! at_s = 10
+//! kind = "blackout"
+//! link = 0
+//! duration_s = 5
+//! ```
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context as _, ensure};
+use rand::{RngExt as _, SeedableRng as _};
+use rand_chacha::ChaCha8Rng;
+use serde::Deserialize;
+
+use crate::emulator::{
+    model::{Collapse, DirectionConfig, Jitter, Loss, Window},
+    trace::Trace,
+};
+
+/// A whole scenario.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Scenario {
+    /// Short name (file stem by convention).
+    pub name: String,
+    /// What it shows.
+    #[serde(default)]
+    pub description: String,
+    /// Length of the traffic, seconds.
+    pub duration_s: f64,
+    /// Seed of every random choice (traces, jitter, loss).
+    #[serde(default = "default_seed")]
+    pub seed: u64,
+    /// The links, in link-id order.
+    pub links: Vec<LinkSpec>,
+    /// What the applications send.
+    pub traffic: Vec<TrafficSpec>,
+    /// Timed events.
+    #[serde(default)]
+    pub events: Vec<EventSpec>,
+}
+
+const fn default_seed() -> u64 {
+    1
+}
+
+/// One emulated link (the trace shapes the uplink, car → hub, which carries
+/// the video; the downlink gets the same delay and a generous fixed rate).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LinkSpec {
+    /// Uplink capacity.
+    pub trace: TraceModel,
+    /// One-way base delay, ms.
+    pub delay_ms: f64,
+    /// Jitter (normal, standard deviation), ms.
+    #[serde(default)]
+    pub jitter_ms: f64,
+    /// Random loss probability.
+    #[serde(default)]
+    pub loss: f64,
+    /// Bursty loss instead of random.
+    #[serde(default)]
+    pub gilbert: Option<GilbertSpec>,
+    /// Modem buffer, KiB.
+    #[serde(default = "default_buffer_kb")]
+    pub buffer_kb: usize,
+    /// Static Strata weight (default: proportional to the trace's mean rate).
+    #[serde(default)]
+    pub weight: Option<u32>,
+}
+
+const fn default_buffer_kb() -> usize {
+    256
+}
+
+/// Gilbert–Elliott loss parameters.
+#[derive(Clone, Copy, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GilbertSpec {
+    /// Good → bad per packet.
+    pub p_good_bad: f64,
+    /// Bad → good per packet.
+    pub p_bad_good: f64,
+    /// Loss in the bad state.
+    #[serde(default = "one")]
+    pub loss_bad: f64,
+    /// Loss in the good state.
+    #[serde(default)]
+    pub loss_good: f64,
+}
+
+const fn one() -> f64 {
+    1.0
+}
+
+/// Where a link's capacity comes from.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(tag = "model", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum TraceModel {
+    /// A constant rate.
+    Constant {
+        /// Mbit/s.
+        mbit_s: f64,
+    },
+    /// A two-state (good/bad) Markov fading model: exponentially distributed
+    /// dwell times, seeded.
+    Markov {
+        /// Rate in the good state, Mbit/s.
+        good_mbit_s: f64,
+        /// Rate in the bad state, Mbit/s.
+        bad_mbit_s: f64,
+        /// Mean time in the good state, s.
+        mean_good_s: f64,
+        /// Mean time in the bad state, s.
+        mean_bad_s: f64,
+    },
+    /// A race lap: the rate swings between `min` and `max` once per lap as
+    /// the car passes cells (raised cosine, phase per link), with ±`noise`
+    /// relative variation per 100 ms slice, seeded.
+    Lap {
+        /// Lowest rate, Mbit/s.
+        min_mbit_s: f64,
+        /// Highest rate, Mbit/s.
+        max_mbit_s: f64,
+        /// Lap time, s.
+        lap_s: f64,
+        /// Where in the lap this link is best, 0..1.
+        phase: f64,
+        /// Relative noise per slice, 0..1.
+        #[serde(default)]
+        noise: f64,
+    },
+    /// A mahimahi trace file (relative to the scenario file).
+    File {
+        /// Path.
+        path: PathBuf,
+    },
+}
+
+/// One application flow.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum TrafficSpec {
+    /// Video: frames at `fps`, an I-frame (5× a P-frame) every `gop` frames,
+    /// each frame a burst of 1316-byte packets (7 MPEG-TS packets). DSCP AF41.
+    Video {
+        /// Bitrate, Mbit/s (or use `load`).
+        #[serde(default)]
+        mbit_s: Option<f64>,
+        /// Bitrate as a fraction of the links' summed mean capacity.
+        #[serde(default)]
+        load: Option<f64>,
+        /// Frames per second.
+        #[serde(default = "default_fps")]
+        fps: u32,
+        /// Frames per group of pictures.
+        #[serde(default = "default_gop")]
+        gop: u32,
+    },
+    /// Telemetry: small packets at a fixed rate. DSCP EF.
+    Telemetry {
+        /// Packets per second.
+        #[serde(default = "default_hz")]
+        hz: u32,
+        /// Bytes per packet.
+        #[serde(default = "default_telemetry_bytes")]
+        bytes: usize,
+    },
+    /// Constant bit rate, best effort.
+    Cbr {
+        /// Mbit/s (or use `load`).
+        #[serde(default)]
+        mbit_s: Option<f64>,
+        /// Rate as a fraction of the links' summed mean capacity.
+        #[serde(default)]
+        load: Option<f64>,
+        /// Bytes per packet.
+        #[serde(default = "default_cbr_bytes")]
+        bytes: usize,
+    },
+}
+
+const fn default_fps() -> u32 {
+    30
+}
+const fn default_gop() -> u32 {
+    30
+}
+const fn default_hz() -> u32 {
+    100
+}
+const fn default_telemetry_bytes() -> usize {
+    200
+}
+const fn default_cbr_bytes() -> usize {
+    1200
+}
+
+/// A timed event. (Unknown keys are still rejected: by the flattened
+/// [`EventKind`], since serde cannot deny them on a struct that flattens.)
+#[derive(Clone, Debug, Deserialize)]
+pub struct EventSpec {
+    /// When, seconds from the start of traffic.
+    pub at_s: f64,
+    /// What.
+    #[serde(flatten)]
+    pub kind: EventKind,
+}
+
+/// What happens.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum EventKind {
+    /// The radio of `link` is gone for `duration_s` (queue lost, arrivals lost).
+    Blackout {
+        /// Link id.
+        link: usize,
+        /// Seconds.
+        duration_s: f64,
+    },
+    /// The capacity of `link` falls to `factor` for `duration_s` (thermal throttling).
+    Collapse {
+        /// Link id.
+        link: usize,
+        /// Seconds.
+        duration_s: f64,
+        /// Remaining fraction, (0, 1].
+        factor: f64,
+    },
+    /// The edge's interface of `link` goes down, and comes back after `duration_s`.
+    InterfaceDown {
+        /// Link id.
+        link: usize,
+        /// Seconds.
+        duration_s: f64,
+    },
+    /// The edge's address on `link` changes (as after a new DHCP lease).
+    AddressChange {
+        /// Link id.
+        link: usize,
+    },
+    /// The carrier of `link` forgets its NAT mappings: the next packets leave
+    /// from a new public port.
+    NatRebind {
+        /// Link id.
+        link: usize,
+    },
+    /// The edge's interface of `link` disappears (USB detach) and comes back
+    /// after `duration_s` under another name.
+    UsbReattach {
+        /// Link id.
+        link: usize,
+        /// Seconds.
+        duration_s: f64,
+    },
+    /// The MTU of the edge's interface of `link` changes.
+    Mtu {
+        /// Link id.
+        link: usize,
+        /// New MTU.
+        mtu: u32,
+    },
+}
+
+impl EventKind {
+    /// Stable kebab-case name.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Blackout { .. } => "blackout",
+            Self::Collapse { .. } => "collapse",
+            Self::InterfaceDown { .. } => "interface-down",
+            Self::AddressChange { .. } => "address-change",
+            Self::NatRebind { .. } => "nat-rebind",
+            Self::UsbReattach { .. } => "usb-reattach",
+            Self::Mtu { .. } => "mtu",
+        }
+    }
+
+    /// The link the event hits.
+    pub fn link(&self) -> usize {
+        match *self {
+            Self::Blackout { link, .. }
+            | Self::Collapse { link, .. }
+            | Self::InterfaceDown { link, .. }
+            | Self::AddressChange { link }
+            | Self::NatRebind { link }
+            | Self::UsbReattach { link, .. }
+            | Self::Mtu { link, .. } => link,
+        }
+    }
+}
+
+impl Scenario {
+    /// Reads and checks a scenario file.
+    pub fn load(path: &Path) -> anyhow::Result<Self> {
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let mut s: Self = toml::from_str(&text).with_context(|| format!("{}", path.display()))?;
+        // Trace files are relative to the scenario.
+        let base = path.parent().unwrap_or(Path::new("."));
+        for link in &mut s.links {
+            if let TraceModel::File { path } = &mut link.trace
+                && path.is_relative()
+            {
+                *path = base.join(&*path);
+            }
+        }
+        s.validate()
+            .with_context(|| format!("{}", path.display()))?;
+        Ok(s)
+    }
+
+    /// Checks what types cannot.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        ensure!(!self.name.is_empty(), "name: must not be empty");
+        ensure!(
+            self.duration_s > 0.0 && self.duration_s <= 3600.0,
+            "duration_s: must be in (0, 3600]"
+        );
+        ensure!(
+            (1..=8).contains(&self.links.len()),
+            "links: a scenario has 1 to 8 links"
+        );
+        ensure!(!self.traffic.is_empty(), "traffic: at least one flow");
+        for (i, l) in self.links.iter().enumerate() {
+            ensure!(
+                (0.0..=10_000.0).contains(&l.delay_ms),
+                "links[{i}].delay_ms: must be in 0..=10000"
+            );
+            ensure!(
+                (0.0..=1000.0).contains(&l.jitter_ms),
+                "links[{i}].jitter_ms: must be in 0..=1000"
+            );
+            ensure!(
+                (0.0..=1.0).contains(&l.loss),
+                "links[{i}].loss: must be a probability"
+            );
+            ensure!(l.buffer_kb >= 2, "links[{i}].buffer_kb: at least 2");
+            if let Some(g) = l.gilbert {
+                for (v, f) in [
+                    (g.p_good_bad, "p_good_bad"),
+                    (g.p_bad_good, "p_bad_good"),
+                    (g.loss_bad, "loss_bad"),
+                    (g.loss_good, "loss_good"),
+                ] {
+                    ensure!(
+                        (0.0..=1.0).contains(&v),
+                        "links[{i}].gilbert.{f}: must be a probability"
+                    );
+                }
+            }
+        }
+        for (i, e) in self.events.iter().enumerate() {
+            ensure!(
+                e.at_s >= 0.0 && e.at_s < self.duration_s,
+                "events[{i}].at_s: must be within the run"
+            );
+            ensure!(
+                e.kind.link() < self.links.len(),
+                "events[{i}].link: no link {}",
+                e.kind.link()
+            );
+            if let EventKind::Collapse { factor, .. } = e.kind {
+                ensure!(
+                    factor > 0.0 && factor <= 1.0,
+                    "events[{i}].factor: must be in (0, 1]"
+                );
+            }
+        }
+        for (i, t) in self.traffic.iter().enumerate() {
+            if let TrafficSpec::Video { mbit_s, load, .. } | TrafficSpec::Cbr { mbit_s, load, .. } =
+                t
+            {
+                ensure!(
+                    mbit_s.is_some() != load.is_some(),
+                    "traffic[{i}]: give exactly one of mbit_s and load"
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// The uplink trace of each link, generated from its model with the scenario's seed.
+    pub fn traces(&self) -> anyhow::Result<Vec<Trace>> {
+        self.links
+            .iter()
+            .enumerate()
+            .map(|(i, l)| {
+                l.trace
+                    .generate(self.duration_s, self.seed.wrapping_add(i as u64 * 7919))
+            })
+            .collect::<anyhow::Result<_>>()
+    }
+
+    /// The emulator's uplink and downlink configuration of each link, with the
+    /// emulator-level events (blackouts, collapses) scheduled in.
+    pub fn directions(
+        &self,
+        traces: &[Trace],
+        t0_ns: u64,
+    ) -> Vec<(DirectionConfig, DirectionConfig)> {
+        let window = |at_s: f64, d_s: f64| Window {
+            start: t0_ns + (at_s * 1e9) as u64,
+            end: t0_ns + ((at_s + d_s) * 1e9) as u64,
+        };
+        self.links
+            .iter()
+            .zip(traces)
+            .enumerate()
+            .map(|(i, (l, trace))| {
+                let mut blackouts = Vec::new();
+                let mut collapses = Vec::new();
+                for e in &self.events {
+                    match e.kind {
+                        EventKind::Blackout { link, duration_s } if link == i => {
+                            blackouts.push(window(e.at_s, duration_s))
+                        }
+                        EventKind::Collapse {
+                            link,
+                            duration_s,
+                            factor,
+                        } if link == i => {
+                            collapses.push(Collapse {
+                                window: window(e.at_s, duration_s),
+                                factor,
+                            });
+                        }
+                        _ => {}
+                    }
+                }
+                let loss = match l.gilbert {
+                    Some(g) => Loss::GilbertElliott {
+                        p_good_bad: g.p_good_bad,
+                        p_bad_good: g.p_bad_good,
+                        loss_good: g.loss_good,
+                        loss_bad: g.loss_bad,
+                    },
+                    None if l.loss > 0.0 => Loss::Random { p: l.loss },
+                    None => Loss::None,
+                };
+                let jitter = if l.jitter_ms > 0.0 {
+                    Jitter::Normal { sd_ms: l.jitter_ms }
+                } else {
+                    Jitter::None
+                };
+                let seed = self.seed.wrapping_mul(31).wrapping_add(i as u64);
+                let uplink = DirectionConfig {
+                    base_delay_ms: l.delay_ms,
+                    jitter,
+                    reorder: false,
+                    loss,
+                    capacity: Some(trace.clone()),
+                    buffer_bytes: l.buffer_kb * 1024,
+                    blackouts: blackouts.clone(),
+                    collapses,
+                    seed,
+                };
+                let downlink = DirectionConfig {
+                    base_delay_ms: l.delay_ms,
+                    jitter,
+                    loss,
+                    capacity: Trace::constant(50.0).ok(),
+                    buffer_bytes: l.buffer_kb * 1024,
+                    blackouts,
+                    seed: seed ^ 0xD0_D0,
+                    ..DirectionConfig::default()
+                };
+                (uplink, downlink)
+            })
+            .collect()
+    }
+
+    /// Static Strata weights: as given, else proportional to each trace's mean rate.
+    pub fn weights(&self, traces: &[Trace]) -> Vec<u32> {
+        self.links
+            .iter()
+            .zip(traces)
+            .map(|(l, t)| {
+                l.weight
+                    .unwrap_or_else(|| (t.mean_mbit_s().round() as u32).clamp(1, 1000))
+            })
+            .collect()
+    }
+
+    /// Summed mean capacity of the links' traces, Mbit/s.
+    pub fn aggregate_mbit_s(traces: &[Trace]) -> f64 {
+        traces.iter().map(Trace::mean_mbit_s).sum()
+    }
+}
+
+impl TraceModel {
+    /// Generates the trace (at least `duration_s` long for generated models).
+    pub fn generate(&self, duration_s: f64, seed: u64) -> anyhow::Result<Trace> {
+        const SLICE_MS: u64 = 100;
+        let slices = ((duration_s * 1000.0) as u64 / SLICE_MS).max(1) as usize;
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        match self {
+            Self::Constant { mbit_s } => Trace::constant(*mbit_s),
+            Self::Markov {
+                good_mbit_s,
+                bad_mbit_s,
+                mean_good_s,
+                mean_bad_s,
+            } => {
+                ensure!(
+                    *mean_good_s > 0.0 && *mean_bad_s > 0.0,
+                    "markov: mean dwell times must be positive"
+                );
+                let mut rates = Vec::with_capacity(slices);
+                let mut good = true;
+                while rates.len() < slices {
+                    let mean = if good { mean_good_s } else { mean_bad_s };
+                    // Exponential dwell time, in whole slices (at least one).
+                    let u: f64 = rng.random::<f64>().max(1e-12);
+                    let dwell =
+                        ((-u.ln() * mean * 1000.0 / SLICE_MS as f64).round() as usize).max(1);
+                    let rate = if good { *good_mbit_s } else { *bad_mbit_s };
+                    rates.extend(std::iter::repeat_n(rate, dwell.min(slices - rates.len())));
+                    good = !good;
+                }
+                Trace::from_rates_mbit_s(&rates, SLICE_MS)
+            }
+            Self::Lap {
+                min_mbit_s,
+                max_mbit_s,
+                lap_s,
+                phase,
+                noise,
+            } => {
+                ensure!(*lap_s > 0.0, "lap: lap_s must be positive");
+                let rates: Vec<f64> = (0..slices)
+                    .map(|k| {
+                        let t = k as f64 * SLICE_MS as f64 / 1000.0;
+                        let x = (t / lap_s - phase) * std::f64::consts::TAU;
+                        let base = min_mbit_s + (max_mbit_s - min_mbit_s) * 0.5 * (1.0 + x.cos());
+                        let wiggle = 1.0 + noise * (rng.random::<f64>() * 2.0 - 1.0);
+                        (base * wiggle).max(0.0)
+                    })
+                    .collect();
+                Trace::from_rates_mbit_s(&rates, SLICE_MS)
+            }
+            Self::File { path } => Trace::load(path),
+        }
+    }
+}
+
+/// Fails unless `bad` is an error whose message names `field`.
+#[cfg(test)]
+fn names(bad: anyhow::Result<Scenario>, field: &str) {
+    let msg = format!(
+        "{:#}",
+        bad.err()
+            .unwrap_or_else(|| panic!("expected an error naming {field}"))
+    );
+    assert!(msg.contains(field), "{msg}");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BASE: &str = r#"
+        name = "t"
+        duration_s = 10
+        [[links]]
+        trace = { model = "constant", mbit_s = 12 }
+        delay_ms = 20
+        [[traffic]]
+        kind = "video"
+        load = 0.5
+        [[events]]
+        at_s = 2
+        kind = "blackout"
+        link = 0
+        duration_s = 1
+    "#;
+
+    fn parse(text: &str) -> anyhow::Result<Scenario> {
+        let s: Scenario = toml::from_str(text)?;
+        s.validate()?;
+        Ok(s)
+    }
+
+    #[test]
+    fn a_scenario_parses_and_schedules_its_events() {
+        let s = parse(BASE).unwrap();
+        let traces = s.traces().unwrap();
+        assert!((Scenario::aggregate_mbit_s(&traces) - 12.0).abs() < 0.1);
+        let dirs = s.directions(&traces, 1_000);
+        assert_eq!(
+            dirs[0].0.blackouts,
+            vec![Window {
+                start: 2_000_001_000,
+                end: 3_000_001_000
+            }]
+        );
+        assert_eq!(s.weights(&traces), vec![12]);
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        names(
+            parse(&BASE.replace("duration_s = 1\n", "duration_s = 1\n        colour = 3\n")),
+            "colour",
+        );
+        names(
+            parse(&BASE.replace("link = 0", "link = 3")),
+            "events[0].link",
+        );
+        names(
+            parse(&BASE.replace("load = 0.5", "load = 0.5\nmbit_s = 3")),
+            "traffic[0]",
+        );
+        names(
+            parse(&BASE.replace("delay_ms = 20", "delay_ms = -1")),
+            "links[0].delay_ms",
+        );
+        names(
+            parse(&BASE.replace("at_s = 2", "at_s = 20")),
+            "events[0].at_s",
+        );
+        names(
+            parse(&BASE.replace("kind = \"blackout\"", "kind = \"meteor\"")),
+            "meteor",
+        );
+    }
+
+    #[test]
+    fn generated_traces_are_reproducible_and_follow_their_model() {
+        let m = TraceModel::Markov {
+            good_mbit_s: 20.0,
+            bad_mbit_s: 2.0,
+            mean_good_s: 3.0,
+            mean_bad_s: 1.0,
+        };
+        let a = m.generate(120.0, 5).unwrap();
+        assert_eq!(a, m.generate(120.0, 5).unwrap(), "same seed, same trace");
+        assert_ne!(a, m.generate(120.0, 6).unwrap());
+        // Stationary mean: (20·3 + 2·1) / 4 = 15.5 Mbit/s, give or take the dwell draws.
+        assert!(
+            (10.0..20.0).contains(&a.mean_mbit_s()),
+            "{}",
+            a.mean_mbit_s()
+        );
+        let lap = TraceModel::Lap {
+            min_mbit_s: 2.0,
+            max_mbit_s: 10.0,
+            lap_s: 60.0,
+            phase: 0.0,
+            noise: 0.0,
+        };
+        let t = lap.generate(60.0, 1).unwrap();
+        assert!((t.mean_mbit_s() - 6.0).abs() < 0.2, "{}", t.mean_mbit_s());
+    }
+}
