@@ -28,35 +28,20 @@ fn build() -> Result<(), String> {
     let manifest_dir = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").ok_or("no manifest dir")?);
     let ebpf_dir = manifest_dir.join("..").join(EBPF_PACKAGE);
     println!("cargo:rerun-if-changed={}", ebpf_dir.display());
-    println!(
-        "cargo:rerun-if-changed={}",
-        manifest_dir.join("../strata-common").display()
-    );
+    println!("cargo:rerun-if-changed={}", manifest_dir.join("../strata-common").display());
 
     if find_on_path("bpf-linker").is_none() {
         return Err("bpf-linker not found on PATH: run `cargo xtask setup` (it installs bpf-linker 0.13.0 built against the toolchain's LLVM)".into());
     }
 
     let target_dir = out_dir.join("ebpf-target");
-    let rustflags = [
-        "-Cdebuginfo=2",
-        "-Clink-arg=--btf",
-        "-Ctarget-cpu=v3",
-        "--cfg=bpf_target_arch=\"x86_64\"",
-    ]
-    .join("\x1f");
+    let rustflags =
+        ["-Cdebuginfo=2", "-Clink-arg=--btf", "-Ctarget-cpu=v3", "--cfg=bpf_target_arch=\"x86_64\""]
+            .join("\x1f");
     let cargo = env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let output = Command::new(cargo)
         .current_dir(&ebpf_dir)
-        .args([
-            "build",
-            "--package",
-            EBPF_PACKAGE,
-            "--bins",
-            "--release",
-            "--target",
-            TARGET,
-        ])
+        .args(["build", "--package", EBPF_PACKAGE, "--bins", "--release", "--target", TARGET])
         .args(["-Z", "build-std=core"])
         .arg("--target-dir")
         .arg(&target_dir)
@@ -71,10 +56,7 @@ fn build() -> Result<(), String> {
         for line in String::from_utf8_lossy(&output.stderr).lines() {
             println!("cargo:warning={line}");
         }
-        return Err(format!(
-            "cargo build of {EBPF_PACKAGE} failed ({})",
-            output.status
-        ));
+        return Err(format!("cargo build of {EBPF_PACKAGE} failed ({})", output.status));
     }
     let built = target_dir.join(TARGET).join("release").join(EBPF_BIN);
     std::fs::copy(&built, out_dir.join(EBPF_BIN))
@@ -84,7 +66,5 @@ fn build() -> Result<(), String> {
 
 fn find_on_path(name: &str) -> Option<PathBuf> {
     let path = env::var_os("PATH")?;
-    env::split_paths(&path)
-        .map(|d: PathBuf| d.join(name))
-        .find(|p: &PathBuf| p.is_file())
+    env::split_paths(&path).map(|d: PathBuf| d.join(name)).find(|p: &PathBuf| p.is_file())
 }

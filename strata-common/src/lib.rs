@@ -32,13 +32,5 @@ mod pod {
             unsafe impl aya::Pod for $t {}
         )*};
     }
-    pod!(
-        Endpoint,
-        LinkCounters,
-        LinkTx,
-        RxLinkState,
-        Schedule,
-        TunnelConfig,
-        TxSeq
-    );
+    pod!(Endpoint, LinkCounters, LinkTx, RxLinkState, Schedule, TunnelConfig, TxSeq);
 }

@@ -109,11 +109,7 @@ pub struct Schedule {
 
 impl Default for Schedule {
     fn default() -> Self {
-        Self {
-            active: 0,
-            len: 0,
-            slots: [0; SCHEDULE_SLOTS],
-        }
+        Self { active: 0, len: 0, slots: [0; SCHEDULE_SLOTS] }
     }
 }
 

@@ -121,12 +121,7 @@ impl OuterV4 {
     /// because nothing downstream fills it in for a packet built in tc.
     #[inline(always)]
     pub fn new(addrs: OuterAddrs, inner_len: u16, tos: u8, strata: Header) -> Self {
-        let OuterAddrs {
-            src_ip_be,
-            dst_ip_be,
-            src_port_be,
-            dst_port_be,
-        } = addrs;
+        let OuterAddrs { src_ip_be, dst_ip_be, src_port_be, dst_port_be } = addrs;
         let udp_len = inner_len.wrapping_add((UDP_LEN + HEADER_LEN) as u16);
         let mut ip = Ipv4Hdr {
             version_ihl: 0x45,

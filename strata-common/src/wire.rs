@@ -164,15 +164,7 @@ impl Header {
     /// A v1 header without extensions.
     #[inline(always)]
     pub const fn new(fields: Fields) -> Self {
-        let Fields {
-            packet_type,
-            flags,
-            link_id,
-            session,
-            global_seq,
-            link_seq,
-            timestamp_us,
-        } = fields;
+        let Fields { packet_type, flags, link_id, session, global_seq, link_seq, timestamp_us } = fields;
         Self {
             ver_type: (VERSION << 4) | packet_type as u8,
             flags,
@@ -375,10 +367,7 @@ mod tests {
         h.encode(&mut b).unwrap();
         assert_eq!(
             b,
-            [
-                0x10, 0x01, 0x02, 0x05, 1, 2, 3, 4, 0xA0, 0xB0, 0xC0, 0xD0, 0, 0, 0, 7, 0x11, 0x22,
-                0x33, 0x44
-            ]
+            [0x10, 0x01, 0x02, 0x05, 1, 2, 3, 4, 0xA0, 0xB0, 0xC0, 0xD0, 0, 0, 0, 7, 0x11, 0x22, 0x33, 0x44]
         );
     }
 

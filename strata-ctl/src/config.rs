@@ -216,17 +216,12 @@ pub struct Cidr {
 
 impl Cidr {
     fn parse(s: &str, want_v6: bool) -> Result<Self, String> {
-        let (a, p) = s
-            .split_once('/')
-            .ok_or("expected ADDRESS/PREFIX, e.g. 10.200.0.1/30")?;
+        let (a, p) = s.split_once('/').ok_or("expected ADDRESS/PREFIX, e.g. 10.200.0.1/30")?;
         let addr: IpAddr = a.parse().map_err(|e| format!("bad address {a:?}: {e}"))?;
         let prefix: u8 = p.parse().map_err(|_| format!("bad prefix length {p:?}"))?;
         let max = if addr.is_ipv6() { 128 } else { 32 };
         if addr.is_ipv6() != want_v6 {
-            return Err(format!(
-                "expected an IPv{} address",
-                if want_v6 { 6 } else { 4 }
-            ));
+            return Err(format!("expected an IPv{} address", if want_v6 { 6 } else { 4 }));
         }
         if prefix > max {
             return Err(format!("prefix length {prefix} is above {max}"));
@@ -239,26 +234,20 @@ impl Config {
     /// Reads, parses and validates a file.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         let shown = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: shown.clone(),
-            source,
-        })?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ConfigError::Read { path: shown.clone(), source })?;
         Self::parse(&text, &shown)
     }
 
     /// Parses and validates text; `origin` names it in errors.
     pub fn parse(text: &str, origin: &str) -> Result<Self, ConfigError> {
-        let config: Self = toml::from_str(text).map_err(|e| ConfigError::Parse {
+        let config: Self = toml::from_str(text)
+            .map_err(|e| ConfigError::Parse { path: origin.into(), message: e.to_string() })?;
+        config.validate().map_err(|(field, problem)| ConfigError::Invalid {
             path: origin.into(),
-            message: e.to_string(),
+            field,
+            problem,
         })?;
-        config
-            .validate()
-            .map_err(|(field, problem)| ConfigError::Invalid {
-                path: origin.into(),
-                field,
-                problem,
-            })?;
         Ok(config)
     }
 
@@ -278,18 +267,13 @@ impl Config {
     /// The tunnel's IPv4 address.
     pub fn tunnel_v4(&self) -> Cidr {
         // Validated in `validate`.
-        Cidr::parse(&self.tunnel.address, false).unwrap_or(Cidr {
-            addr: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
-            prefix: 0,
-        })
+        Cidr::parse(&self.tunnel.address, false)
+            .unwrap_or(Cidr { addr: IpAddr::V4(Ipv4Addr::UNSPECIFIED), prefix: 0 })
     }
 
     /// The tunnel's IPv6 address, if any.
     pub fn tunnel_v6(&self) -> Option<Cidr> {
-        self.tunnel
-            .address6
-            .as_deref()
-            .and_then(|s| Cidr::parse(s, true).ok())
+        self.tunnel.address6.as_deref().and_then(|s| Cidr::parse(s, true).ok())
     }
 
     /// Checks everything types cannot; `Err((field, problem))`.
@@ -298,23 +282,15 @@ impl Config {
         if self.version != CONFIG_VERSION {
             return bad(
                 "version",
-                format!(
-                    "this build reads version {CONFIG_VERSION}, the file says {}",
-                    self.version
-                ),
+                format!("this build reads version {CONFIG_VERSION}, the file says {}", self.version),
             );
         }
         let name = self.name();
         if name.is_empty()
             || name.len() > 32
-            || !name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+            || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
         {
-            return bad(
-                "name",
-                format!("{name:?} must be 1-32 characters of [A-Za-z0-9_-]"),
-            );
+            return bad("name", format!("{name:?} must be 1-32 characters of [A-Za-z0-9_-]"));
         }
         if self.session == 0 {
             return bad("session", "must not be 0".into());
@@ -337,19 +313,13 @@ impl Config {
         for (i, link) in self.links.iter().enumerate() {
             let field = |f: &str| format!("links[{i}].{f}");
             if u32::from(link.id) >= MAX_LINKS {
-                return Err((
-                    field("id"),
-                    format!("{} is outside 0..={}", link.id, MAX_LINKS - 1),
-                ));
+                return Err((field("id"), format!("{} is outside 0..={}", link.id, MAX_LINKS - 1)));
             }
             if !ids.insert(link.id) {
                 return Err((field("id"), format!("link id {} is used twice", link.id)));
             }
             if link.weight > MAX_WEIGHT {
-                return Err((
-                    field("weight"),
-                    format!("{} is above {MAX_WEIGHT}", link.weight),
-                ));
+                return Err((field("weight"), format!("{} is above {MAX_WEIGHT}", link.weight)));
             }
             match self.role {
                 Role::Edge => {
@@ -370,8 +340,7 @@ impl Config {
                         if set {
                             return Err((
                                 field(key),
-                                "not used on the hub (it sends back to the endpoints it learns)"
-                                    .into(),
+                                "not used on the hub (it sends back to the endpoints it learns)".into(),
                             ));
                         }
                     }
@@ -381,10 +350,7 @@ impl Config {
         match self.role {
             Role::Edge => {
                 if self.links.is_empty() {
-                    return bad(
-                        "links",
-                        "the edge needs at least one [[links]] entry".into(),
-                    );
+                    return bad("links", "the edge needs at least one [[links]] entry".into());
                 }
                 let mut seen = BTreeSet::new();
                 for (i, link) in self.links.iter().enumerate() {
@@ -398,16 +364,10 @@ impl Config {
                     }
                 }
                 let Some(peer) = &self.peer else {
-                    return bad(
-                        "peer",
-                        "the edge needs a [peer] section with the hub's address".into(),
-                    );
+                    return bad("peer", "the edge needs a [peer] section with the hub's address".into());
                 };
                 if peer.address.is_unspecified() || peer.address.is_broadcast() {
-                    return bad(
-                        "peer.address",
-                        format!("{} is not a unicast address", peer.address),
-                    );
+                    return bad("peer.address", format!("{} is not a unicast address", peer.address));
                 }
                 if peer.port == 0 {
                     return bad("peer.port", "must not be 0".into());
@@ -418,17 +378,11 @@ impl Config {
             }
             Role::Hub => {
                 let Some(hub) = &self.hub else {
-                    return bad(
-                        "hub",
-                        "the hub needs a [hub] section with its interface".into(),
-                    );
+                    return bad("hub", "the hub needs a [hub] section with its interface".into());
                 };
                 check_ifname("hub.interface", &hub.interface)?;
                 if self.peer.is_some() {
-                    return bad(
-                        "peer",
-                        "only for role = \"edge\" (the hub learns its peers)".into(),
-                    );
+                    return bad("peer", "only for role = \"edge\" (the hub learns its peers)".into());
                 }
             }
         }
@@ -453,9 +407,7 @@ fn check_ifname(field: &str, name: &str) -> Result<(), (String, String)> {
     if name.is_empty() || name.len() > 15 || name.contains(['/', ' ', ':']) || name == "." {
         return Err((
             field.into(),
-            format!(
-                "{name:?} is not a valid interface name (1-15 characters, no '/', ':' or space)"
-            ),
+            format!("{name:?} is not a valid interface name (1-15 characters, no '/', ':' or space)"),
         ));
     }
     Ok(())
@@ -503,16 +455,11 @@ mod tests {
             err(&EDGE.replace("weight = 2", "weight = 5000")),
             "t.toml: links[1].weight: 5000 is above 1000"
         );
-        assert!(
-            err(&EDGE.replace("id = 1", "id = 0")).contains("links[1].id: link id 0 is used twice")
-        );
+        assert!(err(&EDGE.replace("id = 1", "id = 0")).contains("links[1].id: link id 0 is used twice"));
         assert!(err(&EDGE.replace("id = 1", "id = 9")).contains("links[1].id: 9 is outside 0..=7"));
+        assert!(err(&EDGE.replace("session = 7", "session = 0")).contains("session: must not be 0"));
         assert!(
-            err(&EDGE.replace("session = 7", "session = 0")).contains("session: must not be 0")
-        );
-        assert!(
-            err(&EDGE.replace("version = 1", "version = 2"))
-                .contains("version: this build reads version 1")
+            err(&EDGE.replace("version = 1", "version = 2")).contains("version: this build reads version 1")
         );
         assert!(
             err(&EDGE.replace("10.200.0.1/30", "10.200.0.1"))
@@ -550,8 +497,7 @@ mod tests {
                 .contains("links[0].interface: not used on the hub")
         );
         assert!(
-            err(&hub.replace("[hub]\n            interface = \"wan0\"", ""))
-                .contains("hub: the hub needs")
+            err(&hub.replace("[hub]\n            interface = \"wan0\"", "")).contains("hub: the hub needs")
         );
     }
 
@@ -563,8 +509,7 @@ mod tests {
         }
         assert!(err(&EDGE.replace("\"lnk1\"", "\"a/b\"")).contains("not a valid interface name"));
         assert!(
-            err(&EDGE.replace("\"lnk1\"", "\"0123456789abcdefg\""))
-                .contains("not a valid interface name")
+            err(&EDGE.replace("\"lnk1\"", "\"0123456789abcdefg\"")).contains("not a valid interface name")
         );
     }
 }

@@ -13,9 +13,7 @@ use std::{
 
 use anyhow::{Context as _, bail};
 use strata_common::{
-    maps::{
-        CONFIG_LEARN_PEERS, CONFIG_READY, Endpoint, LINK_ENABLED, LinkTx, MAX_LINKS, TunnelConfig,
-    },
+    maps::{CONFIG_LEARN_PEERS, CONFIG_READY, Endpoint, LINK_ENABLED, LinkTx, MAX_LINKS, TunnelConfig},
     packet::OUTER_V4_LEN,
     wire::{Fields, HEADER_LEN, Header, PacketType},
 };
@@ -46,16 +44,9 @@ struct ResolvedLink {
 #[derive(Clone, Debug)]
 enum Side {
     /// The car: several links to one hub.
-    Edge {
-        links: Vec<ResolvedLink>,
-        hub: Endpoint,
-    },
+    Edge { links: Vec<ResolvedLink>, hub: Endpoint },
     /// The cloud: one interface; the edge's endpoints are learned.
-    Hub {
-        interface: Interface,
-        address: Ipv4Addr,
-        gateway: Option<Ipv4Addr>,
-    },
+    Hub { interface: Interface, address: Ipv4Addr, gateway: Option<Ipv4Addr> },
 }
 
 impl Side {
@@ -63,11 +54,7 @@ impl Side {
         match config.role {
             Role::Edge => {
                 let peer = config.peer.as_ref().context("peer: missing")?;
-                let hub = Endpoint {
-                    ip_be: be(peer.address),
-                    port_be: peer.port.to_be(),
-                    _pad: 0,
-                };
+                let hub = Endpoint { ip_be: be(peer.address), port_be: peer.port.to_be(), _pad: 0 };
                 let mut links = Vec::new();
                 for (i, link) in config.links.iter().enumerate() {
                     links.push(resolve_link(net, i, link).await?);
@@ -76,28 +63,18 @@ impl Side {
             }
             Role::Hub => {
                 let hub = config.hub.as_ref().context("hub: missing")?;
-                let interface = net
-                    .interface(&hub.interface)
-                    .await
-                    .context("hub.interface")?;
+                let interface = net.interface(&hub.interface).await.context("hub.interface")?;
                 let address = match hub.address {
                     Some(a) => a,
                     None => net.first_ipv4(interface.index).await?.with_context(|| {
-                        format!(
-                            "hub.interface {}: has no IPv4 address (set hub.address)",
-                            interface.name
-                        )
+                        format!("hub.interface {}: has no IPv4 address (set hub.address)", interface.name)
                     })?,
                 };
                 let gateway = match hub.gateway {
                     Some(g) => Some(g),
                     None => net.default_gateway(interface.index).await?,
                 };
-                Ok(Self::Hub {
-                    interface,
-                    address,
-                    gateway,
-                })
+                Ok(Self::Hub { interface, address, gateway })
             }
         }
     }
@@ -105,11 +82,7 @@ impl Side {
     /// The smallest MTU among the interfaces tunnel packets leave through.
     fn carrier_mtu(&self) -> Option<u32> {
         match self {
-            Self::Edge { links, .. } => links
-                .iter()
-                .filter(|l| l.weight > 0)
-                .map(|l| l.interface.mtu)
-                .min(),
+            Self::Edge { links, .. } => links.iter().filter(|l| l.weight > 0).map(|l| l.interface.mtu).min(),
             Self::Hub { interface, .. } => Some(interface.mtu),
         }
     }
@@ -122,9 +95,7 @@ impl Side {
                 .filter(|l| l.interface.l2_len != 0)
                 .filter_map(|l| l.gateway.map(|g| (l.interface.index, g)))
                 .collect(),
-            Self::Hub {
-                interface, gateway, ..
-            } => gateway.iter().map(|g| (interface.index, *g)).collect(),
+            Self::Hub { interface, gateway, .. } => gateway.iter().map(|g| (interface.index, *g)).collect(),
         }
     }
 
@@ -219,10 +190,7 @@ async fn create_tunnel(net: &Net, config: &Config, mtu: u32) -> anyhow::Result<(
         None => quiet_ipv6(tun.name()),
         Some(v6) => {
             if mtu < 1280 {
-                warn!(
-                    "tunnel MTU {mtu} is below IPv6's 1280: the kernel disables IPv6 on {}",
-                    tun.name()
-                );
+                warn!("tunnel MTU {mtu} is below IPv6's 1280: the kernel disables IPv6 on {}", tun.name());
             }
             net.add_address(tun_if.index, v6).await?;
         }
@@ -233,15 +201,14 @@ async fn create_tunnel(net: &Net, config: &Config, mtu: u32) -> anyhow::Result<(
 
 async fn resolve_link(net: &Net, i: usize, link: &LinkSection) -> anyhow::Result<ResolvedLink> {
     let field = format!("links[{i}].interface");
-    let ifname = link
-        .interface
-        .as_deref()
-        .with_context(|| format!("{field}: missing"))?;
+    let ifname = link.interface.as_deref().with_context(|| format!("{field}: missing"))?;
     let interface = net.interface(ifname).await.with_context(|| field.clone())?;
     let address = match link.address {
         Some(a) => a,
         None => net.first_ipv4(interface.index).await?.with_context(|| {
-            format!("{field}: {ifname} has no IPv4 address yet (set links[{i}].address or wait for the modem)")
+            format!(
+                "{field}: {ifname} has no IPv4 address yet (set links[{i}].address or wait for the modem)"
+            )
         })?,
     };
     let gateway = match link.gateway {
@@ -256,13 +223,7 @@ async fn resolve_link(net: &Net, i: usize, link: &LinkSection) -> anyhow::Result
     if !interface.up {
         warn!(link = link.id, interface = ifname, "link interface is down");
     }
-    Ok(ResolvedLink {
-        id: link.id,
-        interface,
-        address,
-        gateway,
-        weight: link.weight,
-    })
+    Ok(ResolvedLink { id: link.id, interface, address, gateway, weight: link.weight })
 }
 
 fn be(a: Ipv4Addr) -> u32 {
@@ -289,12 +250,7 @@ fn link_tx(
 }
 
 /// Fills every map (READY still clear), then sets READY and attaches.
-fn configure(
-    dp: &mut Datapath,
-    config: &Config,
-    tun_if: &Interface,
-    side: &Side,
-) -> anyhow::Result<()> {
+fn configure(dp: &mut Datapath, config: &Config, tun_if: &Interface, side: &Side) -> anyhow::Result<()> {
     let mut tunnel = TunnelConfig {
         session: config.session,
         flags: 0,
@@ -313,13 +269,7 @@ fn configure(
         Side::Edge { links, hub } => {
             for link in links {
                 dp.set_interface(link.interface.index, link.interface.l2_len)?;
-                let tx = link_tx(
-                    link.weight,
-                    &link.interface,
-                    link.address,
-                    link.gateway,
-                    config.port,
-                );
+                let tx = link_tx(link.weight, &link.interface, link.address, link.gateway, config.port);
                 dp.set_link(link.id, tx)?;
                 dp.set_peer(link.id, *hub)?;
                 info!(
@@ -333,20 +283,10 @@ fn configure(
                 );
             }
         }
-        Side::Hub {
-            interface,
-            address,
-            gateway,
-        } => {
+        Side::Hub { interface, address, gateway } => {
             dp.set_interface(interface.index, interface.l2_len)?;
             for id in 0..MAX_LINKS as u8 {
-                let tx = link_tx(
-                    weights[usize::from(id)],
-                    interface,
-                    *address,
-                    *gateway,
-                    config.port,
-                );
+                let tx = link_tx(weights[usize::from(id)], interface, *address, *gateway, config.port);
                 dp.set_link(id, tx)?;
             }
             tunnel.flags |= CONFIG_LEARN_PEERS;
@@ -389,8 +329,7 @@ fn lock_instance(name: &str) -> anyhow::Result<nix::fcntl::Flock<std::fs::File>>
     let dir = std::path::Path::new("/run/strata");
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let path = dir.join(format!("{name}.lock"));
-    let file =
-        std::fs::File::create(&path).with_context(|| format!("opening {}", path.display()))?;
+    let file = std::fs::File::create(&path).with_context(|| format!("opening {}", path.display()))?;
     nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock).map_err(|(_, errno)| {
         anyhow::anyhow!(
             "name: an instance named {name:?} is already running on this host ({}: {errno}); give each tunnel its own name",
@@ -406,10 +345,7 @@ fn preflight() -> anyhow::Result<()> {
     let mounts = std::fs::read_to_string("/proc/mounts").unwrap_or_default();
     let bpffs = mounts.lines().any(|l| {
         let mut f = l.split_whitespace();
-        matches!(
-            (f.next(), f.next(), f.next()),
-            (_, Some("/sys/fs/bpf"), Some("bpf"))
-        )
+        matches!((f.next(), f.next(), f.next()), (_, Some("/sys/fs/bpf"), Some("bpf")))
     });
     if !bpffs {
         nix::mount::mount(
@@ -428,8 +364,7 @@ fn preflight() -> anyhow::Result<()> {
 /// The controller loop: receive control packets, log a summary every second,
 /// stop on SIGINT or SIGTERM.
 async fn serve(dp: &mut Datapath, control: &UdpSocket, config: &Config, ids: &[u8]) {
-    let mut sigterm = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-    {
+    let mut sigterm = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
         Ok(s) => s,
         Err(e) => {
             warn!("cannot watch SIGTERM ({e}); stop with SIGINT");
@@ -475,10 +410,7 @@ async fn answer_control(control: &UdpSocket, datagram: &[u8], from: SocketAddr, 
     };
     match fields.packet_type {
         PacketType::Probe => {
-            let reply = Header::new(Fields {
-                packet_type: PacketType::ProbeReply,
-                ..fields
-            });
+            let reply = Header::new(Fields { packet_type: PacketType::ProbeReply, ..fields });
             let mut out = vec![0u8; HEADER_LEN + payload.len()];
             if reply.encode(&mut out).is_ok() {
                 out[HEADER_LEN..].copy_from_slice(payload);
@@ -495,12 +427,7 @@ async fn answer_control(control: &UdpSocket, datagram: &[u8], from: SocketAddr, 
 /// The hub sends only on links whose edge endpoint it has learned: a link id
 /// without a peer would make the kernel fall back to the next id for its
 /// share, piling it onto one link.
-fn schedule_learned_links(
-    dp: &mut Datapath,
-    config: &Config,
-    snapshot: &Snapshot,
-    scheduled: &mut Weights,
-) {
+fn schedule_learned_links(dp: &mut Datapath, config: &Config, snapshot: &Snapshot, scheduled: &mut Weights) {
     let mut weights = config.weights();
     for (w, link) in weights.iter_mut().zip(&snapshot.links) {
         if link.peer_ip.is_unspecified() {
@@ -532,8 +459,6 @@ fn random_u32() -> u32 {
     if n == 4 {
         u32::from_ne_bytes(b)
     } else {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.subsec_nanos())
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos())
     }
 }

@@ -37,9 +37,7 @@ pub mod map_names {
     pub const DROPS: &str = "STRATA_DROPS";
     pub const DEDUP: &str = "STRATA_DEDUP";
     /// Every map, for unpinning.
-    pub const ALL: [&str; 11] = [
-        CONFIG, IFACES, LINKS, PEERS, SCHED, TXSEQ, TX, RX, RXSEQ, DROPS, DEDUP,
-    ];
+    pub const ALL: [&str; 11] = [CONFIG, IFACES, LINKS, PEERS, SCHED, TXSEQ, TX, RX, RXSEQ, DROPS, DEDUP];
 }
 
 /// The two programs.
@@ -93,9 +91,7 @@ pub enum DatapathError {
     },
 }
 
-pub(crate) fn map_err(
-    what: impl Into<String>,
-) -> impl FnOnce(aya::maps::MapError) -> DatapathError {
+pub(crate) fn map_err(what: impl Into<String>) -> impl FnOnce(aya::maps::MapError) -> DatapathError {
     let what = what.into();
     move |source| DatapathError::Map { what, source }
 }
@@ -133,27 +129,17 @@ impl Datapath {
             }
         };
         std::fs::create_dir_all(dir).map_err(|source| DatapathError::Io {
-            what: format!(
-                "creating pin directory {} (is bpffs mounted at /sys/fs/bpf?)",
-                dir.display()
-            ),
+            what: format!("creating pin directory {} (is bpffs mounted at /sys/fs/bpf?)", dir.display()),
             source,
         })?;
-        let loaded = EbpfLoader::new()
-            .default_map_pin_directory(dir)
-            .load(OBJECT);
-        let mut this = Self {
-            ebpf: loaded?,
-            pin_dir: Some(dir.to_path_buf()),
-            attached: Vec::new(),
-        };
+        let loaded = EbpfLoader::new().default_map_pin_directory(dir).load(OBJECT);
+        let mut this = Self { ebpf: loaded?, pin_dir: Some(dir.to_path_buf()), attached: Vec::new() };
         if pin_dir.is_none() {
             this.unpin()?;
         }
         for program in [Program::TunnelEgress, Program::LinkIngress] {
             let prog = classifier(&mut this.ebpf, program)?;
-            prog.load()
-                .map_err(prog_err(format!("verifying {}", program.name())))?;
+            prog.load().map_err(prog_err(format!("verifying {}", program.name())))?;
         }
         Ok(this)
     }
@@ -188,8 +174,8 @@ impl Datapath {
             Program::TunnelEgress => TcAttachType::Egress,
             Program::LinkIngress => TcAttachType::Ingress,
         };
-        let tcx = aya::util::KernelVersion::current()
-            .is_ok_and(|v| v >= aya::util::KernelVersion::new(6, 6, 0));
+        let tcx =
+            aya::util::KernelVersion::current().is_ok_and(|v| v >= aya::util::KernelVersion::new(6, 6, 0));
         if !tcx {
             // Pre-TCX kernels attach through a clsact qdisc; it may exist already.
             let _ = aya::programs::tc::qdisc_add_clsact(interface);
@@ -197,10 +183,7 @@ impl Datapath {
         let prog = classifier(&mut self.ebpf, program)?;
         let id = prog
             .attach(interface, attach_type)
-            .map_err(prog_err(format!(
-                "attaching {} to {interface}",
-                program.name()
-            )))?;
+            .map_err(prog_err(format!("attaching {} to {interface}", program.name())))?;
         self.attached.push((program, interface.to_string(), id));
         Ok(())
     }
@@ -228,20 +211,14 @@ impl Datapath {
                 Ok(()) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                 Err(source) => {
-                    return Err(DatapathError::Io {
-                        what: format!("unpinning {}", path.display()),
-                        source,
-                    });
+                    return Err(DatapathError::Io { what: format!("unpinning {}", path.display()), source });
                 }
             }
         }
         match std::fs::remove_dir(&dir) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(source) => Err(DatapathError::Io {
-                what: format!("removing {}", dir.display()),
-                source,
-            }),
+            Err(source) => Err(DatapathError::Io { what: format!("removing {}", dir.display()), source }),
         }
     }
 
@@ -267,20 +244,13 @@ impl Datapath {
 
     /// Tells the ingress program the link-layer header length of `ifindex`.
     pub fn set_interface(&mut self, ifindex: u32, l2_len: u32) -> Result<(), DatapathError> {
-        let map = self
-            .ebpf
-            .map_mut(map_names::IFACES)
-            .ok_or_else(|| DatapathError::Map {
-                what: "map STRATA_IFACES".into(),
-                source: aya::maps::MapError::InvalidName {
-                    name: map_names::IFACES.into(),
-                },
-            })?;
+        let map = self.ebpf.map_mut(map_names::IFACES).ok_or_else(|| DatapathError::Map {
+            what: "map STRATA_IFACES".into(),
+            source: aya::maps::MapError::InvalidName { name: map_names::IFACES.into() },
+        })?;
         let mut ifaces: HashMap<&mut MapData, u32, u32> =
             HashMap::try_from(map).map_err(map_err("map STRATA_IFACES"))?;
-        ifaces
-            .insert(ifindex, l2_len, 0)
-            .map_err(map_err("writing STRATA_IFACES"))
+        ifaces.insert(ifindex, l2_len, 0).map_err(map_err("writing STRATA_IFACES"))
     }
 
     /// Writes how to send on link `id`.
@@ -308,14 +278,7 @@ impl Datapath {
         };
         if entry0.active & 1 == 0 {
             write(&mut sched, 1, new)?;
-            write(
-                &mut sched,
-                0,
-                Schedule {
-                    active: 1,
-                    ..entry0
-                },
-            )?;
+            write(&mut sched, 0, Schedule { active: 1, ..entry0 })?;
         } else {
             // Entry 0 is inactive: fill it while readers still go to entry 1, then flip.
             write(&mut sched, 0, Schedule { active: 1, ..new })?;
@@ -331,24 +294,15 @@ impl Datapath {
         let mut seq = self.array::<TxSeq>(map_names::TXSEQ)?;
         let current = seq.get(&0, 0).map_err(map_err("reading STRATA_TXSEQ"))?;
         if current == TxSeq::default() {
-            seq.set(
-                0,
-                TxSeq {
-                    global: u64::from(start),
-                    ..current
-                },
-                0,
-            )
-            .map_err(map_err("writing STRATA_TXSEQ"))?;
+            seq.set(0, TxSeq { global: u64::from(start), ..current }, 0)
+                .map_err(map_err("writing STRATA_TXSEQ"))?;
         }
         Ok(())
     }
 
     /// The sender's next sequence numbers.
     pub fn tx_sequence(&mut self) -> Result<TxSeq, DatapathError> {
-        self.array::<TxSeq>(map_names::TXSEQ)?
-            .get(&0, 0)
-            .map_err(map_err("reading STRATA_TXSEQ"))
+        self.array::<TxSeq>(map_names::TXSEQ)?.get(&0, 0).map_err(map_err("reading STRATA_TXSEQ"))
     }
 
     /// Everything the kernel counts, summed over CPUs.
@@ -358,12 +312,9 @@ impl Datapath {
 }
 
 fn classifier(ebpf: &mut Ebpf, program: Program) -> Result<&mut SchedClassifier, DatapathError> {
-    let prog = ebpf
-        .program_mut(program.name())
-        .ok_or_else(|| DatapathError::Program {
-            what: format!("program {} missing from the object", program.name()),
-            source: aya::programs::ProgramError::NotLoaded,
-        })?;
-    prog.try_into()
-        .map_err(prog_err(format!("program {}", program.name())))
+    let prog = ebpf.program_mut(program.name()).ok_or_else(|| DatapathError::Program {
+        what: format!("program {} missing from the object", program.name()),
+        source: aya::programs::ProgramError::NotLoaded,
+    })?;
+    prog.try_into().map_err(prog_err(format!("program {}", program.name())))
 }

@@ -9,11 +9,7 @@ use strata_ctl::{
 };
 
 #[derive(Parser, Debug)]
-#[command(
-    name = "strata-ctl",
-    version,
-    about = "Strata bonded tunnel controller"
-)]
+#[command(name = "strata-ctl", version, about = "Strata bonded tunnel controller")]
 struct Cli {
     /// Log as JSON lines instead of text.
     #[arg(long, global = true)]
@@ -71,15 +67,11 @@ fn execute(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Run { config } => {
             let config = Config::load(&config)?;
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()?;
+            let runtime =
+                tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
             runtime.block_on(strata_ctl::daemon::run(config))
         }
-        Command::Config {
-            command: ConfigCommand::Check { file },
-        } => {
+        Command::Config { command: ConfigCommand::Check { file } } => {
             let config = Config::load(&file)?;
             println!(
                 "{}: ok ({} \"{}\", {} link(s), session {:#x})",
@@ -112,9 +104,7 @@ fn execute(command: Command) -> anyhow::Result<()> {
 fn init_logging(json: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     if json {
         builder.json().init();
     } else {

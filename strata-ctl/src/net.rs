@@ -23,9 +23,7 @@ use crate::config::Cidr;
 #[derive(Debug, thiserror::Error)]
 pub enum NetError {
     /// The interface does not exist.
-    #[error(
-        "interface {0:?} not found (is the modem plugged in and the interface named as configured?)"
-    )]
+    #[error("interface {0:?} not found (is the modem plugged in and the interface named as configured?)")]
     NoInterface(String),
     /// The kernel refused a request.
     #[error("{what}: {source}")]
@@ -72,12 +70,7 @@ impl Net {
 
     /// Looks an interface up by name.
     pub async fn interface(&self, name: &str) -> Result<Interface, NetError> {
-        let mut links = self
-            .handle
-            .link()
-            .get()
-            .match_name(name.to_string())
-            .execute();
+        let mut links = self.handle.link().get().match_name(name.to_string()).execute();
         match links.try_next().await {
             Ok(Some(msg)) => Ok(interface_from(name, &msg)),
             Ok(None) => Err(NetError::NoInterface(name.into())),
@@ -85,28 +78,20 @@ impl Net {
             Err(rtnetlink::Error::NetlinkError(e)) if e.raw_code() == -libc::ENODEV => {
                 Err(NetError::NoInterface(name.into()))
             }
-            Err(source) => Err(NetError::Netlink {
-                what: format!("looking up {name}"),
-                source,
-            }),
+            Err(source) => Err(NetError::Netlink { what: format!("looking up {name}"), source }),
         }
     }
 
     /// The first IPv4 address of an interface.
     pub async fn first_ipv4(&self, index: u32) -> Result<Option<Ipv4Addr>, NetError> {
-        let mut addrs = self
-            .handle
-            .address()
-            .get()
-            .set_link_index_filter(index)
-            .execute();
+        let mut addrs = self.handle.address().get().set_link_index_filter(index).execute();
         while let Some(msg) = addrs.try_next().await.map_err(|source| NetError::Netlink {
             what: format!("listing addresses of ifindex {index}"),
             source,
         })? {
             for attr in &msg.attributes {
-                if let AddressAttribute::Local(IpAddr::V4(a))
-                | AddressAttribute::Address(IpAddr::V4(a)) = attr
+                if let AddressAttribute::Local(IpAddr::V4(a)) | AddressAttribute::Address(IpAddr::V4(a)) =
+                    attr
                 {
                     return Ok(Some(*a));
                 }
@@ -122,10 +107,7 @@ impl Net {
         while let Some(msg) = routes
             .try_next()
             .await
-            .map_err(|source| NetError::Netlink {
-                what: "listing IPv4 routes".into(),
-                source,
-            })?
+            .map_err(|source| NetError::Netlink { what: "listing IPv4 routes".into(), source })?
         {
             if msg.header.destination_prefix_length != 0 {
                 continue;
@@ -160,15 +142,10 @@ impl Net {
             .append_extra_attribute(LinkAttribute::GsoMaxSegs(1))
             .up()
             .build();
-        self.handle
-            .link()
-            .set(msg)
-            .execute()
-            .await
-            .map_err(|source| NetError::Netlink {
-                what: format!("setting MTU {mtu}, gso_max_segs 1 and up on ifindex {index}"),
-                source,
-            })
+        self.handle.link().set(msg).execute().await.map_err(|source| NetError::Netlink {
+            what: format!("setting MTU {mtu}, gso_max_segs 1 and up on ifindex {index}"),
+            source,
+        })
     }
 
     /// Asks the kernel to keep `gateway`'s link-layer address on interface
@@ -181,11 +158,7 @@ impl Net {
     /// it as `UNHANDLED_PROTO` (seen with the `skb:kfree_skb` tracepoint: the
     /// first packet of every link was lost). With the entry kept resolved the
     /// data path never meets an unresolved next hop.
-    pub async fn keep_neighbour_resolved(
-        &self,
-        index: u32,
-        gateway: Ipv4Addr,
-    ) -> Result<(), NetError> {
+    pub async fn keep_neighbour_resolved(&self, index: u32, gateway: Ipv4Addr) -> Result<(), NetError> {
         let mut request = self
             .handle
             .neighbours()
@@ -193,10 +166,7 @@ impl Net {
             .state(NeighbourState::None)
             .flags(NeighbourFlags::ExtLearned)
             .replace();
-        request
-            .message_mut()
-            .attributes
-            .push(NeighbourAttribute::ExtFlags(NeighbourExtFlags::Managed));
+        request.message_mut().attributes.push(NeighbourAttribute::ExtFlags(NeighbourExtFlags::Managed));
         request.execute().await.map_err(|source| NetError::Netlink {
             what: format!("adding a managed neighbour entry for {gateway} on ifindex {index}"),
             source,
@@ -208,34 +178,21 @@ impl Net {
         let mut message = NeighbourMessage::default();
         message.header.family = AddressFamily::Inet;
         message.header.ifindex = index;
-        message
-            .attributes
-            .push(NeighbourAttribute::Destination(NeighbourAddress::Inet(
-                gateway,
-            )));
-        self.handle
-            .neighbours()
-            .del(message)
-            .execute()
-            .await
-            .map_err(|source| NetError::Netlink {
-                what: format!("removing the neighbour entry for {gateway} on ifindex {index}"),
-                source,
-            })
+        message.attributes.push(NeighbourAttribute::Destination(NeighbourAddress::Inet(gateway)));
+        self.handle.neighbours().del(message).execute().await.map_err(|source| NetError::Netlink {
+            what: format!("removing the neighbour entry for {gateway} on ifindex {index}"),
+            source,
+        })
     }
 
     /// Adds an address to an interface (an existing identical one is kept).
     pub async fn add_address(&self, index: u32, cidr: Cidr) -> Result<(), NetError> {
-        self.handle
-            .address()
-            .add(index, cidr.addr, cidr.prefix)
-            .replace()
-            .execute()
-            .await
-            .map_err(|source| NetError::Netlink {
+        self.handle.address().add(index, cidr.addr, cidr.prefix).replace().execute().await.map_err(|source| {
+            NetError::Netlink {
                 what: format!("adding {}/{} to ifindex {index}", cidr.addr, cidr.prefix),
                 source,
-            })
+            }
+        })
     }
 }
 

@@ -18,10 +18,7 @@ pub type Weights = [u32; MAX_LINKS as usize];
 pub fn build(weights: &Weights) -> Schedule {
     let slots_per_link = apportion(weights);
     let len: u32 = slots_per_link.iter().sum();
-    let mut schedule = Schedule {
-        len,
-        ..Schedule::default()
-    };
+    let mut schedule = Schedule { len, ..Schedule::default() };
 
     // Smooth weighted round robin over the slot counts.
     let mut current = [0i64; MAX_LINKS as usize];

@@ -51,10 +51,7 @@ pub struct Snapshot {
 impl Snapshot {
     /// Total packets dropped for `reason`.
     pub fn dropped(&self, reason: DropReason) -> u64 {
-        self.drops
-            .iter()
-            .find(|(n, _)| n == reason.name())
-            .map_or(0, |(_, c)| *c)
+        self.drops.iter().find(|(n, _)| n == reason.name()).map_or(0, |(_, c)| *c)
     }
 
     /// A fixed-width table of the links in `ids` (all active ones if empty).
@@ -73,14 +70,7 @@ impl Snapshot {
             let _ = writeln!(
                 out,
                 "{:<5} {:>10} {:>12} {:>10} {:>12} {:>8} {:>8}  {}",
-                l.id,
-                l.tx_packets,
-                l.tx_bytes,
-                l.rx_packets,
-                l.rx_bytes,
-                l.rx_lost,
-                l.rx_late,
-                l.peer
+                l.id, l.tx_packets, l.tx_bytes, l.rx_packets, l.rx_bytes, l.rx_lost, l.rx_late, l.peer
             );
         }
         if self.drops.is_empty() {
@@ -113,16 +103,12 @@ pub fn read<'a>(maps: &dyn Fn(&str) -> Option<&'a Map>) -> Result<Snapshot, Data
         PerCpuArray::try_from(get(map_names::DROPS)?).map_err(map_err("map STRATA_DROPS"))?;
 
     let sum = |map: &PerCpuArray<&MapData, LinkCounters>, i: u32| {
-        map.get(&i, 0)
-            .map_err(map_err("reading link counters"))
-            .map(|values| {
-                values
-                    .iter()
-                    .fold(LinkCounters::default(), |a, v| LinkCounters {
-                        packets: a.packets + v.packets,
-                        bytes: a.bytes + v.bytes,
-                    })
+        map.get(&i, 0).map_err(map_err("reading link counters")).map(|values| {
+            values.iter().fold(LinkCounters::default(), |a, v| LinkCounters {
+                packets: a.packets + v.packets,
+                bytes: a.bytes + v.bytes,
             })
+        })
     };
     let mut links = Vec::with_capacity(MAX_LINKS as usize);
     for i in 0..MAX_LINKS {
@@ -146,35 +132,22 @@ pub fn read<'a>(maps: &dyn Fn(&str) -> Option<&'a Map>) -> Result<Snapshot, Data
     }
     let mut dropped = Vec::new();
     for reason in DropReason::ALL {
-        let values = drops
-            .get(&(reason as u32), 0)
-            .map_err(map_err("reading STRATA_DROPS"))?;
+        let values = drops.get(&(reason as u32), 0).map_err(map_err("reading STRATA_DROPS"))?;
         let total: u64 = values.iter().sum();
         if total > 0 {
             dropped.push((reason.name().to_string(), total));
         }
     }
-    Ok(Snapshot {
-        links,
-        drops: dropped,
-    })
+    Ok(Snapshot { links, drops: dropped })
 }
 
 /// Reads the maps pinned under `dir` by a running (or crashed) daemon.
 pub fn read_pinned(dir: &Path) -> Result<Snapshot, DatapathError> {
     let mut maps = Vec::new();
-    for name in [
-        map_names::TX,
-        map_names::RX,
-        map_names::RXSEQ,
-        map_names::PEERS,
-        map_names::DROPS,
-    ] {
+    for name in [map_names::TX, map_names::RX, map_names::RXSEQ, map_names::PEERS, map_names::DROPS] {
         let path = dir.join(name);
-        let data =
-            MapData::from_pin(&path).map_err(map_err(format!("opening {}", path.display())))?;
-        let map =
-            Map::from_map_data(data).map_err(map_err(format!("opening {}", path.display())))?;
+        let data = MapData::from_pin(&path).map_err(map_err(format!("opening {}", path.display())))?;
+        let map = Map::from_map_data(data).map_err(map_err(format!("opening {}", path.display())))?;
         maps.push((name, map));
     }
     read(&|name| maps.iter().find(|(n, _)| *n == name).map(|(_, m)| m))

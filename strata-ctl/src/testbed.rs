@@ -9,9 +9,7 @@
 use std::{net::Ipv4Addr, time::Duration};
 
 use aya::programs::{TestRun as _, TestRunOptions};
-use strata_common::maps::{
-    CONFIG_LEARN_PEERS, CONFIG_READY, Endpoint, LINK_ENABLED, LinkTx, TunnelConfig,
-};
+use strata_common::maps::{CONFIG_LEARN_PEERS, CONFIG_READY, Endpoint, LINK_ENABLED, LinkTx, TunnelConfig};
 
 use crate::datapath::{Datapath, DatapathError, Program};
 
@@ -24,11 +22,8 @@ pub const TC_ACT_REDIRECT: u32 = 7;
 
 pub const SESSION: u32 = 0x5354_5241;
 pub const PORT: u16 = 7400;
-pub const LINK_SRC: [Ipv4Addr; 3] = [
-    Ipv4Addr::new(100, 64, 1, 2),
-    Ipv4Addr::new(100, 64, 2, 2),
-    Ipv4Addr::new(100, 64, 3, 2),
-];
+pub const LINK_SRC: [Ipv4Addr; 3] =
+    [Ipv4Addr::new(100, 64, 1, 2), Ipv4Addr::new(100, 64, 2, 2), Ipv4Addr::new(100, 64, 3, 2)];
 pub const HUB: Ipv4Addr = Ipv4Addr::new(198, 19, 0, 2);
 /// Loopback: test runs execute on `lo`, whose ifindex is 1.
 pub const LO: u32 = 1;
@@ -68,14 +63,7 @@ pub fn edge(weights: [u32; 8], mtu: u16) -> Result<Datapath, DatapathError> {
                 l2_len: 14,
             },
         )?;
-        dp.set_peer(
-            id as u8,
-            Endpoint {
-                ip_be: be(HUB),
-                port_be: PORT.to_be(),
-                _pad: 0,
-            },
-        )?;
+        dp.set_peer(id as u8, Endpoint { ip_be: be(HUB), port_be: PORT.to_be(), _pad: 0 })?;
     }
     dp.seed_sequence(1000)?;
     dp.set_weights(&weights)?;
@@ -112,38 +100,21 @@ pub fn run(
     let prog = dp.program_mut(program)?;
     let mut out = vec![0u8; frame.len() + 256];
     let result = prog
-        .test_run(TestRunOptions {
-            data_in: Some(frame),
-            data_out: Some(&mut out),
-            ..Default::default()
-        })
-        .map_err(|source| DatapathError::Program {
-            what: "BPF_PROG_TEST_RUN".into(),
-            source,
-        })?;
+        .test_run(TestRunOptions { data_in: Some(frame), data_out: Some(&mut out), ..Default::default() })
+        .map_err(|source| DatapathError::Program { what: "BPF_PROG_TEST_RUN".into(), source })?;
     out.truncate(result.data_size_out as usize);
     Ok((result.return_value, out, result.duration))
 }
 
 pub fn checksum(bytes: &[u8]) -> u16 {
-    let mut sum: u32 = bytes
-        .chunks(2)
-        .map(|c| u32::from(u16::from_be_bytes([c[0], c[1]])))
-        .sum();
+    let mut sum: u32 = bytes.chunks(2).map(|c| u32::from(u16::from_be_bytes([c[0], c[1]]))).sum();
     while sum > 0xffff {
         sum = (sum & 0xffff) + (sum >> 16);
     }
     !(sum as u16)
 }
 
-pub fn ipv4(
-    src: Ipv4Addr,
-    dst: Ipv4Addr,
-    tos: u8,
-    frag: u16,
-    proto: u8,
-    payload: &[u8],
-) -> Vec<u8> {
+pub fn ipv4(src: Ipv4Addr, dst: Ipv4Addr, tos: u8, frag: u16, proto: u8, payload: &[u8]) -> Vec<u8> {
     let total = 20 + payload.len();
     let mut h = vec![0x45, tos];
     h.extend((total as u16).to_be_bytes());
@@ -178,14 +149,7 @@ pub fn eth(ether_type: u16, payload: &[u8]) -> Vec<u8> {
 /// An application's inner packet: UDP 10.200.0.1:5000 → 10.200.0.2:6000.
 pub fn inner_v4(tos: u8, len: usize) -> Vec<u8> {
     let payload: Vec<u8> = (0..len).map(|i| i as u8).collect();
-    ipv4(
-        Ipv4Addr::new(10, 200, 0, 1),
-        Ipv4Addr::new(10, 200, 0, 2),
-        tos,
-        0,
-        17,
-        &udp(5000, 6000, &payload),
-    )
+    ipv4(Ipv4Addr::new(10, 200, 0, 1), Ipv4Addr::new(10, 200, 0, 2), tos, 0, 17, &udp(5000, 6000, &payload))
 }
 
 pub fn inner_v6(len: usize) -> Vec<u8> {
@@ -201,15 +165,7 @@ pub fn inner_v6(len: usize) -> Vec<u8> {
 }
 
 /// Strata v1 header bytes.
-pub fn strata(
-    kind: u8,
-    flags: u8,
-    link: u8,
-    words: u8,
-    session: u32,
-    global: u32,
-    link_seq: u32,
-) -> Vec<u8> {
+pub fn strata(kind: u8, flags: u8, link: u8, words: u8, session: u32, global: u32, link_seq: u32) -> Vec<u8> {
     let mut h = vec![0x10 | kind, flags, link, words];
     h.extend(session.to_be_bytes());
     h.extend(global.to_be_bytes());
@@ -223,15 +179,5 @@ pub fn strata(
 pub fn tunnel_frame(header: &[u8], payload: &[u8]) -> Vec<u8> {
     let mut body = header.to_vec();
     body.extend(payload);
-    eth(
-        0x0800,
-        &ipv4(
-            Ipv4Addr::new(198, 18, 2, 2),
-            HUB,
-            0,
-            0x4000,
-            17,
-            &udp(40_001, PORT, &body),
-        ),
-    )
+    eth(0x0800, &ipv4(Ipv4Addr::new(198, 18, 2, 2), HUB, 0, 0x4000, 17, &udp(40_001, PORT, &body)))
 }

@@ -38,36 +38,19 @@ impl Tun {
                 format!("tunnel name {name:?} must be 1-15 bytes"),
             ));
         }
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open("/dev/net/tun")
-            .map_err(|e| {
-                std::io::Error::new(
-                    e.kind(),
-                    format!("open /dev/net/tun: {e} (is the tun driver available?)"),
-                )
-            })?;
-        let mut req = IfReq {
-            name: [0; libc::IFNAMSIZ],
-            flags: 0,
-            _pad: [0; 22],
-        };
+        let file = OpenOptions::new().read(true).write(true).open("/dev/net/tun").map_err(|e| {
+            std::io::Error::new(e.kind(), format!("open /dev/net/tun: {e} (is the tun driver available?)"))
+        })?;
+        let mut req = IfReq { name: [0; libc::IFNAMSIZ], flags: 0, _pad: [0; 22] };
         req.name[..name.len()].copy_from_slice(name.as_bytes());
         req.flags = (libc::IFF_TUN | libc::IFF_NO_PI) as libc::c_short;
         // SAFETY: TUNSETIFF reads and writes a `struct ifreq`, which `IfReq` lays out.
         let ret = unsafe { libc::ioctl(file.as_raw_fd(), libc::TUNSETIFF, &raw mut req) };
         if ret < 0 {
             let e = std::io::Error::last_os_error();
-            return Err(std::io::Error::new(
-                e.kind(),
-                format!("TUNSETIFF {name}: {e}"),
-            ));
+            return Err(std::io::Error::new(e.kind(), format!("TUNSETIFF {name}: {e}")));
         }
-        Ok(Self {
-            file,
-            name: name.into(),
-        })
+        Ok(Self { file, name: name.into() })
     }
 
     /// The device name.

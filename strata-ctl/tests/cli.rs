@@ -33,77 +33,37 @@ gateway = "100.64.1.1"
 fn config_check_accepts_a_good_file_and_names_the_field_of_a_bad_one() {
     let dir = std::env::temp_dir().join(format!("strata-cli-{}", std::process::id()));
     let good = write(&dir, "good.toml", EDGE);
-    let out = Command::new(BINARY)
-        .args(["config", "check"])
-        .arg(&good)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = Command::new(BINARY).args(["config", "check"]).arg(&good).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(String::from_utf8_lossy(&out.stdout).contains("ok (edge"));
 
     let bad = write(&dir, "bad.toml", &EDGE.replace("id = 0", "id = 12"));
-    let out = Command::new(BINARY)
-        .args(["config", "check"])
-        .arg(&bad)
-        .output()
-        .unwrap();
+    let out = Command::new(BINARY).args(["config", "check"]).arg(&bad).output().unwrap();
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("links[0].id: 12 is outside 0..=7"), "{err}");
 
-    let missing = Command::new(BINARY)
-        .args(["config", "check", "/nonexistent/strata.toml"])
-        .output()
-        .unwrap();
+    let missing =
+        Command::new(BINARY).args(["config", "check", "/nonexistent/strata.toml"]).output().unwrap();
     assert_eq!(missing.status.code(), Some(1));
-    assert!(
-        String::from_utf8_lossy(&missing.stderr).contains("cannot read /nonexistent/strata.toml")
-    );
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("cannot read /nonexistent/strata.toml"));
     let _ = std::fs::remove_dir_all(dir);
 }
 
 #[test]
 fn a_missing_interface_is_a_clear_error_and_leaves_nothing_behind() {
-    assert!(
-        nix::unistd::geteuid().is_root(),
-        "needs root (namespaces): run via `cargo xtask test`"
-    );
+    assert!(nix::unistd::geteuid().is_root(), "needs root (namespaces): run via `cargo xtask test`");
     let lab = Lab::up(&Lab::unique_prefix(), 1).expect("lab up");
     let name = format!("{}-edge", lab.prefix());
     let dir = std::env::temp_dir().join(format!("strata-cli-{}", lab.prefix()));
-    let config = write(
-        &dir,
-        "edge.toml",
-        &EDGE.replace("NAME", &name).replace("\"lnk0\"", "\"wwan7\""),
-    );
-    let out = netns_command(&lab.edge_ns(), BINARY)
-        .arg("run")
-        .arg("--config")
-        .arg(&config)
-        .output()
-        .unwrap();
+    let config = write(&dir, "edge.toml", &EDGE.replace("NAME", &name).replace("\"lnk0\"", "\"wwan7\""));
+    let out = netns_command(&lab.edge_ns(), BINARY).arg("run").arg("--config").arg(&config).output().unwrap();
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        err.contains("links[0].interface") && err.contains("\"wwan7\" not found"),
-        "{err}"
-    );
-    assert!(
-        !Path::new("/sys/fs/bpf/strata").join(&name).exists(),
-        "no pins left"
-    );
-    let links = Command::new("ip")
-        .args(["-n", &lab.edge_ns(), "-br", "link"])
-        .output()
-        .unwrap();
-    assert!(
-        !String::from_utf8_lossy(&links.stdout).contains("strata0"),
-        "no tunnel device left"
-    );
+    assert!(err.contains("links[0].interface") && err.contains("\"wwan7\" not found"), "{err}");
+    assert!(!Path::new("/sys/fs/bpf/strata").join(&name).exists(), "no pins left");
+    let links = Command::new("ip").args(["-n", &lab.edge_ns(), "-br", "link"]).output().unwrap();
+    assert!(!String::from_utf8_lossy(&links.stdout).contains("strata0"), "no tunnel device left");
     lab.down().unwrap();
     let _ = std::fs::remove_dir_all(dir);
 }

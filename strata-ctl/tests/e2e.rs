@@ -32,22 +32,11 @@ fn interface_tx_packets(lab: &Lab) -> Vec<u64> {
     (0..lab.links())
         .map(|i| {
             let out = std::process::Command::new("ip")
-                .args([
-                    "-j",
-                    "-s",
-                    "-n",
-                    &lab.edge_ns(),
-                    "link",
-                    "show",
-                    "dev",
-                    &Lab::link_ifname(i),
-                ])
+                .args(["-j", "-s", "-n", &lab.edge_ns(), "link", "show", "dev", &Lab::link_ifname(i)])
                 .output()
                 .expect("ip link show");
             let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("ip -j output");
-            v[0]["stats64"]["tx"]["packets"]
-                .as_u64()
-                .expect("tx packets")
+            v[0]["stats64"]["tx"]["packets"].as_u64().expect("tx packets")
         })
         .collect()
 }
@@ -99,11 +88,7 @@ fn exchange(lab: &Lab, tunnel: &Tunnel, count: u64, pps: u64) -> Outcome {
         echoed: echoes.received,
         edge,
         hub,
-        interface_tx: tx_after
-            .iter()
-            .zip(&tx_before)
-            .map(|(a, b)| a - b)
-            .collect(),
+        interface_tx: tx_after.iter().zip(&tx_before).map(|(a, b)| a - b).collect(),
     }
 }
 
@@ -115,14 +100,8 @@ fn with_tunnel(weights: &[u32], test: impl FnOnce(&Lab, &Tunnel)) {
     test(&lab, &tunnel);
     let (edge_log, hub_log) = tunnel.stop().expect("clean shutdown");
     assert!(edge_log.contains("stopped") && hub_log.contains("stopped"));
-    for name in [
-        format!("{}-edge", lab.prefix()),
-        format!("{}-hub", lab.prefix()),
-    ] {
-        assert!(
-            !Path::new("/sys/fs/bpf/strata").join(&name).exists(),
-            "{name} left pinned maps"
-        );
+    for name in [format!("{}-edge", lab.prefix()), format!("{}-hub", lab.prefix())] {
+        assert!(!Path::new("/sys/fs/bpf/strata").join(&name).exists(), "{name} left pinned maps");
     }
     lab.down().expect("lab down");
     let _ = std::fs::remove_dir_all(dir);
@@ -144,36 +123,21 @@ fn hundred_thousand_packets_over_three_links_weighted_one_two_three() {
             let want = weight / 6.0;
             let share = o.edge.links[i].tx_packets as f64 / total as f64;
             let iface_share = o.interface_tx[i] as f64 / iface_total as f64;
-            assert!(
-                (share / want - 1.0).abs() <= 0.05,
-                "link {i}: share {share:.4}, weight share {want:.4}"
-            );
+            assert!((share / want - 1.0).abs() <= 0.05, "link {i}: share {share:.4}, weight share {want:.4}");
             assert!(
                 (iface_share / want - 1.0).abs() <= 0.05,
                 "link {i}: interface share {iface_share:.4}, weight share {want:.4}"
             );
             // The hub received on each link what the edge sent on it.
-            assert_eq!(
-                o.hub.links[i].rx_packets, o.edge.links[i].tx_packets,
-                "link {i}"
-            );
+            assert_eq!(o.hub.links[i].rx_packets, o.edge.links[i].tx_packets, "link {i}");
             assert_eq!(o.hub.links[i].rx_lost, 0, "link {i} lost nothing");
         }
         // Replies used the endpoints the hub learned through each carrier's NAT.
         for i in 0..3 {
-            assert_eq!(
-                o.hub.links[i].peer,
-                format!("{}:7400", Lab::carrier_public_addr(i))
-            );
-            assert!(
-                o.edge.links[i].rx_packets > 0,
-                "replies arrived on link {i}"
-            );
+            assert_eq!(o.hub.links[i].peer, format!("{}:7400", Lab::carrier_public_addr(i)));
+            assert!(o.edge.links[i].rx_packets > 0, "replies arrived on link {i}");
         }
-        assert_eq!(
-            o.edge.dropped(strata_common::drop::DropReason::Duplicate),
-            0
-        );
+        assert_eq!(o.edge.dropped(strata_common::drop::DropReason::Duplicate), 0);
     });
 }
 
@@ -183,16 +147,9 @@ fn a_link_with_weight_zero_carries_nothing() {
         const N: u64 = 10_000;
         let o = exchange(lab, tunnel, N, 20_000);
         assert_eq!(o.delivered, N);
-        assert_eq!(
-            o.edge.links[1].tx_packets, 0,
-            "weight 0: not a single packet"
-        );
+        assert_eq!(o.edge.links[1].tx_packets, 0, "weight 0: not a single packet");
         assert_eq!(o.hub.links[1].rx_packets, 0);
-        assert!(
-            o.interface_tx[1] < 5,
-            "only ARP/neighbour traffic on lnk1: {}",
-            o.interface_tx[1]
-        );
+        assert!(o.interface_tx[1] < 5, "only ARP/neighbour traffic on lnk1: {}", o.interface_tx[1]);
         assert_eq!(o.edge.links[0].tx_packets + o.edge.links[2].tx_packets, N);
     });
 }
@@ -229,17 +186,10 @@ fn tcp_flows_through_the_bond() {
         })
         .expect("TCP client");
         let received = server.join().unwrap().expect("TCP server");
-        assert!(
-            received == data,
-            "{} of {BYTES} bytes arrived intact",
-            received.len()
-        );
+        assert!(received == data, "{} of {BYTES} bytes arrived intact", received.len());
         let edge = read_pinned(&tunnel.edge.pin_dir()).unwrap();
         assert_eq!(edge.dropped(strata_common::drop::DropReason::Gso), 0);
-        assert!(
-            edge.links[..3].iter().all(|l| l.tx_packets > 0),
-            "all links carried the flow"
-        );
+        assert!(edge.links[..3].iter().all(|l| l.tx_packets > 0), "all links carried the flow");
     });
 }
 
@@ -250,17 +200,7 @@ fn probes_reach_the_hub_controller_and_are_answered_and_foreign_sessions_are_dro
         // A probe from the edge over link 1 (a route just for this test: the
         // data plane itself does not use the edge's routing table).
         let status = std::process::Command::new("ip")
-            .args([
-                "-n",
-                &lab.edge_ns(),
-                "route",
-                "add",
-                "198.19.0.0/24",
-                "via",
-                "100.64.2.1",
-                "dev",
-                "lnk1",
-            ])
+            .args(["-n", &lab.edge_ns(), "route", "add", "198.19.0.0/24", "via", "100.64.2.1", "dev", "lnk1"])
             .status()
             .unwrap();
         assert!(status.success());
@@ -298,21 +238,12 @@ fn probes_reach_the_hub_controller_and_are_answered_and_foreign_sessions_are_dro
         .expect("probe exchange");
         let (fields, payload) = Header::parse(&reply, session, 8).expect("a valid reply");
         assert_eq!(fields.packet_type, PacketType::ProbeReply);
-        assert_eq!(
-            (fields.link_id, fields.link_seq, fields.timestamp_us),
-            (1, 42, 123_456)
-        );
+        assert_eq!((fields.link_id, fields.link_seq, fields.timestamp_us), (1, 42, 123_456));
         assert_eq!(payload, b"ping");
         assert!(silence, "a probe of another session is not answered");
         let hub = read_pinned(&tunnel.hub.pin_dir()).unwrap();
-        assert_eq!(
-            hub.dropped(strata_common::drop::DropReason::WrongSession),
-            1
-        );
-        assert_eq!(
-            hub.links[1].peer, "198.18.2.2:7501",
-            "the hub learned link 1 from the probe"
-        );
+        assert_eq!(hub.dropped(strata_common::drop::DropReason::WrongSession), 1);
+        assert_eq!(hub.links[1].peer, "198.18.2.2:7501", "the hub learned link 1 from the probe");
     });
 }
 
@@ -328,9 +259,6 @@ fn a_second_daemon_with_the_same_name_is_refused() {
         assert_eq!(out.status.code(), Some(1));
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains("is already running"), "{err}");
-        assert!(
-            tunnel.edge.pin_dir().exists(),
-            "the running instance keeps its maps"
-        );
+        assert!(tunnel.edge.pin_dir().exists(), "the running instance keeps its maps");
     });
 }

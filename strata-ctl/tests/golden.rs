@@ -14,8 +14,8 @@ use strata_common::{
 use strata_ctl::{
     datapath::{Datapath, Program},
     testbed::{
-        HUB, LINK_SRC, LO, PORT, SESSION, TC_ACT_OK, TC_ACT_REDIRECT, TC_ACT_SHOT, be, checksum,
-        eth, inner_v4, inner_v6, ipv4, strata, tunnel_frame, udp,
+        HUB, LINK_SRC, LO, PORT, SESSION, TC_ACT_OK, TC_ACT_REDIRECT, TC_ACT_SHOT, be, checksum, eth,
+        inner_v4, inner_v6, ipv4, strata, tunnel_frame, udp,
     },
 };
 
@@ -51,10 +51,7 @@ fn egress_encapsulates_ipv4_byte_for_byte() {
     assert_eq!(dp.tx_sequence().unwrap().global, 1001);
 
     // Ethernet: MACs left for the neighbour subsystem, EtherType IPv4.
-    assert_eq!(
-        &out[..14],
-        &[0u8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x08, 0x00]
-    );
+    assert_eq!(&out[..14], &[0u8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x08, 0x00]);
     let outer_len = 20 + 8 + 20 + inner.len();
     let mut ip = vec![0x45, 46 << 2];
     ip.extend((outer_len as u16).to_be_bytes());
@@ -72,18 +69,11 @@ fn egress_encapsulates_ipv4_byte_for_byte() {
     // Strata: v1 data, class critical (2), link 1, 5 words, session, global
     // sequence 1000 (seeded), link sequence 0; then the timestamp.
     let s = &out[42..62];
-    assert_eq!(
-        &s[..16],
-        &strata(0, 2, 1, 5, SESSION, 1000, 0)[..16],
-        "Strata header"
-    );
+    assert_eq!(&s[..16], &strata(0, 2, 1, 5, SESSION, 1000, 0)[..16], "Strata header");
     let now = nix::time::clock_gettime(nix::time::ClockId::CLOCK_TAI).unwrap();
     let now_us = (now.tv_sec() as u64 * 1_000_000 + now.tv_nsec() as u64 / 1000) as u32;
     let sent = u32::from_be_bytes([s[16], s[17], s[18], s[19]]);
-    assert!(
-        now_us.wrapping_sub(sent) < 5_000_000,
-        "timestamp is CLOCK_TAI µs"
-    );
+    assert!(now_us.wrapping_sub(sent) < 5_000_000, "timestamp is CLOCK_TAI µs");
     assert_eq!(&out[62..], &inner[..], "inner packet unchanged");
 
     let snap = dp.snapshot().unwrap();
@@ -114,22 +104,12 @@ fn egress_follows_the_schedule_and_counts_sequences() {
         let global = u32::from_be_bytes([out[50], out[51], out[52], out[53]]);
         let link_seq = u32::from_be_bytes([out[54], out[55], out[56], out[57]]);
         assert_eq!(global, 1000 + n, "global sequence increments by one");
-        assert_eq!(
-            link_seq, per_link[link],
-            "per-link sequence increments by one"
-        );
-        assert_eq!(
-            &out[26..30],
-            &LINK_SRC[link].octets(),
-            "outer source is the link's own address"
-        );
+        assert_eq!(link_seq, per_link[link], "per-link sequence increments by one");
+        assert_eq!(&out[26..30], &LINK_SRC[link].octets(), "outer source is the link's own address");
         per_link[link] += 1;
     }
     // 252-slot schedule, 42:84:126 slots; 600 packets → within one slot-round of 1:2:3.
-    assert!(
-        per_link[0].abs_diff(100) <= 3 && per_link[1].abs_diff(200) <= 3,
-        "{per_link:?}"
-    );
+    assert!(per_link[0].abs_diff(100) <= 3 && per_link[1].abs_diff(200) <= 3, "{per_link:?}");
 }
 
 #[test]
@@ -167,11 +147,7 @@ fn egress_never_uses_a_zero_weight_link_and_skips_links_that_cannot_take_the_pac
 fn egress_drops_are_counted_by_reason() {
     let mut dp = edge([1, 0, 0, 0, 0, 0, 0, 0], 200);
     // Too big for every link.
-    let (action, _) = run(
-        &mut dp,
-        Program::TunnelEgress,
-        &eth(0x0800, &inner_v4(0, 400)),
-    );
+    let (action, _) = run(&mut dp, Program::TunnelEgress, &eth(0x0800, &inner_v4(0, 400)));
     assert_eq!(action, TC_ACT_SHOT);
     assert_eq!(drops(&dp, DropReason::Oversize), 1);
     // Not IP.
@@ -180,20 +156,12 @@ fn egress_drops_are_counted_by_reason() {
     assert_eq!(drops(&dp, DropReason::NotIp), 1);
     // No weighted link.
     dp.set_weights(&[0; 8]).unwrap();
-    let (action, _) = run(
-        &mut dp,
-        Program::TunnelEgress,
-        &eth(0x0800, &inner_v4(0, 10)),
-    );
+    let (action, _) = run(&mut dp, Program::TunnelEgress, &eth(0x0800, &inner_v4(0, 10)));
     assert_eq!(action, TC_ACT_SHOT);
     assert_eq!(drops(&dp, DropReason::NoLink), 1);
     // Not configured yet.
     dp.set_config(TunnelConfig::default()).unwrap();
-    let (action, _) = run(
-        &mut dp,
-        Program::TunnelEgress,
-        &eth(0x0800, &inner_v4(0, 10)),
-    );
+    let (action, _) = run(&mut dp, Program::TunnelEgress, &eth(0x0800, &inner_v4(0, 10)));
     assert_eq!(action, TC_ACT_SHOT);
     assert_eq!(drops(&dp, DropReason::NoConfig), 1);
 }
@@ -206,18 +174,11 @@ fn ingress_decapsulates_delivers_and_learns_the_peer() {
     let (action, out) = run(&mut dp, Program::LinkIngress, &frame);
     assert_eq!(action, TC_ACT_REDIRECT);
     assert_eq!(&out[12..14], &[0x08, 0x00]);
-    assert_eq!(
-        &out[14..],
-        &inner[..],
-        "exactly the inner packet remains after the Ethernet header"
-    );
+    assert_eq!(&out[14..], &inner[..], "exactly the inner packet remains after the Ethernet header");
     let snap = dp.snapshot().unwrap();
     assert_eq!(snap.links[2].rx_packets, 1);
     assert_eq!(snap.links[2].rx_bytes, (frame.len() - 14) as u64);
-    assert_eq!(
-        snap.links[2].peer, "198.18.2.2:40001",
-        "hub learns the NATed endpoint"
-    );
+    assert_eq!(snap.links[2].peer, "198.18.2.2:40001", "hub learns the NATed endpoint");
 
     // IPv6 inner: EtherType follows the inner version.
     let inner = inner_v6(32);
@@ -231,11 +192,7 @@ fn ingress_decapsulates_delivers_and_learns_the_peer() {
     let mut header = strata(0, 0, 2, 6, SESSION, 79, 7);
     header.extend([0xAA; 4]);
     let inner = inner_v4(0, 10);
-    let (action, out) = run(
-        &mut dp,
-        Program::LinkIngress,
-        &tunnel_frame(&header, &inner),
-    );
+    let (action, out) = run(&mut dp, Program::LinkIngress, &tunnel_frame(&header, &inner));
     assert_eq!(action, TC_ACT_REDIRECT);
     assert_eq!(&out[14..], &inner[..]);
 }
@@ -246,11 +203,8 @@ fn ingress_counts_link_loss_and_reordering() {
     let inner = inner_v4(0, 10);
     // Link 0 sequence: 0 1 2 5 3 → 4 missing, 3 late.
     for (g, s) in [(1, 0), (2, 1), (3, 2), (6, 5), (4, 3)] {
-        let (action, _) = run(
-            &mut dp,
-            Program::LinkIngress,
-            &tunnel_frame(&strata(0, 0, 0, 5, SESSION, g, s), &inner),
-        );
+        let (action, _) =
+            run(&mut dp, Program::LinkIngress, &tunnel_frame(&strata(0, 0, 0, 5, SESSION, g, s), &inner));
         assert_eq!(action, TC_ACT_REDIRECT);
     }
     let l = &dp.snapshot().unwrap().links[0];
@@ -261,57 +215,22 @@ fn ingress_counts_link_loss_and_reordering() {
 fn ingress_hands_control_packets_to_the_controller_and_ignores_foreign_traffic() {
     let mut dp = hub();
     for kind in 1..=4 {
-        let (action, out) = run(
-            &mut dp,
-            Program::LinkIngress,
-            &tunnel_frame(&strata(kind, 0, 0, 5, SESSION, 0, 0), &[0; 8]),
-        );
-        assert_eq!(
-            action, TC_ACT_OK,
-            "type {kind} goes up the stack to the control socket"
-        );
+        let (action, out) =
+            run(&mut dp, Program::LinkIngress, &tunnel_frame(&strata(kind, 0, 0, 5, SESSION, 0, 0), &[0; 8]));
+        assert_eq!(action, TC_ACT_OK, "type {kind} goes up the stack to the control socket");
         assert_eq!(out.len(), 14 + 20 + 8 + 20 + 8, "unchanged");
     }
     // Another UDP port, TCP, ARP, IPv6: none of our business.
-    let other_port = eth(
-        0x0800,
-        &ipv4(
-            Ipv4Addr::new(1, 2, 3, 4),
-            HUB,
-            0,
-            0,
-            17,
-            &udp(1, 53, &[0; 20]),
-        ),
-    );
-    let tcp = eth(
-        0x0800,
-        &ipv4(Ipv4Addr::new(1, 2, 3, 4), HUB, 0, 0, 6, &[0; 20]),
-    );
+    let other_port = eth(0x0800, &ipv4(Ipv4Addr::new(1, 2, 3, 4), HUB, 0, 0, 17, &udp(1, 53, &[0; 20])));
+    let tcp = eth(0x0800, &ipv4(Ipv4Addr::new(1, 2, 3, 4), HUB, 0, 0, 6, &[0; 20]));
     let other_dst = eth(
         0x0800,
-        &ipv4(
-            Ipv4Addr::new(1, 2, 3, 4),
-            Ipv4Addr::new(198, 19, 0, 9),
-            0,
-            0,
-            17,
-            &udp(1, PORT, &[0; 40]),
-        ),
+        &ipv4(Ipv4Addr::new(1, 2, 3, 4), Ipv4Addr::new(198, 19, 0, 9), 0, 0, 17, &udp(1, PORT, &[0; 40])),
     );
-    for frame in [
-        other_port,
-        tcp,
-        other_dst,
-        eth(0x0806, &[0; 28]),
-        eth(0x86DD, &inner_v6(8)),
-    ] {
+    for frame in [other_port, tcp, other_dst, eth(0x0806, &[0; 28]), eth(0x86DD, &inner_v6(8))] {
         assert_eq!(run(&mut dp, Program::LinkIngress, &frame).0, TC_ACT_OK);
     }
-    assert!(
-        dp.snapshot().unwrap().drops.is_empty(),
-        "passing traffic is not a drop"
-    );
+    assert!(dp.snapshot().unwrap().drops.is_empty(), "passing traffic is not a drop");
 }
 
 #[test]
@@ -323,11 +242,7 @@ fn ingress_drops_every_malformed_case_with_its_reason() {
 
     let mut cases: Vec<(&str, Vec<u8>, DropReason)> = Vec::new();
     // Strata header cut short.
-    cases.push((
-        "short header",
-        outer(&good[..12], &[]),
-        DropReason::Truncated,
-    ));
+    cases.push(("short header", outer(&good[..12], &[]), DropReason::Truncated));
     // IPv4 total length claims more than the frame holds.
     let mut f = outer(&good, &inner);
     f.truncate(f.len() - 4);
@@ -335,31 +250,15 @@ fn ingress_drops_every_malformed_case_with_its_reason() {
     // IP options (IHL 6).
     let mut body = good.clone();
     body.extend(&inner);
-    let mut ip = ipv4(
-        Ipv4Addr::new(198, 18, 2, 2),
-        HUB,
-        0,
-        0x4000,
-        17,
-        &udp(40_001, PORT, &body),
-    );
+    let mut ip = ipv4(Ipv4Addr::new(198, 18, 2, 2), HUB, 0, 0x4000, 17, &udp(40_001, PORT, &body));
     ip[0] = 0x46;
     ip.splice(20..20, [1, 1, 1, 1]);
     let tl = ip.len() as u16;
     ip[2..4].copy_from_slice(&tl.to_be_bytes());
     cases.push(("ip options", eth(0x0800, &ip), DropReason::OuterMalformed));
     // A fragment.
-    let frag = eth(
-        0x0800,
-        &ipv4(
-            Ipv4Addr::new(198, 18, 2, 2),
-            HUB,
-            0,
-            0x2000,
-            17,
-            &udp(40_001, PORT, &body),
-        ),
-    );
+    let frag =
+        eth(0x0800, &ipv4(Ipv4Addr::new(198, 18, 2, 2), HUB, 0, 0x2000, 17, &udp(40_001, PORT, &body)));
     cases.push(("fragment", frag, DropReason::OuterFragment));
     // UDP length disagrees with IP.
     let mut f = outer(&good, &inner);
@@ -377,18 +276,10 @@ fn ingress_drops_every_malformed_case_with_its_reason() {
     // Header words below 5, and beyond the packet.
     let mut h = good.clone();
     h[3] = 4;
-    cases.push((
-        "header words 4",
-        outer(&h, &inner),
-        DropReason::BadHeaderLen,
-    ));
+    cases.push(("header words 4", outer(&h, &inner), DropReason::BadHeaderLen));
     let mut h = good;
     h[3] = 15;
-    cases.push((
-        "header words 15",
-        outer(&h, &[0; 8]),
-        DropReason::BadHeaderLen,
-    ));
+    cases.push(("header words 15", outer(&h, &[0; 8]), DropReason::BadHeaderLen));
     // Another session.
     cases.push((
         "session",
@@ -396,11 +287,7 @@ fn ingress_drops_every_malformed_case_with_its_reason() {
         DropReason::WrongSession,
     ));
     // Link id 8.
-    cases.push((
-        "link id",
-        outer(&strata(0, 0, 8, 5, SESSION, 502, 0), &inner),
-        DropReason::BadLink,
-    ));
+    cases.push(("link id", outer(&strata(0, 0, 8, 5, SESSION, 502, 0), &inner), DropReason::BadLink));
     // Inner: not IP, and IP with a wrong length.
     cases.push((
         "inner garbage",
@@ -424,21 +311,13 @@ fn ingress_drops_every_malformed_case_with_its_reason() {
         let before = drops(&dp, reason);
         let (action, _) = run(&mut dp, Program::LinkIngress, &frame);
         assert_eq!(action, TC_ACT_SHOT, "{name}");
-        assert_eq!(
-            drops(&dp, reason),
-            before + 1,
-            "{name} counts as {}",
-            reason.name()
-        );
+        assert_eq!(drops(&dp, reason), before + 1, "{name} counts as {}", reason.name());
     }
 
     // A duplicate: the same global sequence twice (e.g. on two links).
     let first = outer(&strata(0, 0, 1, 5, SESSION, 900, 10), &inner);
     let again = outer(&strata(0, 0, 2, 5, SESSION, 900, 0), &inner);
-    assert_eq!(
-        run(&mut dp, Program::LinkIngress, &first).0,
-        TC_ACT_REDIRECT
-    );
+    assert_eq!(run(&mut dp, Program::LinkIngress, &first).0, TC_ACT_REDIRECT);
     assert_eq!(run(&mut dp, Program::LinkIngress, &again).0, TC_ACT_SHOT);
     assert_eq!(drops(&dp, DropReason::Duplicate), 1);
 }

@@ -2,8 +2,7 @@
 
 use aya_ebpf::{
     bindings::{
-        BPF_F_ADJ_ROOM_ENCAP_L3_IPV4, BPF_F_ADJ_ROOM_ENCAP_L4_UDP,
-        bpf_adj_room_mode::BPF_ADJ_ROOM_MAC,
+        BPF_F_ADJ_ROOM_ENCAP_L3_IPV4, BPF_F_ADJ_ROOM_ENCAP_L4_UDP, bpf_adj_room_mode::BPF_ADJ_ROOM_MAC,
     },
     helpers::generated::{bpf_redirect_neigh, bpf_skb_change_head},
     programs::TcContext,
@@ -35,10 +34,7 @@ struct RedirNeigh {
 /// `ENCAP_L3_IPV4` flag also switches `skb->protocol` to IPv4 when the inner
 /// packet is IPv6.
 #[inline(always)]
-pub(crate) fn encapsulate<const L2: usize>(
-    ctx: &TcContext,
-    outer: &OuterV4,
-) -> Result<(), DropReason> {
+pub(crate) fn encapsulate<const L2: usize>(ctx: &TcContext, outer: &OuterV4) -> Result<(), DropReason> {
     if L2 == 0 {
         // SAFETY: plain helper call on this program's own skb.
         let ret = unsafe { bpf_skb_change_head(ctx.skb.skb, ETH_LEN as u32, 0) };
@@ -53,17 +49,9 @@ pub(crate) fn encapsulate<const L2: usize>(
             u64::from(BPF_F_ADJ_ROOM_ENCAP_L3_IPV4 | BPF_F_ADJ_ROOM_ENCAP_L4_UDP),
         )
         .map_err(|_| DropReason::EncapFailed)?;
-    let eth = EthHdr {
-        dst: [0; 6],
-        src: [0; 6],
-        ether_type_be: ETH_P_IP.to_be(),
-    };
-    ctx.skb
-        .store(0, &eth, 0)
-        .map_err(|_| DropReason::EncapFailed)?;
-    ctx.skb
-        .store(ETH_LEN, outer, 0)
-        .map_err(|_| DropReason::EncapFailed)?;
+    let eth = EthHdr { dst: [0; 6], src: [0; 6], ether_type_be: ETH_P_IP.to_be() };
+    ctx.skb.store(0, &eth, 0).map_err(|_| DropReason::EncapFailed)?;
+    ctx.skb.store(ETH_LEN, outer, 0).map_err(|_| DropReason::EncapFailed)?;
     Ok(())
 }
 
@@ -74,10 +62,7 @@ pub(crate) fn encapsulate<const L2: usize>(
 /// has to point at the link.
 #[inline(always)]
 pub(crate) fn redirect_to_link(tx: &LinkTx) -> i32 {
-    let mut nh = RedirNeigh {
-        family: AF_INET,
-        addr: [tx.nexthop_be, 0, 0, 0],
-    };
+    let mut nh = RedirNeigh { family: AF_INET, addr: [tx.nexthop_be, 0, 0, 0] };
     let (params, len) = if tx.nexthop_be != 0 {
         (&raw mut nh, size_of::<RedirNeigh>() as i32)
     } else {

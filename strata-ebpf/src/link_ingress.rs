@@ -3,8 +3,8 @@
 
 use aya_ebpf::{
     bindings::{
-        BPF_F_ADJ_ROOM_DECAP_L3_IPV4, BPF_F_ADJ_ROOM_DECAP_L3_IPV6, BPF_F_INGRESS, TC_ACT_OK,
-        TC_ACT_SHOT, bpf_adj_room_mode::BPF_ADJ_ROOM_MAC,
+        BPF_F_ADJ_ROOM_DECAP_L3_IPV4, BPF_F_ADJ_ROOM_DECAP_L3_IPV6, BPF_F_INGRESS, TC_ACT_OK, TC_ACT_SHOT,
+        bpf_adj_room_mode::BPF_ADJ_ROOM_MAC,
     },
     helpers::generated::bpf_redirect,
     macros::classifier,
@@ -15,8 +15,8 @@ use strata_common::{
     drop::DropReason,
     maps::{CONFIG_LEARN_PEERS, CONFIG_READY, MAX_LINKS, TunnelConfig},
     packet::{
-        ETH_LEN, ETH_P_IP, ETH_P_IPV6, IP_MF_OFFSET, IPPROTO_UDP, IPV4_LEN, Ipv4Hdr, UDP_LEN,
-        UdpHdr, inner_ip_version,
+        ETH_LEN, ETH_P_IP, ETH_P_IPV6, IP_MF_OFFSET, IPPROTO_UDP, IPV4_LEN, Ipv4Hdr, UDP_LEN, UdpHdr,
+        inner_ip_version,
     },
     wire::{Header, PacketType},
 };
@@ -111,13 +111,7 @@ fn receive<const L2: usize>(ctx: &TcContext, cfg: &TunnelConfig) -> Result<i32, 
     let link = u32::from(header.link_id);
 
     if cfg.flags & CONFIG_LEARN_PEERS != 0 && learn_peer(link, ip.saddr_be, udp.source_be) {
-        info!(
-            ctx,
-            "link {} peer now {:i}:{}",
-            link,
-            u32::from_be(ip.saddr_be),
-            u16::from_be(udp.source_be)
-        );
+        info!(ctx, "link {} peer now {:i}:{}", link, u32::from_be(ip.saddr_be), u16::from_be(udp.source_be));
     }
     if packet_type != PacketType::Data {
         // Probes, feedback and control messages are for the controller's socket.
@@ -139,11 +133,7 @@ fn receive<const L2: usize>(ctx: &TcContext, cfg: &TunnelConfig) -> Result<i32, 
 
 /// The IP version of the inner packet at `offset`, if it is exactly `len` bytes of IPv4 or IPv6.
 #[inline(always)]
-fn inner_version<const L2: usize>(
-    ctx: &TcContext,
-    offset: usize,
-    len: usize,
-) -> Result<u8, DropReason> {
+fn inner_version<const L2: usize>(ctx: &TcContext, offset: usize, len: usize) -> Result<u8, DropReason> {
     let first = read_at::<u8>(ctx, offset).ok_or(DropReason::InnerMalformed)?;
     // IPv4 total length at byte 2, IPv6 payload length at byte 4.
     let len_at = if first >> 4 == 4 { 2 } else { 4 };
@@ -153,26 +143,15 @@ fn inner_version<const L2: usize>(
 
 /// Removes the `outer` bytes after the link-layer header, leaving `[L2][inner]`.
 #[inline(always)]
-fn decapsulate<const L2: usize>(
-    ctx: &TcContext,
-    outer: i32,
-    version: u8,
-) -> Result<(), DropReason> {
+fn decapsulate<const L2: usize>(ctx: &TcContext, outer: i32, version: u8) -> Result<(), DropReason> {
     // DECAP_L3_* (kernel ≥ 6.3) sets `skb->protocol` to the inner IP version,
     // which the tunnel device's receive path uses as is.
-    let flags = u64::from(if version == 6 {
-        BPF_F_ADJ_ROOM_DECAP_L3_IPV6
-    } else {
-        BPF_F_ADJ_ROOM_DECAP_L3_IPV4
-    });
-    ctx.skb
-        .adjust_room(-outer, BPF_ADJ_ROOM_MAC, flags)
-        .map_err(|_| DropReason::DecapFailed)?;
+    let flags =
+        u64::from(if version == 6 { BPF_F_ADJ_ROOM_DECAP_L3_IPV6 } else { BPF_F_ADJ_ROOM_DECAP_L3_IPV4 });
+    ctx.skb.adjust_room(-outer, BPF_ADJ_ROOM_MAC, flags).map_err(|_| DropReason::DecapFailed)?;
     if L2 == ETH_LEN {
         let ether_type = if version == 6 { ETH_P_IPV6 } else { ETH_P_IP };
-        ctx.skb
-            .store(12, &ether_type.to_be(), 0)
-            .map_err(|_| DropReason::DecapFailed)?;
+        ctx.skb.store(12, &ether_type.to_be(), 0).map_err(|_| DropReason::DecapFailed)?;
     }
     Ok(())
 }

@@ -9,8 +9,7 @@ use aya_ebpf::{
 use strata_common::{
     drop::DROP_REASON_COUNT,
     maps::{
-        DEDUP_WINDOW, Endpoint, LinkCounters, LinkTx, MAX_LINKS, RxLinkState, Schedule,
-        TunnelConfig, TxSeq,
+        DEDUP_WINDOW, Endpoint, LinkCounters, LinkTx, MAX_LINKS, RxLinkState, Schedule, TunnelConfig, TxSeq,
     },
 };
 

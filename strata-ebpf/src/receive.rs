@@ -73,10 +73,6 @@ pub(crate) fn learn_peer(link: u32, ip_be: u32, port_be: u16) -> bool {
     if peer.ip_be == ip_be && peer.port_be == port_be {
         return false;
     }
-    *peer = Endpoint {
-        ip_be,
-        port_be,
-        _pad: 0,
-    };
+    *peer = Endpoint { ip_be, port_be, _pad: 0 };
     true
 }

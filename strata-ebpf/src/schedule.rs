@@ -69,11 +69,7 @@ pub(crate) fn choose_link(seq: u32, outer_len: u32) -> Result<Choice, DropReason
             Err(_) => {}
         }
     }
-    Err(if too_big {
-        DropReason::Oversize
-    } else {
-        DropReason::NoLink
-    })
+    Err(if too_big { DropReason::Oversize } else { DropReason::NoLink })
 }
 
 /// `v`, with everything the compiler knew about its range forgotten.

@@ -1,8 +1,7 @@
 //! tc egress of the tunnel device: sequence, schedule, encapsulate, redirect.
 
 use aya_ebpf::{
-    bindings::TC_ACT_SHOT, helpers::generated::bpf_ktime_get_tai_ns, macros::classifier,
-    programs::TcContext,
+    bindings::TC_ACT_SHOT, helpers::generated::bpf_ktime_get_tai_ns, macros::classifier, programs::TcContext,
 };
 use strata_common::{
     drop::DropReason,

@@ -80,19 +80,11 @@ impl Lab {
         if !(1..=8).contains(&links) {
             bail!("a lab has 1 to 8 links, not {links}");
         }
-        if prefix.is_empty()
-            || prefix.len() > 10
-            || !prefix.chars().all(|c| c.is_ascii_alphanumeric())
-        {
+        if prefix.is_empty() || prefix.len() > 10 || !prefix.chars().all(|c| c.is_ascii_alphanumeric()) {
             bail!("lab prefix {prefix:?} must be 1-10 ASCII letters or digits");
         }
-        let mut lab = Self {
-            prefix: prefix.into(),
-            links,
-            emulated,
-            namespaces: Vec::new(),
-            torn_down: false,
-        };
+        let mut lab =
+            Self { prefix: prefix.into(), links, emulated, namespaces: Vec::new(), torn_down: false };
         // On error `lab` is dropped here, which removes what was created.
         lab.build()?;
         Ok(lab)
@@ -126,49 +118,20 @@ impl Lab {
                 veth(&edge, &link, Some(&edge_addr), &air, "edge", None)?;
                 veth(&air, "car", None, &car, "cdown", Some(&car_addr))?;
             } else {
-                veth(
-                    &edge,
-                    &link,
-                    Some(&edge_addr),
-                    &car,
-                    "cdown",
-                    Some(&car_addr),
-                )?;
+                veth(&edge, &link, Some(&edge_addr), &car, "cdown", Some(&car_addr))?;
             }
             let public = format!("{}/24", Self::carrier_public_addr(i));
             let upstream = format!("198.18.{}.1/24", i + 1);
-            veth(
-                &car,
-                "cup",
-                Some(&public),
-                &inet,
-                &format!("car{i}"),
-                Some(&upstream),
-            )?;
+            veth(&car, "cup", Some(&public), &inet, &format!("car{i}"), Some(&upstream))?;
             sysctl(&car, "net.ipv4.ip_forward", "1")?;
-            ip(&[
-                "-n",
-                &car,
-                "route",
-                "add",
-                "default",
-                "via",
-                &format!("198.18.{}.1", i + 1),
-            ])?;
+            ip(&["-n", &car, "route", "add", "default", "via", &format!("198.18.{}.1", i + 1)])?;
             nft(
                 &car,
                 "table ip nat {\n chain postrouting {\n  type nat hook postrouting priority srcnat;\n  oifname \"cup\" masquerade\n }\n}\n",
             )?;
         }
         let hub_addr = format!("{}/24", Self::hub_addr());
-        veth(
-            &inet,
-            "hub",
-            Some("198.19.0.1/24"),
-            &hub,
-            Self::HUB_IFNAME,
-            Some(&hub_addr),
-        )?;
+        veth(&inet, "hub", Some("198.19.0.1/24"), &hub, Self::HUB_IFNAME, Some(&hub_addr))?;
         ip(&["-n", &hub, "route", "add", "default", "via", "198.19.0.1"])?;
         Ok(())
     }
@@ -254,10 +217,7 @@ impl Lab {
     /// for labs whose process died).
     pub fn down_prefix(prefix: &str) -> anyhow::Result<()> {
         let wanted = format!("{prefix}-");
-        let names: Vec<String> = list_namespaces()?
-            .into_iter()
-            .filter(|n| n.starts_with(&wanted))
-            .collect();
+        let names: Vec<String> = list_namespaces()?.into_iter().filter(|n| n.starts_with(&wanted)).collect();
         remove_namespaces(&names)
     }
 }
@@ -272,10 +232,7 @@ impl Drop for Lab {
 
 /// Names of all network namespaces.
 pub fn list_namespaces() -> anyhow::Result<Vec<String>> {
-    let out = Command::new("ip")
-        .args(["netns", "list"])
-        .output()
-        .context("running ip netns list")?;
+    let out = Command::new("ip").args(["netns", "list"]).output().context("running ip netns list")?;
     Ok(String::from_utf8_lossy(&out.stdout)
         .lines()
         .filter_map(|l| l.split_whitespace().next().map(str::to_string))
@@ -290,19 +247,12 @@ fn remove_namespaces(names: &[String]) -> anyhow::Result<()> {
             failed.push(format!("{ns}: {e}"));
         }
     }
-    if failed.is_empty() {
-        Ok(())
-    } else {
-        bail!("could not remove {}", failed.join("; "))
-    }
+    if failed.is_empty() { Ok(()) } else { bail!("could not remove {}", failed.join("; ")) }
 }
 
 /// Runs `ip ARGS`, failing with its stderr.
 fn ip(args: &[&str]) -> anyhow::Result<()> {
-    run(
-        Command::new("ip").args(args),
-        &format!("ip {}", args.join(" ")),
-    )
+    run(Command::new("ip").args(args), &format!("ip {}", args.join(" ")))
 }
 
 fn sysctl(ns: &str, key: &str, value: &str) -> anyhow::Result<()> {
@@ -321,17 +271,10 @@ fn nft(ns: &str, ruleset: &str) -> anyhow::Result<()> {
         .stderr(Stdio::piped())
         .spawn()
         .context("running nft (install nftables: cargo xtask setup)")?;
-    child
-        .stdin
-        .take()
-        .context("nft stdin")?
-        .write_all(ruleset.as_bytes())?;
+    child.stdin.take().context("nft stdin")?.write_all(ruleset.as_bytes())?;
     let out = child.wait_with_output()?;
     if !out.status.success() {
-        bail!(
-            "nft in {ns} failed: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
+        bail!("nft in {ns} failed: {}", String::from_utf8_lossy(&out.stderr).trim());
     }
     Ok(())
 }
@@ -347,9 +290,7 @@ fn veth(
 ) -> anyhow::Result<()> {
     // Created in ns_a directly: names are per namespace, so "cup" in two
     // carriers never collide, and nothing appears in the host namespace.
-    ip(&[
-        "-n", ns_a, "link", "add", if_a, "type", "veth", "peer", "name", if_b, "netns", ns_b,
-    ])?;
+    ip(&["-n", ns_a, "link", "add", if_a, "type", "veth", "peer", "name", if_b, "netns", ns_b])?;
     for (ns, ifname, addr) in [(ns_a, if_a, addr_a), (ns_b, if_b, addr_b)] {
         if let Some(addr) = addr {
             ip(&["-n", ns, "addr", "add", addr, "dev", ifname])?;
@@ -361,9 +302,7 @@ fn veth(
 }
 
 fn run(cmd: &mut Command, what: &str) -> anyhow::Result<()> {
-    let out = cmd
-        .output()
-        .with_context(|| format!("{what}: cannot run"))?;
+    let out = cmd.output().with_context(|| format!("{what}: cannot run"))?;
     if !out.status.success() {
         bail!("{what}: {}", String::from_utf8_lossy(&out.stderr).trim());
     }
@@ -374,10 +313,7 @@ fn run(cmd: &mut Command, what: &str) -> anyhow::Result<()> {
 /// namespaces or BPF fail rather than skip: CI runs them as root, and a skip
 /// would hide that they never ran.
 pub fn require_root(why: &str) {
-    assert!(
-        nix::unistd::geteuid().is_root(),
-        "{why}: run as root (`cargo xtask test`)"
-    );
+    assert!(nix::unistd::geteuid().is_root(), "{why}: run as root (`cargo xtask test`)");
 }
 
 /// Runs `f` on a thread that has entered namespace `ns` (network namespace
@@ -394,9 +330,7 @@ pub fn in_netns<T: Send + 'static>(
             .with_context(|| format!("entering {path}"))?;
         f()
     });
-    handle
-        .join()
-        .map_err(|_| anyhow::anyhow!("the thread in {ns} panicked"))?
+    handle.join().map_err(|_| anyhow::anyhow!("the thread in {ns} panicked"))?
 }
 
 /// A command that runs `program` in namespace `ns` with only the network
@@ -404,8 +338,6 @@ pub fn in_netns<T: Send + 'static>(
 /// /sys, hiding the host's /sys/fs/bpf where Strata pins its maps.
 pub fn netns_command(ns: &str, program: impl AsRef<OsStr>) -> Command {
     let mut cmd = Command::new("nsenter");
-    cmd.arg(format!("--net=/run/netns/{ns}"))
-        .arg("--")
-        .arg(program);
+    cmd.arg(format!("--net=/run/netns/{ns}")).arg("--").arg(program);
     cmd
 }

@@ -40,13 +40,7 @@ pub struct Daemon {
 impl Daemon {
     /// Starts `binary run --config config` in namespace `ns`, logging to
     /// `log`, and waits until the data plane is attached.
-    pub fn start(
-        ns: &str,
-        binary: &Path,
-        config: &Path,
-        log: &Path,
-        name: &str,
-    ) -> anyhow::Result<Self> {
+    pub fn start(ns: &str, binary: &Path, config: &Path, log: &Path, name: &str) -> anyhow::Result<Self> {
         let out = File::create(log).with_context(|| format!("creating {}", log.display()))?;
         let err = out.try_clone()?;
         let child = netns_command(ns, binary)
@@ -59,11 +53,7 @@ impl Daemon {
             .stderr(err)
             .spawn()
             .with_context(|| format!("starting {} in {ns}", binary.display()))?;
-        let mut daemon = Self {
-            child: Some(child),
-            name: name.into(),
-            log: log.into(),
-        };
+        let mut daemon = Self { child: Some(child), name: name.into(), log: log.into() };
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             if daemon.log_text().contains(READY_LINE) {
@@ -73,10 +63,7 @@ impl Daemon {
                 && let Some(status) = child.try_wait()?
             {
                 daemon.child = None;
-                bail!(
-                    "{name} exited during start-up ({status}):\n{}",
-                    daemon.log_text()
-                );
+                bail!("{name} exited during start-up ({status}):\n{}", daemon.log_text());
             }
             if Instant::now() > deadline {
                 bail!("{name} not ready after 30 s:\n{}", daemon.log_text());
@@ -128,10 +115,7 @@ impl Daemon {
             if Instant::now() > deadline {
                 let _ = child.kill();
                 let status = child.wait()?;
-                bail!(
-                    "{} did not stop within 15 s of SIGTERM (killed: {status})",
-                    self.name
-                );
+                bail!("{} did not stop within 15 s of SIGTERM (killed: {status})", self.name);
             }
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -185,12 +169,7 @@ pub struct Tunnel {
 
 impl Tunnel {
     /// Writes both configurations into `workdir` and starts hub, then edge.
-    pub fn start(
-        lab: &Lab,
-        binary: &Path,
-        weights: &[u32],
-        workdir: &Path,
-    ) -> anyhow::Result<Self> {
+    pub fn start(lab: &Lab, binary: &Path, weights: &[u32], workdir: &Path) -> anyhow::Result<Self> {
         std::fs::create_dir_all(workdir)?;
         let session = session_for(lab.prefix());
         let hub_name = format!("{}-hub", lab.prefix());
@@ -199,25 +178,9 @@ impl Tunnel {
         let edge_cfg = workdir.join("edge.toml");
         std::fs::write(&hub_cfg, hub_config(&hub_name, session))?;
         std::fs::write(&edge_cfg, edge_config(lab, &edge_name, session, weights))?;
-        let hub = Daemon::start(
-            &lab.hub_ns(),
-            binary,
-            &hub_cfg,
-            &workdir.join("hub.log"),
-            &hub_name,
-        )?;
-        let edge = Daemon::start(
-            &lab.edge_ns(),
-            binary,
-            &edge_cfg,
-            &workdir.join("edge.log"),
-            &edge_name,
-        )?;
-        Ok(Self {
-            hub,
-            edge,
-            workdir: workdir.into(),
-        })
+        let hub = Daemon::start(&lab.hub_ns(), binary, &hub_cfg, &workdir.join("hub.log"), &hub_name)?;
+        let edge = Daemon::start(&lab.edge_ns(), binary, &edge_cfg, &workdir.join("edge.log"), &edge_name)?;
+        Ok(Self { hub, edge, workdir: workdir.into() })
     }
 
     /// Where configurations and logs are.
@@ -236,8 +199,5 @@ impl Tunnel {
 
 /// The session id of the lab with this prefix (never 0).
 pub fn session_for(prefix: &str) -> u32 {
-    prefix
-        .bytes()
-        .fold(0x5354_5241u32, |h, b| h.rotate_left(5) ^ u32::from(b))
-        .max(1)
+    prefix.bytes().fold(0x5354_5241u32, |h, b| h.rotate_left(5) ^ u32::from(b)).max(1)
 }

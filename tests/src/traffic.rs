@@ -19,9 +19,8 @@ pub const PREFIX_LEN: usize = 16;
 
 /// Monotonic clock in ns.
 pub fn now_ns() -> u64 {
-    nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC).map_or(0, |t| {
-        t.tv_sec() as u64 * 1_000_000_000 + t.tv_nsec() as u64
-    })
+    nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)
+        .map_or(0, |t| t.tv_sec() as u64 * 1_000_000_000 + t.tv_nsec() as u64)
 }
 
 /// Writes the prefix into `buf` (at least [`PREFIX_LEN`] bytes).
@@ -66,8 +65,7 @@ impl UdpBlast {
             match sock.send_to(&buf, self.dst) {
                 Ok(_) => sent += 1,
                 Err(e)
-                    if e.raw_os_error() == Some(libc::ENOBUFS)
-                        || e.kind() == io::ErrorKind::WouldBlock =>
+                    if e.raw_os_error() == Some(libc::ENOBUFS) || e.kind() == io::ErrorKind::WouldBlock =>
                 {
                     std::thread::sleep(Duration::from_micros(50));
                     continue;
@@ -113,11 +111,7 @@ pub fn enlarge_receive_buffer(sock: &UdpSocket, bytes: i32) -> io::Result<()> {
             size_of::<i32>() as libc::socklen_t,
         )
     };
-    if ret == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
+    if ret == 0 { Ok(()) } else { Err(io::Error::last_os_error()) }
 }
 
 /// Receives until `expected` distinct datagrams arrived or nothing arrived
@@ -137,12 +131,7 @@ pub fn receive(
     while report.received < expected {
         let (n, from) = match sock.recv_from(&mut buf) {
             Ok(x) => x,
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                ) =>
-            {
+            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
                 break;
             }
             Err(e) => return Err(e),
@@ -197,13 +186,7 @@ mod tests {
         enlarge_receive_buffer(&tx, 4 << 20).unwrap();
         let dst = rx.local_addr().unwrap();
         let receiver = std::thread::spawn(move || receive(&rx, 500, Duration::from_secs(2), true));
-        let blast = UdpBlast {
-            src: tx.local_addr().unwrap(),
-            dst,
-            count: 500,
-            payload_len: 64,
-            pps: 50_000,
-        };
+        let blast = UdpBlast { src: tx.local_addr().unwrap(), dst, count: 500, payload_len: 64, pps: 50_000 };
         assert_eq!(blast.send(&tx).unwrap(), 500);
         let report = receiver.join().unwrap().unwrap();
         assert_eq!(report.received, 500);
@@ -271,9 +254,7 @@ impl Stream {
                 enlarge_receive_buffer(&echo_sock, 32 << 20)?;
                 let (count, idle) = (spec.count, spec.idle_timeout);
                 // Spawned from this thread, so it stays in the sender's namespace.
-                Some(std::thread::spawn(move || {
-                    receive(&echo_sock, count, idle, false)
-                }))
+                Some(std::thread::spawn(move || receive(&echo_sock, count, idle, false)))
             } else {
                 None
             };
@@ -288,22 +269,12 @@ impl Stream {
             let sent = blast.send(&sock)?;
             let send_time = started.elapsed();
             let echoed = match echoes {
-                Some(h) => Some(
-                    h.join()
-                        .map_err(|_| anyhow::anyhow!("echo receiver panicked"))??,
-                ),
+                Some(h) => Some(h.join().map_err(|_| anyhow::anyhow!("echo receiver panicked"))??),
                 None => None,
             };
             Ok((sent, send_time, echoed))
         })?;
-        let delivered = receiver
-            .join()
-            .map_err(|_| anyhow::anyhow!("receiver panicked"))??;
-        Ok(StreamReport {
-            sent,
-            send_time,
-            delivered,
-            echoed,
-        })
+        let delivered = receiver.join().map_err(|_| anyhow::anyhow!("receiver panicked"))??;
+        Ok(StreamReport { sent, send_time, delivered, echoed })
     }
 }

@@ -23,8 +23,8 @@ fn echo_server(lab: &Lab) -> std::thread::JoinHandle<anyhow::Result<()>> {
     let ns = lab.carrier_ns(0);
     std::thread::spawn(move || {
         in_netns(&ns, || {
-            let sock = UdpSocket::bind(SocketAddr::from((Lab::link_gateway(0), 7)))
-                .map_err(anyhow::Error::from)?;
+            let sock =
+                UdpSocket::bind(SocketAddr::from((Lab::link_gateway(0), 7))).map_err(anyhow::Error::from)?;
             sock.set_read_timeout(Some(Duration::from_secs(3)))?;
             let mut buf = [0u8; 2048];
             while let Ok((n, from)) = sock.recv_from(&mut buf) {
@@ -39,19 +39,9 @@ fn echo_server(lab: &Lab) -> std::thread::JoinHandle<anyhow::Result<()>> {
 fn delay_is_applied_in_each_direction() {
     require_root();
     let lab = Lab::up_emulated(&Lab::unique_prefix(), 1).expect("lab up");
-    let delay = |ms| DirectionConfig {
-        base_delay_ms: ms,
-        ..Default::default()
-    };
-    let link = EmulatedLink::start(
-        &lab.air_ns(0),
-        "edge",
-        "car",
-        delay(20.0),
-        delay(30.0),
-        Instant::now(),
-    )
-    .unwrap();
+    let delay = |ms| DirectionConfig { base_delay_ms: ms, ..Default::default() };
+    let link =
+        EmulatedLink::start(&lab.air_ns(0), "edge", "car", delay(20.0), delay(30.0), Instant::now()).unwrap();
     let server = echo_server(&lab);
     std::thread::sleep(Duration::from_millis(200));
     let rtts = in_netns(&lab.edge_ns(), || {
@@ -82,10 +72,7 @@ fn delay_is_applied_in_each_direction() {
         "median RTT {median:?} for 20 ms up + 30 ms down"
     );
     let stats = link.stop().unwrap();
-    assert!(
-        stats.uplink.delivered >= 20 && stats.downlink.delivered >= 20,
-        "{stats:?}"
-    );
+    assert!(stats.uplink.delivered >= 20 && stats.downlink.delivered >= 20, "{stats:?}");
     server.join().unwrap().unwrap();
     lab.down().unwrap();
 }
@@ -124,17 +111,9 @@ fn capacity_is_capped_by_the_trace() {
     .unwrap();
     let span = report.delivered.span.as_secs_f64();
     let mbit_s = report.delivered.received as f64 * 1514.0 * 8.0 / span / 1e6;
-    eprintln!(
-        "12 Mbit/s trace, 24 Mbit/s offered: delivered {mbit_s:.3} Mbit/s of Ethernet frames"
-    );
-    assert!(
-        (11.0..13.0).contains(&mbit_s),
-        "delivered {mbit_s:.2} Mbit/s through a 12 Mbit/s trace"
-    );
+    eprintln!("12 Mbit/s trace, 24 Mbit/s offered: delivered {mbit_s:.3} Mbit/s of Ethernet frames");
+    assert!((11.0..13.0).contains(&mbit_s), "delivered {mbit_s:.2} Mbit/s through a 12 Mbit/s trace");
     let stats = link.stop().unwrap();
-    assert!(
-        stats.uplink.dropped_buffer > 1000,
-        "the buffer overflowed: {stats:?}"
-    );
+    assert!(stats.uplink.dropped_buffer > 1000, "the buffer overflowed: {stats:?}");
     lab.down().unwrap();
 }

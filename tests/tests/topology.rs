@@ -15,11 +15,7 @@ fn require_root() {
 
 fn ours(lab_prefix: &str) -> Vec<String> {
     let p = format!("{lab_prefix}-");
-    list_namespaces()
-        .unwrap()
-        .into_iter()
-        .filter(|n| n.starts_with(&p))
-        .collect()
+    list_namespaces().unwrap().into_iter().filter(|n| n.starts_with(&p)).collect()
 }
 
 #[test]
@@ -32,17 +28,7 @@ fn carriers_nat_the_edge_and_down_removes_everything() {
     // The edge has no route to the hub of its own; give it one over link 1
     // for this test, then check the hub sees carrier 1's public address.
     let status = Command::new("ip")
-        .args([
-            "-n",
-            &lab.edge_ns(),
-            "route",
-            "add",
-            "198.19.0.0/24",
-            "via",
-            "100.64.2.1",
-            "dev",
-            "lnk1",
-        ])
+        .args(["-n", &lab.edge_ns(), "route", "add", "198.19.0.0/24", "via", "100.64.2.1", "dev", "lnk1"])
         .status()
         .unwrap();
     assert!(status.success());
@@ -68,11 +54,7 @@ fn carriers_nat_the_edge_and_down_removes_everything() {
     .unwrap();
     let (payload, from) = receiver.join().unwrap().expect("datagram reached the hub");
     assert_eq!(payload, b"hello");
-    assert_eq!(
-        from.ip(),
-        Lab::carrier_public_addr(1),
-        "carrier 1 masqueraded the edge"
-    );
+    assert_eq!(from.ip(), Lab::carrier_public_addr(1), "carrier 1 masqueraded the edge");
 
     lab.down().expect("lab down");
     assert!(ours(&prefix).is_empty(), "every namespace removed");

@@ -35,29 +35,13 @@ pub(crate) fn datapath(json_out: Option<&Path>, packets: u64) -> anyhow::Result<
     let bench = build_strata("strata-bench")?;
 
     println!("programs: BPF_PROG_TEST_RUN, 200 000 runs each…");
-    let programs: Value =
-        serde_json::from_str(&output(Command::new(&bench).arg("200000"), "strata-bench")?)?;
+    let programs: Value = serde_json::from_str(&output(Command::new(&bench).arg("200000"), "strata-bench")?)?;
 
     let lab = Lab::up(&Lab::unique_prefix(), 3)?;
     println!("lab forwarding without Strata ({packets} datagrams over carrier 0)…");
-    let route = [
-        "-n",
-        &lab.edge_ns(),
-        "route",
-        "add",
-        "198.19.0.0/24",
-        "via",
-        "100.64.1.1",
-        "dev",
-        "lnk0",
-    ];
+    let route = ["-n", &lab.edge_ns(), "route", "add", "198.19.0.0/24", "via", "100.64.1.1", "dev", "lnk0"];
     output(Command::new("ip").args(route), "adding the plain route")?;
-    let plain = forward(
-        &lab,
-        SocketAddr::from((Lab::link_addr(0), 0)),
-        Lab::hub_addr(),
-        packets,
-    )?;
+    let plain = forward(&lab, SocketAddr::from((Lab::link_addr(0), 0)), Lab::hub_addr(), packets)?;
     output(
         Command::new("ip").args(["-n", &lab.edge_ns(), "route", "del", "198.19.0.0/24"]),
         "removing the plain route",
@@ -66,19 +50,13 @@ pub(crate) fn datapath(json_out: Option<&Path>, packets: u64) -> anyhow::Result<
     println!("lab forwarding through the Strata bond ({packets} datagrams over 3 carriers)…");
     let workdir = std::env::temp_dir().join(format!("strata-bench-{}", lab.prefix()));
     let tunnel = Tunnel::start(&lab, &strata_ctl, &[1, 1, 1], &workdir)?;
-    let bonded = forward(
-        &lab,
-        SocketAddr::from((EDGE_TUNNEL_ADDR, 0)),
-        HUB_TUNNEL_ADDR,
-        packets,
-    );
+    let bonded = forward(&lab, SocketAddr::from((EDGE_TUNNEL_ADDR, 0)), HUB_TUNNEL_ADDR, packets);
     tunnel.stop()?;
     lab.down()?;
     let _ = std::fs::remove_dir_all(&workdir);
     let bonded = bonded?;
 
-    let ratio =
-        |key: &str| bonded[key].as_f64().unwrap_or(0.0) / plain[key].as_f64().unwrap_or(f64::NAN);
+    let ratio = |key: &str| bonded[key].as_f64().unwrap_or(0.0) / plain[key].as_f64().unwrap_or(f64::NAN);
     let result = json!({
         "programs": programs,
         "forwarding": {
@@ -131,19 +109,10 @@ fn forward(lab: &Lab, from: SocketAddr, to: Ipv4Addr, packets: u64) -> anyhow::R
 fn busy_cpu_ns() -> anyhow::Result<u64> {
     let stat = std::fs::read_to_string("/proc/stat")?;
     let line = stat.lines().next().unwrap_or_default();
-    let fields: Vec<u64> = line
-        .split_whitespace()
-        .skip(1)
-        .filter_map(|f| f.parse().ok())
-        .collect();
+    let fields: Vec<u64> = line.split_whitespace().skip(1).filter_map(|f| f.parse().ok()).collect();
     // user nice system idle iowait irq softirq steal (guest time is already in user).
-    let busy: u64 = fields
-        .iter()
-        .take(8)
-        .enumerate()
-        .filter(|(i, _)| *i != 3 && *i != 4)
-        .map(|(_, v)| v)
-        .sum();
+    let busy: u64 =
+        fields.iter().take(8).enumerate().filter(|(i, _)| *i != 3 && *i != 4).map(|(_, v)| v).sum();
     // USER_HZ is 100 on Linux.
     Ok(busy * 10_000_000)
 }

@@ -9,15 +9,12 @@ use anyhow::{Context as _, bail};
 
 /// The workspace root (xtask lives one level below it).
 pub(crate) fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().map_or_else(|| PathBuf::from("."), Path::to_path_buf)
 }
 
 /// Where cargo puts build output.
 pub(crate) fn target_dir() -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR")
-        .map_or_else(|| workspace_root().join("target"), PathBuf::from)
+    std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| workspace_root().join("target"), PathBuf::from)
 }
 
 /// `cargo` as invoked by `cargo xtask`, in the workspace root.
@@ -29,9 +26,7 @@ pub(crate) fn cargo() -> Command {
 
 /// Runs `cmd` with inherited output; fails naming `what` if it fails.
 pub(crate) fn run(cmd: &mut Command, what: &str) -> anyhow::Result<()> {
-    let status = cmd
-        .status()
-        .with_context(|| format!("{what}: cannot start {cmd:?}"))?;
+    let status = cmd.status().with_context(|| format!("{what}: cannot start {cmd:?}"))?;
     if !status.success() {
         bail!("{what} failed ({status})");
     }
@@ -40,25 +35,16 @@ pub(crate) fn run(cmd: &mut Command, what: &str) -> anyhow::Result<()> {
 
 /// Runs `cmd` and returns its stdout; fails with its stderr.
 pub(crate) fn output(cmd: &mut Command, what: &str) -> anyhow::Result<String> {
-    let out = cmd
-        .output()
-        .with_context(|| format!("{what}: cannot start {cmd:?}"))?;
+    let out = cmd.output().with_context(|| format!("{what}: cannot start {cmd:?}"))?;
     if !out.status.success() {
-        bail!(
-            "{what} failed ({}): {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
+        bail!("{what} failed ({}): {}", out.status, String::from_utf8_lossy(&out.stderr).trim());
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 /// Builds strata-ctl's binaries and returns the path of `name`.
 pub(crate) fn build_strata(name: &str) -> anyhow::Result<PathBuf> {
-    run(
-        cargo().args(["build", "--package", "strata-ctl", "--bins"]),
-        "building strata-ctl",
-    )?;
+    run(cargo().args(["build", "--package", "strata-ctl", "--bins"]), "building strata-ctl")?;
     let path = target_dir().join("debug").join(name);
     if !path.is_file() {
         bail!("{} was not built", path.display());

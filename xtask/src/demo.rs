@@ -33,10 +33,7 @@ pub(crate) fn run() -> anyhow::Result<()> {
     );
     let workdir = std::env::temp_dir().join(format!("strata-demo-{}", lab.prefix()));
     let tunnel = Tunnel::start(&lab, &strata_ctl, &WEIGHTS, &workdir)?;
-    println!(
-        "edge and hub daemons running (configs and logs in {})",
-        workdir.display()
-    );
+    println!("edge and hub daemons running (configs and logs in {})", workdir.display());
     println!(
         "streaming {SECONDS} s of 1316-byte datagrams at {PPS}/s edge → hub, each echoed back, link weights {WEIGHTS:?}…\n"
     );
@@ -62,18 +59,11 @@ pub(crate) fn run() -> anyhow::Result<()> {
         Ok(serde_json::from_str(&text)?)
     };
     let (edge, hub) = (stats(tunnel.edge.name())?, stats(tunnel.hub.name())?);
-    let packets =
-        |v: &serde_json::Value, i: usize, key: &str| v["links"][i][key].as_u64().unwrap_or(0);
-    let total = |v: &serde_json::Value, key: &str| {
-        (0..WEIGHTS.len())
-            .map(|i| packets(v, i, key))
-            .sum::<u64>()
-            .max(1)
-    };
+    let packets = |v: &serde_json::Value, i: usize, key: &str| v["links"][i][key].as_u64().unwrap_or(0);
+    let total =
+        |v: &serde_json::Value, key: &str| (0..WEIGHTS.len()).map(|i| packets(v, i, key)).sum::<u64>().max(1);
     println!("what each link carried (from the kernel's counters, `strata-ctl stats`):\n");
-    println!(
-        "link  weight   edge→hub packets  share    hub→edge packets  share   hub sees the link as"
-    );
+    println!("link  weight   edge→hub packets  share    hub→edge packets  share   hub sees the link as");
     for (i, weight) in WEIGHTS.iter().enumerate() {
         let up = packets(&edge, i, "tx_packets");
         let down = packets(&hub, i, "tx_packets");
@@ -92,11 +82,7 @@ pub(crate) fn run() -> anyhow::Result<()> {
             .join(" "),
         _ => "none".to_string(),
     };
-    println!(
-        "\ndropped by the data plane: edge {}, hub {}",
-        drops(&edge),
-        drops(&hub)
-    );
+    println!("\ndropped by the data plane: edge {}, hub {}", drops(&edge), drops(&hub));
     let echoed = report.echoed.as_ref().map_or(0, |e| e.received);
     println!(
         "application: sent {}, delivered {} ({} duplicates), {} replies came back\n",
@@ -107,9 +93,6 @@ pub(crate) fn run() -> anyhow::Result<()> {
     lab.down()?;
     let _ = std::fs::remove_dir_all(&workdir);
     println!("daemons stopped, lab removed");
-    anyhow::ensure!(
-        report.delivered.received == report.sent,
-        "the demo lost packets"
-    );
+    anyhow::ensure!(report.delivered.received == report.sent, "the demo lost packets");
     Ok(())
 }

@@ -1,8 +1,18 @@
-//! `cargo xtask lab up|down`: the lab topology by hand (see `strata_lab`).
+//! `cargo xtask lab up|down|run`: the lab topology by hand, and playing
+//! scenarios (see `strata_lab`).
 
-use strata_lab::Lab;
+use std::path::{Path, PathBuf};
 
-use crate::cmd::require_root;
+use anyhow::Context as _;
+use strata_lab::{
+    Lab,
+    scenario::{
+        report, runner,
+        spec::{Scenario, TraceModel},
+    },
+};
+
+use crate::cmd::{build_strata, require_root, target_dir, workspace_root};
 
 pub(crate) fn up(prefix: &str, links: usize) -> anyhow::Result<()> {
     require_root("cargo xtask lab up")?;
@@ -18,12 +28,7 @@ pub(crate) fn up(prefix: &str, links: usize) -> anyhow::Result<()> {
         );
     }
     println!("  inet  {}", lab.inet_ns());
-    println!(
-        "  hub   {}  ({} {})",
-        lab.hub_ns(),
-        Lab::HUB_IFNAME,
-        Lab::hub_addr()
-    );
+    println!("  hub   {}  ({} {})", lab.hub_ns(), Lab::HUB_IFNAME, Lab::hub_addr());
     println!("remove with: cargo xtask lab down --prefix {prefix}");
     lab.persist();
     Ok(())
@@ -33,5 +38,46 @@ pub(crate) fn down(prefix: &str) -> anyhow::Result<()> {
     require_root("cargo xtask lab down")?;
     Lab::down_prefix(prefix)?;
     println!("lab {prefix}: removed");
+    Ok(())
+}
+
+/// Finds a scenario by name in tests/scenarios/, or takes a path.
+pub(crate) fn scenario_path(name: &str) -> PathBuf {
+    let candidate = workspace_root().join("tests/scenarios").join(format!("{name}.toml"));
+    if candidate.is_file() { candidate } else { PathBuf::from(name) }
+}
+
+pub(crate) fn run(
+    name: &str,
+    traces: &[String],
+    json: Option<&Path>,
+    out: Option<&Path>,
+    duration: Option<f64>,
+) -> anyhow::Result<()> {
+    crate::setup::run()?;
+    require_root("cargo xtask lab run")?;
+    let mut scenario = Scenario::load(&scenario_path(name))?;
+    for t in traces {
+        let (link, file) = t.split_once('=').with_context(|| format!("--trace {t}: expected LINK=FILE"))?;
+        let link: usize = link.parse().with_context(|| format!("--trace {t}: LINK must be a link number"))?;
+        let spec = scenario
+            .links
+            .get_mut(link)
+            .with_context(|| format!("--trace {t}: the scenario has no link {link}"))?;
+        spec.trace = TraceModel::File { path: PathBuf::from(file) };
+    }
+    if let Some(d) = duration {
+        scenario.duration_s = d;
+        scenario.events.retain(|e| e.at_s < d);
+    }
+    scenario.validate()?;
+    let binary = build_strata("strata-ctl")?;
+    let out = out.map_or_else(|| target_dir().join("lab").join(&scenario.name), Path::to_path_buf);
+    let workdir = out.join("daemons");
+    println!("lab run {}: {} link(s), {} s", scenario.name, scenario.links.len(), scenario.duration_s);
+    let result = runner::run(&scenario, &binary, &workdir)?;
+    report::write(&result, &out, json)?;
+    print!("{}", report::markdown(&result));
+    println!("\nwritten: {0}/result.json {0}/plot.svg {0}/summary.md", out.display());
     Ok(())
 }

@@ -61,6 +61,24 @@ enum LabCommand {
         #[arg(long, default_value = "strata")]
         prefix: String,
     },
+    /// Play a scenario (a name in tests/scenarios/ or a path) over emulated
+    /// links with the Strata daemons; write JSON, plot and summary.
+    Run {
+        /// Scenario name or file.
+        scenario: String,
+        /// Replace a link's trace with a mahimahi file: LINK=FILE.
+        #[arg(long = "trace", value_name = "LINK=FILE")]
+        traces: Vec<String>,
+        /// Also write the JSON result to this file.
+        #[arg(long)]
+        json: Option<PathBuf>,
+        /// Where to put result.json, plot.svg and summary.md (default target/lab/<scenario>).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Override the scenario's duration, seconds (events after it are dropped).
+        #[arg(long)]
+        duration: Option<f64>,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -82,15 +100,14 @@ fn main() -> ExitCode {
         Command::Setup => setup::run(),
         Command::Test => test::run(),
         Command::Demo => demo::run(),
-        Command::Lab {
-            command: LabCommand::Up { links, prefix },
-        } => lab::up(&prefix, links),
-        Command::Lab {
-            command: LabCommand::Down { prefix },
-        } => lab::down(&prefix),
-        Command::Bench {
-            command: BenchCommand::Datapath { json, packets },
-        } => bench::datapath(json.as_deref(), packets),
+        Command::Lab { command: LabCommand::Up { links, prefix } } => lab::up(&prefix, links),
+        Command::Lab { command: LabCommand::Down { prefix } } => lab::down(&prefix),
+        Command::Lab { command: LabCommand::Run { scenario, traces, json, out, duration } } => {
+            lab::run(&scenario, &traces, json.as_deref(), out.as_deref(), duration)
+        }
+        Command::Bench { command: BenchCommand::Datapath { json, packets } } => {
+            bench::datapath(json.as_deref(), packets)
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

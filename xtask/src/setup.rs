@@ -17,11 +17,12 @@ use crate::cmd::{output, run as run_cmd};
 
 const BPF_LINKER_VERSION: &str = "0.13.0";
 /// Debian packages and a file each provides, to check without dpkg where possible.
-const PACKAGES: [(&str, &str); 4] = [
+const PACKAGES: [(&str, &str); 5] = [
     ("iproute2", "/usr/sbin/ip"),
     ("nftables", "/usr/sbin/nft"),
     ("util-linux", "/usr/bin/nsenter"),
     ("procps", "/usr/sbin/sysctl"),
+    ("conntrack", "/usr/sbin/conntrack"),
 ];
 
 /// Runs every step.
@@ -34,18 +35,12 @@ pub(crate) fn run() -> anyhow::Result<()> {
 }
 
 fn rust_src() -> anyhow::Result<()> {
-    let installed = output(
-        Command::new("rustup").args(["component", "list", "--installed"]),
-        "rustup",
-    )?;
+    let installed = output(Command::new("rustup").args(["component", "list", "--installed"]), "rustup")?;
     if installed.lines().any(|l| l.starts_with("rust-src")) {
         println!("setup: rust-src ok");
         return Ok(());
     }
-    run_cmd(
-        Command::new("rustup").args(["component", "add", "rust-src"]),
-        "rustup component add rust-src",
-    )?;
+    run_cmd(Command::new("rustup").args(["component", "add", "rust-src"]), "rustup component add rust-src")?;
     println!("setup: rust-src installed");
     Ok(())
 }
@@ -59,11 +54,7 @@ fn bpf_linker() -> anyhow::Result<()> {
         return Ok(());
     }
     let sysroot = PathBuf::from(
-        output(
-            Command::new("rustc").args(["--print", "sysroot"]),
-            "rustc --print sysroot",
-        )?
-        .trim(),
+        output(Command::new("rustc").args(["--print", "sysroot"]), "rustc --print sysroot")?.trim(),
     );
     let lib = sysroot.join("lib");
     let llvm = std::fs::read_dir(&lib)
@@ -71,12 +62,7 @@ fn bpf_linker() -> anyhow::Result<()> {
         .filter_map(Result::ok)
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .find(|n| n.starts_with("libLLVM.so."))
-        .with_context(|| {
-            format!(
-                "no libLLVM.so.* in {} (is this a rustup toolchain?)",
-                lib.display()
-            )
-        })?;
+        .with_context(|| format!("no libLLVM.so.* in {} (is this a rustup toolchain?)", lib.display()))?;
     // "libLLVM.so.22.1-rust-1.95.0-stable" → 22
     let major: u32 = llvm
         .trim_start_matches("libLLVM.so.")
@@ -123,10 +109,7 @@ fn debian_packages() -> anyhow::Result<()> {
         return Ok(());
     }
     println!("setup: installing {}", missing.join(" "));
-    run_cmd(
-        Command::new("apt-get").args(["update", "-qq"]),
-        "apt-get update",
-    )?;
+    run_cmd(Command::new("apt-get").args(["update", "-qq"]), "apt-get update")?;
     run_cmd(
         Command::new("apt-get")
             .args(["install", "-y", "-qq", "--no-install-recommends"])
@@ -154,9 +137,7 @@ fn bpffs() -> anyhow::Result<()> {
         println!("setup: bpffs ok");
         return Ok(());
     }
-    let status = Command::new("mount")
-        .args(["-t", "bpf", "bpf", "/sys/fs/bpf"])
-        .status()?;
+    let status = Command::new("mount").args(["-t", "bpf", "bpf", "/sys/fs/bpf"]).status()?;
     if !status.success() {
         bail!("mounting bpffs at /sys/fs/bpf failed (needs root)");
     }

@@ -13,20 +13,11 @@ pub(crate) fn run() -> anyhow::Result<()> {
     crate::setup::run()?;
     require_root("cargo xtask test")?;
     remove_stale_labs()?;
-    run_cmd(
-        cargo().args(["fmt", "--all", "--", "--check"]),
-        "cargo fmt --check",
-    )?;
-    run_cmd(
-        cargo().args(["clippy", "--all-targets", "--", "-D", "warnings"]),
-        "cargo clippy (host crates)",
-    )?;
+    run_cmd(cargo().args(["fmt", "--all", "--", "--check"]), "cargo fmt --check")?;
+    run_cmd(cargo().args(["clippy", "--all-targets", "--", "-D", "warnings"]), "cargo clippy (host crates)")?;
     run_cmd(&mut ebpf_clippy(), "cargo clippy (eBPF crate)")?;
     // The binaries first, so the end-to-end tests find them.
-    run_cmd(
-        cargo().args(["build", "--package", "strata-ctl", "--bins"]),
-        "building strata-ctl",
-    )?;
+    run_cmd(cargo().args(["build", "--package", "strata-ctl", "--bins"]), "building strata-ctl")?;
     let (passed, failed) = cargo_test()?;
     // One closing line for the whole run (cargo's own last line is the empty
     // doc-test run of the last crate).
@@ -40,14 +31,8 @@ pub(crate) fn run() -> anyhow::Result<()> {
 /// Runs `cargo test`, echoing its output, and adds up its result lines.
 fn cargo_test() -> anyhow::Result<(u64, u64)> {
     use std::io::BufRead as _;
-    let mut child = cargo()
-        .arg("test")
-        .stdout(std::process::Stdio::piped())
-        .spawn()?;
-    let stdout = child
-        .stdout
-        .take()
-        .ok_or_else(|| anyhow::anyhow!("no stdout"))?;
+    let mut child = cargo().arg("test").stdout(std::process::Stdio::piped()).spawn()?;
+    let stdout = child.stdout.take().ok_or_else(|| anyhow::anyhow!("no stdout"))?;
     let (mut passed, mut failed) = (0, 0);
     for line in std::io::BufReader::new(stdout).lines() {
         let line = line?;
@@ -79,20 +64,10 @@ fn cargo_test() -> anyhow::Result<(u64, u64)> {
 /// Clippy for the eBPF crate, on its own target.
 fn ebpf_clippy() -> Command {
     let mut cmd = cargo();
-    cmd.args([
-        "clippy",
-        "--package",
-        "strata-ebpf",
-        "--release",
-        "--target",
-        "bpfel-unknown-none",
-    ])
-    .args(["-Z", "build-std=core", "--", "-D", "warnings"])
-    .env("RUSTC_BOOTSTRAP", "1")
-    .env(
-        "CARGO_TARGET_DIR",
-        crate::cmd::target_dir().join("ebpf-clippy"),
-    );
+    cmd.args(["clippy", "--package", "strata-ebpf", "--release", "--target", "bpfel-unknown-none"])
+        .args(["-Z", "build-std=core", "--", "-D", "warnings"])
+        .env("RUSTC_BOOTSTRAP", "1")
+        .env("CARGO_TARGET_DIR", crate::cmd::target_dir().join("ebpf-clippy"));
     cmd
 }
 

@@ -20,10 +20,7 @@ use strata_ctl::{
 const VIDEO_PAYLOAD: usize = 1316;
 
 fn main() -> ExitCode {
-    let runs: usize = std::env::args()
-        .nth(1)
-        .and_then(|a| a.parse().ok())
-        .unwrap_or(200_000);
+    let runs: usize = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(200_000);
     match bench(runs) {
         Ok(json) => {
             println!("{json}");
@@ -46,16 +43,8 @@ fn summarize(mut samples: Vec<Duration>) -> Summary {
     samples.sort_unstable();
     let n = samples.len().max(1);
     let total: u128 = samples.iter().map(Duration::as_nanos).sum();
-    let at = |q: f64| {
-        samples
-            .get(((n as f64 * q) as usize).min(n - 1))
-            .map_or(0, Duration::as_nanos)
-    };
-    Summary {
-        mean_ns: total as f64 / n as f64,
-        p50_ns: at(0.50),
-        p99_ns: at(0.99),
-    }
+    let at = |q: f64| samples.get(((n as f64 * q) as usize).min(n - 1)).map_or(0, Duration::as_nanos);
+    Summary { mean_ns: total as f64 / n as f64, p50_ns: at(0.50), p99_ns: at(0.99) }
 }
 
 fn bench(runs: usize) -> anyhow::Result<String> {
@@ -80,10 +69,7 @@ fn bench(runs: usize) -> anyhow::Result<String> {
         frame[GLOBAL..GLOBAL + 4].copy_from_slice(&n.to_be_bytes());
         frame[LINK..LINK + 4].copy_from_slice(&n.to_be_bytes());
         let (verdict, _, took) = testbed::run(&mut hub, Program::LinkIngress, &frame)?;
-        anyhow::ensure!(
-            verdict == TC_ACT_REDIRECT,
-            "ingress verdict {verdict} at packet {n}"
-        );
+        anyhow::ensure!(verdict == TC_ACT_REDIRECT, "ingress verdict {verdict} at packet {n}");
         ingress.push(took);
     }
 

@@ -60,14 +60,10 @@ impl PacketSocket {
         // SAFETY: `raw` is a fresh descriptor that nothing else owns.
         let fd = unsafe { OwnedFd::from_raw_fd(raw) };
         let sock = Self { fd };
-        sock.set_int(libc::SOL_PACKET, libc::PACKET_VNET_HDR, 1)
-            .context("PACKET_VNET_HDR")?;
-        sock.set_int(libc::SOL_PACKET, libc::PACKET_IGNORE_OUTGOING, 1)
-            .context("PACKET_IGNORE_OUTGOING")?;
-        sock.set_int(libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, 8 << 20)
-            .context("SO_RCVBUFFORCE")?;
-        sock.set_int(libc::SOL_SOCKET, libc::SO_SNDBUFFORCE, 8 << 20)
-            .context("SO_SNDBUFFORCE")?;
+        sock.set_int(libc::SOL_PACKET, libc::PACKET_VNET_HDR, 1).context("PACKET_VNET_HDR")?;
+        sock.set_int(libc::SOL_PACKET, libc::PACKET_IGNORE_OUTGOING, 1).context("PACKET_IGNORE_OUTGOING")?;
+        sock.set_int(libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, 8 << 20).context("SO_RCVBUFFORCE")?;
+        sock.set_int(libc::SOL_SOCKET, libc::SO_SNDBUFFORCE, 8 << 20).context("SO_SNDBUFFORCE")?;
         // SAFETY: zeroed sockaddr_ll is valid; the fields set below describe the interface.
         let mut addr: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
         addr.sll_family = libc::AF_PACKET as u16;
@@ -98,11 +94,7 @@ impl PacketSocket {
                 size_of::<i32>() as libc::socklen_t,
             )
         };
-        if ret == 0 {
-            Ok(())
-        } else {
-            Err(io::Error::last_os_error())
-        }
+        if ret == 0 { Ok(()) } else { Err(io::Error::last_os_error()) }
     }
 
     /// Reads one frame (with its vnet header); `None` when nothing is waiting.
@@ -113,11 +105,7 @@ impl PacketSocket {
             return Ok(Some(n as usize));
         }
         let e = io::Error::last_os_error();
-        if e.kind() == io::ErrorKind::WouldBlock {
-            Ok(None)
-        } else {
-            Err(e)
-        }
+        if e.kind() == io::ErrorKind::WouldBlock { Ok(None) } else { Err(e) }
     }
 
     /// Writes one frame (with its vnet header). A full socket buffer drops the
@@ -169,54 +157,31 @@ impl EmulatedLink {
         let stop = Arc::new(AtomicBool::new(false));
         let stats = Arc::new(Mutex::new(LinkStats::default()));
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-        let (edge_if, carrier_if, path) = (
-            edge_if.to_string(),
-            carrier_if.to_string(),
-            format!("/run/netns/{ns}"),
-        );
+        let (edge_if, carrier_if, path) =
+            (edge_if.to_string(), carrier_if.to_string(), format!("/run/netns/{ns}"));
         let (stop2, stats2) = (stop.clone(), stats.clone());
-        let thread = std::thread::Builder::new()
-            .name(format!("air-{ns}"))
-            .spawn(move || {
-                let opened = (|| {
-                    let file =
-                        std::fs::File::open(&path).with_context(|| format!("opening {path}"))?;
-                    nix::sched::setns(file.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET)
-                        .with_context(|| format!("entering {path}"))?;
-                    Ok::<_, anyhow::Error>((
-                        PacketSocket::open(&edge_if)?,
-                        PacketSocket::open(&carrier_if)?,
-                    ))
-                })();
-                let (edge, carrier) = match opened {
-                    Ok(sockets) => {
-                        let _ = ready_tx.send(Ok(()));
-                        sockets
-                    }
-                    Err(e) => {
-                        let message = format!("{e:#}");
-                        let _ = ready_tx.send(Err(e));
-                        anyhow::bail!("{message}");
-                    }
-                };
-                bridge(
-                    &edge,
-                    &carrier,
-                    Direction::new(uplink),
-                    Direction::new(downlink),
-                    start,
-                    &stop2,
-                    &stats2,
-                )
-            })?;
-        ready_rx
-            .recv()
-            .context("the link thread ended before it was ready")??;
-        Ok(Self {
-            stop,
-            stats,
-            thread: Some(thread),
-        })
+        let thread = std::thread::Builder::new().name(format!("air-{ns}")).spawn(move || {
+            let opened = (|| {
+                let file = std::fs::File::open(&path).with_context(|| format!("opening {path}"))?;
+                nix::sched::setns(file.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET)
+                    .with_context(|| format!("entering {path}"))?;
+                Ok::<_, anyhow::Error>((PacketSocket::open(&edge_if)?, PacketSocket::open(&carrier_if)?))
+            })();
+            let (edge, carrier) = match opened {
+                Ok(sockets) => {
+                    let _ = ready_tx.send(Ok(()));
+                    sockets
+                }
+                Err(e) => {
+                    let message = format!("{e:#}");
+                    let _ = ready_tx.send(Err(e));
+                    anyhow::bail!("{message}");
+                }
+            };
+            bridge(&edge, &carrier, Direction::new(uplink), Direction::new(downlink), start, &stop2, &stats2)
+        })?;
+        ready_rx.recv().context("the link thread ended before it was ready")??;
+        Ok(Self { stop, stats, thread: Some(thread) })
     }
 
     /// Counters so far.
@@ -233,8 +198,7 @@ impl EmulatedLink {
     fn halt(&mut self) -> anyhow::Result<()> {
         self.stop.store(true, Ordering::Relaxed);
         if let Some(t) = self.thread.take() {
-            t.join()
-                .map_err(|_| anyhow::anyhow!("the link thread panicked"))??;
+            t.join().map_err(|_| anyhow::anyhow!("the link thread panicked"))??;
         }
         Ok(())
     }
@@ -264,22 +228,11 @@ fn bridge(
     let mut send_failures = 0;
     while !stop.load(Ordering::Relaxed) {
         let now = now_since(start);
-        let next = [uplink.next_event(), downlink.next_event()]
-            .into_iter()
-            .flatten()
-            .min();
-        let sleep = next
-            .map_or(MAX_SLEEP, |t| Duration::from_nanos(t.saturating_sub(now)))
-            .min(MAX_SLEEP);
-        let mut fds = [
-            PollFd::new(edge.as_fd(), PollFlags::POLLIN),
-            PollFd::new(carrier.as_fd(), PollFlags::POLLIN),
-        ];
-        match ppoll(
-            &mut fds,
-            Some(nix::sys::time::TimeSpec::from_duration(sleep)),
-            None,
-        ) {
+        let next = [uplink.next_event(), downlink.next_event()].into_iter().flatten().min();
+        let sleep = next.map_or(MAX_SLEEP, |t| Duration::from_nanos(t.saturating_sub(now))).min(MAX_SLEEP);
+        let mut fds =
+            [PollFd::new(edge.as_fd(), PollFlags::POLLIN), PollFd::new(carrier.as_fd(), PollFlags::POLLIN)];
+        match ppoll(&mut fds, Some(nix::sys::time::TimeSpec::from_duration(sleep)), None) {
             Ok(_) | Err(nix::errno::Errno::EINTR) => {}
             Err(e) => return Err(e).context("ppoll"),
         }
@@ -301,11 +254,7 @@ fn bridge(
             }
         }
         if let Ok(mut s) = stats.lock() {
-            *s = LinkStats {
-                uplink: uplink.stats(),
-                downlink: downlink.stats(),
-                send_failures,
-            };
+            *s = LinkStats { uplink: uplink.stats(), downlink: downlink.stats(), send_failures };
         }
     }
     Ok(())

@@ -248,11 +248,7 @@ impl<T> Direction<T> {
             // Credit does not accumulate while the queue is empty.
             self.skip_opportunities_before(now);
         }
-        self.queue.push_back(Queued {
-            packet,
-            len,
-            sent: 0,
-        });
+        self.queue.push_back(Queued { packet, len, sent: 0 });
         self.queued_bytes += len;
         Ok(())
     }
@@ -301,12 +297,7 @@ impl<T> Direction<T> {
         match self.cfg.loss {
             Loss::None => false,
             Loss::Random { p } => self.rng.random::<f64>() < p,
-            Loss::GilbertElliott {
-                p_good_bad,
-                p_bad_good,
-                loss_good,
-                loss_bad,
-            } => {
+            Loss::GilbertElliott { p_good_bad, p_bad_good, loss_good, loss_bad } => {
                 let flip = self.rng.random::<f64>();
                 if self.bad_state {
                     if flip < p_bad_good {
@@ -383,9 +374,9 @@ impl<T> Direction<T> {
         let jitter_ms = match self.cfg.jitter {
             Jitter::None => 0.0,
             Jitter::Uniform { max_ms } => self.rng.random::<f64>() * max_ms.max(0.0),
-            Jitter::Normal { sd_ms } => self
-                .jitter
-                .map_or(0.0, |n| n.sample(&mut self.rng).abs().min(4.0 * sd_ms)),
+            Jitter::Normal { sd_ms } => {
+                self.jitter.map_or(0.0, |n| n.sample(&mut self.rng).abs().min(4.0 * sd_ms))
+            }
         };
         let delay = ((self.cfg.base_delay_ms + jitter_ms).max(0.0) * MS as f64) as Nanos;
         let mut due = sent_at + delay;
@@ -405,11 +396,7 @@ impl<T> Direction<T> {
 mod tests {
     use super::*;
 
-    fn run(
-        dir: &mut Direction<u32>,
-        arrivals: &[(Nanos, usize)],
-        until: Nanos,
-    ) -> Vec<(Nanos, u32)> {
+    fn run(dir: &mut Direction<u32>, arrivals: &[(Nanos, usize)], until: Nanos) -> Vec<(Nanos, u32)> {
         let mut out = Vec::new();
         let mut delivered = Vec::new();
         let mut next = 0;
@@ -428,10 +415,7 @@ mod tests {
 
     #[test]
     fn base_delay_without_capacity_limit() {
-        let mut d = Direction::new(DirectionConfig {
-            base_delay_ms: 20.0,
-            ..Default::default()
-        });
+        let mut d = Direction::new(DirectionConfig { base_delay_ms: 20.0, ..Default::default() });
         let got = run(&mut d, &[(0, 100), (5 * MS, 100)], 40 * MS);
         assert_eq!(got, vec![(20 * MS, 0), (25 * MS, 1)]);
     }
@@ -457,10 +441,7 @@ mod tests {
         });
         let arrivals: Vec<_> = (0..10).map(|_| (0, 300)).collect();
         let got = run(&mut d, &arrivals, 10 * MS);
-        assert!(
-            got.iter().take(5).all(|&(t, _)| t == got[0].0),
-            "five 300-byte packets per opportunity"
-        );
+        assert!(got.iter().take(5).all(|&(t, _)| t == got[0].0), "five 300-byte packets per opportunity");
     }
 
     #[test]
@@ -483,34 +464,18 @@ mod tests {
 
     #[test]
     fn random_loss_matches_its_probability() {
-        let mut d: Direction<u32> = Direction::new(DirectionConfig {
-            loss: Loss::Random { p: 0.1 },
-            seed: 7,
-            ..Default::default()
-        });
-        let lost = (0..100_000)
-            .filter(|&i| d.offer(0, i, 100) == Err(DropCause::Loss))
-            .count();
+        let mut d: Direction<u32> =
+            Direction::new(DirectionConfig { loss: Loss::Random { p: 0.1 }, seed: 7, ..Default::default() });
+        let lost = (0..100_000).filter(|&i| d.offer(0, i, 100) == Err(DropCause::Loss)).count();
         assert!((9_500..10_500).contains(&lost), "{lost}");
     }
 
     #[test]
     fn gilbert_elliott_loss_comes_in_bursts() {
         // Mean bad run 1/0.2 = 5 packets, losing everything; mean good run 100.
-        let loss = Loss::GilbertElliott {
-            p_good_bad: 0.01,
-            p_bad_good: 0.2,
-            loss_good: 0.0,
-            loss_bad: 1.0,
-        };
-        let mut d: Direction<u32> = Direction::new(DirectionConfig {
-            loss,
-            seed: 3,
-            ..Default::default()
-        });
-        let lost: Vec<bool> = (0..200_000)
-            .map(|i| d.offer(0, i, 100) == Err(DropCause::Loss))
-            .collect();
+        let loss = Loss::GilbertElliott { p_good_bad: 0.01, p_bad_good: 0.2, loss_good: 0.0, loss_bad: 1.0 };
+        let mut d: Direction<u32> = Direction::new(DirectionConfig { loss, seed: 3, ..Default::default() });
+        let lost: Vec<bool> = (0..200_000).map(|i| d.offer(0, i, 100) == Err(DropCause::Loss)).collect();
         let losses = lost.iter().filter(|&&l| l).count() as f64;
         let bursts = lost.windows(2).filter(|w| !w[0] && w[1]).count() as f64;
         let mean_burst = losses / bursts;
@@ -533,10 +498,8 @@ mod tests {
         let got = run(&mut d, &arrivals, 300 * MS);
         assert_eq!(got.len(), 200);
         assert!(got.windows(2).all(|w| w[0].1 < w[1].1), "in order");
-        let delays: Vec<f64> = got
-            .iter()
-            .map(|&(t, p)| (t - arrivals[p as usize].0) as f64 / MS as f64)
-            .collect();
+        let delays: Vec<f64> =
+            got.iter().map(|&(t, p)| (t - arrivals[p as usize].0) as f64 / MS as f64).collect();
         assert!(delays.iter().all(|&d| (9.9..=70.1).contains(&d)));
 
         let cfg = DirectionConfig {
@@ -548,20 +511,14 @@ mod tests {
         };
         let mut d = Direction::new(cfg);
         let got = run(&mut d, &arrivals, 300 * MS);
-        assert!(
-            got.windows(2).any(|w| w[0].1 > w[1].1),
-            "reordering when allowed"
-        );
+        assert!(got.windows(2).any(|w| w[0].1 > w[1].1), "reordering when allowed");
     }
 
     #[test]
     fn a_blackout_flushes_the_queue_and_refuses_arrivals() {
         let cfg = DirectionConfig {
             capacity: Some(Trace::constant(1.2).unwrap()), // one opportunity per 10 ms
-            blackouts: vec![Window {
-                start: 50 * MS,
-                end: 100 * MS,
-            }],
+            blackouts: vec![Window { start: 50 * MS, end: 100 * MS }],
             ..Default::default()
         };
         let mut d = Direction::new(cfg);
@@ -573,10 +530,7 @@ mod tests {
         );
         let s = d.stats();
         assert!(s.dropped_blackout >= 10, "{s:?}");
-        assert_eq!(
-            s.arrived,
-            s.delivered + s.dropped_blackout + s.dropped_loss + s.dropped_buffer
-        );
+        assert_eq!(s.arrived, s.delivered + s.dropped_blackout + s.dropped_loss + s.dropped_buffer);
     }
 
     #[test]
@@ -584,13 +538,7 @@ mod tests {
         let trace = Trace::constant(12.0).unwrap();
         let collapsed = DirectionConfig {
             capacity: Some(trace),
-            collapses: vec![Collapse {
-                window: Window {
-                    start: 0,
-                    end: 1000 * MS,
-                },
-                factor: 0.25,
-            }],
+            collapses: vec![Collapse { window: Window { start: 0, end: 1000 * MS }, factor: 0.25 }],
             buffer_bytes: 1 << 20,
             ..Default::default()
         };
@@ -603,10 +551,7 @@ mod tests {
 
     #[test]
     fn next_event_points_at_the_next_departure() {
-        let mut d = Direction::new(DirectionConfig {
-            base_delay_ms: 20.0,
-            ..Default::default()
-        });
+        let mut d = Direction::new(DirectionConfig { base_delay_ms: 20.0, ..Default::default() });
         assert_eq!(d.next_event(), None);
         d.offer(0, 1u32, 100).unwrap();
         let mut out = Vec::new();

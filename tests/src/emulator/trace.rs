@@ -34,34 +34,23 @@ impl Trace {
             if line.is_empty() {
                 continue;
             }
-            let t: u64 = line
-                .parse()
-                .with_context(|| format!("line {}: {line:?} is not a time in ms", n + 1))?;
+            let t: u64 =
+                line.parse().with_context(|| format!("line {}: {line:?} is not a time in ms", n + 1))?;
             if let Some(&last) = opportunities_ms.last() {
-                ensure!(
-                    t >= last,
-                    "line {}: {t} ms comes before the previous {last} ms",
-                    n + 1
-                );
+                ensure!(t >= last, "line {}: {t} ms comes before the previous {last} ms", n + 1);
             }
             opportunities_ms.push(t);
         }
-        let period_ms = *opportunities_ms
-            .last()
-            .context("the trace has no delivery opportunity")?;
+        let period_ms = *opportunities_ms.last().context("the trace has no delivery opportunity")?;
         if period_ms == 0 {
             bail!("the trace's last timestamp is 0 ms: it has no duration to repeat");
         }
-        Ok(Self {
-            opportunities_ms,
-            period_ms,
-        })
+        Ok(Self { opportunities_ms, period_ms })
     }
 
     /// Reads a mahimahi trace file.
     pub fn load(path: &Path) -> anyhow::Result<Self> {
-        let text =
-            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
         Self::parse(&text).with_context(|| format!("trace {}", path.display()))
     }
 
@@ -73,14 +62,8 @@ impl Trace {
     /// A trace whose rate is `rates[i]` Mbit/s during the i-th slice of
     /// `slice_ms`, opportunities spread evenly (fractional ones carried over).
     pub fn from_rates_mbit_s(rates: &[f64], slice_ms: u64) -> anyhow::Result<Self> {
-        ensure!(
-            !rates.is_empty() && slice_ms > 0,
-            "a trace needs at least one slice of non-zero length"
-        );
-        ensure!(
-            rates.iter().all(|r| r.is_finite() && *r >= 0.0),
-            "rates must be finite and non-negative"
-        );
+        ensure!(!rates.is_empty() && slice_ms > 0, "a trace needs at least one slice of non-zero length");
+        ensure!(rates.iter().all(|r| r.is_finite() && *r >= 0.0), "rates must be finite and non-negative");
         let per_ms = |mbit_s: f64| mbit_s * 1e6 / 8.0 / OPPORTUNITY_BYTES as f64 / 1000.0;
         let mut opportunities_ms = Vec::new();
         let mut carry = 0.0;
@@ -103,10 +86,7 @@ impl Trace {
             );
             opportunities_ms.push(period_ms);
         }
-        Ok(Self {
-            opportunities_ms,
-            period_ms,
-        })
+        Ok(Self { opportunities_ms, period_ms })
     }
 
     /// The trace as mahimahi text.
@@ -148,9 +128,7 @@ impl Trace {
         let period_ns = self.period_ms * 1_000_000;
         let round = t_ns / period_ns;
         let within = t_ns % period_ns;
-        let i = self
-            .opportunities_ms
-            .partition_point(|&ms| ms * 1_000_000 < within) as u64;
+        let i = self.opportunities_ms.partition_point(|&ms| ms * 1_000_000 < within) as u64;
         round * per + i
     }
 
@@ -184,30 +162,10 @@ mod tests {
 
     #[test]
     fn rejects_bad_text_naming_the_line() {
-        assert!(
-            Trace::parse("")
-                .unwrap_err()
-                .to_string()
-                .contains("no delivery opportunity")
-        );
-        assert!(
-            Trace::parse("3\n2\n")
-                .unwrap_err()
-                .to_string()
-                .contains("line 2")
-        );
-        assert!(
-            Trace::parse("1\nx\n")
-                .unwrap_err()
-                .to_string()
-                .contains("line 2")
-        );
-        assert!(
-            Trace::parse("0\n0\n")
-                .unwrap_err()
-                .to_string()
-                .contains("no duration")
-        );
+        assert!(Trace::parse("").unwrap_err().to_string().contains("no delivery opportunity"));
+        assert!(Trace::parse("3\n2\n").unwrap_err().to_string().contains("line 2"));
+        assert!(Trace::parse("1\nx\n").unwrap_err().to_string().contains("line 2"));
+        assert!(Trace::parse("0\n0\n").unwrap_err().to_string().contains("no duration"));
         assert!(Trace::parse("-1\n").is_err());
     }
 
@@ -220,10 +178,6 @@ mod tests {
         assert_eq!(round_trip, t);
         let two = Trace::from_rates_mbit_s(&[24.0, 0.0], 500).unwrap();
         assert!((two.mean_mbit_s() - 12.0).abs() < 0.05);
-        assert_eq!(
-            two.capacity_bytes(500_000_001, 999_000_000),
-            0,
-            "no capacity in the zero slice"
-        );
+        assert_eq!(two.capacity_bytes(500_000_001, 999_000_000), 0, "no capacity in the zero slice");
     }
 }

@@ -132,17 +132,8 @@ fn percentiles(mut v: Vec<f64>) -> Percentiles {
         return Percentiles::default();
     }
     v.sort_by(f64::total_cmp);
-    let at = |q: f64| {
-        v[(((v.len() as f64) * q).ceil() as usize)
-            .saturating_sub(1)
-            .min(v.len() - 1)]
-    };
-    Percentiles {
-        p50: at(0.50),
-        p95: at(0.95),
-        p99: at(0.99),
-        p999: at(0.999),
-    }
+    let at = |q: f64| v[(((v.len() as f64) * q).ceil() as usize).saturating_sub(1).min(v.len() - 1)];
+    Percentiles { p50: at(0.50), p95: at(0.95), p99: at(0.99), p999: at(0.999) }
 }
 
 struct FlowOutcome {
@@ -189,15 +180,7 @@ fn flow_outcome(planned: &[&Planned], arrivals: &[&Arrival], duration_ns: u64) -
     if !planned.is_empty() {
         max_gap_ns = max_gap_ns.max(duration_ns.saturating_sub(last));
     }
-    FlowOutcome {
-        received: seen.len() as u64,
-        duplicates,
-        reordered,
-        extent,
-        delays_ms,
-        max_gap_ns,
-        bytes,
-    }
+    FlowOutcome { received: seen.len() as u64, duplicates, reordered, extent, delays_ms, max_gap_ns, bytes }
 }
 
 /// Analyzes a run of `duration_ns`; `capacity_bytes` is what the traces
@@ -218,16 +201,11 @@ pub fn analyze(
         by_flow.entry(a.flow).or_default().1.push(a);
     }
     let mut report = Analysis::default();
-    let (mut all_delays, mut all_received, mut all_reordered, mut all_bytes) =
-        (Vec::new(), 0u64, 0u64, 0u64);
+    let (mut all_delays, mut all_received, mut all_reordered, mut all_bytes) = (Vec::new(), 0u64, 0u64, 0u64);
     let mut per_class: BTreeMap<String, ClassReport> = BTreeMap::new();
     let mut class_delays: BTreeMap<String, Vec<f64>> = BTreeMap::new();
     for (flow_id, (p, a)) in &by_flow {
-        let class = flows
-            .iter()
-            .find(|f| f.id == *flow_id)
-            .map_or("unknown", |f| f.class)
-            .to_string();
+        let class = flows.iter().find(|f| f.id == *flow_id).map_or("unknown", |f| f.class).to_string();
         let o = flow_outcome(p, a, duration_ns);
         let c = per_class.entry(class.clone()).or_default();
         c.sent += p.len() as u64;
@@ -237,10 +215,7 @@ pub fn analyze(
         c.reorder_ratio += o.reordered as f64; // normalized below
         c.goodput_mbit_s += o.bytes as f64 * 8.0 / (duration_ns as f64 / 1e9) / 1e6;
         c.max_gap_ms = c.max_gap_ms.max(o.max_gap_ns as f64 / 1e6);
-        class_delays
-            .entry(class.clone())
-            .or_default()
-            .extend(&o.delays_ms);
+        class_delays.entry(class.clone()).or_default().extend(&o.delays_ms);
         all_delays.extend(o.delays_ms);
         all_received += o.received;
         all_reordered += o.reordered;
@@ -248,24 +223,14 @@ pub fn analyze(
     }
     for (class, c) in &mut per_class {
         let delays = class_delays.remove(class).unwrap_or_default();
-        c.within_150ms = ratio(
-            delays.iter().filter(|&&d| d <= 150.0).count() as u64,
-            c.sent,
-        );
+        c.within_150ms = ratio(delays.iter().filter(|&&d| d <= 150.0).count() as u64, c.sent);
         c.owd_ms = percentiles(delays);
         c.loss = 1.0 - ratio(c.received, c.sent);
-        c.reorder_ratio = if c.received > 0 {
-            c.reorder_ratio / c.received as f64
-        } else {
-            0.0
-        };
+        c.reorder_ratio = if c.received > 0 { c.reorder_ratio / c.received as f64 } else { 0.0 };
     }
     let sent = planned.len() as u64;
     report.delivered_ratio = ratio(all_received, sent);
-    report.within_150ms = ratio(
-        all_delays.iter().filter(|&&d| d <= 150.0).count() as u64,
-        sent,
-    );
+    report.within_150ms = ratio(all_delays.iter().filter(|&&d| d <= 150.0).count() as u64, sent);
     report.owd_ms = percentiles(all_delays);
     report.reorder_ratio = ratio(all_reordered, all_received);
     report.max_gap_ms = per_class.values().map(|c| c.max_gap_ms).fold(0.0, f64::max);
@@ -302,11 +267,7 @@ fn event_reports(
     events
         .iter()
         .map(|e| {
-            let next = times
-                .iter()
-                .copied()
-                .find(|&t| t > e.at_ns)
-                .unwrap_or(u64::MAX);
+            let next = times.iter().copied().find(|&t| t > e.at_ns).unwrap_or(u64::MAX);
             let horizon = (e.at_ns + RECOVERY_HORIZON_NS).min(next).min(duration_ns);
             let first = (e.at_ns / BIN_NS) as usize;
             let last = ((horizon.saturating_sub(1)) / BIN_NS) as usize;
@@ -337,25 +298,12 @@ mod tests {
     use super::*;
 
     fn flow() -> Vec<Flow> {
-        vec![Flow {
-            id: 0,
-            class: "cbr",
-            dscp: 0,
-            port: 6000,
-            mbit_s: 1.0,
-        }]
+        vec![Flow { id: 0, class: "cbr", dscp: 0, port: 6000, mbit_s: 1.0 }]
     }
 
     /// 100 datagrams, one every 10 ms, 1000 bytes.
     fn planned() -> Vec<Planned> {
-        (0..100)
-            .map(|i| Planned {
-                at_ns: i * 10_000_000,
-                flow: 0,
-                seq: i,
-                len: 1000,
-            })
-            .collect()
+        (0..100).map(|i| Planned { at_ns: i * 10_000_000, flow: 0, seq: i, len: 1000 }).collect()
     }
 
     fn arrive(p: &Planned, delay_ms: u64) -> Arrival {
@@ -390,11 +338,7 @@ mod tests {
             .map(|p| arrive(p, 20))
             .collect();
         a.swap(5, 6); // one reordered datagram
-        let events = [EventMark {
-            kind: "blackout".into(),
-            link: 0,
-            at_ns: 300_000_000,
-        }];
+        let events = [EventMark { kind: "blackout".into(), link: 0, at_ns: 300_000_000 }];
         let r = analyze(&flow(), &p, &a, &events, 1_000_000_000, 200_000);
         assert!((r.delivered_ratio - 0.8).abs() < 1e-9);
         let c = &r.classes["cbr"];

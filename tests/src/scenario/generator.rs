@@ -45,11 +45,7 @@ pub struct Planned {
 }
 
 /// Plans every flow for `duration_s`; `aggregate_mbit_s` resolves `load` fractions.
-pub fn plan(
-    traffic: &[TrafficSpec],
-    aggregate_mbit_s: f64,
-    duration_s: f64,
-) -> (Vec<Flow>, Vec<Planned>) {
+pub fn plan(traffic: &[TrafficSpec], aggregate_mbit_s: f64, duration_s: f64) -> (Vec<Flow>, Vec<Planned>) {
     let end_ns = (duration_s * 1e9) as u64;
     let mut flows = Vec::new();
     let mut all = Vec::new();
@@ -57,21 +53,11 @@ pub fn plan(
         let id = i as u8;
         let mut seq = 0;
         let mut push = |all: &mut Vec<Planned>, at_ns: u64, len: usize| {
-            all.push(Planned {
-                at_ns,
-                flow: id,
-                seq,
-                len: len.max(MIN_DATAGRAM),
-            });
+            all.push(Planned { at_ns, flow: id, seq, len: len.max(MIN_DATAGRAM) });
             seq += 1;
         };
         let (class, dscp, mbit_s) = match *spec {
-            TrafficSpec::Video {
-                mbit_s,
-                load,
-                fps,
-                gop,
-            } => {
+            TrafficSpec::Video { mbit_s, load, fps, gop } => {
                 let rate = mbit_s.unwrap_or_else(|| load.unwrap_or(0.0) * aggregate_mbit_s);
                 let (fps, gop) = (fps.max(1), gop.max(1));
                 let gop_bytes = rate * 1e6 / 8.0 * f64::from(gop) / f64::from(fps);
@@ -83,11 +69,7 @@ pub fn plan(
                     if at >= end_ns {
                         break;
                     }
-                    let factor = if frame.is_multiple_of(u64::from(gop)) {
-                        I_FRAME_FACTOR
-                    } else {
-                        1
-                    };
+                    let factor = if frame.is_multiple_of(u64::from(gop)) { I_FRAME_FACTOR } else { 1 };
                     let mut left = (p_bytes * f64::from(factor)).round() as usize;
                     // A frame leaves as one burst of full TS-sized packets.
                     while left > 0 {
@@ -108,11 +90,7 @@ pub fn plan(
                 }
                 ("telemetry", 46, f64::from(hz) * bytes as f64 * 8.0 / 1e6)
             }
-            TrafficSpec::Cbr {
-                mbit_s,
-                load,
-                bytes,
-            } => {
+            TrafficSpec::Cbr { mbit_s, load, bytes } => {
                 let rate = mbit_s.unwrap_or_else(|| load.unwrap_or(0.0) * aggregate_mbit_s);
                 let bytes = bytes.max(MIN_DATAGRAM);
                 if rate > 0.0 {
@@ -126,13 +104,7 @@ pub fn plan(
                 ("cbr", 0, rate)
             }
         };
-        flows.push(Flow {
-            id,
-            class,
-            dscp,
-            port: BASE_PORT + u16::from(id),
-            mbit_s,
-        });
+        flows.push(Flow { id, class, dscp, port: BASE_PORT + u16::from(id), mbit_s });
     }
     all.sort_by_key(|p| (p.at_ns, p.flow, p.seq));
     (flows, all)
@@ -144,54 +116,30 @@ mod tests {
 
     #[test]
     fn video_has_i_frame_bursts_and_the_right_rate() {
-        let spec = [TrafficSpec::Video {
-            mbit_s: Some(6.0),
-            load: None,
-            fps: 30,
-            gop: 30,
-        }];
+        let spec = [TrafficSpec::Video { mbit_s: Some(6.0), load: None, fps: 30, gop: 30 }];
         let (flows, planned) = plan(&spec, 0.0, 10.0);
         assert_eq!(flows[0].dscp, 34);
         let bytes: usize = planned.iter().map(|p| p.len).sum();
         let mbit_s = bytes as f64 * 8.0 / 10.0 / 1e6;
         assert!((mbit_s - 6.0).abs() < 0.05, "{mbit_s}");
         // Frame 0 (I) is five times frame 1 (P).
-        let frame = |ns: u64| {
-            planned
-                .iter()
-                .filter(|p| p.at_ns == ns)
-                .map(|p| p.len)
-                .sum::<usize>()
-        };
+        let frame = |ns: u64| planned.iter().filter(|p| p.at_ns == ns).map(|p| p.len).sum::<usize>();
         let (i, p) = (frame(0), frame(33_333_333));
         assert!((i as f64 / p as f64 - 5.0).abs() < 0.01, "I {i} P {p}");
         assert!(planned.iter().all(|p| p.len <= VIDEO_PACKET));
-        assert!(
-            planned.windows(2).all(|w| w[0].seq < w[1].seq),
-            "sequence numbers increase"
-        );
+        assert!(planned.windows(2).all(|w| w[0].seq < w[1].seq), "sequence numbers increase");
     }
 
     #[test]
     fn telemetry_and_cbr_are_regular_and_load_scales() {
         let spec = [
-            TrafficSpec::Telemetry {
-                hz: 100,
-                bytes: 200,
-            },
-            TrafficSpec::Cbr {
-                mbit_s: None,
-                load: Some(0.5),
-                bytes: 1000,
-            },
+            TrafficSpec::Telemetry { hz: 100, bytes: 200 },
+            TrafficSpec::Cbr { mbit_s: None, load: Some(0.5), bytes: 1000 },
         ];
         let (flows, planned) = plan(&spec, 8.0, 2.0);
         assert_eq!(planned.iter().filter(|p| p.flow == 0).count(), 200);
         assert!((flows[1].mbit_s - 4.0).abs() < 1e-9);
         assert_eq!(planned.iter().filter(|p| p.flow == 1).count(), 1000);
-        assert!(
-            planned.windows(2).all(|w| w[0].at_ns <= w[1].at_ns),
-            "time-ordered"
-        );
+        assert!(planned.windows(2).all(|w| w[0].at_ns <= w[1].at_ns), "time-ordered");
     }
 }

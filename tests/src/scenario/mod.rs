@@ -4,4 +4,6 @@
 
 pub mod analyzer;
 pub mod generator;
+pub mod report;
+pub mod runner;
 pub mod spec;

@@ -315,8 +315,7 @@ impl EventKind {
 impl Scenario {
     /// Reads and checks a scenario file.
     pub fn load(path: &Path) -> anyhow::Result<Self> {
-        let text =
-            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
         let mut s: Self = toml::from_str(&text).with_context(|| format!("{}", path.display()))?;
         // Trace files are relative to the scenario.
         let base = path.parent().unwrap_or(Path::new("."));
@@ -327,36 +326,20 @@ impl Scenario {
                 *path = base.join(&*path);
             }
         }
-        s.validate()
-            .with_context(|| format!("{}", path.display()))?;
+        s.validate().with_context(|| format!("{}", path.display()))?;
         Ok(s)
     }
 
     /// Checks what types cannot.
     pub fn validate(&self) -> anyhow::Result<()> {
         ensure!(!self.name.is_empty(), "name: must not be empty");
-        ensure!(
-            self.duration_s > 0.0 && self.duration_s <= 3600.0,
-            "duration_s: must be in (0, 3600]"
-        );
-        ensure!(
-            (1..=8).contains(&self.links.len()),
-            "links: a scenario has 1 to 8 links"
-        );
+        ensure!(self.duration_s > 0.0 && self.duration_s <= 3600.0, "duration_s: must be in (0, 3600]");
+        ensure!((1..=8).contains(&self.links.len()), "links: a scenario has 1 to 8 links");
         ensure!(!self.traffic.is_empty(), "traffic: at least one flow");
         for (i, l) in self.links.iter().enumerate() {
-            ensure!(
-                (0.0..=10_000.0).contains(&l.delay_ms),
-                "links[{i}].delay_ms: must be in 0..=10000"
-            );
-            ensure!(
-                (0.0..=1000.0).contains(&l.jitter_ms),
-                "links[{i}].jitter_ms: must be in 0..=1000"
-            );
-            ensure!(
-                (0.0..=1.0).contains(&l.loss),
-                "links[{i}].loss: must be a probability"
-            );
+            ensure!((0.0..=10_000.0).contains(&l.delay_ms), "links[{i}].delay_ms: must be in 0..=10000");
+            ensure!((0.0..=1000.0).contains(&l.jitter_ms), "links[{i}].jitter_ms: must be in 0..=1000");
+            ensure!((0.0..=1.0).contains(&l.loss), "links[{i}].loss: must be a probability");
             ensure!(l.buffer_kb >= 2, "links[{i}].buffer_kb: at least 2");
             if let Some(g) = l.gilbert {
                 for (v, f) in [
@@ -365,34 +348,19 @@ impl Scenario {
                     (g.loss_bad, "loss_bad"),
                     (g.loss_good, "loss_good"),
                 ] {
-                    ensure!(
-                        (0.0..=1.0).contains(&v),
-                        "links[{i}].gilbert.{f}: must be a probability"
-                    );
+                    ensure!((0.0..=1.0).contains(&v), "links[{i}].gilbert.{f}: must be a probability");
                 }
             }
         }
         for (i, e) in self.events.iter().enumerate() {
-            ensure!(
-                e.at_s >= 0.0 && e.at_s < self.duration_s,
-                "events[{i}].at_s: must be within the run"
-            );
-            ensure!(
-                e.kind.link() < self.links.len(),
-                "events[{i}].link: no link {}",
-                e.kind.link()
-            );
+            ensure!(e.at_s >= 0.0 && e.at_s < self.duration_s, "events[{i}].at_s: must be within the run");
+            ensure!(e.kind.link() < self.links.len(), "events[{i}].link: no link {}", e.kind.link());
             if let EventKind::Collapse { factor, .. } = e.kind {
-                ensure!(
-                    factor > 0.0 && factor <= 1.0,
-                    "events[{i}].factor: must be in (0, 1]"
-                );
+                ensure!(factor > 0.0 && factor <= 1.0, "events[{i}].factor: must be in (0, 1]");
             }
         }
         for (i, t) in self.traffic.iter().enumerate() {
-            if let TrafficSpec::Video { mbit_s, load, .. } | TrafficSpec::Cbr { mbit_s, load, .. } =
-                t
-            {
+            if let TrafficSpec::Video { mbit_s, load, .. } | TrafficSpec::Cbr { mbit_s, load, .. } = t {
                 ensure!(
                     mbit_s.is_some() != load.is_some(),
                     "traffic[{i}]: give exactly one of mbit_s and load"
@@ -407,20 +375,13 @@ impl Scenario {
         self.links
             .iter()
             .enumerate()
-            .map(|(i, l)| {
-                l.trace
-                    .generate(self.duration_s, self.seed.wrapping_add(i as u64 * 7919))
-            })
+            .map(|(i, l)| l.trace.generate(self.duration_s, self.seed.wrapping_add(i as u64 * 7919)))
             .collect::<anyhow::Result<_>>()
     }
 
     /// The emulator's uplink and downlink configuration of each link, with the
     /// emulator-level events (blackouts, collapses) scheduled in.
-    pub fn directions(
-        &self,
-        traces: &[Trace],
-        t0_ns: u64,
-    ) -> Vec<(DirectionConfig, DirectionConfig)> {
+    pub fn directions(&self, traces: &[Trace], t0_ns: u64) -> Vec<(DirectionConfig, DirectionConfig)> {
         let window = |at_s: f64, d_s: f64| Window {
             start: t0_ns + (at_s * 1e9) as u64,
             end: t0_ns + ((at_s + d_s) * 1e9) as u64,
@@ -437,15 +398,8 @@ impl Scenario {
                         EventKind::Blackout { link, duration_s } if link == i => {
                             blackouts.push(window(e.at_s, duration_s))
                         }
-                        EventKind::Collapse {
-                            link,
-                            duration_s,
-                            factor,
-                        } if link == i => {
-                            collapses.push(Collapse {
-                                window: window(e.at_s, duration_s),
-                                factor,
-                            });
+                        EventKind::Collapse { link, duration_s, factor } if link == i => {
+                            collapses.push(Collapse { window: window(e.at_s, duration_s), factor });
                         }
                         _ => {}
                     }
@@ -460,11 +414,8 @@ impl Scenario {
                     None if l.loss > 0.0 => Loss::Random { p: l.loss },
                     None => Loss::None,
                 };
-                let jitter = if l.jitter_ms > 0.0 {
-                    Jitter::Normal { sd_ms: l.jitter_ms }
-                } else {
-                    Jitter::None
-                };
+                let jitter =
+                    if l.jitter_ms > 0.0 { Jitter::Normal { sd_ms: l.jitter_ms } } else { Jitter::None };
                 let seed = self.seed.wrapping_mul(31).wrapping_add(i as u64);
                 let uplink = DirectionConfig {
                     base_delay_ms: l.delay_ms,
@@ -497,10 +448,7 @@ impl Scenario {
         self.links
             .iter()
             .zip(traces)
-            .map(|(l, t)| {
-                l.weight
-                    .unwrap_or_else(|| (t.mean_mbit_s().round() as u32).clamp(1, 1000))
-            })
+            .map(|(l, t)| l.weight.unwrap_or_else(|| (t.mean_mbit_s().round() as u32).clamp(1, 1000)))
             .collect()
     }
 
@@ -518,37 +466,22 @@ impl TraceModel {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         match self {
             Self::Constant { mbit_s } => Trace::constant(*mbit_s),
-            Self::Markov {
-                good_mbit_s,
-                bad_mbit_s,
-                mean_good_s,
-                mean_bad_s,
-            } => {
-                ensure!(
-                    *mean_good_s > 0.0 && *mean_bad_s > 0.0,
-                    "markov: mean dwell times must be positive"
-                );
+            Self::Markov { good_mbit_s, bad_mbit_s, mean_good_s, mean_bad_s } => {
+                ensure!(*mean_good_s > 0.0 && *mean_bad_s > 0.0, "markov: mean dwell times must be positive");
                 let mut rates = Vec::with_capacity(slices);
                 let mut good = true;
                 while rates.len() < slices {
                     let mean = if good { mean_good_s } else { mean_bad_s };
                     // Exponential dwell time, in whole slices (at least one).
                     let u: f64 = rng.random::<f64>().max(1e-12);
-                    let dwell =
-                        ((-u.ln() * mean * 1000.0 / SLICE_MS as f64).round() as usize).max(1);
+                    let dwell = ((-u.ln() * mean * 1000.0 / SLICE_MS as f64).round() as usize).max(1);
                     let rate = if good { *good_mbit_s } else { *bad_mbit_s };
                     rates.extend(std::iter::repeat_n(rate, dwell.min(slices - rates.len())));
                     good = !good;
                 }
                 Trace::from_rates_mbit_s(&rates, SLICE_MS)
             }
-            Self::Lap {
-                min_mbit_s,
-                max_mbit_s,
-                lap_s,
-                phase,
-                noise,
-            } => {
+            Self::Lap { min_mbit_s, max_mbit_s, lap_s, phase, noise } => {
                 ensure!(*lap_s > 0.0, "lap: lap_s must be positive");
                 let rates: Vec<f64> = (0..slices)
                     .map(|k| {
@@ -569,11 +502,7 @@ impl TraceModel {
 /// Fails unless `bad` is an error whose message names `field`.
 #[cfg(test)]
 fn names(bad: anyhow::Result<Scenario>, field: &str) {
-    let msg = format!(
-        "{:#}",
-        bad.err()
-            .unwrap_or_else(|| panic!("expected an error naming {field}"))
-    );
+    let msg = format!("{:#}", bad.err().unwrap_or_else(|| panic!("expected an error naming {field}")));
     assert!(msg.contains(field), "{msg}");
 }
 
@@ -609,68 +538,29 @@ mod tests {
         let traces = s.traces().unwrap();
         assert!((Scenario::aggregate_mbit_s(&traces) - 12.0).abs() < 0.1);
         let dirs = s.directions(&traces, 1_000);
-        assert_eq!(
-            dirs[0].0.blackouts,
-            vec![Window {
-                start: 2_000_001_000,
-                end: 3_000_001_000
-            }]
-        );
+        assert_eq!(dirs[0].0.blackouts, vec![Window { start: 2_000_001_000, end: 3_000_001_000 }]);
         assert_eq!(s.weights(&traces), vec![12]);
     }
 
     #[test]
     fn errors_name_the_field() {
-        names(
-            parse(&BASE.replace("duration_s = 1\n", "duration_s = 1\n        colour = 3\n")),
-            "colour",
-        );
-        names(
-            parse(&BASE.replace("link = 0", "link = 3")),
-            "events[0].link",
-        );
-        names(
-            parse(&BASE.replace("load = 0.5", "load = 0.5\nmbit_s = 3")),
-            "traffic[0]",
-        );
-        names(
-            parse(&BASE.replace("delay_ms = 20", "delay_ms = -1")),
-            "links[0].delay_ms",
-        );
-        names(
-            parse(&BASE.replace("at_s = 2", "at_s = 20")),
-            "events[0].at_s",
-        );
-        names(
-            parse(&BASE.replace("kind = \"blackout\"", "kind = \"meteor\"")),
-            "meteor",
-        );
+        names(parse(&BASE.replace("duration_s = 1\n", "duration_s = 1\n        colour = 3\n")), "colour");
+        names(parse(&BASE.replace("link = 0", "link = 3")), "events[0].link");
+        names(parse(&BASE.replace("load = 0.5", "load = 0.5\nmbit_s = 3")), "traffic[0]");
+        names(parse(&BASE.replace("delay_ms = 20", "delay_ms = -1")), "links[0].delay_ms");
+        names(parse(&BASE.replace("at_s = 2", "at_s = 20")), "events[0].at_s");
+        names(parse(&BASE.replace("kind = \"blackout\"", "kind = \"meteor\"")), "meteor");
     }
 
     #[test]
     fn generated_traces_are_reproducible_and_follow_their_model() {
-        let m = TraceModel::Markov {
-            good_mbit_s: 20.0,
-            bad_mbit_s: 2.0,
-            mean_good_s: 3.0,
-            mean_bad_s: 1.0,
-        };
+        let m = TraceModel::Markov { good_mbit_s: 20.0, bad_mbit_s: 2.0, mean_good_s: 3.0, mean_bad_s: 1.0 };
         let a = m.generate(120.0, 5).unwrap();
         assert_eq!(a, m.generate(120.0, 5).unwrap(), "same seed, same trace");
         assert_ne!(a, m.generate(120.0, 6).unwrap());
         // Stationary mean: (20·3 + 2·1) / 4 = 15.5 Mbit/s, give or take the dwell draws.
-        assert!(
-            (10.0..20.0).contains(&a.mean_mbit_s()),
-            "{}",
-            a.mean_mbit_s()
-        );
-        let lap = TraceModel::Lap {
-            min_mbit_s: 2.0,
-            max_mbit_s: 10.0,
-            lap_s: 60.0,
-            phase: 0.0,
-            noise: 0.0,
-        };
+        assert!((10.0..20.0).contains(&a.mean_mbit_s()), "{}", a.mean_mbit_s());
+        let lap = TraceModel::Lap { min_mbit_s: 2.0, max_mbit_s: 10.0, lap_s: 60.0, phase: 0.0, noise: 0.0 };
         let t = lap.generate(60.0, 1).unwrap();
         assert!((t.mean_mbit_s() - 6.0).abs() < 0.2, "{}", t.mean_mbit_s());
     }

@@ -1,0 +1,282 @@
+//! What a run leaves behind: `result.json` (the numbers), `plot.svg` (per-link
+//! throughput against each link's trace capacity, one-way delay over time,
+//! events marked) and `summary.md`.
+
+use std::{fmt::Write as _, path::Path};
+
+use serde_json::{Value, json};
+
+use super::runner::{RunResult, SAMPLE};
+
+/// The JSON result.
+pub fn to_json(r: &RunResult) -> Value {
+    let a = &r.analysis;
+    let per_link: Vec<Value> = r
+        .link_stats
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let strata = &r.edge_stats["links"][i];
+            json!({
+                "id": i,
+                "weight": r.weights.get(i),
+                "trace_mean_mbit_s": r.traces.get(i).map(|t| t.mean_mbit_s()),
+                "strata_tx_bytes": strata["tx_bytes"],
+                "strata_tx_packets": strata["tx_packets"],
+                "uplink_delivered_bytes": s.uplink.delivered_bytes,
+                "uplink_dropped": {
+                    "blackout": s.uplink.dropped_blackout,
+                    "loss": s.uplink.dropped_loss,
+                    "buffer": s.uplink.dropped_buffer,
+                },
+            })
+        })
+        .collect();
+    json!({
+        "scenario": r.scenario.name,
+        "duration_s": r.scenario.duration_s,
+        "delivered_ratio": a.delivered_ratio,
+        "owd_ms": a.owd_ms,
+        "within_150ms": a.within_150ms,
+        "max_gap_ms": a.max_gap_ms,
+        "aggregation_efficiency": a.aggregation_efficiency,
+        "reorder_ratio": a.reorder_ratio,
+        "classes": a.classes,
+        "loss_by_class": a.classes.iter().map(|(k, c)| (k.clone(), json!(c.loss))).collect::<serde_json::Map<_, _>>(),
+        "links": per_link,
+        "events": a.events,
+        "event_log": r.event_log,
+        "strata_drops": r.edge_stats["drops"],
+    })
+}
+
+/// Writes `result.json`, `plot.svg` and `summary.md` into `dir`.
+pub fn write(r: &RunResult, dir: &Path, json_path: Option<&Path>) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let j = serde_json::to_string_pretty(&to_json(r))? + "\n";
+    std::fs::write(dir.join("result.json"), &j)?;
+    if let Some(p) = json_path {
+        std::fs::write(p, &j)?;
+    }
+    std::fs::write(dir.join("plot.svg"), svg(r))?;
+    std::fs::write(dir.join("summary.md"), markdown(r))?;
+    Ok(())
+}
+
+const COLORS: [&str; 8] =
+    ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f"];
+
+/// Two panels sharing the time axis: stacked per-link uplink throughput with
+/// each link's trace capacity, and one-way delay of every delivered datagram.
+pub fn svg(r: &RunResult) -> String {
+    let (w, h, left, right) = (1000.0, 640.0, 70.0, 20.0);
+    let (top1, h1, top2, h2) = (40.0, 260.0, 360.0, 230.0);
+    let dur = r.scenario.duration_s;
+    let x = |t: f64| left + (t.clamp(0.0, dur) / dur) * (w - left - right);
+    let links = r.traces.len();
+
+    // Throughput per link per sample interval (Mbit/s), from cumulative counters.
+    let mut rates: Vec<(f64, Vec<f64>)> = Vec::new();
+    for pair in r.samples.windows(2) {
+        let dt = (pair[1].t_s - pair[0].t_s).max(1e-6);
+        let per: Vec<f64> = (0..links)
+            .map(|i| {
+                (pair[1].uplink_bytes[i].saturating_sub(pair[0].uplink_bytes[i])) as f64 * 8.0 / dt / 1e6
+            })
+            .collect();
+        rates.push((pair[1].t_s, per));
+    }
+    let cap = |i: usize, t: f64| {
+        let warm = super::runner::WARMUP.as_nanos() as u64;
+        let a = warm + (t.max(0.0) * 1e9) as u64;
+        let b = a + SAMPLE.as_nanos() as u64;
+        r.traces[i].capacity_bytes(a, b) as f64 * 8.0 / SAMPLE.as_secs_f64() / 1e6
+    };
+    let max_rate = rates
+        .iter()
+        .map(|(_, v)| v.iter().sum::<f64>())
+        .chain(
+            (0..links)
+                .flat_map(|i| (0..(dur * 10.0) as usize).map(move |k| (i, k as f64 / 10.0)))
+                .map(|(i, t)| cap(i, t)),
+        )
+        .fold(1.0, f64::max)
+        * 1.1;
+    let y1 = |v: f64| top1 + h1 - (v / max_rate).min(1.0) * h1;
+    let max_owd = r.analysis.owd_ms.p999.max(r.analysis.owd_ms.p99).max(10.0) * 1.2;
+    let y2 = |v: f64| top2 + h2 - (v / max_owd).min(1.0) * h2;
+
+    let mut s = String::new();
+    let _ = write!(
+        s,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" font-family="sans-serif" font-size="12">"#
+    );
+    let _ = write!(s, r#"<rect width="100%" height="100%" fill="white"/>"#);
+    let _ = write!(
+        s,
+        r#"<text x="{left}" y="20" font-size="15">{} — uplink per link (stacked areas) vs. trace capacity (lines); one-way delay</text>"#,
+        r.scenario.name
+    );
+    // Axes and grid.
+    for (top, hh, label, maxv) in [(top1, h1, "Mbit/s", max_rate), (top2, h2, "OWD ms", max_owd)] {
+        let _ = write!(
+            s,
+            r##"<rect x="{left}" y="{top}" width="{}" height="{hh}" fill="none" stroke="#999"/>"##,
+            w - left - right
+        );
+        for k in 0..=4 {
+            let v = maxv * f64::from(k) / 4.0;
+            let yy = top + hh - hh * f64::from(k) / 4.0;
+            let _ = write!(
+                s,
+                r##"<line x1="{left}" x2="{}" y1="{yy}" y2="{yy}" stroke="#eee"/><text x="{}" y="{}" text-anchor="end">{v:.0}</text>"##,
+                w - right,
+                left - 5.0,
+                yy + 4.0
+            );
+        }
+        let _ = write!(
+            s,
+            r#"<text x="12" y="{}" transform="rotate(-90 12 {})">{label}</text>"#,
+            top + hh / 2.0,
+            top + hh / 2.0
+        );
+    }
+    for k in 0..=10 {
+        let t = dur * f64::from(k) / 10.0;
+        let _ =
+            write!(s, r#"<text x="{}" y="{}" text-anchor="middle">{t:.0}s</text>"#, x(t), top2 + h2 + 16.0);
+    }
+    // Stacked throughput areas.
+    for i in (0..links).rev() {
+        let mut pts = String::new();
+        let stacked = |v: &Vec<f64>| v.iter().take(i + 1).sum::<f64>();
+        let visible: Vec<_> = rates.iter().filter(|(t, _)| *t >= 0.0 && *t <= dur).collect();
+        if visible.is_empty() {
+            continue;
+        }
+        let _ = write!(pts, "{},{} ", x(visible[0].0), y1(0.0));
+        for (t, v) in &visible {
+            let _ = write!(pts, "{:.1},{:.1} ", x(*t), y1(stacked(v)));
+        }
+        let _ = write!(pts, "{},{}", x(visible[visible.len() - 1].0), y1(0.0));
+        let _ = write!(
+            s,
+            r#"<polygon points="{pts}" fill="{}" fill-opacity="0.45" stroke="none"/>"#,
+            COLORS[i % 8]
+        );
+    }
+    // Trace capacity lines.
+    for i in 0..links {
+        let mut pts = String::new();
+        let mut t = 0.0;
+        while t <= dur {
+            let _ = write!(pts, "{:.1},{:.1} ", x(t), y1(cap(i, t)));
+            t += SAMPLE.as_secs_f64();
+        }
+        let _ = write!(
+            s,
+            r#"<polyline points="{pts}" fill="none" stroke="{}" stroke-width="1.5"/>"#,
+            COLORS[i % 8]
+        );
+        let _ = write!(
+            s,
+            r#"<text x="{}" y="{}" fill="{}">link {i} (weight {})</text>"#,
+            w - 190.0,
+            top1 + 16.0 + 15.0 * i as f64,
+            COLORS[i % 8],
+            r.weights.get(i).copied().unwrap_or(0)
+        );
+    }
+    // One-way delay, one dot per delivered datagram (thinned to ≤ 20 000 dots).
+    let step = (r.arrivals.len() / 20_000).max(1);
+    for a in r.arrivals.iter().step_by(step) {
+        let t = a.sent_ns as f64 / 1e9;
+        let d = a.recv_ns.saturating_sub(a.sent_ns) as f64 / 1e6;
+        let color = r.flows.iter().position(|f| f.id == a.flow).map_or("#333", |k| COLORS[(k + 4) % 8]);
+        let _ = write!(s, r#"<circle cx="{:.1}" cy="{:.1}" r="1" fill="{color}"/>"#, x(t), y2(d));
+    }
+    for (k, f) in r.flows.iter().enumerate() {
+        let _ = write!(
+            s,
+            r#"<text x="{}" y="{}" fill="{}">{} ({:.1} Mbit/s)</text>"#,
+            w - 190.0,
+            top2 + 16.0 + 15.0 * k as f64,
+            COLORS[(k + 4) % 8],
+            f.class,
+            f.mbit_s
+        );
+    }
+    // Events.
+    for e in &r.scenario.events {
+        let xx = x(e.at_s);
+        let _ = write!(
+            s,
+            r##"<line x1="{xx}" x2="{xx}" y1="{top1}" y2="{}" stroke="#000" stroke-dasharray="4 3"/><text x="{}" y="{}" font-size="11">{} (link {})</text>"##,
+            top2 + h2,
+            xx + 3.0,
+            top1 - 4.0,
+            e.kind.name(),
+            e.kind.link()
+        );
+    }
+    s.push_str("</svg>\n");
+    s
+}
+
+/// A short human summary.
+pub fn markdown(r: &RunResult) -> String {
+    let a = &r.analysis;
+    let mut s = String::new();
+    let _ = writeln!(s, "# Scenario `{}`\n\n{}\n", r.scenario.name, r.scenario.description.trim());
+    let _ = writeln!(s, "| metric | value |\n|---|---|");
+    let _ = writeln!(s, "| delivered | {:.3} % |", a.delivered_ratio * 100.0);
+    let _ = writeln!(
+        s,
+        "| one-way delay p50 / p95 / p99 / p99.9 | {:.1} / {:.1} / {:.1} / {:.1} ms |",
+        a.owd_ms.p50, a.owd_ms.p95, a.owd_ms.p99, a.owd_ms.p999
+    );
+    let _ = writeln!(s, "| within 150 ms | {:.2} % |", a.within_150ms * 100.0);
+    let _ = writeln!(s, "| longest delivery gap | {:.0} ms |", a.max_gap_ms);
+    let _ = writeln!(s, "| reordered (RFC 4737) | {:.3} % |", a.reorder_ratio * 100.0);
+    let _ = writeln!(s, "| aggregation efficiency | {:.3} |", a.aggregation_efficiency);
+    let _ =
+        writeln!(s, "\n| class | sent | loss | OWD p99 | goodput | longest gap |\n|---|---|---|---|---|---|");
+    for (name, c) in &a.classes {
+        let _ = writeln!(
+            s,
+            "| {name} | {} | {:.3} % | {:.1} ms | {:.2} Mbit/s | {:.0} ms |",
+            c.sent,
+            c.loss * 100.0,
+            c.owd_ms.p99,
+            c.goodput_mbit_s,
+            c.max_gap_ms
+        );
+    }
+    let _ = writeln!(s, "\n| link | weight | trace mean | carried (uplink) |\n|---|---|---|---|");
+    for (i, st) in r.link_stats.iter().enumerate() {
+        let _ = writeln!(
+            s,
+            "| {i} | {} | {:.1} Mbit/s | {:.1} MB |",
+            r.weights.get(i).copied().unwrap_or(0),
+            r.traces[i].mean_mbit_s(),
+            st.uplink.delivered_bytes as f64 / 1e6
+        );
+    }
+    if !a.events.is_empty() {
+        let _ = writeln!(s, "\n| event | link | at | recovery | lost |\n|---|---|---|---|---|");
+        for e in &a.events {
+            let _ = writeln!(
+                s,
+                "| {} | {} | {:.1} s | {:.0} ms | {} |",
+                e.kind,
+                e.link,
+                e.at_ms / 1000.0,
+                e.recovery_ms,
+                e.lost_packets
+            );
+        }
+    }
+    s.push_str("\n![plot](plot.svg)\n");
+    s
+}

@@ -1,0 +1,363 @@
+//! Playing a scenario: the lab with emulated links, the Strata daemons, the
+//! applications, the events — then the analysis.
+//!
+//! Timeline (all on CLOCK_MONOTONIC): the emulated links start at time 0,
+//! the daemons come up, and traffic starts at [`WARMUP`] and runs for the
+//! scenario's duration, followed by [`DRAIN`] for late packets. Events and
+//! traces are placed relative to the start of traffic.
+
+use std::{
+    net::{SocketAddr, UdpSocket},
+    os::fd::AsRawFd as _,
+    path::Path,
+    process::Command,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context as _, bail};
+
+use super::{
+    analyzer::{Analysis, Arrival, EventMark, analyze},
+    generator::{Flow, Planned, plan},
+    spec::{EventKind, Scenario},
+};
+use crate::{
+    Lab,
+    emulator::{bridge::EmulatedLink, trace::Trace},
+    in_netns,
+    strata::{EDGE_TUNNEL_ADDR, HUB_TUNNEL_ADDR, Tunnel},
+    traffic::{decode_prefix, encode_prefix, enlarge_receive_buffer, now_ns},
+};
+
+/// Time from starting the links to starting traffic.
+pub const WARMUP: Duration = Duration::from_secs(3);
+/// Time after traffic for late packets.
+pub const DRAIN: Duration = Duration::from_secs(2);
+/// Sampling interval of per-link throughput.
+pub const SAMPLE: Duration = Duration::from_millis(100);
+
+/// One sample of what each link carried.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LinkSample {
+    /// Time since traffic started, s (negative during warm-up).
+    pub t_s: f64,
+    /// Uplink bytes the emulator delivered so far, per link.
+    pub uplink_bytes: Vec<u64>,
+}
+
+/// Everything a run produced.
+#[derive(Debug)]
+pub struct RunResult {
+    /// The scenario.
+    pub scenario: Scenario,
+    /// Uplink traces.
+    pub traces: Vec<Trace>,
+    /// Strata weights used.
+    pub weights: Vec<u32>,
+    /// Flows.
+    pub flows: Vec<Flow>,
+    /// What was offered.
+    pub planned: Vec<Planned>,
+    /// What arrived.
+    pub arrivals: Vec<Arrival>,
+    /// Per-link samples.
+    pub samples: Vec<LinkSample>,
+    /// Final emulator counters per link.
+    pub link_stats: Vec<crate::emulator::bridge::LinkStats>,
+    /// `strata-ctl stats --json` of the edge at the end.
+    pub edge_stats: serde_json::Value,
+    /// What each event did, as applied.
+    pub event_log: Vec<String>,
+    /// The numbers.
+    pub analysis: Analysis,
+}
+
+/// Runs `scenario` with the `strata-ctl` at `binary`, keeping configs and
+/// logs in `workdir`.
+pub fn run(scenario: &Scenario, binary: &Path, workdir: &Path) -> anyhow::Result<RunResult> {
+    let traces = scenario.traces()?;
+    let weights = scenario.weights(&traces);
+    let aggregate = Scenario::aggregate_mbit_s(&traces);
+    let (flows, planned) = plan(&scenario.traffic, aggregate, scenario.duration_s);
+    let duration = Duration::from_secs_f64(scenario.duration_s);
+    let warmup_ns = WARMUP.as_nanos() as u64;
+
+    let lab = Lab::up_emulated(&Lab::unique_prefix(), scenario.links.len())?;
+    let start = Instant::now();
+    let start_mono = now_ns();
+    let mut links = Vec::new();
+    for (i, (up, down)) in scenario.directions(&traces, warmup_ns).into_iter().enumerate() {
+        links.push(EmulatedLink::start(&lab.air_ns(i), "edge", "car", up, down, start)?);
+    }
+    let tunnel = Tunnel::start(&lab, binary, &weights, workdir)?;
+    let traffic_start_mono = start_mono + warmup_ns;
+    anyhow::ensure!(start.elapsed() < WARMUP, "the daemons took longer than the {WARMUP:?} warm-up to start");
+
+    // Receivers in the hub, one socket per flow.
+    let stop = Arc::new(AtomicBool::new(false));
+    let arrivals = Arc::new(Mutex::new(Vec::with_capacity(planned.len())));
+    let receivers: Vec<_> = flows
+        .iter()
+        .map(|f| {
+            let (stop, arrivals, ns, port) = (stop.clone(), arrivals.clone(), lab.hub_ns(), f.port);
+            std::thread::spawn(move || {
+                in_netns(&ns, move || {
+                    receive_flow(
+                        SocketAddr::from((HUB_TUNNEL_ADDR, port)),
+                        traffic_start_mono,
+                        &stop,
+                        &arrivals,
+                    )
+                })
+            })
+        })
+        .collect();
+
+    // Events that are not emulator-level run on their own thread.
+    let event_log = Arc::new(Mutex::new(Vec::new()));
+    let events = {
+        let (scenario, lab_prefix, log) = (scenario.clone(), lab.prefix().to_string(), event_log.clone());
+        std::thread::spawn(move || play_events(&scenario, &lab_prefix, traffic_start_mono, &log))
+    };
+
+    // Per-link samples.
+    let mut samples = Vec::new();
+    let sender = {
+        let (planned, flows, ns) = (planned.clone(), flows.clone(), lab.edge_ns());
+        std::thread::spawn(move || in_netns(&ns, move || send_all(&flows, &planned, traffic_start_mono)))
+    };
+    let end = start + WARMUP + duration + DRAIN;
+    while Instant::now() < end {
+        samples.push(LinkSample {
+            t_s: (now_ns() as f64 - traffic_start_mono as f64) / 1e9,
+            uplink_bytes: links.iter().map(|l| l.stats().uplink.delivered_bytes).collect(),
+        });
+        std::thread::sleep(SAMPLE);
+    }
+    let sent = sender.join().map_err(|_| anyhow::anyhow!("sender panicked"))?;
+    stop.store(true, Ordering::Relaxed);
+    for r in receivers {
+        r.join().map_err(|_| anyhow::anyhow!("receiver panicked"))??;
+    }
+    events.join().map_err(|_| anyhow::anyhow!("event thread panicked"))??;
+    let sent = sent?;
+    anyhow::ensure!(sent == planned.len() as u64, "the sender sent {sent} of {} datagrams", planned.len());
+
+    let edge_stats = Command::new(binary)
+        .args(["stats", "--json", "--name", tunnel.edge.name()])
+        .output()
+        .ok()
+        .and_then(|o| serde_json::from_slice(&o.stdout).ok())
+        .unwrap_or(serde_json::Value::Null);
+    tunnel.stop()?;
+    let link_stats: Vec<_> = links.into_iter().map(EmulatedLink::stop).collect::<anyhow::Result<_>>()?;
+    lab.down()?;
+
+    let arrivals = std::mem::take(&mut *arrivals.lock().map_err(|_| anyhow::anyhow!("poisoned"))?);
+    let marks: Vec<EventMark> = scenario
+        .events
+        .iter()
+        .map(|e| EventMark { kind: e.kind.name().into(), link: e.kind.link(), at_ns: (e.at_s * 1e9) as u64 })
+        .collect();
+    let duration_ns = duration.as_nanos() as u64;
+    let capacity: u64 = traces.iter().map(|t| t.capacity_bytes(warmup_ns, warmup_ns + duration_ns)).sum();
+    let analysis = analyze(&flows, &planned, &arrivals, &marks, duration_ns, capacity);
+    let event_log = std::mem::take(&mut *event_log.lock().map_err(|_| anyhow::anyhow!("poisoned"))?);
+    Ok(RunResult {
+        scenario: scenario.clone(),
+        traces,
+        weights,
+        flows,
+        planned,
+        arrivals,
+        samples,
+        link_stats,
+        edge_stats,
+        event_log,
+        analysis,
+    })
+}
+
+/// Sends every planned datagram at its time, one socket per flow marked with
+/// the flow's DSCP. Returns how many were sent.
+fn send_all(flows: &[Flow], planned: &[Planned], t0: u64) -> anyhow::Result<u64> {
+    let mut sockets = Vec::new();
+    for f in flows {
+        let sock = UdpSocket::bind(SocketAddr::from((EDGE_TUNNEL_ADDR, 0)))?;
+        let tos = i32::from(f.dscp) << 2;
+        // SAFETY: setsockopt with a pointer to a live i32 and its size.
+        let ret = unsafe {
+            libc::setsockopt(
+                sock.as_raw_fd(),
+                libc::IPPROTO_IP,
+                libc::IP_TOS,
+                (&raw const tos).cast(),
+                size_of::<i32>() as libc::socklen_t,
+            )
+        };
+        anyhow::ensure!(ret == 0, "IP_TOS: {}", std::io::Error::last_os_error());
+        sockets.push((sock, SocketAddr::from((HUB_TUNNEL_ADDR, f.port))));
+    }
+    let mut buf = vec![0u8; 65_536];
+    let mut sent = 0;
+    for p in planned {
+        let due = t0 + p.at_ns;
+        let now = now_ns();
+        if due > now {
+            std::thread::sleep(Duration::from_nanos(due - now));
+        }
+        let len = p.len.min(buf.len());
+        encode_prefix(p.seq, now_ns(), &mut buf);
+        buf[crate::traffic::PREFIX_LEN] = p.flow;
+        let (sock, dst) = &sockets[usize::from(p.flow)];
+        // A full socket buffer is waited out: the offered load is the plan.
+        loop {
+            match sock.send_to(&buf[..len], dst) {
+                Ok(_) => break,
+                Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => {
+                    std::thread::sleep(Duration::from_micros(50))
+                }
+                // The tunnel may have no usable link for a moment (an event); the datagram is lost.
+                Err(e)
+                    if matches!(
+                        e.raw_os_error(),
+                        Some(libc::ENETUNREACH | libc::EHOSTUNREACH | libc::EPERM)
+                    ) =>
+                {
+                    break;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        sent += 1;
+    }
+    Ok(sent)
+}
+
+fn receive_flow(
+    addr: SocketAddr,
+    t0: u64,
+    stop: &AtomicBool,
+    out: &Mutex<Vec<Arrival>>,
+) -> anyhow::Result<()> {
+    let sock = UdpSocket::bind(addr).with_context(|| format!("binding {addr}"))?;
+    enlarge_receive_buffer(&sock, 16 << 20)?;
+    sock.set_read_timeout(Some(Duration::from_millis(100)))?;
+    let mut buf = vec![0u8; 65_536];
+    let mut local = Vec::new();
+    while !stop.load(Ordering::Relaxed) {
+        let n = match sock.recv(&mut buf) {
+            Ok(n) => n,
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
+                continue;
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let recv = now_ns();
+        let Some((seq, sent)) = decode_prefix(&buf[..n]) else { continue };
+        let Some(&flow) = buf.get(crate::traffic::PREFIX_LEN) else { continue };
+        local.push(Arrival {
+            flow,
+            seq,
+            sent_ns: sent.saturating_sub(t0),
+            recv_ns: recv.saturating_sub(t0),
+            len: n,
+        });
+    }
+    out.lock().map_err(|_| anyhow::anyhow!("poisoned"))?.extend(local);
+    Ok(())
+}
+
+fn ip(args: &[&str]) -> anyhow::Result<()> {
+    let out = Command::new("ip").args(args).output()?;
+    if !out.status.success() {
+        bail!("ip {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim());
+    }
+    Ok(())
+}
+
+/// Applies the events that act on the operating system (the emulator plays
+/// blackouts and collapses itself) at their times.
+fn play_events(scenario: &Scenario, prefix: &str, t0: u64, log: &Mutex<Vec<String>>) -> anyhow::Result<()> {
+    let edge = format!("{prefix}-edge");
+    // (time, action) pairs, including the "up again" half of timed events.
+    let mut actions: Vec<(f64, EventKind, bool)> = Vec::new();
+    for e in &scenario.events {
+        match e.kind {
+            EventKind::Blackout { .. } | EventKind::Collapse { .. } => {}
+            EventKind::InterfaceDown { duration_s, .. } | EventKind::UsbReattach { duration_s, .. } => {
+                actions.push((e.at_s, e.kind.clone(), true));
+                actions.push((e.at_s + duration_s, e.kind.clone(), false));
+            }
+            _ => actions.push((e.at_s, e.kind.clone(), true)),
+        }
+    }
+    actions.sort_by(|a, b| a.0.total_cmp(&b.0));
+    for (at_s, kind, first) in actions {
+        let due = t0 + (at_s * 1e9) as u64;
+        let now = now_ns();
+        if due > now {
+            std::thread::sleep(Duration::from_nanos(due - now));
+        }
+        let link = kind.link();
+        let ifname = Lab::link_ifname(link);
+        let result = match (&kind, first) {
+            (EventKind::InterfaceDown { .. }, true) => {
+                ip(&["-n", &edge, "link", "set", "dev", &ifname, "down"])
+            }
+            (EventKind::InterfaceDown { .. }, false) => {
+                ip(&["-n", &edge, "link", "set", "dev", &ifname, "up"])
+            }
+            (EventKind::Mtu { mtu, .. }, _) => {
+                ip(&["-n", &edge, "link", "set", "dev", &ifname, "mtu", &mtu.to_string()])
+            }
+            (EventKind::AddressChange { .. }, _) => {
+                let old = format!("{}/24", Lab::link_addr(link));
+                let new = format!("{}/24", std::net::Ipv4Addr::new(100, 64, link as u8 + 1, 3));
+                ip(&["-n", &edge, "addr", "add", &new, "dev", &ifname])
+                    .and_then(|()| ip(&["-n", &edge, "addr", "del", &old, "dev", &ifname]))
+            }
+            (EventKind::NatRebind { .. }, _) => {
+                let car = format!("{prefix}-car{link}");
+                let out = Command::new("ip").args(["netns", "exec", &car, "conntrack", "-F"]).output()?;
+                if out.status.success() {
+                    Ok(())
+                } else {
+                    Err(anyhow::anyhow!("conntrack -F: {}", String::from_utf8_lossy(&out.stderr).trim()))
+                }
+            }
+            (EventKind::UsbReattach { .. }, true) => {
+                ip(&["-n", &edge, "link", "set", "dev", &ifname, "down"]).and_then(|()| {
+                    ip(&["-n", &edge, "link", "set", "dev", &ifname, "name", &format!("{ifname}x")])
+                })
+            }
+            (EventKind::UsbReattach { .. }, false) => ip(&[
+                "-n",
+                &edge,
+                "link",
+                "set",
+                "dev",
+                &format!("{ifname}x"),
+                "name",
+                &format!("wwan{link}"),
+            ])
+            .and_then(|()| ip(&["-n", &edge, "link", "set", "dev", &format!("wwan{link}"), "up"])),
+            _ => Ok(()),
+        };
+        let line = format!(
+            "{at_s:.3} s {} link {link}{}: {}",
+            kind.name(),
+            if first { "" } else { " (end)" },
+            match &result {
+                Ok(()) => "applied".to_string(),
+                Err(e) => format!("failed: {e:#}"),
+            }
+        );
+        log.lock().map_err(|_| anyhow::anyhow!("poisoned"))?.push(line);
+    }
+    Ok(())
+}
