@@ -116,3 +116,87 @@ fn busy_cpu_ns() -> anyhow::Result<u64> {
     // USER_HZ is 100 on Linux.
     Ok(busy * 10_000_000)
 }
+
+/// `cargo xtask bench emulator`: how faithful and how fast the link emulator is.
+///
+/// * delay: median and p99 round trip across one link for several configured
+///   delays (each way), against the configured round trip;
+/// * capacity: delivered IP rate through constant traces when offered 1.5×
+///   their rate;
+/// * its own limit: unpaced datagrams through a link without capacity limit
+///   or delay, large and small.
+pub(crate) fn emulator(json_out: Option<&Path>) -> anyhow::Result<()> {
+    use std::time::Instant;
+
+    use strata_lab::emulator::{bridge::EmulatedLink, calibrate, model::DirectionConfig, trace::Trace};
+
+    crate::setup::run()?;
+    require_root("cargo xtask bench emulator")?;
+    let lab = Lab::up_emulated(&Lab::unique_prefix(), 1)?;
+    let start = |up: DirectionConfig, down: DirectionConfig| {
+        EmulatedLink::start(&lab.air_ns(0), "edge", "car", up, down, Instant::now())
+    };
+
+    let mut delay = Vec::new();
+    for one_way in [5.0, 20.0, 50.0, 150.0] {
+        let cfg = DirectionConfig { base_delay_ms: one_way, ..Default::default() };
+        let link = start(cfg.clone(), cfg)?;
+        let mut rtts: Vec<f64> =
+            calibrate::round_trips(&lab, 0, 201)?.iter().skip(1).map(|d| d.as_secs_f64() * 1e3).collect();
+        link.stop()?;
+        rtts.sort_by(f64::total_cmp);
+        let (p50, p99) = (rtts[rtts.len() / 2], rtts[rtts.len() * 99 / 100]);
+        println!(
+            "delay {one_way} ms each way: RTT p50 {p50:.2} ms, p99 {p99:.2} ms (configured {:.0})",
+            2.0 * one_way
+        );
+        delay.push(json!({ "one_way_ms": one_way, "rtt_configured_ms": 2.0 * one_way, "rtt_p50_ms": p50, "rtt_p99_ms": p99 }));
+    }
+
+    let mut capacity = Vec::new();
+    for mbit_s in [5.0, 20.0, 50.0, 100.0] {
+        let up = DirectionConfig {
+            capacity: Some(Trace::constant(mbit_s)?),
+            buffer_bytes: 128 * 1500,
+            ..Default::default()
+        };
+        let link = start(up, DirectionConfig::default())?;
+        let ip = calibrate::ip_bytes(1472) as f64;
+        let pps = (1.5 * mbit_s * 1e6 / 8.0 / ip) as u64;
+        let got = calibrate::offer(&lab, 0, pps * 3, 1472, pps)?;
+        link.stop()?;
+        let delivered = got.received as f64 * ip * 8.0 / got.span.as_secs_f64().max(1e-9) / 1e6;
+        println!(
+            "trace {mbit_s} Mbit/s, offered {:.1}: delivered {delivered:.3} Mbit/s ({:+.2} %)",
+            1.5 * mbit_s,
+            (delivered / mbit_s - 1.0) * 100.0
+        );
+        capacity.push(
+            json!({ "trace_mbit_s": mbit_s, "offered_mbit_s": 1.5 * mbit_s, "delivered_mbit_s": delivered }),
+        );
+    }
+
+    let mut limit = Vec::new();
+    for payload in [1472usize, 200] {
+        let link = start(DirectionConfig::default(), DirectionConfig::default())?;
+        let count = 200_000;
+        let got = calibrate::offer(&lab, 0, count, payload, 0)?;
+        let stats = link.stop()?;
+        let span = got.span.as_secs_f64().max(1e-9);
+        let pps = got.received as f64 / span;
+        let mbit_s = pps * calibrate::ip_bytes(payload) as f64 * 8.0 / 1e6;
+        println!(
+            "unlimited link, unpaced {payload}-byte datagrams: {pps:.0} pkt/s, {mbit_s:.0} Mbit/s, {} of {count} delivered",
+            got.received
+        );
+        limit.push(json!({ "payload_bytes": payload, "sent": count, "delivered": got.received, "pps": pps, "mbit_s": mbit_s, "bridge_send_failures": stats.send_failures }));
+    }
+    lab.down()?;
+
+    let result = json!({ "delay": delay, "capacity": capacity, "limit": limit });
+    if let Some(path) = json_out {
+        std::fs::write(path, serde_json::to_string_pretty(&result)? + "\n")?;
+        println!("written to {}", path.display());
+    }
+    Ok(())
+}

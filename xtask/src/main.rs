@@ -92,6 +92,12 @@ enum BenchCommand {
         #[arg(long, default_value_t = 300_000)]
         packets: u64,
     },
+    /// The link emulator's own accuracy (delay, capacity) and limit.
+    Emulator {
+        /// Also write the results as JSON to this file.
+        #[arg(long)]
+        json: Option<PathBuf>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -105,6 +111,7 @@ fn main() -> ExitCode {
         Command::Lab { command: LabCommand::Run { scenario, traces, json, out, duration } } => {
             lab::run(&scenario, &traces, json.as_deref(), out.as_deref(), duration)
         }
+        Command::Bench { command: BenchCommand::Emulator { json } } => bench::emulator(json.as_deref()),
         Command::Bench { command: BenchCommand::Datapath { json, packets } } => {
             bench::datapath(json.as_deref(), packets)
         }

@@ -30,6 +30,8 @@ use super::model::{Direction, DirectionConfig, DirectionStats, Nanos};
 
 /// `struct virtio_net_hdr` that precedes every frame on a `PACKET_VNET_HDR` socket.
 const VNET_HDR_LEN: usize = 10;
+/// Ethernet header, not counted against capacity.
+const ETH_HLEN: usize = 14;
 /// The longest poll: the loop checks its stop flag at least this often.
 const MAX_SLEEP: Duration = Duration::from_millis(5);
 
@@ -240,7 +242,9 @@ fn bridge(
         for (sock, dir) in [(edge, &mut uplink), (carrier, &mut downlink)] {
             while let Some(n) = sock.recv(&mut buf)? {
                 let frame = buf[..n].to_vec();
-                let len = n.saturating_sub(VNET_HDR_LEN);
+                // Capacity counts IP bytes, as mahimahi (which shapes IP
+                // packets on a TUN device) does: 1500 per opportunity.
+                let len = n.saturating_sub(VNET_HDR_LEN + ETH_HLEN);
                 let _ = dir.offer(now, frame, len);
             }
         }

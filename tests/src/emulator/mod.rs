@@ -9,5 +9,6 @@
 //! caller passes in; [`trace`] reads and writes mahimahi capacity traces.
 
 pub mod bridge;
+pub mod calibrate;
 pub mod model;
 pub mod trace;

@@ -207,17 +207,23 @@ pub fn svg(r: &RunResult) -> String {
             f.mbit_s
         );
     }
-    // Events.
+    // Events (simultaneous ones share a line and a label).
+    let mut marks: Vec<(f64, String, Vec<usize>)> = Vec::new();
     for e in &r.scenario.events {
-        let xx = x(e.at_s);
+        match marks.iter_mut().find(|(t, k, _)| (*t - e.at_s).abs() < 1e-9 && k == e.kind.name()) {
+            Some((_, _, links)) => links.push(e.kind.link()),
+            None => marks.push((e.at_s, e.kind.name().to_string(), vec![e.kind.link()])),
+        }
+    }
+    for (at_s, kind, links) in &marks {
+        let xx = x(*at_s);
+        let which = links.iter().map(ToString::to_string).collect::<Vec<_>>().join(",");
         let _ = write!(
             s,
-            r##"<line x1="{xx}" x2="{xx}" y1="{top1}" y2="{}" stroke="#000" stroke-dasharray="4 3"/><text x="{}" y="{}" font-size="11">{} (link {})</text>"##,
+            r##"<line x1="{xx}" x2="{xx}" y1="{top1}" y2="{}" stroke="#000" stroke-dasharray="4 3"/><text x="{}" y="{}" font-size="11">{kind} (link {which})</text>"##,
             top2 + h2,
             xx + 3.0,
-            top1 - 4.0,
-            e.kind.name(),
-            e.kind.link()
+            top1 - 4.0
         );
     }
     s.push_str("</svg>\n");
