@@ -201,6 +201,22 @@ impl Lab {
         Ipv4Addr::new(198, 19, 0, 2)
     }
 
+    /// USB-style detach of the edge's interface `ifname` in the lab `prefix`:
+    /// it disappears (the veth pair is deleted, so an emulated link's air side
+    /// goes too; its bridge waits for it to return).
+    pub fn detach_link(prefix: &str, ifname: &str) -> anyhow::Result<()> {
+        ip(&["-n", &format!("{prefix}-edge"), "link", "del", "dev", ifname])
+    }
+
+    /// Re-attach after [`Lab::detach_link`]: link `i`'s interface comes back
+    /// as `new_name`, with the same address (as a modem re-enumerating on the
+    /// USB bus and getting its lease again). Emulated labs only.
+    pub fn reattach_link(prefix: &str, i: usize, new_name: &str) -> anyhow::Result<()> {
+        let edge = format!("{prefix}-edge");
+        let air = format!("{prefix}-air{i}");
+        veth(&edge, new_name, Some(&format!("{}/24", Self::link_addr(i))), &air, "edge", None)
+    }
+
     /// Leaves the namespaces in place when `self` goes away (`xtask lab up`);
     /// remove them later with [`Lab::down_prefix`].
     pub fn persist(mut self) {

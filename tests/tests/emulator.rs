@@ -67,3 +67,21 @@ fn capacity_is_capped_by_the_trace() {
     assert!(stats.uplink.dropped_buffer > 1000, "the buffer overflowed: {stats:?}");
     lab.down().unwrap();
 }
+
+#[test]
+fn a_link_whose_interface_is_detached_and_reattached_bridges_again() {
+    require_root();
+    let lab = Lab::up_emulated(&Lab::unique_prefix(), 1).expect("lab up");
+    let delay = |ms| DirectionConfig { base_delay_ms: ms, ..Default::default() };
+    let link =
+        EmulatedLink::start(&lab.air_ns(0), "edge", "car", delay(5.0), delay(5.0), Instant::now()).unwrap();
+    assert_eq!(calibrate::round_trips(&lab, 0, 3).expect("before the detach").len(), 3);
+    Lab::detach_link(lab.prefix(), &Lab::link_ifname(0)).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    Lab::reattach_link(lab.prefix(), 0, "lnk0").unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let rtts = calibrate::round_trips(&lab, 0, 3).expect("after the re-attach");
+    assert!(rtts[1..].iter().all(|r| *r < Duration::from_millis(50)), "{rtts:?}");
+    link.stop().unwrap();
+    lab.down().unwrap();
+}

@@ -180,7 +180,11 @@ impl EmulatedLink {
                     anyhow::bail!("{message}");
                 }
             };
-            bridge(&edge, &carrier, Direction::new(uplink), Direction::new(downlink), start, &stop2, &stats2)
+            let sides = [
+                Side { ifname: edge_if, socket: Some(edge), last_attempt: None },
+                Side { ifname: carrier_if, socket: Some(carrier), last_attempt: None },
+            ];
+            bridge(sides, (Direction::new(uplink), Direction::new(downlink)), start, &stop2, &stats2)
         })?;
         ready_rx.recv().context("the link thread ended before it was ready")??;
         Ok(Self { stop, stats, thread: Some(thread) })
@@ -216,11 +220,37 @@ fn now_since(start: Instant) -> Nanos {
     start.elapsed().as_nanos() as Nanos
 }
 
+/// One side of the bridge: its interface name and, while the interface
+/// exists, its socket.
+struct Side {
+    ifname: String,
+    socket: Option<PacketSocket>,
+    last_attempt: Option<Instant>,
+}
+
+impl Side {
+    /// Reopens the socket of an interface that disappeared (USB-style
+    /// detach), at most every 100 ms.
+    fn ensure_open(&mut self) {
+        if self.socket.is_some()
+            || self.last_attempt.is_some_and(|t| t.elapsed() < Duration::from_millis(100))
+        {
+            return;
+        }
+        self.last_attempt = Some(Instant::now());
+        self.socket = PacketSocket::open(&self.ifname).ok();
+    }
+
+    /// Whether an error means the interface went away.
+    fn gone(e: &io::Error) -> bool {
+        matches!(e.raw_os_error(), Some(libc::ENETDOWN | libc::ENODEV | libc::ENXIO))
+    }
+}
+
+/// Bridges the two sides (edge, carrier) until `stop`, shaping each direction.
 fn bridge(
-    edge: &PacketSocket,
-    carrier: &PacketSocket,
-    mut uplink: Direction<Vec<u8>>,
-    mut downlink: Direction<Vec<u8>>,
+    mut sides: [Side; 2],
+    (mut uplink, mut downlink): (Direction<Vec<u8>>, Direction<Vec<u8>>),
     start: Instant,
     stop: &AtomicBool,
     stats: &Mutex<LinkStats>,
@@ -229,30 +259,50 @@ fn bridge(
     let mut out = Vec::new();
     let mut send_failures = 0;
     while !stop.load(Ordering::Relaxed) {
+        for side in &mut sides {
+            side.ensure_open();
+        }
         let now = now_since(start);
         let next = [uplink.next_event(), downlink.next_event()].into_iter().flatten().min();
         let sleep = next.map_or(MAX_SLEEP, |t| Duration::from_nanos(t.saturating_sub(now))).min(MAX_SLEEP);
-        let mut fds =
-            [PollFd::new(edge.as_fd(), PollFlags::POLLIN), PollFd::new(carrier.as_fd(), PollFlags::POLLIN)];
+        let mut fds: Vec<PollFd<'_>> = sides
+            .iter()
+            .filter_map(|s| s.socket.as_ref())
+            .map(|s| PollFd::new(s.as_fd(), PollFlags::POLLIN))
+            .collect();
         match ppoll(&mut fds, Some(nix::sys::time::TimeSpec::from_duration(sleep)), None) {
             Ok(_) | Err(nix::errno::Errno::EINTR) => {}
             Err(e) => return Err(e).context("ppoll"),
         }
+        drop(fds);
         let now = now_since(start);
-        for (sock, dir) in [(edge, &mut uplink), (carrier, &mut downlink)] {
-            while let Some(n) = sock.recv(&mut buf)? {
-                let frame = buf[..n].to_vec();
-                // Capacity counts IP bytes, as mahimahi (which shapes IP
-                // packets on a TUN device) does: 1500 per opportunity.
-                let len = n.saturating_sub(VNET_HDR_LEN + ETH_HLEN);
-                let _ = dir.offer(now, frame, len);
+        for (side, dir) in sides.iter_mut().zip([&mut uplink, &mut downlink]) {
+            let Some(sock) = &side.socket else { continue };
+            loop {
+                match sock.recv(&mut buf) {
+                    Ok(Some(n)) => {
+                        let frame = buf[..n].to_vec();
+                        // Capacity counts IP bytes, as mahimahi (which shapes IP
+                        // packets on a TUN device) does: 1500 per opportunity.
+                        let len = n.saturating_sub(VNET_HDR_LEN + ETH_HLEN);
+                        let _ = dir.offer(now, frame, len);
+                    }
+                    Ok(None) => break,
+                    Err(e) if Side::gone(&e) => {
+                        side.socket = None;
+                        break;
+                    }
+                    Err(e) => return Err(e.into()),
+                }
             }
         }
         let now = now_since(start);
-        for (dir, sock) in [(&mut uplink, carrier), (&mut downlink, edge)] {
+        // Uplink frames leave on the carrier side, downlink frames on the edge side.
+        for (dir, target) in [(&mut uplink, 1), (&mut downlink, 0)] {
             dir.advance(now, &mut out);
             for frame in out.drain(..) {
-                if !sock.send(&frame) {
+                let sent = sides[target].socket.as_ref().is_some_and(|s| s.send(&frame));
+                if !sent {
                     send_failures += 1;
                 }
             }

@@ -330,22 +330,10 @@ fn play_events(scenario: &Scenario, prefix: &str, t0: u64, log: &Mutex<Vec<Strin
                     Err(anyhow::anyhow!("conntrack -F: {}", String::from_utf8_lossy(&out.stderr).trim()))
                 }
             }
-            (EventKind::UsbReattach { .. }, true) => {
-                ip(&["-n", &edge, "link", "set", "dev", &ifname, "down"]).and_then(|()| {
-                    ip(&["-n", &edge, "link", "set", "dev", &ifname, "name", &format!("{ifname}x")])
-                })
+            (EventKind::UsbReattach { .. }, true) => Lab::detach_link(prefix, &ifname),
+            (EventKind::UsbReattach { .. }, false) => {
+                Lab::reattach_link(prefix, link, &format!("wwan{link}"))
             }
-            (EventKind::UsbReattach { .. }, false) => ip(&[
-                "-n",
-                &edge,
-                "link",
-                "set",
-                "dev",
-                &format!("{ifname}x"),
-                "name",
-                &format!("wwan{link}"),
-            ])
-            .and_then(|()| ip(&["-n", &edge, "link", "set", "dev", &format!("wwan{link}"), "up"])),
             _ => Ok(()),
         };
         let line = format!(
