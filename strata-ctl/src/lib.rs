@@ -9,6 +9,7 @@
 pub mod config;
 pub mod daemon;
 pub mod datapath;
+pub mod link;
 pub mod net;
 pub mod schedule;
 pub mod stats;

@@ -1,0 +1,352 @@
+//! What one link is doing, estimated from in-band evidence only.
+//!
+//! Inputs are events stamped with the controller's clock (passed in, so tests
+//! run on simulated time): probe round trips, the hub's per-link feedback
+//! (cumulative received packets and bytes, cumulative losses from sequence
+//! gaps, one-way delay samples), and what the edge sent. Outputs are an
+//! [`Estimate`]: delay percentiles and jitter, loss rate and burstiness,
+//! capacity, the delay gradient (a queue building), a throughput-collapse
+//! flag, and a prediction of delay and capacity [`PREDICTION_HORIZON`] ahead.
+//!
+//! One-way delays come from two clocks (edge send, hub receive) that are not
+//! synchronised: only their *changes* mean anything, so they are reported
+//! relative to the window's minimum (the queueing part).
+
+use std::time::Duration;
+
+use super::window::Window;
+
+/// How far ahead predictions look.
+pub const PREDICTION_HORIZON: Duration = Duration::from_millis(750);
+/// Delay statistics window.
+const DELAY_SPAN: Duration = Duration::from_secs(5);
+/// Short window for gradients and recent loss.
+const RECENT_SPAN: Duration = Duration::from_secs(1);
+/// Capacity window.
+const CAPACITY_SPAN: Duration = Duration::from_secs(5);
+
+/// Cumulative counters the hub reports for one link.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Feedback {
+    /// Data packets received on the link so far.
+    pub rx_packets: u64,
+    /// Bytes received so far.
+    pub rx_bytes: u64,
+    /// Packets lost so far (per-link sequence gaps).
+    pub lost: u64,
+    /// One-way delay samples since the last feedback, ms (offset clocks).
+    pub owd_ms: Vec<f64>,
+}
+
+/// The estimate of a link at one moment.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Estimate {
+    /// Time since anything was heard from the link (probe reply or feedback).
+    pub silence: Option<Duration>,
+    /// Round trip, ms: minimum, p50, p95, p99.
+    pub rtt_ms: Option<[f64; 4]>,
+    /// Jitter, ms: p95 − p50 of the round trip.
+    pub jitter_ms: Option<f64>,
+    /// Queueing part of the one-way delay (p50 above the window's minimum), ms.
+    pub queue_delay_ms: Option<f64>,
+    /// Delay gradient, ms per second (positive: a queue is building).
+    pub delay_gradient_ms_s: Option<f64>,
+    /// Loss rate over the recent window, 0..1.
+    pub loss_recent: f64,
+    /// Loss rate over the delay window, 0..1.
+    pub loss: f64,
+    /// ≥ 1: losses come in bursts (Gilbert–Elliott like); ≈ 1: random.
+    pub burstiness: f64,
+    /// Delivered rate over the recent window, Mbit/s.
+    pub delivered_mbit_s: f64,
+    /// Capacity estimate, Mbit/s.
+    pub capacity_mbit_s: Option<f64>,
+    /// Capacity falling while loss stays low (thermal throttling).
+    pub collapsing: bool,
+    /// Predicted queueing delay [`PREDICTION_HORIZON`] ahead, ms.
+    pub predicted_queue_delay_ms: Option<f64>,
+    /// Predicted capacity [`PREDICTION_HORIZON`] ahead, Mbit/s.
+    pub predicted_capacity_mbit_s: Option<f64>,
+}
+
+/// Running estimation state of one link.
+#[derive(Clone, Debug)]
+pub struct LinkEstimator {
+    rtt: Window,
+    owd: Window,
+    owd_recent: Window,
+    /// Per feedback: (packets received, packets lost) in that interval.
+    intervals: Window,
+    intervals_lost: Window,
+    intervals_lossy: Window,
+    rate: Window,
+    capacity_samples: Window,
+    last_feedback: Option<(Duration, Feedback)>,
+    last_heard: Option<Duration>,
+    trains: Window,
+}
+
+impl Default for LinkEstimator {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl LinkEstimator {
+    /// A link nothing is known about.
+    pub fn new() -> Self {
+        Self {
+            rtt: Window::new(DELAY_SPAN),
+            owd: Window::new(DELAY_SPAN),
+            owd_recent: Window::new(RECENT_SPAN),
+            intervals: Window::new(DELAY_SPAN),
+            intervals_lost: Window::new(DELAY_SPAN),
+            intervals_lossy: Window::new(DELAY_SPAN),
+            rate: Window::new(RECENT_SPAN),
+            capacity_samples: Window::new(CAPACITY_SPAN),
+            last_feedback: None,
+            last_heard: None,
+            trains: Window::new(Duration::from_secs(30)),
+        }
+    }
+
+    /// A probe came back after `rtt`. Absurd round trips (over 30 s) are
+    /// ignored rather than trusted.
+    pub fn on_probe_reply(&mut self, now: Duration, rtt: Duration) {
+        if rtt > Duration::from_secs(30) {
+            return;
+        }
+        self.rtt.push(now, rtt.as_secs_f64() * 1e3);
+        self.heard(now);
+    }
+
+    /// A packet train measured `mbit_s` of bottleneck rate.
+    pub fn on_train(&mut self, now: Duration, mbit_s: f64) {
+        if mbit_s.is_finite() && mbit_s > 0.0 {
+            self.trains.push(now, mbit_s);
+        }
+    }
+
+    /// The hub's cumulative feedback for this link arrived.
+    pub fn on_feedback(&mut self, now: Duration, fb: Feedback) {
+        for &d in &fb.owd_ms {
+            self.owd.push(now, d);
+            self.owd_recent.push(now, d);
+        }
+        if let Some((then, prev)) = &self.last_feedback {
+            // Counters that went backwards mean the hub restarted: start over from here.
+            if fb.rx_packets >= prev.rx_packets && fb.lost >= prev.lost && fb.rx_bytes >= prev.rx_bytes {
+                let packets = (fb.rx_packets - prev.rx_packets) as f64;
+                let lost = (fb.lost - prev.lost) as f64;
+                self.intervals.push(now, packets);
+                self.intervals_lost.push(now, lost);
+                self.intervals_lossy.push(now, if lost > 0.0 { 1.0 } else { 0.0 });
+                let dt = now.saturating_sub(*then).as_secs_f64();
+                if dt > 0.0 {
+                    let mbit_s = (fb.rx_bytes - prev.rx_bytes) as f64 * 8.0 / dt / 1e6;
+                    self.rate.push(now, mbit_s);
+                    // Delivered rate while a queue is standing is what the link can carry.
+                    if self.queue_delay_ms().is_some_and(|q| q > 10.0) {
+                        self.capacity_samples.push(now, mbit_s);
+                    }
+                }
+            }
+        }
+        if fb.rx_packets > 0 || !fb.owd_ms.is_empty() {
+            self.heard(now);
+        }
+        self.last_feedback = Some((now, fb));
+    }
+
+    fn heard(&mut self, now: Duration) {
+        self.last_heard = Some(self.last_heard.map_or(now, |t| t.max(now)));
+    }
+
+    fn queue_delay_ms(&self) -> Option<f64> {
+        Some(self.owd_recent.quantile(0.5)? - self.owd.min()?)
+    }
+
+    fn loss_over(&self, packets: &Window, lost: &Window, span: Option<Duration>, now: Duration) -> f64 {
+        let sum = |w: &Window| {
+            let mut w = w.clone();
+            if let Some(span) = span {
+                w = retain_recent(&w, now, span);
+            }
+            w.sum()
+        };
+        let (p, l) = (sum(packets), sum(lost));
+        if p + l > 0.0 { l / (p + l) } else { 0.0 }
+    }
+
+    /// The estimate at `now`.
+    pub fn estimate(&self, now: Duration) -> Estimate {
+        let rtt_ms = (|| {
+            Some([
+                self.rtt.min()?,
+                self.rtt.quantile(0.5)?,
+                self.rtt.quantile(0.95)?,
+                self.rtt.quantile(0.99)?,
+            ])
+        })();
+        let jitter_ms = rtt_ms.map(|r| r[2] - r[1]);
+        let queue_delay_ms = self.queue_delay_ms();
+        let delay_gradient_ms_s = self.owd_recent.slope_per_s().or_else(|| self.rtt.slope_per_s());
+        let loss = self.loss_over(&self.intervals, &self.intervals_lost, None, now);
+        let loss_recent = self.loss_over(&self.intervals, &self.intervals_lost, Some(RECENT_SPAN), now);
+        let burstiness = self.burstiness(loss);
+        let delivered_mbit_s = self.rate.quantile(0.5).unwrap_or(0.0);
+        let capacity_mbit_s = match (self.capacity_samples.quantile(0.9), self.trains.last()) {
+            (Some(c), _) => Some(c),
+            (None, Some((_, train))) => Some(train),
+            (None, None) => None,
+        };
+        let rate_slope = self.rate.slope_per_s().unwrap_or(0.0);
+        let collapsing = delivered_mbit_s > 0.0
+            && rate_slope < -0.25 * delivered_mbit_s.max(capacity_mbit_s.unwrap_or(0.0))
+            && loss_recent < 0.01;
+        let horizon = PREDICTION_HORIZON.as_secs_f64();
+        let predicted_queue_delay_ms =
+            queue_delay_ms.map(|q| (q + delay_gradient_ms_s.unwrap_or(0.0) * horizon).max(0.0));
+        let predicted_capacity_mbit_s = capacity_mbit_s.map(|c| (c + rate_slope.min(0.0) * horizon).max(0.0));
+        Estimate {
+            silence: self.last_heard.map(|t| now.saturating_sub(t)),
+            rtt_ms,
+            jitter_ms,
+            queue_delay_ms,
+            delay_gradient_ms_s,
+            loss_recent,
+            loss,
+            burstiness,
+            delivered_mbit_s,
+            capacity_mbit_s,
+            collapsing,
+            predicted_queue_delay_ms,
+            predicted_capacity_mbit_s,
+        }
+    }
+
+    /// Expected over observed share of feedback intervals with a loss: with
+    /// random loss at rate `r` and `n` packets per interval, a share
+    /// 1 − (1 − r)^n of intervals sees one; bursty loss concentrates the same
+    /// losses in fewer intervals.
+    fn burstiness(&self, loss: f64) -> f64 {
+        let observed = self.intervals_lossy.mean();
+        let n = self.intervals.mean();
+        if observed <= 0.0 || loss <= 0.0 || n <= 0.0 {
+            return 1.0;
+        }
+        let expected = 1.0 - (1.0 - loss).powf(n);
+        (expected / observed).max(0.0)
+    }
+}
+
+fn retain_recent(w: &Window, now: Duration, span: Duration) -> Window {
+    let mut out = Window::new(span);
+    for (t, v) in w.iter() {
+        if now.saturating_sub(t) <= span {
+            out.push(t, v);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ms(v: u64) -> Duration {
+        Duration::from_millis(v)
+    }
+
+    #[test]
+    fn rtt_percentiles_and_jitter() {
+        let mut e = LinkEstimator::new();
+        for i in 0..100u64 {
+            let rtt = if i % 20 == 0 { 130 } else { 50 + i % 5 };
+            e.on_probe_reply(ms(i * 50), ms(rtt));
+        }
+        let est = e.estimate(ms(5000));
+        let r = est.rtt_ms.unwrap();
+        assert_eq!(r[0], 50.0);
+        assert!(r[1] <= 54.0);
+        assert_eq!(r[3], 130.0, "the spikes are in the tail, not in the median");
+        assert!(est.silence.unwrap() <= ms(100));
+    }
+
+    #[test]
+    fn silence_grows_without_evidence() {
+        let mut e = LinkEstimator::new();
+        e.on_probe_reply(ms(1000), ms(40));
+        assert_eq!(e.estimate(ms(1300)).silence, Some(ms(300)));
+    }
+
+    fn feed(
+        e: &mut LinkEstimator,
+        steps: u64,
+        lost_every: Option<u64>,
+        burst: u64,
+        owd: impl Fn(u64) -> f64,
+    ) {
+        let (mut rx, mut lost, mut bytes) = (0u64, 0u64, 0u64);
+        for i in 0..steps {
+            // 50 ms feedback, 100 packets of 1250 bytes per interval = 20 Mbit/s.
+            rx += 100;
+            bytes += 125_000;
+            if let Some(k) = lost_every
+                && i % k == 0
+            {
+                lost += burst;
+            }
+            e.on_feedback(
+                ms(i * 50),
+                Feedback { rx_packets: rx, rx_bytes: bytes, lost, owd_ms: vec![owd(i)] },
+            );
+        }
+    }
+
+    #[test]
+    fn loss_rate_and_burstiness() {
+        let mut random = LinkEstimator::new();
+        feed(&mut random, 200, Some(1), 1, |_| 30.0); // 1 loss in every interval: ~1 %
+        let r = random.estimate(ms(10_000));
+        assert!((r.loss - 0.0099).abs() < 0.002, "{}", r.loss);
+        assert!(r.burstiness < 1.5, "random: {}", r.burstiness);
+        let mut bursty = LinkEstimator::new();
+        feed(&mut bursty, 200, Some(20), 20, |_| 30.0); // 20 losses every 20 intervals: same rate, bursts
+        let b = bursty.estimate(ms(10_000));
+        assert!((b.loss - 0.0099).abs() < 0.002, "{}", b.loss);
+        assert!(b.burstiness > 5.0, "bursty: {}", b.burstiness);
+    }
+
+    #[test]
+    fn a_building_queue_shows_as_gradient_and_prediction() {
+        let mut e = LinkEstimator::new();
+        // 2 s flat, then the one-way delay climbs 100 ms per second.
+        feed(&mut e, 80, None, 0, |i| if i < 40 { 30.0 } else { 30.0 + (i - 40) as f64 * 5.0 });
+        let est = e.estimate(ms(4000));
+        let g = est.delay_gradient_ms_s.unwrap();
+        assert!((g - 100.0).abs() < 15.0, "gradient {g}");
+        assert!(est.predicted_queue_delay_ms.unwrap() > est.queue_delay_ms.unwrap() + 50.0);
+        assert!((est.delivered_mbit_s - 20.0).abs() < 0.5);
+        assert!(est.capacity_mbit_s.is_some(), "a standing queue reveals capacity");
+    }
+
+    #[test]
+    fn hostile_feedback_is_survived() {
+        let mut e = LinkEstimator::new();
+        e.on_feedback(
+            ms(0),
+            Feedback { rx_packets: 1000, rx_bytes: 1_000_000, lost: 0, owd_ms: vec![f64::NAN] },
+        );
+        // The hub restarted: counters went backwards.
+        e.on_feedback(ms(50), Feedback { rx_packets: 10, rx_bytes: 100, lost: 0, owd_ms: vec![] });
+        e.on_feedback(
+            ms(100),
+            Feedback { rx_packets: 20, rx_bytes: 200, lost: u64::MAX, owd_ms: vec![1e300] },
+        );
+        e.on_probe_reply(ms(100), Duration::from_secs(3600));
+        let est = e.estimate(Duration::from_secs(1 << 40));
+        assert!(est.loss.is_finite() && (0.0..=1.0).contains(&est.loss));
+        assert!(est.rtt_ms.is_none(), "an hour-long RTT is not trusted");
+    }
+}
