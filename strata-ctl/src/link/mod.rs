@@ -1,4 +1,12 @@
-//! The controller's view of each link: estimation from in-band evidence.
+//! The controller's view of each link, from in-band evidence to kernel weights.
+//!
+//! * [`window`] — samples over a sliding time window, as percentiles;
+//! * [`estimator`] — what a link is doing: delay percentiles, jitter, loss and
+//!   its burstiness, capacity, a queue building, throughput collapse, and a
+//!   prediction 0.75 s ahead;
+//! * [`lifecycle`] — whether it may carry traffic: init → probe → warm → live
+//!   ⇄ degraded → cooldown → gone, fast demotion, slow re-admission;
+//! * [`scoring`] — weights and send budgets for the kernel.
 //!
 //! Pure code driven by a clock the caller passes in (`Duration` since an
 //! arbitrary start), so it runs the same on simulated time in tests as on
@@ -6,4 +14,6 @@
 //! elsewhere.
 
 pub mod estimator;
+pub mod lifecycle;
+pub mod scoring;
 pub mod window;

@@ -1,0 +1,362 @@
+//! The life of a link: whether it may carry traffic, and how much.
+//!
+//! ```text
+//!  init ─► probe ─► warm ─► live ◄──► degraded ─► cooldown ─► probe … or gone
+//! ```
+//!
+//! A link carries traffic only after in-band checks pass (brief, principle
+//! 1): it is *probed* until its probes come back healthy for
+//! `admit_after`, then *warms* at a small share for `warm_for` before it is
+//! *live*. Demotion is fast — one bad estimate (silence, a jitter or loss
+//! spike, an absurd delay) moves a live link to *degraded* at once —
+//! re-admission is slow: healthy without a break for `readmit_after`.
+//! Thresholds for leaving a bad state are stricter than for entering it
+//! (hysteresis), and because the statistics are percentiles of a window a
+//! single spike does not come and go with every sample. A link silent for
+//! `cooldown_after` rests in *cooldown*; silent for `gone_after`, it is
+//! *gone* until it is heard again. Operating-system hints (carrier lost,
+//! interface removed) may demote at once but never admit.
+
+use std::time::Duration;
+
+use super::estimator::Estimate;
+
+/// Where a link is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum State {
+    /// Configured, nothing done yet.
+    Init,
+    /// Probed, carrying no traffic.
+    Probe,
+    /// Passed its probes; carries a small share while it proves itself.
+    Warm,
+    /// Carries its full share.
+    Live,
+    /// Failed a check; carries nothing while probes continue.
+    Degraded,
+    /// Silent for a while; rests before probing again.
+    Cooldown,
+    /// Silent for long; kept only to be recognised when it returns.
+    Gone,
+}
+
+impl State {
+    /// Stable lower-case name (logs, metrics).
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Init => "init",
+            Self::Probe => "probe",
+            Self::Warm => "warm",
+            Self::Live => "live",
+            Self::Degraded => "degraded",
+            Self::Cooldown => "cooldown",
+            Self::Gone => "gone",
+        }
+    }
+}
+
+/// Why a link changed state.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Reason {
+    /// First step.
+    Started,
+    /// Probes healthy long enough.
+    Healthy(Duration),
+    /// Nothing heard for this long.
+    Silent(Duration),
+    /// Jitter (p95 − p50 of the round trip) above the bound, ms.
+    Jitter(f64),
+    /// Recent loss above the bound.
+    Loss(f64),
+    /// Median round trip above the bound, ms.
+    Delay(f64),
+    /// Heard from again.
+    Heard,
+    /// Cooldown over.
+    Rested,
+    /// The operating system reported the carrier lost or the interface gone.
+    OsHint(&'static str),
+}
+
+/// A state change.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Transition {
+    /// Before.
+    pub from: State,
+    /// After.
+    pub to: State,
+    /// Why.
+    pub reason: Reason,
+}
+
+/// The bounds of the lifecycle; every one configurable.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Thresholds {
+    /// Silence that demotes a carrying link.
+    pub silence_demote: Duration,
+    /// Jitter that demotes, ms.
+    pub jitter_demote_ms: f64,
+    /// Jitter below which a link counts as healthy again, ms (< demote: hysteresis).
+    pub jitter_healthy_ms: f64,
+    /// Recent loss that demotes.
+    pub loss_demote: f64,
+    /// Recent loss below which a link counts as healthy again.
+    pub loss_healthy: f64,
+    /// Median round trip above which a link is not usable, ms.
+    pub max_rtt_ms: f64,
+    /// Healthy this long in probe → warm.
+    pub admit_after: Duration,
+    /// Warm this long (and healthy) → live.
+    pub warm_for: Duration,
+    /// Healthy this long in degraded → live.
+    pub readmit_after: Duration,
+    /// Silent this long → cooldown.
+    pub cooldown_after: Duration,
+    /// Cooldown lasts at least this long.
+    pub cooldown_for: Duration,
+    /// Silent this long → gone.
+    pub gone_after: Duration,
+}
+
+impl Default for Thresholds {
+    fn default() -> Self {
+        Self {
+            silence_demote: Duration::from_millis(150),
+            jitter_demote_ms: 60.0,
+            jitter_healthy_ms: 30.0,
+            loss_demote: 0.10,
+            loss_healthy: 0.03,
+            max_rtt_ms: 1000.0,
+            admit_after: Duration::from_millis(500),
+            warm_for: Duration::from_secs(2),
+            readmit_after: Duration::from_secs(3),
+            cooldown_after: Duration::from_secs(3),
+            cooldown_for: Duration::from_secs(2),
+            gone_after: Duration::from_secs(60),
+        }
+    }
+}
+
+/// One link's lifecycle.
+#[derive(Clone, Debug)]
+pub struct Lifecycle {
+    state: State,
+    since: Duration,
+    healthy_since: Option<Duration>,
+}
+
+impl Default for Lifecycle {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// What is wrong with a link right now, if anything.
+fn problem(est: &Estimate, th: &Thresholds) -> Option<Reason> {
+    match est.silence {
+        None => return Some(Reason::Silent(Duration::MAX)),
+        Some(s) if s > th.silence_demote => return Some(Reason::Silent(s)),
+        Some(_) => {}
+    }
+    if let Some(j) = est.jitter_ms
+        && j > th.jitter_demote_ms
+    {
+        return Some(Reason::Jitter(j));
+    }
+    if est.loss_recent > th.loss_demote {
+        return Some(Reason::Loss(est.loss_recent));
+    }
+    match est.rtt_ms {
+        Some(r) if r[1] > th.max_rtt_ms => Some(Reason::Delay(r[1])),
+        _ => None,
+    }
+}
+
+/// Healthy by the stricter, re-admission bounds.
+fn healthy(est: &Estimate, th: &Thresholds) -> bool {
+    problem(est, th).is_none()
+        && est.rtt_ms.is_some()
+        && est.jitter_ms.is_some_and(|j| j <= th.jitter_healthy_ms)
+        && est.loss_recent <= th.loss_healthy
+}
+
+impl Lifecycle {
+    /// A link in `init`.
+    pub fn new() -> Self {
+        Self { state: State::Init, since: Duration::ZERO, healthy_since: None }
+    }
+
+    /// The current state.
+    pub fn state(&self) -> State {
+        self.state
+    }
+
+    /// Share of its weight the link may carry in its state: none until it
+    /// passed its checks, a small pre-warm share while warming.
+    pub fn share(&self) -> f64 {
+        match self.state {
+            State::Live => 1.0,
+            State::Warm => 0.1,
+            _ => 0.0,
+        }
+    }
+
+    fn go(&mut self, now: Duration, to: State, reason: Reason) -> Option<Transition> {
+        let from = self.state;
+        self.state = to;
+        self.since = now;
+        self.healthy_since = None;
+        Some(Transition { from, to, reason })
+    }
+
+    /// Advances the lifecycle with the latest estimate.
+    pub fn step(&mut self, now: Duration, est: &Estimate, th: &Thresholds) -> Option<Transition> {
+        let good = healthy(est, th);
+        if good {
+            self.healthy_since.get_or_insert(now);
+        } else {
+            self.healthy_since = None;
+        }
+        let healthy_for = self.healthy_since.map_or(Duration::ZERO, |t| now.saturating_sub(t));
+        let in_state = now.saturating_sub(self.since);
+        let silence = est.silence.unwrap_or(Duration::MAX);
+        if matches!(self.state, State::Warm | State::Live)
+            && let Some(reason) = problem(est, th)
+        {
+            return self.go(now, State::Degraded, reason);
+        }
+        match self.state {
+            State::Init => self.go(now, State::Probe, Reason::Started),
+            State::Probe if healthy_for >= th.admit_after => {
+                self.go(now, State::Warm, Reason::Healthy(healthy_for))
+            }
+            State::Probe if silence >= th.cooldown_after && in_state >= th.cooldown_after => {
+                self.go(now, State::Cooldown, Reason::Silent(silence))
+            }
+            State::Warm if in_state >= th.warm_for && good => {
+                self.go(now, State::Live, Reason::Healthy(in_state))
+            }
+            State::Degraded if healthy_for >= th.readmit_after => {
+                self.go(now, State::Live, Reason::Healthy(healthy_for))
+            }
+            State::Degraded if silence >= th.cooldown_after => {
+                self.go(now, State::Cooldown, Reason::Silent(silence))
+            }
+            State::Cooldown if silence >= th.gone_after => self.go(now, State::Gone, Reason::Silent(silence)),
+            State::Cooldown if in_state >= th.cooldown_for && silence < th.silence_demote => {
+                self.go(now, State::Probe, Reason::Rested)
+            }
+            State::Gone if silence < th.silence_demote => self.go(now, State::Probe, Reason::Heard),
+            _ => None,
+        }
+    }
+
+    /// An operating-system hint: the carrier went away or the interface was
+    /// removed. Demotes a carrying link at once; never admits one.
+    pub fn on_os_loss(&mut self, now: Duration, what: &'static str) -> Option<Transition> {
+        match self.state {
+            State::Warm | State::Live => self.go(now, State::Degraded, Reason::OsHint(what)),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ms(v: u64) -> Duration {
+        Duration::from_millis(v)
+    }
+
+    fn good() -> Estimate {
+        Estimate {
+            silence: Some(ms(20)),
+            rtt_ms: Some([40.0, 45.0, 55.0, 60.0]),
+            jitter_ms: Some(10.0),
+            ..Default::default()
+        }
+    }
+
+    /// Steps every 50 ms from `from` to `to` with `est`, collecting transitions.
+    fn run(l: &mut Lifecycle, from: u64, to: u64, est: &Estimate) -> Vec<(u64, State)> {
+        let th = Thresholds::default();
+        (from..to).step_by(50).filter_map(|t| l.step(ms(t), est, &th).map(|tr| (t, tr.to))).collect()
+    }
+
+    #[test]
+    fn a_healthy_link_is_admitted_through_warm() {
+        let mut l = Lifecycle::new();
+        let steps = run(&mut l, 0, 4000, &good());
+        assert_eq!(
+            steps.iter().map(|s| s.1).collect::<Vec<_>>(),
+            vec![State::Probe, State::Warm, State::Live]
+        );
+        assert_eq!(steps[1].0, 550, "warm after 500 ms healthy");
+        assert_eq!(steps[2].0, 2550, "live after 2 s warm");
+        assert_eq!(l.share(), 1.0);
+    }
+
+    #[test]
+    fn demotion_is_immediate_and_readmission_slow() {
+        let mut l = Lifecycle::new();
+        run(&mut l, 0, 4000, &good());
+        let silent = Estimate { silence: Some(ms(200)), ..good() };
+        let th = Thresholds::default();
+        let t = l.step(ms(4000), &silent, &th).unwrap();
+        assert_eq!((t.to, t.reason), (State::Degraded, Reason::Silent(ms(200))));
+        assert_eq!(l.share(), 0.0);
+        let back = run(&mut l, 4050, 9000, &good());
+        assert_eq!(back, vec![(7050, State::Live)], "3 s healthy before re-admission");
+    }
+
+    #[test]
+    fn a_long_silence_leads_to_cooldown_then_gone_and_back() {
+        let mut l = Lifecycle::new();
+        run(&mut l, 0, 4000, &good());
+        let th = Thresholds::default();
+        let silent = |s: u64| Estimate { silence: Some(ms(s)), ..good() };
+        assert_eq!(l.step(ms(4000), &silent(200), &th).unwrap().to, State::Degraded);
+        assert_eq!(l.step(ms(7000), &silent(3200), &th).unwrap().to, State::Cooldown);
+        assert_eq!(l.step(ms(70_000), &silent(66_000), &th).unwrap().to, State::Gone);
+        assert_eq!(l.step(ms(80_000), &good(), &th).unwrap().to, State::Probe);
+    }
+
+    #[test]
+    fn jitter_hysteresis_prevents_flapping() {
+        // Jitter as a windowed p95 − p50 hovers around the demote bound when
+        // 30 ms spikes come every few seconds; a link that was demoted needs
+        // 3 s below the (lower) healthy bound to come back.
+        let mut l = Lifecycle::new();
+        run(&mut l, 0, 4000, &good());
+        let th = Thresholds::default();
+        let mut changes = 0;
+        for k in 0..400u64 {
+            let t = 4000 + k * 50;
+            let jitter = if (k / 20) % 3 == 0 { 65.0 } else { 45.0 }; // spiky, never below 30
+            let est = Estimate { jitter_ms: Some(jitter), ..good() };
+            if l.step(ms(t), &est, &th).is_some() {
+                changes += 1;
+            }
+        }
+        assert!(changes <= 1, "{changes} state changes in 20 s");
+    }
+
+    #[test]
+    fn os_hints_demote_but_never_admit() {
+        let mut l = Lifecycle::new();
+        assert_eq!(l.on_os_loss(ms(0), "carrier down"), None, "nothing to demote");
+        run(&mut l, 0, 4000, &good());
+        assert_eq!(l.on_os_loss(ms(4000), "carrier down").unwrap().to, State::Degraded);
+        assert_eq!(l.share(), 0.0);
+    }
+
+    #[test]
+    fn a_never_heard_link_stays_out() {
+        let mut l = Lifecycle::new();
+        let nothing = Estimate::default();
+        let steps = run(&mut l, 0, 10_000, &nothing);
+        assert!(steps.iter().all(|s| s.1 != State::Warm && s.1 != State::Live), "{steps:?}");
+        assert_eq!(l.share(), 0.0);
+    }
+}
