@@ -129,6 +129,45 @@ pub struct Config {
     /// The links.
     #[serde(default)]
     pub links: Vec<LinkSection>,
+    /// How weights are decided.
+    #[serde(default)]
+    pub control: ControlSection,
+}
+
+/// `[control]`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ControlSection {
+    /// `static`: the configured weights, always. `adaptive` (edge,
+    /// experimental): links are probed in band and weighted by their
+    /// lifecycle and measurements — see docs/BENCHMARKS.md for where it
+    /// stands.
+    #[serde(default)]
+    pub mode: ControlMode,
+    /// Probe interval per link, ms (adaptive).
+    #[serde(default = "default_probe_interval_ms")]
+    pub probe_interval_ms: u64,
+}
+
+impl Default for ControlSection {
+    fn default() -> Self {
+        Self { mode: ControlMode::default(), probe_interval_ms: default_probe_interval_ms() }
+    }
+}
+
+const fn default_probe_interval_ms() -> u64 {
+    50
+}
+
+/// How weights are decided.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ControlMode {
+    /// The configured weights.
+    #[default]
+    Static,
+    /// In-band probing, lifecycle and scoring.
+    Adaptive,
 }
 
 const fn default_port() -> u16 {
@@ -309,6 +348,18 @@ impl Config {
             return bad("tunnel.mtu", format!("{mtu} is outside 576..=65000"));
         }
 
+        if !(10..=1000).contains(&self.control.probe_interval_ms) {
+            return bad(
+                "control.probe_interval_ms",
+                format!("{} is outside 10..=1000", self.control.probe_interval_ms),
+            );
+        }
+        if self.role == Role::Hub && self.control.mode == ControlMode::Adaptive {
+            return bad(
+                "control.mode",
+                "adaptive control runs on the edge; the hub follows the endpoints it learns".into(),
+            );
+        }
         let mut ids = BTreeSet::new();
         for (i, link) in self.links.iter().enumerate() {
             let field = |f: &str| format!("links[{i}].{f}");

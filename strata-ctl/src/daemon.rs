@@ -7,7 +7,8 @@
 //! configuration. Shutdown detaches first, then removes pins and the device.
 
 use std::{
-    net::{Ipv4Addr, SocketAddr},
+    net::{Ipv4Addr, SocketAddr, SocketAddrV4},
+    sync::Arc,
     time::Duration,
 };
 
@@ -17,13 +18,16 @@ use strata_common::{
     packet::OUTER_V4_LEN,
     wire::{Fields, HEADER_LEN, Header, PacketType},
 };
-use tokio::net::UdpSocket;
+use tokio::{net::UdpSocket, sync::mpsc};
 use tracing::{debug, info, warn};
 
 use crate::{
-    config::{Config, LinkSection, Role},
+    config::{Config, ControlMode, LinkSection, Role},
+    controller::Controller,
     datapath::{Datapath, Program},
+    net::LinkRouting,
     net::{Interface, Net},
+    probe::{self, ProbeSample},
     schedule::Weights,
     stats::Snapshot,
     tun::Tun,
@@ -147,12 +151,30 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     dp.forward_logs();
     info!(pins = %pin_dir.display(), "data plane attached");
 
-    let control = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, config.port))
-        .await
+    // The control socket shares the tunnel port with the per-link probe sockets.
+    let control = probe::bind_shared(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, config.port))
         .with_context(|| format!("binding the control socket on UDP port {}", config.port));
+    let mut routing = Vec::new();
+    let adaptive = match (&side, config.control.mode) {
+        (Side::Edge { links, hub }, ControlMode::Adaptive) if control.is_ok() => {
+            match start_adaptive(&net, &config, links, *hub, &mut routing).await {
+                Ok(a) => Some(a),
+                Err(e) => {
+                    warn!("adaptive control unavailable, keeping the configured weights: {e:#}");
+                    None
+                }
+            }
+        }
+        _ => None,
+    };
     if let Ok(control) = &control {
-        serve(&mut dp, control, &config, &side.link_ids()).await;
+        serve(&mut dp, control, &config, &side, adaptive).await;
         info!("shutting down");
+    }
+    for r in routing {
+        if let Err(e) = net.remove_link_routing(r).await {
+            debug!("{e}");
+        }
     }
     dp.detach_all();
     if let Ok(snapshot) = dp.snapshot() {
@@ -361,9 +383,88 @@ fn preflight() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The adaptive controller's moving parts.
+struct Adaptive {
+    controller: Controller,
+    samples: mpsc::Receiver<ProbeSample>,
+    probers: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for Adaptive {
+    fn drop(&mut self) {
+        for p in &self.probers {
+            p.abort();
+        }
+    }
+}
+
+/// Per-link routing and a prober per link, feeding one controller.
+async fn start_adaptive(
+    net: &Net,
+    config: &Config,
+    links: &[ResolvedLink],
+    hub: Endpoint,
+    routing: &mut Vec<LinkRouting>,
+) -> anyhow::Result<Adaptive> {
+    let hub = SocketAddr::from((Ipv4Addr::from(u32::from_be(hub.ip_be)), u16::from_be(hub.port_be)));
+    let (tx, samples) = mpsc::channel(1024);
+    let interval = Duration::from_millis(config.control.probe_interval_ms);
+    let mut probers = Vec::new();
+    for link in links {
+        let table = LINK_TABLE_BASE + u32::from(link.id);
+        routing.push(net.add_link_routing(link.interface.index, link.address, link.gateway, table).await?);
+        let sock = probe::bind_shared(SocketAddrV4::new(link.address, config.port)).with_context(|| {
+            format!("binding link {}'s probe socket on {}:{}", link.id, link.address, config.port)
+        })?;
+        probers.push(tokio::spawn(probe::run(
+            link.id,
+            Arc::new(sock),
+            hub,
+            config.session,
+            interval,
+            tx.clone(),
+        )));
+    }
+    let controller = Controller::new(&links.iter().map(|l| (l.id, l.weight)).collect::<Vec<_>>());
+    info!(
+        links = links.len(),
+        interval_ms = config.control.probe_interval_ms,
+        "adaptive control: probing every link"
+    );
+    Ok(Adaptive { controller, samples, probers })
+}
+
+/// Routing tables of the links' own addresses: 1000 + link id.
+const LINK_TABLE_BASE: u32 = 1000;
+
+/// Applies a controller decision: the schedule, and each link enabled only
+/// while it has weight (so the kernel's fallback never picks a demoted link).
+fn apply(dp: &mut Datapath, config: &Config, side: &Side, weights: &Weights) {
+    let Side::Edge { links, .. } = side else { return };
+    for link in links {
+        let w = weights[usize::from(link.id)];
+        let tx = link_tx(w, &link.interface, link.address, link.gateway, config.port);
+        if let Err(e) = dp.set_link(link.id, tx) {
+            warn!("updating link {}: {e}", link.id);
+        }
+    }
+    if let Err(e) = dp.set_weights(weights) {
+        warn!("updating the schedule: {e}");
+    }
+}
+
 /// The controller loop: receive control packets, log a summary every second,
 /// stop on SIGINT or SIGTERM.
-async fn serve(dp: &mut Datapath, control: &UdpSocket, config: &Config, ids: &[u8]) {
+async fn serve(
+    dp: &mut Datapath,
+    control: &UdpSocket,
+    config: &Config,
+    side: &Side,
+    mut adaptive: Option<Adaptive>,
+) {
+    let ids = side.link_ids();
+    let ids = ids.as_slice();
+    let mut control_tick = tokio::time::interval(Duration::from_millis(config.control.probe_interval_ms));
     let mut sigterm = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
         Ok(s) => s,
         Err(e) => {
@@ -389,6 +490,17 @@ async fn serve(dp: &mut Datapath, control: &UdpSocket, config: &Config, ids: &[u
             _ = learn.tick(), if config.role == Role::Hub => {
                 if let Ok(s) = dp.snapshot() {
                     schedule_learned_links(dp, config, &s, &mut scheduled);
+                }
+            }
+            Some(sample) = async { match adaptive.as_mut() { Some(a) => a.samples.recv().await, None => std::future::pending().await } } => {
+                if let Some(a) = adaptive.as_mut() {
+                    a.controller.on_probe(sample);
+                }
+            }
+            _ = control_tick.tick(), if adaptive.is_some() => {
+                if let Some(decision) = adaptive.as_mut().and_then(|a| a.controller.tick()) {
+                    debug!(weights = ?decision.weights, "adaptive weights");
+                    apply(dp, config, side, &decision.weights);
                 }
             }
             received = control.recv_from(&mut buf) => match received {

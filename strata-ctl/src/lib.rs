@@ -7,10 +7,12 @@
 //! ([`datapath`] for aya, [`net`] for rtnetlink, [`tun`] for the device).
 
 pub mod config;
+pub mod controller;
 pub mod daemon;
 pub mod datapath;
 pub mod link;
 pub mod net;
+pub mod probe;
 pub mod schedule;
 pub mod stats;
 pub mod testbed;

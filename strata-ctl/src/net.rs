@@ -54,6 +54,13 @@ pub struct Interface {
     pub up: bool,
 }
 
+/// The per-link policy routing [`Net::add_link_routing`] installed.
+#[derive(Clone, Debug)]
+pub struct LinkRouting {
+    route: netlink_packet_route::route::RouteMessage,
+    rule: netlink_packet_route::rule::RuleMessage,
+}
+
 /// An rtnetlink connection.
 #[derive(Clone, Debug)]
 pub struct Net {
@@ -183,6 +190,56 @@ impl Net {
             what: format!("removing the neighbour entry for {gateway} on ifindex {index}"),
             source,
         })
+    }
+
+    /// Routes traffic *from* a link's own address out of that link: a default
+    /// route in a table of its own, and a rule sending the address there.
+    /// Probes bound to the address then leave on the link they measure,
+    /// whatever the main table says. Returns what to hand to
+    /// [`Net::remove_link_routing`].
+    pub async fn add_link_routing(
+        &self,
+        index: u32,
+        address: Ipv4Addr,
+        gateway: Option<Ipv4Addr>,
+        table: u32,
+    ) -> Result<LinkRouting, NetError> {
+        let mut route = RouteMessageBuilder::<Ipv4Addr>::new().table_id(table).output_interface(index);
+        if let Some(g) = gateway {
+            route = route.gateway(g);
+        }
+        let route = route.build();
+        self.handle.route().add(route.clone()).replace().execute().await.map_err(|source| {
+            NetError::Netlink { what: format!("adding the default route of table {table}"), source }
+        })?;
+        let mut rule = self
+            .handle
+            .rule()
+            .add()
+            .v4()
+            .source_prefix(address, 32)
+            .table_id(table)
+            .priority(table)
+            .action(netlink_packet_route::rule::RuleAction::ToTable);
+        let rule_message = rule.message_mut().clone();
+        rule.execute().await.map_err(|source| NetError::Netlink {
+            what: format!("adding the rule from {address} lookup {table}"),
+            source,
+        })?;
+        Ok(LinkRouting { route, rule: rule_message })
+    }
+
+    /// Removes what [`Net::add_link_routing`] added.
+    pub async fn remove_link_routing(&self, routing: LinkRouting) -> Result<(), NetError> {
+        let LinkRouting { route, rule } = routing;
+        let rule_result = self.handle.rule().del(rule).execute().await;
+        self.handle
+            .route()
+            .del(route)
+            .execute()
+            .await
+            .map_err(|source| NetError::Netlink { what: "removing a link's route".into(), source })?;
+        rule_result.map_err(|source| NetError::Netlink { what: "removing a link's rule".into(), source })
     }
 
     /// Adds an address to an interface (an existing identical one is kept).

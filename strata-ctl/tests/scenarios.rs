@@ -11,7 +11,10 @@
 
 use std::{path::Path, sync::Mutex};
 
-use strata_lab::scenario::{analyzer::Analysis, report, runner, spec::Scenario};
+use strata_lab::{
+    scenario::{analyzer::Analysis, report, runner, spec::Scenario},
+    strata::Control,
+};
 
 const BINARY: &str = env!("CARGO_BIN_EXE_strata-ctl");
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
@@ -25,7 +28,8 @@ fn play(name: &str, duration_s: f64) -> Analysis {
     scenario.events.retain(|e| e.at_s < duration_s);
     scenario.validate().unwrap();
     let out = root.join("target/lab-ci").join(name);
-    let result = runner::run(&scenario, Path::new(BINARY), &out.join("daemons")).expect("scenario run");
+    let result = runner::run(&scenario, Path::new(BINARY), Control::Static, &out.join("daemons"))
+        .expect("scenario run");
     report::write(&result, &out, None).unwrap();
     eprintln!("{}", report::markdown(&result));
     result.analysis

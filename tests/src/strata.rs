@@ -130,11 +130,33 @@ impl Drop for Daemon {
     }
 }
 
+/// How the edge decides its weights (the `[control]` mode of strata-ctl).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Control {
+    /// The configured weights.
+    #[default]
+    Static,
+    /// In-band probing, lifecycle and scoring.
+    Adaptive,
+}
+
+impl Control {
+    /// The configuration value.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Static => "static",
+            Self::Adaptive => "adaptive",
+        }
+    }
+}
+
 /// The edge's configuration for a lab: one link per lab link, with the given weights.
-pub fn edge_config(lab: &Lab, name: &str, session: u32, weights: &[u32]) -> String {
+pub fn edge_config(lab: &Lab, name: &str, session: u32, weights: &[u32], control: Control) -> String {
     let mut s = format!(
         "version = 1\nrole = \"edge\"\nname = \"{name}\"\nsession = {session}\nport = {TUNNEL_PORT}\n\n\
+         [control]\nmode = \"{}\"\n\n\
          [tunnel]\naddress = \"{EDGE_TUNNEL_ADDR}/30\"\n\n[peer]\naddress = \"{}\"\nport = {TUNNEL_PORT}\n",
+        control.name(),
         Lab::hub_addr()
     );
     for i in 0..lab.links() {
@@ -168,8 +190,20 @@ pub struct Tunnel {
 }
 
 impl Tunnel {
-    /// Writes both configurations into `workdir` and starts hub, then edge.
+    /// Writes both configurations into `workdir` and starts hub, then edge,
+    /// with static weights.
     pub fn start(lab: &Lab, binary: &Path, weights: &[u32], workdir: &Path) -> anyhow::Result<Self> {
+        Self::start_with(lab, binary, weights, Control::Static, workdir)
+    }
+
+    /// Like [`Tunnel::start`], choosing how the edge decides its weights.
+    pub fn start_with(
+        lab: &Lab,
+        binary: &Path,
+        weights: &[u32],
+        control: Control,
+        workdir: &Path,
+    ) -> anyhow::Result<Self> {
         std::fs::create_dir_all(workdir)?;
         let session = session_for(lab.prefix());
         let hub_name = format!("{}-hub", lab.prefix());
@@ -177,7 +211,7 @@ impl Tunnel {
         let hub_cfg = workdir.join("hub.toml");
         let edge_cfg = workdir.join("edge.toml");
         std::fs::write(&hub_cfg, hub_config(&hub_name, session))?;
-        std::fs::write(&edge_cfg, edge_config(lab, &edge_name, session, weights))?;
+        std::fs::write(&edge_cfg, edge_config(lab, &edge_name, session, weights, control))?;
         let hub = Daemon::start(&lab.hub_ns(), binary, &hub_cfg, &workdir.join("hub.log"), &hub_name)?;
         let edge = Daemon::start(&lab.edge_ns(), binary, &edge_cfg, &workdir.join("edge.log"), &edge_name)?;
         Ok(Self { hub, edge, workdir: workdir.into() })

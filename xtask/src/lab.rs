@@ -10,6 +10,7 @@ use strata_lab::{
         report, runner,
         spec::{Scenario, TraceModel},
     },
+    strata::Control,
 };
 
 use crate::cmd::{build_strata, require_root, target_dir, workspace_root};
@@ -53,7 +54,13 @@ pub(crate) fn run(
     json: Option<&Path>,
     out: Option<&Path>,
     duration: Option<f64>,
+    control: &str,
 ) -> anyhow::Result<()> {
+    let control = match control {
+        "static" => Control::Static,
+        "adaptive" => Control::Adaptive,
+        other => anyhow::bail!("--control {other}: expected static or adaptive"),
+    };
     crate::setup::run()?;
     require_root("cargo xtask lab run")?;
     let mut scenario = Scenario::load(&scenario_path(name))?;
@@ -75,7 +82,7 @@ pub(crate) fn run(
     let out = out.map_or_else(|| target_dir().join("lab").join(&scenario.name), Path::to_path_buf);
     let workdir = out.join("daemons");
     println!("lab run {}: {} link(s), {} s", scenario.name, scenario.links.len(), scenario.duration_s);
-    let result = runner::run(&scenario, &binary, &workdir)?;
+    let result = runner::run(&scenario, &binary, control, &workdir)?;
     report::write(&result, &out, json)?;
     print!("{}", report::markdown(&result));
     println!("\nwritten: {0}/result.json {0}/plot.svg {0}/summary.md", out.display());

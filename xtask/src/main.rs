@@ -78,6 +78,9 @@ enum LabCommand {
         /// Override the scenario's duration, seconds (events after it are dropped).
         #[arg(long)]
         duration: Option<f64>,
+        /// How the edge decides its weights: static (configured) or adaptive (in-band).
+        #[arg(long, default_value = "static")]
+        control: String,
     },
 }
 
@@ -108,8 +111,8 @@ fn main() -> ExitCode {
         Command::Demo => demo::run(),
         Command::Lab { command: LabCommand::Up { links, prefix } } => lab::up(&prefix, links),
         Command::Lab { command: LabCommand::Down { prefix } } => lab::down(&prefix),
-        Command::Lab { command: LabCommand::Run { scenario, traces, json, out, duration } } => {
-            lab::run(&scenario, &traces, json.as_deref(), out.as_deref(), duration)
+        Command::Lab { command: LabCommand::Run { scenario, traces, json, out, duration, control } } => {
+            lab::run(&scenario, &traces, json.as_deref(), out.as_deref(), duration, &control)
         }
         Command::Bench { command: BenchCommand::Emulator { json } } => bench::emulator(json.as_deref()),
         Command::Bench { command: BenchCommand::Datapath { json, packets } } => {

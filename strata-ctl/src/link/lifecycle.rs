@@ -122,8 +122,12 @@ impl Default for Thresholds {
     fn default() -> Self {
         Self {
             silence_demote: Duration::from_millis(150),
-            jitter_demote_ms: 60.0,
-            jitter_healthy_ms: 30.0,
+            // Probes queue behind the video on a loaded link, so round-trip
+            // jitter of a healthy but busy link reaches 60-70 ms in the lab
+            // (steady-asymmetric, blackout-best-link); lower bounds demoted
+            // every loaded link.
+            jitter_demote_ms: 200.0,
+            jitter_healthy_ms: 100.0,
             loss_demote: 0.10,
             loss_healthy: 0.03,
             max_rtt_ms: 1000.0,
@@ -143,6 +147,8 @@ pub struct Lifecycle {
     state: State,
     since: Duration,
     healthy_since: Option<Duration>,
+    /// When the lifecycle started: a link never heard from has been silent since then.
+    born: Option<Duration>,
 }
 
 impl Default for Lifecycle {
@@ -183,7 +189,7 @@ fn healthy(est: &Estimate, th: &Thresholds) -> bool {
 impl Lifecycle {
     /// A link in `init`.
     pub fn new() -> Self {
-        Self { state: State::Init, since: Duration::ZERO, healthy_since: None }
+        Self { state: State::Init, since: Duration::ZERO, healthy_since: None, born: None }
     }
 
     /// The current state.
@@ -219,7 +225,8 @@ impl Lifecycle {
         }
         let healthy_for = self.healthy_since.map_or(Duration::ZERO, |t| now.saturating_sub(t));
         let in_state = now.saturating_sub(self.since);
-        let silence = est.silence.unwrap_or(Duration::MAX);
+        let born = *self.born.get_or_insert(now);
+        let silence = est.silence.unwrap_or_else(|| now.saturating_sub(born));
         if matches!(self.state, State::Warm | State::Live)
             && let Some(reason) = problem(est, th)
         {
@@ -325,15 +332,17 @@ mod tests {
     #[test]
     fn jitter_hysteresis_prevents_flapping() {
         // Jitter as a windowed p95 − p50 hovers around the demote bound when
-        // 30 ms spikes come every few seconds; a link that was demoted needs
-        // 3 s below the (lower) healthy bound to come back.
+        // spikes come every few seconds; a link that was demoted needs 3 s
+        // below the (lower) healthy bound to come back.
         let mut l = Lifecycle::new();
         run(&mut l, 0, 4000, &good());
         let th = Thresholds::default();
+        let (above, between) =
+            (th.jitter_demote_ms + 5.0, (th.jitter_demote_ms + th.jitter_healthy_ms) / 2.0);
         let mut changes = 0;
         for k in 0..400u64 {
             let t = 4000 + k * 50;
-            let jitter = if (k / 20) % 3 == 0 { 65.0 } else { 45.0 }; // spiky, never below 30
+            let jitter = if (k / 20) % 3 == 0 { above } else { between }; // spiky, never healthy
             let est = Estimate { jitter_ms: Some(jitter), ..good() };
             if l.step(ms(t), &est, &th).is_some() {
                 changes += 1;

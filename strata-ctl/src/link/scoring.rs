@@ -88,9 +88,15 @@ pub fn decide(links: &[LinkView<'_>], cfg: &ScoringConfig) -> Decision {
             }
         }
     } else {
-        // Nothing may carry traffic: spread over whatever is still heard from.
-        for v in links.iter().filter(|v| u32::from(v.id) < MAX_LINKS) {
-            if !matches!(v.state, State::Gone | State::Cooldown | State::Init) {
+        // Nothing may carry traffic: spread over whatever is still heard
+        // from, and if nothing is, over every link — a guess loses nothing
+        // that sending nowhere would not.
+        let valid = || links.iter().filter(|v| u32::from(v.id) < MAX_LINKS);
+        for v in valid().filter(|v| !matches!(v.state, State::Gone | State::Cooldown | State::Init)) {
+            weights[usize::from(v.id)] = 1;
+        }
+        if weights.iter().all(|&w| w == 0) {
+            for v in valid() {
                 weights[usize::from(v.id)] = 1;
             }
         }

@@ -34,6 +34,7 @@ pub fn to_json(r: &RunResult) -> Value {
         .collect();
     json!({
         "scenario": r.scenario.name,
+        "control": r.control.name(),
         "duration_s": r.scenario.duration_s,
         "delivered_ratio": a.delivered_ratio,
         "owd_ms": a.owd_ms,
@@ -234,7 +235,13 @@ pub fn svg(r: &RunResult) -> String {
 pub fn markdown(r: &RunResult) -> String {
     let a = &r.analysis;
     let mut s = String::new();
-    let _ = writeln!(s, "# Scenario `{}`\n\n{}\n", r.scenario.name, r.scenario.description.trim());
+    let _ = writeln!(
+        s,
+        "# Scenario `{}` ({} control)\n\n{}\n",
+        r.scenario.name,
+        r.control.name(),
+        r.scenario.description.trim()
+    );
     let _ = writeln!(s, "| metric | value |\n|---|---|");
     let _ = writeln!(s, "| delivered | {:.3} % |", a.delivered_ratio * 100.0);
     let _ = writeln!(

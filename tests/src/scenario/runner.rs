@@ -29,7 +29,7 @@ use crate::{
     Lab,
     emulator::{bridge::EmulatedLink, trace::Trace},
     in_netns,
-    strata::{EDGE_TUNNEL_ADDR, HUB_TUNNEL_ADDR, Tunnel},
+    strata::{Control, EDGE_TUNNEL_ADDR, HUB_TUNNEL_ADDR, Tunnel},
     traffic::{decode_prefix, encode_prefix, enlarge_receive_buffer, now_ns},
 };
 
@@ -56,8 +56,10 @@ pub struct RunResult {
     pub scenario: Scenario,
     /// Uplink traces.
     pub traces: Vec<Trace>,
-    /// Strata weights used.
+    /// Strata weights configured.
     pub weights: Vec<u32>,
+    /// How the edge decided its weights.
+    pub control: Control,
     /// Flows.
     pub flows: Vec<Flow>,
     /// What was offered.
@@ -78,7 +80,12 @@ pub struct RunResult {
 
 /// Runs `scenario` with the `strata-ctl` at `binary`, keeping configs and
 /// logs in `workdir`.
-pub fn run(scenario: &Scenario, binary: &Path, workdir: &Path) -> anyhow::Result<RunResult> {
+pub fn run(
+    scenario: &Scenario,
+    binary: &Path,
+    control: Control,
+    workdir: &Path,
+) -> anyhow::Result<RunResult> {
     let traces = scenario.traces()?;
     let weights = scenario.weights(&traces);
     let aggregate = Scenario::aggregate_mbit_s(&traces);
@@ -93,7 +100,7 @@ pub fn run(scenario: &Scenario, binary: &Path, workdir: &Path) -> anyhow::Result
     for (i, (up, down)) in scenario.directions(&traces, warmup_ns).into_iter().enumerate() {
         links.push(EmulatedLink::start(&lab.air_ns(i), "edge", "car", up, down, start)?);
     }
-    let tunnel = Tunnel::start(&lab, binary, &weights, workdir)?;
+    let tunnel = Tunnel::start_with(&lab, binary, &weights, control, workdir)?;
     let traffic_start_mono = start_mono + warmup_ns;
     anyhow::ensure!(start.elapsed() < WARMUP, "the daemons took longer than the {WARMUP:?} warm-up to start");
 
@@ -171,6 +178,7 @@ pub fn run(scenario: &Scenario, binary: &Path, workdir: &Path) -> anyhow::Result
         scenario: scenario.clone(),
         traces,
         weights,
+        control,
         flows,
         planned,
         arrivals,
