@@ -24,6 +24,10 @@ pub const DEDUP_WINDOW: u32 = 1 << 16;
 /// A link's per-link sequence that jumps back further than this is taken as a
 /// restarted sender rather than a reordered packet.
 pub const LINK_SEQ_RESTART_DISTANCE: i32 = 1 << 16;
+/// Bias added to every one-way delay sample in `RxLinkState::owd_sum_us`, µs,
+/// so samples from a receiver whose clock is behind the sender's stay
+/// positive; subtract it from the mean.
+pub const OWD_BIAS_US: i64 = 30_000_000;
 
 /// [`TunnelConfig::flags`]: the controller has written the configuration;
 /// until then egress drops (`no_config`) and ingress lets everything pass.
@@ -155,4 +159,10 @@ pub struct RxLinkState {
     pub late: u64,
     /// Times the sender's sequence jumped back (sender restarted).
     pub restarts: u64,
+    /// Sum of one-way delays (receive CLOCK_TAI − send timestamp), µs, over
+    /// `owd_count` packets. Edge and hub clocks are not synchronised, so only
+    /// changes of the mean mean anything (a queue building).
+    pub owd_sum_us: u64,
+    /// Packets in `owd_sum_us`.
+    pub owd_count: u64,
 }

@@ -312,10 +312,64 @@ impl Header {
     }
 }
 
+/// The payload of a feedback packet: what the receiver's kernel counted on
+/// one link, cumulative since it started (so a lost feedback packet loses
+/// nothing but time).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FeedbackPayload {
+    /// Data packets received on the link.
+    pub rx_packets: u64,
+    /// Bytes received on the link.
+    pub rx_bytes: u64,
+    /// Packets missing from the link's sequence.
+    pub lost: u64,
+    /// Sum of biased one-way delays, µs (`maps::OWD_BIAS_US` added to each).
+    pub owd_sum_us: u64,
+    /// Samples in `owd_sum_us`.
+    pub owd_count: u64,
+}
+
+impl FeedbackPayload {
+    /// Encoded length: five big-endian u64.
+    pub const LEN: usize = 40;
+
+    /// Writes the payload into the first [`Self::LEN`] bytes of `buf`.
+    pub fn encode(&self, buf: &mut [u8]) -> Result<(), DropReason> {
+        let Some(out) = buf.get_mut(..Self::LEN) else { return Err(DropReason::Truncated) };
+        let Self { rx_packets, rx_bytes, lost, owd_sum_us, owd_count } = *self;
+        for (chunk, v) in out.chunks_exact_mut(8).zip([rx_packets, rx_bytes, lost, owd_sum_us, owd_count]) {
+            chunk.copy_from_slice(&v.to_be_bytes());
+        }
+        Ok(())
+    }
+
+    /// Reads a payload.
+    pub fn decode(buf: &[u8]) -> Result<Self, DropReason> {
+        let Some(b) = buf.get(..Self::LEN) else { return Err(DropReason::Truncated) };
+        let v = |i: usize| {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(&b[i * 8..i * 8 + 8]);
+            u64::from_be_bytes(w)
+        };
+        Ok(Self { rx_packets: v(0), rx_bytes: v(1), lost: v(2), owd_sum_us: v(3), owd_count: v(4) })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn feedback_round_trip(a: u64, b: u64, c: u64, d: u64, e: u64) {
+            let f = FeedbackPayload { rx_packets: a, rx_bytes: b, lost: c, owd_sum_us: d, owd_count: e };
+            let mut buf = [0u8; FeedbackPayload::LEN];
+            f.encode(&mut buf).unwrap();
+            prop_assert_eq!(FeedbackPayload::decode(&buf).unwrap(), f);
+            prop_assert!(FeedbackPayload::decode(&buf[..39]).is_err());
+        }
+    }
 
     fn any_type() -> impl Strategy<Value = PacketType> {
         (0u8..5).prop_map(|n| PacketType::from_nibble(n).unwrap())

@@ -1,22 +1,23 @@
 //! The adaptive controller: probes in, weights out.
 //!
 //! Glue between the pure link core (`crate::link`) and the data plane: round
-//! trips arrive from the probers, and every tick each link's estimate goes
+//! trips and the hub's per-link feedback arrive from the probers, and every tick each link's estimate goes
 //! through its lifecycle and the scorer, whose weights go to the kernel's
 //! schedule. The kernel keeps forwarding with the last weights whatever
 //! happens here (brief, principle 2).
 
 use std::time::{Duration, Instant};
 
+use strata_common::{maps::OWD_BIAS_US, wire::FeedbackPayload};
 use tracing::info;
 
 use crate::{
     link::{
-        estimator::LinkEstimator,
+        estimator::{Feedback, LinkEstimator},
         lifecycle::{Lifecycle, State, Thresholds},
         scoring::{Decision, LinkView, ScoringConfig, decide},
     },
-    probe::ProbeSample,
+    probe::Evidence,
     schedule::Weights,
 };
 
@@ -27,6 +28,7 @@ struct Controlled {
     weight: u32,
     estimator: LinkEstimator,
     lifecycle: Lifecycle,
+    last_feedback: Option<FeedbackPayload>,
 }
 
 /// The controller's state.
@@ -52,6 +54,7 @@ impl Controller {
                     weight,
                     estimator: LinkEstimator::new(),
                     lifecycle: Lifecycle::new(),
+                    last_feedback: None,
                 })
                 .collect(),
             thresholds: Thresholds::default(),
@@ -64,11 +67,34 @@ impl Controller {
         self.epoch.elapsed()
     }
 
-    /// A probe came back.
-    pub fn on_probe(&mut self, sample: ProbeSample) {
+    /// In-band evidence arrived: a round trip, or the hub's counters.
+    pub fn on_evidence(&mut self, evidence: Evidence) {
         let now = self.now();
-        if let Some(l) = self.links.iter_mut().find(|l| l.id == sample.link) {
-            l.estimator.on_probe_reply(now, sample.rtt);
+        match evidence {
+            Evidence::RoundTrip { link, rtt } => {
+                if let Some(l) = self.links.iter_mut().find(|l| l.id == link) {
+                    l.estimator.on_probe_reply(now, rtt);
+                }
+            }
+            Evidence::Feedback { link, counters } => {
+                if let Some(l) = self.links.iter_mut().find(|l| l.id == link) {
+                    // The mean one-way delay of the packets since the last feedback.
+                    let owd_ms = match l.last_feedback {
+                        Some(prev)
+                            if counters.owd_count > prev.owd_count
+                                && counters.owd_sum_us >= prev.owd_sum_us =>
+                        {
+                            let mean_us = (counters.owd_sum_us - prev.owd_sum_us) as f64
+                                / (counters.owd_count - prev.owd_count) as f64;
+                            vec![(mean_us - OWD_BIAS_US as f64) / 1e3]
+                        }
+                        _ => Vec::new(),
+                    };
+                    l.last_feedback = Some(counters);
+                    let FeedbackPayload { rx_packets, rx_bytes, lost, .. } = counters;
+                    l.estimator.on_feedback(now, Feedback { rx_packets, rx_bytes, lost, owd_ms });
+                }
+            }
         }
     }
 

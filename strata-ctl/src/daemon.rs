@@ -16,7 +16,7 @@ use anyhow::{Context as _, bail};
 use strata_common::{
     maps::{CONFIG_LEARN_PEERS, CONFIG_READY, Endpoint, LINK_ENABLED, LinkTx, MAX_LINKS, TunnelConfig},
     packet::OUTER_V4_LEN,
-    wire::{Fields, HEADER_LEN, Header, PacketType},
+    wire::{FeedbackPayload, Fields, HEADER_LEN, Header, PacketType},
 };
 use tokio::{net::UdpSocket, sync::mpsc};
 use tracing::{debug, info, warn};
@@ -27,7 +27,7 @@ use crate::{
     datapath::{Datapath, Program},
     net::LinkRouting,
     net::{Interface, Net},
-    probe::{self, ProbeSample},
+    probe::{self, Evidence},
     schedule::Weights,
     stats::Snapshot,
     tun::Tun,
@@ -386,7 +386,7 @@ fn preflight() -> anyhow::Result<()> {
 /// The adaptive controller's moving parts.
 struct Adaptive {
     controller: Controller,
-    samples: mpsc::Receiver<ProbeSample>,
+    samples: mpsc::Receiver<Evidence>,
     probers: Vec<tokio::task::JoinHandle<()>>,
 }
 
@@ -476,6 +476,9 @@ async fn serve(
     // The hub checks which links it has learned ten times a second, so a new
     // link joins its schedule quickly.
     let mut learn = tokio::time::interval(Duration::from_millis(100));
+    // The hub reports what its kernel counted per link, at the probe rate.
+    let mut feedback_tick = tokio::time::interval(Duration::from_millis(config.control.probe_interval_ms));
+    let mut feedback_seq = 0u32;
     let mut buf = vec![0u8; 2048];
     let mut scheduled = config.weights();
     loop {
@@ -492,9 +495,14 @@ async fn serve(
                     schedule_learned_links(dp, config, &s, &mut scheduled);
                 }
             }
+            _ = feedback_tick.tick(), if config.role == Role::Hub => {
+                if let Ok(s) = dp.snapshot() {
+                    feedback_seq = send_feedback(control, config.session, &s, feedback_seq).await;
+                }
+            }
             Some(sample) = async { match adaptive.as_mut() { Some(a) => a.samples.recv().await, None => std::future::pending().await } } => {
                 if let Some(a) = adaptive.as_mut() {
-                    a.controller.on_probe(sample);
+                    a.controller.on_evidence(sample);
                 }
             }
             _ = control_tick.tick(), if adaptive.is_some() => {
@@ -509,6 +517,40 @@ async fn serve(
             },
         }
     }
+}
+
+/// Hub: sends each learned link's counters to the edge endpoint it learned
+/// for that link, so the feedback travels on the link it describes. Returns
+/// the next feedback sequence number.
+async fn send_feedback(control: &UdpSocket, session: u32, snapshot: &Snapshot, mut seq: u32) -> u32 {
+    for link in snapshot.links.iter().filter(|l| !l.peer_ip.is_unspecified()) {
+        let Ok(peer) = link.peer.parse::<SocketAddr>() else { continue };
+        let header = Header::new(Fields {
+            packet_type: PacketType::Feedback,
+            flags: 0,
+            link_id: link.id,
+            session,
+            global_seq: seq,
+            link_seq: 0,
+            timestamp_us: 0,
+        });
+        let payload = FeedbackPayload {
+            rx_packets: link.rx_packets,
+            rx_bytes: link.rx_bytes,
+            lost: link.rx_lost,
+            owd_sum_us: link.owd_sum_us,
+            owd_count: link.owd_count,
+        };
+        let mut out = [0u8; HEADER_LEN + FeedbackPayload::LEN];
+        if header.encode(&mut out).is_ok()
+            && payload.encode(&mut out[HEADER_LEN..]).is_ok()
+            && let Err(e) = control.send_to(&out, peer).await
+        {
+            debug!(link = link.id, %peer, "feedback not sent: {e}");
+        }
+        seq = seq.wrapping_add(1);
+    }
+    seq
 }
 
 /// Handles one datagram on the control socket. Probes are answered at once

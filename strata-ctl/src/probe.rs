@@ -19,18 +19,28 @@ use std::{
 use nix::sys::socket::{AddressFamily, SockFlag, SockType, SockaddrIn, bind, setsockopt, socket, sockopt};
 use strata_common::{
     maps::MAX_LINKS,
-    wire::{Fields, HEADER_LEN, Header, PacketType},
+    wire::{FeedbackPayload, Fields, HEADER_LEN, Header, PacketType},
 };
 use tokio::{net::UdpSocket, sync::mpsc};
 use tracing::debug;
 
-/// A round trip measured on a link.
+/// In-band evidence about a link.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ProbeSample {
-    /// Link id.
-    pub link: u8,
-    /// Round trip.
-    pub rtt: Duration,
+pub enum Evidence {
+    /// A probe came back after this round trip.
+    RoundTrip {
+        /// Link id.
+        link: u8,
+        /// Round trip.
+        rtt: Duration,
+    },
+    /// The hub's counters for the link.
+    Feedback {
+        /// Link id.
+        link: u8,
+        /// What the hub's kernel counted.
+        counters: FeedbackPayload,
+    },
 }
 
 /// A UDP socket on `addr` that may share its port with the wildcard control
@@ -48,15 +58,15 @@ pub fn bind_shared(addr: SocketAddrV4) -> io::Result<UdpSocket> {
     UdpSocket::from_std(std::net::UdpSocket::from(fd))
 }
 
-/// Probes link `link` towards `hub` every `interval` until the receiver of
-/// `samples` goes away.
+/// Probes link `link` towards `hub` every `interval`, and passes on the hub's
+/// feedback for the link, until the receiver of `evidence` goes away.
 pub async fn run(
     link: u8,
     sock: Arc<UdpSocket>,
     hub: SocketAddr,
     session: u32,
     interval: Duration,
-    samples: mpsc::Sender<ProbeSample>,
+    evidence: mpsc::Sender<Evidence>,
 ) {
     let epoch = Instant::now();
     let mut tick = tokio::time::interval(interval);
@@ -85,13 +95,23 @@ pub async fn run(
             }
             received = sock.recv_from(&mut buf) => {
                 let Ok((n, _)) = received else { continue };
-                let Ok((fields, _)) = Header::parse(&buf[..n], session, MAX_LINKS as u8) else { continue };
-                if fields.packet_type != PacketType::ProbeReply || fields.link_id != link {
+                let Ok((fields, payload)) = Header::parse(&buf[..n], session, MAX_LINKS as u8) else { continue };
+                if fields.link_id != link {
                     continue;
                 }
-                let now_us = epoch.elapsed().as_micros() as u32;
-                let rtt = Duration::from_micros(u64::from(now_us.wrapping_sub(fields.timestamp_us)));
-                if samples.send(ProbeSample { link, rtt }).await.is_err() {
+                let item = match fields.packet_type {
+                    PacketType::ProbeReply => {
+                        let now_us = epoch.elapsed().as_micros() as u32;
+                        let rtt = Duration::from_micros(u64::from(now_us.wrapping_sub(fields.timestamp_us)));
+                        Evidence::RoundTrip { link, rtt }
+                    }
+                    PacketType::Feedback => match FeedbackPayload::decode(payload) {
+                        Ok(counters) => Evidence::Feedback { link, counters },
+                        Err(_) => continue,
+                    },
+                    _ => continue,
+                };
+                if evidence.send(item).await.is_err() {
                     return;
                 }
             }

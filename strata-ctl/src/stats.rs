@@ -32,6 +32,10 @@ pub struct LinkStats {
     pub rx_late: u64,
     /// Times the sender's link sequence restarted.
     pub rx_restarts: u64,
+    /// Sum of biased one-way delay samples, µs (see `RxLinkState`).
+    pub owd_sum_us: u64,
+    /// Samples in `owd_sum_us`.
+    pub owd_count: u64,
     /// The peer endpoint ("0.0.0.0:0" if unknown).
     pub peer: String,
     /// The peer's address (unspecified if unknown).
@@ -126,6 +130,8 @@ pub fn read<'a>(maps: &dyn Fn(&str) -> Option<&'a Map>) -> Result<Snapshot, Data
             rx_lost: s.lost,
             rx_late: s.late,
             rx_restarts: s.restarts,
+            owd_sum_us: s.owd_sum_us,
+            owd_count: s.owd_count,
             peer: format!("{}:{}", peer_ip, u16::from_be(p.port_be)),
             peer_ip,
         });

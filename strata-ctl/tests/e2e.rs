@@ -227,12 +227,28 @@ fn probes_reach_the_hub_controller_and_are_answered_and_foreign_sessions_are_dro
             };
             sock.send_to(&probe(session), hub)?;
             let mut buf = [0u8; 256];
-            let (n, _) = sock.recv_from(&mut buf)?;
-            let reply = buf[..n].to_vec();
-            // Another session: dropped in the kernel, never answered.
-            sock.send_to(&probe(session ^ 0xffff), hub)?;
-            sock.set_read_timeout(Some(Duration::from_millis(500)))?;
-            let silence = sock.recv_from(&mut buf).is_err();
+            // The hub's feedback for the link may arrive too; wait for the reply.
+            let reply = loop {
+                let (n, _) = sock.recv_from(&mut buf)?;
+                if matches!(Header::parse(&buf[..n], session, 8), Ok((f, _)) if f.packet_type == PacketType::ProbeReply) {
+                    break buf[..n].to_vec();
+                }
+            };
+            // Another session: dropped in the kernel, never answered. (The
+            // hub's feedback for link 1 may still arrive here: it carries the
+            // lab's own session.)
+            let foreign = session ^ 0xffff;
+            sock.send_to(&probe(foreign), hub)?;
+            sock.set_read_timeout(Some(Duration::from_millis(100)))?;
+            let deadline = std::time::Instant::now() + Duration::from_millis(600);
+            let mut silence = true;
+            while std::time::Instant::now() < deadline {
+                if let Ok((n, _)) = sock.recv_from(&mut buf)
+                    && Header::parse(&buf[..n], foreign, 8).is_ok()
+                {
+                    silence = false;
+                }
+            }
             Ok((reply, silence))
         })
         .expect("probe exchange");

@@ -122,7 +122,7 @@ fn receive<const L2: usize>(ctx: &TcContext, cfg: &TunnelConfig) -> Result<i32, 
     let inner_len = available - header.byte_len();
     let version = inner_version::<L2>(ctx, inner_off, inner_len)?;
     count_link(&RX, link, total_len as u64);
-    track_link_seq(link, header.link_seq());
+    track_link_seq(link, header.link_seq(), header.timestamp_us());
     if is_duplicate(header.global_seq()) {
         return Err(DropReason::Duplicate);
     }

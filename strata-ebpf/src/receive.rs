@@ -2,18 +2,21 @@
 //! suppression, and learning where each link's peer is.
 
 use strata_common::{
-    maps::{DEDUP_WINDOW, Endpoint, LINK_SEQ_RESTART_DISTANCE},
+    maps::{DEDUP_WINDOW, Endpoint, LINK_SEQ_RESTART_DISTANCE, OWD_BIAS_US},
     seq::seq_distance,
 };
+
+use aya_ebpf::helpers::generated::bpf_ktime_get_tai_ns;
 
 use crate::{
     atomic::swap,
     maps::{DEDUP, PEERS, RXSEQ},
 };
 
-/// Records per-link sequence `seq` on `link` (see `RxLinkState` for the model).
+/// Records per-link sequence `seq` on `link` (see `RxLinkState` for the
+/// model) and the packet's one-way delay from its send timestamp.
 #[inline(always)]
-pub(crate) fn track_link_seq(link: u32, seq: u32) {
+pub(crate) fn track_link_seq(link: u32, seq: u32, sent_us: u32) {
     let Some(state) = RXSEQ.get_ptr_mut(link) else {
         return;
     };
@@ -21,6 +24,16 @@ pub(crate) fn track_link_seq(link: u32, seq: u32) {
     // link at once; the fields are counters whose occasional lost update is
     // accepted (documented on `RxLinkState`), never memory unsafety.
     let s = unsafe { &mut *state };
+    // SAFETY: helper without arguments.
+    let now_us = (unsafe { bpf_ktime_get_tai_ns() } / 1000) as u32;
+    // Wrapping µs clocks (71 min period): the difference is meaningful when
+    // the clocks are within ±35 min of each other; anything else is skipped.
+    let owd = now_us.wrapping_sub(sent_us) as i32;
+    if i64::from(owd).abs() < OWD_BIAS_US {
+        // Offset clocks may make it negative; a constant bias keeps the sum unsigned.
+        s.owd_sum_us = s.owd_sum_us.wrapping_add((i64::from(owd) + OWD_BIAS_US) as u64);
+        s.owd_count += 1;
+    }
     if s.started == 0 {
         s.started = 1;
         s.highest = seq;
