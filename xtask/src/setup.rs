@@ -5,11 +5,14 @@
 //! 2. `bpf-linker` 0.13.0, built against the toolchain's own LLVM: rustc's
 //!    sysroot ships `libLLVM.so.<major>…`; a directory whose `lib/libLLVM.so`
 //!    points at it serves as `LLVM_PREFIX`, so no LLVM package is needed and
-//!    the linker's LLVM always matches the compiler's.
+//!    the linker's LLVM always matches the compiler's (see [`LlvmPrefix`]).
 //! 3. Debian packages for the lab (iproute2, nftables, nsenter, sysctl).
 //! 4. bpffs at /sys/fs/bpf, where the daemon pins its maps.
 
-use std::{path::PathBuf, process::Command};
+use std::{
+    path::{Path, PathBuf},
+    process::Command,
+};
 
 use anyhow::{Context as _, bail};
 
@@ -46,39 +49,24 @@ fn rust_src() -> anyhow::Result<()> {
 }
 
 fn bpf_linker() -> anyhow::Result<()> {
-    let current = Command::new("bpf-linker").arg("--version").output();
+    // The links are (re)made on every run, before the check: they are cheap,
+    // and a machine set up before the soname link existed is repaired
+    // without rebuilding the linker.
+    let llvm = LlvmPrefix::link_toolchain_llvm()?;
+    // Checked without cargo's LD_LIBRARY_PATH (which `cargo xtask` inherits
+    // and which names the toolchain's lib directory): the linker must load
+    // its LLVM on its own, as it does when a person runs it or a build
+    // invokes it outside cargo.
+    let current = Command::new("bpf-linker").arg("--version").env_remove("LD_LIBRARY_PATH").output();
     if let Ok(out) = &current
         && String::from_utf8_lossy(&out.stdout).contains(BPF_LINKER_VERSION)
     {
         println!("setup: bpf-linker {BPF_LINKER_VERSION} ok");
         return Ok(());
     }
-    let sysroot = PathBuf::from(
-        output(Command::new("rustc").args(["--print", "sysroot"]), "rustc --print sysroot")?.trim(),
-    );
-    let lib = sysroot.join("lib");
-    let llvm = std::fs::read_dir(&lib)
-        .with_context(|| format!("reading {}", lib.display()))?
-        .filter_map(Result::ok)
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .find(|n| n.starts_with("libLLVM.so."))
-        .with_context(|| format!("no libLLVM.so.* in {} (is this a rustup toolchain?)", lib.display()))?;
-    // "libLLVM.so.22.1-rust-1.95.0-stable" → 22
-    let major: u32 = llvm
-        .trim_start_matches("libLLVM.so.")
-        .split(['.', '-'])
-        .next()
-        .and_then(|m| m.parse().ok())
-        .with_context(|| format!("cannot read the LLVM version from {llvm}"))?;
-    let home = std::env::var_os("HOME").context("HOME is not set")?;
-    let prefix = PathBuf::from(home).join(".cache/strata/llvm");
-    let link = prefix.join("lib/libLLVM.so");
-    std::fs::create_dir_all(prefix.join("lib"))?;
-    let _ = std::fs::remove_file(&link);
-    std::os::unix::fs::symlink(lib.join(&llvm), &link)
-        .with_context(|| format!("linking {}", link.display()))?;
     println!(
-        "setup: building bpf-linker {BPF_LINKER_VERSION} against the toolchain's LLVM {major} (about a minute)"
+        "setup: building bpf-linker {BPF_LINKER_VERSION} against the toolchain's LLVM {} (about a minute)",
+        llvm.major
     );
     run_cmd(
         Command::new("cargo")
@@ -90,18 +78,79 @@ fn bpf_linker() -> anyhow::Result<()> {
                 "--locked",
                 "--no-default-features",
             ])
-            .args(["--features", &format!("llvm-{major}")])
-            .env("LLVM_PREFIX", &prefix),
+            .args(["--features", &format!("llvm-{}", llvm.major)])
+            .env("LLVM_PREFIX", &llvm.prefix),
         "cargo install bpf-linker",
     )?;
     println!("setup: bpf-linker {BPF_LINKER_VERSION} installed");
     Ok(())
 }
 
+/// `$HOME/.cache/strata/llvm`: an `LLVM_PREFIX` made of links to the
+/// toolchain's own LLVM.
+///
+/// Two links, for two readers: `lib/libLLVM.so` is what bpf-linker's build
+/// looks for under `LLVM_PREFIX`; `lib/libLLVM.so.<version>-rust-…` is the
+/// soname the built linker then needs at run time, found through the
+/// RUNPATH (`<prefix>/lib`) the build gives it. Without the second, the
+/// linker only starts where cargo happens to put the toolchain's lib
+/// directory on `LD_LIBRARY_PATH`.
+struct LlvmPrefix {
+    prefix: PathBuf,
+    /// LLVM major version, for bpf-linker's `llvm-NN` feature.
+    major: u32,
+}
+
+impl LlvmPrefix {
+    fn link_toolchain_llvm() -> anyhow::Result<Self> {
+        let sysroot = PathBuf::from(
+            output(Command::new("rustc").args(["--print", "sysroot"]), "rustc --print sysroot")?.trim(),
+        );
+        let lib = sysroot.join("lib");
+        let soname = std::fs::read_dir(&lib)
+            .with_context(|| format!("reading {}", lib.display()))?
+            .filter_map(Result::ok)
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .find(|n| n.starts_with("libLLVM.so."))
+            .with_context(|| format!("no libLLVM.so.* in {} (is this a rustup toolchain?)", lib.display()))?;
+        let major =
+            llvm_major(&soname).with_context(|| format!("cannot read the LLVM version from {soname}"))?;
+        let home = std::env::var_os("HOME").context("HOME is not set")?;
+        let prefix = PathBuf::from(home).join(".cache/strata/llvm");
+        let prefix_lib = prefix.join("lib");
+        std::fs::create_dir_all(&prefix_lib).with_context(|| format!("creating {}", prefix_lib.display()))?;
+        let target = lib.join(&soname);
+        symlink(&target, &prefix_lib.join("libLLVM.so"))?;
+        symlink(&target, &prefix_lib.join(&soname))?;
+        Ok(Self { prefix, major })
+    }
+}
+
+/// "libLLVM.so.22.1-rust-1.95.0-stable" → 22.
+fn llvm_major(soname: &str) -> Option<u32> {
+    soname.strip_prefix("libLLVM.so.")?.split(['.', '-']).next()?.parse().ok()
+}
+
+/// Makes `link` point at `target`, replacing whatever `link` was (a link to
+/// an older toolchain's LLVM, say); leaves a correct link alone.
+fn symlink(target: &Path, link: &Path) -> anyhow::Result<()> {
+    if std::fs::read_link(link).is_ok_and(|current| current == target) {
+        return Ok(());
+    }
+    match std::fs::remove_file(link) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            return Err(e).with_context(|| format!("removing {}", link.display()));
+        }
+        _ => {}
+    }
+    std::os::unix::fs::symlink(target, link)
+        .with_context(|| format!("linking {} to {}", link.display(), target.display()))
+}
+
 fn debian_packages() -> anyhow::Result<()> {
     let missing: Vec<&str> = PACKAGES
         .iter()
-        .filter(|(pkg, file)| !std::path::Path::new(file).exists() && !dpkg_installed(pkg))
+        .filter(|(pkg, file)| !Path::new(file).exists() && !dpkg_installed(pkg))
         .map(|(pkg, _)| *pkg)
         .collect();
     if missing.is_empty() {
@@ -143,4 +192,17 @@ fn bpffs() -> anyhow::Result<()> {
     }
     println!("setup: bpffs mounted at /sys/fs/bpf");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::llvm_major;
+
+    #[test]
+    fn llvm_major_comes_from_the_soname() {
+        assert_eq!(llvm_major("libLLVM.so.22.1-rust-1.95.0-stable"), Some(22));
+        assert_eq!(llvm_major("libLLVM.so.19-rust-1.84.0-stable"), Some(19));
+        assert_eq!(llvm_major("libLLVM-22-rust-1.95.0-stable.so"), None);
+        assert_eq!(llvm_major("libLLVM.so.x"), None);
+    }
 }
