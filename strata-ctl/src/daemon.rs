@@ -123,7 +123,7 @@ impl Side {
 /// Runs until a signal arrives.
 pub async fn run(config: Config) -> anyhow::Result<()> {
     preflight()?;
-    let _instance = lock_instance(config.name())?;
+    let instance = lock_instance(config.name())?;
     let net = Net::connect()?;
     info!(instance = config.name(), role = %config.role, session = config.session, "starting");
     let side = Side::resolve(&net, &config).await?;
@@ -185,6 +185,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     drop(tun);
     control?;
     unpinned?;
+    drop(instance);
     info!("stopped");
     Ok(())
 }
@@ -346,18 +347,33 @@ fn quiet_ipv6(device: &str) {
 
 /// One daemon per instance name: two would share (and fight over) the same
 /// pinned maps. The lock is an `flock` on `/run/strata/<name>.lock`, released
-/// by the kernel however the daemon ends.
-fn lock_instance(name: &str) -> anyhow::Result<nix::fcntl::Flock<std::fs::File>> {
-    let dir = std::path::Path::new("/run/strata");
-    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let path = dir.join(format!("{name}.lock"));
+/// by the kernel however the daemon ends; the file is removed on every way
+/// out of `run` (a crash leaves an unlocked file, which the next start reuses).
+#[derive(Debug)]
+struct InstanceLock {
+    path: std::path::PathBuf,
+    _flock: nix::fcntl::Flock<std::fs::File>,
+}
+
+impl Drop for InstanceLock {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+fn lock_instance(name: &str) -> anyhow::Result<InstanceLock> {
+    let path = std::path::Path::new("/run/strata").join(format!("{name}.lock"));
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
     let file = std::fs::File::create(&path).with_context(|| format!("opening {}", path.display()))?;
-    nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock).map_err(|(_, errno)| {
+    let flock = nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock).map_err(|(_, errno)| {
         anyhow::anyhow!(
             "name: an instance named {name:?} is already running on this host ({}: {errno}); give each tunnel its own name",
             path.display()
         )
-    })
+    })?;
+    Ok(InstanceLock { path, _flock: flock })
 }
 
 fn preflight() -> anyhow::Result<()> {
