@@ -9,6 +9,7 @@
 //! | `STRATA_PEERS`  | controller (edge) / ingress learning (hub) | egress |
 //! | `STRATA_SCHED`  | controller (double-buffered) | egress         |
 //! | `STRATA_TXSEQ`  | egress (atomics); controller seeds it | egress |
+//! | `STRATA_PACE`   | egress                     | egress, controller |
 //! | `STRATA_TX`, `STRATA_RX`, `STRATA_DROPS`, `STRATA_RXSEQ` | kernel | controller |
 //! | `STRATA_DEDUP`  | ingress                    | ingress          |
 //!
@@ -36,6 +37,12 @@ pub const CONFIG_READY: u32 = 1 << 1;
 /// [`TunnelConfig::flags`]: learn each link's peer endpoint from received
 /// packets (the hub, whose edge sits behind carrier NAT).
 pub const CONFIG_LEARN_PEERS: u32 = 1 << 0;
+
+/// [`TunnelConfig::flags`]: choose each packet's link by earliest expected
+/// arrival among the links still within their send budget (the pacing fields
+/// of [`LinkTx`]), falling back to the weighted [`Schedule`] only when every
+/// link is at its budget. Clear: the schedule alone decides (static weights).
+pub const CONFIG_EARLIEST_ARRIVAL: u32 = 1 << 2;
 
 /// [`LinkTx::flags`]: the link may carry traffic.
 pub const LINK_ENABLED: u32 = 1 << 0;
@@ -79,6 +86,29 @@ pub struct LinkTx {
     pub mtu: u16,
     /// Link-layer header length of the interface (14 for Ethernet, 0 for raw IP).
     pub l2_len: u32,
+    /// Send budget as a rate: picoseconds of link time each byte costs
+    /// (8e6 / Mbit/s). 0: the link has no budget and is chosen by the
+    /// schedule only.
+    pub ps_per_byte: u32,
+    /// Expected one-way delay of an idle link, µs; the link's own backlog
+    /// (see [`LinkPace`]) is added per packet.
+    pub delay_us: u32,
+    /// Backlog the budget allows, µs of link time: a link whose backlog is
+    /// larger takes no more packets while another link has room.
+    pub backlog_limit_us: u32,
+}
+
+/// The egress program's pacing state of one link (index = link id): a
+/// virtual queue drained at the link's budget rate.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LinkPace {
+    /// Kernel time (`bpf_ktime_get_ns`) at which everything sent so far has
+    /// left at the budget rate; the backlog is this minus now.
+    pub busy_until_ns: u64,
+    /// Packets sent on this link past every link's budget (the schedule's
+    /// fallback under overload).
+    pub overflow: u64,
 }
 
 /// The far end of a link (index = link id).

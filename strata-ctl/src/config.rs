@@ -38,10 +38,13 @@ use std::{
     fmt,
     net::{IpAddr, Ipv4Addr},
     path::Path,
+    time::Duration,
 };
 
 use serde::Deserialize;
 use strata_common::maps::MAX_LINKS;
+
+use crate::link::{lifecycle::Thresholds, scoring::ScoringConfig};
 
 /// The configuration format version this build reads.
 pub const CONFIG_VERSION: u32 = 1;
@@ -134,29 +137,220 @@ pub struct Config {
     pub control: ControlSection,
 }
 
-/// `[control]`.
+/// `[control]`: how weights are decided and, in adaptive mode, every bound
+/// of the link lifecycle and the scorer. Absent keys take the defaults of
+/// [`Thresholds`] and [`ScoringConfig`], so a partial section is complete.
 #[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 pub struct ControlSection {
-    /// `static`: the configured weights, always. `adaptive` (edge,
-    /// experimental): links are probed in band and weighted by their
-    /// lifecycle and measurements — see docs/BENCHMARKS.md for where it
-    /// stands.
-    #[serde(default)]
+    /// `static`: the configured weights, always. `adaptive` (edge): links are
+    /// probed in band, each link's weight and send budget follow its
+    /// lifecycle and measurements, and the kernel sends each packet where it
+    /// is expected to arrive first (docs/ARCHITECTURE.md).
     pub mode: ControlMode,
     /// Probe interval per link, ms (adaptive).
-    #[serde(default = "default_probe_interval_ms")]
     pub probe_interval_ms: u64,
+    /// How often weights and budgets are recomputed and written, ms.
+    pub update_interval_ms: u64,
+    /// Silence that demotes a carrying link, ms.
+    pub silence_demote_ms: u64,
+    /// Round-trip jitter (p95 − p50) that demotes, ms.
+    pub jitter_demote_ms: f64,
+    /// Jitter under which a link is healthy again, ms (below `jitter_demote_ms`).
+    pub jitter_healthy_ms: f64,
+    /// Recent loss ratio that demotes.
+    pub loss_demote: f64,
+    /// Recent loss ratio under which a link is healthy again (below `loss_demote`).
+    pub loss_healthy: f64,
+    /// Median round trip above which a link is not used, ms.
+    pub max_rtt_ms: f64,
+    /// Queueing delay above which loss and jitter are taken as congestion
+    /// (answered by the send budget) rather than a failing link, ms.
+    pub congestion_queue_ms: f64,
+    /// Healthy probes this long admit a new link to warm-up, ms.
+    pub admit_after_ms: u64,
+    /// Warm-up at a small share lasts this long, ms.
+    pub warm_ms: u64,
+    /// A degraded link is re-admitted after being healthy this long, ms.
+    pub readmit_after_ms: u64,
+    /// Silent this long: the link rests in cooldown, ms.
+    pub cooldown_after_ms: u64,
+    /// Cooldown lasts at least this long, ms.
+    pub cooldown_ms: u64,
+    /// Silent this long: the link is gone until heard again, ms.
+    pub gone_after_ms: u64,
+    /// Queueing delay beyond `backlog_limit_ms` that halves a link's weight, ms.
+    pub delay_half_ms: f64,
+    /// Fraction of a link's measured capacity its send budget allows.
+    pub headroom: f64,
+    /// Budget of a link with no capacity measurement, as a multiple of what it delivered.
+    pub probe_gain: f64,
+    /// Backlog a link's budget allows, ms of its own transmission time.
+    pub backlog_limit_ms: f64,
 }
 
 impl Default for ControlSection {
     fn default() -> Self {
-        Self { mode: ControlMode::default(), probe_interval_ms: default_probe_interval_ms() }
+        let Thresholds {
+            silence_demote,
+            jitter_demote_ms,
+            jitter_healthy_ms,
+            loss_demote,
+            loss_healthy,
+            max_rtt_ms,
+            congestion_queue_ms,
+            admit_after,
+            warm_for,
+            readmit_after,
+            cooldown_after,
+            cooldown_for,
+            gone_after,
+        } = Thresholds::default();
+        let ScoringConfig { delay_half_ms, headroom, probe_gain, backlog_limit_ms, weight_scale: _ } =
+            ScoringConfig::default();
+        let ms = |d: Duration| d.as_millis() as u64;
+        Self {
+            mode: ControlMode::default(),
+            probe_interval_ms: 50,
+            update_interval_ms: 20,
+            silence_demote_ms: ms(silence_demote),
+            jitter_demote_ms,
+            jitter_healthy_ms,
+            loss_demote,
+            loss_healthy,
+            max_rtt_ms,
+            congestion_queue_ms,
+            admit_after_ms: ms(admit_after),
+            warm_ms: ms(warm_for),
+            readmit_after_ms: ms(readmit_after),
+            cooldown_after_ms: ms(cooldown_after),
+            cooldown_ms: ms(cooldown_for),
+            gone_after_ms: ms(gone_after),
+            delay_half_ms,
+            headroom,
+            probe_gain,
+            backlog_limit_ms,
+        }
     }
 }
 
-const fn default_probe_interval_ms() -> u64 {
-    50
+impl ControlSection {
+    /// The lifecycle bounds.
+    pub fn thresholds(&self) -> Thresholds {
+        let ms = Duration::from_millis;
+        Thresholds {
+            silence_demote: ms(self.silence_demote_ms),
+            jitter_demote_ms: self.jitter_demote_ms,
+            jitter_healthy_ms: self.jitter_healthy_ms,
+            loss_demote: self.loss_demote,
+            loss_healthy: self.loss_healthy,
+            max_rtt_ms: self.max_rtt_ms,
+            congestion_queue_ms: self.congestion_queue_ms,
+            admit_after: ms(self.admit_after_ms),
+            warm_for: ms(self.warm_ms),
+            readmit_after: ms(self.readmit_after_ms),
+            cooldown_after: ms(self.cooldown_after_ms),
+            cooldown_for: ms(self.cooldown_ms),
+            gone_after: ms(self.gone_after_ms),
+        }
+    }
+
+    /// The scorer's knobs.
+    pub fn scoring(&self) -> ScoringConfig {
+        ScoringConfig {
+            delay_half_ms: self.delay_half_ms,
+            headroom: self.headroom,
+            probe_gain: self.probe_gain,
+            backlog_limit_ms: self.backlog_limit_ms,
+            ..ScoringConfig::default()
+        }
+    }
+
+    /// Checks every value, naming the first bad one.
+    fn validate(&self) -> Result<(), (String, String)> {
+        let bad = |f: &str, why: String| Err((format!("control.{f}"), why));
+        let int_ranges = [
+            ("probe_interval_ms", self.probe_interval_ms, 10, 1000),
+            ("update_interval_ms", self.update_interval_ms, 5, 1000),
+            ("silence_demote_ms", self.silence_demote_ms, 20, 60_000),
+            ("admit_after_ms", self.admit_after_ms, 0, 600_000),
+            ("warm_ms", self.warm_ms, 0, 600_000),
+            ("readmit_after_ms", self.readmit_after_ms, 0, 600_000),
+            ("cooldown_after_ms", self.cooldown_after_ms, 100, 600_000),
+            ("cooldown_ms", self.cooldown_ms, 0, 600_000),
+            ("gone_after_ms", self.gone_after_ms, 1000, 86_400_000),
+        ];
+        for (f, v, lo, hi) in int_ranges {
+            if !(lo..=hi).contains(&v) {
+                return bad(f, format!("{v} is outside {lo}..={hi}"));
+            }
+        }
+        let float_ranges = [
+            ("jitter_demote_ms", self.jitter_demote_ms, 1.0, 10_000.0),
+            ("jitter_healthy_ms", self.jitter_healthy_ms, 0.0, 10_000.0),
+            ("loss_demote", self.loss_demote, 0.001, 1.0),
+            ("loss_healthy", self.loss_healthy, 0.0, 1.0),
+            ("max_rtt_ms", self.max_rtt_ms, 1.0, 30_000.0),
+            ("congestion_queue_ms", self.congestion_queue_ms, 1.0, 10_000.0),
+            ("delay_half_ms", self.delay_half_ms, 1.0, 10_000.0),
+            ("headroom", self.headroom, 0.1, 2.0),
+            ("probe_gain", self.probe_gain, 1.0, 4.0),
+            ("backlog_limit_ms", self.backlog_limit_ms, 1.0, 10_000.0),
+        ];
+        for (f, v, lo, hi) in float_ranges {
+            // `contains` is false for NaN, so NaN is rejected here too.
+            if !(lo..=hi).contains(&v) {
+                return bad(f, format!("{v} is outside {lo}..={hi}"));
+            }
+        }
+        if self.silence_demote_ms < 2 * self.probe_interval_ms {
+            return bad(
+                "silence_demote_ms",
+                format!(
+                    "{} is shorter than two probe intervals ({} ms): every lost probe would demote the link",
+                    self.silence_demote_ms,
+                    2 * self.probe_interval_ms
+                ),
+            );
+        }
+        if self.jitter_healthy_ms >= self.jitter_demote_ms {
+            return bad(
+                "jitter_healthy_ms",
+                format!(
+                    "{} must be below jitter_demote_ms ({}) so a link cannot flap at one value",
+                    self.jitter_healthy_ms, self.jitter_demote_ms
+                ),
+            );
+        }
+        if self.loss_healthy >= self.loss_demote {
+            return bad(
+                "loss_healthy",
+                format!(
+                    "{} must be below loss_demote ({}) so a link cannot flap at one value",
+                    self.loss_healthy, self.loss_demote
+                ),
+            );
+        }
+        if self.cooldown_after_ms <= self.silence_demote_ms {
+            return bad(
+                "cooldown_after_ms",
+                format!(
+                    "{} must be longer than silence_demote_ms ({})",
+                    self.cooldown_after_ms, self.silence_demote_ms
+                ),
+            );
+        }
+        if self.gone_after_ms <= self.cooldown_after_ms {
+            return bad(
+                "gone_after_ms",
+                format!(
+                    "{} must be longer than cooldown_after_ms ({})",
+                    self.gone_after_ms, self.cooldown_after_ms
+                ),
+            );
+        }
+        Ok(())
+    }
 }
 
 /// How weights are decided.
@@ -348,12 +542,7 @@ impl Config {
             return bad("tunnel.mtu", format!("{mtu} is outside 576..=65000"));
         }
 
-        if !(10..=1000).contains(&self.control.probe_interval_ms) {
-            return bad(
-                "control.probe_interval_ms",
-                format!("{} is outside 10..=1000", self.control.probe_interval_ms),
-            );
-        }
+        self.control.validate()?;
         if self.role == Role::Hub && self.control.mode == ControlMode::Adaptive {
             return bad(
                 "control.mode",

@@ -13,12 +13,11 @@ use tracing::info;
 
 use crate::{
     link::{
-        estimator::{Feedback, LinkEstimator},
+        estimator::{Estimate, Feedback, LinkEstimator},
         lifecycle::{Lifecycle, State, Thresholds},
         scoring::{Decision, LinkView, ScoringConfig, decide},
     },
     probe::Evidence,
-    schedule::Weights,
 };
 
 /// One link under control.
@@ -29,6 +28,7 @@ struct Controlled {
     estimator: LinkEstimator,
     lifecycle: Lifecycle,
     last_feedback: Option<FeedbackPayload>,
+    last_hub_time_us: Option<u32>,
 }
 
 /// The controller's state.
@@ -38,13 +38,15 @@ pub struct Controller {
     links: Vec<Controlled>,
     thresholds: Thresholds,
     scoring: ScoringConfig,
-    last: Option<Weights>,
+    last: Option<Decision>,
+    /// The estimates of the last tick, for summaries.
+    estimates: Vec<Estimate>,
 }
 
 impl Controller {
     /// Links as `(id, configured weight)`; the configured weight stands in
-    /// for capacity until capacity is measured.
-    pub fn new(links: &[(u8, u32)]) -> Self {
+    /// for capacity (Mbit/s) until capacity is measured.
+    pub fn new(links: &[(u8, u32)], thresholds: Thresholds, scoring: ScoringConfig) -> Self {
         Self {
             epoch: Instant::now(),
             links: links
@@ -55,11 +57,13 @@ impl Controller {
                     estimator: LinkEstimator::new(),
                     lifecycle: Lifecycle::new(),
                     last_feedback: None,
+                    last_hub_time_us: None,
                 })
                 .collect(),
-            thresholds: Thresholds::default(),
-            scoring: ScoringConfig::default(),
+            thresholds,
+            scoring,
             last: None,
+            estimates: Vec::new(),
         }
     }
 
@@ -76,7 +80,7 @@ impl Controller {
                     l.estimator.on_probe_reply(now, rtt);
                 }
             }
-            Evidence::Feedback { link, counters } => {
+            Evidence::Feedback { link, counters, hub_time_us } => {
                 if let Some(l) = self.links.iter_mut().find(|l| l.id == link) {
                     // The mean one-way delay of the packets since the last feedback.
                     let owd_ms = match l.last_feedback {
@@ -90,16 +94,36 @@ impl Controller {
                         }
                         _ => Vec::new(),
                     };
+                    let hub_elapsed = match l.last_hub_time_us {
+                        Some(prev) if prev != 0 && hub_time_us != 0 => {
+                            Some(Duration::from_micros(u64::from(hub_time_us.wrapping_sub(prev))))
+                        }
+                        _ => None,
+                    };
                     l.last_feedback = Some(counters);
+                    l.last_hub_time_us = Some(hub_time_us);
                     let FeedbackPayload { rx_packets, rx_bytes, lost, .. } = counters;
-                    l.estimator.on_feedback(now, Feedback { rx_packets, rx_bytes, lost, owd_ms });
+                    l.estimator
+                        .on_feedback(now, Feedback { rx_packets, rx_bytes, lost, owd_ms, hub_elapsed });
                 }
             }
         }
     }
 
+    /// The kernel's cumulative per-link overflow counters (packets sent on
+    /// a link while every link was at its budget).
+    pub fn on_overflow(&mut self, overflow: &[u64]) {
+        let now = self.now();
+        for l in &mut self.links {
+            if let Some(&count) = overflow.get(usize::from(l.id)) {
+                l.estimator.on_overflow(now, count);
+            }
+        }
+    }
+
     /// One control step: lifecycles advance (every transition logged with
-    /// its reason), then the scorer decides. Returns new weights if they changed.
+    /// its reason), then the scorer decides. Returns the decision if it
+    /// changed (budgets follow the estimates, so nearly every tick).
     pub fn tick(&mut self) -> Option<Decision> {
         let now = self.now();
         let mut estimates = Vec::with_capacity(self.links.len());
@@ -121,14 +145,44 @@ impl Controller {
                 share: l.lifecycle.share(),
                 estimate: e,
                 nominal_mbit_s: f64::from(l.weight),
+                heard: e.silence.is_some_and(|s| s <= self.thresholds.silence_demote),
             })
             .collect();
         let decision = decide(&views, &self.scoring);
-        if self.last == Some(decision.weights) {
+        self.estimates = estimates;
+        if self.last.as_ref() == Some(&decision) {
             return None;
         }
-        self.last = Some(decision.weights);
+        self.last = Some(decision.clone());
         Some(decision)
+    }
+
+    /// One line per link for the 1 Hz summary: state, weight, budget, round
+    /// trip, queueing delay, loss, delivered rate and capacity.
+    pub fn summary(&self) -> String {
+        let mut out = String::new();
+        for (i, l) in self.links.iter().enumerate() {
+            let id = usize::from(l.id);
+            let (weight, budget) = self
+                .last
+                .as_ref()
+                .map_or((0, 0.0), |d| (d.weights[id], d.budgets[id].bytes_per_s as f64 * 8.0 / 1e6));
+            let e = self.estimates.get(i).cloned().unwrap_or_default();
+            let opt = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.1}"));
+            out.push_str(&format!(
+                "link {} {:<8} weight {:>3} budget {:>6.2} Mbit/s rtt p50 {} ms queue {} ms loss {:.2}% delivered {:.2} capacity {} Mbit/s; ",
+                l.id,
+                l.lifecycle.state().name(),
+                weight,
+                budget,
+                opt(e.rtt_ms.map(|r| r[1])),
+                opt(e.queue_delay_ms),
+                e.loss_recent * 100.0,
+                e.delivered_mbit_s,
+                opt(e.capacity_mbit_s),
+            ));
+        }
+        out
     }
 
     /// State of each link, for summaries.

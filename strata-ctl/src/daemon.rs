@@ -14,7 +14,10 @@ use std::{
 
 use anyhow::{Context as _, bail};
 use strata_common::{
-    maps::{CONFIG_LEARN_PEERS, CONFIG_READY, Endpoint, LINK_ENABLED, LinkTx, MAX_LINKS, TunnelConfig},
+    maps::{
+        CONFIG_EARLIEST_ARRIVAL, CONFIG_LEARN_PEERS, CONFIG_READY, Endpoint, LINK_ENABLED, LinkTx, MAX_LINKS,
+        TunnelConfig,
+    },
     packet::OUTER_V4_LEN,
     wire::{FeedbackPayload, Fields, HEADER_LEN, Header, PacketType},
 };
@@ -25,6 +28,7 @@ use crate::{
     config::{Config, ControlMode, LinkSection, Role},
     controller::Controller,
     datapath::{Datapath, Program},
+    link::scoring::Decision,
     net::LinkRouting,
     net::{Interface, Net},
     probe::{self, Evidence},
@@ -269,6 +273,10 @@ fn link_tx(
         src_port_be: port.to_be(),
         mtu: interface.mtu.min(u32::from(u16::MAX)) as u16,
         l2_len: interface.l2_len,
+        // No budget until the adaptive controller sets one.
+        ps_per_byte: 0,
+        delay_us: 0,
+        backlog_limit_us: 0,
     }
 }
 
@@ -404,6 +412,12 @@ struct Adaptive {
     controller: Controller,
     samples: mpsc::Receiver<Evidence>,
     probers: Vec<tokio::task::JoinHandle<()>>,
+    /// Decisions written to the kernel since the last summary.
+    updates: u64,
+    /// Whether the kernel chooses by earliest arrival yet (set with the first budgets).
+    paced: bool,
+    /// The daemon's CPU time at the last summary.
+    cpu: Duration,
 }
 
 impl Drop for Adaptive {
@@ -441,30 +455,41 @@ async fn start_adaptive(
             tx.clone(),
         )));
     }
-    let controller = Controller::new(&links.iter().map(|l| (l.id, l.weight)).collect::<Vec<_>>());
+    let controller = Controller::new(
+        &links.iter().map(|l| (l.id, l.weight)).collect::<Vec<_>>(),
+        config.control.thresholds(),
+        config.control.scoring(),
+    );
     info!(
         links = links.len(),
         interval_ms = config.control.probe_interval_ms,
         "adaptive control: probing every link"
     );
-    Ok(Adaptive { controller, samples, probers })
+    Ok(Adaptive { controller, samples, probers, updates: 0, paced: false, cpu: cpu_time() })
 }
 
 /// Routing tables of the links' own addresses: 1000 + link id.
 const LINK_TABLE_BASE: u32 = 1000;
 
-/// Applies a controller decision: the schedule, and each link enabled only
-/// while it has weight (so the kernel's fallback never picks a demoted link).
-fn apply(dp: &mut Datapath, config: &Config, side: &Side, weights: &Weights) {
+/// Applies a controller decision: each link's send budget, enabled only
+/// while it has weight (so the kernel's fallback never picks a demoted
+/// link), then the schedule.
+fn apply(dp: &mut Datapath, config: &Config, side: &Side, decision: &Decision) {
     let Side::Edge { links, .. } = side else { return };
     for link in links {
-        let w = weights[usize::from(link.id)];
-        let tx = link_tx(w, &link.interface, link.address, link.gateway, config.port);
+        let id = usize::from(link.id);
+        let mut tx = link_tx(decision.weights[id], &link.interface, link.address, link.gateway, config.port);
+        let budget = decision.budgets[id];
+        if budget.bytes_per_s > 0 {
+            tx.ps_per_byte = (1e12 / budget.bytes_per_s as f64).clamp(1.0, f64::from(u32::MAX)) as u32;
+            tx.delay_us = budget.delay_us;
+            tx.backlog_limit_us = budget.backlog_limit_us;
+        }
         if let Err(e) = dp.set_link(link.id, tx) {
             warn!("updating link {}: {e}", link.id);
         }
     }
-    if let Err(e) = dp.set_weights(weights) {
+    if let Err(e) = dp.set_weights(&decision.weights) {
         warn!("updating the schedule: {e}");
     }
 }
@@ -480,7 +505,8 @@ async fn serve(
 ) {
     let ids = side.link_ids();
     let ids = ids.as_slice();
-    let mut control_tick = tokio::time::interval(Duration::from_millis(config.control.probe_interval_ms));
+    let mut control_tick = tokio::time::interval(Duration::from_millis(config.control.update_interval_ms));
+    control_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut sigterm = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
         Ok(s) => s,
         Err(e) => {
@@ -495,6 +521,7 @@ async fn serve(
     // The hub reports what its kernel counted per link, at the probe rate.
     let mut feedback_tick = tokio::time::interval(Duration::from_millis(config.control.probe_interval_ms));
     let mut feedback_seq = 0u32;
+    let epoch = std::time::Instant::now();
     let mut buf = vec![0u8; 2048];
     let mut scheduled = config.weights();
     loop {
@@ -505,6 +532,12 @@ async fn serve(
                 if let Ok(s) = dp.snapshot() {
                     debug!("counters:\n{}", s.table(ids));
                 }
+                if let Some(a) = adaptive.as_mut() {
+                    let cpu = cpu_time();
+                    let cpu_ms_per_s = cpu.saturating_sub(a.cpu).as_secs_f64() * 1e3;
+                    info!(updates_per_s = a.updates, cpu_ms_per_s, "links: {}", a.controller.summary());
+                    (a.updates, a.cpu) = (0, cpu);
+                }
             }
             _ = learn.tick(), if config.role == Role::Hub => {
                 if let Ok(s) = dp.snapshot() {
@@ -513,7 +546,8 @@ async fn serve(
             }
             _ = feedback_tick.tick(), if config.role == Role::Hub => {
                 if let Ok(s) = dp.snapshot() {
-                    feedback_seq = send_feedback(control, config.session, &s, feedback_seq).await;
+                    let now_us = epoch.elapsed().as_micros() as u32;
+                    feedback_seq = send_feedback(control, config.session, &s, feedback_seq, now_us).await;
                 }
             }
             Some(sample) = async { match adaptive.as_mut() { Some(a) => a.samples.recv().await, None => std::future::pending().await } } => {
@@ -522,9 +556,23 @@ async fn serve(
                 }
             }
             _ = control_tick.tick(), if adaptive.is_some() => {
-                if let Some(decision) = adaptive.as_mut().and_then(|a| a.controller.tick()) {
+                if let Some(a) = adaptive.as_mut()
+                    && let Ok(overflow) = dp.overflow()
+                {
+                    a.controller.on_overflow(&overflow);
+                }
+                if let Some(a) = adaptive.as_mut()
+                    && let Some(decision) = a.controller.tick()
+                {
                     debug!(weights = ?decision.weights, "adaptive weights");
-                    apply(dp, config, side, &decision.weights);
+                    apply(dp, config, side, &decision);
+                    a.updates += 1;
+                    if !a.paced {
+                        match dp.set_config_flags(CONFIG_EARLIEST_ARRIVAL) {
+                            Ok(()) => a.paced = true,
+                            Err(e) => warn!("switching the kernel to earliest-arrival selection: {e}"),
+                        }
+                    }
                 }
             }
             received = control.recv_from(&mut buf) => match received {
@@ -538,7 +586,13 @@ async fn serve(
 /// Hub: sends each learned link's counters to the edge endpoint it learned
 /// for that link, so the feedback travels on the link it describes. Returns
 /// the next feedback sequence number.
-async fn send_feedback(control: &UdpSocket, session: u32, snapshot: &Snapshot, mut seq: u32) -> u32 {
+async fn send_feedback(
+    control: &UdpSocket,
+    session: u32,
+    snapshot: &Snapshot,
+    mut seq: u32,
+    now_us: u32,
+) -> u32 {
     for link in snapshot.links.iter().filter(|l| !l.peer_ip.is_unspecified()) {
         let Ok(peer) = link.peer.parse::<SocketAddr>() else { continue };
         let header = Header::new(Fields {
@@ -548,7 +602,9 @@ async fn send_feedback(control: &UdpSocket, session: u32, snapshot: &Snapshot, m
             session,
             global_seq: seq,
             link_seq: 0,
-            timestamp_us: 0,
+            // The edge measures rates between feedbacks on this clock, free
+            // of the jitter the way back adds to arrival times.
+            timestamp_us: now_us.max(1),
         });
         let payload = FeedbackPayload {
             rx_packets: link.rx_packets,
@@ -618,6 +674,20 @@ fn schedule_learned_links(dp: &mut Datapath, config: &Config, snapshot: &Snapsho
 
 async fn wait_ctrl_c() {
     let _ = tokio::signal::ctrl_c().await;
+}
+
+/// CPU time (user + system) the daemon has used, all threads.
+fn cpu_time() -> Duration {
+    // SAFETY: getrusage fills the zeroed struct it is given.
+    let usage = unsafe {
+        let mut usage: libc::rusage = std::mem::zeroed();
+        if libc::getrusage(libc::RUSAGE_SELF, &mut usage) != 0 {
+            return Duration::ZERO;
+        }
+        usage
+    };
+    let tv = |t: libc::timeval| Duration::new(t.tv_sec.max(0) as u64, (t.tv_usec.max(0) as u32) * 1000);
+    tv(usage.ru_utime) + tv(usage.ru_stime)
 }
 
 fn random_u32() -> u32 {

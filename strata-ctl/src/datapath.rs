@@ -12,7 +12,7 @@ use aya::{
     maps::{Array, HashMap, MapData},
     programs::{SchedClassifier, TcAttachType, tc::SchedClassifierLinkId},
 };
-use strata_common::maps::{Endpoint, LinkTx, Schedule, TunnelConfig, TxSeq};
+use strata_common::maps::{Endpoint, LinkPace, LinkTx, MAX_LINKS, Schedule, TunnelConfig, TxSeq};
 
 use crate::{
     schedule::{self, Weights},
@@ -36,8 +36,10 @@ pub mod map_names {
     pub const RXSEQ: &str = "STRATA_RXSEQ";
     pub const DROPS: &str = "STRATA_DROPS";
     pub const DEDUP: &str = "STRATA_DEDUP";
+    pub const PACE: &str = "STRATA_PACE";
     /// Every map, for unpinning.
-    pub const ALL: [&str; 11] = [CONFIG, IFACES, LINKS, PEERS, SCHED, TXSEQ, TX, RX, RXSEQ, DROPS, DEDUP];
+    pub const ALL: [&str; 12] =
+        [CONFIG, IFACES, LINKS, PEERS, SCHED, TXSEQ, TX, RX, RXSEQ, DROPS, DEDUP, PACE];
 }
 
 /// The two programs.
@@ -242,6 +244,14 @@ impl Datapath {
             .map_err(map_err("writing STRATA_CONFIG"))
     }
 
+    /// Sets `flags` in the tunnel configuration, keeping the rest.
+    pub fn set_config_flags(&mut self, flags: u32) -> Result<(), DatapathError> {
+        let mut map = self.array::<TunnelConfig>(map_names::CONFIG)?;
+        let current = map.get(&0, 0).map_err(map_err("reading STRATA_CONFIG"))?;
+        map.set(0, TunnelConfig { flags: current.flags | flags, ..current }, 0)
+            .map_err(map_err("writing STRATA_CONFIG"))
+    }
+
     /// Tells the ingress program the link-layer header length of `ifindex`.
     pub fn set_interface(&mut self, ifindex: u32, l2_len: u32) -> Result<(), DatapathError> {
         let map = self.ebpf.map_mut(map_names::IFACES).ok_or_else(|| DatapathError::Map {
@@ -303,6 +313,16 @@ impl Datapath {
     /// The sender's next sequence numbers.
     pub fn tx_sequence(&mut self) -> Result<TxSeq, DatapathError> {
         self.array::<TxSeq>(map_names::TXSEQ)?.get(&0, 0).map_err(map_err("reading STRATA_TXSEQ"))
+    }
+
+    /// Packets each link took past every link's budget so far (cumulative).
+    pub fn overflow(&mut self) -> Result<[u64; MAX_LINKS as usize], DatapathError> {
+        let pace = self.array::<LinkPace>(map_names::PACE)?;
+        let mut out = [0u64; MAX_LINKS as usize];
+        for (i, o) in out.iter_mut().enumerate() {
+            *o = pace.get(&(i as u32), 0).map_err(map_err("reading STRATA_PACE"))?.overflow;
+        }
+        Ok(out)
     }
 
     /// Everything the kernel counts, summed over CPUs.

@@ -40,6 +40,8 @@ pub enum Evidence {
         link: u8,
         /// What the hub's kernel counted.
         counters: FeedbackPayload,
+        /// When the hub sent it, µs on the hub's own clock (0: not stamped).
+        hub_time_us: u32,
     },
 }
 
@@ -106,7 +108,7 @@ pub async fn run(
                         Evidence::RoundTrip { link, rtt }
                     }
                     PacketType::Feedback => match FeedbackPayload::decode(payload) {
-                        Ok(counters) => Evidence::Feedback { link, counters },
+                        Ok(counters) => Evidence::Feedback { link, counters, hub_time_us: fields.timestamp_us },
                         Err(_) => continue,
                     },
                     _ => continue,

@@ -8,7 +8,7 @@ use aya::maps::{Array, Map, MapData, PerCpuArray};
 use serde::Serialize;
 use strata_common::{
     drop::DropReason,
-    maps::{Endpoint, LinkCounters, MAX_LINKS, RxLinkState},
+    maps::{Endpoint, LinkCounters, LinkPace, MAX_LINKS, RxLinkState},
 };
 
 use crate::datapath::{DatapathError, map_err, map_names};
@@ -32,6 +32,8 @@ pub struct LinkStats {
     pub rx_late: u64,
     /// Times the sender's link sequence restarted.
     pub rx_restarts: u64,
+    /// Packets sent on this link while every link was at its send budget.
+    pub tx_overflow: u64,
     /// Sum of biased one-way delay samples, µs (see `RxLinkState`).
     pub owd_sum_us: u64,
     /// Samples in `owd_sum_us`.
@@ -105,6 +107,8 @@ pub fn read<'a>(maps: &dyn Fn(&str) -> Option<&'a Map>) -> Result<Snapshot, Data
         Array::try_from(get(map_names::PEERS)?).map_err(map_err("map STRATA_PEERS"))?;
     let drops: PerCpuArray<&MapData, u64> =
         PerCpuArray::try_from(get(map_names::DROPS)?).map_err(map_err("map STRATA_DROPS"))?;
+    let pace: Array<&MapData, LinkPace> =
+        Array::try_from(get(map_names::PACE)?).map_err(map_err("map STRATA_PACE"))?;
 
     let sum = |map: &PerCpuArray<&MapData, LinkCounters>, i: u32| {
         map.get(&i, 0).map_err(map_err("reading link counters")).map(|values| {
@@ -120,6 +124,7 @@ pub fn read<'a>(maps: &dyn Fn(&str) -> Option<&'a Map>) -> Result<Snapshot, Data
         let r = sum(&rx, i)?;
         let s = rxseq.get(&i, 0).map_err(map_err("reading STRATA_RXSEQ"))?;
         let p = peers.get(&i, 0).map_err(map_err("reading STRATA_PEERS"))?;
+        let pacing = pace.get(&i, 0).map_err(map_err("reading STRATA_PACE"))?;
         let peer_ip = Ipv4Addr::from(u32::from_be(p.ip_be));
         links.push(LinkStats {
             id: i as u8,
@@ -130,6 +135,7 @@ pub fn read<'a>(maps: &dyn Fn(&str) -> Option<&'a Map>) -> Result<Snapshot, Data
             rx_lost: s.lost,
             rx_late: s.late,
             rx_restarts: s.restarts,
+            tx_overflow: pacing.overflow,
             owd_sum_us: s.owd_sum_us,
             owd_count: s.owd_count,
             peer: format!("{}:{}", peer_ip, u16::from_be(p.port_be)),
@@ -150,7 +156,9 @@ pub fn read<'a>(maps: &dyn Fn(&str) -> Option<&'a Map>) -> Result<Snapshot, Data
 /// Reads the maps pinned under `dir` by a running (or crashed) daemon.
 pub fn read_pinned(dir: &Path) -> Result<Snapshot, DatapathError> {
     let mut maps = Vec::new();
-    for name in [map_names::TX, map_names::RX, map_names::RXSEQ, map_names::PEERS, map_names::DROPS] {
+    for name in
+        [map_names::TX, map_names::RX, map_names::RXSEQ, map_names::PEERS, map_names::DROPS, map_names::PACE]
+    {
         let path = dir.join(name);
         let data = MapData::from_pin(&path).map_err(map_err(format!("opening {}", path.display())))?;
         let map = Map::from_map_data(data).map_err(map_err(format!("opening {}", path.display())))?;

@@ -61,6 +61,9 @@ pub fn edge(weights: [u32; 8], mtu: u16) -> Result<Datapath, DatapathError> {
                 src_port_be: PORT.to_be(),
                 mtu,
                 l2_len: 14,
+                ps_per_byte: 0,
+                delay_us: 0,
+                backlog_limit_us: 0,
             },
         )?;
         dp.set_peer(id as u8, Endpoint { ip_be: be(HUB), port_be: PORT.to_be(), _pad: 0 })?;

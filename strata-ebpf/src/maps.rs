@@ -9,7 +9,8 @@ use aya_ebpf::{
 use strata_common::{
     drop::DROP_REASON_COUNT,
     maps::{
-        DEDUP_WINDOW, Endpoint, LinkCounters, LinkTx, MAX_LINKS, RxLinkState, Schedule, TunnelConfig, TxSeq,
+        DEDUP_WINDOW, Endpoint, LinkCounters, LinkPace, LinkTx, MAX_LINKS, RxLinkState, Schedule,
+        TunnelConfig, TxSeq,
     },
 };
 
@@ -37,6 +38,10 @@ pub(crate) static SCHED: Array<Schedule> = Array::pinned(2, 0);
 /// Sender sequence counters (entry 0).
 #[map(name = "STRATA_TXSEQ")]
 pub(crate) static TXSEQ: Array<TxSeq> = Array::pinned(1, 0);
+
+/// Per-link pacing state (virtual queues of the send budgets).
+#[map(name = "STRATA_PACE")]
+pub(crate) static PACE: Array<LinkPace> = Array::pinned(MAX_LINKS, 0);
 
 /// Sent packets and bytes per link.
 #[map(name = "STRATA_TX")]

@@ -1,11 +1,14 @@
 //! tc egress of the tunnel device: sequence, schedule, encapsulate, redirect.
 
 use aya_ebpf::{
-    bindings::TC_ACT_SHOT, helpers::generated::bpf_ktime_get_tai_ns, macros::classifier, programs::TcContext,
+    bindings::TC_ACT_SHOT,
+    helpers::generated::{bpf_ktime_get_ns, bpf_ktime_get_tai_ns},
+    macros::classifier,
+    programs::TcContext,
 };
 use strata_common::{
     drop::DropReason,
-    maps::{CONFIG_READY, TunnelConfig},
+    maps::{CONFIG_EARLIEST_ARRIVAL, CONFIG_READY, TunnelConfig},
     packet::{ETH_LEN, OUTER_V4_LEN, OuterAddrs, OuterV4, inner_dscp},
     wire::{Fields, Header, PacketType, TrafficClass},
 };
@@ -15,7 +18,7 @@ use crate::{
     encap::{encapsulate, redirect_to_link},
     maps::{CONFIG, TX},
     ptr::read_at,
-    schedule::{choose_link, next_global_seq, next_link_seq},
+    schedule::{choose_link, choose_link_paced, next_global_seq, next_link_seq},
 };
 
 #[classifier]
@@ -63,7 +66,13 @@ fn send<const L2: usize>(ctx: &TcContext, cfg: &TunnelConfig) -> Result<i32, Dro
     let dscp = inner_dscp(b0, b1);
 
     let global_seq = next_global_seq()?;
-    let choice = choose_link(global_seq, outer_len)?;
+    let choice = if cfg.flags & CONFIG_EARLIEST_ARRIVAL != 0 {
+        // Pacing runs on the monotonic clock: CLOCK_TAI follows settimeofday.
+        // SAFETY: helper without arguments.
+        choose_link_paced(global_seq, outer_len, unsafe { bpf_ktime_get_ns() })?
+    } else {
+        choose_link(global_seq, outer_len)?
+    };
     let link_seq = next_link_seq(choice.link);
     // SAFETY: helper without arguments.
     let now_us = unsafe { bpf_ktime_get_tai_ns() } / 1000;

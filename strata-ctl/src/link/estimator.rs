@@ -22,8 +22,12 @@ pub const PREDICTION_HORIZON: Duration = Duration::from_millis(750);
 const DELAY_SPAN: Duration = Duration::from_secs(5);
 /// Short window for gradients and recent loss.
 const RECENT_SPAN: Duration = Duration::from_secs(1);
-/// Capacity window.
-const CAPACITY_SPAN: Duration = Duration::from_secs(5);
+/// Queueing above the minimum one-way delay that counts as a standing queue, ms.
+const QUEUED_MS: f64 = 15.0;
+/// Capacity window: short, so a throttled link's capacity follows it down
+/// within a couple of seconds (5 s mixed pre- and post-collapse rates and
+/// overestimated a 3 Mbit/s link at 5.8 in the lab).
+const CAPACITY_SPAN: Duration = Duration::from_secs(2);
 
 /// Cumulative counters the hub reports for one link.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -36,6 +40,10 @@ pub struct Feedback {
     pub lost: u64,
     /// One-way delay samples since the last feedback, ms (offset clocks).
     pub owd_ms: Vec<f64>,
+    /// Time since the previous feedback on the hub's clock, if stamped:
+    /// rates use it rather than arrival times, which carry the way back's
+    /// jitter (4-12 % per 50 ms interval in the lab).
+    pub hub_elapsed: Option<Duration>,
 }
 
 /// The estimate of a link at one moment.
@@ -49,6 +57,8 @@ pub struct Estimate {
     pub jitter_ms: Option<f64>,
     /// Queueing part of the one-way delay (p50 above the window's minimum), ms.
     pub queue_delay_ms: Option<f64>,
+    /// The same at p95: how far bursts queue, ms.
+    pub queue_delay_p95_ms: Option<f64>,
     /// Delay gradient, ms per second (positive: a queue is building).
     pub delay_gradient_ms_s: Option<f64>,
     /// Loss rate over the recent window, 0..1.
@@ -63,6 +73,10 @@ pub struct Estimate {
     pub capacity_mbit_s: Option<f64>,
     /// Capacity falling while loss stays low (thermal throttling).
     pub collapsing: bool,
+    /// The link took packets past every link's budget within the recent
+    /// window: more is offered than the links carry, so its loss and delay
+    /// are congestion, not a failing link.
+    pub overloaded: bool,
     /// Predicted queueing delay [`PREDICTION_HORIZON`] ahead, ms.
     pub predicted_queue_delay_ms: Option<f64>,
     /// Predicted capacity [`PREDICTION_HORIZON`] ahead, Mbit/s.
@@ -80,10 +94,19 @@ pub struct LinkEstimator {
     intervals_lost: Window,
     intervals_lossy: Window,
     rate: Window,
-    capacity_samples: Window,
+    /// Megabits delivered, and the seconds they took, over intervals with a
+    /// standing queue: capacity is their ratio (a quantile of 50 ms rates
+    /// came out 6-25 % high in the lab, feedback timing jitter inflating
+    /// single intervals).
+    capacity_mbit: Window,
+    capacity_secs: Window,
     last_feedback: Option<(Duration, Feedback)>,
     last_heard: Option<Duration>,
     trains: Window,
+    /// The last feedback interval brought no data packets.
+    idle: bool,
+    /// The kernel's overflow counter of this link, and when it last grew.
+    overflow: (u64, Option<Duration>),
 }
 
 impl Default for LinkEstimator {
@@ -103,10 +126,13 @@ impl LinkEstimator {
             intervals_lost: Window::new(DELAY_SPAN),
             intervals_lossy: Window::new(DELAY_SPAN),
             rate: Window::new(RECENT_SPAN),
-            capacity_samples: Window::new(CAPACITY_SPAN),
+            capacity_mbit: Window::new(CAPACITY_SPAN),
+            capacity_secs: Window::new(CAPACITY_SPAN),
             last_feedback: None,
             last_heard: None,
             trains: Window::new(Duration::from_secs(30)),
+            idle: true,
+            overflow: (0, None),
         }
     }
 
@@ -118,6 +144,14 @@ impl LinkEstimator {
         }
         self.rtt.push(now, rtt.as_secs_f64() * 1e3);
         self.heard(now);
+    }
+
+    /// The kernel's cumulative overflow counter for this link read `count`.
+    pub fn on_overflow(&mut self, now: Duration, count: u64) {
+        if count > self.overflow.0 {
+            self.overflow.1 = Some(now);
+        }
+        self.overflow.0 = count;
     }
 
     /// A packet train measured `mbit_s` of bottleneck rate.
@@ -137,17 +171,25 @@ impl LinkEstimator {
             // Counters that went backwards mean the hub restarted: start over from here.
             if fb.rx_packets >= prev.rx_packets && fb.lost >= prev.lost && fb.rx_bytes >= prev.rx_bytes {
                 let packets = (fb.rx_packets - prev.rx_packets) as f64;
-                let lost = (fb.lost - prev.lost) as f64;
+                // The hub finds a gap only when the next packet arrives: losses
+                // reported with the first packets after a pause in data (a
+                // demoted link coming back) belong to before the pause, when
+                // they were already acted on.
+                let lost = if self.idle { 0.0 } else { (fb.lost - prev.lost) as f64 };
+                self.idle = packets == 0.0;
                 self.intervals.push(now, packets);
                 self.intervals_lost.push(now, lost);
                 self.intervals_lossy.push(now, if lost > 0.0 { 1.0 } else { 0.0 });
-                let dt = now.saturating_sub(*then).as_secs_f64();
+                let dt = fb.hub_elapsed.unwrap_or_else(|| now.saturating_sub(*then)).as_secs_f64();
                 if dt > 0.0 {
                     let mbit_s = (fb.rx_bytes - prev.rx_bytes) as f64 * 8.0 / dt / 1e6;
                     self.rate.push(now, mbit_s);
-                    // Delivered rate while a queue is standing is what the link can carry.
-                    if self.queue_delay_ms().is_some_and(|q| q > 10.0) {
-                        self.capacity_samples.push(now, mbit_s);
+                    // Delivered rate while a queue stood through the whole
+                    // interval is what the link can carry (an idle link's old
+                    // queue reading once froze a capacity of 0 into the window).
+                    if packets > 0.0 && self.queued_throughout(&fb.owd_ms) {
+                        self.capacity_mbit.push(now, mbit_s * dt);
+                        self.capacity_secs.push(now, dt);
                     }
                 }
             }
@@ -160,6 +202,14 @@ impl LinkEstimator {
 
     fn heard(&mut self, now: Duration) {
         self.last_heard = Some(self.last_heard.map_or(now, |t| t.max(now)));
+    }
+
+    /// Whether this interval's own one-way delay samples all sat above the
+    /// window's minimum by more than a few packets' worth: the link never
+    /// ran idle in it, so what it delivered is what it can carry.
+    fn queued_throughout(&self, owd_ms: &[f64]) -> bool {
+        let Some(min) = self.owd.min() else { return false };
+        !owd_ms.is_empty() && owd_ms.iter().all(|&d| d - min > QUEUED_MS)
     }
 
     fn queue_delay_ms(&self) -> Option<f64> {
@@ -190,12 +240,18 @@ impl LinkEstimator {
         })();
         let jitter_ms = rtt_ms.map(|r| r[2] - r[1]);
         let queue_delay_ms = self.queue_delay_ms();
+        let queue_delay_p95_ms = (|| Some(self.owd_recent.quantile(0.95)? - self.owd.min()?))();
         let delay_gradient_ms_s = self.owd_recent.slope_per_s().or_else(|| self.rtt.slope_per_s());
         let loss = self.loss_over(&self.intervals, &self.intervals_lost, None, now);
         let loss_recent = self.loss_over(&self.intervals, &self.intervals_lost, Some(RECENT_SPAN), now);
         let burstiness = self.burstiness(loss);
         let delivered_mbit_s = self.rate.quantile(0.5).unwrap_or(0.0);
-        let capacity_mbit_s = match (self.capacity_samples.quantile(0.9), self.trains.last()) {
+        let (mut mbit, mut secs) = (self.capacity_mbit.clone(), self.capacity_secs.clone());
+        mbit.expire(now);
+        secs.expire(now);
+        // At least half a second of queued delivery before it counts.
+        let measured = (secs.sum() >= 0.5).then(|| mbit.sum() / secs.sum());
+        let capacity_mbit_s = match (measured, self.trains.last()) {
             (Some(c), _) => Some(c),
             (None, Some((_, train))) => Some(train),
             (None, None) => None,
@@ -207,12 +263,17 @@ impl LinkEstimator {
         let horizon = PREDICTION_HORIZON.as_secs_f64();
         let predicted_queue_delay_ms =
             queue_delay_ms.map(|q| (q + delay_gradient_ms_s.unwrap_or(0.0) * horizon).max(0.0));
-        let predicted_capacity_mbit_s = capacity_mbit_s.map(|c| (c + rate_slope.min(0.0) * horizon).max(0.0));
+        // Capacity is extrapolated only while it is collapsing: the delivered
+        // rate of bursty video swings both ways, and following every
+        // downswing cut budgets for nothing (lab, steady-asymmetric).
+        let predicted_capacity_mbit_s = capacity_mbit_s
+            .map(|c| if collapsing { (c + rate_slope.min(0.0) * horizon).max(0.0) } else { c });
         Estimate {
             silence: self.last_heard.map(|t| now.saturating_sub(t)),
             rtt_ms,
             jitter_ms,
             queue_delay_ms,
+            queue_delay_p95_ms,
             delay_gradient_ms_s,
             loss_recent,
             loss,
@@ -220,6 +281,7 @@ impl LinkEstimator {
             delivered_mbit_s,
             capacity_mbit_s,
             collapsing,
+            overloaded: self.overflow.1.is_some_and(|t| now.saturating_sub(t) <= RECENT_SPAN),
             predicted_queue_delay_ms,
             predicted_capacity_mbit_s,
         }
@@ -299,7 +361,7 @@ mod tests {
             }
             e.on_feedback(
                 ms(i * 50),
-                Feedback { rx_packets: rx, rx_bytes: bytes, lost, owd_ms: vec![owd(i)] },
+                Feedback { rx_packets: rx, rx_bytes: bytes, lost, owd_ms: vec![owd(i)], hub_elapsed: None },
             );
         }
     }
@@ -332,17 +394,54 @@ mod tests {
     }
 
     #[test]
+    fn losses_found_after_a_pause_in_data_are_not_counted_again() {
+        let mut e = LinkEstimator::new();
+        feed(&mut e, 40, None, 0, |_| 30.0);
+        let fb = |rx: u64, lost: u64| Feedback {
+            rx_packets: rx,
+            rx_bytes: rx * 1250,
+            lost,
+            owd_ms: vec![30.0],
+            hub_elapsed: None,
+        };
+        // Data stops (the link was demoted), then resumes: the hub reports
+        // the 150 packets that were in flight when it went dark.
+        e.on_feedback(ms(2000), fb(4000, 0));
+        e.on_feedback(ms(2050), fb(4000, 0));
+        e.on_feedback(ms(2100), fb(4010, 150));
+        e.on_feedback(ms(2150), fb(4110, 150));
+        assert_eq!(e.estimate(ms(2150)).loss_recent, 0.0);
+        e.on_feedback(ms(2200), fb(4210, 160));
+        assert!(e.estimate(ms(2200)).loss_recent > 0.0, "a loss while data flows counts");
+    }
+
+    #[test]
     fn hostile_feedback_is_survived() {
         let mut e = LinkEstimator::new();
         e.on_feedback(
             ms(0),
-            Feedback { rx_packets: 1000, rx_bytes: 1_000_000, lost: 0, owd_ms: vec![f64::NAN] },
+            Feedback {
+                rx_packets: 1000,
+                rx_bytes: 1_000_000,
+                lost: 0,
+                owd_ms: vec![f64::NAN],
+                hub_elapsed: None,
+            },
         );
         // The hub restarted: counters went backwards.
-        e.on_feedback(ms(50), Feedback { rx_packets: 10, rx_bytes: 100, lost: 0, owd_ms: vec![] });
+        e.on_feedback(
+            ms(50),
+            Feedback { rx_packets: 10, rx_bytes: 100, lost: 0, owd_ms: vec![], hub_elapsed: None },
+        );
         e.on_feedback(
             ms(100),
-            Feedback { rx_packets: 20, rx_bytes: 200, lost: u64::MAX, owd_ms: vec![1e300] },
+            Feedback {
+                rx_packets: 20,
+                rx_bytes: 200,
+                lost: u64::MAX,
+                owd_ms: vec![1e300],
+                hub_elapsed: Some(Duration::MAX),
+            },
         );
         e.on_probe_reply(ms(100), Duration::from_secs(3600));
         let est = e.estimate(Duration::from_secs(1 << 40));

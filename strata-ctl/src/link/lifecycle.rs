@@ -104,6 +104,10 @@ pub struct Thresholds {
     pub loss_healthy: f64,
     /// Median round trip above which a link is not usable, ms.
     pub max_rtt_ms: f64,
+    /// Queueing delay above which loss and jitter count as congestion — our
+    /// own traffic filling the link, answered by its send budget — rather
+    /// than as a failing link, ms.
+    pub congestion_queue_ms: f64,
     /// Healthy this long in probe → warm.
     pub admit_after: Duration,
     /// Warm this long (and healthy) → live.
@@ -121,7 +125,7 @@ pub struct Thresholds {
 impl Default for Thresholds {
     fn default() -> Self {
         Self {
-            silence_demote: Duration::from_millis(150),
+            silence_demote: Duration::from_millis(100),
             // Probes queue behind the video on a loaded link, so round-trip
             // jitter of a healthy but busy link reaches 60-70 ms in the lab
             // (steady-asymmetric, blackout-best-link); lower bounds demoted
@@ -131,6 +135,7 @@ impl Default for Thresholds {
             loss_demote: 0.10,
             loss_healthy: 0.03,
             max_rtt_ms: 1000.0,
+            congestion_queue_ms: 30.0,
             admit_after: Duration::from_millis(500),
             warm_for: Duration::from_secs(2),
             readmit_after: Duration::from_secs(3),
@@ -149,6 +154,8 @@ pub struct Lifecycle {
     healthy_since: Option<Duration>,
     /// When the lifecycle started: a link never heard from has been silent since then.
     born: Option<Duration>,
+    /// How far through its warm-up a warm link is, 0..=1.
+    warm_progress: f64,
 }
 
 impl Default for Lifecycle {
@@ -164,16 +171,32 @@ fn problem(est: &Estimate, th: &Thresholds) -> Option<Reason> {
         Some(s) if s > th.silence_demote => return Some(Reason::Silent(s)),
         Some(_) => {}
     }
+    // Demoting a link for the loss and jitter of a queue our own traffic
+    // built would move that traffic onto the other links and congest them in
+    // turn (measured: a cascade that left every link degraded).
+    let queued = est.queue_delay_p95_ms.or(est.queue_delay_ms);
+    // Overload (every link at its budget) is congestion by definition; the
+    // queue reading alone missed it on a link loaded for longer than the
+    // delay window, whose minimum then includes the queue.
+    let congested = est.overloaded || queued.is_some_and(|q| q > th.congestion_queue_ms);
+    // Round-trip jitter is judged only on a link that carries no data:
+    // probes waiting behind video bursts measure the bursts (in the lab,
+    // p95 − p50 of 236 ms on a loaded 6 Mbit/s link whose median queue was
+    // 15 ms); a busy link's delay is the send budget's business.
     if let Some(j) = est.jitter_ms
         && j > th.jitter_demote_ms
+        && est.delivered_mbit_s <= 0.0
     {
         return Some(Reason::Jitter(j));
     }
-    if est.loss_recent > th.loss_demote {
+    if est.loss_recent > th.loss_demote && !congested {
         return Some(Reason::Loss(est.loss_recent));
     }
+    // A long round trip made of our own queue is congestion too: demoting
+    // the link strands what it still drains (lab, thermal-collapse: a
+    // throttled link demoted at 1 s of queue overloaded the other two).
     match est.rtt_ms {
-        Some(r) if r[1] > th.max_rtt_ms => Some(Reason::Delay(r[1])),
+        Some(r) if r[1] > th.max_rtt_ms && !congested => Some(Reason::Delay(r[1])),
         _ => None,
     }
 }
@@ -189,7 +212,13 @@ fn healthy(est: &Estimate, th: &Thresholds) -> bool {
 impl Lifecycle {
     /// A link in `init`.
     pub fn new() -> Self {
-        Self { state: State::Init, since: Duration::ZERO, healthy_since: None, born: None }
+        Self {
+            state: State::Init,
+            since: Duration::ZERO,
+            healthy_since: None,
+            born: None,
+            warm_progress: 0.0,
+        }
     }
 
     /// The current state.
@@ -197,12 +226,14 @@ impl Lifecycle {
         self.state
     }
 
-    /// Share of its weight the link may carry in its state: none until it
-    /// passed its checks, a small pre-warm share while warming.
+    /// Share of its capacity the link may carry in its state: none until it
+    /// passed its checks; while warming, a share rising from 10 % to 50 %
+    /// over the warm-up (so a link that comes back while the others are
+    /// overloaded helps soon, yet proves itself before it carries fully).
     pub fn share(&self) -> f64 {
         match self.state {
             State::Live => 1.0,
-            State::Warm => 0.1,
+            State::Warm => 0.1 + 0.4 * self.warm_progress,
             _ => 0.0,
         }
     }
@@ -227,6 +258,11 @@ impl Lifecycle {
         let in_state = now.saturating_sub(self.since);
         let born = *self.born.get_or_insert(now);
         let silence = est.silence.unwrap_or_else(|| now.saturating_sub(born));
+        self.warm_progress = if self.state == State::Warm && !th.warm_for.is_zero() {
+            (in_state.as_secs_f64() / th.warm_for.as_secs_f64()).min(1.0)
+        } else {
+            0.0
+        };
         if matches!(self.state, State::Warm | State::Live)
             && let Some(reason) = problem(est, th)
         {
@@ -349,6 +385,19 @@ mod tests {
             }
         }
         assert!(changes <= 1, "{changes} state changes in 20 s");
+    }
+
+    #[test]
+    fn loss_in_a_standing_queue_is_congestion_not_failure() {
+        let mut l = Lifecycle::new();
+        run(&mut l, 0, 4000, &good());
+        let th = Thresholds::default();
+        let congested = Estimate { loss_recent: 0.2, queue_delay_ms: Some(80.0), ..good() };
+        assert_eq!(l.step(ms(4000), &congested, &th), None, "the budget answers congestion");
+        let overloaded = Estimate { loss_recent: 0.2, overloaded: true, ..good() };
+        assert_eq!(l.step(ms(4020), &overloaded, &th), None, "overload is congestion too");
+        let radio = Estimate { loss_recent: 0.2, queue_delay_ms: Some(2.0), ..good() };
+        assert_eq!(l.step(ms(4050), &radio, &th).unwrap().reason, Reason::Loss(0.2));
     }
 
     #[test]

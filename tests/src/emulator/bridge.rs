@@ -126,7 +126,7 @@ impl AsFd for PacketSocket {
 }
 
 /// What one emulated link did, both directions.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct LinkStats {
     /// Edge → carrier.
     pub uplink: DirectionStats,
@@ -134,7 +134,18 @@ pub struct LinkStats {
     pub downlink: DirectionStats,
     /// Frames the model released that the outgoing socket refused.
     pub send_failures: u64,
+    /// IP bytes of data-sized frames (≥ [`DATA_FRAME_MIN`]) offered to the
+    /// uplink per [`DATA_BIN`] since the emulator's time 0, filled when the
+    /// link stops: when the edge stopped sending data on a link, which the
+    /// smaller probes would hide in packet counts.
+    pub uplink_data_bins: Vec<u64>,
 }
+
+/// Smallest IP length counted as data in [`LinkStats::uplink_data_bins`]
+/// (Strata's probes are 92 bytes, video datagrams 1364).
+pub const DATA_FRAME_MIN: usize = 256;
+/// Width of a bin of [`LinkStats::uplink_data_bins`].
+pub const DATA_BIN: Duration = Duration::from_millis(10);
 
 /// A running emulated link: a thread bridging two interfaces.
 #[derive(Debug)]
@@ -192,7 +203,7 @@ impl EmulatedLink {
 
     /// Counters so far.
     pub fn stats(&self) -> LinkStats {
-        self.stats.lock().map_or_else(|e| *e.into_inner(), |s| *s)
+        self.stats.lock().map_or_else(|e| e.into_inner().clone(), |s| s.clone())
     }
 
     /// Stops the bridge and returns its final counters.
@@ -258,6 +269,7 @@ fn bridge(
     let mut buf = vec![0u8; VNET_HDR_LEN + 65_536];
     let mut out = Vec::new();
     let mut send_failures = 0;
+    let mut data_bins: Vec<u64> = Vec::new();
     while !stop.load(Ordering::Relaxed) {
         for side in &mut sides {
             side.ensure_open();
@@ -276,7 +288,7 @@ fn bridge(
         }
         drop(fds);
         let now = now_since(start);
-        for (side, dir) in sides.iter_mut().zip([&mut uplink, &mut downlink]) {
+        for (i, (side, dir)) in sides.iter_mut().zip([&mut uplink, &mut downlink]).enumerate() {
             let Some(sock) = &side.socket else { continue };
             loop {
                 match sock.recv(&mut buf) {
@@ -285,6 +297,13 @@ fn bridge(
                         // Capacity counts IP bytes, as mahimahi (which shapes IP
                         // packets on a TUN device) does: 1500 per opportunity.
                         let len = n.saturating_sub(VNET_HDR_LEN + ETH_HLEN);
+                        if i == 0 && len >= DATA_FRAME_MIN {
+                            let bin = (now / DATA_BIN.as_nanos() as u64) as usize;
+                            if data_bins.len() <= bin {
+                                data_bins.resize(bin + 1, 0);
+                            }
+                            data_bins[bin] += len as u64;
+                        }
                         let _ = dir.offer(now, frame, len);
                     }
                     Ok(None) => break,
@@ -308,8 +327,13 @@ fn bridge(
             }
         }
         if let Ok(mut s) = stats.lock() {
-            *s = LinkStats { uplink: uplink.stats(), downlink: downlink.stats(), send_failures };
+            s.uplink = uplink.stats();
+            s.downlink = downlink.stats();
+            s.send_failures = send_failures;
         }
+    }
+    if let Ok(mut s) = stats.lock() {
+        s.uplink_data_bins = data_bins;
     }
     Ok(())
 }

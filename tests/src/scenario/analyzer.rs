@@ -90,6 +90,11 @@ pub struct EventReport {
     pub recovery_ms: f64,
     /// Datagrams sent during the disruption that never arrived.
     pub lost_packets: u64,
+    /// For an outage of a link (blackout): time from its start until the
+    /// edge sent its last data on that link during the outage, ms.
+    pub steering_ms: Option<f64>,
+    /// Packets the emulator lost to the outage on that link (data and probes).
+    pub outage_lost_packets: Option<u64>,
 }
 
 /// Everything the analyzer computes.
@@ -288,9 +293,24 @@ fn event_reports(
                 at_ms: e.at_ns as f64 / 1e6,
                 recovery_ms: recovered_at.saturating_sub(e.at_ns) as f64 / 1e6,
                 lost_packets,
+                steering_ms: None,
+                outage_lost_packets: None,
             }
         })
         .collect()
+}
+
+/// How long after `from_ns` data kept going out on a link, from its data
+/// bins (`bin_ns` wide, same time base): the end of the last non-empty bin
+/// in `[from_ns, until_ns)`, less `from_ns`, ms; 0 if none.
+pub fn steering_ms(bins: &[u64], bin_ns: u64, from_ns: u64, until_ns: u64) -> f64 {
+    let first = (from_ns / bin_ns) as usize;
+    let last = (until_ns.saturating_sub(1) / bin_ns) as usize;
+    let end = (first..=last)
+        .rev()
+        .find(|&b| bins.get(b).is_some_and(|&bytes| bytes > 0))
+        .map_or(from_ns, |b| (b as u64 + 1) * bin_ns);
+    end.saturating_sub(from_ns) as f64 / 1e6
 }
 
 #[cfg(test)]
@@ -349,6 +369,16 @@ mod tests {
         assert!((c.max_gap_ms - 210.0).abs() < 1e-9, "{}", c.max_gap_ms);
         assert_eq!(r.events[0].recovery_ms, 200.0);
         assert_eq!(r.events[0].lost_packets, 20);
+    }
+
+    #[test]
+    fn steering_is_the_end_of_the_last_data_after_the_outage_began() {
+        let mut bins = vec![1000u64; 50];
+        bins[20..].iter_mut().for_each(|b| *b = 0); // data stops at 200 ms
+        bins[40] = 1000; // and comes back at 400 ms, after the window
+        let ms = 10_000_000;
+        assert_eq!(steering_ms(&bins, ms, 105 * 1_000_000, 300 * 1_000_000), 95.0);
+        assert_eq!(steering_ms(&bins, ms, 250 * 1_000_000, 300 * 1_000_000), 0.0);
     }
 
     #[test]

@@ -277,16 +277,22 @@ pub fn markdown(r: &RunResult) -> String {
         );
     }
     if !a.events.is_empty() {
-        let _ = writeln!(s, "\n| event | link | at | recovery | lost |\n|---|---|---|---|---|");
+        let _ = writeln!(
+            s,
+            "\n| event | link | at | recovery | lost | data stopped on the link after | lost on the link |\n|---|---|---|---|---|---|---|"
+        );
+        let opt = |v: Option<String>| v.unwrap_or_else(|| "-".into());
         for e in &a.events {
             let _ = writeln!(
                 s,
-                "| {} | {} | {:.1} s | {:.0} ms | {} |",
+                "| {} | {} | {:.1} s | {:.0} ms | {} | {} | {} |",
                 e.kind,
                 e.link,
                 e.at_ms / 1000.0,
                 e.recovery_ms,
-                e.lost_packets
+                e.lost_packets,
+                opt(e.steering_ms.map(|v| format!("{v:.0} ms"))),
+                opt(e.outage_lost_packets.map(|v| v.to_string())),
             );
         }
     }

@@ -21,13 +21,16 @@ use std::{
 use anyhow::{Context as _, bail};
 
 use super::{
-    analyzer::{Analysis, Arrival, EventMark, analyze},
+    analyzer::{Analysis, Arrival, EventMark, analyze, steering_ms},
     generator::{Flow, Planned, plan},
     spec::{EventKind, Scenario},
 };
 use crate::{
     Lab,
-    emulator::{bridge::EmulatedLink, trace::Trace},
+    emulator::{
+        bridge::{DATA_BIN, EmulatedLink},
+        trace::Trace,
+    },
     in_netns,
     strata::{Control, EDGE_TUNNEL_ADDR, HUB_TUNNEL_ADDR, Tunnel},
     traffic::{decode_prefix, encode_prefix, enlarge_receive_buffer, now_ns},
@@ -172,7 +175,20 @@ pub fn run(
         .collect();
     let duration_ns = duration.as_nanos() as u64;
     let capacity: u64 = traces.iter().map(|t| t.capacity_bytes(warmup_ns, warmup_ns + duration_ns)).sum();
-    let analysis = analyze(&flows, &planned, &arrivals, &marks, duration_ns, capacity);
+    let mut analysis = analyze(&flows, &planned, &arrivals, &marks, duration_ns, capacity);
+    // Outages of a link: when the edge stopped sending data on it (the
+    // emulator's bins count from its time 0, the warm-up before traffic).
+    for (report, event) in analysis.events.iter_mut().zip(&scenario.events) {
+        if let EventKind::Blackout { link, duration_s } = event.kind
+            && let Some(stats) = link_stats.get(link)
+        {
+            let from = warmup_ns + (event.at_s * 1e9) as u64;
+            let until = from + (duration_s * 1e9) as u64;
+            let bin = DATA_BIN.as_nanos() as u64;
+            report.steering_ms = Some(steering_ms(&stats.uplink_data_bins, bin, from, until));
+            report.outage_lost_packets = Some(stats.uplink.dropped_blackout);
+        }
+    }
     let event_log = std::mem::take(&mut *event_log.lock().map_err(|_| anyhow::anyhow!("poisoned"))?);
     Ok(RunResult {
         scenario: scenario.clone(),
