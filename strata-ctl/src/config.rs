@@ -25,12 +25,19 @@
 //! [[links]]                  # edge: one per link interface
 //! id = 0
 //! interface = "wwan0"
-//! weight = 1
+//! weight = 1                 # static: a share; adaptive: nominal capacity, Mbit/s
 //! # gateway = "100.64.1.1"  # default: the interface's default route, if any
 //!
 //! # hub: the interface tunnel packets arrive on, and optional per-link weights
 //! # [hub]
 //! # interface = "eth0"
+//!
+//! # [control]                # every key optional; defaults shown
+//! # mode = "static"          # or "adaptive" (edge): probes, budgets, earliest arrival
+//! # probe_interval_ms = 50
+//! # update_interval_ms = 20
+//! # silence_demote_ms = 100  # lifecycle bounds: see ControlSection
+//! # backlog_limit_ms = 50    # scorer: see ControlSection
 //! ```
 
 use std::{
