@@ -12,7 +12,12 @@
 use std::{path::Path, sync::Mutex};
 
 use strata_lab::{
-    scenario::{analyzer::Analysis, report, runner, spec::Scenario},
+    scenario::{
+        analyzer::Analysis,
+        report,
+        runner::{self, StateChange, max_changes_in_window},
+        spec::Scenario,
+    },
     strata::Control,
 };
 
@@ -23,8 +28,8 @@ fn play(name: &str, duration_s: f64) -> Analysis {
     play_with(name, duration_s, Control::Static).0
 }
 
-/// Plays a scenario under `control`; returns the analysis and the edge daemon's log.
-fn play_with(name: &str, duration_s: f64, control: Control) -> (Analysis, String) {
+/// Plays a scenario under `control`; returns the analysis and the edge's link state changes.
+fn play_with(name: &str, duration_s: f64, control: Control) -> (Analysis, Vec<StateChange>) {
     strata_lab::require_root("scenario tests create namespaces and run the daemons");
     let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
@@ -37,28 +42,14 @@ fn play_with(name: &str, duration_s: f64, control: Control) -> (Analysis, String
         runner::run(&scenario, Path::new(BINARY), control, &out.join("daemons")).expect("scenario run");
     report::write(&result, &out, None).unwrap();
     eprintln!("{}", report::markdown(&result));
-    let edge_log = std::fs::read_to_string(out.join("daemons/edge.log")).unwrap_or_default();
-    (result.analysis, edge_log)
-}
-
-/// The lifecycle transitions of `link` in a daemon log, as (from, to).
-fn transitions(log: &str, link: u8) -> Vec<(String, String)> {
-    let field = |line: &str, key: &str| {
-        let rest = &line[line.find(key)? + key.len()..];
-        Some(rest.trim_start_matches(['"', '=']).split(['"', ' ']).next()?.to_string())
-    };
-    // Logs are plain text with ANSI colours off (not a terminal).
-    log.lines()
-        .filter(|l| l.contains("link state") && l.contains(&format!("link={link} ")))
-        .filter_map(|l| Some((field(l, "from=")?, field(l, "to=")?)))
-        .collect()
+    (result.analysis, result.state_changes)
 }
 
 #[test]
 fn adaptive_steers_off_a_dead_link_and_readmits_it_through_warm() {
     // Full length: the link returns at 15 s and needs ~2.5 s of cooldown and
     // probing plus 2-6 s of warm-up before it is live again.
-    let (a, log) = play_with("blackout-best-link", 25.0, Control::Adaptive);
+    let (a, changes) = play_with("blackout-best-link", 25.0, Control::Adaptive);
     let e = &a.events[0];
     // Measured 90-110 ms on an idle machine (docs/BENCHMARKS.md); the bound
     // leaves room for a loaded CI host.
@@ -67,14 +58,23 @@ fn adaptive_steers_off_a_dead_link_and_readmits_it_through_warm() {
     assert!(e.outage_lost_packets.unwrap_or(u64::MAX) <= 1000, "{e:?}");
     assert!(a.max_gap_ms <= 400.0, "longest gap {} ms", a.max_gap_ms);
     assert!(a.delivered_ratio >= 0.85, "delivered {}", a.delivered_ratio);
-    let t = transitions(&log, 0);
-    let to: Vec<&str> = t.iter().map(|(_, to)| to.as_str()).collect();
+    let t: Vec<(&str, &str)> =
+        changes.iter().filter(|c| c.link == 0).map(|c| (c.from.as_str(), c.to.as_str())).collect();
+    let to: Vec<&str> = t.iter().map(|(_, to)| *to).collect();
     let dead = to.iter().position(|&s| s == "degraded").unwrap_or_else(|| panic!("never demoted: {t:?}"));
     let back = &to[dead..];
     let warm = back.iter().position(|&s| s == "warm").unwrap_or_else(|| panic!("never warmed: {t:?}"));
     assert!(back[..warm].contains(&"probe"), "re-admitted without probing: {t:?}");
     assert_eq!(back.get(warm + 1), Some(&"live"), "{t:?}");
     assert_eq!(back.len(), warm + 2, "flapping after re-admission: {t:?}");
+}
+
+#[test]
+fn adaptive_does_not_flap_a_link_with_delay_spikes() {
+    let (a, changes) = play_with("jitter-spikes", 15.0, Control::Adaptive);
+    let most = max_changes_in_window(&changes, 1, 2.0);
+    assert!(most <= 1, "{most} state changes within 2 s: {changes:?}");
+    assert!(a.delivered_ratio >= 0.995, "delivered {}", a.delivered_ratio);
 }
 
 #[test]

@@ -115,6 +115,9 @@ pub struct DirectionConfig {
     pub blackouts: Vec<Window>,
     /// Capacity collapses.
     pub collapses: Vec<Collapse>,
+    /// Extra delay, ms, for packets sent during each window (a radio's
+    /// delay spike: retransmissions, a handover).
+    pub delay_spikes: Vec<(Window, f64)>,
     /// Seed of this direction's random numbers.
     pub seed: u64,
 }
@@ -130,6 +133,7 @@ impl Default for DirectionConfig {
             buffer_bytes: 256 * 1024,
             blackouts: Vec::new(),
             collapses: Vec::new(),
+            delay_spikes: Vec::new(),
             seed: 1,
         }
     }
@@ -378,7 +382,9 @@ impl<T> Direction<T> {
                 self.jitter.map_or(0.0, |n| n.sample(&mut self.rng).abs().min(4.0 * sd_ms))
             }
         };
-        let delay = ((self.cfg.base_delay_ms + jitter_ms).max(0.0) * MS as f64) as Nanos;
+        let spike_ms: f64 =
+            self.cfg.delay_spikes.iter().filter(|(w, _)| w.contains(sent_at)).map(|&(_, ms)| ms).sum();
+        let delay = ((self.cfg.base_delay_ms + jitter_ms + spike_ms).max(0.0) * MS as f64) as Nanos;
         let mut due = sent_at + delay;
         if !self.cfg.reorder {
             due = due.max(self.last_departure);
@@ -483,6 +489,25 @@ mod tests {
         let rate = losses / 200_000.0;
         // Stationary bad share = 0.01 / (0.01 + 0.2) ≈ 4.8 %.
         assert!((0.038..0.058).contains(&rate), "loss rate {rate}");
+    }
+
+    #[test]
+    fn delay_spikes_delay_only_what_is_sent_during_them() {
+        let spike = Window { start: 100 * MS, end: 200 * MS };
+        let mut d = Direction::new(DirectionConfig {
+            base_delay_ms: 10.0,
+            delay_spikes: vec![(spike, 30.0)],
+            ..Default::default()
+        });
+        let (mut out, mut due) = (Vec::new(), Vec::new());
+        for t in (0..400).map(|ms| ms * MS) {
+            if let Some(id) = [(50 * MS, 1u32), (150 * MS, 2), (250 * MS, 3)].iter().find(|p| p.0 == t) {
+                d.offer(t, id.1, 100).unwrap();
+            }
+            d.advance(t, &mut out);
+            due.extend(out.drain(..).map(|id| (id, t / MS)));
+        }
+        assert_eq!(due, vec![(1, 60), (2, 190), (3, 260)]);
     }
 
     #[test]

@@ -47,6 +47,7 @@ pub fn to_json(r: &RunResult) -> Value {
         "links": per_link,
         "events": a.events,
         "event_log": r.event_log,
+        "state_changes": r.state_changes,
         "strata_drops": r.edge_stats["drops"],
     })
 }
@@ -294,6 +295,18 @@ pub fn markdown(r: &RunResult) -> String {
                 opt(e.steering_ms.map(|v| format!("{v:.0} ms"))),
                 opt(e.outage_lost_packets.map(|v| v.to_string())),
             );
+        }
+    }
+    if !r.state_changes.is_empty() {
+        let _ = writeln!(
+            s,
+            "\n| link | state changes | after first live | most in any 2 s after first live |\n|---|---|---|---|"
+        );
+        for i in 0..r.link_stats.len() as u8 {
+            let all = r.state_changes.iter().filter(|c| c.link == i).count();
+            let after = r.state_changes.iter().filter(|c| c.link == i).skip_while(|c| c.to != "live").count();
+            let most = super::runner::max_changes_in_window(&r.state_changes, i, 2.0);
+            let _ = writeln!(s, "| {i} | {all} | {} | {most} |", after.saturating_sub(1));
         }
     }
     s.push_str("\n![plot](plot.svg)\n");

@@ -71,6 +71,8 @@ pub struct RunResult {
     pub arrivals: Vec<Arrival>,
     /// Per-link samples.
     pub samples: Vec<LinkSample>,
+    /// Lifecycle transitions the edge logged (adaptive control).
+    pub state_changes: Vec<StateChange>,
     /// Final emulator counters per link.
     pub link_stats: Vec<crate::emulator::bridge::LinkStats>,
     /// `strata-ctl stats --json` of the edge at the end.
@@ -105,6 +107,9 @@ pub fn run(
     }
     let tunnel = Tunnel::start_with(&lab, binary, &weights, control, workdir)?;
     let traffic_start_mono = start_mono + warmup_ns;
+    // The daemons log wall-clock times; this is traffic start on that clock.
+    let traffic_start_wall =
+        std::time::SystemTime::now() + Duration::from_nanos(traffic_start_mono.saturating_sub(now_ns()));
     anyhow::ensure!(start.elapsed() < WARMUP, "the daemons took longer than the {WARMUP:?} warm-up to start");
 
     // Receivers in the hub, one socket per flow.
@@ -163,7 +168,8 @@ pub fn run(
         .ok()
         .and_then(|o| serde_json::from_slice(&o.stdout).ok())
         .unwrap_or(serde_json::Value::Null);
-    tunnel.stop()?;
+    let (edge_log, _) = tunnel.stop()?;
+    let state_changes = state_changes(&edge_log, traffic_start_wall);
     let link_stats: Vec<_> = links.into_iter().map(EmulatedLink::stop).collect::<anyhow::Result<_>>()?;
     lab.down()?;
 
@@ -202,8 +208,75 @@ pub fn run(
         link_stats,
         edge_stats,
         event_log,
+        state_changes,
         analysis,
     })
+}
+
+/// A link lifecycle transition the edge logged.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct StateChange {
+    /// Seconds since traffic started (negative: during warm-up).
+    pub t_s: f64,
+    /// Link id.
+    pub link: u8,
+    /// State before.
+    pub from: String,
+    /// State after.
+    pub to: String,
+    /// The logged reason.
+    pub reason: String,
+}
+
+/// The `link state` lines of a daemon log (plain text, as the daemon writes
+/// when stderr is not a terminal), timed against `traffic_start`.
+pub fn state_changes(log: &str, traffic_start: std::time::SystemTime) -> Vec<StateChange> {
+    let start =
+        traffic_start.duration_since(std::time::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64() % 86_400.0);
+    let field = |line: &str, key: &str| -> Option<String> {
+        let rest = &line[line.find(key)? + key.len()..];
+        let rest = rest.strip_prefix('"').unwrap_or(rest);
+        Some(rest.split(['"', ' ']).next()?.to_string())
+    };
+    log.lines()
+        .filter(|l| l.contains("link state"))
+        .filter_map(|l| {
+            // "2026-11-24T04:08:32.284300Z  INFO …": the time of day is enough.
+            let clock = l.get(11..l.find('Z')?)?;
+            let mut hms = clock.split(':');
+            let (h, m, sec): (f64, f64, f64) =
+                (hms.next()?.parse().ok()?, hms.next()?.parse().ok()?, hms.next()?.parse().ok()?);
+            let mut t = h * 3600.0 + m * 60.0 + sec - start;
+            if t > 43_200.0 {
+                t -= 86_400.0;
+            } else if t < -43_200.0 {
+                t += 86_400.0;
+            }
+            Some(StateChange {
+                t_s: t,
+                link: field(l, "link=")?.parse().ok()?,
+                from: field(l, "from=")?,
+                to: field(l, "to=")?,
+                reason: l[l.find("reason=")? + 7..].trim().to_string(),
+            })
+        })
+        .collect()
+}
+
+/// Most state changes of `link` within any `window_s` after it first went
+/// live (its admission at start-up is not flapping).
+pub fn max_changes_in_window(changes: &[StateChange], link: u8, window_s: f64) -> usize {
+    let mine: Vec<f64> = changes
+        .iter()
+        .filter(|c| c.link == link)
+        .skip_while(|c| c.to != "live")
+        .skip(1)
+        .map(|c| c.t_s)
+        .collect();
+    (0..mine.len())
+        .map(|i| mine[i..].iter().take_while(|&&t| t - mine[i] < window_s).count())
+        .max()
+        .unwrap_or(0)
 }
 
 /// Sends every planned datagram at its time, one socket per flow marked with
@@ -312,7 +385,7 @@ fn play_events(scenario: &Scenario, prefix: &str, t0: u64, log: &Mutex<Vec<Strin
     let mut actions: Vec<(f64, EventKind, bool)> = Vec::new();
     for e in &scenario.events {
         match e.kind {
-            EventKind::Blackout { .. } | EventKind::Collapse { .. } => {}
+            EventKind::Blackout { .. } | EventKind::Collapse { .. } | EventKind::DelaySpikes { .. } => {}
             EventKind::InterfaceDown { duration_s, .. } | EventKind::UsbReattach { duration_s, .. } => {
                 actions.push((e.at_s, e.kind.clone(), true));
                 actions.push((e.at_s + duration_s, e.kind.clone(), false));
@@ -372,4 +445,36 @@ fn play_events(scenario: &Scenario, prefix: &str, t0: u64, log: &Mutex<Vec<Strin
         log.lock().map_err(|_| anyhow::anyhow!("poisoned"))?.push(line);
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn state_changes_are_read_from_the_log_and_flapping_counted_after_admission() {
+        let start = std::time::UNIX_EPOCH + Duration::from_secs(20_000 * 86_400 + 4 * 3600);
+        let line = |t: &str, link: u8, from: &str, to: &str| {
+            format!(
+                "2024-10-04T04:00:{t}Z  INFO strata_ctl::controller: link state link={link} from=\"{from}\" to=\"{to}\" reason=Silent(1ms)"
+            )
+        };
+        let log = [
+            line("00.500000", 1, "init", "probe"),
+            line("01.000000", 1, "probe", "warm"),
+            line("03.000000", 1, "warm", "live"),
+            "2024-10-04T04:00:03.100000Z  INFO strata_ctl::daemon: links: …".to_string(),
+            line("10.000000", 1, "live", "degraded"),
+            line("11.500000", 1, "degraded", "live"),
+            line("20.000000", 0, "live", "degraded"),
+        ]
+        .join("\n");
+        let changes = state_changes(&log, start);
+        assert_eq!(changes.len(), 6);
+        assert_eq!((changes[3].t_s, changes[3].link, changes[3].to.as_str()), (10.0, 1, "degraded"));
+        assert_eq!(changes[3].reason, "Silent(1ms)");
+        assert_eq!(max_changes_in_window(&changes, 1, 2.0), 2, "degraded and back within 1.5 s");
+        assert_eq!(max_changes_in_window(&changes, 1, 1.0), 1);
+        assert_eq!(max_changes_in_window(&changes, 0, 2.0), 0, "link 0 was never live first");
+    }
 }

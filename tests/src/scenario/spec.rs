@@ -275,6 +275,20 @@ pub enum EventKind {
         /// Seconds.
         duration_s: f64,
     },
+    /// Every `every_s` for `duration_s`, packets on `link` sent within a
+    /// `spike_s` window take `extra_ms` longer, both ways (radio delay spikes).
+    DelaySpikes {
+        /// Link id.
+        link: usize,
+        /// Seconds the spikes go on for.
+        duration_s: f64,
+        /// Seconds from one spike to the next.
+        every_s: f64,
+        /// Seconds each spike lasts.
+        spike_s: f64,
+        /// Extra one-way delay during a spike, ms.
+        extra_ms: f64,
+    },
     /// The MTU of the edge's interface of `link` changes.
     Mtu {
         /// Link id.
@@ -295,6 +309,7 @@ impl EventKind {
             Self::NatRebind { .. } => "nat-rebind",
             Self::UsbReattach { .. } => "usb-reattach",
             Self::Mtu { .. } => "mtu",
+            Self::DelaySpikes { .. } => "delay-spikes",
         }
     }
 
@@ -307,7 +322,8 @@ impl EventKind {
             | Self::AddressChange { link }
             | Self::NatRebind { link }
             | Self::UsbReattach { link, .. }
-            | Self::Mtu { link, .. } => link,
+            | Self::Mtu { link, .. }
+            | Self::DelaySpikes { link, .. } => link,
         }
     }
 }
@@ -358,6 +374,16 @@ impl Scenario {
             if let EventKind::Collapse { factor, .. } = e.kind {
                 ensure!(factor > 0.0 && factor <= 1.0, "events[{i}].factor: must be in (0, 1]");
             }
+            if let EventKind::DelaySpikes { duration_s, every_s, spike_s, extra_ms, .. } = e.kind {
+                ensure!(
+                    every_s >= 0.01 && spike_s > 0.0 && spike_s <= every_s,
+                    "events[{i}]: need 0 < spike_s <= every_s, every_s >= 0.01"
+                );
+                ensure!(
+                    duration_s > 0.0 && (0.0..=10_000.0).contains(&extra_ms),
+                    "events[{i}]: need duration_s > 0 and extra_ms in 0..=10000"
+                );
+            }
         }
         for (i, t) in self.traffic.iter().enumerate() {
             if let TrafficSpec::Video { mbit_s, load, .. } | TrafficSpec::Cbr { mbit_s, load, .. } = t {
@@ -393,6 +419,7 @@ impl Scenario {
             .map(|(i, (l, trace))| {
                 let mut blackouts = Vec::new();
                 let mut collapses = Vec::new();
+                let mut delay_spikes = Vec::new();
                 for e in &self.events {
                     match e.kind {
                         EventKind::Blackout { link, duration_s } if link == i => {
@@ -400,6 +427,15 @@ impl Scenario {
                         }
                         EventKind::Collapse { link, duration_s, factor } if link == i => {
                             collapses.push(Collapse { window: window(e.at_s, duration_s), factor });
+                        }
+                        EventKind::DelaySpikes { link, duration_s, every_s, spike_s, extra_ms }
+                            if link == i =>
+                        {
+                            let mut at = e.at_s;
+                            while at < e.at_s + duration_s {
+                                delay_spikes.push((window(at, spike_s), extra_ms));
+                                at += every_s;
+                            }
                         }
                         _ => {}
                     }
@@ -426,6 +462,7 @@ impl Scenario {
                     buffer_bytes: l.buffer_kb * 1024,
                     blackouts: blackouts.clone(),
                     collapses,
+                    delay_spikes: delay_spikes.clone(),
                     seed,
                 };
                 let downlink = DirectionConfig {
@@ -435,6 +472,7 @@ impl Scenario {
                     capacity: Trace::constant(50.0).ok(),
                     buffer_bytes: l.buffer_kb * 1024,
                     blackouts,
+                    delay_spikes,
                     seed: seed ^ 0xD0_D0,
                     ..DirectionConfig::default()
                 };
