@@ -113,6 +113,10 @@ pub mod flags {
     pub const DUPLICATE: u8 = 0b0000_0100;
     /// An authentication tag follows in the extension words.
     pub const AUTH: u8 = 0b0000_1000;
+    /// A probe that is one packet of a train (see docs/WIRE.md), or the
+    /// reply to one: the reply carries the hub's receive time instead of the
+    /// echoed payload.
+    pub const TRAIN: u8 = 0b0001_0000;
 }
 
 /// The Strata header as it lies on the wire.

@@ -159,6 +159,13 @@ pub struct ControlSection {
     pub probe_interval_ms: u64,
     /// How often weights and budgets are recomputed and written, ms.
     pub update_interval_ms: u64,
+    /// Packet trains (capacity of a link warming up or idle): at most this
+    /// often per link, ms; 0 turns them off.
+    pub train_interval_ms: u64,
+    /// Probes per packet train.
+    pub train_packets: u8,
+    /// UDP payload bytes of each train probe (below the links' MTU).
+    pub train_bytes: usize,
     /// Silence that demotes a carrying link, ms.
     pub silence_demote_ms: u64,
     /// Round-trip jitter (p95 − p50) that demotes, ms.
@@ -220,6 +227,10 @@ impl Default for ControlSection {
             mode: ControlMode::default(),
             probe_interval_ms: 50,
             update_interval_ms: 20,
+            // 32 × 1228 IP bytes every 5 s: 63 kbit/s per link at most.
+            train_interval_ms: 5000,
+            train_packets: 32,
+            train_bytes: 1200,
             silence_demote_ms: ms(silence_demote),
             jitter_demote_ms,
             jitter_healthy_ms,
@@ -279,6 +290,9 @@ impl ControlSection {
         let int_ranges = [
             ("probe_interval_ms", self.probe_interval_ms, 10, 1000),
             ("update_interval_ms", self.update_interval_ms, 5, 1000),
+            ("train_interval_ms", self.train_interval_ms, 0, 3_600_000),
+            ("train_packets", u64::from(self.train_packets), 4, 64),
+            ("train_bytes", self.train_bytes as u64, 64, 1400),
             ("silence_demote_ms", self.silence_demote_ms, 20, 60_000),
             ("admit_after_ms", self.admit_after_ms, 0, 600_000),
             ("warm_ms", self.warm_ms, 0, 600_000),

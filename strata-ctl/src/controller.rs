@@ -29,6 +29,8 @@ struct Controlled {
     lifecycle: Lifecycle,
     last_feedback: Option<FeedbackPayload>,
     last_hub_time_us: Option<u32>,
+    /// When a packet train was last asked for.
+    last_train: Option<Duration>,
 }
 
 /// The controller's state.
@@ -41,6 +43,8 @@ pub struct Controller {
     last: Option<Decision>,
     /// The estimates of the last tick, for summaries.
     estimates: Vec<Estimate>,
+    /// Packet trains: how often per link, at most (`None`: never).
+    train_interval: Option<Duration>,
 }
 
 impl Controller {
@@ -58,12 +62,14 @@ impl Controller {
                     lifecycle: Lifecycle::new(),
                     last_feedback: None,
                     last_hub_time_us: None,
+                    last_train: None,
                 })
                 .collect(),
             thresholds,
             scoring,
             last: None,
             estimates: Vec::new(),
+            train_interval: None,
         }
     }
 
@@ -75,6 +81,11 @@ impl Controller {
     pub fn on_evidence(&mut self, evidence: Evidence) {
         let now = self.now();
         match evidence {
+            Evidence::Train { link, mbit_s } => {
+                if let Some(l) = self.links.iter_mut().find(|l| l.id == link) {
+                    l.estimator.on_train(now, mbit_s);
+                }
+            }
             Evidence::RoundTrip { link, rtt } => {
                 if let Some(l) = self.links.iter_mut().find(|l| l.id == link) {
                     l.estimator.on_probe_reply(now, rtt);
@@ -110,6 +121,32 @@ impl Controller {
         }
     }
 
+    /// Asks for packet trains at most every `interval` per link.
+    pub fn with_trains(mut self, interval: Duration) -> Self {
+        self.train_interval = Some(interval).filter(|i| !i.is_zero());
+        self
+    }
+
+    /// Links that should send a packet train now: a link being probed or
+    /// warming up (its capacity before it carries traffic), or one carrying
+    /// nothing (no passive measurement possible) — each at most once per
+    /// train interval. A link that enters *probe* asks at once.
+    pub fn trains_due(&mut self) -> Vec<u8> {
+        let Some(interval) = self.train_interval else { return Vec::new() };
+        let now = self.now();
+        let mut due = Vec::new();
+        for (i, l) in self.links.iter_mut().enumerate() {
+            let idle = self.estimates.get(i).is_some_and(|e| e.delivered_mbit_s <= 0.0);
+            let wanted = matches!(l.lifecycle.state(), State::Probe | State::Warm)
+                || (idle && matches!(l.lifecycle.state(), State::Live | State::Degraded));
+            if wanted && l.last_train.is_none_or(|t| now.saturating_sub(t) >= interval) {
+                l.last_train = Some(now);
+                due.push(l.id);
+            }
+        }
+        due
+    }
+
     /// The kernel's cumulative per-link overflow counters (packets sent on
     /// a link while every link was at its budget).
     pub fn on_overflow(&mut self, overflow: &[u64]) {
@@ -131,6 +168,9 @@ impl Controller {
             let est = l.estimator.estimate(now);
             if let Some(t) = l.lifecycle.step(now, &est, &self.thresholds) {
                 info!(link = l.id, from = t.from.name(), to = t.to.name(), reason = ?t.reason, "link state");
+                if t.to == State::Probe {
+                    l.last_train = None;
+                }
             }
             estimates.push(est);
         }
@@ -170,7 +210,7 @@ impl Controller {
             let e = self.estimates.get(i).cloned().unwrap_or_default();
             let opt = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.1}"));
             out.push_str(&format!(
-                "link {} {:<8} weight {:>3} budget {:>6.2} Mbit/s rtt p50 {} ms queue {} ms loss {:.2}% delivered {:.2} capacity {} Mbit/s; ",
+                "link {} {:<8} weight {:>3} budget {:>6.2} Mbit/s rtt p50 {} ms queue {} ms loss {:.2}% delivered {:.2} capacity {} train {} Mbit/s; ",
                 l.id,
                 l.lifecycle.state().name(),
                 weight,
@@ -180,6 +220,7 @@ impl Controller {
                 e.loss_recent * 100.0,
                 e.delivered_mbit_s,
                 opt(e.capacity_mbit_s),
+                opt(e.train_mbit_s),
             ));
         }
         out

@@ -8,7 +8,7 @@
 
 use std::{
     net::{Ipv4Addr, SocketAddr, SocketAddrV4},
-    sync::Arc,
+    sync::{Arc, atomic::AtomicBool},
     time::Duration,
 };
 
@@ -19,7 +19,7 @@ use strata_common::{
         TunnelConfig,
     },
     packet::OUTER_V4_LEN,
-    wire::{FeedbackPayload, Fields, HEADER_LEN, Header, PacketType},
+    wire::{FeedbackPayload, Fields, HEADER_LEN, Header, PacketType, flags as wire_flags},
 };
 use tokio::{net::UdpSocket, sync::mpsc};
 use tracing::{debug, info, warn};
@@ -31,7 +31,7 @@ use crate::{
     link::scoring::Decision,
     net::LinkRouting,
     net::{Interface, Net},
-    probe::{self, Evidence},
+    probe::{self, Evidence, TrainShape},
     schedule::Weights,
     stats::Snapshot,
     tun::Tun,
@@ -412,6 +412,8 @@ struct Adaptive {
     controller: Controller,
     samples: mpsc::Receiver<Evidence>,
     probers: Vec<tokio::task::JoinHandle<()>>,
+    /// Per link: raised to make its prober send a packet train.
+    trains: Vec<(u8, Arc<AtomicBool>)>,
     /// Decisions written to the kernel since the last summary.
     updates: u64,
     /// Whether the kernel chooses by earliest arrival yet (set with the first budgets).
@@ -440,32 +442,38 @@ async fn start_adaptive(
     let (tx, samples) = mpsc::channel(1024);
     let interval = Duration::from_millis(config.control.probe_interval_ms);
     let mut probers = Vec::new();
+    let mut trains = Vec::new();
     for link in links {
         let table = LINK_TABLE_BASE + u32::from(link.id);
         routing.push(net.add_link_routing(link.interface.index, link.address, link.gateway, table).await?);
         let sock = probe::bind_shared(SocketAddrV4::new(link.address, config.port)).with_context(|| {
             format!("binding link {}'s probe socket on {}:{}", link.id, link.address, config.port)
         })?;
-        probers.push(tokio::spawn(probe::run(
-            link.id,
-            Arc::new(sock),
+        let want_train = Arc::new(AtomicBool::new(false));
+        trains.push((link.id, want_train.clone()));
+        let prober = probe::Prober {
+            link: link.id,
+            sock: Arc::new(sock),
             hub,
-            config.session,
+            session: config.session,
             interval,
-            tx.clone(),
-        )));
+            train: TrainShape { packets: config.control.train_packets, bytes: config.control.train_bytes },
+            want_train,
+        };
+        probers.push(tokio::spawn(probe::run(prober, tx.clone())));
     }
     let controller = Controller::new(
         &links.iter().map(|l| (l.id, l.weight)).collect::<Vec<_>>(),
         config.control.thresholds(),
         config.control.scoring(),
-    );
+    )
+    .with_trains(Duration::from_millis(config.control.train_interval_ms));
     info!(
         links = links.len(),
         interval_ms = config.control.probe_interval_ms,
         "adaptive control: probing every link"
     );
-    Ok(Adaptive { controller, samples, probers, updates: 0, paced: false, cpu: cpu_time() })
+    Ok(Adaptive { controller, samples, probers, trains, updates: 0, paced: false, cpu: cpu_time() })
 }
 
 /// Routing tables of the links' own addresses: 1000 + link id.
@@ -561,6 +569,13 @@ async fn serve(
                 {
                     a.controller.on_overflow(&overflow);
                 }
+                if let Some(a) = adaptive.as_mut() {
+                    for id in a.controller.trains_due() {
+                        if let Some((_, want)) = a.trains.iter().find(|(l, _)| *l == id) {
+                            want.store(true, std::sync::atomic::Ordering::Relaxed);
+                        }
+                    }
+                }
                 if let Some(a) = adaptive.as_mut()
                     && let Some(decision) = a.controller.tick()
                 {
@@ -575,8 +590,8 @@ async fn serve(
                     }
                 }
             }
-            received = control.recv_from(&mut buf) => match received {
-                Ok((n, from)) => answer_control(control, &buf[..n], from, config.session).await,
+            received = probe::recv_stamped(control, &mut buf) => match received {
+                Ok((n, from, rx_ns)) => answer_control(control, &buf[..n], from, config.session, rx_ns).await,
                 Err(e) => warn!("control socket: {e}"),
             },
         }
@@ -625,11 +640,12 @@ async fn send_feedback(
     seq
 }
 
-/// Handles one datagram on the control socket. Probes are answered at once
-/// with a probe reply that echoes the probe's header fields and payload, so
-/// the sender can time the round trip on that link; everything else is
-/// logged (the in-band controller of a later stage consumes it).
-async fn answer_control(control: &UdpSocket, datagram: &[u8], from: SocketAddr, session: u32) {
+/// Handles one datagram on the control socket, which the kernel received at
+/// `rx_ns` (realtime, ns; 0 if not stamped). Probes are answered at once with
+/// a probe reply that echoes the probe's header fields and payload, so the
+/// sender can time the round trip on that link — or, for a train probe, that
+/// carries the receive time instead; everything else is logged.
+async fn answer_control(control: &UdpSocket, datagram: &[u8], from: SocketAddr, session: u32, rx_ns: u64) {
     let (fields, payload) = match Header::parse(datagram, session, MAX_LINKS as u8) {
         Ok(parsed) => parsed,
         Err(reason) => return debug!(%from, reason = reason.name(), "malformed control packet"),
@@ -637,9 +653,11 @@ async fn answer_control(control: &UdpSocket, datagram: &[u8], from: SocketAddr, 
     match fields.packet_type {
         PacketType::Probe => {
             let reply = Header::new(Fields { packet_type: PacketType::ProbeReply, ..fields });
-            let mut out = vec![0u8; HEADER_LEN + payload.len()];
+            let train = fields.flags & wire_flags::TRAIN != 0;
+            let body: &[u8] = if train { &rx_ns.to_be_bytes() } else { payload };
+            let mut out = vec![0u8; HEADER_LEN + body.len()];
             if reply.encode(&mut out).is_ok() {
-                out[HEADER_LEN..].copy_from_slice(payload);
+                out[HEADER_LEN..].copy_from_slice(body);
                 if let Err(e) = control.send_to(&out, from).await {
                     debug!(%from, "probe reply not sent: {e}");
                 }

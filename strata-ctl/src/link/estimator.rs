@@ -69,8 +69,11 @@ pub struct Estimate {
     pub burstiness: f64,
     /// Delivered rate over the recent window, Mbit/s.
     pub delivered_mbit_s: f64,
-    /// Capacity estimate, Mbit/s.
+    /// Capacity estimate, Mbit/s: measured under a standing queue, or else
+    /// the last packet train's.
     pub capacity_mbit_s: Option<f64>,
+    /// The last packet train's rate (within 30 s), Mbit/s.
+    pub train_mbit_s: Option<f64>,
     /// Capacity falling while loss stays low (thermal throttling).
     pub collapsing: bool,
     /// The link took packets past every link's budget within the recent
@@ -280,6 +283,7 @@ impl LinkEstimator {
             burstiness,
             delivered_mbit_s,
             capacity_mbit_s,
+            train_mbit_s: self.trains.last().map(|(_, v)| v),
             collapsing,
             overloaded: self.overflow.1.is_some_and(|t| now.saturating_sub(t) <= RECENT_SPAN),
             predicted_queue_delay_ms,
