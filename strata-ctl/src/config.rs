@@ -36,7 +36,8 @@
 //! # mode = "static"          # or "adaptive" (edge): probes, budgets, earliest arrival
 //! # probe_interval_ms = 50
 //! # update_interval_ms = 20
-//! # silence_demote_ms = 100  # lifecycle bounds: see ControlSection
+//! # silence_hold_ms = 100    # lifecycle bounds: see ControlSection
+//! # silence_demote_ms = 300
 //! # backlog_limit_ms = 50    # scorer: see ControlSection
 //! ```
 
@@ -168,6 +169,9 @@ pub struct ControlSection {
     pub train_bytes: usize,
     /// Silence that demotes a carrying link, ms.
     pub silence_demote_ms: u64,
+    /// Silence after which a carrying link gets no traffic until heard
+    /// again, without demotion, ms (below `silence_demote_ms`).
+    pub silence_hold_ms: u64,
     /// Round-trip jitter (p95 − p50) that demotes, ms.
     pub jitter_demote_ms: f64,
     /// Jitter under which a link is healthy again, ms (below `jitter_demote_ms`).
@@ -201,12 +205,15 @@ pub struct ControlSection {
     pub probe_gain: f64,
     /// Backlog a link's budget allows, ms of its own transmission time.
     pub backlog_limit_ms: f64,
+    /// Added to a link's expected arrival per unit of recent loss, ms.
+    pub loss_penalty_ms: f64,
 }
 
 impl Default for ControlSection {
     fn default() -> Self {
         let Thresholds {
             silence_demote,
+            silence_hold,
             jitter_demote_ms,
             jitter_healthy_ms,
             loss_demote,
@@ -220,8 +227,14 @@ impl Default for ControlSection {
             cooldown_for,
             gone_after,
         } = Thresholds::default();
-        let ScoringConfig { delay_half_ms, headroom, probe_gain, backlog_limit_ms, weight_scale: _ } =
-            ScoringConfig::default();
+        let ScoringConfig {
+            delay_half_ms,
+            headroom,
+            probe_gain,
+            backlog_limit_ms,
+            loss_penalty_ms,
+            weight_scale: _,
+        } = ScoringConfig::default();
         let ms = |d: Duration| d.as_millis() as u64;
         Self {
             mode: ControlMode::default(),
@@ -232,6 +245,7 @@ impl Default for ControlSection {
             train_packets: 32,
             train_bytes: 1200,
             silence_demote_ms: ms(silence_demote),
+            silence_hold_ms: ms(silence_hold),
             jitter_demote_ms,
             jitter_healthy_ms,
             loss_demote,
@@ -248,6 +262,7 @@ impl Default for ControlSection {
             headroom,
             probe_gain,
             backlog_limit_ms,
+            loss_penalty_ms,
         }
     }
 }
@@ -258,6 +273,7 @@ impl ControlSection {
         let ms = Duration::from_millis;
         Thresholds {
             silence_demote: ms(self.silence_demote_ms),
+            silence_hold: ms(self.silence_hold_ms),
             jitter_demote_ms: self.jitter_demote_ms,
             jitter_healthy_ms: self.jitter_healthy_ms,
             loss_demote: self.loss_demote,
@@ -280,6 +296,7 @@ impl ControlSection {
             headroom: self.headroom,
             probe_gain: self.probe_gain,
             backlog_limit_ms: self.backlog_limit_ms,
+            loss_penalty_ms: self.loss_penalty_ms,
             ..ScoringConfig::default()
         }
     }
@@ -294,6 +311,7 @@ impl ControlSection {
             ("train_packets", u64::from(self.train_packets), 4, 64),
             ("train_bytes", self.train_bytes as u64, 64, 1400),
             ("silence_demote_ms", self.silence_demote_ms, 20, 60_000),
+            ("silence_hold_ms", self.silence_hold_ms, 10, 60_000),
             ("admit_after_ms", self.admit_after_ms, 0, 600_000),
             ("warm_ms", self.warm_ms, 0, 600_000),
             ("readmit_after_ms", self.readmit_after_ms, 0, 600_000),
@@ -317,6 +335,7 @@ impl ControlSection {
             ("headroom", self.headroom, 0.1, 2.0),
             ("probe_gain", self.probe_gain, 1.0, 4.0),
             ("backlog_limit_ms", self.backlog_limit_ms, 1.0, 10_000.0),
+            ("loss_penalty_ms", self.loss_penalty_ms, 0.0, 10_000.0),
         ];
         for (f, v, lo, hi) in float_ranges {
             // `contains` is false for NaN, so NaN is rejected here too.
@@ -324,13 +343,22 @@ impl ControlSection {
                 return bad(f, format!("{v} is outside {lo}..={hi}"));
             }
         }
-        if self.silence_demote_ms < 2 * self.probe_interval_ms {
+        if self.silence_hold_ms < 2 * self.probe_interval_ms {
+            return bad(
+                "silence_hold_ms",
+                format!(
+                    "{} is shorter than two probe intervals ({} ms): every lost probe would stop the link",
+                    self.silence_hold_ms,
+                    2 * self.probe_interval_ms
+                ),
+            );
+        }
+        if self.silence_demote_ms <= self.silence_hold_ms {
             return bad(
                 "silence_demote_ms",
                 format!(
-                    "{} is shorter than two probe intervals ({} ms): every lost probe would demote the link",
-                    self.silence_demote_ms,
-                    2 * self.probe_interval_ms
+                    "{} must be longer than silence_hold_ms ({})",
+                    self.silence_demote_ms, self.silence_hold_ms
                 ),
             );
         }

@@ -420,6 +420,8 @@ struct Adaptive {
     paced: bool,
     /// The daemon's CPU time at the last summary.
     cpu: Duration,
+    /// Time 0 of the controller's clock.
+    epoch: std::time::Instant,
 }
 
 impl Drop for Adaptive {
@@ -473,7 +475,16 @@ async fn start_adaptive(
         interval_ms = config.control.probe_interval_ms,
         "adaptive control: probing every link"
     );
-    Ok(Adaptive { controller, samples, probers, trains, updates: 0, paced: false, cpu: cpu_time() })
+    Ok(Adaptive {
+        controller,
+        samples,
+        probers,
+        trains,
+        updates: 0,
+        paced: false,
+        cpu: cpu_time(),
+        epoch: std::time::Instant::now(),
+    })
 }
 
 /// Routing tables of the links' own addresses: 1000 + link id.
@@ -560,24 +571,24 @@ async fn serve(
             }
             Some(sample) = async { match adaptive.as_mut() { Some(a) => a.samples.recv().await, None => std::future::pending().await } } => {
                 if let Some(a) = adaptive.as_mut() {
-                    a.controller.on_evidence(sample);
+                    a.controller.on_evidence(a.epoch.elapsed(), sample);
                 }
             }
             _ = control_tick.tick(), if adaptive.is_some() => {
                 if let Some(a) = adaptive.as_mut()
                     && let Ok(overflow) = dp.overflow()
                 {
-                    a.controller.on_overflow(&overflow);
+                    a.controller.on_overflow(a.epoch.elapsed(), &overflow);
                 }
                 if let Some(a) = adaptive.as_mut() {
-                    for id in a.controller.trains_due() {
+                    for id in a.controller.trains_due(a.epoch.elapsed()) {
                         if let Some((_, want)) = a.trains.iter().find(|(l, _)| *l == id) {
                             want.store(true, std::sync::atomic::Ordering::Relaxed);
                         }
                     }
                 }
                 if let Some(a) = adaptive.as_mut()
-                    && let Some(decision) = a.controller.tick()
+                    && let Some(decision) = a.controller.tick(a.epoch.elapsed())
                 {
                     debug!(weights = ?decision.weights, "adaptive weights");
                     apply(dp, config, side, &decision);

@@ -94,6 +94,10 @@ pub struct Transition {
 pub struct Thresholds {
     /// Silence that demotes a carrying link.
     pub silence_demote: Duration,
+    /// Silence after which a carrying link is held (no traffic) without
+    /// being demoted: heard again, it carries at once. Shorter than
+    /// `silence_demote`.
+    pub silence_hold: Duration,
     /// Jitter that demotes, ms.
     pub jitter_demote_ms: f64,
     /// Jitter below which a link counts as healthy again, ms (< demote: hysteresis).
@@ -125,7 +129,13 @@ pub struct Thresholds {
 impl Default for Thresholds {
     fn default() -> Self {
         Self {
-            silence_demote: Duration::from_millis(100),
+            // Hold at 100 ms: data leaves a dead link within 150 ms. Demote
+            // only at 300 ms: on a link with bursty loss the way back carries
+            // only probe replies and feedback (~40 packets/s), so a loss burst
+            // of a few packets silences it for over 100 ms (lab, bursty-loss:
+            // a healthy link demoted and out for 3 s each time).
+            silence_demote: Duration::from_millis(300),
+            silence_hold: Duration::from_millis(100),
             // Probes queue behind the video on a loaded link, so round-trip
             // jitter of a healthy but busy link reaches 60-70 ms in the lab
             // (steady-asymmetric, blackout-best-link); lower bounds demoted
@@ -344,10 +354,10 @@ mod tests {
     fn demotion_is_immediate_and_readmission_slow() {
         let mut l = Lifecycle::new();
         run(&mut l, 0, 4000, &good());
-        let silent = Estimate { silence: Some(ms(200)), ..good() };
+        let silent = Estimate { silence: Some(ms(400)), ..good() };
         let th = Thresholds::default();
         let t = l.step(ms(4000), &silent, &th).unwrap();
-        assert_eq!((t.to, t.reason), (State::Degraded, Reason::Silent(ms(200))));
+        assert_eq!((t.to, t.reason), (State::Degraded, Reason::Silent(ms(400))));
         assert_eq!(l.share(), 0.0);
         let back = run(&mut l, 4050, 9000, &good());
         assert_eq!(back, vec![(7050, State::Live)], "3 s healthy before re-admission");
@@ -359,7 +369,7 @@ mod tests {
         run(&mut l, 0, 4000, &good());
         let th = Thresholds::default();
         let silent = |s: u64| Estimate { silence: Some(ms(s)), ..good() };
-        assert_eq!(l.step(ms(4000), &silent(200), &th).unwrap().to, State::Degraded);
+        assert_eq!(l.step(ms(4000), &silent(400), &th).unwrap().to, State::Degraded);
         assert_eq!(l.step(ms(7000), &silent(3200), &th).unwrap().to, State::Cooldown);
         assert_eq!(l.step(ms(70_000), &silent(66_000), &th).unwrap().to, State::Gone);
         assert_eq!(l.step(ms(80_000), &good(), &th).unwrap().to, State::Probe);

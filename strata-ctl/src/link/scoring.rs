@@ -29,6 +29,10 @@ pub struct ScoringConfig {
     pub probe_gain: f64,
     /// Backlog a link's budget allows, ms of its own transmission time.
     pub backlog_limit_ms: f64,
+    /// Delay added to a link's expected arrival per unit of recent loss, ms
+    /// (0.05 loss → +25 ms at 500): clean links are preferred while they
+    /// have room, without shrinking a lossy link's budget.
+    pub loss_penalty_ms: f64,
     /// Largest weight handed to the kernel.
     pub weight_scale: u32,
 }
@@ -44,6 +48,7 @@ impl Default for ScoringConfig {
             headroom: 0.9,
             probe_gain: 1.25,
             backlog_limit_ms: 50.0,
+            loss_penalty_ms: 500.0,
             weight_scale: 100,
         }
     }
@@ -62,7 +67,8 @@ pub struct LinkView<'a> {
     pub estimate: &'a Estimate,
     /// Capacity to assume before any is measured, Mbit/s (from configuration).
     pub nominal_mbit_s: f64,
-    /// Heard from lately (not silent past the demotion bound).
+    /// Heard from lately (not silent past the hold bound): a live link that
+    /// is not carries nothing until it is, without being demoted.
     pub heard: bool,
 }
 
@@ -97,14 +103,17 @@ fn capacity(v: &LinkView<'_>) -> f64 {
 /// measured; otherwise enough above what it delivered, and at least its
 /// nominal capacity, that a standing queue — and with it a measurement —
 /// can form if the link has less.
-/// A link that loses packets gets a budget smaller by what it loses.
+/// Loss does not enter the budget: what a link can be sent is its capacity
+/// whatever it then loses, and shrinking lossy links' budgets pushed the
+/// stream past the sum of them (lab, bursty-loss: p99 253 ms against 132 ms
+/// with static weights). Loss lengthens the expected arrival instead.
 fn budget_mbit_s(v: &LinkView<'_>, share: f64, cfg: &ScoringConfig) -> f64 {
     let e = v.estimate;
     let rate = match e.capacity_mbit_s {
         Some(_) => capacity(v) * cfg.headroom,
         None => v.nominal_mbit_s.max(e.delivered_mbit_s * cfg.probe_gain),
     };
-    rate * share.clamp(0.0, 1.0) * (1.0 - e.loss_recent).clamp(0.0, 1.0)
+    rate * share.clamp(0.0, 1.0)
 }
 
 /// Scores links into weights and budgets.
@@ -114,9 +123,11 @@ fn budget_mbit_s(v: &LinkView<'_>, share: f64, cfg: &ScoringConfig) -> f64 {
 /// loses less than sending nowhere.
 pub fn decide(links: &[LinkView<'_>], cfg: &ScoringConfig) -> Decision {
     let valid = || links.iter().filter(|v| u32::from(v.id) < MAX_LINKS);
-    let any_carrying = valid().any(|v| v.share > 0.0);
+    let any_carrying = valid().any(|v| v.share > 0.0 && v.heard);
     let share = |v: &LinkView<'_>| match (any_carrying, v.heard) {
-        (true, _) => v.share,
+        (true, true) => v.share,
+        // Silent past the hold bound: nothing until it is heard again.
+        (true, false) => 0.0,
         (false, true) if !matches!(v.state, State::Gone | State::Cooldown | State::Init) => 1.0,
         (false, _) => 0.0,
     };
@@ -143,7 +154,8 @@ pub fn decide(links: &[LinkView<'_>], cfg: &ScoringConfig) -> Decision {
             // budget did not foresee (a rate measured high, a burst) kept
             // sending into it (lab: 200-490 ms on a 4 Mbit/s link).
             let queue_ms = e.queue_delay_ms.filter(|q| q.is_finite()).unwrap_or(0.0).max(0.0);
-            let one_way_ms = e.rtt_ms.map_or(0.0, |r| r[0] / 2.0) + queue_ms;
+            let loss_ms = e.loss_recent.clamp(0.0, 1.0) * cfg.loss_penalty_ms;
+            let one_way_ms = e.rtt_ms.map_or(0.0, |r| r[0] / 2.0) + queue_ms + loss_ms;
             budgets[id] = Budget {
                 bytes_per_s: (rate * 1e6 / 8.0).max(1.0) as u64,
                 delay_us: micros(one_way_ms),
@@ -236,6 +248,17 @@ mod tests {
             "a warm link is held to its share"
         );
         assert_eq!(d.budgets[2], Budget::default(), "a degraded link has no budget");
+    }
+
+    #[test]
+    fn loss_delays_a_link_instead_of_shrinking_its_budget() {
+        let rtt = Some([40.0, 45.0, 60.0, 70.0]);
+        let clean = Estimate { rtt_ms: rtt, ..est(10.0, 0.0, 0.0) };
+        let lossy = Estimate { rtt_ms: rtt, ..est(10.0, 0.0, 0.05) };
+        let d =
+            decide(&[view(0, State::Live, &clean), view(1, State::Live, &lossy)], &ScoringConfig::default());
+        assert_eq!(d.budgets[0].bytes_per_s, d.budgets[1].bytes_per_s);
+        assert_eq!(d.budgets[1].delay_us - d.budgets[0].delay_us, 25_000, "5 % loss: 25 ms later");
     }
 
     #[test]
