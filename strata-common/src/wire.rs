@@ -331,31 +331,49 @@ pub struct FeedbackPayload {
     pub owd_sum_us: u64,
     /// Samples in `owd_sum_us`.
     pub owd_count: u64,
+    /// Packets that arrived after a higher sequence on the link (reordering).
+    pub late: u64,
 }
 
 impl FeedbackPayload {
-    /// Encoded length: five big-endian u64.
-    pub const LEN: usize = 40;
+    /// Encoded length: six big-endian u64.
+    pub const LEN: usize = 48;
+    /// Length of the first revision, without `late` (decoded with `late` 0).
+    pub const LEN_WITHOUT_LATE: usize = 40;
 
     /// Writes the payload into the first [`Self::LEN`] bytes of `buf`.
     pub fn encode(&self, buf: &mut [u8]) -> Result<(), DropReason> {
         let Some(out) = buf.get_mut(..Self::LEN) else { return Err(DropReason::Truncated) };
-        let Self { rx_packets, rx_bytes, lost, owd_sum_us, owd_count } = *self;
-        for (chunk, v) in out.chunks_exact_mut(8).zip([rx_packets, rx_bytes, lost, owd_sum_us, owd_count]) {
+        let Self { rx_packets, rx_bytes, lost, owd_sum_us, owd_count, late } = *self;
+        for (chunk, v) in
+            out.chunks_exact_mut(8).zip([rx_packets, rx_bytes, lost, owd_sum_us, owd_count, late])
+        {
             chunk.copy_from_slice(&v.to_be_bytes());
         }
         Ok(())
     }
 
-    /// Reads a payload.
+    /// Reads a payload (either revision).
     pub fn decode(buf: &[u8]) -> Result<Self, DropReason> {
-        let Some(b) = buf.get(..Self::LEN) else { return Err(DropReason::Truncated) };
+        if buf.len() < Self::LEN_WITHOUT_LATE {
+            return Err(DropReason::Truncated);
+        }
         let v = |i: usize| {
             let mut w = [0u8; 8];
-            w.copy_from_slice(&b[i * 8..i * 8 + 8]);
+            match buf.get(i * 8..i * 8 + 8) {
+                Some(b) => w.copy_from_slice(b),
+                None => return 0,
+            }
             u64::from_be_bytes(w)
         };
-        Ok(Self { rx_packets: v(0), rx_bytes: v(1), lost: v(2), owd_sum_us: v(3), owd_count: v(4) })
+        Ok(Self {
+            rx_packets: v(0),
+            rx_bytes: v(1),
+            lost: v(2),
+            owd_sum_us: v(3),
+            owd_count: v(4),
+            late: v(5),
+        })
     }
 }
 
@@ -366,11 +384,13 @@ mod tests {
 
     proptest! {
         #[test]
-        fn feedback_round_trip(a: u64, b: u64, c: u64, d: u64, e: u64) {
-            let f = FeedbackPayload { rx_packets: a, rx_bytes: b, lost: c, owd_sum_us: d, owd_count: e };
+        fn feedback_round_trip(a: u64, b: u64, c: u64, d: u64, e: u64, g: u64) {
+            let f = FeedbackPayload { rx_packets: a, rx_bytes: b, lost: c, owd_sum_us: d, owd_count: e, late: g };
             let mut buf = [0u8; FeedbackPayload::LEN];
             f.encode(&mut buf).unwrap();
             prop_assert_eq!(FeedbackPayload::decode(&buf).unwrap(), f);
+            // The first revision's 40 bytes still decode, without `late`.
+            prop_assert_eq!(FeedbackPayload::decode(&buf[..40]).unwrap(), FeedbackPayload { late: 0, ..f });
             prop_assert!(FeedbackPayload::decode(&buf[..39]).is_err());
         }
     }

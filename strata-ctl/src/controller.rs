@@ -109,9 +109,9 @@ impl Controller {
                     };
                     l.last_feedback = Some(counters);
                     l.last_hub_time_us = Some(hub_time_us);
-                    let FeedbackPayload { rx_packets, rx_bytes, lost, .. } = counters;
+                    let FeedbackPayload { rx_packets, rx_bytes, lost, late, .. } = counters;
                     l.estimator
-                        .on_feedback(now, Feedback { rx_packets, rx_bytes, lost, owd_ms, hub_elapsed });
+                        .on_feedback(now, Feedback { rx_packets, rx_bytes, lost, late, owd_ms, hub_elapsed });
                 }
             }
         }
@@ -277,7 +277,7 @@ mod tests {
                     }
                     Input::Train(link, mbit_s) => c.on_evidence(now, Evidence::Train { link, mbit_s }),
                     Input::Feedback(link, [rx_packets, rx_bytes, lost, owd_sum_us, owd_count], hub_time_us) => {
-                        let counters = FeedbackPayload { rx_packets, rx_bytes, lost, owd_sum_us, owd_count };
+                        let counters = FeedbackPayload { rx_packets, rx_bytes, lost, owd_sum_us, owd_count, late: lost / 3 };
                         c.on_evidence(now, Evidence::Feedback { link, counters, hub_time_us })
                     }
                     Input::Overflow(o) => c.on_overflow(now, &o),

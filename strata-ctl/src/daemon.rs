@@ -638,6 +638,7 @@ async fn send_feedback(
             lost: link.rx_lost,
             owd_sum_us: link.owd_sum_us,
             owd_count: link.owd_count,
+            late: link.rx_late,
         };
         let mut out = [0u8; HEADER_LEN + FeedbackPayload::LEN];
         if header.encode(&mut out).is_ok()

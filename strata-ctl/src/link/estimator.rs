@@ -38,6 +38,8 @@ pub struct Feedback {
     pub rx_bytes: u64,
     /// Packets lost so far (per-link sequence gaps).
     pub lost: u64,
+    /// Packets that arrived out of order so far.
+    pub late: u64,
     /// One-way delay samples since the last feedback, ms (offset clocks).
     pub owd_ms: Vec<f64>,
     /// Time since the previous feedback on the hub's clock, if stamped:
@@ -67,6 +69,8 @@ pub struct Estimate {
     pub loss: f64,
     /// ≥ 1: losses come in bursts (Gilbert–Elliott like); ≈ 1: random.
     pub burstiness: f64,
+    /// Share of the link's packets that arrived out of order, over the delay window.
+    pub reordering: f64,
     /// Delivered rate over the recent window, Mbit/s.
     pub delivered_mbit_s: f64,
     /// Capacity estimate, Mbit/s: measured under a standing queue, or else
@@ -96,6 +100,7 @@ pub struct LinkEstimator {
     intervals: Window,
     intervals_lost: Window,
     intervals_lossy: Window,
+    intervals_late: Window,
     rate: Window,
     /// Megabits delivered, and the seconds they took, over intervals with a
     /// standing queue: capacity is their ratio (a quantile of 50 ms rates
@@ -128,6 +133,7 @@ impl LinkEstimator {
             intervals: Window::new(DELAY_SPAN),
             intervals_lost: Window::new(DELAY_SPAN),
             intervals_lossy: Window::new(DELAY_SPAN),
+            intervals_late: Window::new(DELAY_SPAN),
             rate: Window::new(RECENT_SPAN),
             capacity_mbit: Window::new(CAPACITY_SPAN),
             capacity_secs: Window::new(CAPACITY_SPAN),
@@ -173,6 +179,7 @@ impl LinkEstimator {
         if let Some((then, prev)) = &self.last_feedback {
             // Counters that went backwards mean the hub restarted: start over from here.
             if fb.rx_packets >= prev.rx_packets && fb.lost >= prev.lost && fb.rx_bytes >= prev.rx_bytes {
+                self.intervals_late.push(now, fb.late.saturating_sub(prev.late) as f64);
                 let packets = (fb.rx_packets - prev.rx_packets) as f64;
                 // The hub finds a gap only when the next packet arrives: losses
                 // reported with the first packets after a pause in data (a
@@ -248,6 +255,9 @@ impl LinkEstimator {
         let loss = self.loss_over(&self.intervals, &self.intervals_lost, None, now);
         let loss_recent = self.loss_over(&self.intervals, &self.intervals_lost, Some(RECENT_SPAN), now);
         let burstiness = self.burstiness(loss);
+        let received = self.intervals.sum();
+        let reordering =
+            if received > 0.0 { (self.intervals_late.sum() / received).clamp(0.0, 1.0) } else { 0.0 };
         let delivered_mbit_s = self.rate.quantile(0.5).unwrap_or(0.0);
         let (mut mbit, mut secs) = (self.capacity_mbit.clone(), self.capacity_secs.clone());
         mbit.expire(now);
@@ -281,6 +291,7 @@ impl LinkEstimator {
             loss_recent,
             loss,
             burstiness,
+            reordering,
             delivered_mbit_s,
             capacity_mbit_s,
             train_mbit_s: self.trains.last().map(|(_, v)| v),
@@ -365,7 +376,14 @@ mod tests {
             }
             e.on_feedback(
                 ms(i * 50),
-                Feedback { rx_packets: rx, rx_bytes: bytes, lost, owd_ms: vec![owd(i)], hub_elapsed: None },
+                Feedback {
+                    rx_packets: rx,
+                    rx_bytes: bytes,
+                    lost,
+                    owd_ms: vec![owd(i)],
+                    hub_elapsed: None,
+                    late: 0,
+                },
             );
         }
     }
@@ -407,6 +425,7 @@ mod tests {
             lost,
             owd_ms: vec![30.0],
             hub_elapsed: None,
+            late: 0,
         };
         // Data stops (the link was demoted), then resumes: the hub reports
         // the 150 packets that were in flight when it went dark.
@@ -430,12 +449,13 @@ mod tests {
                 lost: 0,
                 owd_ms: vec![f64::NAN],
                 hub_elapsed: None,
+                late: 0,
             },
         );
         // The hub restarted: counters went backwards.
         e.on_feedback(
             ms(50),
-            Feedback { rx_packets: 10, rx_bytes: 100, lost: 0, owd_ms: vec![], hub_elapsed: None },
+            Feedback { rx_packets: 10, rx_bytes: 100, lost: 0, owd_ms: vec![], hub_elapsed: None, late: 5 },
         );
         e.on_feedback(
             ms(100),
@@ -445,6 +465,7 @@ mod tests {
                 lost: u64::MAX,
                 owd_ms: vec![1e300],
                 hub_elapsed: Some(Duration::MAX),
+                late: u64::MAX,
             },
         );
         e.on_probe_reply(ms(100), Duration::from_secs(3600));

@@ -548,6 +548,26 @@ fn names(bad: anyhow::Result<Scenario>, field: &str) {
 mod tests {
     use super::*;
 
+    #[test]
+    fn every_shipped_scenario_loads_and_validates() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios");
+        let mut n = 0;
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "toml") {
+                let s = Scenario::load(&path).unwrap_or_else(|e| panic!("{}: {e:#}", path.display()));
+                s.validate().unwrap_or_else(|e| panic!("{}: {e:#}", path.display()));
+                assert_eq!(
+                    path.file_stem().unwrap().to_str(),
+                    Some(s.name.as_str()),
+                    "name matches the file"
+                );
+                n += 1;
+            }
+        }
+        assert!(n >= 12, "{n} scenarios");
+    }
+
     const BASE: &str = r#"
         name = "t"
         duration_s = 10
