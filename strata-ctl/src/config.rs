@@ -32,6 +32,9 @@
 //! # [hub]
 //! # interface = "eth0"
 //!
+//! # [metrics]
+//! # listen = "127.0.0.1:9464" # Prometheus GET /metrics; absent: not served
+//!
 //! # [control]                # every key optional; defaults shown
 //! # mode = "static"          # or "adaptive" (edge): probes, budgets, earliest arrival
 //! # probe_interval_ms = 50
@@ -143,6 +146,35 @@ pub struct Config {
     /// How weights are decided.
     #[serde(default)]
     pub control: ControlSection,
+    /// Prometheus exposition.
+    #[serde(default)]
+    pub metrics: MetricsSection,
+}
+
+/// `[metrics]`: where `GET /metrics` is served (absent: not served).
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsSection {
+    /// Address and port, e.g. `"127.0.0.1:9464"` or `"[::]:9464"`.
+    #[serde(default)]
+    pub listen: Option<String>,
+}
+
+impl MetricsSection {
+    /// The listen address, parsed.
+    pub fn address(&self) -> Result<Option<std::net::SocketAddr>, (String, String)> {
+        self.listen
+            .as_deref()
+            .map(|l| {
+                l.parse().map_err(|_| {
+                    (
+                        "metrics.listen".to_string(),
+                        format!("{l:?} is not an address:port such as \"127.0.0.1:9464\""),
+                    )
+                })
+            })
+            .transpose()
+    }
 }
 
 /// `[control]`: how weights are decided and, in adaptive mode, every bound
@@ -592,6 +624,7 @@ impl Config {
         }
 
         self.control.validate()?;
+        self.metrics.address()?;
         if self.role == Role::Hub && self.control.mode == ControlMode::Adaptive {
             return bad(
                 "control.mode",

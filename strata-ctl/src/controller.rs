@@ -23,6 +23,35 @@ use crate::{
     probe::Evidence,
 };
 
+/// What the controller knows of one link, for metrics and status.
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
+pub struct LinkReport {
+    /// Link id.
+    pub id: u8,
+    /// Lifecycle state name.
+    pub state: &'static str,
+    /// Weight in the kernel's schedule.
+    pub weight: u32,
+    /// Send budget, bytes per second (0: none).
+    pub budget_bytes_per_s: u64,
+    /// Round trip, ms: minimum, p50, p95, p99.
+    pub rtt_ms: Option<[f64; 4]>,
+    /// Queueing delay (one-way, above the window minimum), ms: p50 and p95.
+    pub queue_ms: Option<[f64; 2]>,
+    /// Round-trip jitter (p95 − p50), ms.
+    pub jitter_ms: Option<f64>,
+    /// Recent loss ratio.
+    pub loss: f64,
+    /// Out-of-order share of received packets.
+    pub reordering: f64,
+    /// Delivered rate, Mbit/s.
+    pub delivered_mbit_s: f64,
+    /// Capacity estimate, Mbit/s.
+    pub capacity_mbit_s: Option<f64>,
+    /// Lifecycle transitions into each state so far, by state name.
+    pub transitions: std::collections::BTreeMap<&'static str, u64>,
+}
+
 /// One link under control.
 #[derive(Debug)]
 struct Controlled {
@@ -34,6 +63,8 @@ struct Controlled {
     last_hub_time_us: Option<u32>,
     /// When a packet train was last asked for.
     last_train: Option<Duration>,
+    /// Transitions into each state so far.
+    transitions: std::collections::BTreeMap<&'static str, u64>,
 }
 
 /// The controller's state.
@@ -64,6 +95,7 @@ impl Controller {
                     last_feedback: None,
                     last_hub_time_us: None,
                     last_train: None,
+                    transitions: std::collections::BTreeMap::new(),
                 })
                 .collect(),
             thresholds,
@@ -161,6 +193,7 @@ impl Controller {
             let est = l.estimator.estimate(now);
             if let Some(t) = l.lifecycle.step(now, &est, &self.thresholds) {
                 info!(link = l.id, from = t.from.name(), to = t.to.name(), reason = ?t.reason, "link state");
+                *l.transitions.entry(t.to.name()).or_default() += 1;
                 if t.to == State::Probe {
                     l.last_train = None;
                 }
@@ -188,6 +221,34 @@ impl Controller {
         }
         self.last = Some(decision.clone());
         Some(decision)
+    }
+
+    /// Every link as the last tick left it.
+    pub fn report(&self) -> Vec<LinkReport> {
+        self.links
+            .iter()
+            .enumerate()
+            .map(|(i, l)| {
+                let id = usize::from(l.id);
+                let e = self.estimates.get(i).cloned().unwrap_or_default();
+                let (weight, budget_bytes_per_s) =
+                    self.last.as_ref().map_or((0, 0), |d| (d.weights[id], d.budgets[id].bytes_per_s));
+                LinkReport {
+                    id: l.id,
+                    state: l.lifecycle.state().name(),
+                    weight,
+                    budget_bytes_per_s,
+                    rtt_ms: e.rtt_ms,
+                    queue_ms: e.queue_delay_ms.zip(e.queue_delay_p95_ms).map(|(a, b)| [a, b]),
+                    jitter_ms: e.jitter_ms,
+                    loss: e.loss_recent,
+                    reordering: e.reordering,
+                    delivered_mbit_s: e.delivered_mbit_s,
+                    capacity_mbit_s: e.capacity_mbit_s,
+                    transitions: l.transitions.clone(),
+                }
+            })
+            .collect()
     }
 
     /// One line per link for the 1 Hz summary: state, weight, budget, round

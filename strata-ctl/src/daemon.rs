@@ -29,6 +29,7 @@ use crate::{
     controller::Controller,
     datapath::{Datapath, Program},
     link::scoring::Decision,
+    metrics::{self, Exposition},
     net::LinkRouting,
     net::{Interface, Net},
     probe::{self, Evidence, TrainShape},
@@ -128,6 +129,15 @@ impl Side {
 pub async fn run(config: Config) -> anyhow::Result<()> {
     preflight()?;
     let instance = lock_instance(config.name())?;
+    // Bound first: a taken port fails the start before anything is created.
+    let metrics_listener = match config.metrics.address().map_err(|(f, p)| anyhow::anyhow!("{f}: {p}"))? {
+        Some(addr) => Some(
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("metrics.listen: cannot listen on {addr}"))?,
+        ),
+        None => None,
+    };
     let net = Net::connect()?;
     info!(instance = config.name(), role = %config.role, session = config.session, "starting");
     let side = Side::resolve(&net, &config).await?;
@@ -171,9 +181,28 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         }
         _ => None,
     };
+    let exposition = metrics_listener.map(|listener| {
+        let interfaces = match &side {
+            Side::Edge { links, .. } => links.iter().map(|l| (l.id, l.interface.name.clone())).collect(),
+            Side::Hub { .. } => Vec::new(),
+        };
+        let mode = match config.control.mode {
+            ControlMode::Static => "static",
+            ControlMode::Adaptive => "adaptive",
+        };
+        let exposition = Exposition::new(pin_dir.clone(), interfaces, mode);
+        if let Ok(addr) = listener.local_addr() {
+            info!(%addr, "serving Prometheus metrics on /metrics");
+        }
+        (exposition.clone(), tokio::spawn(metrics::serve(listener, exposition)))
+    });
     if let Ok(control) = &control {
-        serve(&mut dp, control, &config, &side, adaptive).await;
+        let published = exposition.as_ref().map(|(e, _)| e.as_ref());
+        serve(&mut dp, control, &config, &side, adaptive, published).await;
         info!("shutting down");
+    }
+    if let Some((_, task)) = exposition {
+        task.abort();
     }
     for r in routing {
         if let Err(e) = net.remove_link_routing(r).await {
@@ -521,7 +550,11 @@ async fn serve(
     config: &Config,
     side: &Side,
     mut adaptive: Option<Adaptive>,
+    exposition: Option<&Exposition>,
 ) {
+    if let Some(e) = exposition {
+        e.publish(|p| p.controller_up = adaptive.is_some());
+    }
     let ids = side.link_ids();
     let ids = ids.as_slice();
     let mut control_tick = tokio::time::interval(Duration::from_millis(config.control.update_interval_ms));
@@ -575,6 +608,10 @@ async fn serve(
                 }
             }
             _ = control_tick.tick(), if adaptive.is_some() => {
+                if let (Some(a), Some(e)) = (adaptive.as_ref(), exposition) {
+                    let report = a.controller.report();
+                    e.publish(|p| p.links = report);
+                }
                 if let Some(a) = adaptive.as_mut()
                     && let Ok(overflow) = dp.overflow()
                 {
@@ -593,6 +630,12 @@ async fn serve(
                     debug!(weights = ?decision.weights, "adaptive weights");
                     apply(dp, config, side, &decision);
                     a.updates += 1;
+                    if let Some(e) = exposition {
+                        e.publish(|p| {
+                            p.weight_updates += 1;
+                            p.last_update = Some(std::time::SystemTime::now());
+                        });
+                    }
                     if !a.paced {
                         match dp.set_config_flags(CONFIG_EARLIEST_ARRIVAL) {
                             Ok(()) => a.paced = true,

@@ -11,6 +11,7 @@ pub mod controller;
 pub mod daemon;
 pub mod datapath;
 pub mod link;
+pub mod metrics;
 pub mod net;
 pub mod probe;
 pub mod schedule;

@@ -25,6 +25,8 @@ pub const EDGE_TUNNEL_ADDR: Ipv4Addr = Ipv4Addr::new(10, 200, 0, 1);
 pub const HUB_TUNNEL_ADDR: Ipv4Addr = Ipv4Addr::new(10, 200, 0, 2);
 /// UDP port of the tunnel on both sides.
 pub const TUNNEL_PORT: u16 = 7400;
+/// Where each daemon serves Prometheus metrics, inside its own namespace.
+pub const METRICS_ADDR: &str = "127.0.0.1:9464";
 
 /// The log line a daemon prints once its programs are attached.
 const READY_LINE: &str = "data plane attached";
@@ -154,7 +156,7 @@ impl Control {
 pub fn edge_config(lab: &Lab, name: &str, session: u32, weights: &[u32], control: Control) -> String {
     let mut s = format!(
         "version = 1\nrole = \"edge\"\nname = \"{name}\"\nsession = {session}\nport = {TUNNEL_PORT}\n\n\
-         [control]\nmode = \"{}\"\n\n\
+         [control]\nmode = \"{}\"\n\n[metrics]\nlisten = \"{METRICS_ADDR}\"\n\n\
          [tunnel]\naddress = \"{EDGE_TUNNEL_ADDR}/30\"\n\n[peer]\naddress = \"{}\"\nport = {TUNNEL_PORT}\n",
         control.name(),
         Lab::hub_addr()
@@ -174,6 +176,7 @@ pub fn edge_config(lab: &Lab, name: &str, session: u32, weights: &[u32], control
 pub fn hub_config(name: &str, session: u32) -> String {
     format!(
         "version = 1\nrole = \"hub\"\nname = \"{name}\"\nsession = {session}\nport = {TUNNEL_PORT}\n\n\
+         [metrics]\nlisten = \"{METRICS_ADDR}\"\n\n\
          [tunnel]\naddress = \"{HUB_TUNNEL_ADDR}/30\"\n\n[hub]\ninterface = \"{}\"\n",
         Lab::HUB_IFNAME
     )

@@ -41,6 +41,10 @@ pub enum State {
 }
 
 impl State {
+    /// Every state, in lifecycle order.
+    pub const ALL: [Self; 7] =
+        [Self::Init, Self::Probe, Self::Warm, Self::Live, Self::Degraded, Self::Cooldown, Self::Gone];
+
     /// Stable lower-case name (logs, metrics).
     pub const fn name(self) -> &'static str {
         match self {

@@ -1,0 +1,308 @@
+//! Prometheus exposition: what the kernel counted and what the controller
+//! knows, in the text format on `GET /metrics`.
+//!
+//! Kernel counters are read from the instance's pinned maps when a scrape
+//! arrives — no per-packet work in userspace, and nothing shared with the
+//! control loop but a small published copy of the controller's view, which
+//! the loop replaces on every tick. Each scrape fills a fresh registry whose
+//! counters hold the kernel's cumulative values, so what Prometheus sees is
+//! the kernel's own numbers; a restarted daemon that finds its pinned maps
+//! keeps counting from them.
+//!
+//! Names follow the Prometheus conventions: `strata_` prefix, base units
+//! (`_seconds`, `_bytes`, `_bits_per_second`, `_ratio`), `_total` for
+//! counters; per-link series carry `link` (the configured id, stable across
+//! restarts and interface renames) and, on the edge, `interface`.
+
+use std::{
+    path::PathBuf,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant, SystemTime},
+};
+
+use prometheus::{Encoder as _, GaugeVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder};
+use strata_common::drop::DropReason;
+use tokio::{
+    io::{AsyncReadExt as _, AsyncWriteExt as _},
+    net::{TcpListener, TcpStream},
+};
+use tracing::debug;
+
+use crate::{controller::LinkReport, link::lifecycle::State, stats};
+
+/// What the control loop publishes for the exposition.
+#[derive(Clone, Debug, Default)]
+pub struct Published {
+    /// `static` or `adaptive`.
+    pub mode: &'static str,
+    /// Whether the adaptive controller is running.
+    pub controller_up: bool,
+    /// The controller's view of each link (empty without it).
+    pub links: Vec<LinkReport>,
+    /// Decisions written to the kernel so far.
+    pub weight_updates: u64,
+    /// When the last one was written.
+    pub last_update: Option<SystemTime>,
+}
+
+/// State shared between the control loop and the HTTP task.
+#[derive(Debug)]
+pub struct Exposition {
+    pin_dir: PathBuf,
+    /// Interface name per link id, where known (the edge's links).
+    interfaces: Vec<(u8, String)>,
+    started: Instant,
+    published: Mutex<Published>,
+}
+
+impl Exposition {
+    /// The exposition of the instance whose maps are pinned in `pin_dir`.
+    pub fn new(pin_dir: PathBuf, interfaces: Vec<(u8, String)>, mode: &'static str) -> Arc<Self> {
+        Arc::new(Self {
+            pin_dir,
+            interfaces,
+            started: Instant::now(),
+            published: Mutex::new(Published { mode, ..Published::default() }),
+        })
+    }
+
+    /// Replaces the published view through `update`.
+    pub fn publish(&self, update: impl FnOnce(&mut Published)) {
+        if let Ok(mut p) = self.published.lock() {
+            update(&mut p);
+        }
+    }
+
+    /// The text exposition now.
+    pub fn render(&self) -> Result<String, prometheus::Error> {
+        let published = self.published.lock().map(|p| p.clone()).unwrap_or_default();
+        let snapshot = stats::read_pinned(&self.pin_dir).ok();
+        let r = Registry::new();
+        let interface =
+            |id: u8| self.interfaces.iter().find(|(l, _)| *l == id).map_or(String::new(), |(_, n)| n.clone());
+
+        let gauge = |name: &str, help: &str, labels: &[&str]| -> Result<GaugeVec, prometheus::Error> {
+            let g = GaugeVec::new(Opts::new(name, help), labels)?;
+            r.register(Box::new(g.clone()))?;
+            Ok(g)
+        };
+        let counter = |name: &str, help: &str, labels: &[&str]| -> Result<IntCounterVec, prometheus::Error> {
+            let c = IntCounterVec::new(Opts::new(name, help), labels)?;
+            r.register(Box::new(c.clone()))?;
+            Ok(c)
+        };
+
+        // The daemon itself.
+        let up = IntGaugeVec::new(Opts::new("strata_up", "1 while the daemon serves metrics."), &[])?;
+        r.register(Box::new(up.clone()))?;
+        up.with_label_values::<&str>(&[]).set(1);
+        let build = IntGaugeVec::new(Opts::new("strata_build_info", "The running build."), &["version"])?;
+        r.register(Box::new(build.clone()))?;
+        build.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
+        gauge("strata_uptime_seconds", "Time since the daemon started.", &[])?
+            .with_label_values::<&str>(&[])
+            .set(self.started.elapsed().as_secs_f64());
+        gauge("strata_controller_up", "1 while the adaptive controller runs.", &["mode"])?
+            .with_label_values(&[published.mode])
+            .set(if published.controller_up { 1.0 } else { 0.0 });
+        counter(
+            "strata_weight_updates_total",
+            "Decisions (weights and budgets) written to the kernel.",
+            &[],
+        )?
+        .with_label_values::<&str>(&[])
+        .inc_by(published.weight_updates);
+        if let Some(t) = published.last_update.and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok()) {
+            gauge(
+                "strata_last_weight_update_timestamp_seconds",
+                "When the last decision was written (Unix time).",
+                &[],
+            )?
+            .with_label_values::<&str>(&[])
+            .set(t.as_secs_f64());
+        }
+        gauge(
+            "strata_kernel_maps_readable",
+            "1 if the pinned kernel maps could be read for this scrape.",
+            &[],
+        )?
+        .with_label_values::<&str>(&[])
+        .set(if snapshot.is_some() { 1.0 } else { 0.0 });
+
+        // What the kernel counted.
+        if let Some(s) = &snapshot {
+            let l = ["link", "interface"];
+            let c = |name, help| counter(name, help, &l);
+            let (tx_p, tx_b, rx_p, rx_b, lost, late, over) = (
+                c("strata_link_tx_packets_total", "Packets sent on the link.")?,
+                c("strata_link_tx_bytes_total", "Outer bytes (IPv4 header onward) sent on the link.")?,
+                c("strata_link_rx_packets_total", "Data packets received on the link, duplicates included.")?,
+                c("strata_link_rx_bytes_total", "Outer bytes received on the link.")?,
+                c("strata_link_rx_lost_packets_total", "Packets missing from the link's sequence.")?,
+                c("strata_link_rx_late_packets_total", "Packets that arrived out of order on the link.")?,
+                c(
+                    "strata_link_tx_overflow_packets_total",
+                    "Packets sent on the link while every link was at its send budget.",
+                )?,
+            );
+            let peer =
+                gauge("strata_link_peer_info", "The link's far end (1 while known).", &["link", "peer"])?;
+            for link in &s.links {
+                let active = link.tx_packets + link.rx_packets > 0 || !interface(link.id).is_empty();
+                if !active {
+                    continue;
+                }
+                let (id, ifname) = (link.id.to_string(), interface(link.id));
+                let v = [id.as_str(), ifname.as_str()];
+                tx_p.with_label_values(&v).inc_by(link.tx_packets);
+                tx_b.with_label_values(&v).inc_by(link.tx_bytes);
+                rx_p.with_label_values(&v).inc_by(link.rx_packets);
+                rx_b.with_label_values(&v).inc_by(link.rx_bytes);
+                lost.with_label_values(&v).inc_by(link.rx_lost);
+                late.with_label_values(&v).inc_by(link.rx_late);
+                over.with_label_values(&v).inc_by(link.tx_overflow);
+                if !link.peer_ip.is_unspecified() {
+                    peer.with_label_values(&[id.as_str(), link.peer.as_str()]).set(1.0);
+                }
+            }
+            let drops =
+                counter("strata_drops_total", "Packets the data plane dropped, by reason.", &["reason"])?;
+            for reason in DropReason::ALL {
+                drops.with_label_values(&[reason.name()]).inc_by(s.dropped(reason));
+            }
+        }
+
+        // What the controller knows.
+        if !published.links.is_empty() {
+            let l = ["link", "interface"];
+            let g = |name, help| gauge(name, help, &l);
+            let state = gauge(
+                "strata_link_state",
+                "1 for the link's lifecycle state.",
+                &["link", "interface", "state"],
+            )?;
+            let transitions = counter(
+                "strata_link_state_transitions_total",
+                "Lifecycle transitions of the link, by the state entered.",
+                &["link", "interface", "state"],
+            )?;
+            let rtt = gauge(
+                "strata_link_rtt_seconds",
+                "Probe round trip over the last 5 s (quantile 0 is the minimum).",
+                &["link", "interface", "quantile"],
+            )?;
+            let queue = gauge(
+                "strata_link_queue_delay_seconds",
+                "One-way delay above the link's recent minimum: its queue.",
+                &["link", "interface", "quantile"],
+            )?;
+            let (weight, budget, jitter, loss, reorder, delivered, capacity) = (
+                g("strata_link_weight", "The link's weight in the kernel's schedule.")?,
+                g("strata_link_budget_bytes_per_second", "The link's send budget (0: none).")?,
+                g("strata_link_jitter_seconds", "Round-trip p95 minus p50.")?,
+                g("strata_link_loss_ratio", "Recent loss ratio from the hub's sequence tracking.")?,
+                g("strata_link_reorder_ratio", "Share of received packets that arrived out of order.")?,
+                g("strata_link_delivered_bits_per_second", "Rate the hub received on the link.")?,
+                g(
+                    "strata_link_capacity_bits_per_second",
+                    "Capacity estimate (standing queue or packet train).",
+                )?,
+            );
+            for link in &published.links {
+                let (id, ifname) = (link.id.to_string(), interface(link.id));
+                let v = [id.as_str(), ifname.as_str()];
+                for s in State::ALL {
+                    state.with_label_values(&[v[0], v[1], s.name()]).set(if s.name() == link.state {
+                        1.0
+                    } else {
+                        0.0
+                    });
+                    let n = link.transitions.get(s.name()).copied().unwrap_or(0);
+                    transitions.with_label_values(&[v[0], v[1], s.name()]).inc_by(n);
+                }
+                weight.with_label_values(&v).set(f64::from(link.weight));
+                budget.with_label_values(&v).set(link.budget_bytes_per_s as f64);
+                loss.with_label_values(&v).set(link.loss);
+                reorder.with_label_values(&v).set(link.reordering);
+                delivered.with_label_values(&v).set(link.delivered_mbit_s * 1e6);
+                if let Some(r) = link.rtt_ms {
+                    for (q, ms) in ["0", "0.5", "0.95", "0.99"].into_iter().zip(r) {
+                        rtt.with_label_values(&[v[0], v[1], q]).set(ms / 1e3);
+                    }
+                }
+                if let Some(q) = link.queue_ms {
+                    for (quantile, ms) in ["0.5", "0.95"].into_iter().zip(q) {
+                        queue.with_label_values(&[v[0], v[1], quantile]).set(ms.max(0.0) / 1e3);
+                    }
+                }
+                if let Some(j) = link.jitter_ms {
+                    jitter.with_label_values(&v).set(j / 1e3);
+                }
+                if let Some(c) = link.capacity_mbit_s {
+                    capacity.with_label_values(&v).set(c * 1e6);
+                }
+            }
+        }
+
+        let mut out = Vec::new();
+        TextEncoder::new().encode(&r.gather(), &mut out)?;
+        Ok(String::from_utf8_lossy(&out).into_owned())
+    }
+}
+
+/// Serves `GET /metrics` on `listener` until the task is dropped.
+///
+/// A few lines of HTTP/1.1 by hand rather than an HTTP framework: one path,
+/// one method, no bodies, no keep-alive — a framework would add dozens of
+/// crates to a privileged daemon for that.
+pub async fn serve(listener: TcpListener, exposition: Arc<Exposition>) {
+    loop {
+        let Ok((stream, peer)) = listener.accept().await else { continue };
+        let exposition = exposition.clone();
+        tokio::spawn(async move {
+            if let Err(e) = answer(stream, &exposition).await {
+                debug!(%peer, "metrics request: {e}");
+            }
+        });
+    }
+}
+
+/// Largest request head read.
+const MAX_REQUEST: usize = 8192;
+/// A client that has not sent its request by then is dropped.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+
+async fn answer(mut stream: TcpStream, exposition: &Exposition) -> std::io::Result<()> {
+    let mut head = Vec::with_capacity(512);
+    let mut buf = [0u8; 1024];
+    let read = async {
+        while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < MAX_REQUEST {
+            let n = stream.read(&mut buf).await?;
+            if n == 0 {
+                break;
+            }
+            head.extend_from_slice(&buf[..n]);
+        }
+        Ok::<_, std::io::Error>(())
+    };
+    tokio::time::timeout(REQUEST_TIMEOUT, read).await.map_err(|_| std::io::ErrorKind::TimedOut)??;
+    let line = head.split(|&b| b == b'\n').next().unwrap_or_default();
+    let line = String::from_utf8_lossy(line);
+    let mut parts = line.split_whitespace();
+    let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+    let path = path.split('?').next().unwrap_or("");
+    let (status, content_type, body) = match (method, path) {
+        ("GET", "/metrics") => match exposition.render() {
+            Ok(text) => ("200 OK", "text/plain; version=0.0.4; charset=utf-8", text),
+            Err(e) => ("500 Internal Server Error", "text/plain; charset=utf-8", format!("{e}\n")),
+        },
+        ("GET", _) => ("404 Not Found", "text/plain; charset=utf-8", "try /metrics\n".to_string()),
+        _ => ("405 Method Not Allowed", "text/plain; charset=utf-8", "GET only\n".to_string()),
+    };
+    let response = format!(
+        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(response.as_bytes()).await?;
+    stream.shutdown().await
+}

@@ -1,0 +1,162 @@
+//! The Prometheus endpoint of running daemons in a lab, scraped over HTTP and
+//! read with an independent parser of the text format (`prometheus-parse`).
+//! Needs root (namespaces, BPF).
+
+use std::{
+    collections::BTreeMap,
+    io::{Read as _, Write as _},
+    net::{SocketAddr, TcpStream},
+    time::{Duration, Instant},
+};
+
+use prometheus_parse::{Scrape, Value};
+use strata_ctl::stats::read_pinned;
+use strata_lab::{
+    Lab, in_netns,
+    strata::{Control, EDGE_TUNNEL_ADDR, HUB_TUNNEL_ADDR, METRICS_ADDR, Tunnel},
+    traffic::Stream,
+};
+
+const BINARY: &str = env!("CARGO_BIN_EXE_strata-ctl");
+
+/// `GET path` on the metrics address inside namespace `ns`: (status line, body).
+fn get(ns: &str, path: &str) -> (String, String) {
+    let request = format!("GET {path} HTTP/1.1\r\nHost: strata\r\n\r\n");
+    let response = in_netns(ns, move || {
+        let mut s = TcpStream::connect(METRICS_ADDR.parse::<SocketAddr>()?)?;
+        s.set_read_timeout(Some(Duration::from_secs(5)))?;
+        s.write_all(request.as_bytes())?;
+        let mut out = String::new();
+        s.read_to_string(&mut out)?;
+        Ok(out)
+    })
+    .expect("HTTP request");
+    let (head, body) = response.split_once("\r\n\r\n").expect("a head and a body");
+    (head.lines().next().unwrap_or_default().to_string(), body.to_string())
+}
+
+fn scrape(ns: &str) -> Scrape {
+    let (status, body) = get(ns, "/metrics");
+    assert_eq!(status, "HTTP/1.1 200 OK");
+    Scrape::parse(body.lines().map(|l| Ok(l.to_string()))).expect("valid exposition")
+}
+
+/// Value of every sample of `name` by the value of `label`.
+fn by_label(s: &Scrape, name: &str, label: &str) -> BTreeMap<String, f64> {
+    s.samples
+        .iter()
+        .filter(|x| x.metric == name)
+        .map(|x| {
+            let v = match x.value {
+                Value::Counter(v) | Value::Gauge(v) | Value::Untyped(v) => v,
+                _ => f64::NAN,
+            };
+            (x.labels.get(label).unwrap_or_default().to_string(), v)
+        })
+        .collect()
+}
+
+#[test]
+fn a_running_daemon_exposes_the_kernels_counters_and_the_controllers_view() {
+    strata_lab::require_root("metrics tests create namespaces and load BPF");
+    let lab = Lab::up(&Lab::unique_prefix(), 3).expect("lab");
+    let workdir = std::env::temp_dir().join(format!("strata-metrics-{}", lab.prefix()));
+    let tunnel =
+        Tunnel::start_with(&lab, std::path::Path::new(BINARY), &[4, 4, 4], Control::Adaptive, &workdir)
+            .expect("daemons");
+
+    // Every link probed, warmed and admitted.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let states = scrape(&lab.edge_ns());
+        let live_links = states
+            .samples
+            .iter()
+            .filter(|x| x.metric == "strata_link_state" && x.labels.get("state") == Some("live"))
+            .filter(|x| matches!(x.value, Value::Gauge(v) if v == 1.0))
+            .count();
+        if live_links == 3 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "links not live after 20 s:\n{}",
+            get(&lab.edge_ns(), "/metrics").1
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
+    let report = Stream {
+        from_ns: lab.edge_ns(),
+        from: SocketAddr::from((EDGE_TUNNEL_ADDR, 0)),
+        to_ns: lab.hub_ns(),
+        to: SocketAddr::from((HUB_TUNNEL_ADDR, 9000)),
+        count: 5000,
+        payload_len: 1000,
+        pps: 2000,
+        echo: false,
+        idle_timeout: Duration::from_secs(3),
+    }
+    .run()
+    .expect("traffic");
+    assert_eq!(report.delivered.received, 5000);
+
+    // Kernel counters: the exposition's and the pinned maps' agree exactly
+    // once traffic has stopped (probes keep flowing, so allow their bytes).
+    let edge = scrape(&lab.edge_ns());
+    let pinned = read_pinned(&tunnel.edge.pin_dir()).expect("pinned maps");
+    let tx = by_label(&edge, "strata_link_tx_bytes_total", "link");
+    for link in &pinned.links[..3] {
+        let exposed = tx[&link.id.to_string()];
+        let kernel = link.tx_bytes as f64;
+        assert!((exposed - kernel).abs() <= kernel * 0.01, "link {}: {exposed} vs {kernel}", link.id);
+    }
+    let total: f64 = tx.values().sum();
+    assert!(total >= 5000.0 * 1048.0, "{total} bytes for 5000 datagrams of 1048 outer bytes");
+    let ifaces: Vec<String> = edge
+        .samples
+        .iter()
+        .filter(|x| x.metric == "strata_link_tx_bytes_total")
+        .map(|x| x.labels.get("interface").unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(ifaces, ["lnk0", "lnk1", "lnk2"], "stable link labels carry the interface");
+    let drops = by_label(&edge, "strata_drops_total", "reason");
+    assert!(
+        drops.contains_key("no_link") && drops.contains_key("duplicate"),
+        "every reason is exposed: {drops:?}"
+    );
+
+    // The controller's view, in base units.
+    let rtt = edge
+        .samples
+        .iter()
+        .filter(|x| x.metric == "strata_link_rtt_seconds" && x.labels.get("quantile") == Some("0.5"))
+        .count();
+    assert_eq!(rtt, 3, "a median round trip per link");
+    for x in edge.samples.iter().filter(|x| x.metric == "strata_link_rtt_seconds") {
+        assert!(matches!(x.value, Value::Gauge(v) if v > 0.0 && v < 1.0), "{x:?}");
+    }
+    let transitions = edge
+        .samples
+        .iter()
+        .filter(|x| {
+            x.metric == "strata_link_state_transitions_total" && x.labels.get("state") == Some("live")
+        })
+        .count();
+    assert_eq!(transitions, 3);
+    let up = by_label(&edge, "strata_controller_up", "mode");
+    assert_eq!(up.get("adaptive"), Some(&1.0));
+    assert!(by_label(&edge, "strata_weight_updates_total", "")[""] >= 20.0);
+
+    // The hub serves too; it has no controller.
+    let hub = scrape(&lab.hub_ns());
+    let rx: f64 = by_label(&hub, "strata_link_rx_packets_total", "link").values().sum();
+    assert!(rx >= 5000.0, "hub received {rx}");
+    assert_eq!(by_label(&hub, "strata_controller_up", "mode").get("static"), Some(&0.0));
+
+    // Anything but GET /metrics is refused plainly.
+    assert_eq!(get(&lab.edge_ns(), "/").0, "HTTP/1.1 404 Not Found");
+
+    tunnel.stop().expect("clean stop");
+    lab.down().expect("lab down");
+}
