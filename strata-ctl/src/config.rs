@@ -35,6 +35,9 @@
 //! # [metrics]
 //! # listen = "127.0.0.1:9464" # Prometheus GET /metrics; absent: not served
 //!
+//! # [status]
+//! # group = "strata"         # may use `strata-ctl status` besides root
+//!
 //! # [control]                # every key optional; defaults shown
 //! # mode = "static"          # or "adaptive" (edge): probes, budgets, earliest arrival
 //! # probe_interval_ms = 50
@@ -149,6 +152,18 @@ pub struct Config {
     /// Prometheus exposition.
     #[serde(default)]
     pub metrics: MetricsSection,
+    /// The local status socket.
+    #[serde(default)]
+    pub status: StatusSection,
+}
+
+/// `[status]`: who may ask the daemon for `strata-ctl status`.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StatusSection {
+    /// A group whose members may, besides root (absent: root only).
+    #[serde(default)]
+    pub group: Option<String>,
 }
 
 /// `[metrics]`: where `GET /metrics` is served (absent: not served).

@@ -8,7 +8,10 @@
 
 use std::{
     net::{Ipv4Addr, SocketAddr, SocketAddrV4},
-    sync::{Arc, atomic::AtomicBool},
+    sync::{
+        Arc,
+        atomic::{AtomicBool, AtomicU64},
+    },
     time::Duration,
 };
 
@@ -35,6 +38,7 @@ use crate::{
     probe::{self, Evidence, TrainShape},
     schedule::Weights,
     stats::Snapshot,
+    status,
     tun::Tun,
 };
 
@@ -181,27 +185,39 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         }
         _ => None,
     };
-    let exposition = metrics_listener.map(|listener| {
-        let interfaces = match &side {
-            Side::Edge { links, .. } => links.iter().map(|l| (l.id, l.interface.name.clone())).collect(),
-            Side::Hub { .. } => Vec::new(),
-        };
-        let mode = match config.control.mode {
-            ControlMode::Static => "static",
-            ControlMode::Adaptive => "adaptive",
-        };
-        let exposition = Exposition::new(pin_dir.clone(), interfaces, mode);
+    let interfaces = match &side {
+        Side::Edge { links, .. } => links.iter().map(|l| (l.id, l.interface.name.clone())).collect(),
+        Side::Hub { .. } => Vec::new(),
+    };
+    let mode = match config.control.mode {
+        ControlMode::Static => "static",
+        ControlMode::Adaptive => "adaptive",
+    };
+    let exposition = Exposition::new(pin_dir.clone(), interfaces, mode);
+    let mut tasks = Vec::new();
+    if let Some(listener) = metrics_listener {
         if let Ok(addr) = listener.local_addr() {
             info!(%addr, "serving Prometheus metrics on /metrics");
         }
-        (exposition.clone(), tokio::spawn(metrics::serve(listener, exposition)))
-    });
+        tasks.push(tokio::spawn(metrics::serve(listener, exposition.clone())));
+    }
+    // The status socket is a convenience: without it the tunnel still runs.
+    let _socket_file = match status::bind(config.name(), config.status.group.as_deref()) {
+        Ok((listener, file)) => {
+            info!(socket = %status::socket_path(config.name()).display(), "answering strata-ctl status");
+            tasks.push(tokio::spawn(status::serve(listener, config.name().to_string(), exposition.clone())));
+            Some(file)
+        }
+        Err(e) => {
+            warn!("no status socket: {e:#}");
+            None
+        }
+    };
     if let Ok(control) = &control {
-        let published = exposition.as_ref().map(|(e, _)| e.as_ref());
-        serve(&mut dp, control, &config, &side, adaptive, published).await;
+        serve(&mut dp, control, &config, &side, adaptive, Some(&exposition)).await;
         info!("shutting down");
     }
-    if let Some((_, task)) = exposition {
+    for task in tasks {
         task.abort();
     }
     for r in routing {
@@ -443,6 +459,8 @@ struct Adaptive {
     probers: Vec<tokio::task::JoinHandle<()>>,
     /// Per link: raised to make its prober send a packet train.
     trains: Vec<(u8, Arc<AtomicBool>)>,
+    /// Per link: IP bytes its prober sent.
+    probe_bytes: Vec<(u8, Arc<AtomicU64>)>,
     /// Decisions written to the kernel since the last summary.
     updates: u64,
     /// Whether the kernel chooses by earliest arrival yet (set with the first budgets).
@@ -474,6 +492,7 @@ async fn start_adaptive(
     let interval = Duration::from_millis(config.control.probe_interval_ms);
     let mut probers = Vec::new();
     let mut trains = Vec::new();
+    let mut probe_bytes = Vec::new();
     for link in links {
         let table = LINK_TABLE_BASE + u32::from(link.id);
         routing.push(net.add_link_routing(link.interface.index, link.address, link.gateway, table).await?);
@@ -482,6 +501,8 @@ async fn start_adaptive(
         })?;
         let want_train = Arc::new(AtomicBool::new(false));
         trains.push((link.id, want_train.clone()));
+        let sent_bytes = Arc::new(AtomicU64::new(0));
+        probe_bytes.push((link.id, sent_bytes.clone()));
         let prober = probe::Prober {
             link: link.id,
             sock: Arc::new(sock),
@@ -490,6 +511,7 @@ async fn start_adaptive(
             interval,
             train: TrainShape { packets: config.control.train_packets, bytes: config.control.train_bytes },
             want_train,
+            sent_bytes,
         };
         probers.push(tokio::spawn(probe::run(prober, tx.clone())));
     }
@@ -509,6 +531,7 @@ async fn start_adaptive(
         samples,
         probers,
         trains,
+        probe_bytes,
         updates: 0,
         paced: false,
         cpu: cpu_time(),
@@ -610,7 +633,15 @@ async fn serve(
             _ = control_tick.tick(), if adaptive.is_some() => {
                 if let (Some(a), Some(e)) = (adaptive.as_ref(), exposition) {
                     let report = a.controller.report();
-                    e.publish(|p| p.links = report);
+                    let probe_bytes = a
+                        .probe_bytes
+                        .iter()
+                        .map(|(id, b)| (*id, b.load(std::sync::atomic::Ordering::Relaxed)))
+                        .collect();
+                    e.publish(|p| {
+                        p.links = report;
+                        p.probe_bytes = probe_bytes;
+                    });
                 }
                 if let Some(a) = adaptive.as_mut()
                     && let Ok(overflow) = dp.overflow()

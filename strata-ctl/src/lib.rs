@@ -16,5 +16,6 @@ pub mod net;
 pub mod probe;
 pub mod schedule;
 pub mod stats;
+pub mod status;
 pub mod testbed;
 pub mod tun;

@@ -31,6 +31,19 @@ enum Command {
         #[command(subcommand)]
         command: ConfigCommand,
     },
+    /// What a tunnel is doing: links, states, delays, counters, drops.
+    /// Asks the running daemon; without one, reads its pinned maps.
+    Status {
+        /// Instance name (the config's `name`, default the role).
+        #[arg(long, default_value = "edge")]
+        name: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+        /// Refresh every second until interrupted.
+        #[arg(long)]
+        watch: bool,
+    },
     /// Print what the kernel counted, from the pinned maps of an instance.
     Stats {
         /// Instance name (the config's `name`, default the role).
@@ -83,6 +96,22 @@ fn execute(command: Command) -> anyhow::Result<()> {
             );
             Ok(())
         }
+        Command::Status { name, json, watch } => loop {
+            let status = strata_ctl::status::query(&name)?;
+            let text = if json {
+                serde_json::to_string_pretty(&status)? + "\n"
+            } else {
+                strata_ctl::status::render(&status)
+            };
+            if !watch {
+                print!("{text}");
+                return Ok(());
+            }
+            // Clear the screen and home the cursor, then draw.
+            print!("\x1b[2J\x1b[H{text}");
+            std::io::Write::flush(&mut std::io::stdout())?;
+            std::thread::sleep(std::time::Duration::from_secs(1));
+        },
         Command::Stats { name, json } => {
             let dir = PathBuf::from(PIN_ROOT).join(&name);
             let snapshot = stats::read_pinned(&dir).map_err(|e| {

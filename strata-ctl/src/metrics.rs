@@ -43,6 +43,8 @@ pub struct Published {
     pub weight_updates: u64,
     /// When the last one was written.
     pub last_update: Option<SystemTime>,
+    /// IP bytes of probes and packet trains sent per link.
+    pub probe_bytes: Vec<(u8, u64)>,
 }
 
 /// State shared between the control loop and the HTTP task.
@@ -64,6 +66,26 @@ impl Exposition {
             started: Instant::now(),
             published: Mutex::new(Published { mode, ..Published::default() }),
         })
+    }
+
+    /// A copy of the published view.
+    pub fn published(&self) -> Published {
+        self.published.lock().map(|p| p.clone()).unwrap_or_default()
+    }
+
+    /// The interface of link `id` ("" if unknown).
+    pub fn interface(&self, id: u8) -> String {
+        self.interfaces.iter().find(|(l, _)| *l == id).map_or(String::new(), |(_, n)| n.clone())
+    }
+
+    /// Time since the daemon started.
+    pub fn uptime(&self) -> Duration {
+        self.started.elapsed()
+    }
+
+    /// Where the instance's maps are pinned.
+    pub fn pin_dir(&self) -> &std::path::Path {
+        &self.pin_dir
     }
 
     /// Replaces the published view through `update`.
@@ -169,6 +191,18 @@ impl Exposition {
                 counter("strata_drops_total", "Packets the data plane dropped, by reason.", &["reason"])?;
             for reason in DropReason::ALL {
                 drops.with_label_values(&[reason.name()]).inc_by(s.dropped(reason));
+            }
+        }
+
+        if !published.probe_bytes.is_empty() {
+            let probes = counter(
+                "strata_link_probe_tx_bytes_total",
+                "IP bytes of in-band probes and packet trains sent on the link (not in the data counters).",
+                &["link", "interface"],
+            )?;
+            for &(id, b) in &published.probe_bytes {
+                let (id_s, ifname) = (id.to_string(), interface(id));
+                probes.with_label_values(&[id_s.as_str(), ifname.as_str()]).inc_by(b);
             }
         }
 

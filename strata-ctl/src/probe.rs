@@ -16,7 +16,7 @@ use std::{
     os::fd::OwnedFd,
     sync::{
         Arc,
-        atomic::{AtomicBool, Ordering},
+        atomic::{AtomicBool, AtomicU64, Ordering},
     },
     time::{Duration, Instant},
 };
@@ -133,6 +133,9 @@ pub struct Prober {
     pub train: TrainShape,
     /// Raised (by the controller) to send a packet train; lowered here.
     pub want_train: Arc<AtomicBool>,
+    /// IP bytes of probes and trains sent so far (the control channel's
+    /// share of the link, which the kernel's counters do not see).
+    pub sent_bytes: Arc<AtomicU64>,
 }
 
 /// Probes the link towards the hub every interval, sends a packet train
@@ -140,7 +143,8 @@ pub struct Prober {
 /// and the hub's feedback for the link, until the receiver of `evidence`
 /// goes away.
 pub async fn run(prober: Prober, evidence: mpsc::Sender<Evidence>) {
-    let Prober { link, sock, hub, session, interval, train, want_train } = prober;
+    let Prober { link, sock, hub, session, interval, train, want_train, sent_bytes } = prober;
+    let count = |n: usize| sent_bytes.fetch_add((n + IP_UDP_HEADERS) as u64, Ordering::Relaxed);
     let epoch = Instant::now();
     let mut tick = tokio::time::interval(interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
@@ -169,8 +173,11 @@ pub async fn run(prober: Prober, evidence: mpsc::Sender<Evidence>) {
                 });
                 // Padded so carrier NATs and middleboxes treat it like data.
                 let mut probe = [0u8; HEADER_LEN + 44];
-                if header(0, 0, seq).encode(&mut probe).is_ok() && let Err(e) = sock.send_to(&probe, hub).await {
-                    debug!(link, "probe not sent: {e}");
+                if header(0, 0, seq).encode(&mut probe).is_ok() {
+                    match sock.send_to(&probe, hub).await {
+                        Ok(n) => { count(n); }
+                        Err(e) => debug!(link, "probe not sent: {e}"),
+                    }
                 }
                 seq = seq.wrapping_add(1);
                 if want_train.swap(false, Ordering::Relaxed) {
@@ -179,10 +186,11 @@ pub async fn run(prober: Prober, evidence: mpsc::Sender<Evidence>) {
                     let mut packet = vec![0u8; train.bytes.max(HEADER_LEN)];
                     for i in 0..train.packets {
                         let link_seq = train_id << 8 | u32::from(i);
-                        if header(flags::TRAIN, link_seq, seq).encode(&mut packet).is_ok()
-                            && let Err(e) = sock.send_to(&packet, hub).await
-                        {
-                            debug!(link, "train probe not sent: {e}");
+                        if header(flags::TRAIN, link_seq, seq).encode(&mut packet).is_ok() {
+                            match sock.send_to(&packet, hub).await {
+                                Ok(n) => { count(n); }
+                                Err(e) => debug!(link, "train probe not sent: {e}"),
+                            }
                         }
                     }
                 }

@@ -1,6 +1,7 @@
-//! The Prometheus endpoint of running daemons in a lab, scraped over HTTP and
-//! read with an independent parser of the text format (`prometheus-parse`).
-//! Needs root (namespaces, BPF).
+//! What operators see of running daemons in a lab: the Prometheus endpoint,
+//! scraped over HTTP and read with an independent parser of the text format
+//! (`prometheus-parse`), and `strata-ctl status` (the real binary), with the
+//! daemon up and after it died. Needs root (namespaces, BPF).
 
 use std::{
     collections::BTreeMap,
@@ -13,7 +14,7 @@ use prometheus_parse::{Scrape, Value};
 use strata_ctl::stats::read_pinned;
 use strata_lab::{
     Lab, in_netns,
-    strata::{Control, EDGE_TUNNEL_ADDR, HUB_TUNNEL_ADDR, METRICS_ADDR, Tunnel},
+    strata::{Control, Daemon, EDGE_TUNNEL_ADDR, HUB_TUNNEL_ADDR, METRICS_ADDR, Tunnel},
     traffic::Stream,
 };
 
@@ -154,9 +155,63 @@ fn a_running_daemon_exposes_the_kernels_counters_and_the_controllers_view() {
     assert!(rx >= 5000.0, "hub received {rx}");
     assert_eq!(by_label(&hub, "strata_controller_up", "mode").get("static"), Some(&0.0));
 
+    // Every metric the shipped Grafana board queries exists.
+    let board =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/grafana/strata.json")).unwrap();
+    let exposed: std::collections::BTreeSet<&str> = edge.samples.iter().map(|x| x.metric.as_str()).collect();
+    for name in
+        board.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).filter(|w| w.starts_with("strata_"))
+    {
+        assert!(exposed.contains(name), "the dashboard queries {name}, which is not exposed");
+    }
+
     // Anything but GET /metrics is refused plainly.
     assert_eq!(get(&lab.edge_ns(), "/").0, "HTTP/1.1 404 Not Found");
 
-    tunnel.stop().expect("clean stop");
+    // `strata-ctl status --json`: the daemon's answer agrees with its maps.
+    let edge_name = tunnel.edge.name().to_string();
+    let started = Instant::now();
+    let status = status_json(&edge_name);
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(2), "status took {took:?}");
+    assert_eq!(status["controller_running"], true);
+    assert_eq!(status["mode"], "adaptive");
+    let pinned = read_pinned(&tunnel.edge.pin_dir()).expect("pinned maps");
+    for (i, link) in status["links"].as_array().expect("links").iter().enumerate() {
+        let (shown, kernel) = (link["tx_bytes"].as_u64().unwrap() as f64, pinned.links[i].tx_bytes as f64);
+        assert!((shown - kernel).abs() <= kernel * 0.01, "link {i}: {shown} vs {kernel}");
+        assert_eq!(link["state"], "live");
+        assert_eq!(link["interface"], format!("lnk{i}"));
+    }
+    let table = status_text(&edge_name);
+    eprintln!("{table}");
+    assert!(table.contains("controller running (adaptive)") && table.contains("lnk2"), "{table}");
+
+    // The daemon dies: status still reads the kernel's counters, and says so.
+    let Tunnel { hub, edge, .. } = tunnel;
+    edge.kill().expect("kill the edge daemon");
+    let down = status_json(&edge_name);
+    assert_eq!(down["controller_running"], false);
+    assert!(down["total_tx_bytes"].as_u64().unwrap() >= 5000 * 1048);
+    assert!(status_text(&edge_name).contains("CONTROLLER DOWN"));
+    Daemon::remove_leftovers(&edge_name);
+    // Neither daemon nor pins: a plain error.
+    let none = std::process::Command::new(BINARY).args(["status", "--name", &edge_name]).output().unwrap();
+    assert!(!none.status.success());
+    assert!(String::from_utf8_lossy(&none.stderr).contains("no instance"), "{none:?}");
+
+    hub.stop().expect("clean stop");
     lab.down().expect("lab down");
+}
+
+fn status_json(name: &str) -> serde_json::Value {
+    let out = std::process::Command::new(BINARY).args(["status", "--json", "--name", name]).output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    serde_json::from_slice(&out.stdout).expect("status JSON")
+}
+
+fn status_text(name: &str) -> String {
+    let out = std::process::Command::new(BINARY).args(["status", "--name", name]).output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }

@@ -30,6 +30,12 @@ fn play(name: &str, duration_s: f64) -> Analysis {
 
 /// Plays a scenario under `control`; returns the analysis and the edge's link state changes.
 fn play_with(name: &str, duration_s: f64, control: Control) -> (Analysis, Vec<StateChange>) {
+    let result = play_full(name, duration_s, control, false);
+    (result.analysis, result.state_changes)
+}
+
+/// Plays a scenario; with `observe`, an operator watches the edge throughout.
+fn play_full(name: &str, duration_s: f64, control: Control, observe: bool) -> runner::RunResult {
     strata_lab::require_root("scenario tests create namespaces and run the daemons");
     let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
@@ -38,11 +44,11 @@ fn play_with(name: &str, duration_s: f64, control: Control) -> (Analysis, Vec<St
     scenario.events.retain(|e| e.at_s < duration_s);
     scenario.validate().unwrap();
     let out = root.join("target/lab-ci").join(format!("{name}-{control:?}"));
-    let result =
-        runner::run(&scenario, Path::new(BINARY), control, &out.join("daemons")).expect("scenario run");
+    let result = runner::run_with(&scenario, Path::new(BINARY), control, &out.join("daemons"), observe)
+        .expect("scenario run");
     report::write(&result, &out, None).unwrap();
     eprintln!("{}", report::markdown(&result));
-    (result.analysis, result.state_changes)
+    result
 }
 
 #[test]
@@ -147,4 +153,58 @@ fn race_lap() {
     let a = play("race-lap", 15.0);
     assert!(a.delivered_ratio >= 0.98, "delivered {}", a.delivered_ratio);
     assert!(a.within_150ms >= 0.95, "within 150 ms {}", a.within_150ms);
+}
+
+#[test]
+fn status_and_metrics_agree_with_the_emulator_during_a_scenario() {
+    let r = play_full("steady-asymmetric", 10.0, Control::Adaptive, true);
+    let o = r.observation.expect("observed");
+    // Every query answered: status --json every 100 ms, /metrics every second.
+    assert!(
+        o.status_calls >= 50 && o.status_ok == o.status_calls,
+        "{}/{} status",
+        o.status_ok,
+        o.status_calls
+    );
+    assert!(o.scrapes >= 5 && o.scrapes_ok == o.scrapes, "{}/{} scrapes", o.scrapes_ok, o.scrapes);
+    let mut times = o.status_us.clone();
+    times.sort_unstable();
+    let at =
+        |q: f64| times.get(((times.len() as f64 * q) as usize).min(times.len().saturating_sub(1))).copied();
+    eprintln!(
+        "status answers: {} in {:?} µs p50, {:?} p99, {:?} max",
+        times.len(),
+        at(0.5),
+        at(0.99),
+        at(1.0)
+    );
+    let slowest = o.status_us.iter().max().copied().unwrap_or(0);
+    // 4 ms typical (docs/BENCHMARKS.md); generous for a loaded CI host.
+    assert!(slowest < 1_000_000, "a status answer took {slowest} µs");
+    let scrape = prometheus_parse::Scrape::parse(o.last_scrape.lines().map(|l| Ok(l.to_string()))).unwrap();
+    for (i, emulated) in r.link_stats.iter().enumerate() {
+        let link = &o.last_status["links"][i];
+        let (data, control) = (link["tx_bytes"].as_u64().unwrap(), link["probe_tx_bytes"].as_u64().unwrap());
+        // What the edge says it sent on the link, data and probes, is what the
+        // link's emulator carried.
+        let carried = emulated.uplink.delivered_bytes as f64;
+        let said = (data + control) as f64;
+        eprintln!("link {i}: status {said} (data {data}, probes {control}) vs emulator {carried}");
+        assert!((said - carried).abs() <= carried * 0.01, "link {i}: status {said} vs emulator {carried}");
+        let exposed = scrape
+            .samples
+            .iter()
+            .find(|x| {
+                x.metric == "strata_link_tx_bytes_total" && x.labels.get("link") == Some(&i.to_string())
+            })
+            .map(|x| match x.value {
+                prometheus_parse::Value::Counter(v) => v,
+                _ => f64::NAN,
+            })
+            .expect("tx bytes exposed");
+        assert!(
+            (exposed - data as f64).abs() <= data as f64 * 0.01,
+            "link {i}: metrics {exposed} vs status {data}"
+        );
+    }
 }

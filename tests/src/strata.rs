@@ -103,6 +103,24 @@ impl Daemon {
         Ok(log)
     }
 
+    /// Kills it with SIGKILL, as a crash would: nothing of its own clean-up
+    /// runs, so its pinned maps, lock and socket files stay behind
+    /// ([`Daemon::remove_leftovers`] removes them).
+    pub fn kill(mut self) -> anyhow::Result<String> {
+        if let Some(mut child) = self.child.take() {
+            child.kill()?;
+            child.wait()?;
+        }
+        Ok(self.log_text())
+    }
+
+    /// Removes what a killed daemon named `name` left: pins, lock, socket.
+    pub fn remove_leftovers(name: &str) {
+        let _ = std::fs::remove_dir_all(Path::new("/sys/fs/bpf/strata").join(name));
+        let _ = std::fs::remove_file(Path::new("/run/strata").join(format!("{name}.lock")));
+        let _ = std::fs::remove_file(Path::new("/run/strata").join(format!("{name}.sock")));
+    }
+
     fn terminate(&mut self) -> anyhow::Result<std::process::ExitStatus> {
         let Some(mut child) = self.child.take() else {
             bail!("{} is not running", self.name);

@@ -73,6 +73,8 @@ pub struct RunResult {
     pub samples: Vec<LinkSample>,
     /// Lifecycle transitions the edge logged (adaptive control).
     pub state_changes: Vec<StateChange>,
+    /// What an operator watching the edge saw (when asked for).
+    pub observation: Option<Observation>,
     /// Final emulator counters per link.
     pub link_stats: Vec<crate::emulator::bridge::LinkStats>,
     /// `strata-ctl stats --json` of the edge at the end.
@@ -90,6 +92,19 @@ pub fn run(
     binary: &Path,
     control: Control,
     workdir: &Path,
+) -> anyhow::Result<RunResult> {
+    run_with(scenario, binary, control, workdir, false)
+}
+
+/// Like [`run`]; with `observe`, an operator watches the edge throughout:
+/// `strata-ctl status --json` every 100 ms and a `/metrics` scrape every
+/// second (see [`Observation`]).
+pub fn run_with(
+    scenario: &Scenario,
+    binary: &Path,
+    control: Control,
+    workdir: &Path,
+    observe: bool,
 ) -> anyhow::Result<RunResult> {
     let traces = scenario.traces()?;
     let weights = scenario.weights(&traces);
@@ -139,6 +154,13 @@ pub fn run(
         std::thread::spawn(move || play_events(&scenario, &lab_prefix, traffic_start_mono, &log))
     };
 
+    let observer = observe.then(|| {
+        let stop = Arc::new(AtomicBool::new(false));
+        let (stop2, binary, name, ns) =
+            (stop.clone(), binary.to_path_buf(), tunnel.edge.name().to_string(), lab.edge_ns());
+        (stop, std::thread::spawn(move || observe_edge(&binary, &name, &ns, &stop2)))
+    });
+
     // Per-link samples.
     let mut samples = Vec::new();
     let sender = {
@@ -162,6 +184,13 @@ pub fn run(
     let sent = sent?;
     anyhow::ensure!(sent == planned.len() as u64, "the sender sent {sent} of {} datagrams", planned.len());
 
+    let observation = match observer {
+        Some((stop, thread)) => {
+            stop.store(true, Ordering::Relaxed);
+            Some(thread.join().map_err(|_| anyhow::anyhow!("observer panicked"))?)
+        }
+        None => None,
+    };
     let edge_stats = Command::new(binary)
         .args(["stats", "--json", "--name", tunnel.edge.name()])
         .output()
@@ -209,8 +238,74 @@ pub fn run(
         edge_stats,
         event_log,
         state_changes,
+        observation,
         analysis,
     })
+}
+
+/// What an operator watching the edge saw during a run.
+#[derive(Clone, Debug, Default)]
+pub struct Observation {
+    /// `strata-ctl status --json` calls, and how many answered with a document.
+    pub status_calls: u64,
+    /// Answered.
+    pub status_ok: u64,
+    /// Time each answered call took, µs (process start to exit).
+    pub status_us: Vec<u64>,
+    /// The last document.
+    pub last_status: serde_json::Value,
+    /// `/metrics` scrapes, and how many answered 200 with a body.
+    pub scrapes: u64,
+    /// Answered.
+    pub scrapes_ok: u64,
+    /// The last exposition.
+    pub last_scrape: String,
+}
+
+/// `GET /metrics` from the daemon of namespace `ns`: the body of a 200.
+pub fn scrape(ns: &str) -> anyhow::Result<String> {
+    use std::io::{Read as _, Write as _};
+    let response = in_netns(ns, || {
+        let addr: SocketAddr = crate::strata::METRICS_ADDR.parse()?;
+        let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
+        s.set_read_timeout(Some(Duration::from_secs(5)))?;
+        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: strata\r\n\r\n")?;
+        let mut out = String::new();
+        s.read_to_string(&mut out)?;
+        Ok(out)
+    })?;
+    let (head, body) = response.split_once("\r\n\r\n").context("no HTTP head")?;
+    anyhow::ensure!(head.starts_with("HTTP/1.1 200"), "{}", head.lines().next().unwrap_or_default());
+    Ok(body.to_string())
+}
+
+fn observe_edge(binary: &Path, name: &str, ns: &str, stop: &AtomicBool) -> Observation {
+    let mut o = Observation::default();
+    let mut next_scrape = Instant::now();
+    while !stop.load(Ordering::Relaxed) {
+        let started = Instant::now();
+        o.status_calls += 1;
+        if let Ok(out) = Command::new(binary).args(["status", "--json", "--name", name]).output()
+            && out.status.success()
+            && let Ok(doc) = serde_json::from_slice::<serde_json::Value>(&out.stdout)
+        {
+            o.status_us.push(started.elapsed().as_micros() as u64);
+            o.status_ok += 1;
+            o.last_status = doc;
+        }
+        if Instant::now() >= next_scrape {
+            next_scrape += Duration::from_secs(1);
+            o.scrapes += 1;
+            if let Ok(body) = scrape(ns)
+                && !body.is_empty()
+            {
+                o.scrapes_ok += 1;
+                o.last_scrape = body;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(100).saturating_sub(started.elapsed()));
+    }
+    o
 }
 
 /// A link lifecycle transition the edge logged.
