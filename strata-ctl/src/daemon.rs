@@ -194,6 +194,20 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         ControlMode::Adaptive => "adaptive",
     };
     let exposition = Exposition::new(pin_dir.clone(), interfaces, mode);
+    // The kernel times every program run while this fd is open (two clock
+    // reads per run); only worth it when someone scrapes the figures.
+    let program_stats = if config.metrics.listen.is_some() {
+        match aya::sys::enable_stats(aya::sys::Stats::RunTime) {
+            Ok(fd) => Some(fd),
+            Err(e) => {
+                warn!("the data plane's run-time statistics are not available: {e}");
+                None
+            }
+        }
+    } else {
+        None
+    };
+    exposition.set_programs(dp.program_ids(), program_stats.is_some());
     let mut tasks = Vec::new();
     if let Some(listener) = metrics_listener {
         if let Ok(addr) = listener.local_addr() {

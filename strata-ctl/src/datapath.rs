@@ -325,6 +325,14 @@ impl Datapath {
         Ok(out)
     }
 
+    /// The kernel's id of each loaded program, by its name.
+    pub fn program_ids(&self) -> Vec<(&'static str, u32)> {
+        [Program::TunnelEgress, Program::LinkIngress]
+            .into_iter()
+            .filter_map(|p| Some((p.name(), self.ebpf.program(p.name())?.info().ok()?.id())))
+            .collect()
+    }
+
     /// Everything the kernel counts, summed over CPUs.
     pub fn snapshot(&self) -> Result<Snapshot, DatapathError> {
         stats::read(&|name| self.ebpf.map(name))

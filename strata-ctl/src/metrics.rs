@@ -51,6 +51,9 @@ pub struct Published {
 #[derive(Debug)]
 pub struct Exposition {
     pin_dir: PathBuf,
+    /// The data plane's programs (name, kernel id) and whether the kernel
+    /// keeps their run-time statistics (`BPF_ENABLE_STATS`).
+    programs: Mutex<(Vec<(&'static str, u32)>, bool)>,
     /// Interface name per link id, where known (the edge's links).
     interfaces: Vec<(u8, String)>,
     started: Instant,
@@ -62,10 +65,19 @@ impl Exposition {
     pub fn new(pin_dir: PathBuf, interfaces: Vec<(u8, String)>, mode: &'static str) -> Arc<Self> {
         Arc::new(Self {
             pin_dir,
+            programs: Mutex::new((Vec::new(), false)),
             interfaces,
             started: Instant::now(),
             published: Mutex::new(Published { mode, ..Published::default() }),
         })
+    }
+
+    /// Tells the exposition which programs to report, and whether the
+    /// kernel is keeping their run-time statistics.
+    pub fn set_programs(&self, ids: Vec<(&'static str, u32)>, stats_enabled: bool) {
+        if let Ok(mut p) = self.programs.lock() {
+            *p = (ids, stats_enabled);
+        }
     }
 
     /// A copy of the published view.
@@ -203,6 +215,33 @@ impl Exposition {
             for &(id, b) in &published.probe_bytes {
                 let (id_s, ifname) = (id.to_string(), interface(id));
                 probes.with_label_values(&[id_s.as_str(), ifname.as_str()]).inc_by(b);
+            }
+        }
+
+        // The data plane's own cost, from the kernel's BPF statistics. Without
+        // them (kernel too old, or not enabled) the series are left out and
+        // `strata_program_stats_enabled` says so, rather than reporting zeros.
+        let (programs, stats_enabled) = self.programs.lock().map(|p| p.clone()).unwrap_or_default();
+        gauge(
+            "strata_program_stats_enabled",
+            "1 if the kernel keeps run-time statistics of the data-plane programs.",
+            &[],
+        )?
+        .with_label_values::<&str>(&[])
+        .set(if stats_enabled { 1.0 } else { 0.0 });
+        if stats_enabled && !programs.is_empty() {
+            let runs =
+                counter("strata_program_runs_total", "Times the data-plane program ran.", &["program"])?;
+            let time = gauge(
+                "strata_program_run_seconds_total",
+                "Time the data-plane program ran, in total (a counter in seconds).",
+                &["program"],
+            )?;
+            for info in aya::programs::loaded_programs().flatten() {
+                if let Some((name, _)) = programs.iter().find(|(_, id)| *id == info.id()) {
+                    runs.with_label_values(&[*name]).inc_by(info.run_count());
+                    time.with_label_values(&[*name]).set(info.run_time().as_secs_f64());
+                }
             }
         }
 

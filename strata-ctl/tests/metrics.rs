@@ -127,6 +127,15 @@ fn a_running_daemon_exposes_the_kernels_counters_and_the_controllers_view() {
         "every reason is exposed: {drops:?}"
     );
 
+    // The data plane's own cost, from the kernel's BPF statistics.
+    assert_eq!(by_label(&edge, "strata_program_stats_enabled", "")[""], 1.0);
+    let runs = by_label(&edge, "strata_program_runs_total", "program");
+    assert!(runs["strata_tunnel_egress"] >= 5000.0, "{runs:?}");
+    let secs = by_label(&edge, "strata_program_run_seconds_total", "program");
+    let per_run = secs["strata_tunnel_egress"] / runs["strata_tunnel_egress"];
+    assert!(per_run > 0.0 && per_run < 1e-4, "{per_run} s per egress run");
+    eprintln!("egress: {:.0} ns per run over {} runs", per_run * 1e9, runs["strata_tunnel_egress"]);
+
     // The controller's view, in base units.
     let rtt = edge
         .samples
