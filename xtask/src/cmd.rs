@@ -44,8 +44,18 @@ pub(crate) fn output(cmd: &mut Command, what: &str) -> anyhow::Result<String> {
 
 /// Builds strata-ctl's binaries and returns the path of `name`.
 pub(crate) fn build_strata(name: &str) -> anyhow::Result<PathBuf> {
-    run(cargo().args(["build", "--package", "strata-ctl", "--bins"]), "building strata-ctl")?;
-    let path = target_dir().join("debug").join(name);
+    build_strata_profile(name, false)
+}
+
+/// Builds the `strata-ctl` package's binary `name`, optimised if `release`.
+pub(crate) fn build_strata_profile(name: &str, release: bool) -> anyhow::Result<PathBuf> {
+    let mut cmd = cargo();
+    cmd.args(["build", "--package", "strata-ctl", "--bins"]);
+    if release {
+        cmd.arg("--release");
+    }
+    run(&mut cmd, "building strata-ctl")?;
+    let path = target_dir().join(if release { "release" } else { "debug" }).join(name);
     if !path.is_file() {
         bail!("{} was not built", path.display());
     }

@@ -13,7 +13,7 @@ use strata_lab::{
     strata::Control,
 };
 
-use crate::cmd::{build_strata, require_root, target_dir, workspace_root};
+use crate::cmd::{build_strata_profile, require_root, target_dir, workspace_root};
 
 pub(crate) fn up(prefix: &str, links: usize) -> anyhow::Result<()> {
     require_root("cargo xtask lab up")?;
@@ -55,6 +55,7 @@ pub(crate) fn run(
     out: Option<&Path>,
     duration: Option<f64>,
     control: &str,
+    release: bool,
 ) -> anyhow::Result<()> {
     let control = match control {
         "static" => Control::Static,
@@ -78,7 +79,7 @@ pub(crate) fn run(
         scenario.events.retain(|e| e.at_s < d);
     }
     scenario.validate()?;
-    let binary = build_strata("strata-ctl")?;
+    let binary = build_strata_profile("strata-ctl", release)?;
     let out = out.map_or_else(|| target_dir().join("lab").join(&scenario.name), Path::to_path_buf);
     let workdir = out.join("daemons");
     println!("lab run {}: {} link(s), {} s", scenario.name, scenario.links.len(), scenario.duration_s);

@@ -81,6 +81,9 @@ enum LabCommand {
         /// How the edge decides its weights: static (configured) or adaptive (in-band).
         #[arg(long, default_value = "static")]
         control: String,
+        /// Run an optimised build of the daemons (for cost figures).
+        #[arg(long)]
+        release: bool,
     },
 }
 
@@ -111,9 +114,9 @@ fn main() -> ExitCode {
         Command::Demo => demo::run(),
         Command::Lab { command: LabCommand::Up { links, prefix } } => lab::up(&prefix, links),
         Command::Lab { command: LabCommand::Down { prefix } } => lab::down(&prefix),
-        Command::Lab { command: LabCommand::Run { scenario, traces, json, out, duration, control } } => {
-            lab::run(&scenario, &traces, json.as_deref(), out.as_deref(), duration, &control)
-        }
+        Command::Lab {
+            command: LabCommand::Run { scenario, traces, json, out, duration, control, release },
+        } => lab::run(&scenario, &traces, json.as_deref(), out.as_deref(), duration, &control, release),
         Command::Bench { command: BenchCommand::Emulator { json } } => bench::emulator(json.as_deref()),
         Command::Bench { command: BenchCommand::Datapath { json, packets } } => {
             bench::datapath(json.as_deref(), packets)
