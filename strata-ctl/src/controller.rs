@@ -185,9 +185,10 @@ impl Controller {
     }
 
     /// One control step: lifecycles advance (every transition logged with
-    /// its reason), then the scorer decides. Returns the decision if it
-    /// changed (budgets follow the estimates, so nearly every tick).
-    pub fn tick(&mut self, now: Duration) -> Option<Decision> {
+    /// its reason), then the scorer decides. The decision is returned every
+    /// tick, changed or not, and written every tick: the kernel's copy is
+    /// refreshed at the control rate whatever happened to it in between.
+    pub fn tick(&mut self, now: Duration) -> Decision {
         let mut estimates = Vec::with_capacity(self.links.len());
         for l in &mut self.links {
             let est = l.estimator.estimate(now);
@@ -216,11 +217,8 @@ impl Controller {
             .collect();
         let decision = decide(&views, &self.scoring);
         self.estimates = estimates;
-        if self.last.as_ref() == Some(&decision) {
-            return None;
-        }
         self.last = Some(decision.clone());
-        Some(decision)
+        decision
     }
 
     /// Every link as the last tick left it.
@@ -344,7 +342,8 @@ mod tests {
                     Input::Overflow(o) => c.on_overflow(now, &o),
                     Input::Tick => {
                         let _ = c.trains_due(now);
-                        if let Some(d) = c.tick(now) {
+                        {
+                            let d = c.tick(now);
                             prop_assert!(d.weights.iter().all(|&w| w <= 100));
                             prop_assert!(d.weights.iter().any(|&w| w > 0), "never an empty schedule");
                             prop_assert_eq!(d.weights[2], 0, "a link configured off stays off");
@@ -371,7 +370,7 @@ mod tests {
             for link in [0, 1] {
                 c.on_evidence(ms(t), Evidence::RoundTrip { link, rtt: ms(40) });
             }
-            last = c.tick(ms(t)).or(last);
+            last = Some(c.tick(ms(t)));
         }
         assert!(last.as_ref().is_some_and(|d| d.weights[0] > 0 && d.weights[1] > 0), "{last:?}");
         // Link 0 goes dark at 4 s; ticks every 20 ms.
@@ -380,10 +379,7 @@ mod tests {
             if t % 50 == 0 {
                 c.on_evidence(ms(t), Evidence::RoundTrip { link: 1, rtt: ms(40) });
             }
-            if let Some(d) = c.tick(ms(t))
-                && d.weights[0] == 0
-                && off_at.is_none()
-            {
+            if c.tick(ms(t)).weights[0] == 0 && off_at.is_none() {
                 off_at = Some(t);
             }
         }

@@ -669,9 +669,8 @@ async fn serve(
                         }
                     }
                 }
-                if let Some(a) = adaptive.as_mut()
-                    && let Some(decision) = a.controller.tick(a.epoch.elapsed())
-                {
+                if let Some(a) = adaptive.as_mut() {
+                    let decision = a.controller.tick(a.epoch.elapsed());
                     debug!(weights = ?decision.weights, "adaptive weights");
                     apply(dp, config, side, &decision);
                     a.updates += 1;
