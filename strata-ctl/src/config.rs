@@ -400,50 +400,39 @@ impl ControlSection {
                 ),
             );
         }
-        if self.silence_demote_ms <= self.silence_hold_ms {
-            return bad(
-                "silence_demote_ms",
-                format!(
-                    "{} must be longer than silence_hold_ms ({})",
-                    self.silence_demote_ms, self.silence_hold_ms
-                ),
-            );
-        }
-        if self.jitter_healthy_ms >= self.jitter_demote_ms {
-            return bad(
-                "jitter_healthy_ms",
-                format!(
-                    "{} must be below jitter_demote_ms ({}) so a link cannot flap at one value",
-                    self.jitter_healthy_ms, self.jitter_demote_ms
-                ),
-            );
-        }
-        if self.loss_healthy >= self.loss_demote {
-            return bad(
-                "loss_healthy",
-                format!(
-                    "{} must be below loss_demote ({}) so a link cannot flap at one value",
-                    self.loss_healthy, self.loss_demote
-                ),
-            );
-        }
-        if self.cooldown_after_ms <= self.silence_demote_ms {
-            return bad(
-                "cooldown_after_ms",
-                format!(
-                    "{} must be longer than silence_demote_ms ({})",
-                    self.cooldown_after_ms, self.silence_demote_ms
-                ),
-            );
-        }
-        if self.gone_after_ms <= self.cooldown_after_ms {
-            return bad(
-                "gone_after_ms",
-                format!(
-                    "{} must be longer than cooldown_after_ms ({})",
-                    self.gone_after_ms, self.cooldown_after_ms
-                ),
-            );
+        // (smaller, larger, why): bounds that must keep their order.
+        let ms = |v: u64| v as f64;
+        let ordered = [
+            (
+                ("silence_hold_ms", ms(self.silence_hold_ms)),
+                ("silence_demote_ms", ms(self.silence_demote_ms)),
+                "",
+            ),
+            (
+                ("jitter_healthy_ms", self.jitter_healthy_ms),
+                ("jitter_demote_ms", self.jitter_demote_ms),
+                " so a link cannot flap at one value",
+            ),
+            (
+                ("loss_healthy", self.loss_healthy),
+                ("loss_demote", self.loss_demote),
+                " so a link cannot flap at one value",
+            ),
+            (
+                ("silence_demote_ms", ms(self.silence_demote_ms)),
+                ("cooldown_after_ms", ms(self.cooldown_after_ms)),
+                "",
+            ),
+            (
+                ("cooldown_after_ms", ms(self.cooldown_after_ms)),
+                ("gone_after_ms", ms(self.gone_after_ms)),
+                "",
+            ),
+        ];
+        for ((small, s), (large, l), why) in ordered {
+            if s >= l {
+                return bad(small, format!("{s} must be below {large} ({l}){why}"));
+            }
         }
         Ok(())
     }
@@ -784,6 +773,37 @@ mod tests {
         assert_eq!(c.name(), "edge");
         assert_eq!(c.weights()[..3], [1, 2, 0]);
         assert_eq!(c.pin_dir(), Path::new("/sys/fs/bpf/strata/edge"));
+    }
+
+    #[test]
+    fn control_metrics_and_status_sections_explain_what_they_reject() {
+        let with = |section: &str| format!("{EDGE}\n{section}\n");
+        let c = Config::parse(&with("[control]\nmode = \"adaptive\"\nheadroom = 0.8"), "t.toml").unwrap();
+        assert_eq!(c.control.mode, ControlMode::Adaptive);
+        assert_eq!(c.control.scoring().headroom, 0.8);
+        assert_eq!(c.control.thresholds(), Thresholds::default(), "absent keys take the defaults");
+        assert_eq!(
+            err(&with("[control]\njitter_healthy_ms = 300")),
+            "t.toml: control.jitter_healthy_ms: 300 must be below jitter_demote_ms (200) so a link cannot flap at one value"
+        );
+        assert_eq!(err(&with("[control]\nheadroom = 5.0")), "t.toml: control.headroom: 5 is outside 0.1..=2");
+        assert_eq!(
+            err(&with("[control]\nloss_demote = nan")),
+            "t.toml: control.loss_demote: NaN is outside 0.001..=1"
+        );
+        assert!(err(&with("[control]\nsilence_hold_ms = 20")).contains("shorter than two probe intervals"));
+        assert!(err(&with("[control]\nwarm = 3")).contains("warm"), "unknown keys are named");
+        assert!(
+            err(&with("[metrics]\nlisten = \"everywhere\""))
+                .contains("metrics.listen: \"everywhere\" is not an address:port")
+        );
+        let m = Config::parse(
+            &with("[metrics]\nlisten = \"127.0.0.1:9464\"\n[status]\ngroup = \"adm\""),
+            "t.toml",
+        )
+        .unwrap();
+        assert_eq!(m.metrics.address().unwrap(), Some("127.0.0.1:9464".parse().unwrap()));
+        assert_eq!(m.status.group.as_deref(), Some("adm"));
     }
 
     #[test]

@@ -79,14 +79,18 @@ impl Snapshot {
                 l.id, l.tx_packets, l.tx_bytes, l.rx_packets, l.rx_bytes, l.rx_lost, l.rx_late, l.peer
             );
         }
-        if self.drops.is_empty() {
-            out.push_str("drops: none\n");
-        } else {
-            let list: Vec<String> = self.drops.iter().map(|(n, c)| format!("{n}={c}")).collect();
-            let _ = writeln!(out, "drops: {}", list.join(" "));
-        }
+        out.push_str(&drops_line(&self.drops));
         out
     }
+}
+
+/// `drops: reason=count …` (or `drops: none`), one line.
+pub fn drops_line(drops: &[(String, u64)]) -> String {
+    if drops.is_empty() {
+        return "drops: none\n".to_string();
+    }
+    let list: Vec<String> = drops.iter().map(|(n, c)| format!("{n}={c}")).collect();
+    format!("drops: {}\n", list.join(" "))
 }
 
 /// Reads a snapshot through `maps` (name → map).

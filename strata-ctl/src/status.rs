@@ -300,12 +300,7 @@ pub fn render(s: &Status) -> String {
         );
     }
     let _ = writeln!(out, "total: tx {}  rx {}", bytes(s.total_tx_bytes), bytes(s.total_rx_bytes));
-    if s.drops.is_empty() {
-        out.push_str("drops: none\n");
-    } else {
-        let list: Vec<String> = s.drops.iter().map(|(n, c)| format!("{n}={c}")).collect();
-        let _ = writeln!(out, "drops: {}", list.join(" "));
-    }
+    out.push_str(&stats::drops_line(&s.drops));
     out
 }
 
