@@ -186,7 +186,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         _ => None,
     };
     let interfaces = match &side {
-        Side::Edge { links, .. } => links.iter().map(|l| (l.id, l.interface.name.clone())).collect(),
+        Side::Edge { links, .. } => {
+            links.iter().map(|l| (l.id, l.interface.name.clone(), l.interface.index)).collect()
+        }
         Side::Hub { .. } => Vec::new(),
     };
     let mode = match config.control.mode {

@@ -28,7 +28,12 @@ use tokio::{
 };
 use tracing::debug;
 
-use crate::{controller::LinkReport, link::lifecycle::State, stats};
+use crate::{
+    controller::LinkReport,
+    link::lifecycle::State,
+    net::{Net, QdiscStats},
+    stats,
+};
 
 /// What the control loop publishes for the exposition.
 #[derive(Clone, Debug, Default)]
@@ -54,15 +59,15 @@ pub struct Exposition {
     /// The data plane's programs (name, kernel id) and whether the kernel
     /// keeps their run-time statistics (`BPF_ENABLE_STATS`).
     programs: Mutex<(Vec<(&'static str, u32)>, bool)>,
-    /// Interface name per link id, where known (the edge's links).
-    interfaces: Vec<(u8, String)>,
+    /// Interface name and index per link id, where known (the edge's links).
+    interfaces: Vec<(u8, String, u32)>,
     started: Instant,
     published: Mutex<Published>,
 }
 
 impl Exposition {
     /// The exposition of the instance whose maps are pinned in `pin_dir`.
-    pub fn new(pin_dir: PathBuf, interfaces: Vec<(u8, String)>, mode: &'static str) -> Arc<Self> {
+    pub fn new(pin_dir: PathBuf, interfaces: Vec<(u8, String, u32)>, mode: &'static str) -> Arc<Self> {
         Arc::new(Self {
             pin_dir,
             programs: Mutex::new((Vec::new(), false)),
@@ -87,7 +92,7 @@ impl Exposition {
 
     /// The interface of link `id` ("" if unknown).
     pub fn interface(&self, id: u8) -> String {
-        self.interfaces.iter().find(|(l, _)| *l == id).map_or(String::new(), |(_, n)| n.clone())
+        self.interfaces.iter().find(|(l, ..)| *l == id).map_or(String::new(), |(_, n, _)| n.clone())
     }
 
     /// Time since the daemon started.
@@ -107,13 +112,13 @@ impl Exposition {
         }
     }
 
-    /// The text exposition now.
-    pub fn render(&self) -> Result<String, prometheus::Error> {
-        let published = self.published.lock().map(|p| p.clone()).unwrap_or_default();
+    /// The text exposition now, with the links' root qdisc statistics if
+    /// they could be read.
+    pub fn render(&self, qdiscs: Option<&[(u32, QdiscStats)]>) -> Result<String, prometheus::Error> {
+        let published = self.published();
         let snapshot = stats::read_pinned(&self.pin_dir).ok();
         let r = Registry::new();
-        let interface =
-            |id: u8| self.interfaces.iter().find(|(l, _)| *l == id).map_or(String::new(), |(_, n)| n.clone());
+        let interface = |id: u8| self.interface(id);
 
         let gauge = |name: &str, help: &str, labels: &[&str]| -> Result<GaugeVec, prometheus::Error> {
             let g = GaugeVec::new(Opts::new(name, help), labels)?;
@@ -215,6 +220,40 @@ impl Exposition {
             for &(id, b) in &published.probe_bytes {
                 let (id_s, ifname) = (id.to_string(), interface(id));
                 probes.with_label_values(&[id_s.as_str(), ifname.as_str()]).inc_by(b);
+            }
+        }
+
+        // The links' own queues (root qdisc, over rtnetlink).
+        gauge(
+            "strata_qdisc_stats_readable",
+            "1 if the links' qdisc statistics could be read for this scrape.",
+            &[],
+        )?
+        .with_label_values::<&str>(&[])
+        .set(if qdiscs.is_some() { 1.0 } else { 0.0 });
+        if let Some(qdiscs) = qdiscs
+            && !self.interfaces.is_empty()
+        {
+            let l = ["link", "interface", "qdisc"];
+            let backlog =
+                gauge("strata_link_qdisc_backlog_bytes", "Bytes waiting in the link's root qdisc.", &l)?;
+            let qlen =
+                gauge("strata_link_qdisc_queue_packets", "Packets waiting in the link's root qdisc.", &l)?;
+            let drops =
+                counter("strata_link_qdisc_drops_total", "Packets the link's root qdisc dropped.", &l)?;
+            let over = counter(
+                "strata_link_qdisc_overlimits_total",
+                "Packets that met the link's root qdisc's limit (delayed or dropped).",
+                &l,
+            )?;
+            for (id, name, index) in &self.interfaces {
+                let Some((_, q)) = qdiscs.iter().find(|(i, _)| i == index) else { continue };
+                let id = id.to_string();
+                let v = [id.as_str(), name.as_str(), q.kind.as_str()];
+                backlog.with_label_values(&v).set(q.backlog_bytes as f64);
+                qlen.with_label_values(&v).set(q.qlen as f64);
+                drops.with_label_values(&v).inc_by(q.drops);
+                over.with_label_values(&v).inc_by(q.overlimits);
             }
         }
 
@@ -329,11 +368,19 @@ impl Exposition {
 /// one method, no bodies, no keep-alive — a framework would add dozens of
 /// crates to a privileged daemon for that.
 pub async fn serve(listener: TcpListener, exposition: Arc<Exposition>) {
+    // Its own netlink socket: a scrape never waits behind the control loop's.
+    let net = match Net::connect() {
+        Ok(n) => Some(Arc::new(n)),
+        Err(e) => {
+            tracing::warn!("qdisc statistics will be missing from /metrics: {e}");
+            None
+        }
+    };
     loop {
         let Ok((stream, peer)) = listener.accept().await else { continue };
-        let exposition = exposition.clone();
+        let (exposition, net) = (exposition.clone(), net.clone());
         tokio::spawn(async move {
-            if let Err(e) = answer(stream, &exposition).await {
+            if let Err(e) = answer(stream, &exposition, net.as_deref()).await {
                 debug!(%peer, "metrics request: {e}");
             }
         });
@@ -345,7 +392,7 @@ const MAX_REQUEST: usize = 8192;
 /// A client that has not sent its request by then is dropped.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
-async fn answer(mut stream: TcpStream, exposition: &Exposition) -> std::io::Result<()> {
+async fn answer(mut stream: TcpStream, exposition: &Exposition, net: Option<&Net>) -> std::io::Result<()> {
     let mut head = Vec::with_capacity(512);
     let mut buf = [0u8; 1024];
     let read = async {
@@ -365,7 +412,13 @@ async fn answer(mut stream: TcpStream, exposition: &Exposition) -> std::io::Resu
     let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
     let path = path.split('?').next().unwrap_or("");
     let (status, content_type, body) = match (method, path) {
-        ("GET", "/metrics") => match exposition.render() {
+        ("GET", "/metrics") => match exposition.render(
+            match net {
+                Some(net) => net.root_qdiscs().await.ok(),
+                None => None,
+            }
+            .as_deref(),
+        ) {
             Ok(text) => ("200 OK", "text/plain; version=0.0.4; charset=utf-8", text),
             Err(e) => ("500 Internal Server Error", "text/plain; charset=utf-8", format!("{e}\n")),
         },

@@ -14,6 +14,7 @@ use netlink_packet_route::{
         NeighbourState,
     },
     route::{RouteAddress, RouteAttribute},
+    tc::{TcAttribute, TcHandle, TcStats2},
 };
 use rtnetlink::{Handle, LinkUnspec, RouteMessageBuilder};
 
@@ -36,6 +37,21 @@ pub enum NetError {
     /// The netlink socket could not be opened.
     #[error("cannot open a netlink socket: {0}")]
     Socket(std::io::Error),
+}
+
+/// What an interface's root queueing discipline holds and has dropped.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct QdiscStats {
+    /// The qdisc's kind (`noqueue`, `fq_codel`, `tbf`, …).
+    pub kind: String,
+    /// Bytes waiting in it.
+    pub backlog_bytes: u64,
+    /// Packets waiting in it.
+    pub qlen: u64,
+    /// Packets it dropped.
+    pub drops: u64,
+    /// Packets that met its rate limit.
+    pub overlimits: u64,
 }
 
 /// Facts about one interface.
@@ -73,6 +89,40 @@ impl Net {
         let (connection, handle, _) = rtnetlink::new_connection().map_err(NetError::Socket)?;
         tokio::spawn(connection);
         Ok(Self { handle })
+    }
+
+    /// Root qdisc statistics of every interface, by ifindex.
+    pub async fn root_qdiscs(&self) -> Result<Vec<(u32, QdiscStats)>, NetError> {
+        let mut dump = self.handle.qdisc().get().execute();
+        let mut out = Vec::new();
+        while let Some(msg) = dump
+            .try_next()
+            .await
+            .map_err(|source| NetError::Netlink { what: "reading qdisc statistics".into(), source })?
+        {
+            if msg.header.parent != TcHandle::ROOT {
+                continue;
+            }
+            let mut stats = QdiscStats::default();
+            for attr in &msg.attributes {
+                match attr {
+                    TcAttribute::Kind(kind) => stats.kind.clone_from(kind),
+                    TcAttribute::Stats2(all) => {
+                        for s in all {
+                            if let TcStats2::Queue(q) = s {
+                                stats.backlog_bytes = u64::from(q.backlog);
+                                stats.qlen = u64::from(q.qlen);
+                                stats.drops = u64::from(q.drops);
+                                stats.overlimits = u64::from(q.overlimits);
+                            }
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            out.push((msg.header.index as u32, stats));
+        }
+        Ok(out)
     }
 
     /// Looks an interface up by name.

@@ -174,6 +174,33 @@ fn a_running_daemon_exposes_the_kernels_counters_and_the_controllers_view() {
         assert!(exposed.contains(name), "the dashboard queries {name}, which is not exposed");
     }
 
+    // Rate-limit the links: their qdiscs' drops show under the qdisc's kind.
+    for i in 0..3 {
+        let out = std::process::Command::new("ip")
+            .args(["netns", "exec", &lab.edge_ns(), "tc", "qdisc", "replace", "dev", &Lab::link_ifname(i)])
+            .args(["root", "tbf", "rate", "1mbit", "burst", "4kb", "limit", "16kb"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+    }
+    let _ = Stream {
+        from_ns: lab.edge_ns(),
+        from: SocketAddr::from((EDGE_TUNNEL_ADDR, 0)),
+        to_ns: lab.hub_ns(),
+        to: SocketAddr::from((HUB_TUNNEL_ADDR, 9001)),
+        count: 400,
+        payload_len: 1000,
+        pps: 4000,
+        echo: false,
+        idle_timeout: Duration::from_secs(2),
+    }
+    .run();
+    let limited = scrape(&lab.edge_ns());
+    assert_eq!(by_label(&limited, "strata_qdisc_stats_readable", "")[""], 1.0);
+    let drops = by_label(&limited, "strata_link_qdisc_drops_total", "qdisc");
+    assert!(drops.get("tbf").is_some_and(|&d| d > 0.0), "qdisc drops: {drops:?}");
+    eprintln!("qdisc drops after a 4 Mbit/s burst into 1 Mbit/s links: {drops:?}");
+
     // Anything but GET /metrics is refused plainly.
     assert_eq!(get(&lab.edge_ns(), "/").0, "HTTP/1.1 404 Not Found");
 
