@@ -24,7 +24,10 @@ pub mod wire;
 #[cfg(feature = "user")]
 mod pod {
     //! Map values cross the user/kernel boundary as raw bytes.
-    use crate::maps::{Endpoint, LinkCounters, LinkPace, LinkTx, RxLinkState, Schedule, TunnelConfig, TxSeq};
+    use crate::maps::{
+        Endpoint, LinkCounters, LinkPace, LinkTx, Queued, RxLinkState, SampleConfig, Schedule, TunnelConfig,
+        TxSeq,
+    };
 
     macro_rules! pod {
         ($($t:ty),*) => {$(
@@ -32,5 +35,16 @@ mod pod {
             unsafe impl aya::Pod for $t {}
         )*};
     }
-    pod!(Endpoint, LinkCounters, LinkPace, LinkTx, RxLinkState, Schedule, TunnelConfig, TxSeq);
+    pod!(
+        Endpoint,
+        LinkCounters,
+        LinkPace,
+        LinkTx,
+        Queued,
+        RxLinkState,
+        SampleConfig,
+        Schedule,
+        TunnelConfig,
+        TxSeq
+    );
 }

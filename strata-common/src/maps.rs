@@ -196,3 +196,50 @@ pub struct RxLinkState {
     /// Packets in `owd_sum_us`.
     pub owd_count: u64,
 }
+
+/// Interfaces host-side sampling watches (edge links).
+pub const SAMPLE_SLOTS: u32 = 8;
+/// Buckets of the host queueing-delay histogram: bucket `b` counts delays in
+/// `[2^(b-1), 2^b)` µs (bucket 0: under 1 µs), the last everything longer.
+/// Each slot's row in `STRATA_QDELAY` has one more entry: the sum, ns.
+pub const DELAY_BUCKETS: u32 = 32;
+/// Entries per slot in `STRATA_QDELAY`: the buckets, then the sum of delays in ns.
+pub const DELAY_ROW: u32 = DELAY_BUCKETS + 1;
+/// Kernel drop reasons counted per watched interface (`enum skb_drop_reason`
+/// values at or above are counted under the last).
+pub const DROP_REASONS: u32 = 256;
+/// Length of an interface name, NUL-padded (`IFNAMSIZ`).
+pub const IFNAME_LEN: usize = 16;
+
+/// Field offsets of the tracepoints the sampling programs read, from the
+/// tracepoints' `format` files in tracefs at load time (single entry). A
+/// tracepoint's record layout is ABI the kernel publishes; reading it needs
+/// no kernel structure and so no BTF relocation.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SampleConfig {
+    /// `net:net_dev_queue`: `skbaddr`.
+    pub queue_skbaddr: u32,
+    /// `net:net_dev_queue`: `name` (`__data_loc char[]`).
+    pub queue_name: u32,
+    /// `net:net_dev_start_xmit`: `skbaddr`.
+    pub xmit_skbaddr: u32,
+    /// `skb:kfree_skb`: `skbaddr`.
+    pub drop_skbaddr: u32,
+    /// `skb:kfree_skb`: `reason`.
+    pub drop_reason: u32,
+    /// 1 once written; the programs do nothing before.
+    pub ready: u32,
+}
+
+/// A packet a watched interface queued, until it is sent or dropped.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Queued {
+    /// `bpf_ktime_get_ns` when it was queued.
+    pub at_ns: u64,
+    /// Slot of the interface (see `STRATA_WATCH`).
+    pub slot: u32,
+    /// Explicit padding.
+    pub _pad: u32,
+}

@@ -34,6 +34,7 @@
 //!
 //! # [metrics]
 //! # listen = "127.0.0.1:9464" # Prometheus GET /metrics; absent: not served
+//! # kernel_sampling = false  # links' host queueing delay and kernel drops (tracepoints)
 //!
 //! # [status]
 //! # group = "strata"         # may use `strata-ctl status` besides root
@@ -173,6 +174,10 @@ pub struct MetricsSection {
     /// Address and port, e.g. `"127.0.0.1:9464"` or `"[::]:9464"`.
     #[serde(default)]
     pub listen: Option<String>,
+    /// Sample the links' host queueing delay and kernel drops by reason with
+    /// tracepoint programs (needs tracefs).
+    #[serde(default)]
+    pub kernel_sampling: bool,
 }
 
 impl MetricsSection {

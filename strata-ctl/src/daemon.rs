@@ -36,6 +36,7 @@ use crate::{
     net::LinkRouting,
     net::{Interface, Net},
     probe::{self, Evidence, TrainShape},
+    sampling,
     schedule::Weights,
     stats::Snapshot,
     status,
@@ -209,6 +210,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     } else {
         None
     };
+    if config.metrics.kernel_sampling {
+        exposition.set_sampling(start_sampling(&mut dp, &side));
+    }
     exposition.set_programs(dp.program_ids(), program_stats.is_some());
     let mut tasks = Vec::new();
     if let Some(listener) = metrics_listener {
@@ -466,6 +470,26 @@ fn preflight() -> anyhow::Result<()> {
         info!("mounted bpffs at /sys/fs/bpf");
     }
     Ok(())
+}
+
+/// Starts host-side sampling of the edge's link interfaces; the kernel's
+/// drop reason names, or why it does not run (logged once, shown in status
+/// and metrics — the tunnel runs either way).
+fn start_sampling(dp: &mut Datapath, side: &Side) -> Result<Vec<(u32, String)>, String> {
+    let result = (|| {
+        let Side::Edge { links, .. } = side else {
+            return Err("only the edge's link interfaces are sampled".to_string());
+        };
+        let tracepoints = sampling::tracepoints()?;
+        let watch: Vec<(String, u8)> = links.iter().map(|l| (l.interface.name.clone(), l.id)).collect();
+        dp.start_sampling(tracepoints.config, &watch).map_err(|e| e.to_string())?;
+        Ok(tracepoints.drop_reasons)
+    })();
+    match &result {
+        Ok(_) => info!("sampling the links' host queues and kernel drops"),
+        Err(why) => warn!("kernel sampling off: {why}"),
+    }
+    result
 }
 
 /// The adaptive controller's moving parts.

@@ -10,9 +10,11 @@ use std::path::{Path, PathBuf};
 use aya::{
     Ebpf, EbpfLoader,
     maps::{Array, HashMap, MapData},
-    programs::{SchedClassifier, TcAttachType, tc::SchedClassifierLinkId},
+    programs::{SchedClassifier, TcAttachType, TracePoint, tc::SchedClassifierLinkId},
 };
-use strata_common::maps::{Endpoint, LinkPace, LinkTx, MAX_LINKS, Schedule, TunnelConfig, TxSeq};
+use strata_common::maps::{
+    Endpoint, IFNAME_LEN, LinkPace, LinkTx, MAX_LINKS, SampleConfig, Schedule, TunnelConfig, TxSeq,
+};
 
 use crate::{
     schedule::{self, Weights},
@@ -37,10 +39,24 @@ pub mod map_names {
     pub const DROPS: &str = "STRATA_DROPS";
     pub const DEDUP: &str = "STRATA_DEDUP";
     pub const PACE: &str = "STRATA_PACE";
+    pub const SAMPLE_CFG: &str = "STRATA_SAMPLE_CFG";
+    pub const WATCH: &str = "STRATA_WATCH";
+    pub const QUEUED: &str = "STRATA_QUEUED";
+    pub const QDELAY: &str = "STRATA_QDELAY";
+    pub const KDROPS: &str = "STRATA_KDROPS";
     /// Every map, for unpinning.
-    pub const ALL: [&str; 12] =
-        [CONFIG, IFACES, LINKS, PEERS, SCHED, TXSEQ, TX, RX, RXSEQ, DROPS, DEDUP, PACE];
+    pub const ALL: [&str; 17] = [
+        CONFIG, IFACES, LINKS, PEERS, SCHED, TXSEQ, TX, RX, RXSEQ, DROPS, DEDUP, PACE, SAMPLE_CFG, WATCH,
+        QUEUED, QDELAY, KDROPS,
+    ];
 }
+
+/// The sampling programs and the tracepoints they attach to.
+const SAMPLING_PROGRAMS: [(&str, &str, &str); 3] = [
+    ("strata_host_queue_enqueue", "net", "net_dev_queue"),
+    ("strata_host_queue_xmit", "net", "net_dev_start_xmit"),
+    ("strata_kernel_drop", "skb", "kfree_skb"),
+];
 
 /// The two programs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -224,6 +240,43 @@ impl Datapath {
         }
     }
 
+    /// Starts host-side sampling: the tracepoint offsets, the watched
+    /// interfaces (name → link id), then the three tracepoint programs.
+    pub fn start_sampling(&mut self, cfg: SampleConfig, watch: &[(String, u8)]) -> Result<(), DatapathError> {
+        {
+            let map = self.ebpf.map_mut(map_names::WATCH).ok_or_else(|| DatapathError::Map {
+                what: "map STRATA_WATCH".into(),
+                source: aya::maps::MapError::InvalidName { name: map_names::WATCH.into() },
+            })?;
+            let mut w: HashMap<&mut MapData, [u8; IFNAME_LEN], u32> =
+                HashMap::try_from(map).map_err(map_err("map STRATA_WATCH"))?;
+            for (name, id) in watch {
+                let mut key = [0u8; IFNAME_LEN];
+                let n = name.len().min(IFNAME_LEN - 1);
+                key[..n].copy_from_slice(&name.as_bytes()[..n]);
+                w.insert(key, u32::from(*id), 0).map_err(map_err("writing STRATA_WATCH"))?;
+            }
+        }
+        self.array::<SampleConfig>(map_names::SAMPLE_CFG)?
+            .set(0, SampleConfig { ready: 1, ..cfg }, 0)
+            .map_err(map_err("writing STRATA_SAMPLE_CFG"))?;
+        for (program, category, name) in SAMPLING_PROGRAMS {
+            let prog: &mut TracePoint = self
+                .ebpf
+                .program_mut(program)
+                .ok_or_else(|| DatapathError::Program {
+                    what: format!("program {program} missing from the object"),
+                    source: aya::programs::ProgramError::NotLoaded,
+                })?
+                .try_into()
+                .map_err(prog_err(format!("program {program}")))?;
+            prog.load().map_err(prog_err(format!("verifying {program}")))?;
+            prog.attach(category, name)
+                .map_err(prog_err(format!("attaching {program} to {category}:{name}")))?;
+        }
+        Ok(())
+    }
+
     /// The loaded program, for test runs and benchmarks.
     pub fn program_mut(&mut self, program: Program) -> Result<&mut SchedClassifier, DatapathError> {
         classifier(&mut self.ebpf, program)
@@ -326,10 +379,12 @@ impl Datapath {
     }
 
     /// The kernel's id of each loaded program, by its name.
+    /// (Sampling programs count once started.)
     pub fn program_ids(&self) -> Vec<(&'static str, u32)> {
-        [Program::TunnelEgress, Program::LinkIngress]
+        [Program::TunnelEgress.name(), Program::LinkIngress.name()]
             .into_iter()
-            .filter_map(|p| Some((p.name(), self.ebpf.program(p.name())?.info().ok()?.id())))
+            .chain(SAMPLING_PROGRAMS.iter().map(|(name, ..)| *name))
+            .filter_map(|name| Some((name, self.ebpf.program(name)?.info().ok()?.id())))
             .collect()
     }
 

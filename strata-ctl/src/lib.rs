@@ -14,6 +14,7 @@ pub mod link;
 pub mod metrics;
 pub mod net;
 pub mod probe;
+pub mod sampling;
 pub mod schedule;
 pub mod stats;
 pub mod status;

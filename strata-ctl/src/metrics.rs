@@ -20,7 +20,11 @@ use std::{
     time::{Duration, Instant, SystemTime},
 };
 
-use prometheus::{Encoder as _, GaugeVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder};
+use prometheus::{
+    Encoder as _, GaugeVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
+    core::Collector as _,
+    proto::{Bucket, Counter, Histogram, LabelPair, Metric, MetricFamily, MetricType},
+};
 use strata_common::drop::DropReason;
 use tokio::{
     io::{AsyncReadExt as _, AsyncWriteExt as _},
@@ -32,7 +36,7 @@ use crate::{
     controller::LinkReport,
     link::lifecycle::State,
     net::{Net, QdiscStats},
-    stats,
+    sampling, stats,
 };
 
 /// What the control loop publishes for the exposition.
@@ -59,6 +63,9 @@ pub struct Exposition {
     /// The data plane's programs (name, kernel id) and whether the kernel
     /// keeps their run-time statistics (`BPF_ENABLE_STATS`).
     programs: Mutex<(Vec<(&'static str, u32)>, bool)>,
+    /// Host-side sampling: the kernel's drop reason names when running,
+    /// why not otherwise.
+    sampling: Mutex<Result<Vec<(u32, String)>, String>>,
     /// Interface name and index per link id, where known (the edge's links).
     interfaces: Vec<(u8, String, u32)>,
     started: Instant,
@@ -71,6 +78,7 @@ impl Exposition {
         Arc::new(Self {
             pin_dir,
             programs: Mutex::new((Vec::new(), false)),
+            sampling: Mutex::new(Err("not enabled (metrics.kernel_sampling)".into())),
             interfaces,
             started: Instant::now(),
             published: Mutex::new(Published { mode, ..Published::default() }),
@@ -83,6 +91,20 @@ impl Exposition {
         if let Ok(mut p) = self.programs.lock() {
             *p = (ids, stats_enabled);
         }
+    }
+
+    /// Records whether host-side sampling runs: the drop reason names, or why not.
+    pub fn set_sampling(&self, state: Result<Vec<(u32, String)>, String>) {
+        if let Ok(mut s) = self.sampling.lock() {
+            *s = state;
+        }
+    }
+
+    /// Host-side sampling: `Ok` if it runs, else why not.
+    pub fn sampling(&self) -> Result<(), String> {
+        self.sampling
+            .lock()
+            .map_or_else(|_| Err("poisoned".into()), |s| s.as_ref().map(|_| ()).map_err(Clone::clone))
     }
 
     /// A copy of the published view.
@@ -356,10 +378,102 @@ impl Exposition {
             }
         }
 
+        // The links' host queues, sampled in the kernel (optional).
+        let mut families = r.gather();
+        let sampling = self.sampling.lock().map(|s| s.clone()).unwrap_or_else(|_| Err("poisoned".into()));
+        let samples = sampling.as_ref().ok().and_then(|_| sampling::read(&self.pin_dir).ok());
+        let enabled = IntGaugeVec::new(
+            Opts::new(
+                "strata_kernel_sampling_enabled",
+                "1 while the links' host queues are sampled in the kernel.",
+            ),
+            &[],
+        )?;
+        enabled.with_label_values::<&str>(&[]).set(i64::from(samples.is_some()));
+        families.extend(enabled.collect());
+        if let (Ok(reasons), Some(samples)) = (&sampling, &samples) {
+            families.extend(host_queue_families(&self.interfaces, reasons, samples));
+        }
+
         let mut out = Vec::new();
-        TextEncoder::new().encode(&r.gather(), &mut out)?;
+        TextEncoder::new().encode(&families, &mut out)?;
         Ok(String::from_utf8_lossy(&out).into_owned())
     }
+}
+
+/// The host queueing-delay histogram and the kernel drops by reason of each
+/// watched link, built as metric families directly: the buckets were counted
+/// in the kernel, not observed here.
+fn host_queue_families(
+    interfaces: &[(u8, String, u32)],
+    reasons: &[(u32, String)],
+    samples: &sampling::Samples,
+) -> Vec<MetricFamily> {
+    let label = |name: &str, value: &str| {
+        let mut l = LabelPair::default();
+        l.set_name(name.to_string());
+        l.set_value(value.to_string());
+        l
+    };
+    let mut delay = MetricFamily::default();
+    delay.set_name("strata_link_host_queue_delay_seconds".into());
+    delay.set_help(
+        "Time packets waited on this host between being queued on the link and its driver sending them."
+            .into(),
+    );
+    delay.set_field_type(MetricType::HISTOGRAM);
+    let mut drops = MetricFamily::default();
+    drops.set_name("strata_link_kernel_drops_total".into());
+    drops.set_help(
+        "Packets queued on the link that the kernel dropped before sending, by drop reason.".into(),
+    );
+    drops.set_field_type(MetricType::COUNTER);
+    let (mut delay_metrics, mut drop_metrics) = (Vec::new(), Vec::new());
+    for (id, name, _) in interfaces {
+        let slot = usize::from(*id);
+        let (Some(buckets), Some(sum_ns)) = (samples.delay.get(slot), samples.delay_sum_ns.get(slot)) else {
+            continue;
+        };
+        let mut h = Histogram::default();
+        let mut cumulative = 0;
+        let mut rows = Vec::new();
+        for (b, n) in buckets.iter().enumerate() {
+            cumulative += n;
+            let le = sampling::bucket_le_seconds(b);
+            if le.is_finite() {
+                let mut bucket = Bucket::default();
+                bucket.set_upper_bound(le);
+                bucket.set_cumulative_count(cumulative);
+                rows.push(bucket);
+            }
+        }
+        h.set_bucket(rows);
+        h.set_sample_count(cumulative);
+        h.set_sample_sum(*sum_ns as f64 / 1e9);
+        let mut m = Metric::default();
+        m.set_label(vec![label("link", &id.to_string()), label("interface", name)]);
+        m.set_histogram(h);
+        delay_metrics.push(m);
+        for &(reason, n) in samples.drops.get(slot).map(Vec::as_slice).unwrap_or_default() {
+            let reason_name = reasons
+                .iter()
+                .find(|(v, _)| *v == reason)
+                .map_or_else(|| reason.to_string(), |(_, n)| n.clone());
+            let mut c = Counter::default();
+            c.set_value(n as f64);
+            let mut m = Metric::default();
+            m.set_label(vec![
+                label("link", &id.to_string()),
+                label("interface", name),
+                label("reason", &reason_name),
+            ]);
+            m.set_counter(c);
+            drop_metrics.push(m);
+        }
+    }
+    delay.set_metric(delay_metrics);
+    drops.set_metric(drop_metrics);
+    [delay, drops].into_iter().filter(|f| !f.get_metric().is_empty()).collect()
 }
 
 /// Serves `GET /metrics` on `listener` until the task is dropped.

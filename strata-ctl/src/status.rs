@@ -92,6 +92,8 @@ pub struct Status {
     pub links: Vec<LinkStatus>,
     /// Drops by reason (non-zero only).
     pub drops: Vec<(String, u64)>,
+    /// Host-side kernel sampling: `on`, or why it is off.
+    pub kernel_sampling: String,
     /// Sum over links: outer bytes sent and received.
     pub total_tx_bytes: u64,
     /// Received.
@@ -146,6 +148,11 @@ pub fn build(name: &str, snapshot: &Snapshot, exposition: Option<&Exposition>) -
         total_rx_bytes: links.iter().map(|l| l.rx_bytes).sum(),
         links,
         drops: snapshot.drops.clone(),
+        kernel_sampling: match exposition.map(Exposition::sampling) {
+            Some(Ok(())) => "on".into(),
+            Some(Err(why)) => format!("off: {why}"),
+            None => "unknown (controller down)".into(),
+        },
     }
 }
 
@@ -301,6 +308,7 @@ pub fn render(s: &Status) -> String {
     }
     let _ = writeln!(out, "total: tx {}  rx {}", bytes(s.total_tx_bytes), bytes(s.total_rx_bytes));
     out.push_str(&stats::drops_line(&s.drops));
+    let _ = writeln!(out, "kernel sampling: {}", s.kernel_sampling);
     out
 }
 

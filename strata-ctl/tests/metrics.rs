@@ -134,7 +134,9 @@ fn a_running_daemon_exposes_the_kernels_counters_and_the_controllers_view() {
     let secs = by_label(&edge, "strata_program_run_seconds_total", "program");
     let per_run = secs["strata_tunnel_egress"] / runs["strata_tunnel_egress"];
     assert!(per_run > 0.0 && per_run < 1e-4, "{per_run} s per egress run");
-    eprintln!("egress: {:.0} ns per run over {} runs", per_run * 1e9, runs["strata_tunnel_egress"]);
+    for (program, n) in &runs {
+        eprintln!("{program}: {:.0} ns per run over {n} runs", secs[program] / n * 1e9);
+    }
 
     // The controller's view, in base units.
     let rtt = edge
@@ -200,6 +202,53 @@ fn a_running_daemon_exposes_the_kernels_counters_and_the_controllers_view() {
     let drops = by_label(&limited, "strata_link_qdisc_drops_total", "qdisc");
     assert!(drops.get("tbf").is_some_and(|&d| d > 0.0), "qdisc drops: {drops:?}");
     eprintln!("qdisc drops after a 4 Mbit/s burst into 1 Mbit/s links: {drops:?}");
+    // The same seen from the kernel's side: the packets waited on this host
+    // (the histogram of a rate-limited link rises) and were dropped with the
+    // qdisc's reason.
+    assert_eq!(by_label(&limited, "strata_kernel_sampling_enabled", "")[""], 1.0);
+    let waited: Vec<_> = limited
+        .samples
+        .iter()
+        .filter(|x| x.metric == "strata_link_host_queue_delay_seconds")
+        .filter_map(|x| match &x.value {
+            Value::Histogram(h) => {
+                Some(h.iter().filter(|b| b.less_than >= 0.001).map(|b| b.count).fold(0.0, f64::max))
+            }
+            _ => None,
+        })
+        .collect();
+    let counted = |name: &str| {
+        limited
+            .samples
+            .iter()
+            .filter(|x| x.metric == name)
+            .map(|x| match &x.value {
+                Value::Histogram(h) => h.iter().map(|b| b.count).fold(0.0, f64::max),
+                _ => 0.0,
+            })
+            .fold(0.0, f64::max)
+    };
+    eprintln!(
+        "host queue delay samples: {waited:?}, largest count {}",
+        counted("strata_link_host_queue_delay_seconds")
+    );
+    let kdrops = limited
+        .samples
+        .iter()
+        .filter(|x| x.metric == "strata_link_kernel_drops_total")
+        .map(|x| (x.labels.get("reason").unwrap_or_default().to_string(), x.value.clone()))
+        .collect::<Vec<_>>();
+    eprintln!("kernel drops: {kdrops:?}");
+    assert!(kdrops.iter().any(|(r, _)| r == "QDISC_DROP"), "{kdrops:?}");
+    let slow =
+        limited.samples.iter().filter(|x| x.metric == "strata_link_host_queue_delay_seconds").any(|x| {
+            matches!(&x.value, Value::Histogram(h) if {
+                let total = h.iter().map(|b| b.count).fold(0.0, f64::max);
+                let fast = h.iter().filter(|b| b.less_than <= 0.001).map(|b| b.count).fold(0.0, f64::max);
+                total > fast
+            })
+        });
+    assert!(slow, "some packets waited over 1 ms on a 1 Mbit/s link");
 
     // Anything but GET /metrics is refused plainly.
     assert_eq!(get(&lab.edge_ns(), "/").0, "HTTP/1.1 404 Not Found");

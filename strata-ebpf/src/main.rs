@@ -14,6 +14,9 @@
 //!   to the controller's socket, suppresses duplicates, records per-link
 //!   statistics, and delivers decapsulated inner packets on the tunnel device.
 //!
+//! Optional [`sampling`] programs on three tracepoints measure the links' own
+//! host queues: queueing delay and kernel drops by reason.
+//!
 //! Helpers are small and single-purpose: bounds-checked packet access
 //! ([`ptr`]), maps ([`maps`]), counters ([`counters`]), link choice
 //! ([`schedule`]), encapsulation ([`encap`]) and receive bookkeeping
@@ -31,6 +34,7 @@ mod link_ingress;
 mod maps;
 mod ptr;
 mod receive;
+mod sampling;
 mod schedule;
 mod tunnel_egress;
 

@@ -4,13 +4,13 @@
 
 use aya_ebpf::{
     macros::map,
-    maps::{Array, HashMap, PerCpuArray},
+    maps::{Array, HashMap, LruHashMap, PerCpuArray},
 };
 use strata_common::{
     drop::DROP_REASON_COUNT,
     maps::{
-        DEDUP_WINDOW, Endpoint, LinkCounters, LinkPace, LinkTx, MAX_LINKS, RxLinkState, Schedule,
-        TunnelConfig, TxSeq,
+        DEDUP_WINDOW, DELAY_ROW, DROP_REASONS, Endpoint, IFNAME_LEN, LinkCounters, LinkPace, LinkTx,
+        MAX_LINKS, Queued, RxLinkState, SAMPLE_SLOTS, SampleConfig, Schedule, TunnelConfig, TxSeq,
     },
 };
 
@@ -63,3 +63,24 @@ pub(crate) static DROPS: PerCpuArray<u64> = PerCpuArray::pinned(DROP_REASON_COUN
 /// of the last global sequence delivered there.
 #[map(name = "STRATA_DEDUP")]
 pub(crate) static DEDUP: Array<u64> = Array::pinned(DEDUP_WINDOW, 0);
+
+/// Tracepoint field offsets for the sampling programs (entry 0).
+#[map(name = "STRATA_SAMPLE_CFG")]
+pub(crate) static SAMPLE_CFG: Array<SampleConfig> = Array::pinned(1, 0);
+
+/// Watched interfaces: NUL-padded name → slot.
+#[map(name = "STRATA_WATCH")]
+pub(crate) static WATCH: HashMap<[u8; IFNAME_LEN], u32> = HashMap::pinned(SAMPLE_SLOTS, 0);
+
+/// Packets queued on a watched interface, by skb address, until sent or
+/// dropped. LRU: an skb freed by a path neither tracepoint sees ages out.
+#[map(name = "STRATA_QUEUED")]
+pub(crate) static QUEUED: LruHashMap<u64, Queued> = LruHashMap::pinned(16_384, 0);
+
+/// Host queueing delay histograms: slot × `DELAY_ROW` (buckets, then the sum in ns).
+#[map(name = "STRATA_QDELAY")]
+pub(crate) static QDELAY: PerCpuArray<u64> = PerCpuArray::pinned(SAMPLE_SLOTS * DELAY_ROW, 0);
+
+/// Packets a watched interface's path dropped, by kernel reason: slot × `DROP_REASONS`.
+#[map(name = "STRATA_KDROPS")]
+pub(crate) static KDROPS: PerCpuArray<u64> = PerCpuArray::pinned(SAMPLE_SLOTS * DROP_REASONS, 0);

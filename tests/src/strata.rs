@@ -174,7 +174,7 @@ impl Control {
 pub fn edge_config(lab: &Lab, name: &str, session: u32, weights: &[u32], control: Control) -> String {
     let mut s = format!(
         "version = 1\nrole = \"edge\"\nname = \"{name}\"\nsession = {session}\nport = {TUNNEL_PORT}\n\n\
-         [control]\nmode = \"{}\"\n\n[metrics]\nlisten = \"{METRICS_ADDR}\"\n\n\
+         [control]\nmode = \"{}\"\n\n[metrics]\nlisten = \"{METRICS_ADDR}\"\nkernel_sampling = true\n\n\
          [tunnel]\naddress = \"{EDGE_TUNNEL_ADDR}/30\"\n\n[peer]\naddress = \"{}\"\nport = {TUNNEL_PORT}\n",
         control.name(),
         Lab::hub_addr()
