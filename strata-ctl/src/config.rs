@@ -167,6 +167,27 @@ pub struct StatusSection {
     pub group: Option<String>,
 }
 
+impl StatusSection {
+    /// A group name as `groupadd` would accept it. Whether the group exists
+    /// is the host's business, checked when the daemon binds its socket.
+    fn validate(&self) -> Result<(), (String, String)> {
+        let Some(group) = &self.group else { return Ok(()) };
+        let fine = (1..=32).contains(&group.len())
+            && !group.starts_with('-')
+            && group.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
+        if fine {
+            Ok(())
+        } else {
+            Err((
+                "status.group".to_string(),
+                format!(
+                    "{group:?} is not a group name (1 to 32 of a-z, A-Z, 0-9, '_', '-', '.'; not starting with '-')"
+                ),
+            ))
+        }
+    }
+}
+
 /// `[metrics]`: where `GET /metrics` is served (absent: not served).
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -634,6 +655,7 @@ impl Config {
 
         self.control.validate()?;
         self.metrics.address()?;
+        self.status.validate()?;
         if self.role == Role::Hub && self.control.mode == ControlMode::Adaptive {
             return bad(
                 "control.mode",
@@ -809,6 +831,13 @@ mod tests {
         .unwrap();
         assert_eq!(m.metrics.address().unwrap(), Some("127.0.0.1:9464".parse().unwrap()));
         assert_eq!(m.status.group.as_deref(), Some("adm"));
+        assert!(
+            err(&with("[status]\ngroup = \"\"")).contains("status.group: \"\" is not a group name"),
+            "an empty group is not \"root only\""
+        );
+        assert!(err(&with("[status]\ngroup = \"pit crew\"")).contains("status.group: \"pit crew\""));
+        assert!(err(&with("[status]\ngroup = \"-x\"")).contains("status.group"));
+        assert!(err(&with("[status]\ngroup = 7")).contains("group"), "a number is not a name");
     }
 
     #[test]

@@ -40,7 +40,8 @@ enum Command {
         /// Print JSON.
         #[arg(long)]
         json: bool,
-        /// Refresh every second until interrupted.
+        /// Refresh every second until interrupted (with --json: one
+        /// document per line).
         #[arg(long)]
         watch: bool,
     },
@@ -94,24 +95,18 @@ fn execute(command: Command) -> anyhow::Result<()> {
                 config.links.len(),
                 config.session
             );
+            // Valid but unusable here: the daemon would run without its socket.
+            if let Some(group) = &config.status.group
+                && nix::unistd::Group::from_name(group).ok().flatten().is_none()
+            {
+                println!(
+                    "note: status.group {group:?} does not exist on this host: the daemon would run without \
+                     its status socket, and `strata-ctl status` would show its controller as down"
+                );
+            }
             Ok(())
         }
-        Command::Status { name, json, watch } => loop {
-            let status = strata_ctl::status::query(&name)?;
-            let text = if json {
-                serde_json::to_string_pretty(&status)? + "\n"
-            } else {
-                strata_ctl::status::render(&status)
-            };
-            if !watch {
-                print!("{text}");
-                return Ok(());
-            }
-            // Clear the screen and home the cursor, then draw.
-            print!("\x1b[2J\x1b[H{text}");
-            std::io::Write::flush(&mut std::io::stdout())?;
-            std::thread::sleep(std::time::Duration::from_secs(1));
-        },
+        Command::Status { name, json, watch } => strata_ctl::status::cli(&name, json, watch),
         Command::Stats { name, json } => {
             let dir = PathBuf::from(PIN_ROOT).join(&name);
             let snapshot = stats::read_pinned(&dir).map_err(|e| {

@@ -107,6 +107,21 @@ impl Exposition {
             .map_or_else(|_| Err("poisoned".into()), |s| s.as_ref().map(|_| ()).map_err(Clone::clone))
     }
 
+    /// The kernel's drops of packets queued on each link slot (link id), by
+    /// drop reason name — `None` while host-side sampling does not run, so
+    /// that "unknown" is never shown as "no drops".
+    pub fn kernel_drops(&self) -> Option<Vec<Vec<(String, u64)>>> {
+        let reasons = self.sampling.lock().ok()?.as_ref().ok()?.clone();
+        let samples = sampling::read(&self.pin_dir).ok()?;
+        Some(
+            samples
+                .drops
+                .iter()
+                .map(|row| row.iter().map(|&(r, n)| (reason_name(&reasons, r), n)).collect())
+                .collect(),
+        )
+    }
+
     /// A copy of the published view.
     pub fn published(&self) -> Published {
         self.published.lock().map(|p| p.clone()).unwrap_or_default()
@@ -455,10 +470,7 @@ fn host_queue_families(
         m.set_histogram(h);
         delay_metrics.push(m);
         for &(reason, n) in samples.drops.get(slot).map(Vec::as_slice).unwrap_or_default() {
-            let reason_name = reasons
-                .iter()
-                .find(|(v, _)| *v == reason)
-                .map_or_else(|| reason.to_string(), |(_, n)| n.clone());
+            let reason_name = reason_name(reasons, reason);
             let mut c = Counter::default();
             c.set_value(n as f64);
             let mut m = Metric::default();
@@ -476,6 +488,12 @@ fn host_queue_families(
     [delay, drops].into_iter().filter(|f| !f.get_metric().is_empty()).collect()
 }
 
+/// The kernel's name of drop reason `value` (its number if this kernel's
+/// tracepoint format did not list it).
+fn reason_name(reasons: &[(u32, String)], value: u32) -> String {
+    reasons.iter().find(|(v, _)| *v == value).map_or_else(|| value.to_string(), |(_, n)| n.clone())
+}
+
 /// Serves `GET /metrics` on `listener` until the task is dropped.
 ///
 /// A few lines of HTTP/1.1 by hand rather than an HTTP framework: one path,
@@ -491,7 +509,15 @@ pub async fn serve(listener: TcpListener, exposition: Arc<Exposition>) {
         }
     };
     loop {
-        let Ok((stream, peer)) = listener.accept().await else { continue };
+        let (stream, peer) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                // Out of descriptors, most likely: pause rather than spin.
+                debug!("metrics: accept failed: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
         let (exposition, net) = (exposition.clone(), net.clone());
         tokio::spawn(async move {
             if let Err(e) = answer(stream, &exposition, net.as_deref()).await {

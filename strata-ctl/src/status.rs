@@ -6,7 +6,10 @@
 //! `status`, and reads one JSON [`Status`] document. The daemon builds it from
 //! its pinned kernel maps, read at that moment, and the controller's
 //! published view. When no daemon answers, the client still reads the pinned
-//! maps — the kernel keeps forwarding without its controller — and says so.
+//! maps — the kernel keeps forwarding without its controller — and says so,
+//! with the reason it gave up on the daemon (no socket, refused, or no answer
+//! within [`ANSWER_BUDGET`]: a stopped or wedged daemon must not make an
+//! operator wait).
 
 use std::{
     fmt::Write as _,
@@ -17,7 +20,7 @@ use std::{
 
 use serde::{Deserialize, Serialize};
 use tokio::{
-    io::{AsyncBufReadExt as _, AsyncWriteExt as _, BufReader},
+    io::{AsyncBufReadExt as _, AsyncReadExt as _, AsyncWriteExt as _, BufReader},
     net::UnixListener,
 };
 use tracing::debug;
@@ -30,8 +33,15 @@ use crate::{
 
 /// Where the control sockets live.
 pub const SOCKET_DIR: &str = "/run/strata";
-/// How long the client waits for the daemon.
+/// How long the daemon waits for a client's request line.
 pub const TIMEOUT: Duration = Duration::from_millis(500);
+/// How long the client waits for the daemon's answer, connection included.
+/// The issue asks for an answer within 100 ms; a healthy daemon answers in a
+/// few (see docs/BENCHMARKS.md), and what is left of the 100 ms after this
+/// budget pays for reading the pinned maps when the daemon does not answer.
+pub const ANSWER_BUDGET: Duration = Duration::from_millis(80);
+/// Longest request line the daemon reads (the only request is `status`).
+const MAX_REQUEST: u64 = 256;
 
 /// The socket of instance `name`.
 pub fn socket_path(name: &str) -> PathBuf {
@@ -73,6 +83,11 @@ pub struct LinkStatus {
     pub tx_overflow: u64,
     /// IP bytes of probes and packet trains the controller sent on the link.
     pub probe_tx_bytes: u64,
+    /// Packets queued on the link that the kernel dropped on this host, by
+    /// the kernel's drop reason (non-zero only); absent when host-side
+    /// sampling does not run, rather than a misleading "none".
+    #[serde(default)]
+    pub kernel_drops: Option<Vec<(String, u64)>>,
     /// The far end.
     pub peer: String,
 }
@@ -84,6 +99,10 @@ pub struct Status {
     pub name: String,
     /// Whether a daemon answered (false: read from the pinned maps alone).
     pub controller_running: bool,
+    /// Why the daemon's answer is missing (no socket, refused, no answer in
+    /// time); absent when it answered.
+    #[serde(default)]
+    pub controller_down_reason: Option<String>,
     /// `static` or `adaptive` (empty when the daemon is down).
     pub mode: String,
     /// Daemon uptime, s.
@@ -98,12 +117,19 @@ pub struct Status {
     pub total_tx_bytes: u64,
     /// Received.
     pub total_rx_bytes: u64,
+    /// Sum over links: packets sent.
+    #[serde(default)]
+    pub total_tx_packets: u64,
+    /// Received.
+    #[serde(default)]
+    pub total_rx_packets: u64,
 }
 
 /// The document from kernel counters and, if there is one, the controller's view.
 pub fn build(name: &str, snapshot: &Snapshot, exposition: Option<&Exposition>) -> Status {
     let published = exposition.map(Exposition::published);
     let interface = |id| exposition.map_or(String::new(), |e| e.interface(id));
+    let kernel_drops = exposition.and_then(Exposition::kernel_drops);
     let mut links = Vec::new();
     for l in &snapshot.links {
         let view = published.as_ref().and_then(|p| p.links.iter().find(|r| r.id == l.id));
@@ -136,16 +162,22 @@ pub fn build(name: &str, snapshot: &Snapshot, exposition: Option<&Exposition>) -
                 .as_ref()
                 .and_then(|p| p.probe_bytes.iter().find(|(id, _)| *id == l.id))
                 .map_or(0, |(_, b)| *b),
+            kernel_drops: kernel_drops
+                .as_ref()
+                .map(|d| d.get(usize::from(l.id)).cloned().unwrap_or_default()),
             peer: l.peer.clone(),
         });
     }
     Status {
         name: name.to_string(),
         controller_running: exposition.is_some(),
+        controller_down_reason: None,
         mode: published.as_ref().map_or(String::new(), |p| p.mode.to_string()),
         uptime_s: exposition.map(|e| e.uptime().as_secs_f64()),
         total_tx_bytes: links.iter().map(|l| l.tx_bytes).sum(),
         total_rx_bytes: links.iter().map(|l| l.rx_bytes).sum(),
+        total_tx_packets: links.iter().map(|l| l.tx_packets).sum(),
+        total_rx_packets: links.iter().map(|l| l.rx_packets).sum(),
         links,
         drops: snapshot.drops.clone(),
         kernel_sampling: match exposition.map(Exposition::sampling) {
@@ -159,12 +191,22 @@ pub fn build(name: &str, snapshot: &Snapshot, exposition: Option<&Exposition>) -
 /// Serves status requests on `listener` until the task is dropped.
 pub async fn serve(listener: UnixListener, name: String, exposition: Arc<Exposition>) {
     loop {
-        let Ok((stream, _)) = listener.accept().await else { continue };
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => stream,
+            Err(e) => {
+                // Out of descriptors, most likely: pause rather than spin.
+                debug!("status socket: accept failed: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
         let (exposition, name) = (exposition.clone(), name.clone());
         tokio::spawn(async move {
             let (read, mut write) = stream.into_split();
             let mut line = String::new();
-            let request = tokio::time::timeout(TIMEOUT, BufReader::new(read).read_line(&mut line)).await;
+            // Bounded: a client that never sends a newline cannot grow the line.
+            let mut reader = BufReader::new(read.take(MAX_REQUEST));
+            let request = tokio::time::timeout(TIMEOUT, reader.read_line(&mut line)).await;
             let reply = match (request, line.trim()) {
                 (Ok(Ok(_)), "status") => match stats::read_pinned(exposition.pin_dir()) {
                     Ok(snapshot) => serde_json::to_string(&build(&name, &snapshot, Some(&exposition)))
@@ -221,37 +263,136 @@ pub fn bind(name: &str, group: Option<&str>) -> anyhow::Result<(UnixListener, So
     Ok((listener, file))
 }
 
-/// Asks the daemon of `name`; falls back to its pinned maps. `Err` if neither
-/// is there.
+/// Why the daemon's answer is missing.
+#[derive(Debug, thiserror::Error)]
+pub enum NoAnswer {
+    /// No socket file: no daemon of that name runs (or never ran).
+    #[error("no daemon socket at {0}")]
+    NoSocket(PathBuf),
+    /// A socket file nobody listens on: the daemon died without removing it.
+    #[error("the daemon is not running (its socket {0} refuses connections)")]
+    Refused(PathBuf),
+    /// Not root and not in the configured group.
+    #[error("not allowed to ask the daemon ({0}: permission denied; root or the [status] group only)")]
+    Denied(PathBuf),
+    /// Connected (or trying to) but no answer in time: stopped, wedged or
+    /// starved of CPU.
+    #[error("the daemon did not answer within {} ms (stopped, hung or overloaded)", .0.as_millis())]
+    Timeout(Duration),
+    /// It answered with an error document.
+    #[error("the daemon answered with an error: {0}")]
+    Error(String),
+    /// Anything else on the socket.
+    #[error("talking to the daemon: {0}")]
+    Io(#[source] std::io::Error),
+    /// An answer that is not a status document (a different version?).
+    #[error("the daemon's answer is not a status document: {0}")]
+    Garbled(#[source] serde_json::Error),
+}
+
+/// Asks the daemon of `name`; falls back to its pinned maps, saying why.
+/// `Err` if neither answers.
 pub fn query(name: &str) -> anyhow::Result<Status> {
-    match ask(&socket_path(name)) {
-        Ok(status) => Ok(status),
-        Err(daemon) => {
-            let dir = Path::new(PIN_ROOT).join(name);
-            let snapshot = stats::read_pinned(&dir).map_err(|e| {
-                anyhow::anyhow!(
-                    "no instance {name:?}: its daemon does not answer ({daemon}) and it has no pinned maps ({e})"
-                )
-            })?;
-            Ok(build(name, &snapshot, None))
+    let path = socket_path(name);
+    let daemon = match ask(&path, ANSWER_BUDGET) {
+        Ok(status) => return Ok(status),
+        Err(e) => e,
+    };
+    let dir = Path::new(PIN_ROOT).join(name);
+    match stats::read_pinned(&dir) {
+        Ok(snapshot) => {
+            let mut status = build(name, &snapshot, None);
+            status.controller_down_reason = Some(daemon.to_string());
+            Ok(status)
         }
+        // Without permission for the socket there is none for the pins either:
+        // say that, not that the instance does not exist.
+        Err(_) if matches!(daemon, NoAnswer::Denied(_)) => Err(daemon.into()),
+        Err(e) if matches!(daemon, NoAnswer::NoSocket(_) | NoAnswer::Refused(_)) => {
+            anyhow::bail!("no instance {name:?}: {daemon}, and it has no pinned maps ({e})")
+        }
+        Err(e) => anyhow::bail!("instance {name:?}: {daemon}, and its pinned maps cannot be read ({e})"),
     }
 }
 
-fn ask(path: &Path) -> anyhow::Result<Status> {
-    use std::io::{BufRead as _, Write as _};
-    let mut stream = std::os::unix::net::UnixStream::connect(path)?;
-    stream.set_read_timeout(Some(TIMEOUT))?;
-    stream.set_write_timeout(Some(TIMEOUT))?;
-    stream.write_all(b"status\n")?;
+/// One request to the daemon at `path`, answered within `budget` or not at all.
+///
+/// The exchange runs on its own thread so the budget holds for every step:
+/// a blocking `connect` to a stopped daemon whose backlog is full has no
+/// timeout of its own. A thread left blocked there ends with the process.
+pub fn ask(path: &Path, budget: Duration) -> Result<Status, NoAnswer> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let path = path.to_path_buf();
+    std::thread::spawn(move || {
+        let _ = tx.send(exchange(&path, budget));
+    });
+    rx.recv_timeout(budget).unwrap_or(Err(NoAnswer::Timeout(budget)))
+}
+
+fn exchange(path: &Path, budget: Duration) -> Result<Status, NoAnswer> {
+    use std::io::{BufRead as _, ErrorKind, Write as _};
+    let timed_out = |e: std::io::Error| match e.kind() {
+        ErrorKind::WouldBlock | ErrorKind::TimedOut => NoAnswer::Timeout(budget),
+        _ => NoAnswer::Io(e),
+    };
+    let mut stream = std::os::unix::net::UnixStream::connect(path).map_err(|e| match e.kind() {
+        ErrorKind::NotFound => NoAnswer::NoSocket(path.to_path_buf()),
+        ErrorKind::ConnectionRefused => NoAnswer::Refused(path.to_path_buf()),
+        ErrorKind::PermissionDenied => NoAnswer::Denied(path.to_path_buf()),
+        _ => NoAnswer::Io(e),
+    })?;
+    stream.set_read_timeout(Some(budget)).map_err(NoAnswer::Io)?;
+    stream.set_write_timeout(Some(budget)).map_err(NoAnswer::Io)?;
+    stream.write_all(b"status\n").map_err(timed_out)?;
     let mut line = String::new();
-    std::io::BufReader::new(stream).read_line(&mut line)?;
+    std::io::BufReader::new(stream).read_line(&mut line).map_err(timed_out)?;
     if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line)
         && let Some(e) = v.get("error")
     {
-        anyhow::bail!("the daemon answered with an error: {e}");
+        return Err(NoAnswer::Error(e.as_str().map_or_else(|| e.to_string(), str::to_string)));
     }
-    Ok(serde_json::from_str(&line)?)
+    serde_json::from_str(&line).map_err(NoAnswer::Garbled)
+}
+
+/// `strata-ctl status`: the table or JSON once; with `watch`, redrawn every
+/// second until interrupted — JSON then comes one document per line, for
+/// `jq` and log files. A watch outlives the daemon: when neither it nor its
+/// maps answer (a clean restart in progress) the error is shown and the
+/// next second tries again.
+pub fn cli(name: &str, json: bool, watch: bool) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    if !watch {
+        let status = query(name)?;
+        let text = if json { serde_json::to_string_pretty(&status)? + "\n" } else { render(&status) };
+        // A closed pipe (`| head`) is an error to return, not a panic.
+        return Ok(out.write_all(text.as_bytes())?);
+    }
+    loop {
+        let started = std::time::Instant::now();
+        let frame = match (query(name), json) {
+            (Ok(status), true) => serde_json::to_string(&status)? + "\n",
+            (Ok(status), false) => format!("{CLEAR}{}", render(&status)),
+            (Err(e), true) => {
+                eprintln!("strata-ctl: {e:#}");
+                String::new()
+            }
+            (Err(e), false) => format!("{CLEAR}{}", render_error(name, &e)),
+        };
+        out.write_all(frame.as_bytes())?;
+        out.flush()?;
+        std::thread::sleep(WATCH_PERIOD.saturating_sub(started.elapsed()));
+    }
+}
+
+/// How often `--watch` redraws.
+const WATCH_PERIOD: Duration = Duration::from_secs(1);
+/// Clear the screen and home the cursor.
+const CLEAR: &str = "\x1b[2J\x1b[H";
+
+/// What `--watch` shows while the instance cannot be read.
+fn render_error(name: &str, e: &anyhow::Error) -> String {
+    format!("strata {name}: NOTHING TO SHOW — {e:#}\n(trying again every second; Ctrl-C to stop)\n")
 }
 
 /// The document as a table for a terminal.
@@ -264,13 +405,17 @@ pub fn render(s: &Status) -> String {
             s.uptime_s.map_or("?".into(), |u| format!("{u:.0} s"))
         )
     } else {
-        "CONTROLLER DOWN — kernel counters from the pinned maps; the data path forwards on its last weights"
-            .to_string()
+        format!(
+            "CONTROLLER DOWN — {}; kernel counters from the pinned maps; the data path forwards on its last weights",
+            s.controller_down_reason.as_deref().unwrap_or("no daemon answered")
+        )
     };
     let _ = writeln!(out, "strata {}: {state}", s.name);
+    // Interface names run to 15 characters; the column fits the longest.
+    let iface = s.links.iter().map(|l| l.interface.chars().count()).max().unwrap_or(0).max(5);
     let _ = writeln!(
         out,
-        "{:<4} {:<8} {:<9} {:>6} {:>9} {:>8} {:>9} {:>6} {:>9} {:>10} {:>10} {:>7}  peer",
+        "{:<4} {:<iface$} {:<9} {:>6} {:>9} {:>8} {:>9} {:>6} {:>9} {:>10} {:>10} {:>7} {:>7}  peer",
         "link",
         "iface",
         "state",
@@ -282,7 +427,8 @@ pub fn render(s: &Status) -> String {
         "capacity",
         "tx",
         "rx",
-        "lost"
+        "lost",
+        "drops"
     );
     let opt = |v: Option<f64>, unit: &str, scale: f64| {
         v.map_or("-".to_string(), |v| format!("{:.1}{unit}", v / scale))
@@ -290,7 +436,7 @@ pub fn render(s: &Status) -> String {
     for l in &s.links {
         let _ = writeln!(
             out,
-            "{:<4} {:<8} {:<9} {:>6} {:>9} {:>8} {:>9} {:>5.1}% {:>9} {:>10} {:>10} {:>7}  {}",
+            "{:<4} {:<iface$} {:<9} {:>6} {:>9} {:>8} {:>9} {:>5.1}% {:>9} {:>10} {:>10} {:>7} {:>7}  {}",
             l.id,
             if l.interface.is_empty() { "-" } else { &l.interface },
             l.state,
@@ -303,11 +449,25 @@ pub fn render(s: &Status) -> String {
             bytes(l.tx_bytes),
             bytes(l.rx_bytes),
             l.rx_lost,
+            l.kernel_drops.as_ref().map_or("-".into(), |d| d.iter().map(|(_, n)| n).sum::<u64>().to_string()),
             l.peer
         );
     }
-    let _ = writeln!(out, "total: tx {}  rx {}", bytes(s.total_tx_bytes), bytes(s.total_rx_bytes));
+    let _ = writeln!(
+        out,
+        "total: tx {} ({} pkts)  rx {} ({} pkts)",
+        bytes(s.total_tx_bytes),
+        s.total_tx_packets,
+        bytes(s.total_rx_bytes),
+        s.total_rx_packets
+    );
     out.push_str(&stats::drops_line(&s.drops));
+    for l in &s.links {
+        if let Some(drops) = l.kernel_drops.as_ref().filter(|d| !d.is_empty()) {
+            let list: Vec<String> = drops.iter().map(|(r, n)| format!("{r}={n}")).collect();
+            let _ = writeln!(out, "link {} kernel drops: {}", l.id, list.join(" "));
+        }
+    }
     let _ = writeln!(out, "kernel sampling: {}", s.kernel_sampling);
     out
 }
@@ -355,8 +515,151 @@ mod tests {
         assert!(text.contains("CONTROLLER DOWN"), "{text}");
         assert!(text.contains("2.0M"), "{text}");
         assert!(text.contains("drops: no_link=3"), "{text}");
+        assert!(text.contains("total: tx 2.0M (2048 pkts)  rx 29.3K (30 pkts)"), "{text}");
+        // Unknown is not zero: without sampling the drops column says `-`.
+        assert!(s.links.iter().all(|l| l.kernel_drops.is_none()));
         // Round trip through JSON, as scripts read it.
         let back: Status = serde_json::from_str(&serde_json::to_string(&s).unwrap()).unwrap();
         assert_eq!(back, s);
+    }
+
+    fn running() -> Status {
+        let mut s = build("car7", &snapshot(), None);
+        s.controller_running = true;
+        s.mode = "adaptive".into();
+        s.uptime_s = Some(42.4);
+        s.kernel_sampling = "on".into();
+        for (l, name) in s.links.iter_mut().zip(["wwan0", "enx00e04c6836a9", "wlan0"]) {
+            l.interface = name.into();
+            l.state = "live".into();
+            l.weight = Some(100);
+            l.rtt_ms = Some(48.25);
+            l.capacity_bps = Some(12e6);
+            l.kernel_drops = Some(Vec::new());
+        }
+        s.links[1].state = "degraded".into();
+        s.links[1].loss = 0.125;
+        s.links[1].kernel_drops = Some(vec![("QDISC_DROP".into(), 218), ("TC_EGRESS".into(), 2)]);
+        s
+    }
+
+    #[test]
+    fn the_table_is_aligned_whatever_the_interface_names() {
+        let text = render(&running());
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(lines[0].starts_with("strata car7: controller running (adaptive), up 42 s"), "{text}");
+        // Every row's peer column starts where the header's does.
+        let peer_at = lines[1].find("peer").expect("header");
+        for row in &lines[2..5] {
+            assert_eq!(row.find("198.19.0.2:7400"), Some(peer_at), "{text}");
+        }
+        let degraded = lines[3];
+        assert!(degraded.contains("enx00e04c6836a9 degraded"), "{degraded}");
+        assert!(degraded.contains(" 12.5% "), "{degraded}");
+        assert!(degraded.contains("48.2ms") && degraded.contains("12.0M"), "{degraded}");
+        // The drops column sums the link's reasons; the reasons follow the table.
+        assert!(degraded.contains("  220  198.19"), "{degraded}");
+        assert!(lines[2].contains("    0  198.19"), "{}", lines[2]);
+        assert!(text.contains("link 1 kernel drops: QDISC_DROP=218 TC_EGRESS=2"), "{text}");
+        assert!(!text.contains("link 0 kernel drops"), "no line for a link without drops: {text}");
+        assert!(text.ends_with("kernel sampling: on\n"), "{text}");
+    }
+
+    #[test]
+    fn a_down_controller_gives_its_reason_on_the_first_line() {
+        let mut s = build("car7", &snapshot(), None);
+        s.controller_down_reason = Some(NoAnswer::Timeout(ANSWER_BUDGET).to_string());
+        let first = render(&s).lines().next().unwrap_or_default().to_string();
+        assert_eq!(
+            first,
+            "strata car7: CONTROLLER DOWN — the daemon did not answer within 80 ms (stopped, hung or \
+             overloaded); kernel counters from the pinned maps; the data path forwards on its last weights"
+        );
+        let e = anyhow::anyhow!("no instance \"car7\"");
+        assert!(render_error("car7", &e).starts_with("strata car7: NOTHING TO SHOW — no instance"));
+    }
+
+    #[test]
+    fn a_document_from_an_older_daemon_still_reads() {
+        // Fields added later are optional: a newer client reads an older daemon.
+        let mut v = serde_json::to_value(running()).unwrap();
+        for key in ["controller_down_reason", "total_tx_packets", "total_rx_packets"] {
+            v.as_object_mut().unwrap().remove(key);
+        }
+        for l in v["links"].as_array_mut().unwrap() {
+            l.as_object_mut().unwrap().remove("kernel_drops");
+        }
+        let s: Status = serde_json::from_value(v).unwrap();
+        assert_eq!(s.total_tx_packets, 0);
+        assert!(s.links.iter().all(|l| l.kernel_drops.is_none()));
+    }
+
+    /// A socket in a fresh temporary directory, and a thread answering each
+    /// connection with `reply` (or holding it open without a word).
+    fn fake_daemon(tag: &str, reply: Option<String>) -> PathBuf {
+        use std::io::{BufRead as _, Write as _};
+        let path = temp_dir(tag).join("t.sock");
+        let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+        std::thread::spawn(move || {
+            for mut stream in listener.incoming().flatten() {
+                let mut line = String::new();
+                let _ = std::io::BufReader::new(&stream).read_line(&mut line);
+                match &reply {
+                    Some(r) => {
+                        let _ = stream.write_all(r.as_bytes());
+                    }
+                    // Wedged: keep the connection, never answer.
+                    None => std::thread::sleep(Duration::from_secs(5)),
+                }
+            }
+        });
+        path
+    }
+
+    fn temp_dir(tag: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("strata-status-{}-{tag}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    #[test]
+    fn the_client_says_why_the_daemon_did_not_answer() {
+        let gone = std::env::temp_dir().join(format!("strata-status-{}-none.sock", std::process::id()));
+        assert!(matches!(ask(&gone, ANSWER_BUDGET), Err(NoAnswer::NoSocket(_))));
+
+        // A socket file left behind by a dead daemon.
+        let dead = temp_dir("dead");
+        let stale = dead.join("stale.sock");
+        drop(std::os::unix::net::UnixListener::bind(&stale).unwrap());
+        assert!(
+            matches!(ask(&stale, ANSWER_BUDGET), Err(NoAnswer::Refused(_))),
+            "{:?}",
+            ask(&stale, ANSWER_BUDGET)
+        );
+
+        let wedged = fake_daemon("wedged", None);
+        let started = std::time::Instant::now();
+        assert!(matches!(ask(&wedged, ANSWER_BUDGET), Err(NoAnswer::Timeout(_))));
+        let took = started.elapsed();
+        // Near the budget, not the daemon's own request timeout (a loaded
+        // two-core machine gets slack).
+        assert!(took >= ANSWER_BUDGET && took < ANSWER_BUDGET * 3, "{took:?}");
+
+        let failing = fake_daemon("error", Some("{\"error\":\"maps gone\"}\n".into()));
+        let e = ask(&failing, ANSWER_BUDGET).unwrap_err();
+        assert_eq!(e.to_string(), "the daemon answered with an error: maps gone");
+
+        let garbled = fake_daemon("garbled", Some("HTTP/1.1 400 Bad Request\r\n".into()));
+        assert!(matches!(ask(&garbled, ANSWER_BUDGET), Err(NoAnswer::Garbled(_))));
+
+        let json = serde_json::to_string(&running()).unwrap() + "\n";
+        let fine = fake_daemon("fine", Some(json));
+        assert_eq!(ask(&fine, ANSWER_BUDGET).unwrap(), running());
+
+        let _ = std::fs::remove_dir_all(dead);
+        for path in [wedged, failing, garbled, fine] {
+            let _ = std::fs::remove_dir_all(path.parent().unwrap());
+        }
     }
 }

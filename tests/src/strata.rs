@@ -79,6 +79,12 @@ impl Daemon {
         &self.name
     }
 
+    /// Its process id while it runs — to stop and continue it, as a wedged
+    /// or starved daemon would be.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// Where its maps are pinned.
     pub fn pin_dir(&self) -> PathBuf {
         Path::new("/sys/fs/bpf/strata").join(&self.name)
