@@ -21,7 +21,7 @@ use std::{
 };
 
 use prometheus::{
-    Encoder as _, GaugeVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
+    CounterVec, Encoder as _, GaugeVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
     core::Collector as _,
     proto::{Bucket, Counter, Histogram, LabelPair, Metric, MetricFamily, MetricType},
 };
@@ -308,15 +308,17 @@ impl Exposition {
         if stats_enabled && !programs.is_empty() {
             let runs =
                 counter("strata_program_runs_total", "Times the data-plane program ran.", &["program"])?;
-            let time = gauge(
-                "strata_program_run_seconds_total",
-                "Time the data-plane program ran, in total (a counter in seconds).",
+            // A float counter: `_total` names are counters by convention, and
+            // `rate()` needs the counter type to handle resets.
+            let time = CounterVec::new(
+                Opts::new("strata_program_run_seconds_total", "Time the data-plane program ran, in total."),
                 &["program"],
             )?;
+            r.register(Box::new(time.clone()))?;
             for info in aya::programs::loaded_programs().flatten() {
                 if let Some((name, _)) = programs.iter().find(|(_, id)| *id == info.id()) {
                     runs.with_label_values(&[*name]).inc_by(info.run_count());
-                    time.with_label_values(&[*name]).set(info.run_time().as_secs_f64());
+                    time.with_label_values(&[*name]).inc_by(info.run_time().as_secs_f64());
                 }
             }
         }
@@ -571,4 +573,81 @@ async fn answer(mut stream: TcpStream, exposition: &Exposition, net: Option<&Net
     );
     stream.write_all(response.as_bytes()).await?;
     stream.shutdown().await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An exposition with a controller view and no pinned maps (unprivileged).
+    fn exposition() -> Arc<Exposition> {
+        let e = Exposition::new(
+            PathBuf::from("/nonexistent/strata/test"),
+            vec![(0, "wwan0".into(), 7), (2, "wlan0".into(), 9)],
+            "adaptive",
+        );
+        e.publish(|p| {
+            p.controller_up = true;
+            p.weight_updates = 12;
+            p.last_update = Some(SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000));
+            p.probe_bytes = vec![(0, 4200)];
+            p.links = vec![LinkReport {
+                id: 2,
+                state: "degraded",
+                weight: 40,
+                budget_bytes_per_s: 1_000_000,
+                rtt_ms: Some([20.0, 25.0, 60.0, 90.0]),
+                queue_ms: Some([3.0, 35.0]),
+                jitter_ms: Some(35.0),
+                loss: 0.02,
+                reordering: 0.001,
+                delivered_mbit_s: 6.5,
+                capacity_mbit_s: Some(8.0),
+                transitions: [("live", 1), ("degraded", 1)].into_iter().collect(),
+            }];
+        });
+        e
+    }
+
+    #[test]
+    fn names_types_and_units_follow_the_prometheus_conventions() {
+        let text = exposition().render(None).unwrap();
+        let mut types = Vec::new();
+        for line in text.lines().filter_map(|l| l.strip_prefix("# TYPE ")) {
+            let (name, kind) = line.split_once(' ').unwrap();
+            types.push((name.to_string(), kind.to_string()));
+        }
+        assert!(types.len() > 15, "{text}");
+        for (name, kind) in &types {
+            assert!(name.starts_with("strata_"), "{name}");
+            assert_eq!(name.ends_with("_total"), kind == "counter", "{name} is a {kind}");
+            assert!(!name.contains("_ms") && !name.contains("mbit"), "{name}: base units only");
+        }
+        // Without readable maps the kernel's series are absent, and say so.
+        assert!(text.contains("strata_kernel_maps_readable 0"), "{text}");
+        assert!(!text.contains("strata_link_tx_bytes_total"), "{text}");
+    }
+
+    #[test]
+    fn the_controllers_view_is_in_base_units_with_stable_labels() {
+        let text = exposition().render(None).unwrap();
+        let has = |line: &str| assert!(text.lines().any(|l| l == line), "missing {line:?} in\n{text}");
+        has(r#"strata_controller_up{mode="adaptive"} 1"#);
+        has("strata_weight_updates_total 12");
+        has("strata_last_weight_update_timestamp_seconds 1800000000");
+        has(r#"strata_link_state{interface="wlan0",link="2",state="degraded"} 1"#);
+        has(r#"strata_link_state{interface="wlan0",link="2",state="live"} 0"#);
+        has(r#"strata_link_state_transitions_total{interface="wlan0",link="2",state="live"} 1"#);
+        has(r#"strata_link_weight{interface="wlan0",link="2"} 40"#);
+        has(r#"strata_link_rtt_seconds{interface="wlan0",link="2",quantile="0.95"} 0.06"#);
+        has(r#"strata_link_queue_delay_seconds{interface="wlan0",link="2",quantile="0.95"} 0.035"#);
+        has(r#"strata_link_jitter_seconds{interface="wlan0",link="2"} 0.035"#);
+        has(r#"strata_link_loss_ratio{interface="wlan0",link="2"} 0.02"#);
+        has(r#"strata_link_capacity_bits_per_second{interface="wlan0",link="2"} 8000000"#);
+        has(r#"strata_link_delivered_bits_per_second{interface="wlan0",link="2"} 6500000"#);
+        has(r#"strata_link_probe_tx_bytes_total{interface="wwan0",link="0"} 4200"#);
+        // Sampling not enabled: its series are absent, not zero.
+        has("strata_kernel_sampling_enabled 0");
+        assert!(!text.contains("strata_link_host_queue_delay_seconds"), "{text}");
+    }
 }
