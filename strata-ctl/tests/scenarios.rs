@@ -166,6 +166,15 @@ fn status_and_metrics_agree_with_the_emulator_during_a_scenario() {
         o.status_ok,
         o.status_calls
     );
+    // ... by the daemon, none from the pins after missing the client's budget.
+    assert!(
+        o.status_fallbacks.iter().all(|(_, reason)| !reason.contains("did not answer")),
+        "status fell back to the pinned maps: {:?}",
+        o.status_fallbacks
+    );
+    if !o.status_fallbacks.is_empty() {
+        eprintln!("status answered from the pins (ms into the run, why): {:?}", o.status_fallbacks);
+    }
     assert!(o.scrapes >= 5 && o.scrapes_ok == o.scrapes, "{}/{} scrapes", o.scrapes_ok, o.scrapes);
     let mut times = o.status_us.clone();
     times.sort_unstable();

@@ -250,6 +250,9 @@ pub struct Observation {
     pub status_calls: u64,
     /// Answered.
     pub status_ok: u64,
+    /// Answers read from the pinned maps instead of the daemon: when (ms
+    /// into the observation) and the reason status gave.
+    pub status_fallbacks: Vec<(u64, String)>,
     /// Time each answered call took, µs (process start to exit).
     pub status_us: Vec<u64>,
     /// The last document.
@@ -281,6 +284,7 @@ pub fn scrape(ns: &str) -> anyhow::Result<String> {
 
 fn observe_edge(binary: &Path, name: &str, ns: &str, stop: &AtomicBool) -> Observation {
     let mut o = Observation::default();
+    let observed = Instant::now();
     let mut next_scrape = Instant::now();
     while !stop.load(Ordering::Relaxed) {
         let started = Instant::now();
@@ -291,6 +295,10 @@ fn observe_edge(binary: &Path, name: &str, ns: &str, stop: &AtomicBool) -> Obser
         {
             o.status_us.push(started.elapsed().as_micros() as u64);
             o.status_ok += 1;
+            if doc["controller_running"] != true {
+                let reason = doc["controller_down_reason"].as_str().unwrap_or("(none given)").to_string();
+                o.status_fallbacks.push((observed.elapsed().as_millis() as u64, reason));
+            }
             o.last_status = doc;
         }
         if Instant::now() >= next_scrape {
