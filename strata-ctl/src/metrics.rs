@@ -39,6 +39,9 @@ use crate::{
     sampling, stats,
 };
 
+/// Packets by kernel drop reason name.
+pub type DropCounts = Vec<(String, u64)>;
+
 /// What the control loop publishes for the exposition.
 #[derive(Clone, Debug, Default)]
 pub struct Published {
@@ -107,17 +110,18 @@ impl Exposition {
             .map_or_else(|_| Err("poisoned".into()), |s| s.as_ref().map(|_| ()).map_err(Clone::clone))
     }
 
-    /// The kernel's drops of packets queued on each link slot (link id), by
-    /// drop reason name — `None` while host-side sampling does not run, so
-    /// that "unknown" is never shown as "no drops".
-    pub fn kernel_drops(&self) -> Option<Vec<Vec<(String, u64)>>> {
+    /// The kernel's drops of packets queued on each watched link, by link
+    /// id and drop reason name — `None` while host-side sampling does not
+    /// run, so that "unknown" is never shown as "no drops".
+    pub fn kernel_drops(&self) -> Option<Vec<(u8, DropCounts)>> {
         let reasons = self.sampling.lock().ok()?.as_ref().ok()?.clone();
-        let samples = sampling::read(&self.pin_dir).ok()?;
+        let ids: Vec<u8> = self.interfaces.iter().map(|(id, ..)| *id).collect();
+        let values: Vec<u32> = reasons.iter().map(|(v, _)| *v).collect();
+        let drops = sampling::read_drops(&self.pin_dir, &ids, &values).ok()?;
         Some(
-            samples
-                .drops
-                .iter()
-                .map(|row| row.iter().map(|&(r, n)| (reason_name(&reasons, r), n)).collect())
+            ids.into_iter()
+                .zip(drops)
+                .map(|(id, row)| (id, row.into_iter().map(|(r, n)| (reason_name(&reasons, r), n)).collect()))
                 .collect(),
         )
     }

@@ -125,6 +125,29 @@ pub fn read(dir: &Path) -> Result<Samples, String> {
     Ok(samples)
 }
 
+/// The drops alone, of the link slots in `slots`, for the reason values in
+/// `reasons` — what `strata-ctl status` shows. Reading every slot and every
+/// possible reason ([`read`]) costs thousands of map lookups, which a status
+/// answer inside 100 ms cannot spend; the kernel's tracepoint format lists
+/// every reason it can report, so nothing counted is left out.
+pub fn read_drops(dir: &Path, slots: &[u8], reasons: &[u32]) -> Result<Vec<Vec<(u32, u64)>>, String> {
+    let path = dir.join(map_names::KDROPS);
+    let data = MapData::from_pin(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let map = Map::from_map_data(data).map_err(|e| format!("{}: {e}", path.display()))?;
+    let kdrops: PerCpuArray<&MapData, u64> = PerCpuArray::try_from(&map).map_err(|e| e.to_string())?;
+    let sum = |i: u32| kdrops.get(&i, 0).map(|v| v.iter().sum::<u64>()).unwrap_or(0);
+    Ok(slots
+        .iter()
+        .map(|&slot| {
+            reasons
+                .iter()
+                .filter(|&&r| r < DROP_REASONS && u32::from(slot) < SAMPLE_SLOTS)
+                .filter_map(|&r| Some((r, sum(u32::from(slot) * DROP_REASONS + r))).filter(|&(_, n)| n > 0))
+                .collect()
+        })
+        .collect())
+}
+
 /// Upper bound of delay bucket `b`, seconds (`+Inf` for the last).
 pub fn bucket_le_seconds(b: usize) -> f64 {
     if b + 1 >= DELAY_BUCKETS as usize { f64::INFINITY } else { (1u64 << b) as f64 / 1e6 }

@@ -164,7 +164,7 @@ pub fn build(name: &str, snapshot: &Snapshot, exposition: Option<&Exposition>) -
                 .map_or(0, |(_, b)| *b),
             kernel_drops: kernel_drops
                 .as_ref()
-                .map(|d| d.get(usize::from(l.id)).cloned().unwrap_or_default()),
+                .map(|d| d.iter().find(|(id, _)| *id == l.id).map(|(_, r)| r.clone()).unwrap_or_default()),
             peer: l.peer.clone(),
         });
     }

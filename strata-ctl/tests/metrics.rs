@@ -275,6 +275,34 @@ fn a_running_daemon_exposes_the_kernels_counters_and_the_controllers_view() {
         assert_eq!(link["state"], "live");
         assert_eq!(link["interface"], format!("lnk{i}"));
     }
+    // The kernel's drops per link, as status shows them, are the exposition's.
+    let exposed_drops: BTreeMap<String, f64> = limited
+        .samples
+        .iter()
+        .filter(|x| x.metric == "strata_link_kernel_drops_total")
+        .fold(BTreeMap::new(), |mut m, x| {
+            if let Value::Counter(v) = x.value {
+                *m.entry(x.labels.get("link").unwrap_or_default().to_string()).or_default() += v;
+            }
+            m
+        });
+    for link in status["links"].as_array().expect("links") {
+        let shown: u64 = link["kernel_drops"]
+            .as_array()
+            .expect("sampling runs, so status knows the drops")
+            .iter()
+            .map(|r| r[1].as_u64().unwrap_or(0))
+            .sum();
+        let exposed = exposed_drops.get(&link["id"].to_string()).copied().unwrap_or(0.0);
+        // Read a moment after the scrape: never fewer, and only what a probe
+        // train into a 1 Mbit/s link could add since.
+        let shown = shown as f64;
+        assert!(
+            shown >= exposed && shown <= exposed * 1.1 + 20.0,
+            "link {}: {shown} vs {exposed}",
+            link["id"]
+        );
+    }
     let table = status_text(&edge_name);
     eprintln!("{table}");
     assert!(table.contains("controller running (adaptive)") && table.contains("lnk2"), "{table}");
