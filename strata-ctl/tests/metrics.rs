@@ -14,7 +14,7 @@ use prometheus_parse::{Scrape, Value};
 use strata_ctl::stats::read_pinned;
 use strata_lab::{
     Lab, in_netns,
-    strata::{Control, Daemon, EDGE_TUNNEL_ADDR, HUB_TUNNEL_ADDR, METRICS_ADDR, Tunnel},
+    strata::{Control, Daemon, METRICS_ADDR, Tunnel, edge_to_hub},
     traffic::Stream,
 };
 
@@ -87,19 +87,9 @@ fn a_running_daemon_exposes_the_kernels_counters_and_the_controllers_view() {
         std::thread::sleep(Duration::from_millis(200));
     }
 
-    let report = Stream {
-        from_ns: lab.edge_ns(),
-        from: SocketAddr::from((EDGE_TUNNEL_ADDR, 0)),
-        to_ns: lab.hub_ns(),
-        to: SocketAddr::from((HUB_TUNNEL_ADDR, 9000)),
-        count: 5000,
-        payload_len: 1000,
-        pps: 2000,
-        echo: false,
-        idle_timeout: Duration::from_secs(3),
-    }
-    .run()
-    .expect("traffic");
+    let report = Stream { idle_timeout: Duration::from_secs(3), ..edge_to_hub(&lab, 9000, 5000, 2000) }
+        .run()
+        .expect("traffic");
     assert_eq!(report.delivered.received, 5000);
 
     // Kernel counters: the exposition's and the pinned maps' agree exactly
@@ -175,18 +165,7 @@ fn a_running_daemon_exposes_the_kernels_counters_and_the_controllers_view() {
             .unwrap();
         assert!(out.status.success(), "{out:?}");
     }
-    let _ = Stream {
-        from_ns: lab.edge_ns(),
-        from: SocketAddr::from((EDGE_TUNNEL_ADDR, 0)),
-        to_ns: lab.hub_ns(),
-        to: SocketAddr::from((HUB_TUNNEL_ADDR, 9001)),
-        count: 400,
-        payload_len: 1000,
-        pps: 4000,
-        echo: false,
-        idle_timeout: Duration::from_secs(2),
-    }
-    .run();
+    let _ = edge_to_hub(&lab, 9001, 400, 4000).run();
     let limited = scrape(&lab.edge_ns());
     assert_eq!(by_label(&limited, "strata_qdisc_stats_readable", "")[""], 1.0);
     let drops = by_label(&limited, "strata_link_qdisc_drops_total", "qdisc");

@@ -8,7 +8,6 @@
 
 use std::{
     io::{BufRead as _, BufReader},
-    net::SocketAddr,
     os::unix::fs::MetadataExt as _,
     process::{Command, Stdio},
     time::{Duration, Instant},
@@ -19,8 +18,7 @@ use serde_json::Value;
 use strata_ctl::{stats::read_pinned, status};
 use strata_lab::{
     Lab,
-    strata::{Control, Daemon, EDGE_TUNNEL_ADDR, HUB_TUNNEL_ADDR, Tunnel},
-    traffic::Stream,
+    strata::{Control, Daemon, Tunnel, edge_to_hub},
 };
 
 const BINARY: &str = env!("CARGO_BIN_EXE_strata-ctl");
@@ -76,19 +74,7 @@ fn status_answers_fast_agrees_with_the_kernel_and_says_why_the_controller_is_dow
         std::thread::sleep(Duration::from_millis(200));
     }
 
-    let report = Stream {
-        from_ns: lab.edge_ns(),
-        from: SocketAddr::from((EDGE_TUNNEL_ADDR, 0)),
-        to_ns: lab.hub_ns(),
-        to: SocketAddr::from((HUB_TUNNEL_ADDR, 9000)),
-        count: 3000,
-        payload_len: 1000,
-        pps: 2000,
-        echo: false,
-        idle_timeout: Duration::from_secs(2),
-    }
-    .run()
-    .expect("traffic");
+    let report = edge_to_hub(&lab, 9000, 3000, 2000).run().expect("traffic");
     assert_eq!(report.delivered.received, 3000);
 
     // A healthy daemon: every answer within 100 ms (process start to exit).

@@ -258,6 +258,22 @@ impl Tunnel {
     }
 }
 
+/// A one-way stream from an application on the edge to `port` on the hub,
+/// through the tunnel, of `count` datagrams of 1000 bytes at `pps`.
+pub fn edge_to_hub(lab: &Lab, port: u16, count: u64, pps: u64) -> crate::traffic::Stream {
+    crate::traffic::Stream {
+        from_ns: lab.edge_ns(),
+        from: std::net::SocketAddr::from((EDGE_TUNNEL_ADDR, 0)),
+        to_ns: lab.hub_ns(),
+        to: std::net::SocketAddr::from((HUB_TUNNEL_ADDR, port)),
+        count,
+        payload_len: 1000,
+        pps,
+        echo: false,
+        idle_timeout: Duration::from_secs(2),
+    }
+}
+
 /// The session id of the lab with this prefix (never 0).
 pub fn session_for(prefix: &str) -> u32 {
     prefix.bytes().fold(0x5354_5241u32, |h, b| h.rotate_left(5) ^ u32::from(b)).max(1)
