@@ -133,6 +133,10 @@ impl Side {
 /// Runs until a signal arrives.
 pub async fn run(config: Config) -> anyhow::Result<()> {
     preflight()?;
+    // Watched from the start: a SIGTERM during set-up (tests stop a daemon as
+    // soon as it is ready) must reach the clean shutdown, not the default
+    // action that would kill the process with its device, pins and lock.
+    let sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate());
     let instance = lock_instance(config.name())?;
     // Bound first: a taken port fails the start before anything is created.
     let metrics_listener = match config.metrics.address().map_err(|(f, p)| anyhow::anyhow!("{f}: {p}"))? {
@@ -234,7 +238,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         }
     };
     if let Ok(control) = &control {
-        serve(&mut dp, control, &config, &side, adaptive, Some(&exposition)).await;
+        serve(&mut dp, control, &config, &side, adaptive, Some(&exposition), sigterm).await;
         info!("shutting down");
     }
     for task in tasks {
@@ -614,6 +618,7 @@ async fn serve(
     side: &Side,
     mut adaptive: Option<Adaptive>,
     exposition: Option<&Exposition>,
+    sigterm: std::io::Result<tokio::signal::unix::Signal>,
 ) {
     if let Some(e) = exposition {
         e.publish(|p| p.controller_up = adaptive.is_some());
@@ -622,7 +627,7 @@ async fn serve(
     let ids = ids.as_slice();
     let mut control_tick = tokio::time::interval(Duration::from_millis(config.control.update_interval_ms));
     control_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-    let mut sigterm = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+    let mut sigterm = match sigterm {
         Ok(s) => s,
         Err(e) => {
             warn!("cannot watch SIGTERM ({e}); stop with SIGINT");
