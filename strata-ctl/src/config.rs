@@ -11,6 +11,7 @@
 //! name = "car7"              # instance name; maps are pinned under /sys/fs/bpf/strata/<name>
 //! session = 0x53545241       # 32-bit session id shared by edge and hub, not 0
 //! port = 7400                # UDP port of the tunnel on this host
+//! # os_signals = "enhanced"  # what Linux may tell: none | netlink | enhanced | full (see OsSignals)
 //!
 //! [tunnel]
 //! name = "strata0"
@@ -34,7 +35,7 @@
 //!
 //! # [metrics]
 //! # listen = "127.0.0.1:9464" # Prometheus GET /metrics; absent: not served
-//! # kernel_sampling = false  # links' host queueing delay and kernel drops (tracepoints)
+//! # kernel_sampling = false  # links' host queueing delay and kernel drops (tracepoints); on at os_signals = "full"
 //!
 //! # [status]
 //! # group = "strata"         # may use `strata-ctl status` besides root
@@ -156,6 +157,67 @@ pub struct Config {
     /// The local status socket.
     #[serde(default)]
     pub status: StatusSection,
+    /// Which operating-system advisors may speed up transitions.
+    #[serde(default)]
+    pub os_signals: OsSignals,
+}
+
+/// `os_signals`: how much the daemon listens to the operating system. The
+/// in-band channel is the truth at every tier (docs/ARCHITECTURE.md, "Linux
+/// as an advisor"): an OS signal may demote a link, re-bind it to a new
+/// address or interface, or start its warm-up early — never make it usable.
+/// Each tier adds to the one before; an advisor whose facility is missing
+/// (no udev messages, no system D-Bus, no ModemManager, no tracefs) is
+/// reported once and the rest carry on.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq, PartialOrd, Ord)]
+#[serde(rename_all = "lowercase")]
+pub enum OsSignals {
+    /// In-band only. A silent link's interface is looked up again (by name,
+    /// then by identity) only because probes said it went quiet.
+    None,
+    /// + rtnetlink events: links, carrier, addresses, routes, counters.
+    Netlink,
+    /// + kernel uevents (USB modems coming and going) and ModemManager.
+    #[default]
+    Enhanced,
+    /// + kernel tracepoints: host queueing delay and drops by reason.
+    Full,
+}
+
+impl OsSignals {
+    /// Every tier, in order.
+    pub const ALL: [Self; 4] = [Self::None, Self::Netlink, Self::Enhanced, Self::Full];
+
+    /// The name used in the configuration.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::None => "none",
+            Self::Netlink => "netlink",
+            Self::Enhanced => "enhanced",
+            Self::Full => "full",
+        }
+    }
+
+    /// Whether rtnetlink events are followed.
+    pub fn netlink(self) -> bool {
+        self >= Self::Netlink
+    }
+
+    /// Whether uevents and ModemManager are followed.
+    pub fn enhanced(self) -> bool {
+        self >= Self::Enhanced
+    }
+
+    /// Whether the kernel tracepoint programs run.
+    pub fn tracing(self) -> bool {
+        self >= Self::Full
+    }
+}
+
+impl fmt::Display for OsSignals {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
 }
 
 /// `[status]`: who may ask the daemon for `strata-ctl status`.
@@ -575,6 +637,12 @@ impl Cidr {
 }
 
 impl Config {
+    /// Whether the tracepoint programs run: asked for in `[metrics]`, or
+    /// part of the `full` tier.
+    pub fn kernel_sampling(&self) -> bool {
+        self.metrics.kernel_sampling || self.os_signals.tracing()
+    }
+
     /// Reads, parses and validates a file.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         let shown = path.display().to_string();

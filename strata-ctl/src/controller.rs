@@ -221,6 +221,49 @@ impl Controller {
         decision
     }
 
+    /// An operating-system hint that link `id` lost its carrier, interface
+    /// or address: a carrying link is demoted now (see
+    /// [`Lifecycle::on_os_loss`]).
+    pub fn on_os_loss(&mut self, now: Duration, id: u8, what: &'static str) {
+        if let Some(l) = self.links.iter_mut().find(|l| l.id == id)
+            && let Some(t) = l.lifecycle.on_os_loss(now, what)
+        {
+            info!(link = l.id, from = t.from.name(), to = t.to.name(), reason = ?t.reason, "link state");
+            *l.transitions.entry(t.to.name()).or_default() += 1;
+        }
+    }
+
+    /// An operating-system hint that link `id` is back: a resting link is
+    /// probed now (see [`Lifecycle::on_os_return`]).
+    pub fn on_os_return(&mut self, now: Duration, id: u8, what: &'static str) {
+        if let Some(l) = self.links.iter_mut().find(|l| l.id == id)
+            && let Some(t) = l.lifecycle.on_os_return(now, what)
+        {
+            info!(link = l.id, from = t.from.name(), to = t.to.name(), reason = ?t.reason, "link state");
+            *l.transitions.entry(t.to.name()).or_default() += 1;
+            l.last_train = None;
+        }
+    }
+
+    /// Link `id` was re-bound to a new address (see
+    /// [`LinkEstimator::on_rebound`]).
+    pub fn on_rebound(&mut self, now: Duration, id: u8) {
+        if let Some(l) = self.links.iter_mut().find(|l| l.id == id) {
+            l.estimator.on_rebound(now);
+        }
+    }
+
+    /// Links silent past the hold bound at the last tick: the in-band sign
+    /// that something changed under them (address, interface).
+    pub fn silent_links(&self) -> Vec<u8> {
+        self.links
+            .iter()
+            .zip(&self.estimates)
+            .filter(|(_, e)| e.silence.is_none_or(|s| s > self.thresholds.silence_hold))
+            .map(|(l, _)| l.id)
+            .collect()
+    }
+
     /// Every link as the last tick left it.
     pub fn report(&self) -> Vec<LinkReport> {
         self.links

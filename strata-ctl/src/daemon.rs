@@ -31,11 +31,13 @@ use crate::{
     config::{Config, ControlMode, LinkSection, Role},
     controller::Controller,
     datapath::{Datapath, Program},
+    link::follow::Reaction,
     link::scoring::Decision,
     metrics::{self, Exposition},
-    net::LinkRouting,
     net::{Interface, Net},
+    os::netlink::{self as os_netlink, NetEvent},
     probe::{self, Evidence, TrainShape},
+    rebind::{Follower, Hint, LINK_TABLE_BASE, ProbePath},
     sampling,
     schedule::Weights,
     stats::Snapshot,
@@ -45,12 +47,17 @@ use crate::{
 
 /// A link as resolved on this host.
 #[derive(Clone, Debug)]
-struct ResolvedLink {
-    id: u8,
-    interface: Interface,
-    address: Ipv4Addr,
-    gateway: Option<Ipv4Addr>,
-    weight: u32,
+pub struct ResolvedLink {
+    /// Link id.
+    pub id: u8,
+    /// The interface it sends on.
+    pub interface: Interface,
+    /// Outer source address.
+    pub address: Ipv4Addr,
+    /// Next hop, if any.
+    pub gateway: Option<Ipv4Addr>,
+    /// Configured weight.
+    pub weight: u32,
 }
 
 /// This host's side of the tunnel, with every interface, address and next
@@ -177,10 +184,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     // The control socket shares the tunnel port with the per-link probe sockets.
     let control = probe::bind_shared(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, config.port))
         .with_context(|| format!("binding the control socket on UDP port {}", config.port));
-    let mut routing = Vec::new();
-    let adaptive = match (&side, config.control.mode) {
+    let mut side = side;
+    let mut adaptive = match (&side, config.control.mode) {
         (Side::Edge { links, hub }, ControlMode::Adaptive) if control.is_ok() => {
-            match start_adaptive(&net, &config, links, *hub, &mut routing).await {
+            match start_adaptive(&net, &config, links, *hub).await {
                 Ok(a) => Some(a),
                 Err(e) => {
                     warn!("adaptive control unavailable, keeping the configured weights: {e:#}");
@@ -214,7 +221,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     } else {
         None
     };
-    if config.metrics.kernel_sampling {
+    if config.kernel_sampling() {
         exposition.set_sampling(start_sampling(&mut dp, &side));
     }
     exposition.set_programs(dp.program_ids(), program_stats.is_some());
@@ -237,18 +244,22 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             None
         }
     };
+    let advisors = start_advisors(&config, &side, &exposition);
     if let Ok(control) = &control {
-        serve(&mut dp, control, &config, &side, adaptive, Some(&exposition), sigterm).await;
+        let mut os = Os { net: &net, advisors, follower: None };
+        if let Side::Edge { links, .. } = &side {
+            os.follower = Some(Follower::new(&config, links));
+        }
+        serve(&mut dp, control, &config, &mut side, &mut adaptive, Some(&exposition), sigterm, os).await;
         info!("shutting down");
     }
     for task in tasks {
         task.abort();
     }
-    for r in routing {
-        if let Err(e) = net.remove_link_routing(r).await {
-            debug!("{e}");
-        }
+    if let Some(a) = adaptive.as_mut() {
+        remove_routing(&net, &mut a.paths).await;
     }
+    drop(adaptive);
     dp.detach_all();
     if let Ok(snapshot) = dp.snapshot() {
         info!("final counters:\n{}", snapshot.table(&side.link_ids()));
@@ -327,7 +338,7 @@ fn be(a: Ipv4Addr) -> u32 {
 }
 
 /// How link `id` sends, on the edge or the hub.
-fn link_tx(
+pub fn link_tx(
     weight: u32,
     interface: &Interface,
     source: Ipv4Addr,
@@ -501,6 +512,8 @@ struct Adaptive {
     controller: Controller,
     samples: mpsc::Receiver<Evidence>,
     probers: Vec<tokio::task::JoinHandle<()>>,
+    /// Per link, in the links' order: its routing and probe socket.
+    paths: Vec<ProbePath>,
     /// Per link: raised to make its prober send a packet train.
     trains: Vec<(u8, Arc<AtomicBool>)>,
     /// Per link: IP bytes its prober sent.
@@ -523,13 +536,23 @@ impl Drop for Adaptive {
     }
 }
 
+/// Removes the links' policy routing (start-up failed, or shutdown).
+async fn remove_routing(net: &Net, paths: &mut [ProbePath]) {
+    for path in paths {
+        if let Some(r) = path.routing.take()
+            && let Err(e) = net.remove_link_routing(r).await
+        {
+            debug!("{e}");
+        }
+    }
+}
+
 /// Per-link routing and a prober per link, feeding one controller.
 async fn start_adaptive(
     net: &Net,
     config: &Config,
     links: &[ResolvedLink],
     hub: Endpoint,
-    routing: &mut Vec<LinkRouting>,
 ) -> anyhow::Result<Adaptive> {
     let hub = SocketAddr::from((Ipv4Addr::from(u32::from_be(hub.ip_be)), u16::from_be(hub.port_be)));
     let (tx, samples) = mpsc::channel(1024);
@@ -537,19 +560,37 @@ async fn start_adaptive(
     let mut probers = Vec::new();
     let mut trains = Vec::new();
     let mut probe_bytes = Vec::new();
+    let mut paths = Vec::new();
     for link in links {
         let table = LINK_TABLE_BASE + u32::from(link.id);
-        routing.push(net.add_link_routing(link.interface.index, link.address, link.gateway, table).await?);
-        let sock = probe::bind_shared(SocketAddrV4::new(link.address, config.port)).with_context(|| {
-            format!("binding link {}'s probe socket on {}:{}", link.id, link.address, config.port)
-        })?;
+        let routing =
+            match net.add_link_routing(link.interface.index, link.address, link.gateway, table).await {
+                Ok(r) => r,
+                Err(e) => {
+                    remove_routing(net, &mut paths).await;
+                    return Err(e.into());
+                }
+            };
+        let sock = match probe::bind_shared(SocketAddrV4::new(link.address, config.port)) {
+            Ok(s) => s,
+            Err(e) => {
+                let _ = net.remove_link_routing(routing).await;
+                remove_routing(net, &mut paths).await;
+                return Err(anyhow::Error::new(e).context(format!(
+                    "binding link {}'s probe socket on {}:{}",
+                    link.id, link.address, config.port
+                )));
+            }
+        };
+        let (socket, sock) = tokio::sync::watch::channel(Arc::new(sock));
+        paths.push(ProbePath { routing: Some(routing), socket });
         let want_train = Arc::new(AtomicBool::new(false));
         trains.push((link.id, want_train.clone()));
         let sent_bytes = Arc::new(AtomicU64::new(0));
         probe_bytes.push((link.id, sent_bytes.clone()));
         let prober = probe::Prober {
             link: link.id,
-            sock: Arc::new(sock),
+            sock,
             hub,
             session: config.session,
             interval,
@@ -574,6 +615,7 @@ async fn start_adaptive(
         controller,
         samples,
         probers,
+        paths,
         trains,
         probe_bytes,
         updates: 0,
@@ -582,9 +624,6 @@ async fn start_adaptive(
         epoch: std::time::Instant::now(),
     })
 }
-
-/// Routing tables of the links' own addresses: 1000 + link id.
-const LINK_TABLE_BASE: u32 = 1000;
 
 /// Applies a controller decision: each link's send budget, enabled only
 /// while it has weight (so the kernel's fallback never picks a demoted
@@ -611,14 +650,16 @@ fn apply(dp: &mut Datapath, config: &Config, side: &Side, decision: &Decision) {
 
 /// The controller loop: receive control packets, log a summary every second,
 /// stop on SIGINT or SIGTERM.
+#[allow(clippy::too_many_arguments)]
 async fn serve(
     dp: &mut Datapath,
     control: &UdpSocket,
     config: &Config,
-    side: &Side,
-    mut adaptive: Option<Adaptive>,
+    side: &mut Side,
+    adaptive: &mut Option<Adaptive>,
     exposition: Option<&Exposition>,
     sigterm: std::io::Result<tokio::signal::unix::Signal>,
+    mut os: Os<'_>,
 ) {
     if let Some(e) = exposition {
         e.publish(|p| p.controller_up = adaptive.is_some());
@@ -648,6 +689,13 @@ async fn serve(
         tokio::select! {
             _ = tokio::signal::ctrl_c() => break,
             _ = sigterm.recv() => break,
+            Some(event) = async { match os.advisors.netlink.as_mut() { Some(rx) => rx.recv().await, None => std::future::pending().await } } => {
+                debug!(?event, "netlink");
+                if let (Some(follower), Side::Edge { links, .. }) = (os.follower.as_mut(), &mut *side) {
+                    let reactions = follower.on_event(&event, links);
+                    follow(follower, reactions, links, dp, os.net, config, adaptive.as_mut(), exposition).await;
+                }
+            }
             _ = tick.tick() => {
                 if let Ok(s) = dp.snapshot() {
                     debug!("counters:\n{}", s.table(ids));
@@ -704,6 +752,19 @@ async fn serve(
                     let decision = a.controller.tick(a.epoch.elapsed());
                     debug!(weights = ?decision.weights, "adaptive weights");
                     apply(dp, config, side, &decision);
+                    // In-band trigger, at every tier: a silent link's
+                    // interface is looked up again in case it moved.
+                    let silent = a.controller.silent_links();
+                    if let (Some(follower), Side::Edge { links, .. }) = (os.follower.as_mut(), &mut *side) {
+                        for id in silent {
+                            let Some(i) = links.iter().position(|l| l.id == id) else { continue };
+                            let reactions: Vec<_> =
+                                follower.recheck(os.net, i, links).await.into_iter().map(|r| (i, r)).collect();
+                            if !reactions.is_empty() {
+                                follow(follower, reactions, links, dp, os.net, config, Some(&mut *a), exposition).await;
+                            }
+                        }
+                    }
                     a.updates += 1;
                     if let Some(e) = exposition {
                         e.publish(|p| {
@@ -724,6 +785,100 @@ async fn serve(
                 Err(e) => warn!("control socket: {e}"),
             },
         }
+    }
+}
+
+/// What the operating system may tell the control loop.
+struct Os<'a> {
+    net: &'a Net,
+    advisors: Advisors,
+    /// The edge's links following their interfaces.
+    follower: Option<Follower>,
+}
+
+/// The OS advisors that run, by tier.
+#[derive(Default)]
+struct Advisors {
+    /// rtnetlink events (tier `netlink` and above).
+    netlink: Option<mpsc::Receiver<NetEvent>>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for Advisors {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+/// Starts the advisors the tier asks for; each one missing is reported
+/// once (log, status, metrics) and the rest carry on.
+fn start_advisors(config: &Config, side: &Side, exposition: &Exposition) -> Advisors {
+    let tier = config.os_signals;
+    let mut advisors = Advisors::default();
+    let mut states: Vec<(&'static str, String)> = Vec::new();
+    let edge = matches!(side, Side::Edge { .. });
+    let off = |needs: &str| format!("off (os_signals = {tier}; needs {needs})");
+    if !edge {
+        states.push(("netlink", "off (the hub's links are learned in band)".into()));
+    } else if !tier.netlink() {
+        states.push(("netlink", off("netlink")));
+    } else {
+        let (tx, rx) = mpsc::channel(256);
+        match os_netlink::watch(tx) {
+            Ok(task) => {
+                advisors.netlink = Some(rx);
+                advisors.tasks.push(task);
+                states.push(("netlink", "active".into()));
+            }
+            Err(e) => {
+                warn!("netlink advisor unavailable, links follow in-band evidence only: {e}");
+                states.push(("netlink", format!("unavailable: {e}")));
+            }
+        }
+    }
+    for (name, state) in &states {
+        info!(advisor = name, state = %state, "OS advisor");
+    }
+    exposition.publish(|p| {
+        p.os_signals = tier.name();
+        p.advisors = states;
+    });
+    advisors
+}
+
+/// Carries out reactions to what the OS said (or what a re-check found),
+/// passes the controller its hints, and publishes the new bindings.
+#[allow(clippy::too_many_arguments)]
+async fn follow(
+    follower: &mut Follower,
+    reactions: Vec<(usize, Reaction)>,
+    links: &mut [ResolvedLink],
+    dp: &mut Datapath,
+    net: &Net,
+    config: &Config,
+    mut adaptive: Option<&mut Adaptive>,
+    exposition: Option<&Exposition>,
+) {
+    if reactions.is_empty() {
+        return;
+    }
+    for (i, reaction) in reactions {
+        let path = adaptive.as_deref_mut().and_then(|a| a.paths.get_mut(i));
+        let hint = follower.carry_out(reaction, i, links, dp, net, config, path).await;
+        if let (Some(hint), Some(a)) = (hint, adaptive.as_deref_mut()) {
+            let now = a.epoch.elapsed();
+            match hint {
+                Hint::Lost(what) => a.controller.on_os_loss(now, links[i].id, what),
+                Hint::Returned(what) => a.controller.on_os_return(now, links[i].id, what),
+                Hint::Rebound => a.controller.on_rebound(now, links[i].id),
+            }
+        }
+    }
+    if let Some(e) = exposition {
+        let view = follower.view(links);
+        e.publish(|p| p.bindings = view);
     }
 }
 

@@ -57,6 +57,12 @@ pub struct Published {
     pub last_update: Option<SystemTime>,
     /// IP bytes of probes and packet trains sent per link.
     pub probe_bytes: Vec<(u8, u64)>,
+    /// `os_signals`: the tier configured.
+    pub os_signals: &'static str,
+    /// Each OS advisor and its state ("active", "off: …", "unavailable: …").
+    pub advisors: Vec<(&'static str, String)>,
+    /// Where each edge link is bound now (device, address, re-binds).
+    pub bindings: Vec<crate::rebind::BindingView>,
 }
 
 /// State shared between the control loop and the HTTP task.

@@ -68,6 +68,26 @@ pub struct Interface {
     pub l2_len: u32,
     /// Administratively up.
     pub up: bool,
+    /// Carrier present (`IFF_LOWER_UP`): a modem that lost its bearer, or
+    /// a veth whose peer went down, is up without it.
+    pub carrier: bool,
+    /// Hardware address (Ethernet-framed links).
+    pub mac: Option<[u8; 6]>,
+    /// Errors and drops the driver counted, both directions.
+    pub counters: InterfaceCounters,
+}
+
+/// What an interface's driver counted as lost (`IFLA_STATS64`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct InterfaceCounters {
+    /// Receive errors.
+    pub rx_errors: u64,
+    /// Transmit errors.
+    pub tx_errors: u64,
+    /// Received packets dropped (no buffer, no handler, …).
+    pub rx_dropped: u64,
+    /// Packets dropped before transmission.
+    pub tx_dropped: u64,
 }
 
 /// The per-link policy routing [`Net::add_link_routing`] installed.
@@ -139,22 +159,61 @@ impl Net {
         }
     }
 
+    /// Looks an interface up by index; `None` if it is gone.
+    pub async fn interface_by_index(&self, index: u32) -> Result<Option<Interface>, NetError> {
+        let mut links = self.handle.link().get().match_index(index).execute();
+        match links.try_next().await {
+            Ok(Some(msg)) => Ok(interface_of(&msg)),
+            Ok(None) => Ok(None),
+            Err(rtnetlink::Error::NetlinkError(e)) if e.raw_code() == -libc::ENODEV => Ok(None),
+            Err(source) => Err(NetError::Netlink { what: format!("looking up ifindex {index}"), source }),
+        }
+    }
+
+    /// Every interface of this network namespace.
+    pub async fn interfaces(&self) -> Result<Vec<Interface>, NetError> {
+        let mut dump = self.handle.link().get().execute();
+        let mut out = Vec::new();
+        while let Some(msg) = dump
+            .try_next()
+            .await
+            .map_err(|source| NetError::Netlink { what: "listing interfaces".into(), source })?
+        {
+            out.extend(interface_of(&msg));
+        }
+        Ok(out)
+    }
+
     /// The first IPv4 address of an interface.
     pub async fn first_ipv4(&self, index: u32) -> Result<Option<Ipv4Addr>, NetError> {
+        Ok(self.ipv4_addresses(index).await?.into_iter().next())
+    }
+
+    /// Every IPv4 address of an interface, in the kernel's order (primary
+    /// addresses first, each subnet's in the order they were added).
+    pub async fn ipv4_addresses(&self, index: u32) -> Result<Vec<Ipv4Addr>, NetError> {
         let mut addrs = self.handle.address().get().set_link_index_filter(index).execute();
+        let mut out = Vec::new();
         while let Some(msg) = addrs.try_next().await.map_err(|source| NetError::Netlink {
             what: format!("listing addresses of ifindex {index}"),
             source,
         })? {
-            for attr in &msg.attributes {
-                if let AddressAttribute::Local(IpAddr::V4(a)) | AddressAttribute::Address(IpAddr::V4(a)) =
-                    attr
-                {
-                    return Ok(Some(*a));
-                }
+            // The kernel may ignore the index filter on dumps (no strict
+            // checking on this socket), so it is checked here too.
+            if msg.header.index != index {
+                continue;
             }
+            let local = msg.attributes.iter().find_map(|a| match a {
+                AddressAttribute::Local(IpAddr::V4(a)) => Some(*a),
+                _ => None,
+            });
+            let address = msg.attributes.iter().find_map(|a| match a {
+                AddressAttribute::Address(IpAddr::V4(a)) => Some(*a),
+                _ => None,
+            });
+            out.extend(local.or(address));
         }
-        Ok(None)
+        Ok(out)
     }
 
     /// The gateway of a default route through this interface, in any table.
@@ -303,6 +362,15 @@ impl Net {
     }
 }
 
+/// An interface from a link message that names it.
+pub(crate) fn interface_of(msg: &LinkMessage) -> Option<Interface> {
+    let name = msg.attributes.iter().find_map(|a| match a {
+        LinkAttribute::IfName(n) => Some(n.as_str()),
+        _ => None,
+    })?;
+    Some(interface_from(name, msg))
+}
+
 fn interface_from(name: &str, msg: &LinkMessage) -> Interface {
     let mtu = msg
         .attributes
@@ -316,11 +384,31 @@ fn interface_from(name: &str, msg: &LinkMessage) -> Interface {
         LinkLayerType::Ether => 14,
         _ => 0,
     };
+    let mac = msg.attributes.iter().find_map(|a| match a {
+        LinkAttribute::Address(bytes) => <[u8; 6]>::try_from(bytes.as_slice()).ok(),
+        _ => None,
+    });
+    let counters = msg
+        .attributes
+        .iter()
+        .find_map(|a| match a {
+            LinkAttribute::Stats64(s) => Some(InterfaceCounters {
+                rx_errors: s.rx_errors,
+                tx_errors: s.tx_errors,
+                rx_dropped: s.rx_dropped,
+                tx_dropped: s.tx_dropped,
+            }),
+            _ => None,
+        })
+        .unwrap_or_default();
     Interface {
         name: name.into(),
         index: msg.header.index,
         mtu,
         l2_len,
         up: msg.header.flags.contains(LinkFlags::Up),
+        carrier: msg.header.flags.contains(LinkFlags::LowerUp),
+        mac: mac.filter(|m| l2_len != 0 && *m != [0; 6]),
+        counters,
     }
 }

@@ -121,8 +121,9 @@ pub struct TrainShape {
 pub struct Prober {
     /// Link id.
     pub link: u8,
-    /// The link's own socket (see [`bind_shared`]).
-    pub sock: Arc<UdpSocket>,
+    /// The link's own socket (see [`bind_shared`]), replaced when the link
+    /// is re-bound to a new address.
+    pub sock: tokio::sync::watch::Receiver<Arc<UdpSocket>>,
     /// Where probes go.
     pub hub: SocketAddr,
     /// Session id.
@@ -143,7 +144,8 @@ pub struct Prober {
 /// and the hub's feedback for the link, until the receiver of `evidence`
 /// goes away.
 pub async fn run(prober: Prober, evidence: mpsc::Sender<Evidence>) {
-    let Prober { link, sock, hub, session, interval, train, want_train, sent_bytes } = prober;
+    let Prober { link, sock: mut bound, hub, session, interval, train, want_train, sent_bytes } = prober;
+    let mut sock = bound.borrow_and_update().clone();
     let count = |n: usize| sent_bytes.fetch_add((n + IP_UDP_HEADERS) as u64, Ordering::Relaxed);
     let epoch = Instant::now();
     let mut tick = tokio::time::interval(interval);
@@ -194,6 +196,12 @@ pub async fn run(prober: Prober, evidence: mpsc::Sender<Evidence>) {
                         }
                     }
                 }
+            }
+            Ok(()) = bound.changed() => {
+                // Re-bound (new address): replies to probes sent from the old
+                // socket are lost with it, and so is a train under way.
+                sock = bound.borrow_and_update().clone();
+                arrivals = TrainArrivals::default();
             }
             received = sock.recv_from(&mut buf) => {
                 let Ok((n, _)) = received else { continue };

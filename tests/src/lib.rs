@@ -104,6 +104,10 @@ impl Lab {
             sysctl(&ns, "net.ipv4.conf.default.rp_filter", "0")?;
         }
         let (edge, inet, hub) = (self.edge_ns(), self.inet_ns(), self.hub_ns());
+        // A new lease in the same subnet is added before the old one is
+        // removed; without promotion, removing the old (primary) address
+        // would take the new (secondary) one with it.
+        sysctl(&edge, "net.ipv4.conf.all.promote_secondaries", "1")?;
         sysctl(&inet, "net.ipv4.ip_forward", "1")?;
         for i in 0..self.links {
             let car = self.carrier_ns(i);
@@ -115,11 +119,20 @@ impl Lab {
                 // The air namespace only bridges frames: no addresses, no IPv6 chatter of its own.
                 sysctl(&air, "net.ipv6.conf.all.disable_ipv6", "1")?;
                 sysctl(&air, "net.ipv6.conf.default.disable_ipv6", "1")?;
-                veth(&edge, &link, Some(&edge_addr), &air, "edge", None)?;
+                veth_with_mac(&edge, &link, Some(&Self::link_mac(i)), Some(&edge_addr), &air, "edge", None)?;
                 veth(&air, "car", None, &car, "cdown", Some(&car_addr))?;
             } else {
-                veth(&edge, &link, Some(&edge_addr), &car, "cdown", Some(&car_addr))?;
+                veth_with_mac(
+                    &edge,
+                    &link,
+                    Some(&Self::link_mac(i)),
+                    Some(&edge_addr),
+                    &car,
+                    "cdown",
+                    Some(&car_addr),
+                )?;
             }
+            nft(&car, &lease_ruleset(Self::link_addr(i), false))?;
             let public = format!("{}/24", Self::carrier_public_addr(i));
             let upstream = format!("198.18.{}.1/24", i + 1);
             veth(&car, "cup", Some(&public), &inet, &format!("car{i}"), Some(&upstream))?;
@@ -186,6 +199,18 @@ impl Lab {
         Ipv4Addr::new(100, 64, i as u8 + 1, 2)
     }
 
+    /// The edge's address on link `i` after an address change.
+    pub fn changed_link_addr(i: usize) -> Ipv4Addr {
+        Ipv4Addr::new(100, 64, i as u8 + 1, 3)
+    }
+
+    /// The hardware address of the edge's interface of link `i`, as a
+    /// modem's firmware gives one (`cdc_ether`, `rndis_host`): it comes back
+    /// with the interface after a USB re-attach, so it identifies the link.
+    pub fn link_mac(i: usize) -> String {
+        format!("02:53:54:00:00:{:02x}", i + 1)
+    }
+
     /// Carrier `i`'s address towards the edge (the link's next hop).
     pub fn link_gateway(i: usize) -> Ipv4Addr {
         Ipv4Addr::new(100, 64, i as u8 + 1, 1)
@@ -214,7 +239,29 @@ impl Lab {
     pub fn reattach_link(prefix: &str, i: usize, new_name: &str) -> anyhow::Result<()> {
         let edge = format!("{prefix}-edge");
         let air = format!("{prefix}-air{i}");
-        veth(&edge, new_name, Some(&format!("{}/24", Self::link_addr(i))), &air, "edge", None)
+        let addr = format!("{}/24", Self::link_addr(i));
+        veth_with_mac(&edge, new_name, Some(&Self::link_mac(i)), Some(&addr), &air, "edge", None)
+    }
+
+    /// Takes link `i`'s carrier away from the edge (`up` false) or gives it
+    /// back: the far end of the edge's interface goes down, so the edge's
+    /// interface stays up but reports NO-CARRIER, as a modem whose bearer
+    /// dropped.
+    pub fn set_carrier(prefix: &str, i: usize, up: bool) -> anyhow::Result<()> {
+        let state = if up { "up" } else { "down" };
+        let air = format!("{prefix}-air{i}");
+        if list_namespaces()?.contains(&air) {
+            ip(&["-n", &air, "link", "set", "dev", "edge", state])
+        } else {
+            ip(&["-n", &format!("{prefix}-car{i}"), "link", "set", "dev", "cdown", state])
+        }
+    }
+
+    /// Carrier `i` routes only `address` from the edge from now on: the
+    /// lease moved (a cellular network forwards only the address it
+    /// assigned, so packets from an old lease go nowhere).
+    pub fn lease(prefix: &str, i: usize, address: Ipv4Addr) -> anyhow::Result<()> {
+        nft(&format!("{prefix}-car{i}"), &lease_ruleset(address, true))
     }
 
     /// Leaves the namespaces in place when `self` goes away (`xtask lab up`);
@@ -295,6 +342,18 @@ fn nft(ns: &str, ruleset: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The carrier's lease check: only `address` may send from the edge side
+/// (`replace`: the table exists and its lease moves).
+fn lease_ruleset(address: Ipv4Addr, replace: bool) -> String {
+    let flush = if replace { "flush set ip lease edge\n" } else { "" };
+    let table = if replace {
+        String::new()
+    } else {
+        "table ip lease {\n set edge { type ipv4_addr; }\n chain forward {\n  type filter hook forward priority filter;\n  iifname \"cdown\" ip saddr != @edge counter drop\n }\n}\n".to_string()
+    };
+    format!("{table}{flush}add element ip lease edge {{ {address} }}\n")
+}
+
 /// A veth pair between two namespaces, addressed (where given) and up.
 fn veth(
     ns_a: &str,
@@ -304,9 +363,28 @@ fn veth(
     if_b: &str,
     addr_b: Option<&str>,
 ) -> anyhow::Result<()> {
+    veth_with_mac(ns_a, if_a, None, addr_a, ns_b, if_b, addr_b)
+}
+
+/// [`veth`], with `if_a`'s hardware address set at creation (the kernel
+/// then marks it as set, not random: `addr_assign_type` 3).
+fn veth_with_mac(
+    ns_a: &str,
+    if_a: &str,
+    mac_a: Option<&str>,
+    addr_a: Option<&str>,
+    ns_b: &str,
+    if_b: &str,
+    addr_b: Option<&str>,
+) -> anyhow::Result<()> {
     // Created in ns_a directly: names are per namespace, so "cup" in two
     // carriers never collide, and nothing appears in the host namespace.
-    ip(&["-n", ns_a, "link", "add", if_a, "type", "veth", "peer", "name", if_b, "netns", ns_b])?;
+    let mut args = vec!["-n", ns_a, "link", "add", if_a];
+    if let Some(mac) = mac_a {
+        args.extend(["address", mac]);
+    }
+    args.extend(["type", "veth", "peer", "name", if_b, "netns", ns_b]);
+    ip(&args)?;
     for (ns, ifname, addr) in [(ns_a, if_a, addr_a), (ns_b, if_b, addr_b)] {
         if let Some(addr) = addr {
             ip(&["-n", ns, "addr", "add", addr, "dev", ifname])?;

@@ -176,13 +176,65 @@ impl Control {
     }
 }
 
+/// How much the edge listens to the operating system (`os_signals`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum OsSignals {
+    /// In-band only.
+    None,
+    /// + rtnetlink events.
+    Netlink,
+    /// + uevents and ModemManager.
+    Enhanced,
+    /// + kernel tracepoints (the lab's default: the metrics tests read
+    /// the host-queue histograms).
+    #[default]
+    Full,
+}
+
+impl OsSignals {
+    /// Every tier, in order.
+    pub const ALL: [Self; 4] = [Self::None, Self::Netlink, Self::Enhanced, Self::Full];
+
+    /// The configuration value.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::None => "none",
+            Self::Netlink => "netlink",
+            Self::Enhanced => "enhanced",
+            Self::Full => "full",
+        }
+    }
+
+    /// The tier named `name`.
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|t| t.name() == name)
+    }
+}
+
+/// What the edge daemon runs with.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct EdgeSetup {
+    /// `[control] mode`.
+    pub control: Control,
+    /// `os_signals`.
+    pub os_signals: OsSignals,
+}
+
+impl From<Control> for EdgeSetup {
+    fn from(control: Control) -> Self {
+        Self { control, ..Self::default() }
+    }
+}
+
 /// The edge's configuration for a lab: one link per lab link, with the given weights.
-pub fn edge_config(lab: &Lab, name: &str, session: u32, weights: &[u32], control: Control) -> String {
+pub fn edge_config(lab: &Lab, name: &str, session: u32, weights: &[u32], setup: EdgeSetup) -> String {
     let mut s = format!(
-        "version = 1\nrole = \"edge\"\nname = \"{name}\"\nsession = {session}\nport = {TUNNEL_PORT}\n\n\
-         [control]\nmode = \"{}\"\n\n[metrics]\nlisten = \"{METRICS_ADDR}\"\nkernel_sampling = true\n\n\
+        "version = 1\nrole = \"edge\"\nname = \"{name}\"\nsession = {session}\nport = {TUNNEL_PORT}\n\
+         os_signals = \"{}\"\n\n\
+         [control]\nmode = \"{}\"\n\n[metrics]\nlisten = \"{METRICS_ADDR}\"\n\n\
          [tunnel]\naddress = \"{EDGE_TUNNEL_ADDR}/30\"\n\n[peer]\naddress = \"{}\"\nport = {TUNNEL_PORT}\n",
-        control.name(),
+        setup.os_signals.name(),
+        setup.control.name(),
         Lab::hub_addr()
     );
     for i in 0..lab.links() {
@@ -223,14 +275,16 @@ impl Tunnel {
         Self::start_with(lab, binary, weights, Control::Static, workdir)
     }
 
-    /// Like [`Tunnel::start`], choosing how the edge decides its weights.
+    /// Like [`Tunnel::start`], choosing how the edge decides its weights
+    /// (a [`Control`]) and, with an [`EdgeSetup`], its `os_signals` tier.
     pub fn start_with(
         lab: &Lab,
         binary: &Path,
         weights: &[u32],
-        control: Control,
+        setup: impl Into<EdgeSetup>,
         workdir: &Path,
     ) -> anyhow::Result<Self> {
+        let setup = setup.into();
         std::fs::create_dir_all(workdir)?;
         let session = session_for(lab.prefix());
         let hub_name = format!("{}-hub", lab.prefix());
@@ -238,7 +292,7 @@ impl Tunnel {
         let hub_cfg = workdir.join("hub.toml");
         let edge_cfg = workdir.join("edge.toml");
         std::fs::write(&hub_cfg, hub_config(&hub_name, session))?;
-        std::fs::write(&edge_cfg, edge_config(lab, &edge_name, session, weights, control))?;
+        std::fs::write(&edge_cfg, edge_config(lab, &edge_name, session, weights, setup))?;
         let hub = Daemon::start(&lab.hub_ns(), binary, &hub_cfg, &workdir.join("hub.log"), &hub_name)?;
         let edge = Daemon::start(&lab.edge_ns(), binary, &edge_cfg, &workdir.join("edge.log"), &edge_name)?;
         Ok(Self { hub, edge, workdir: workdir.into() })

@@ -10,7 +10,7 @@ use strata_lab::{
         report, runner,
         spec::{Scenario, TraceModel},
     },
-    strata::Control,
+    strata::{Control, EdgeSetup, OsSignals},
 };
 
 use crate::cmd::{build_strata_profile, require_root, target_dir, workspace_root};
@@ -54,7 +54,7 @@ pub(crate) fn run(
     json: Option<&Path>,
     out: Option<&Path>,
     duration: Option<f64>,
-    control: &str,
+    (control, os_signals): (&str, &str),
     release: bool,
 ) -> anyhow::Result<()> {
     let control = match control {
@@ -62,6 +62,8 @@ pub(crate) fn run(
         "adaptive" => Control::Adaptive,
         other => anyhow::bail!("--control {other}: expected static or adaptive"),
     };
+    let os_signals = OsSignals::parse(os_signals)
+        .with_context(|| format!("--os-signals {os_signals}: expected none, netlink, enhanced or full"))?;
     crate::setup::run()?;
     require_root("cargo xtask lab run")?;
     let mut scenario = Scenario::load(&scenario_path(name))?;
@@ -83,7 +85,7 @@ pub(crate) fn run(
     let out = out.map_or_else(|| target_dir().join("lab").join(&scenario.name), Path::to_path_buf);
     let workdir = out.join("daemons");
     println!("lab run {}: {} link(s), {} s", scenario.name, scenario.links.len(), scenario.duration_s);
-    let result = runner::run(&scenario, &binary, control, &workdir)?;
+    let result = runner::run(&scenario, &binary, EdgeSetup { control, os_signals }, &workdir)?;
     report::write(&result, &out, json)?;
     print!("{}", report::markdown(&result));
     println!("\nwritten: {0}/result.json {0}/plot.svg {0}/summary.md", out.display());

@@ -84,6 +84,9 @@ enum LabCommand {
         /// Run an optimised build of the daemons (for cost figures).
         #[arg(long)]
         release: bool,
+        /// The edge's os_signals tier: none, netlink, enhanced or full.
+        #[arg(long, default_value = "full")]
+        os_signals: String,
     },
 }
 
@@ -115,8 +118,16 @@ fn main() -> ExitCode {
         Command::Lab { command: LabCommand::Up { links, prefix } } => lab::up(&prefix, links),
         Command::Lab { command: LabCommand::Down { prefix } } => lab::down(&prefix),
         Command::Lab {
-            command: LabCommand::Run { scenario, traces, json, out, duration, control, release },
-        } => lab::run(&scenario, &traces, json.as_deref(), out.as_deref(), duration, &control, release),
+            command: LabCommand::Run { scenario, traces, json, out, duration, control, release, os_signals },
+        } => lab::run(
+            &scenario,
+            &traces,
+            json.as_deref(),
+            out.as_deref(),
+            duration,
+            (&control, &os_signals),
+            release,
+        ),
         Command::Bench { command: BenchCommand::Emulator { json } } => bench::emulator(json.as_deref()),
         Command::Bench { command: BenchCommand::Datapath { json, packets } } => {
             bench::datapath(json.as_deref(), packets)

@@ -115,7 +115,13 @@ pub struct LinkEstimator {
     idle: bool,
     /// The kernel's overflow counter of this link, and when it last grew.
     overflow: (u64, Option<Duration>),
+    /// Losses reported until then belong to the link's previous binding.
+    rebound_until: Option<Duration>,
 }
+
+/// Longest time after a re-bind during which reported losses are put down
+/// to packets sent from the old address.
+const REBIND_GRACE_MAX: Duration = Duration::from_secs(1);
 
 impl Default for LinkEstimator {
     fn default() -> Self {
@@ -142,7 +148,21 @@ impl LinkEstimator {
             trains: Window::new(Duration::from_secs(30)),
             idle: true,
             overflow: (0, None),
+            rebound_until: None,
         }
+    }
+
+    /// The link was re-bound (new source address) at `now`. Packets sent
+    /// from the old address and still in flight are lost when the network
+    /// moves the lease; the hub notices the gap only when the first packet
+    /// from the new address arrives, and reports it a feedback interval
+    /// later. Losses reported within one round trip (p95, doubled for the
+    /// feedback's own trip; at most [`REBIND_GRACE_MAX`]) are not the new
+    /// path's. Only losses are excused: silence and delay still count.
+    pub fn on_rebound(&mut self, now: Duration) {
+        let rtt =
+            self.rtt.quantile(0.95).map_or(REBIND_GRACE_MAX, |ms| Duration::from_secs_f64(2.0 * ms / 1e3));
+        self.rebound_until = Some(now + rtt.min(REBIND_GRACE_MAX));
     }
 
     /// A probe came back after `rtt`. Absurd round trips (over 30 s) are
@@ -185,7 +205,8 @@ impl LinkEstimator {
                 // reported with the first packets after a pause in data (a
                 // demoted link coming back) belong to before the pause, when
                 // they were already acted on.
-                let lost = if self.idle { 0.0 } else { (fb.lost - prev.lost) as f64 };
+                let rebound = self.rebound_until.is_some_and(|t| now <= t);
+                let lost = if self.idle || rebound { 0.0 } else { (fb.lost - prev.lost) as f64 };
                 self.idle = packets == 0.0;
                 self.intervals.push(now, packets);
                 self.intervals_lost.push(now, lost);
@@ -436,6 +457,27 @@ mod tests {
         assert_eq!(e.estimate(ms(2150)).loss_recent, 0.0);
         e.on_feedback(ms(2200), fb(4210, 160));
         assert!(e.estimate(ms(2200)).loss_recent > 0.0, "a loss while data flows counts");
+    }
+
+    #[test]
+    fn losses_of_the_old_binding_are_excused_for_one_round_trip_only() {
+        let mut e = LinkEstimator::new();
+        feed(&mut e, 40, None, 0, |_| 30.0);
+        let fb = |rx: u64, lost: u64| Feedback {
+            rx_packets: rx,
+            rx_bytes: rx * 1250,
+            lost,
+            owd_ms: vec![30.0],
+            hub_elapsed: None,
+            late: 0,
+        };
+        e.on_feedback(ms(2000), fb(4000, 0));
+        e.on_rebound(ms(2000));
+        // In flight from the old address, reported after the first new packet.
+        e.on_feedback(ms(2050), fb(4050, 40));
+        assert_eq!(e.estimate(ms(2050)).loss_recent, 0.0);
+        e.on_feedback(ms(2500), fb(4500, 60));
+        assert!(e.estimate(ms(2500)).loss_recent > 0.0, "later losses are the new path's");
     }
 
     #[test]

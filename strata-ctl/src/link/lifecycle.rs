@@ -316,6 +316,16 @@ impl Lifecycle {
             _ => None,
         }
     }
+
+    /// An operating-system hint: the link's interface, carrier or address
+    /// is back. A resting link (cooldown, gone) is probed now instead of
+    /// after its rest; admission still takes the in-band checks.
+    pub fn on_os_return(&mut self, now: Duration, what: &'static str) -> Option<Transition> {
+        match self.state {
+            State::Cooldown | State::Gone => self.go(now, State::Probe, Reason::OsHint(what)),
+            _ => None,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -421,6 +431,12 @@ mod tests {
         run(&mut l, 0, 4000, &good());
         assert_eq!(l.on_os_loss(ms(4000), "carrier down").unwrap().to, State::Degraded);
         assert_eq!(l.share(), 0.0);
+        assert_eq!(l.on_os_return(ms(4010), "carrier up"), None, "degraded: in-band re-admission only");
+        let silent = Estimate { silence: Some(ms(5000)), ..good() };
+        let steps = run(&mut l, 4050, 6000, &silent);
+        assert_eq!(steps.last().map(|s| s.1), Some(State::Cooldown), "{steps:?}");
+        assert_eq!(l.on_os_return(ms(6000), "interface back").unwrap().to, State::Probe);
+        assert_eq!(l.share(), 0.0, "probing is not carrying");
     }
 
     #[test]

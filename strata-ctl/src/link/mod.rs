@@ -6,7 +6,8 @@
 //!   prediction 0.75 s ahead;
 //! * [`lifecycle`] — whether it may carry traffic: init → probe → warm → live
 //!   ⇄ degraded → cooldown → gone, fast demotion, slow re-admission;
-//! * [`scoring`] — weights and send budgets for the kernel.
+//! * [`scoring`] — weights and send budgets for the kernel;
+//! * [`follow`] — how a link follows its interface through OS events.
 //!
 //! Pure code driven by a clock the caller passes in (`Duration` since an
 //! arbitrary start), so it runs the same on simulated time in tests as on
@@ -14,6 +15,7 @@
 //! elsewhere.
 
 pub mod estimator;
+pub mod follow;
 pub mod lifecycle;
 pub mod scoring;
 pub mod window;

@@ -139,6 +139,10 @@ pub struct LinkStats {
     /// link stops: when the edge stopped sending data on a link, which the
     /// smaller probes would hide in packet counts.
     pub uplink_data_bins: Vec<u64>,
+    /// Each time a data-sized uplink frame came from another IPv4 source
+    /// than the one before: (ns since the emulator's time 0, source). When
+    /// the edge began sending from a new address.
+    pub uplink_data_sources: Vec<(u64, std::net::Ipv4Addr)>,
 }
 
 /// Smallest IP length counted as data in [`LinkStats::uplink_data_bins`]
@@ -270,6 +274,7 @@ fn bridge(
     let mut out = Vec::new();
     let mut send_failures = 0;
     let mut data_bins: Vec<u64> = Vec::new();
+    let mut data_sources: Vec<(u64, std::net::Ipv4Addr)> = Vec::new();
     while !stop.load(Ordering::Relaxed) {
         for side in &mut sides {
             side.ensure_open();
@@ -303,6 +308,14 @@ fn bridge(
                                 data_bins.resize(bin + 1, 0);
                             }
                             data_bins[bin] += len as u64;
+                            let ip = VNET_HDR_LEN + ETH_HLEN;
+                            let ipv4 = buf.get(ip - 2..ip) == Some(&[0x08, 0x00][..]);
+                            if let Some(src) = buf.get(ip + 12..ip + 16).filter(|_| ipv4)
+                                && let Ok(src) = <[u8; 4]>::try_from(src).map(std::net::Ipv4Addr::from)
+                                && data_sources.last().is_none_or(|(_, last)| *last != src)
+                            {
+                                data_sources.push((now, src));
+                            }
                         }
                         let _ = dir.offer(now, frame, len);
                     }
@@ -334,6 +347,7 @@ fn bridge(
     }
     if let Ok(mut s) = stats.lock() {
         s.uplink_data_bins = data_bins;
+        s.uplink_data_sources = data_sources;
     }
     Ok(())
 }

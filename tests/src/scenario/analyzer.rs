@@ -95,6 +95,11 @@ pub struct EventReport {
     pub steering_ms: Option<f64>,
     /// Packets the emulator lost to the outage on that link (data and probes).
     pub outage_lost_packets: Option<u64>,
+    /// For an event that moves or cuts a link (address change, USB
+    /// re-attach, carrier or interface down): time from the moment the link
+    /// could carry again (new address, interface or carrier back) until the
+    /// edge sent data on it again, ms. `None` if it never did in the run.
+    pub resume_ms: Option<f64>,
 }
 
 /// Everything the analyzer computes.
@@ -295,12 +300,21 @@ fn event_reports(
                 lost_packets,
                 steering_ms: None,
                 outage_lost_packets: None,
+                resume_ms: None,
             }
         })
         .collect()
 }
 
 /// How long after `from_ns` data kept going out on a link, from its data
+/// Time from `from_ns` until the first data in `bins` (`bin_ns` wide, same
+/// time base) at or after it, ms; `None` if none came.
+pub fn resume_ms(bins: &[u64], bin_ns: u64, from_ns: u64) -> Option<f64> {
+    let first = (from_ns / bin_ns) as usize;
+    let b = (first..bins.len()).find(|&b| bins[b] > 0)?;
+    Some(((b as u64 * bin_ns).max(from_ns) - from_ns) as f64 / 1e6)
+}
+
 /// bins (`bin_ns` wide, same time base): the end of the last non-empty bin
 /// in `[from_ns, until_ns)`, less `from_ns`, ms; 0 if none.
 pub fn steering_ms(bins: &[u64], bin_ns: u64, from_ns: u64, until_ns: u64) -> f64 {

@@ -35,6 +35,7 @@ pub fn to_json(r: &RunResult) -> Value {
     json!({
         "scenario": r.scenario.name,
         "control": r.control.name(),
+        "os_signals": r.os_signals.name(),
         "duration_s": r.scenario.duration_s,
         "delivered_ratio": a.delivered_ratio,
         "owd_ms": a.owd_ms,
@@ -238,9 +239,10 @@ pub fn markdown(r: &RunResult) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "# Scenario `{}` ({} control)\n\n{}\n",
+        "# Scenario `{}` ({} control, os_signals {})\n\n{}\n",
         r.scenario.name,
         r.control.name(),
+        r.os_signals.name(),
         r.scenario.description.trim()
     );
     let _ = writeln!(s, "| metric | value |\n|---|---|");
@@ -280,13 +282,13 @@ pub fn markdown(r: &RunResult) -> String {
     if !a.events.is_empty() {
         let _ = writeln!(
             s,
-            "\n| event | link | at | recovery | lost | data stopped on the link after | lost on the link |\n|---|---|---|---|---|---|---|"
+            "\n| event | link | at | recovery | lost | data stopped on the link after | lost on the link | data on the link again after |\n|---|---|---|---|---|---|---|---|"
         );
         let opt = |v: Option<String>| v.unwrap_or_else(|| "-".into());
         for e in &a.events {
             let _ = writeln!(
                 s,
-                "| {} | {} | {:.1} s | {:.0} ms | {} | {} | {} |",
+                "| {} | {} | {:.1} s | {:.0} ms | {} | {} | {} | {} |",
                 e.kind,
                 e.link,
                 e.at_ms / 1000.0,
@@ -294,6 +296,7 @@ pub fn markdown(r: &RunResult) -> String {
                 e.lost_packets,
                 opt(e.steering_ms.map(|v| format!("{v:.0} ms"))),
                 opt(e.outage_lost_packets.map(|v| v.to_string())),
+                opt(e.resume_ms.map(|v| format!("{v:.0} ms"))),
             );
         }
     }

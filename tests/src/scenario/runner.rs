@@ -21,7 +21,7 @@ use std::{
 use anyhow::{Context as _, bail};
 
 use super::{
-    analyzer::{Analysis, Arrival, EventMark, analyze, steering_ms},
+    analyzer::{Analysis, Arrival, EventMark, analyze, resume_ms, steering_ms},
     generator::{Flow, Planned, plan},
     spec::{EventKind, Scenario},
 };
@@ -32,7 +32,7 @@ use crate::{
         trace::Trace,
     },
     in_netns,
-    strata::{Control, EDGE_TUNNEL_ADDR, HUB_TUNNEL_ADDR, Tunnel},
+    strata::{Control, EDGE_TUNNEL_ADDR, EdgeSetup, HUB_TUNNEL_ADDR, Tunnel},
     traffic::{decode_prefix, encode_prefix, enlarge_receive_buffer, now_ns},
 };
 
@@ -63,6 +63,8 @@ pub struct RunResult {
     pub weights: Vec<u32>,
     /// How the edge decided its weights.
     pub control: Control,
+    /// How much the edge listened to the operating system.
+    pub os_signals: crate::strata::OsSignals,
     /// Flows.
     pub flows: Vec<Flow>,
     /// What was offered.
@@ -90,10 +92,10 @@ pub struct RunResult {
 pub fn run(
     scenario: &Scenario,
     binary: &Path,
-    control: Control,
+    setup: impl Into<EdgeSetup>,
     workdir: &Path,
 ) -> anyhow::Result<RunResult> {
-    run_with(scenario, binary, control, workdir, false)
+    run_with(scenario, binary, setup, workdir, false)
 }
 
 /// Like [`run`]; with `observe`, an operator watches the edge throughout:
@@ -102,10 +104,12 @@ pub fn run(
 pub fn run_with(
     scenario: &Scenario,
     binary: &Path,
-    control: Control,
+    setup: impl Into<EdgeSetup>,
     workdir: &Path,
     observe: bool,
 ) -> anyhow::Result<RunResult> {
+    let setup = setup.into();
+    let control = setup.control;
     let traces = scenario.traces()?;
     let weights = scenario.weights(&traces);
     let aggregate = Scenario::aggregate_mbit_s(&traces);
@@ -120,7 +124,7 @@ pub fn run_with(
     for (i, (up, down)) in scenario.directions(&traces, warmup_ns).into_iter().enumerate() {
         links.push(EmulatedLink::start(&lab.air_ns(i), "edge", "car", up, down, start)?);
     }
-    let tunnel = Tunnel::start_with(&lab, binary, &weights, control, workdir)?;
+    let tunnel = Tunnel::start_with(&lab, binary, &weights, setup, workdir)?;
     let traffic_start_mono = start_mono + warmup_ns;
     // The daemons log wall-clock times; this is traffic start on that clock.
     let traffic_start_wall =
@@ -149,9 +153,11 @@ pub fn run_with(
 
     // Events that are not emulator-level run on their own thread.
     let event_log = Arc::new(Mutex::new(Vec::new()));
+    let applied = Arc::new(Mutex::new(Vec::new()));
     let events = {
         let (scenario, lab_prefix, log) = (scenario.clone(), lab.prefix().to_string(), event_log.clone());
-        std::thread::spawn(move || play_events(&scenario, &lab_prefix, traffic_start_mono, &log))
+        let applied = applied.clone();
+        std::thread::spawn(move || play_events(&scenario, &lab_prefix, traffic_start_mono, &log, &applied))
     };
 
     let observer = observe.then(|| {
@@ -203,6 +209,7 @@ pub fn run_with(
     lab.down()?;
 
     let arrivals = std::mem::take(&mut *arrivals.lock().map_err(|_| anyhow::anyhow!("poisoned"))?);
+    let applied = std::mem::take(&mut *applied.lock().map_err(|_| anyhow::anyhow!("poisoned"))?);
     let marks: Vec<EventMark> = scenario
         .events
         .iter()
@@ -223,6 +230,35 @@ pub fn run_with(
             report.steering_ms = Some(steering_ms(&stats.uplink_data_bins, bin, from, until));
             report.outage_lost_packets = Some(stats.uplink.dropped_blackout);
         }
+        // Links moved or cut: when the edge sent data on them again, from
+        // when the change was made (emulator time base).
+        let index = scenario.events.iter().position(|e| std::ptr::eq(e, event)).unwrap_or(usize::MAX);
+        let when = |first: bool| {
+            applied
+                .iter()
+                .find(|a| a.index == index && a.first == first)
+                .map(|a| a.at_ns.saturating_sub(start_mono))
+        };
+        let stats = link_stats.get(event.kind.link());
+        match (&event.kind, stats) {
+            (EventKind::AddressChange { link }, Some(stats)) => {
+                let new = Lab::changed_link_addr(*link);
+                report.resume_ms = when(true).and_then(|at| {
+                    let (t, _) = stats.uplink_data_sources.iter().find(|(t, src)| *t >= at && *src == new)?;
+                    Some((t - at) as f64 / 1e6)
+                });
+            }
+            (
+                EventKind::UsbReattach { .. }
+                | EventKind::CarrierDown { .. }
+                | EventKind::InterfaceDown { .. },
+                Some(stats),
+            ) => {
+                report.resume_ms = when(false)
+                    .and_then(|back| resume_ms(&stats.uplink_data_bins, DATA_BIN.as_nanos() as u64, back));
+            }
+            _ => {}
+        }
     }
     let event_log = std::mem::take(&mut *event_log.lock().map_err(|_| anyhow::anyhow!("poisoned"))?);
     Ok(RunResult {
@@ -230,6 +266,7 @@ pub fn run_with(
         traces,
         weights,
         control,
+        os_signals: setup.os_signals,
         flows,
         planned,
         arrivals,
@@ -480,24 +517,41 @@ fn ip(args: &[&str]) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// An event action that took effect: `first` half or the end of event
+/// `index`, at `at_ns` (monotonic clock).
+#[derive(Clone, Copy, Debug)]
+struct Applied {
+    index: usize,
+    first: bool,
+    at_ns: u64,
+}
+
 /// Applies the events that act on the operating system (the emulator plays
 /// blackouts and collapses itself) at their times.
-fn play_events(scenario: &Scenario, prefix: &str, t0: u64, log: &Mutex<Vec<String>>) -> anyhow::Result<()> {
+fn play_events(
+    scenario: &Scenario,
+    prefix: &str,
+    t0: u64,
+    log: &Mutex<Vec<String>>,
+    applied: &Mutex<Vec<Applied>>,
+) -> anyhow::Result<()> {
     let edge = format!("{prefix}-edge");
     // (time, action) pairs, including the "up again" half of timed events.
-    let mut actions: Vec<(f64, EventKind, bool)> = Vec::new();
-    for e in &scenario.events {
+    let mut actions: Vec<(f64, usize, EventKind, bool)> = Vec::new();
+    for (index, e) in scenario.events.iter().enumerate() {
         match e.kind {
             EventKind::Blackout { .. } | EventKind::Collapse { .. } | EventKind::DelaySpikes { .. } => {}
-            EventKind::InterfaceDown { duration_s, .. } | EventKind::UsbReattach { duration_s, .. } => {
-                actions.push((e.at_s, e.kind.clone(), true));
-                actions.push((e.at_s + duration_s, e.kind.clone(), false));
+            EventKind::InterfaceDown { duration_s, .. }
+            | EventKind::CarrierDown { duration_s, .. }
+            | EventKind::UsbReattach { duration_s, .. } => {
+                actions.push((e.at_s, index, e.kind.clone(), true));
+                actions.push((e.at_s + duration_s, index, e.kind.clone(), false));
             }
-            _ => actions.push((e.at_s, e.kind.clone(), true)),
+            _ => actions.push((e.at_s, index, e.kind.clone(), true)),
         }
     }
     actions.sort_by(|a, b| a.0.total_cmp(&b.0));
-    for (at_s, kind, first) in actions {
+    for (at_s, index, kind, first) in actions {
         let due = t0 + (at_s * 1e9) as u64;
         let now = now_ns();
         if due > now {
@@ -505,6 +559,9 @@ fn play_events(scenario: &Scenario, prefix: &str, t0: u64, log: &Mutex<Vec<Strin
         }
         let link = kind.link();
         let ifname = Lab::link_ifname(link);
+        // When the change happened: as the command that makes it starts
+        // (its process start-up counts against the system under test).
+        let mut effective = now_ns();
         let result = match (&kind, first) {
             (EventKind::InterfaceDown { .. }, true) => {
                 ip(&["-n", &edge, "link", "set", "dev", &ifname, "down"])
@@ -515,10 +572,18 @@ fn play_events(scenario: &Scenario, prefix: &str, t0: u64, log: &Mutex<Vec<Strin
             (EventKind::Mtu { mtu, .. }, _) => {
                 ip(&["-n", &edge, "link", "set", "dev", &ifname, "mtu", &mtu.to_string()])
             }
+            (EventKind::CarrierDown { .. }, first) => Lab::set_carrier(prefix, link, !first),
             (EventKind::AddressChange { .. }, _) => {
+                // The network moves the lease first (the old address stops
+                // working there), then the edge hears of its new address.
+                let new_addr = Lab::changed_link_addr(link);
                 let old = format!("{}/24", Lab::link_addr(link));
-                let new = format!("{}/24", std::net::Ipv4Addr::new(100, 64, link as u8 + 1, 3));
-                ip(&["-n", &edge, "addr", "add", &new, "dev", &ifname])
+                let new = format!("{new_addr}/24");
+                Lab::lease(prefix, link, new_addr)
+                    .and_then(|()| {
+                        effective = now_ns();
+                        ip(&["-n", &edge, "addr", "add", &new, "dev", &ifname])
+                    })
                     .and_then(|()| ip(&["-n", &edge, "addr", "del", &old, "dev", &ifname]))
             }
             (EventKind::NatRebind { .. }, _) => {
@@ -536,6 +601,13 @@ fn play_events(scenario: &Scenario, prefix: &str, t0: u64, log: &Mutex<Vec<Strin
             }
             _ => Ok(()),
         };
+        if result.is_ok() {
+            applied.lock().map_err(|_| anyhow::anyhow!("poisoned"))?.push(Applied {
+                index,
+                first,
+                at_ns: effective,
+            });
+        }
         let line = format!(
             "{at_s:.3} s {} link {link}{}: {}",
             kind.name(),

@@ -256,6 +256,14 @@ pub enum EventKind {
         /// Seconds.
         duration_s: f64,
     },
+    /// The edge's interface of `link` loses its carrier (the far side goes
+    /// down, as a modem losing its bearer), and gets it back after `duration_s`.
+    CarrierDown {
+        /// Link id.
+        link: usize,
+        /// Seconds.
+        duration_s: f64,
+    },
     /// The edge's address on `link` changes (as after a new DHCP lease).
     AddressChange {
         /// Link id.
@@ -305,6 +313,7 @@ impl EventKind {
             Self::Blackout { .. } => "blackout",
             Self::Collapse { .. } => "collapse",
             Self::InterfaceDown { .. } => "interface-down",
+            Self::CarrierDown { .. } => "carrier-down",
             Self::AddressChange { .. } => "address-change",
             Self::NatRebind { .. } => "nat-rebind",
             Self::UsbReattach { .. } => "usb-reattach",
@@ -319,6 +328,7 @@ impl EventKind {
             Self::Blackout { link, .. }
             | Self::Collapse { link, .. }
             | Self::InterfaceDown { link, .. }
+            | Self::CarrierDown { link, .. }
             | Self::AddressChange { link }
             | Self::NatRebind { link }
             | Self::UsbReattach { link, .. }

@@ -1,0 +1,14 @@
+//! OS advisors: what Linux can tell about the links — hints only, never
+//! truth (brief, principle 1).
+//!
+//! The in-band channel decides whether a link is alive and usable. The
+//! operating system knows some things sooner (a carrier lost, an address
+//! changed, a modem gone from the USB bus) and some things the channel
+//! cannot see at all (what the device is, its radio). Each advisor here is
+//! optional and independent: the `os_signals` tier chooses which run, and a
+//! facility that is missing is reported once (log, status, metrics) while
+//! the others and the data path carry on.
+//!
+//! * [`netlink`] — rtnetlink events: interfaces, carrier, addresses, routes.
+
+pub mod netlink;

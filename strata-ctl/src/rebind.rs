@@ -1,0 +1,386 @@
+//! The edge's links following their interfaces: the I/O half of
+//! [`crate::link::follow`].
+//!
+//! Each link starts bound to the interface, address and next hop resolved
+//! at start-up. What moves them is noticed two ways:
+//!
+//! * **netlink events** (tier `netlink` and above, [`crate::os::netlink`]):
+//!   the kernel says at once that an address was added, an interface
+//!   removed or its carrier lost;
+//! * **in-band silence** (every tier, also `none`): the controller says a
+//!   link has gone quiet past its hold bound, and its interface is looked up
+//!   again — by index, then by its configured name, then by identity — at
+//!   most every [`RECHECK_EVERY`]. This is a question asked because probes
+//!   went unanswered, not a subscription.
+//!
+//! Both produce the same [`Reaction`]s, carried out here: the kernel's link
+//! entry (ifindex, source address, next hop, MTU, framing), the ingress
+//! program on a new interface, the link's policy routing and its probe
+//! socket. The controller only hears hints: a loss demotes, a return lets a
+//! resting link be probed early.
+
+use std::{
+    net::SocketAddrV4,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use tokio::{net::UdpSocket, sync::watch};
+use tracing::{info, warn};
+
+use crate::{
+    config::Config,
+    daemon::ResolvedLink,
+    datapath::{Datapath, Program},
+    link::follow::{Binding, Reaction, choose_address},
+    net::{Interface, LinkRouting, Net},
+    os::netlink::NetEvent,
+    probe,
+};
+
+/// How often a silent link's interface is looked up again, at most.
+pub const RECHECK_EVERY: Duration = Duration::from_millis(200);
+
+/// Routing tables of the links' own addresses: 1000 + link id.
+pub const LINK_TABLE_BASE: u32 = 1000;
+
+/// What the controller should hear about a link.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Hint {
+    /// Demote now.
+    Lost(&'static str),
+    /// Probe now if resting.
+    Returned(&'static str),
+    /// Re-bound to a new address: losses of the old one are not the link's.
+    Rebound,
+}
+
+/// The adaptive controller's per-link channel: its routing and probe socket.
+#[derive(Debug)]
+pub struct ProbePath {
+    /// Policy routing of the link's address (absent while it failed).
+    pub routing: Option<LinkRouting>,
+    /// Hands the prober a socket bound to the link's current address.
+    pub socket: watch::Sender<Arc<UdpSocket>>,
+}
+
+/// One link's following state.
+#[derive(Debug)]
+struct Followed {
+    id: u8,
+    /// The name in the configuration.
+    configured: String,
+    /// A stable hardware address, captured while the interface was known:
+    /// how a renamed interface is recognised.
+    identity: Option<[u8; 6]>,
+    address_pinned: bool,
+    gateway_pinned: bool,
+    missing: bool,
+    complete: bool,
+    last_check: Option<Instant>,
+    rebinds: u64,
+}
+
+/// Every edge link's following state.
+#[derive(Debug)]
+pub struct Follower {
+    links: Vec<Followed>,
+}
+
+/// A link's re-binding so far, for status and metrics.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct BindingView {
+    /// Link id.
+    pub id: u8,
+    /// The interface it is bound to now.
+    pub device: String,
+    /// Its ifindex (0 while missing).
+    pub index: u32,
+    /// Outer source address.
+    pub address: String,
+    /// The interface is gone.
+    pub missing: bool,
+    /// Times re-bound.
+    pub rebinds: u64,
+}
+
+impl Follower {
+    /// Follows `links` as configured in `config`.
+    pub fn new(config: &Config, links: &[ResolvedLink]) -> Self {
+        let links = links
+            .iter()
+            .map(|l| {
+                let section = config.links.iter().find(|s| s.id == l.id);
+                Followed {
+                    id: l.id,
+                    configured: l.interface.name.clone(),
+                    identity: stable_mac(&l.interface),
+                    address_pinned: section.is_some_and(|s| s.address.is_some()),
+                    gateway_pinned: section.is_some_and(|s| s.gateway.is_some()),
+                    missing: false,
+                    complete: true,
+                    last_check: None,
+                    rebinds: 0,
+                }
+            })
+            .collect();
+        Self { links }
+    }
+
+    fn binding(&self, i: usize, link: &ResolvedLink) -> Binding {
+        let f = &self.links[i];
+        Binding {
+            index: (!f.missing).then_some(link.interface.index),
+            address: link.address,
+            address_pinned: f.address_pinned,
+            gateway: link.gateway,
+            gateway_pinned: f.gateway_pinned,
+            complete: f.complete,
+        }
+    }
+
+    /// The reactions of every link to a netlink event, as (link position,
+    /// reaction).
+    pub fn on_event(&self, event: &NetEvent, links: &[ResolvedLink]) -> Vec<(usize, Reaction)> {
+        let mut out = Vec::new();
+        for (i, link) in links.iter().enumerate() {
+            let f = &self.links[i];
+            let same = |candidate: &Interface| is_same_link(f, candidate);
+            out.extend(
+                crate::link::follow::react(&self.binding(i, link), event, same).into_iter().map(|r| (i, r)),
+            );
+        }
+        out
+    }
+
+    /// In-band trigger: link `i` went silent. Looks its interface up again
+    /// (at most every [`RECHECK_EVERY`]) and returns what changed.
+    pub async fn recheck(&mut self, net: &Net, i: usize, links: &[ResolvedLink]) -> Vec<Reaction> {
+        let f = &mut self.links[i];
+        if f.last_check.is_some_and(|t| t.elapsed() < RECHECK_EVERY) {
+            return Vec::new();
+        }
+        f.last_check = Some(Instant::now());
+        let link = &links[i];
+        if !f.missing {
+            match net.interface_by_index(link.interface.index).await {
+                Ok(Some(now)) => {
+                    let addresses = net.ipv4_addresses(now.index).await.unwrap_or_default();
+                    let mut out = Vec::new();
+                    if !now.up || !now.carrier {
+                        out.push(Reaction::Demote(if now.up { "carrier down" } else { "interface down" }));
+                    }
+                    if !f.address_pinned && (!addresses.contains(&link.address) || !f.complete) {
+                        out.push(Reaction::Readdress { prefer: None });
+                    }
+                    return out;
+                }
+                Ok(None) => return vec![Reaction::Demote("interface removed"), Reaction::Missing],
+                Err(e) => {
+                    warn!(link = f.id, "looking up the link's interface: {e}");
+                    return Vec::new();
+                }
+            }
+        }
+        // Missing: is it back, under its name or another?
+        let candidates = net.interfaces().await.unwrap_or_default();
+        let taken: Vec<u32> = links.iter().map(|l| l.interface.index).collect();
+        candidates
+            .into_iter()
+            .filter(|c| c.up && c.carrier && !taken.contains(&c.index))
+            .find(|c| is_same_link(f, c))
+            .map(Reaction::Adopt)
+            .into_iter()
+            .collect()
+    }
+
+    /// Carries out one reaction for link `i`; returns the controller's hint.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn carry_out(
+        &mut self,
+        reaction: Reaction,
+        i: usize,
+        links: &mut [ResolvedLink],
+        dp: &mut Datapath,
+        net: &Net,
+        config: &Config,
+        path: Option<&mut ProbePath>,
+    ) -> Option<Hint> {
+        let f = &mut self.links[i];
+        let link = &mut links[i];
+        match reaction {
+            Reaction::Demote(what) => Some(Hint::Lost(what)),
+            Reaction::Missing => {
+                f.missing = true;
+                f.complete = false;
+                info!(link = f.id, interface = %link.interface.name, "link interface gone; waiting for it to return");
+                None
+            }
+            Reaction::Returned => Some(Hint::Returned("carrier up")),
+            Reaction::Adopt(interface) => {
+                let mut new = link.clone();
+                new.interface = interface;
+                let addresses = net.ipv4_addresses(new.interface.index).await.unwrap_or_default();
+                if !f.address_pinned
+                    && let Some(a) = choose_address(&addresses, None, link.address)
+                {
+                    new.address = a;
+                }
+                f.missing = false;
+                f.complete = addresses.contains(&new.address) || f.address_pinned;
+                if let Some(mac) = stable_mac(&new.interface) {
+                    f.identity.get_or_insert(mac);
+                }
+                rebind(f, link, new, dp, net, config, path, "interface returned").await;
+                Some(Hint::Returned("interface returned"))
+            }
+            Reaction::Readdress { prefer } => {
+                let addresses = match net.ipv4_addresses(link.interface.index).await {
+                    Ok(a) => a,
+                    Err(e) => {
+                        warn!(link = f.id, "reading the link's addresses: {e}");
+                        return None;
+                    }
+                };
+                match choose_address(&addresses, prefer, link.address) {
+                    Some(a) if a != link.address || !f.complete => {
+                        let mut new = link.clone();
+                        new.address = a;
+                        f.complete = true;
+                        rebind(f, link, new, dp, net, config, path, "address changed").await;
+                        Some(Hint::Rebound)
+                    }
+                    Some(_) => None,
+                    None => {
+                        f.complete = false;
+                        Some(Hint::Lost("no address"))
+                    }
+                }
+            }
+            Reaction::Regateway => match net.default_gateway(link.interface.index).await {
+                Ok(Some(g)) if Some(g) != link.gateway => {
+                    let mut new = link.clone();
+                    new.gateway = Some(g);
+                    rebind(f, link, new, dp, net, config, path, "next hop changed").await;
+                    None
+                }
+                _ => None,
+            },
+        }
+    }
+
+    /// Each link's binding, for status and metrics.
+    pub fn view(&self, links: &[ResolvedLink]) -> Vec<BindingView> {
+        self.links
+            .iter()
+            .zip(links)
+            .map(|(f, l)| BindingView {
+                id: f.id,
+                device: l.interface.name.clone(),
+                index: if f.missing { 0 } else { l.interface.index },
+                address: l.address.to_string(),
+                missing: f.missing,
+                rebinds: f.rebinds,
+            })
+            .collect()
+    }
+
+    /// The configured interface name of link `id`: its stable label.
+    pub fn configured(&self, id: u8) -> Option<&str> {
+        self.links.iter().find(|f| f.id == id).map(|f| f.configured.as_str())
+    }
+}
+
+/// Whether `candidate` is the link `f` (asked while its interface is
+/// missing): the configured name, or the same stable hardware address.
+fn is_same_link(f: &Followed, candidate: &Interface) -> bool {
+    candidate.name == f.configured || f.identity.is_some_and(|id| stable_mac(candidate) == Some(id))
+}
+
+/// The interface's hardware address if it identifies the device across
+/// re-enumeration: set by the firmware (`addr_assign_type` 0, permanent)
+/// or explicitly (3), not drawn at random at creation (1), which would
+/// match nothing next time.
+fn stable_mac(interface: &Interface) -> Option<[u8; 6]> {
+    let kind = std::fs::read_to_string(format!("/sys/class/net/{}/addr_assign_type", interface.name)).ok()?;
+    matches!(kind.trim(), "0" | "3").then_some(interface.mac?)
+}
+
+/// Moves link `link` to `new`: the kernel's entry, the ingress program, the
+/// probe path. Each step that fails is logged and leaves the binding
+/// incomplete, so the next sign of life retries it.
+#[allow(clippy::too_many_arguments)]
+async fn rebind(
+    f: &mut Followed,
+    link: &mut ResolvedLink,
+    new: ResolvedLink,
+    dp: &mut Datapath,
+    net: &Net,
+    config: &Config,
+    path: Option<&mut ProbePath>,
+    why: &'static str,
+) {
+    let id = f.id;
+    if new.interface.index != link.interface.index {
+        if let Err(e) = dp.set_interface(new.interface.index, new.interface.l2_len) {
+            warn!(link = id, "registering {}: {e}", new.interface.name);
+            f.complete = false;
+        }
+        if let Err(e) = dp.attach(Program::LinkIngress, &new.interface.name) {
+            warn!(link = id, "attaching the ingress program to {}: {e}", new.interface.name);
+            f.complete = false;
+        }
+    }
+    if let Some(g) = new.gateway
+        && (new.interface.index != link.interface.index || new.gateway != link.gateway)
+        && let Err(e) = net.keep_neighbour_resolved(new.interface.index, g).await
+    {
+        warn!(link = id, "{e}");
+    }
+    // The static weight; adaptive control rewrites the entry every tick.
+    let weight = config.links.iter().find(|l| l.id == id).map_or(0, |l| l.weight);
+    let tx = crate::daemon::link_tx(weight, &new.interface, new.address, new.gateway, config.port);
+    if let Err(e) = dp.set_link(id, tx) {
+        warn!(link = id, "updating the kernel's entry: {e}");
+        f.complete = false;
+    }
+    if let Some(path) = path {
+        if let Some(old) = path.routing.take()
+            && let Err(e) = net.remove_link_routing(old).await
+        {
+            tracing::debug!(link = id, "{e}");
+        }
+        let table = LINK_TABLE_BASE + u32::from(id);
+        match net.add_link_routing(new.interface.index, new.address, new.gateway, table).await {
+            Ok(r) => path.routing = Some(r),
+            Err(e) => {
+                // An interface not up yet refuses routes through it: retried
+                // when it comes up.
+                tracing::debug!(link = id, "routing not in place yet: {e}");
+                f.complete = false;
+            }
+        }
+        match probe::bind_shared(SocketAddrV4::new(new.address, config.port)) {
+            Ok(sock) => {
+                let _ = path.socket.send(Arc::new(sock));
+            }
+            Err(e) => {
+                warn!(link = id, "binding the probe socket on {}: {e}", new.address);
+                f.complete = false;
+            }
+        }
+    }
+    f.rebinds += 1;
+    info!(
+        link = id,
+        from_interface = %link.interface.name,
+        interface = %new.interface.name,
+        from_address = %link.address,
+        address = %new.address,
+        gateway = ?new.gateway,
+        complete = f.complete,
+        why,
+        "link re-bound"
+    );
+    *link = new;
+}
