@@ -6,7 +6,9 @@
 //!   prediction 0.75 s ahead;
 //! * [`lifecycle`] — whether it may carry traffic: init → probe → warm → live
 //!   ⇄ degraded → cooldown → gone, fast demotion, slow re-admission;
-//! * [`scoring`] — weights and send budgets for the kernel.
+//! * [`scoring`] — weights and send budgets for the kernel;
+//! * [`kind`] — what the link is (cellular, Wi-Fi, wired, virtual), from
+//!   sysfs facts and in-band behaviour, with a confidence.
 //!
 //! Pure code driven by a clock the caller passes in (`Duration` since an
 //! arbitrary start), so it runs the same on simulated time in tests as on
@@ -14,6 +16,7 @@
 //! elsewhere.
 
 pub mod estimator;
+pub mod kind;
 pub mod lifecycle;
 pub mod scoring;
 pub mod window;
