@@ -7,7 +7,9 @@
 //! * [`lifecycle`] — whether it may carry traffic: init → probe → warm → live
 //!   ⇄ degraded → cooldown → gone, fast demotion, slow re-admission;
 //! * [`scoring`] — weights and send budgets for the kernel;
-//! * [`follow`] — how a link follows its interface through OS events.
+//! * [`follow`] — how a link follows its interface through OS events;
+//! * [`kind`] — what the link is (cellular, Wi-Fi, wired, virtual), from
+//!   sysfs facts and in-band behaviour, with a confidence.
 //!
 //! Pure code driven by a clock the caller passes in (`Duration` since an
 //! arbitrary start), so it runs the same on simulated time in tests as on
@@ -16,6 +18,7 @@
 
 pub mod estimator;
 pub mod follow;
+pub mod kind;
 pub mod lifecycle;
 pub mod scoring;
 pub mod window;

@@ -9,6 +9,15 @@
 //! facility that is missing is reported once (log, status, metrics) while
 //! the others and the data path carry on.
 //!
-//! * [`netlink`] — rtnetlink events: interfaces, carrier, addresses, routes.
+//! * [`netlink`] — rtnetlink events: interfaces, carrier, addresses, routes;
+//! * [`sysfs`] — the facts of one interface (bus, driver, framing, MTU, USB
+//!   identity) read from a sysfs tree;
+//! * [`identity`] — a stable identity for a link built from those facts, so
+//!   a modem that re-enumerates keeps its history and labels;
+//! * [`uevent`] — kernel uevents (device add/remove/change) from a netlink
+//!   socket, with no udevd needed.
 
+pub mod identity;
 pub mod netlink;
+pub mod sysfs;
+pub mod uevent;
