@@ -36,6 +36,7 @@ use crate::{
     metrics::{self, Exposition},
     net::{Interface, Net},
     os::netlink::{self as os_netlink, NetEvent},
+    os::sysfs::SysfsMount,
     probe::{self, Evidence, TrainShape},
     rebind::{Follower, Hint, LINK_TABLE_BASE, ProbePath},
     sampling,
@@ -245,10 +246,12 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         }
     };
     let advisors = start_advisors(&config, &side, &exposition);
+    let sysfs = namespace_sysfs(&config);
     if let Ok(control) = &control {
         let mut os = Os { net: &net, advisors, follower: None };
         if let Side::Edge { links, .. } = &side {
-            os.follower = Some(Follower::new(&config, links));
+            let root = sysfs.as_ref().map(|(root, _)| root.as_path());
+            os.follower = Some(Follower::new(&config, links, root));
         }
         serve(&mut dp, control, &config, &mut side, &mut adaptive, Some(&exposition), sigterm, os).await;
         info!("shutting down");
@@ -267,6 +270,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let unpinned = dp.unpin().context("removing pinned maps");
     forget_neighbours(&net, &next_hops).await;
     drop(tun);
+    if let Some((root, Some(mount))) = sysfs {
+        drop(mount);
+        let _ = std::fs::remove_dir(root);
+    }
     control?;
     unpinned?;
     drop(instance);
@@ -784,6 +791,30 @@ async fn serve(
                 Ok((n, from, rx_ns)) => answer_control(control, &buf[..n], from, config.session, rx_ns).await,
                 Err(e) => warn!("control socket: {e}"),
             },
+        }
+    }
+}
+
+/// A sysfs whose `class/net` shows this process's network namespace, and
+/// the mount made for it if `/sys` does not: sysfs shows the namespace of
+/// whoever mounted it, so a daemon started with `nsenter --net` (the lab)
+/// sees another namespace's interfaces in `/sys`. `None` (logged): links
+/// are recognised by name only.
+fn namespace_sysfs(config: &Config) -> Option<(std::path::PathBuf, Option<SysfsMount>)> {
+    let ours = |root: &std::path::Path| root.join("class/net").join(&config.tunnel.name).exists();
+    if ours(std::path::Path::new("/sys")) {
+        return Some(("/sys".into(), None));
+    }
+    let at = status::socket_path(config.name()).with_extension("sysfs");
+    match SysfsMount::mount(&at) {
+        Ok(mount) if ours(mount.root()) => Some((mount.root().to_path_buf(), Some(mount))),
+        Ok(_) => {
+            warn!("no sysfs of this network namespace: links are recognised by interface name only");
+            None
+        }
+        Err(e) => {
+            warn!("no sysfs of this network namespace ({e}): links are recognised by interface name only");
+            None
         }
     }
 }

@@ -243,19 +243,8 @@ impl Datapath {
     /// Starts host-side sampling: the tracepoint offsets, the watched
     /// interfaces (name → link id), then the three tracepoint programs.
     pub fn start_sampling(&mut self, cfg: SampleConfig, watch: &[(String, u8)]) -> Result<(), DatapathError> {
-        {
-            let map = self.ebpf.map_mut(map_names::WATCH).ok_or_else(|| DatapathError::Map {
-                what: "map STRATA_WATCH".into(),
-                source: aya::maps::MapError::InvalidName { name: map_names::WATCH.into() },
-            })?;
-            let mut w: HashMap<&mut MapData, [u8; IFNAME_LEN], u32> =
-                HashMap::try_from(map).map_err(map_err("map STRATA_WATCH"))?;
-            for (name, id) in watch {
-                let mut key = [0u8; IFNAME_LEN];
-                let n = name.len().min(IFNAME_LEN - 1);
-                key[..n].copy_from_slice(&name.as_bytes()[..n]);
-                w.insert(key, u32::from(*id), 0).map_err(map_err("writing STRATA_WATCH"))?;
-            }
+        for (name, id) in watch {
+            self.watch_interface(name, *id)?;
         }
         self.array::<SampleConfig>(map_names::SAMPLE_CFG)?
             .set(0, SampleConfig { ready: 1, ..cfg }, 0)
@@ -275,6 +264,22 @@ impl Datapath {
                 .map_err(prog_err(format!("attaching {program} to {category}:{name}")))?;
         }
         Ok(())
+    }
+
+    /// Host-side sampling attributes packets queued on interface `name` to
+    /// link `id` (also when a link moves to a new interface; the old
+    /// name's entry stays, harmless, as a renamed modem may come back).
+    pub fn watch_interface(&mut self, name: &str, id: u8) -> Result<(), DatapathError> {
+        let map = self.ebpf.map_mut(map_names::WATCH).ok_or_else(|| DatapathError::Map {
+            what: "map STRATA_WATCH".into(),
+            source: aya::maps::MapError::InvalidName { name: map_names::WATCH.into() },
+        })?;
+        let mut w: HashMap<&mut MapData, [u8; IFNAME_LEN], u32> =
+            HashMap::try_from(map).map_err(map_err("map STRATA_WATCH"))?;
+        let mut key = [0u8; IFNAME_LEN];
+        let n = name.len().min(IFNAME_LEN - 1);
+        key[..n].copy_from_slice(&name.as_bytes()[..n]);
+        w.insert(key, u32::from(id), 0).map_err(map_err("writing STRATA_WATCH"))
     }
 
     /// The loaded program, for test runs and benchmarks.

@@ -21,6 +21,7 @@
 
 use std::{
     net::SocketAddrV4,
+    path::Path,
     sync::Arc,
     time::{Duration, Instant},
 };
@@ -34,7 +35,11 @@ use crate::{
     datapath::{Datapath, Program},
     link::follow::{Binding, Reaction, choose_address},
     net::{Interface, LinkRouting, Net},
-    os::netlink::NetEvent,
+    os::{
+        identity::{LinkIdentity, Match},
+        netlink::NetEvent,
+        sysfs::LinkFacts,
+    },
     probe,
 };
 
@@ -70,9 +75,10 @@ struct Followed {
     id: u8,
     /// The name in the configuration.
     configured: String,
-    /// A stable hardware address, captured while the interface was known:
-    /// how a renamed interface is recognised.
-    identity: Option<[u8; 6]>,
+    /// What identifies the device (USB port, ids and serial; a stable
+    /// MAC), captured while the interface was known: how a renamed
+    /// interface is recognised.
+    identity: Option<LinkIdentity>,
     address_pinned: bool,
     gateway_pinned: bool,
     missing: bool,
@@ -85,6 +91,9 @@ struct Followed {
 #[derive(Debug)]
 pub struct Follower {
     links: Vec<Followed>,
+    /// A sysfs showing this network namespace's interfaces (`None`: none
+    /// could be had, and links are recognised by name only).
+    sysfs: Option<std::path::PathBuf>,
 }
 
 /// A link's re-binding so far, for status and metrics.
@@ -105,16 +114,21 @@ pub struct BindingView {
 }
 
 impl Follower {
-    /// Follows `links` as configured in `config`.
-    pub fn new(config: &Config, links: &[ResolvedLink]) -> Self {
+    /// Follows `links` as configured in `config`; device identities are
+    /// read from the sysfs at `sysfs`.
+    pub fn new(config: &Config, links: &[ResolvedLink], sysfs: Option<&Path>) -> Self {
         let links = links
             .iter()
             .map(|l| {
                 let section = config.links.iter().find(|s| s.id == l.id);
+                let identity = sysfs.and_then(|root| identity_of(root, &l.interface.name));
+                if let Some(id) = &identity {
+                    info!(link = l.id, interface = %l.interface.name, identity = %id.key(), "link identity");
+                }
                 Followed {
                     id: l.id,
                     configured: l.interface.name.clone(),
-                    identity: stable_mac(&l.interface),
+                    identity,
                     address_pinned: section.is_some_and(|s| s.address.is_some()),
                     gateway_pinned: section.is_some_and(|s| s.gateway.is_some()),
                     missing: false,
@@ -124,7 +138,7 @@ impl Follower {
                 }
             })
             .collect();
-        Self { links }
+        Self { links, sysfs: sysfs.map(Path::to_path_buf) }
     }
 
     fn binding(&self, i: usize, link: &ResolvedLink) -> Binding {
@@ -145,7 +159,7 @@ impl Follower {
         let mut out = Vec::new();
         for (i, link) in links.iter().enumerate() {
             let f = &self.links[i];
-            let same = |candidate: &Interface| is_same_link(f, candidate);
+            let same = |candidate: &Interface| is_same_link(f, candidate, self.sysfs.as_deref());
             out.extend(
                 crate::link::follow::react(&self.binding(i, link), event, same).into_iter().map(|r| (i, r)),
             );
@@ -164,18 +178,20 @@ impl Follower {
         let link = &links[i];
         if !f.missing {
             match net.interface_by_index(link.interface.index).await {
+                // Only what re-binding needs is asked: the in-band
+                // lifecycle has already acted on the silence itself, so
+                // carrier and admin state are left to it (and to the
+                // netlink advisor, at the tiers that run one).
                 Ok(Some(now)) => {
                     let addresses = net.ipv4_addresses(now.index).await.unwrap_or_default();
-                    let mut out = Vec::new();
-                    if !now.up || !now.carrier {
-                        out.push(Reaction::Demote(if now.up { "carrier down" } else { "interface down" }));
-                    }
-                    if !f.address_pinned && (!addresses.contains(&link.address) || !f.complete) {
-                        out.push(Reaction::Readdress { prefer: None });
-                    }
-                    return out;
+                    let moved = !addresses.contains(&link.address) || !f.complete;
+                    return if !f.address_pinned && moved {
+                        vec![Reaction::Readdress { prefer: None }]
+                    } else {
+                        Vec::new()
+                    };
                 }
-                Ok(None) => return vec![Reaction::Demote("interface removed"), Reaction::Missing],
+                Ok(None) => return vec![Reaction::Missing],
                 Err(e) => {
                     warn!(link = f.id, "looking up the link's interface: {e}");
                     return Vec::new();
@@ -188,7 +204,7 @@ impl Follower {
         candidates
             .into_iter()
             .filter(|c| c.up && c.carrier && !taken.contains(&c.index))
-            .find(|c| is_same_link(f, c))
+            .find(|c| is_same_link(f, c, self.sysfs.as_deref()))
             .map(Reaction::Adopt)
             .into_iter()
             .collect()
@@ -228,8 +244,9 @@ impl Follower {
                 }
                 f.missing = false;
                 f.complete = addresses.contains(&new.address) || f.address_pinned;
-                if let Some(mac) = stable_mac(&new.interface) {
-                    f.identity.get_or_insert(mac);
+                if f.identity.is_none() {
+                    f.identity =
+                        self.sysfs.as_deref().and_then(|root| identity_of(root, &new.interface.name));
                 }
                 rebind(f, link, new, dp, net, config, path, "interface returned").await;
                 Some(Hint::Returned("interface returned"))
@@ -292,18 +309,26 @@ impl Follower {
 }
 
 /// Whether `candidate` is the link `f` (asked while its interface is
-/// missing): the configured name, or the same stable hardware address.
-fn is_same_link(f: &Followed, candidate: &Interface) -> bool {
-    candidate.name == f.configured || f.identity.is_some_and(|id| stable_mac(candidate) == Some(id))
+/// missing): its configured name, or the same device by identity (USB
+/// port, ids and serial; or a stable MAC).
+fn is_same_link(f: &Followed, candidate: &Interface, sysfs: Option<&Path>) -> bool {
+    if candidate.name == f.configured {
+        return true;
+    }
+    let (Some(known), Some(root)) = (&f.identity, sysfs) else { return false };
+    identity_of(root, &candidate.name)
+        .is_some_and(|c| matches!(known.matches(&c), Match::Strong | Match::Mac))
 }
 
-/// The interface's hardware address if it identifies the device across
-/// re-enumeration: set by the firmware (`addr_assign_type` 0, permanent)
-/// or explicitly (3), not drawn at random at creation (1), which would
-/// match nothing next time.
-fn stable_mac(interface: &Interface) -> Option<[u8; 6]> {
-    let kind = std::fs::read_to_string(format!("/sys/class/net/{}/addr_assign_type", interface.name)).ok()?;
-    matches!(kind.trim(), "0" | "3").then_some(interface.mac?)
+/// The identity of interface `name` from the sysfs at `root`.
+fn identity_of(root: &Path, name: &str) -> Option<LinkIdentity> {
+    match LinkFacts::read(root, name) {
+        Ok(facts) => Some(LinkIdentity::from_facts(&facts)),
+        Err(e) => {
+            tracing::debug!("no identity for {name}: {e}");
+            None
+        }
+    }
 }
 
 /// Moves link `link` to `new`: the kernel's entry, the ingress program, the
@@ -329,6 +354,11 @@ async fn rebind(
         if let Err(e) = dp.attach(Program::LinkIngress, &new.interface.name) {
             warn!(link = id, "attaching the ingress program to {}: {e}", new.interface.name);
             f.complete = false;
+        }
+        if config.kernel_sampling()
+            && let Err(e) = dp.watch_interface(&new.interface.name, id)
+        {
+            tracing::debug!(link = id, "kernel sampling does not follow {}: {e}", new.interface.name);
         }
     }
     if let Some(g) = new.gateway

@@ -317,12 +317,17 @@ impl Lifecycle {
         }
     }
 
-    /// An operating-system hint: the link's interface, carrier or address
-    /// is back. A resting link (cooldown, gone) is probed now instead of
-    /// after its rest; admission still takes the in-band checks.
+    /// An operating-system hint: the link's interface or carrier is back.
+    /// A link out of service (degraded, cooldown, gone) starts over at
+    /// probe now, instead of resting or waiting out the degraded link's
+    /// re-admission: it then passes the in-band checks, warms up at a low
+    /// share and only then carries its full share (principle 3: pre-warm
+    /// before trusting). Never admits a link by itself.
     pub fn on_os_return(&mut self, now: Duration, what: &'static str) -> Option<Transition> {
         match self.state {
-            State::Cooldown | State::Gone => self.go(now, State::Probe, Reason::OsHint(what)),
+            State::Degraded | State::Cooldown | State::Gone => {
+                self.go(now, State::Probe, Reason::OsHint(what))
+            }
             _ => None,
         }
     }
@@ -431,12 +436,16 @@ mod tests {
         run(&mut l, 0, 4000, &good());
         assert_eq!(l.on_os_loss(ms(4000), "carrier down").unwrap().to, State::Degraded);
         assert_eq!(l.share(), 0.0);
-        assert_eq!(l.on_os_return(ms(4010), "carrier up"), None, "degraded: in-band re-admission only");
-        let silent = Estimate { silence: Some(ms(5000)), ..good() };
-        let steps = run(&mut l, 4050, 6000, &silent);
-        assert_eq!(steps.last().map(|s| s.1), Some(State::Cooldown), "{steps:?}");
-        assert_eq!(l.on_os_return(ms(6000), "interface back").unwrap().to, State::Probe);
+        assert_eq!(l.on_os_return(ms(4010), "carrier up").unwrap().to, State::Probe, "starts over");
         assert_eq!(l.share(), 0.0, "probing is not carrying");
+        assert_eq!(l.on_os_return(ms(4020), "carrier up"), None, "already probing");
+        let silent = Estimate { silence: Some(ms(5000)), ..good() };
+        let steps = run(&mut l, 4050, 8000, &silent);
+        assert_eq!(steps.last().map(|s| s.1), Some(State::Cooldown), "{steps:?}");
+        assert_eq!(l.on_os_return(ms(8000), "interface back").unwrap().to, State::Probe);
+        assert_eq!(l.share(), 0.0, "probing is not carrying");
+        let steps = run(&mut l, 8050, 9000, &good());
+        assert_eq!(steps.first().map(|s| s.1), Some(State::Warm), "admitted in band: {steps:?}");
     }
 
     #[test]

@@ -145,9 +145,11 @@ pub struct LinkStats {
     pub uplink_data_sources: Vec<(u64, std::net::Ipv4Addr)>,
 }
 
-/// Smallest IP length counted as data in [`LinkStats::uplink_data_bins`]
-/// (Strata's probes are 92 bytes, video datagrams 1364).
-pub const DATA_FRAME_MIN: usize = 256;
+/// Smallest IP length counted as data in [`LinkStats::uplink_data_bins`]:
+/// the lab's video datagrams cross a link as 1392-byte tunnel packets,
+/// while Strata's probes are 92 bytes and its packet-train probes 1256
+/// (which a link being probed sends without carrying any data).
+pub const DATA_FRAME_MIN: usize = 1300;
 /// Width of a bin of [`LinkStats::uplink_data_bins`].
 pub const DATA_BIN: Duration = Duration::from_millis(10);
 
