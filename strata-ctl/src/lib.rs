@@ -13,6 +13,7 @@ pub mod datapath;
 pub mod link;
 pub mod metrics;
 pub mod net;
+pub mod os;
 pub mod probe;
 pub mod sampling;
 pub mod schedule;
