@@ -20,6 +20,7 @@
 //! namespaces when dropped, so a failing test cleans up too.
 
 pub mod emulator;
+pub mod modem_double;
 pub mod scenario;
 pub mod strata;
 pub mod traffic;

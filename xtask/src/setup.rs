@@ -6,7 +6,9 @@
 //!    sysroot ships `libLLVM.so.<major>…`; a directory whose `lib/libLLVM.so`
 //!    points at it serves as `LLVM_PREFIX`, so no LLVM package is needed and
 //!    the linker's LLVM always matches the compiler's (see [`LlvmPrefix`]).
-//! 3. Debian packages for the lab (iproute2, nftables, nsenter, sysctl).
+//! 3. Debian packages for the lab (iproute2, nftables, nsenter, sysctl,
+//!    conntrack) and for the ModemManager advisor's tests (dbus-daemon,
+//!    ModemManager).
 //! 4. bpffs at /sys/fs/bpf, where the daemon pins its maps.
 
 use std::{
@@ -20,12 +22,16 @@ use crate::cmd::{output, run as run_cmd};
 
 const BPF_LINKER_VERSION: &str = "0.13.0";
 /// Debian packages and a file each provides, to check without dpkg where possible.
-const PACKAGES: [(&str, &str); 5] = [
+const PACKAGES: [(&str, &str); 7] = [
     ("iproute2", "/usr/sbin/ip"),
     ("nftables", "/usr/sbin/nft"),
     ("util-linux", "/usr/bin/nsenter"),
     ("procps", "/usr/sbin/sysctl"),
     ("conntrack", "/usr/sbin/conntrack"),
+    // The ModemManager advisor's tests: a private D-Bus daemon for the
+    // ModemManager double, and the real daemon run on it with no modem.
+    ("dbus-daemon", "/usr/bin/dbus-daemon"),
+    ("modemmanager", "/usr/sbin/ModemManager"),
 ];
 
 /// Runs every step.

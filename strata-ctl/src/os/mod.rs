@@ -15,9 +15,13 @@
 //! * [`identity`] — a stable identity for a link built from those facts, so
 //!   a modem that re-enumerates keeps its history and labels;
 //! * [`uevent`] — kernel uevents (device add/remove/change) from a netlink
-//!   socket, with no udevd needed.
+//!   socket, with no udevd needed;
+//! * [`modem_manager`] — ModemManager over D-Bus: each modem's state,
+//!   access technology, operator, cell and signal, and early warnings
+//!   (handover, signal collapse) drawn from their changes.
 
 pub mod identity;
+pub mod modem_manager;
 pub mod netlink;
 pub mod sysfs;
 pub mod uevent;
