@@ -12,6 +12,7 @@
 //! session = 0x53545241       # 32-bit session id shared by edge and hub, not 0
 //! port = 7400                # UDP port of the tunnel on this host
 //! # os_signals = "enhanced"  # what Linux may tell: none | netlink | enhanced | full (see OsSignals)
+//! # modem_manager_bus = "unix:path=/run/dbus/system_bus_socket"  # default: the system bus
 //!
 //! [tunnel]
 //! name = "strata0"
@@ -160,6 +161,10 @@ pub struct Config {
     /// Which operating-system advisors may speed up transitions.
     #[serde(default)]
     pub os_signals: OsSignals,
+    /// D-Bus address where ModemManager is found (default: the system
+    /// bus), e.g. `"unix:path=/run/dbus/system_bus_socket"`.
+    #[serde(default)]
+    pub modem_manager_bus: Option<String>,
 }
 
 /// `os_signals`: how much the daemon listens to the operating system. The

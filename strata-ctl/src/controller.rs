@@ -65,7 +65,16 @@ struct Controlled {
     last_train: Option<Duration>,
     /// Transitions into each state so far.
     transitions: std::collections::BTreeMap<&'static str, u64>,
+    /// Until then the link's share is halved: its modem warned of a
+    /// handover or a signal collapse.
+    caution_until: Option<Duration>,
 }
+
+/// How long a modem's early warning (handover, signal collapse) halves a
+/// link's share: a handover interrupts an LTE link for tens to a couple of
+/// hundred milliseconds, and the new cell's delay regime shows in probes
+/// within a second.
+pub const CAUTION_FOR: Duration = Duration::from_secs(1);
 
 /// The controller's state.
 #[derive(Debug)]
@@ -96,6 +105,7 @@ impl Controller {
                     last_hub_time_us: None,
                     last_train: None,
                     transitions: std::collections::BTreeMap::new(),
+                    caution_until: None,
                 })
                 .collect(),
             thresholds,
@@ -209,7 +219,7 @@ impl Controller {
             .map(|(l, e)| LinkView {
                 id: l.id,
                 state: l.lifecycle.state(),
-                share: l.lifecycle.share(),
+                share: l.lifecycle.share() * if l.caution_until.is_some_and(|t| now < t) { 0.5 } else { 1.0 },
                 estimate: e,
                 nominal_mbit_s: f64::from(l.weight),
                 heard: e.silence.is_some_and(|s| s <= self.thresholds.silence_hold),
@@ -243,6 +253,38 @@ impl Controller {
             *l.transitions.entry(t.to.name()).or_default() += 1;
             l.last_train = None;
         }
+    }
+
+    /// Link `id`'s modem warned (handover, signal collapse): its share is
+    /// halved for [`CAUTION_FOR`], so less is in flight on it if the
+    /// warning comes true; nothing else changes (the in-band checks decide
+    /// whether it is demoted).
+    pub fn on_caution(&mut self, now: Duration, id: u8, what: &'static str) {
+        if let Some(l) = self.links.iter_mut().find(|l| l.id == id) {
+            info!(link = l.id, what, "early warning: share halved for {CAUTION_FOR:?}");
+            l.caution_until = Some(now + CAUTION_FOR);
+        }
+    }
+
+    /// What in-band measurement knows of each link, for inferring its kind.
+    pub fn behaviours(&self) -> Vec<(u8, crate::link::kind::Behaviour)> {
+        self.links
+            .iter()
+            .zip(&self.estimates)
+            .map(|(l, e)| {
+                (
+                    l.id,
+                    crate::link::kind::Behaviour {
+                        capacity_mbps: e.capacity_mbit_s.or(e.train_mbit_s),
+                        base_rtt_ms: e.rtt_ms.map(|r| r[0]),
+                        jitter_ms: e.jitter_ms,
+                        loss_ratio: Some(e.loss),
+                        loss_burstiness: (e.loss > 0.0).then_some(e.burstiness),
+                        reorder_ratio: Some(e.reordering),
+                    },
+                )
+            })
+            .collect()
     }
 
     /// Link `id` was re-bound to a new address (see

@@ -28,6 +28,7 @@ use tokio::{net::UdpSocket, sync::mpsc};
 use tracing::{debug, info, warn};
 
 use crate::{
+    advisors::{self, Advisors, OsEvent},
     config::{Config, ControlMode, LinkSection, Role},
     controller::Controller,
     datapath::{Datapath, Program},
@@ -35,7 +36,6 @@ use crate::{
     link::scoring::Decision,
     metrics::{self, Exposition},
     net::{Interface, Net},
-    os::netlink::{self as os_netlink, NetEvent},
     os::sysfs::SysfsMount,
     probe::{self, Evidence, TrainShape},
     rebind::{Follower, Hint, LINK_TABLE_BASE, ProbePath},
@@ -245,7 +245,11 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             None
         }
     };
-    let advisors = start_advisors(&config, &side, &exposition);
+    let advisors = advisors::start(&config, matches!(side, Side::Edge { .. }));
+    exposition.publish(|p| {
+        p.os_signals = config.os_signals.name();
+        p.advisors.clone_from(&advisors.states);
+    });
     let sysfs = namespace_sysfs(&config);
     if let Ok(control) = &control {
         let mut os = Os { net: &net, advisors, follower: None };
@@ -696,16 +700,35 @@ async fn serve(
         tokio::select! {
             _ = tokio::signal::ctrl_c() => break,
             _ = sigterm.recv() => break,
-            Some(event) = async { match os.advisors.netlink.as_mut() { Some(rx) => rx.recv().await, None => std::future::pending().await } } => {
-                debug!(?event, "netlink");
-                if let (Some(follower), Side::Edge { links, .. }) = (os.follower.as_mut(), &mut *side) {
-                    let reactions = follower.on_event(&event, links);
-                    follow(follower, reactions, links, dp, os.net, config, adaptive.as_mut(), exposition).await;
-                }
+            Some(event) = os.advisors.events.recv() => {
+                debug!(?event, "OS advisor");
+                let Some(follower) = os.follower.as_mut() else { continue };
+                let Side::Edge { links, .. } = &mut *side else { continue };
+                let (reactions, hints) = match event {
+                    OsEvent::Net(e) => (follower.on_event(&e, links), Vec::new()),
+                    OsEvent::Device(e) => (follower.on_device(&e, os.net, links).await, Vec::new()),
+                    OsEvent::Modem(e) => (Vec::new(), follower.on_modem(e, links)),
+                    OsEvent::State(name, state) => {
+                        if let Some(e) = exposition {
+                            e.publish(|p| match p.advisors.iter_mut().find(|(n, _)| *n == name) {
+                                Some((_, s)) => *s = state,
+                                None => p.advisors.push((name, state)),
+                            });
+                        }
+                        continue;
+                    }
+                };
+                follow(follower, reactions, hints, links, dp, os.net, config, adaptive.as_mut(), exposition).await;
             }
             _ = tick.tick() => {
                 if let Ok(s) = dp.snapshot() {
                     debug!("counters:\n{}", s.table(ids));
+                }
+                // What each link is, as measurement fills in.
+                if let (Some(follower), Side::Edge { links, .. }, Some(e)) = (os.follower.as_ref(), &*side, exposition) {
+                    let behaviour = adaptive.as_ref().map(|a| a.controller.behaviours()).unwrap_or_default();
+                    let view = follower.view(links, &behaviour);
+                    e.publish(|p| p.bindings = view);
                 }
                 if let Some(a) = adaptive.as_mut() {
                     let cpu = cpu_time();
@@ -768,7 +791,8 @@ async fn serve(
                             let reactions: Vec<_> =
                                 follower.recheck(os.net, i, links).await.into_iter().map(|r| (i, r)).collect();
                             if !reactions.is_empty() {
-                                follow(follower, reactions, links, dp, os.net, config, Some(&mut *a), exposition).await;
+                                follow(follower, reactions, Vec::new(), links, dp, os.net, config, Some(&mut *a), exposition)
+                                    .await;
                             }
                         }
                     }
@@ -827,64 +851,13 @@ struct Os<'a> {
     follower: Option<Follower>,
 }
 
-/// The OS advisors that run, by tier.
-#[derive(Default)]
-struct Advisors {
-    /// rtnetlink events (tier `netlink` and above).
-    netlink: Option<mpsc::Receiver<NetEvent>>,
-    tasks: Vec<tokio::task::JoinHandle<()>>,
-}
-
-impl Drop for Advisors {
-    fn drop(&mut self) {
-        for t in &self.tasks {
-            t.abort();
-        }
-    }
-}
-
-/// Starts the advisors the tier asks for; each one missing is reported
-/// once (log, status, metrics) and the rest carry on.
-fn start_advisors(config: &Config, side: &Side, exposition: &Exposition) -> Advisors {
-    let tier = config.os_signals;
-    let mut advisors = Advisors::default();
-    let mut states: Vec<(&'static str, String)> = Vec::new();
-    let edge = matches!(side, Side::Edge { .. });
-    let off = |needs: &str| format!("off (os_signals = {tier}; needs {needs})");
-    if !edge {
-        states.push(("netlink", "off (the hub's links are learned in band)".into()));
-    } else if !tier.netlink() {
-        states.push(("netlink", off("netlink")));
-    } else {
-        let (tx, rx) = mpsc::channel(256);
-        match os_netlink::watch(tx) {
-            Ok(task) => {
-                advisors.netlink = Some(rx);
-                advisors.tasks.push(task);
-                states.push(("netlink", "active".into()));
-            }
-            Err(e) => {
-                warn!("netlink advisor unavailable, links follow in-band evidence only: {e}");
-                states.push(("netlink", format!("unavailable: {e}")));
-            }
-        }
-    }
-    for (name, state) in &states {
-        info!(advisor = name, state = %state, "OS advisor");
-    }
-    exposition.publish(|p| {
-        p.os_signals = tier.name();
-        p.advisors = states;
-    });
-    advisors
-}
-
 /// Carries out reactions to what the OS said (or what a re-check found),
 /// passes the controller its hints, and publishes the new bindings.
 #[allow(clippy::too_many_arguments)]
 async fn follow(
     follower: &mut Follower,
     reactions: Vec<(usize, Reaction)>,
+    mut hints: Vec<(usize, Hint)>,
     links: &mut [ResolvedLink],
     dp: &mut Datapath,
     net: &Net,
@@ -892,23 +865,30 @@ async fn follow(
     mut adaptive: Option<&mut Adaptive>,
     exposition: Option<&Exposition>,
 ) {
-    if reactions.is_empty() {
+    if reactions.is_empty() && hints.is_empty() {
         return;
     }
     for (i, reaction) in reactions {
         let path = adaptive.as_deref_mut().and_then(|a| a.paths.get_mut(i));
-        let hint = follower.carry_out(reaction, i, links, dp, net, config, path).await;
-        if let (Some(hint), Some(a)) = (hint, adaptive.as_deref_mut()) {
-            let now = a.epoch.elapsed();
+        if let Some(hint) = follower.carry_out(reaction, i, links, dp, net, config, path).await {
+            hints.push((i, hint));
+        }
+    }
+    if let Some(a) = adaptive.as_deref_mut() {
+        let now = a.epoch.elapsed();
+        for (i, hint) in hints {
+            let id = links[i].id;
             match hint {
-                Hint::Lost(what) => a.controller.on_os_loss(now, links[i].id, what),
-                Hint::Returned(what) => a.controller.on_os_return(now, links[i].id, what),
-                Hint::Rebound => a.controller.on_rebound(now, links[i].id),
+                Hint::Lost(what) => a.controller.on_os_loss(now, id, what),
+                Hint::Returned(what) => a.controller.on_os_return(now, id, what),
+                Hint::Rebound => a.controller.on_rebound(now, id),
+                Hint::Caution(what) => a.controller.on_caution(now, id, what),
             }
         }
     }
     if let Some(e) = exposition {
-        let view = follower.view(links);
+        let behaviour = adaptive.as_deref().map(|a| a.controller.behaviours()).unwrap_or_default();
+        let view = follower.view(links, &behaviour);
         e.publish(|p| p.bindings = view);
     }
 }

@@ -6,6 +6,7 @@
 //! pure code ([`config`], [`schedule`]); I/O stays in thin modules
 //! ([`datapath`] for aya, [`net`] for rtnetlink, [`tun`] for the device).
 
+pub mod advisors;
 pub mod config;
 pub mod controller;
 pub mod daemon;

@@ -294,7 +294,9 @@ impl Exposition {
                 &l,
             )?;
             for (id, name, index) in &self.interfaces {
-                let Some((_, q)) = qdiscs.iter().find(|(i, _)| i == index) else { continue };
+                // A link that moved to another interface is read there.
+                let index = published.bindings.iter().find(|b| b.id == *id).map_or(*index, |b| b.index);
+                let Some((_, q)) = qdiscs.iter().find(|(i, _)| *i == index) else { continue };
                 let id = id.to_string();
                 let v = [id.as_str(), name.as_str(), q.kind.as_str()];
                 backlog.with_label_values(&v).set(q.backlog_bytes as f64);
@@ -401,6 +403,97 @@ impl Exposition {
                 }
                 if let Some(c) = link.capacity_mbit_s {
                     capacity.with_label_values(&v).set(c * 1e6);
+                }
+            }
+        }
+
+        // What the operating system says (edge).
+        if !published.os_signals.is_empty() {
+            let tier = gauge("strata_os_signals_info", "The os_signals tier configured (1).", &["tier"])?;
+            tier.with_label_values(&[published.os_signals]).set(1.0);
+            let up = gauge(
+                "strata_os_advisor_up",
+                "1 while the OS advisor runs; 0 if off or unavailable (see strata-ctl status for why).",
+                &["advisor"],
+            )?;
+            for (name, state) in &published.advisors {
+                up.with_label_values(&[*name]).set(if state.starts_with("active") { 1.0 } else { 0.0 });
+            }
+        }
+        if !published.bindings.is_empty() {
+            let info = gauge(
+                "strata_link_device_info",
+                "The interface a link is bound to now and what it is (1); `interface` stays the configured name.",
+                &["link", "interface", "device", "identity", "bus", "driver", "kind"],
+            )?;
+            let confidence = gauge(
+                "strata_link_kind_confidence",
+                "Confidence (0..1) in the link's inferred kind.",
+                &["link", "interface", "kind"],
+            )?;
+            let missing = gauge(
+                "strata_link_interface_missing",
+                "1 while the link's interface is gone.",
+                &["link", "interface"],
+            )?;
+            let rebinds = counter(
+                "strata_link_rebinds_total",
+                "Times the link was re-bound (new address, interface or next hop).",
+                &["link", "interface"],
+            )?;
+            let modem = gauge(
+                "strata_link_modem_info",
+                "The link's modem as ModemManager reports it (1).",
+                &["link", "interface", "state", "access", "operator"],
+            )?;
+            let radio = gauge(
+                "strata_link_modem_signal",
+                "The link's modem's radio: quality (ratio), rsrp (dBm), rsrq (dB), sinr (dB), where reported.",
+                &["link", "interface", "measure"],
+            )?;
+            for b in &published.bindings {
+                let (id, ifname) = (b.id.to_string(), interface(b.id));
+                let fact = |k: &str| b.facts.iter().find(|(n, _)| *n == k).map_or("", |(_, v)| v.as_str());
+                let identity = b.identity.clone().unwrap_or_default();
+                info.with_label_values(&[
+                    id.as_str(),
+                    ifname.as_str(),
+                    b.device.as_str(),
+                    identity.as_str(),
+                    fact("bus"),
+                    fact("driver"),
+                    b.kind,
+                ])
+                .set(1.0);
+                confidence.with_label_values(&[id.as_str(), ifname.as_str(), b.kind]).set(b.kind_confidence);
+                missing.with_label_values(&[id.as_str(), ifname.as_str()]).set(if b.missing {
+                    1.0
+                } else {
+                    0.0
+                });
+                rebinds.with_label_values(&[id.as_str(), ifname.as_str()]).inc_by(b.rebinds);
+                if let Some(m) = &b.modem {
+                    let operator = m.operator.clone().unwrap_or_default();
+                    modem
+                        .with_label_values(&[
+                            id.as_str(),
+                            ifname.as_str(),
+                            m.state.as_str(),
+                            m.access.as_str(),
+                            operator.as_str(),
+                        ])
+                        .set(1.0);
+                    let measures = [
+                        ("quality", m.signal_quality_pct.map(|q| f64::from(q) / 100.0)),
+                        ("rsrp", m.rsrp_dbm),
+                        ("rsrq", m.rsrq_db),
+                        ("sinr", m.sinr_db),
+                    ];
+                    for (measure, v) in measures {
+                        if let Some(v) = v {
+                            radio.with_label_values(&[id.as_str(), ifname.as_str(), measure]).set(v);
+                        }
+                    }
                 }
             }
         }

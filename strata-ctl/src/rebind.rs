@@ -34,11 +34,14 @@ use crate::{
     daemon::ResolvedLink,
     datapath::{Datapath, Program},
     link::follow::{Binding, Reaction, choose_address},
+    link::kind::{Behaviour, infer},
     net::{Interface, LinkRouting, Net},
     os::{
         identity::{LinkIdentity, Match},
+        modem_manager::{EarlyWarning, ModemEvent, ModemReport, early_warning},
         netlink::NetEvent,
-        sysfs::LinkFacts,
+        sysfs::{Bus, LinkFacts},
+        uevent::{Action as UAction, UEvent},
     },
     probe,
 };
@@ -58,6 +61,9 @@ pub enum Hint {
     Returned(&'static str),
     /// Re-bound to a new address: losses of the old one are not the link's.
     Rebound,
+    /// The modem warned (handover, signal collapse): trust the link less
+    /// for a moment.
+    Caution(&'static str),
 }
 
 /// The adaptive controller's per-link channel: its routing and probe socket.
@@ -85,6 +91,12 @@ struct Followed {
     complete: bool,
     last_check: Option<Instant>,
     rebinds: u64,
+    /// What sysfs says the device is (read at start and on every re-bind).
+    facts: Option<LinkFacts>,
+    /// The ModemManager object of the link's modem, while known.
+    modem: Option<(String, ModemReport)>,
+    /// The last early warning, for status.
+    warning: Option<String>,
 }
 
 /// Every edge link's following state.
@@ -96,8 +108,8 @@ pub struct Follower {
     sysfs: Option<std::path::PathBuf>,
 }
 
-/// A link's re-binding so far, for status and metrics.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+/// What the operating system knows of a link, for status and metrics.
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct BindingView {
     /// Link id.
     pub id: u8,
@@ -111,6 +123,43 @@ pub struct BindingView {
     pub missing: bool,
     /// Times re-bound.
     pub rebinds: u64,
+    /// Stable identity (`usb:…`, `mac:…`, `name:…`), where sysfs could tell.
+    pub identity: Option<String>,
+    /// Bus, driver, devtype, framing, MTU, speed, from sysfs.
+    pub facts: Vec<(&'static str, String)>,
+    /// Inferred kind (`cellular`, `wifi`, `wired`, `virtual`, `unknown`).
+    pub kind: &'static str,
+    /// The kind with its detail (`cellular/LTE over USB`).
+    pub kind_detail: String,
+    /// Confidence in the kind, 0..1.
+    pub kind_confidence: f64,
+    /// Why.
+    pub kind_reasons: Vec<&'static str>,
+    /// What ModemManager says of the link's modem.
+    pub modem: Option<ModemView>,
+}
+
+/// A link's modem as ModemManager reports it.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ModemView {
+    /// Modem state (`connected`, `registered`, …).
+    pub state: String,
+    /// Access technologies (`LTE`, `5GNR`, …).
+    pub access: String,
+    /// Operator.
+    pub operator: Option<String>,
+    /// Serving cell, where exposed.
+    pub cell_id: Option<String>,
+    /// Signal quality, %.
+    pub signal_quality_pct: Option<u32>,
+    /// RSRP, dBm.
+    pub rsrp_dbm: Option<f64>,
+    /// RSRQ, dB.
+    pub rsrq_db: Option<f64>,
+    /// SINR, dB.
+    pub sinr_db: Option<f64>,
+    /// The last early warning it gave.
+    pub last_warning: Option<String>,
 }
 
 impl Follower {
@@ -121,7 +170,8 @@ impl Follower {
             .iter()
             .map(|l| {
                 let section = config.links.iter().find(|s| s.id == l.id);
-                let identity = sysfs.and_then(|root| identity_of(root, &l.interface.name));
+                let facts = sysfs.and_then(|root| facts_of(root, &l.interface.name));
+                let identity = facts.as_ref().map(LinkIdentity::from_facts);
                 if let Some(id) = &identity {
                     info!(link = l.id, interface = %l.interface.name, identity = %id.key(), "link identity");
                 }
@@ -135,6 +185,9 @@ impl Follower {
                     complete: true,
                     last_check: None,
                     rebinds: 0,
+                    facts,
+                    modem: None,
+                    warning: None,
                 }
             })
             .collect();
@@ -244,9 +297,11 @@ impl Follower {
                 }
                 f.missing = false;
                 f.complete = addresses.contains(&new.address) || f.address_pinned;
-                if f.identity.is_none() {
-                    f.identity =
-                        self.sysfs.as_deref().and_then(|root| identity_of(root, &new.interface.name));
+                if let Some(facts) =
+                    self.sysfs.as_deref().and_then(|root| facts_of(root, &new.interface.name))
+                {
+                    f.identity.get_or_insert_with(|| LinkIdentity::from_facts(&facts));
+                    f.facts = Some(facts);
                 }
                 rebind(f, link, new, dp, net, config, path, "interface returned").await;
                 Some(Hint::Returned("interface returned"))
@@ -286,18 +341,126 @@ impl Follower {
         }
     }
 
-    /// Each link's binding, for status and metrics.
-    pub fn view(&self, links: &[ResolvedLink]) -> Vec<BindingView> {
+    /// A kernel uevent: network devices coming and going become the same
+    /// reactions as their netlink messages (the uevent may come first, or
+    /// be the only one at the `enhanced` tier without netlink); a USB
+    /// device removed under a link demotes it at once.
+    pub async fn on_device(
+        &self,
+        event: &UEvent,
+        net: &Net,
+        links: &[ResolvedLink],
+    ) -> Vec<(usize, Reaction)> {
+        match (event.subsystem.as_str(), &event.action, event.ifindex) {
+            ("net", UAction::Add | UAction::Move, Some(index)) => match net.interface_by_index(index).await {
+                Ok(Some(interface)) => self.on_event(&NetEvent::Link(interface), links),
+                _ => Vec::new(),
+            },
+            ("net", UAction::Remove, Some(index)) => {
+                self.on_event(&NetEvent::LinkRemoved { index, name: event.interface.clone() }, links)
+            }
+            ("usb", UAction::Remove | UAction::Unbind, _) => self
+                .links
+                .iter()
+                .enumerate()
+                .filter(|(_, f)| !f.missing && under_usb_port(&event.devpath, f.identity.as_ref()))
+                .map(|(i, _)| (i, Reaction::Demote("USB device removed")))
+                .collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// A ModemManager event: remembered per link (its net port is the
+    /// link's interface, or its device is the link's USB device); a
+    /// change that [`early_warning`] flags becomes a hint.
+    pub fn on_modem(&mut self, event: ModemEvent, links: &[ResolvedLink]) -> Vec<(usize, Hint)> {
+        let mut hints = Vec::new();
+        match event {
+            ModemEvent::Appeared(path, report) | ModemEvent::Changed(path, report) => {
+                let at = self.links.iter().zip(links).position(|(f, l)| {
+                    report.net_ports.contains(&l.interface.name)
+                        || f.identity
+                            .as_ref()
+                            .and_then(|id| id.usb.as_ref())
+                            .is_some_and(|usb| report.device.ends_with(&format!("/{}", usb.port_path)))
+                });
+                let before =
+                    self.links.iter_mut().find_map(|f| f.modem.take_if(|(p, _)| *p == path)).map(|(_, r)| r);
+                if let Some(i) = at {
+                    let f = &mut self.links[i];
+                    if let Some(before) = &before
+                        && let Some(w) = early_warning(before, &report)
+                    {
+                        let (hint, text) = match &w {
+                            EarlyWarning::Disconnected => {
+                                (Hint::Lost("modem disconnected"), "disconnected".into())
+                            }
+                            EarlyWarning::Deregistered => {
+                                (Hint::Lost("modem deregistered"), "deregistered".into())
+                            }
+                            EarlyWarning::SignalCollapse { .. } => {
+                                (Hint::Caution("signal collapse"), format!("{w:?}"))
+                            }
+                            EarlyWarning::Handover { .. } => (Hint::Caution("handover"), format!("{w:?}")),
+                        };
+                        info!(link = f.id, warning = %text, "modem early warning");
+                        f.warning = Some(text);
+                        hints.push((i, hint));
+                    }
+                    f.modem = Some((path, report));
+                }
+            }
+            ModemEvent::Gone(path) => {
+                for f in &mut self.links {
+                    f.modem.take_if(|(p, _)| *p == path);
+                }
+            }
+            ModemEvent::ServiceLost(_) => {
+                for f in &mut self.links {
+                    f.modem = None;
+                }
+            }
+        }
+        hints
+    }
+
+    /// What the OS knows of each link, with its kind inferred from sysfs,
+    /// the modem and `behaviour` (in-band, by link id; empty without the
+    /// adaptive controller).
+    pub fn view(&self, links: &[ResolvedLink], behaviour: &[(u8, Behaviour)]) -> Vec<BindingView> {
+        let none = Behaviour::default();
         self.links
             .iter()
             .zip(links)
-            .map(|(f, l)| BindingView {
-                id: f.id,
-                device: l.interface.name.clone(),
-                index: if f.missing { 0 } else { l.interface.index },
-                address: l.address.to_string(),
-                missing: f.missing,
-                rebinds: f.rebinds,
+            .map(|(f, l)| {
+                let b = behaviour.iter().find(|(id, _)| *id == f.id).map_or(&none, |(_, b)| b);
+                let tech = f.modem.as_ref().map(|(_, m)| m.access.to_string()).filter(|t| !t.is_empty());
+                let guess = infer(f.facts.as_ref(), b, tech.as_deref());
+                BindingView {
+                    id: f.id,
+                    device: l.interface.name.clone(),
+                    index: if f.missing { 0 } else { l.interface.index },
+                    address: l.address.to_string(),
+                    missing: f.missing,
+                    rebinds: f.rebinds,
+                    identity: f.identity.as_ref().map(LinkIdentity::key),
+                    facts: f.facts.as_ref().map(summary).unwrap_or_default(),
+                    kind: guess.kind.name(),
+                    kind_detail: guess.kind.to_string(),
+                    kind_confidence: guess.confidence,
+                    kind_reasons: guess.reasons,
+                    modem: f.modem.as_ref().map(|(_, m)| ModemView {
+                        state: format!("{:?}", m.state).to_lowercase(),
+                        access: m.access.to_string(),
+                        operator: m.operator.clone(),
+                        cell_id: m.cell_id.clone(),
+                        signal_quality_pct: m.signal_quality_pct,
+                        rsrp_dbm: m.rsrp_dbm,
+                        rsrq_db: m.rsrq_db,
+                        sinr_db: m.sinr_db,
+                        last_warning: f.warning.clone(),
+                    }),
+                }
             })
             .collect()
     }
@@ -322,13 +485,43 @@ fn is_same_link(f: &Followed, candidate: &Interface, sysfs: Option<&Path>) -> bo
 
 /// The identity of interface `name` from the sysfs at `root`.
 fn identity_of(root: &Path, name: &str) -> Option<LinkIdentity> {
-    match LinkFacts::read(root, name) {
-        Ok(facts) => Some(LinkIdentity::from_facts(&facts)),
-        Err(e) => {
-            tracing::debug!("no identity for {name}: {e}");
-            None
+    facts_of(root, name).map(|f| LinkIdentity::from_facts(&f))
+}
+
+/// The sysfs facts of interface `name`.
+fn facts_of(root: &Path, name: &str) -> Option<LinkFacts> {
+    LinkFacts::read(root, name).map_err(|e| tracing::debug!("no sysfs facts for {name}: {e}")).ok()
+}
+
+/// Whether a USB uevent's `devpath` is the device (or one of its
+/// interfaces, `…/1-1.2:1.4`) a link's identity names.
+fn under_usb_port(devpath: &str, identity: Option<&LinkIdentity>) -> bool {
+    let Some(usb) = identity.and_then(|id| id.usb.as_ref()) else { return false };
+    let last = devpath.rsplit('/').next().unwrap_or_default();
+    last.split(':').next() == Some(usb.port_path.as_str())
+}
+
+/// The facts worth showing, as (name, value).
+fn summary(f: &LinkFacts) -> Vec<(&'static str, String)> {
+    let bus = match &f.bus {
+        Bus::Usb => "usb".to_string(),
+        Bus::Pci => "pci".to_string(),
+        Bus::Virtual => "virtual".to_string(),
+        Bus::Other(other) => other.clone(),
+    };
+    let mut out = vec![("bus", bus)];
+    let mut add = |name, v: Option<String>| {
+        if let Some(v) = v {
+            out.push((name, v));
         }
-    }
+    };
+    add("driver", f.driver.clone());
+    add("devtype", f.devtype.clone());
+    add("framing", f.framing.as_ref().map(|fr| format!("{fr:?}").to_lowercase()));
+    add("mtu", f.mtu.map(|m| m.to_string()));
+    add("speed_mbps", f.speed_mbps.map(|s| s.to_string()));
+    add("usb", f.usb.as_ref().map(|u| format!("{} {:04x}:{:04x}", u.port_path, u.vendor_id, u.product_id)));
+    out
 }
 
 /// Moves link `link` to `new`: the kernel's entry, the ingress program, the

@@ -28,6 +28,7 @@ use tracing::debug;
 use crate::{
     config::PIN_ROOT,
     metrics::Exposition,
+    rebind::BindingView,
     stats::{self, Snapshot},
 };
 
@@ -90,6 +91,58 @@ pub struct LinkStatus {
     pub kernel_drops: Option<Vec<(String, u64)>>,
     /// The far end.
     pub peer: String,
+    /// What the operating system knows of the link (edge, daemon running).
+    #[serde(default)]
+    pub os: Option<LinkOs>,
+}
+
+/// What the operating system knows of a link.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct LinkOs {
+    /// The interface it is bound to now (the configured one, or the name a
+    /// re-enumerated modem came back under).
+    pub device: String,
+    /// The interface is gone (waiting for it to return).
+    pub missing: bool,
+    /// Outer source address.
+    pub address: String,
+    /// Times re-bound (address, interface or next hop changed).
+    pub rebinds: u64,
+    /// Stable identity, where sysfs could tell.
+    pub identity: Option<String>,
+    /// Facts from sysfs (bus, driver, devtype, framing, MTU, speed, USB).
+    pub facts: Vec<(String, String)>,
+    /// Inferred kind, with its detail.
+    pub kind: String,
+    /// Confidence in it, 0..1.
+    pub kind_confidence: f64,
+    /// Why.
+    pub kind_reasons: Vec<String>,
+    /// The modem, as ModemManager reports it.
+    pub modem: Option<ModemStatus>,
+}
+
+/// A link's modem.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ModemStatus {
+    /// Modem state.
+    pub state: String,
+    /// Access technologies.
+    pub access: String,
+    /// Operator.
+    pub operator: Option<String>,
+    /// Serving cell.
+    pub cell_id: Option<String>,
+    /// Signal quality, %.
+    pub signal_quality_pct: Option<u32>,
+    /// RSRP, dBm.
+    pub rsrp_dbm: Option<f64>,
+    /// RSRQ, dB.
+    pub rsrq_db: Option<f64>,
+    /// SINR, dB.
+    pub sinr_db: Option<f64>,
+    /// The last early warning.
+    pub last_warning: Option<String>,
 }
 
 /// The whole document.
@@ -113,6 +166,12 @@ pub struct Status {
     pub drops: Vec<(String, u64)>,
     /// Host-side kernel sampling: `on`, or why it is off.
     pub kernel_sampling: String,
+    /// The `os_signals` tier (empty when the daemon is down).
+    #[serde(default)]
+    pub os_signals: String,
+    /// Each OS advisor and its state.
+    #[serde(default)]
+    pub advisors: Vec<(String, String)>,
     /// Sum over links: outer bytes sent and received.
     pub total_tx_bytes: u64,
     /// Received.
@@ -166,6 +225,7 @@ pub fn build(name: &str, snapshot: &Snapshot, exposition: Option<&Exposition>) -
                 .as_ref()
                 .map(|d| d.iter().find(|(id, _)| *id == l.id).map(|(_, r)| r.clone()).unwrap_or_default()),
             peer: l.peer.clone(),
+            os: published.as_ref().and_then(|p| p.bindings.iter().find(|b| b.id == l.id)).map(link_os),
         });
     }
     Status {
@@ -185,6 +245,51 @@ pub fn build(name: &str, snapshot: &Snapshot, exposition: Option<&Exposition>) -
             Some(Err(why)) => format!("off: {why}"),
             None => "unknown (controller down)".into(),
         },
+        os_signals: published.as_ref().map_or(String::new(), |p| p.os_signals.to_string()),
+        advisors: published
+            .as_ref()
+            .map(|p| p.advisors.iter().map(|(n, s)| ((*n).to_string(), s.clone())).collect())
+            .unwrap_or_default(),
+    }
+}
+
+fn link_os(b: &BindingView) -> LinkOs {
+    let BindingView {
+        id: _,
+        device,
+        index: _,
+        address,
+        missing,
+        rebinds,
+        identity,
+        facts,
+        kind: _,
+        kind_detail,
+        kind_confidence,
+        kind_reasons,
+        modem,
+    } = b;
+    LinkOs {
+        device: device.clone(),
+        missing: *missing,
+        address: address.clone(),
+        rebinds: *rebinds,
+        identity: identity.clone(),
+        facts: facts.iter().map(|(k, v)| ((*k).to_string(), v.clone())).collect(),
+        kind: kind_detail.clone(),
+        kind_confidence: *kind_confidence,
+        kind_reasons: kind_reasons.iter().map(|r| (*r).to_string()).collect(),
+        modem: modem.as_ref().map(|m| ModemStatus {
+            state: m.state.clone(),
+            access: m.access.clone(),
+            operator: m.operator.clone(),
+            cell_id: m.cell_id.clone(),
+            signal_quality_pct: m.signal_quality_pct,
+            rsrp_dbm: m.rsrp_dbm,
+            rsrq_db: m.rsrq_db,
+            sinr_db: m.sinr_db,
+            last_warning: m.last_warning.clone(),
+        }),
     }
 }
 
@@ -469,6 +574,48 @@ pub fn render(s: &Status) -> String {
         }
     }
     let _ = writeln!(out, "kernel sampling: {}", s.kernel_sampling);
+    for l in &s.links {
+        let Some(os) = &l.os else { continue };
+        let mut line = format!(
+            "link {} is {} ({:.0} %) on {}{} {}",
+            l.id,
+            os.kind,
+            os.kind_confidence * 100.0,
+            os.device,
+            if os.missing { " (missing)" } else { "" },
+            os.address
+        );
+        if os.rebinds > 0 {
+            let _ = write!(line, ", re-bound {}×", os.rebinds);
+        }
+        if let Some(id) = &os.identity {
+            let _ = write!(line, ", id {id}");
+        }
+        let facts: Vec<String> = os.facts.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        if !facts.is_empty() {
+            let _ = write!(line, " [{}]", facts.join(" "));
+        }
+        let _ = writeln!(out, "{line}");
+        if let Some(m) = &os.modem {
+            let dbm = |v: Option<f64>, u: &str| v.map_or("-".to_string(), |v| format!("{v:.0} {u}"));
+            let _ = writeln!(
+                out,
+                "  modem {} {} {}: quality {} rsrp {} rsrq {} sinr {}{}",
+                m.state,
+                m.access,
+                m.operator.as_deref().unwrap_or("-"),
+                m.signal_quality_pct.map_or("-".to_string(), |q| format!("{q} %")),
+                dbm(m.rsrp_dbm, "dBm"),
+                dbm(m.rsrq_db, "dB"),
+                dbm(m.sinr_db, "dB"),
+                m.last_warning.as_ref().map_or(String::new(), |w| format!("; last warning: {w}"))
+            );
+        }
+    }
+    if !s.os_signals.is_empty() {
+        let list: Vec<String> = s.advisors.iter().map(|(n, st)| format!("{n} {st}")).collect();
+        let _ = writeln!(out, "os signals: {} — {}", s.os_signals, list.join("; "));
+    }
     out
 }
 

@@ -181,12 +181,12 @@ impl Control {
 pub enum OsSignals {
     /// In-band only.
     None,
-    /// + rtnetlink events.
+    /// In-band and rtnetlink events.
     Netlink,
-    /// + uevents and ModemManager.
+    /// Also uevents and ModemManager.
     Enhanced,
-    /// + kernel tracepoints (the lab's default: the metrics tests read
-    /// the host-queue histograms).
+    /// Also kernel tracepoints. The lab's default: the metrics tests read
+    /// the host-queue histograms.
     #[default]
     Full,
 }

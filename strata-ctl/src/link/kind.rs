@@ -46,6 +46,38 @@ pub enum LinkKind {
     Unknown,
 }
 
+impl LinkKind {
+    /// The kind's name, without detail: `cellular`, `wifi`, `wired`,
+    /// `virtual` or `unknown` (a metrics label).
+    pub const fn name(&self) -> &'static str {
+        match self {
+            Self::Cellular { .. } => "cellular",
+            Self::Wifi => "wifi",
+            Self::Wired => "wired",
+            Self::Virtual => "virtual",
+            Self::Unknown => "unknown",
+        }
+    }
+}
+
+impl std::fmt::Display for LinkKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Cellular { over_usb, tech } => {
+                f.write_str("cellular")?;
+                if let Some(t) = tech {
+                    write!(f, "/{t}")?;
+                }
+                if *over_usb {
+                    f.write_str(" over USB")?;
+                }
+                Ok(())
+            }
+            other => f.write_str(other.name()),
+        }
+    }
+}
+
 /// What in-band measurement knows of a link; `None` until measured.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Behaviour {
