@@ -252,6 +252,7 @@ impl Controller {
             info!(link = l.id, from = t.from.name(), to = t.to.name(), reason = ?t.reason, "link state");
             *l.transitions.entry(t.to.name()).or_default() += 1;
             l.last_train = None;
+            l.estimator.on_path_reset(now);
         }
     }
 
@@ -347,12 +348,13 @@ impl Controller {
             let e = self.estimates.get(i).cloned().unwrap_or_default();
             let opt = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.1}"));
             out.push_str(&format!(
-                "link {} {:<8} weight {:>3} budget {:>6.2} Mbit/s rtt p50 {} ms queue {} ms loss {:.2}% delivered {:.2} capacity {} train {} Mbit/s; ",
+                "link {} {:<8} weight {:>3} budget {:>6.2} Mbit/s rtt p50 {} ms jitter {} ms queue {} ms loss {:.2}% delivered {:.2} capacity {} train {} Mbit/s; ",
                 l.id,
                 l.lifecycle.state().name(),
                 weight,
                 budget,
                 opt(e.rtt_ms.map(|r| r[1])),
+                opt(e.jitter_ms),
                 opt(e.queue_delay_ms),
                 e.loss_recent * 100.0,
                 e.delivered_mbit_s,

@@ -285,7 +285,17 @@ impl Follower {
                 info!(link = f.id, interface = %link.interface.name, "link interface gone; waiting for it to return");
                 None
             }
-            Reaction::Returned => Some(Hint::Returned("carrier up")),
+            Reaction::Returned => {
+                // The carrier loss flushed the next hop's resolution; asked
+                // again now so that the first probes do not wait for the
+                // kernel's next ARP retry (1 s) to find it.
+                if let Some(g) = link.gateway
+                    && let Err(e) = net.keep_neighbour_resolved(link.interface.index, g).await
+                {
+                    tracing::debug!(link = f.id, "{e}");
+                }
+                Some(Hint::Returned("carrier up"))
+            }
             Reaction::Adopt(interface) => {
                 let mut new = link.clone();
                 new.interface = interface;

@@ -18,7 +18,7 @@ use strata_lab::{
         runner::{self, StateChange, max_changes_in_window},
         spec::Scenario,
     },
-    strata::Control,
+    strata::{Control, EdgeSetup, OsSignals},
 };
 
 const BINARY: &str = env!("CARGO_BIN_EXE_strata-ctl");
@@ -35,7 +35,8 @@ fn play_with(name: &str, duration_s: f64, control: Control) -> (Analysis, Vec<St
 }
 
 /// Plays a scenario; with `observe`, an operator watches the edge throughout.
-fn play_full(name: &str, duration_s: f64, control: Control, observe: bool) -> runner::RunResult {
+fn play_full(name: &str, duration_s: f64, setup: impl Into<EdgeSetup>, observe: bool) -> runner::RunResult {
+    let setup = setup.into();
     strata_lab::require_root("scenario tests create namespaces and run the daemons");
     let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
@@ -43,8 +44,9 @@ fn play_full(name: &str, duration_s: f64, control: Control, observe: bool) -> ru
     scenario.duration_s = duration_s;
     scenario.events.retain(|e| e.at_s < duration_s);
     scenario.validate().unwrap();
-    let out = root.join("target/lab-ci").join(format!("{name}-{control:?}"));
-    let result = runner::run_with(&scenario, Path::new(BINARY), control, &out.join("daemons"), observe)
+    let out =
+        root.join("target/lab-ci").join(format!("{name}-{:?}-{}", setup.control, setup.os_signals.name()));
+    let result = runner::run_with(&scenario, Path::new(BINARY), setup, &out.join("daemons"), observe)
         .expect("scenario run");
     report::write(&result, &out, None).unwrap();
     eprintln!("{}", report::markdown(&result));
@@ -142,10 +144,91 @@ fn nat_rebind() {
 #[test]
 fn usb_reattach() {
     let a = play("usb-reattach", 12.0);
-    // The interface comes back with a new name and ifindex; until the daemon
-    // follows re-enumeration (the Linux-advisor issue) the link stays dead,
-    // so recovery is not asserted yet — only that the other links carry on.
+    // Static weights: the netlink advisor re-binds the link to its new
+    // interface; the data sent to it while it was gone is lost.
     assert!(a.delivered_ratio >= 0.70, "delivered {}", a.delivered_ratio);
+    assert!(a.events[0].resume_ms.is_some(), "never carried data again: {:?}", a.events);
+}
+
+/// The OS-event scenarios under every `os_signals` tier, adaptive control.
+/// Every tier must recover (in band at `none`); the advisors' own gains are
+/// asserted where they are the point (resume within 100 ms of a new
+/// address). Figures per tier: docs/BENCHMARKS.md.
+fn every_tier(name: &str, duration_s: f64, observe: bool, check: impl Fn(OsSignals, &runner::RunResult)) {
+    for os_signals in OsSignals::ALL {
+        let r = play_full(
+            name,
+            duration_s,
+            EdgeSetup { control: Control::Adaptive, os_signals, modem_manager_bus: None },
+            observe,
+        );
+        check(os_signals, &r);
+    }
+}
+
+#[test]
+fn ip_change_under_every_tier() {
+    every_tier("ip-change", 12.0, false, |tier, r| {
+        let e = &r.analysis.events[0];
+        let resume =
+            e.resume_ms.unwrap_or_else(|| panic!("{tier:?}: link 1 never sent from its new address"));
+        // Measured 20-50 ms with netlink (from the start of `ip addr add`),
+        // 270-290 ms in band (silence hold + a probe round trip).
+        let bound = if tier == OsSignals::None { 1000.0 } else { 100.0 };
+        assert!(resume <= bound, "{tier:?}: data on the new address after {resume} ms");
+        assert!(r.analysis.delivered_ratio >= 0.98, "{tier:?}: delivered {}", r.analysis.delivered_ratio);
+    });
+}
+
+#[test]
+fn usb_reattach_under_every_tier_keeps_the_link_identity() {
+    every_tier("usb-reattach", 12.0, true, |tier, r| {
+        let e = &r.analysis.events[0];
+        let resume =
+            e.resume_ms.unwrap_or_else(|| panic!("{tier:?}: the re-attached link never carried data"));
+        // Measured ~1.0-1.1 s: probe, then warm-up, decided in band.
+        assert!(resume <= 4000.0, "{tier:?}: data on the re-attached link after {resume} ms");
+        assert!(r.analysis.delivered_ratio >= 0.98, "{tier:?}: delivered {}", r.analysis.delivered_ratio);
+        // Same link: same id and `interface` label, now on wwan2.
+        let o = r.observation.as_ref().expect("observed");
+        let link = &o.last_status["links"][2];
+        assert_eq!(link["interface"], "lnk2", "{tier:?}: {link}");
+        assert_eq!(link["os"]["device"], "wwan2", "{tier:?}: {link}");
+        assert_eq!(link["state"], "live", "{tier:?}: {link}");
+        let scrape = &o.last_scrape;
+        assert!(
+            scrape.lines().any(|l| l.starts_with("strata_link_device_info")
+                && l.contains("link=\"2\"")
+                && l.contains("interface=\"lnk2\"")
+                && l.contains("device=\"wwan2\"")),
+            "{tier:?}: no device info for link 2 on wwan2"
+        );
+        let states: Vec<_> = r.state_changes.iter().filter(|c| c.link == 2).map(|c| c.to.as_str()).collect();
+        let back = states.iter().rposition(|s| *s == "probe").expect("probed again");
+        assert_eq!(&states[back..], ["probe", "warm", "live"], "{tier:?}: passes warm-up: {states:?}");
+    });
+}
+
+#[test]
+fn carrier_down_under_every_tier() {
+    every_tier("carrier-down", 14.0, false, |tier, r| {
+        let e = &r.analysis.events[0];
+        let resume = e.resume_ms.unwrap_or_else(|| panic!("{tier:?}: the link never carried data again"));
+        assert!(resume <= 5000.0, "{tier:?}: data on the link {resume} ms after the carrier returned");
+        if tier >= OsSignals::Netlink {
+            // Demoted the moment the carrier went: nothing sent into it.
+            assert!(e.lost_packets <= 30, "{tier:?}: {} lost", e.lost_packets);
+        }
+        assert!(r.analysis.delivered_ratio >= 0.98, "{tier:?}: delivered {}", r.analysis.delivered_ratio);
+    });
+}
+
+#[test]
+fn nat_rebind_under_every_tier() {
+    every_tier("nat-rebind", 12.0, false, |tier, r| {
+        assert!(r.analysis.delivered_ratio >= 0.995, "{tier:?}: delivered {}", r.analysis.delivered_ratio);
+        assert!(r.analysis.events[0].lost_packets <= 50, "{tier:?}: {:?}", r.analysis.events);
+    });
 }
 
 #[test]

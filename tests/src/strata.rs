@@ -177,7 +177,7 @@ impl Control {
 }
 
 /// How much the edge listens to the operating system (`os_signals`).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
 pub enum OsSignals {
     /// In-band only.
     None,
@@ -212,12 +212,14 @@ impl OsSignals {
 }
 
 /// What the edge daemon runs with.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct EdgeSetup {
     /// `[control] mode`.
     pub control: Control,
     /// `os_signals`.
     pub os_signals: OsSignals,
+    /// `modem_manager_bus` (default: the system bus).
+    pub modem_manager_bus: Option<String>,
 }
 
 impl From<Control> for EdgeSetup {
@@ -227,7 +229,7 @@ impl From<Control> for EdgeSetup {
 }
 
 /// The edge's configuration for a lab: one link per lab link, with the given weights.
-pub fn edge_config(lab: &Lab, name: &str, session: u32, weights: &[u32], setup: EdgeSetup) -> String {
+pub fn edge_config(lab: &Lab, name: &str, session: u32, weights: &[u32], setup: &EdgeSetup) -> String {
     let mut s = format!(
         "version = 1\nrole = \"edge\"\nname = \"{name}\"\nsession = {session}\nport = {TUNNEL_PORT}\n\
          os_signals = \"{}\"\n\n\
@@ -237,6 +239,9 @@ pub fn edge_config(lab: &Lab, name: &str, session: u32, weights: &[u32], setup: 
         setup.control.name(),
         Lab::hub_addr()
     );
+    if let Some(bus) = &setup.modem_manager_bus {
+        s = s.replacen("\n\n[control]", &format!("\nmodem_manager_bus = \"{bus}\"\n\n[control]"), 1);
+    }
     for i in 0..lab.links() {
         let weight = weights.get(i).copied().unwrap_or(1);
         s += &format!(
@@ -292,7 +297,7 @@ impl Tunnel {
         let hub_cfg = workdir.join("hub.toml");
         let edge_cfg = workdir.join("edge.toml");
         std::fs::write(&hub_cfg, hub_config(&hub_name, session))?;
-        std::fs::write(&edge_cfg, edge_config(lab, &edge_name, session, weights, setup))?;
+        std::fs::write(&edge_cfg, edge_config(lab, &edge_name, session, weights, &setup))?;
         let hub = Daemon::start(&lab.hub_ns(), binary, &hub_cfg, &workdir.join("hub.log"), &hub_name)?;
         let edge = Daemon::start(&lab.edge_ns(), binary, &edge_cfg, &workdir.join("edge.log"), &edge_name)?;
         Ok(Self { hub, edge, workdir: workdir.into() })

@@ -85,7 +85,12 @@ pub(crate) fn run(
     let out = out.map_or_else(|| target_dir().join("lab").join(&scenario.name), Path::to_path_buf);
     let workdir = out.join("daemons");
     println!("lab run {}: {} link(s), {} s", scenario.name, scenario.links.len(), scenario.duration_s);
-    let result = runner::run(&scenario, &binary, EdgeSetup { control, os_signals }, &workdir)?;
+    let result = runner::run(
+        &scenario,
+        &binary,
+        EdgeSetup { control, os_signals, modem_manager_bus: None },
+        &workdir,
+    )?;
     report::write(&result, &out, json)?;
     print!("{}", report::markdown(&result));
     println!("\nwritten: {0}/result.json {0}/plot.svg {0}/summary.md", out.display());

@@ -117,6 +117,8 @@ pub struct LinkEstimator {
     overflow: (u64, Option<Duration>),
     /// Losses reported until then belong to the link's previous binding.
     rebound_until: Option<Duration>,
+    /// When the path last started over (see [`LinkEstimator::on_path_reset`]).
+    path_since: Option<Duration>,
 }
 
 /// Longest time after a re-bind during which reported losses are put down
@@ -149,7 +151,24 @@ impl LinkEstimator {
             idle: true,
             overflow: (0, None),
             rebound_until: None,
+            path_since: None,
         }
+    }
+
+    /// The link's path started over (its carrier or interface came back):
+    /// round trips and one-way delays measured before describe queues and
+    /// a bearer that are gone. Kept, they held a link that came back in
+    /// probe for up to the 5 s window (lab, carrier-down: round-trip jitter
+    /// of ~100 ms measured while it carried video bursts before the outage
+    /// kept it from passing its re-admission checks for 5.3 s). Probes
+    /// sent before `now` and answered after are not round trips of the new
+    /// path either (a 1-2 s one was measured right after the carrier came
+    /// back): they are ignored.
+    pub fn on_path_reset(&mut self, now: Duration) {
+        self.path_since = Some(now);
+        self.rtt = Window::new(DELAY_SPAN);
+        self.owd = Window::new(DELAY_SPAN);
+        self.owd_recent = Window::new(RECENT_SPAN);
     }
 
     /// The link was re-bound (new source address) at `now`. Packets sent
@@ -171,8 +190,15 @@ impl LinkEstimator {
         if rtt > Duration::from_secs(30) {
             return;
         }
-        self.rtt.push(now, rtt.as_secs_f64() * 1e3);
         self.heard(now);
+        // Sent before the path started over: it waited out the outage
+        // somewhere (the kernel queues packets for a next hop it is
+        // resolving again after the carrier loss flushed its neighbours),
+        // so its round trip measures the outage, not the link.
+        if self.path_since.is_some_and(|t| now.saturating_sub(rtt) < t) {
+            return;
+        }
+        self.rtt.push(now, rtt.as_secs_f64() * 1e3);
     }
 
     /// The kernel's cumulative overflow counter for this link read `count`.
@@ -476,8 +502,24 @@ mod tests {
         // In flight from the old address, reported after the first new packet.
         e.on_feedback(ms(2050), fb(4050, 40));
         assert_eq!(e.estimate(ms(2050)).loss_recent, 0.0);
-        e.on_feedback(ms(2500), fb(4500, 60));
-        assert!(e.estimate(ms(2500)).loss_recent > 0.0, "later losses are the new path's");
+        // No round trip known: excused for at most a second.
+        e.on_feedback(ms(3100), fb(4500, 60));
+        assert!(e.estimate(ms(3100)).loss_recent > 0.0, "later losses are the new path's");
+    }
+
+    #[test]
+    fn round_trips_of_probes_sent_before_the_path_started_over_are_ignored() {
+        let mut e = LinkEstimator::new();
+        for i in 0..20 {
+            e.on_probe_reply(ms(i * 50), ms(300));
+        }
+        e.on_path_reset(ms(1000));
+        assert_eq!(e.estimate(ms(1000)).rtt_ms, None, "the old path's round trips are gone");
+        e.on_probe_reply(ms(1100), ms(1500)); // sent during the outage
+        assert_eq!(e.estimate(ms(1100)).rtt_ms, None);
+        assert_eq!(e.estimate(ms(1100)).silence, Some(ms(0)), "but the link was heard");
+        e.on_probe_reply(ms(1150), ms(60));
+        assert_eq!(e.estimate(ms(1150)).rtt_ms.map(|r| r[1]), Some(60.0));
     }
 
     #[test]

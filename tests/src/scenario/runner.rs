@@ -124,7 +124,7 @@ pub fn run_with(
     for (i, (up, down)) in scenario.directions(&traces, warmup_ns).into_iter().enumerate() {
         links.push(EmulatedLink::start(&lab.air_ns(i), "edge", "car", up, down, start)?);
     }
-    let tunnel = Tunnel::start_with(&lab, binary, &weights, setup, workdir)?;
+    let tunnel = Tunnel::start_with(&lab, binary, &weights, setup.clone(), workdir)?;
     let traffic_start_mono = start_mono + warmup_ns;
     // The daemons log wall-clock times; this is traffic start on that clock.
     let traffic_start_wall =
