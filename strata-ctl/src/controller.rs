@@ -243,17 +243,23 @@ impl Controller {
         }
     }
 
-    /// An operating-system hint that link `id` is back: a resting link is
-    /// probed now (see [`Lifecycle::on_os_return`]).
+    /// An operating-system hint that link `id` is back: a link out of
+    /// service is probed now (see [`Lifecycle::on_os_return`]), on a path
+    /// measured afresh from this moment — also when a later sign (the
+    /// carrier after the interface) comes while it is already probing. A
+    /// carrying link ignores it (netlink repeats "up, carrier" with every
+    /// change of an interface).
     pub fn on_os_return(&mut self, now: Duration, id: u8, what: &'static str) {
-        if let Some(l) = self.links.iter_mut().find(|l| l.id == id)
-            && let Some(t) = l.lifecycle.on_os_return(now, what)
-        {
+        let Some(l) = self.links.iter_mut().find(|l| l.id == id) else { return };
+        if matches!(l.lifecycle.state(), State::Warm | State::Live) {
+            return;
+        }
+        if let Some(t) = l.lifecycle.on_os_return(now, what) {
             info!(link = l.id, from = t.from.name(), to = t.to.name(), reason = ?t.reason, "link state");
             *l.transitions.entry(t.to.name()).or_default() += 1;
             l.last_train = None;
-            l.estimator.on_path_reset(now);
         }
+        l.estimator.on_path_reset(now);
     }
 
     /// Link `id`'s modem warned (handover, signal collapse): its share is

@@ -225,6 +225,7 @@ pub async fn run(prober: Prober, evidence: mpsc::Sender<Evidence>) {
                     PacketType::ProbeReply => {
                         let now_us = epoch.elapsed().as_micros() as u32;
                         let rtt = Duration::from_micros(u64::from(now_us.wrapping_sub(fields.timestamp_us)));
+                        tracing::trace!(link, rtt_ms = rtt.as_secs_f64() * 1e3, "probe reply");
                         Evidence::RoundTrip { link, rtt }
                     }
                     PacketType::Feedback => match FeedbackPayload::decode(payload) {

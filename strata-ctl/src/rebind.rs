@@ -97,6 +97,9 @@ struct Followed {
     modem: Option<(String, ModemReport)>,
     /// The last early warning, for status.
     warning: Option<String>,
+    /// The carrier or interface went away since the next hop was last
+    /// resolved.
+    carrier_lost: bool,
 }
 
 /// Every edge link's following state.
@@ -188,6 +191,7 @@ impl Follower {
                     facts,
                     modem: None,
                     warning: None,
+                    carrier_lost: false,
                 }
             })
             .collect();
@@ -278,7 +282,10 @@ impl Follower {
         let f = &mut self.links[i];
         let link = &mut links[i];
         match reaction {
-            Reaction::Demote(what) => Some(Hint::Lost(what)),
+            Reaction::Demote(what) => {
+                f.carrier_lost = true;
+                Some(Hint::Lost(what))
+            }
             Reaction::Missing => {
                 f.missing = true;
                 f.complete = false;
@@ -286,13 +293,18 @@ impl Follower {
                 None
             }
             Reaction::Returned => {
-                // The carrier loss flushed the next hop's resolution; asked
-                // again now so that the first probes do not wait for the
-                // kernel's next ARP retry (1 s) to find it.
-                if let Some(g) = link.gateway
-                    && let Err(e) = net.keep_neighbour_resolved(link.interface.index, g).await
-                {
-                    tracing::debug!(link = f.id, "{e}");
+                // The next hop's resolution failed while there was no
+                // carrier (its requests went nowhere) and would be retried
+                // only at the kernel's next ARP retry, up to a second later,
+                // with the first probes waiting behind it: the entry is made
+                // anew so it is resolved now.
+                // Only then: a carrying link's entry is never touched (the
+                // data path must not meet it unresolved).
+                if let Some(g) = link.gateway.filter(|_| std::mem::take(&mut f.carrier_lost)) {
+                    let _ = net.forget_neighbour(link.interface.index, g).await;
+                    if let Err(e) = net.keep_neighbour_resolved(link.interface.index, g).await {
+                        tracing::debug!(link = f.id, "{e}");
+                    }
                 }
                 Some(Hint::Returned("carrier up"))
             }
@@ -306,6 +318,7 @@ impl Follower {
                     new.address = a;
                 }
                 f.missing = false;
+                f.carrier_lost = true;
                 f.complete = addresses.contains(&new.address) || f.address_pinned;
                 if let Some(facts) =
                     self.sysfs.as_deref().and_then(|root| facts_of(root, &new.interface.name))

@@ -251,7 +251,17 @@ impl LinkEstimator {
                 }
             }
         }
-        if fb.rx_packets > 0 || !fb.owd_ms.is_empty() {
+        // Heard only if the hub received something on the link since the
+        // last feedback: feedback itself travels the other way, so it
+        // proves nothing about this direction (lab, usb-reattach at
+        // os_signals none: the hub's feedback kept reaching a re-attached
+        // interface's address while the edge still sent into the deleted
+        // one, and the link was re-admitted on it).
+        let fresh = match &self.last_feedback {
+            Some((_, prev)) => fb.rx_packets > prev.rx_packets,
+            None => fb.rx_packets > 0,
+        };
+        if fresh || !fb.owd_ms.is_empty() {
             self.heard(now);
         }
         self.last_feedback = Some((now, fb));

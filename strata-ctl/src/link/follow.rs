@@ -82,7 +82,13 @@ pub fn react(
                 vec![Reaction::Returned]
             }
         }
-        NetEvent::Link(interface) if binding.index.is_none() && same_link(interface) => {
+        // Adopted once it can carry (up, with a carrier; the kernel sends
+        // a link message for each step of a new interface's set-up): bound
+        // earlier, the next hop's first resolution went out on a link not
+        // ready for it, and the kernel retried only a second later.
+        NetEvent::Link(interface)
+            if binding.index.is_none() && interface.up && interface.carrier && same_link(interface) =>
+        {
             vec![Reaction::Adopt(interface.clone())]
         }
         NetEvent::AddressAdded { address, .. } if ours && !binding.complete => {
@@ -190,6 +196,8 @@ mod tests {
             [Reaction::Adopt(back.clone())]
         );
         assert!(react(&b, &NetEvent::Link(back), never).is_empty(), "not this link");
+        let not_ready = interface(12, "wwan1", true, false);
+        assert!(react(&b, &NetEvent::Link(not_ready), |_| true).is_empty(), "adopted once it has a carrier");
         // Only a missing link adopts: a bound one ignores strangers.
         let b = bound();
         assert!(react(&b, &NetEvent::Link(interface(12, "wwan1", true, true)), |_| true).is_empty());
