@@ -168,7 +168,8 @@ async fn watch_modem_manager(bus: Bus, tx: mpsc::Sender<OsEvent>) {
             last = state;
         }
         let result = modem_manager::watch(bus.clone(), mm_tx).await;
-        forward.abort();
+        // Drained, not aborted: the last events (ServiceLost) must arrive.
+        let _ = forward.await;
         if tx.is_closed() {
             return;
         }

@@ -421,10 +421,27 @@ impl Follower {
                             EarlyWarning::Deregistered => {
                                 (Hint::Lost("modem deregistered"), "deregistered".into())
                             }
-                            EarlyWarning::SignalCollapse { .. } => {
-                                (Hint::Caution("signal collapse"), format!("{w:?}"))
+                            EarlyWarning::SignalCollapse { rsrp_dbm, quality_pct } => {
+                                let mut t = "signal collapse".to_string();
+                                if let Some((a, b)) = rsrp_dbm {
+                                    t += &format!(", rsrp {a:.0} → {b:.0} dBm");
+                                }
+                                if let Some((a, b)) = quality_pct {
+                                    t += &format!(", quality {a} → {b} %");
+                                }
+                                (Hint::Caution("signal collapse"), t)
                             }
-                            EarlyWarning::Handover { .. } => (Hint::Caution("handover"), format!("{w:?}")),
+                            EarlyWarning::Handover { from, to } => {
+                                let cell = |c: &Option<String>| c.clone().unwrap_or_else(|| "?".into());
+                                let t = format!(
+                                    "handover {} → {} (cell {} → {})",
+                                    from.access,
+                                    to.access,
+                                    cell(&from.cell_id),
+                                    cell(&to.cell_id)
+                                );
+                                (Hint::Caution("handover"), t)
+                            }
                         };
                         info!(link = f.id, warning = %text, "modem early warning");
                         f.warning = Some(text);

@@ -118,9 +118,18 @@ fn advisors_inform_status_and_losing_their_facilities_never_stops_forwarding() {
     // A handover (LTE → 5G NR) is an early warning for link 0.
     rt.block_on(double.set_access(&modem, ACCESS_5GNR)).expect("handover");
     wait_status(&edge, Duration::from_secs(5), "the handover warning", |s| {
-        s["links"][0]["os"]["modem"]["last_warning"].as_str().is_some_and(|w| w.starts_with("Handover"))
+        s["links"][0]["os"]["modem"]["last_warning"]
+            .as_str()
+            .is_some_and(|w| w.starts_with("handover LTE → 5GNR"))
     });
     assert!(tunnel.edge.log_text().contains("early warning"), "the controller heard it");
+    let text = Command::new(BINARY).args(["status", "--name", &edge]).output().expect("strata-ctl status");
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(
+        text.contains("link 0 is cellular/5GNR") && text.contains("last warning: handover LTE → 5GNR"),
+        "{text}"
+    );
+    eprintln!("{text}");
 
     let report = edge_to_hub(&lab, 9100, 2000, 2000).run().expect("traffic");
     assert_eq!(report.delivered.received, 2000, "before");

@@ -9,7 +9,8 @@
 //! 3. Debian packages for the lab (iproute2, nftables, nsenter, sysctl,
 //!    conntrack) and for the ModemManager advisor's tests (dbus-daemon,
 //!    ModemManager).
-//! 4. bpffs at /sys/fs/bpf, where the daemon pins its maps.
+//! 4. bpffs at /sys/fs/bpf, where the daemon pins its maps, and tracefs at
+//!    /sys/kernel/tracing, where kernel sampling reads tracepoint formats.
 
 use std::{
     path::{Path, PathBuf},
@@ -184,19 +185,27 @@ fn dpkg_installed(pkg: &str) -> bool {
 }
 
 fn bpffs() -> anyhow::Result<()> {
+    mount_if_absent("bpf", "/sys/fs/bpf", "bpffs")?;
+    // Kernel sampling and the OS-advisor tests read tracepoint formats in
+    // tracefs; a fresh machine may not have it mounted.
+    mount_if_absent("tracefs", "/sys/kernel/tracing", "tracefs")
+}
+
+/// Mounts a `fstype` file system at `path` unless one is mounted there.
+fn mount_if_absent(fstype: &str, path: &str, what: &str) -> anyhow::Result<()> {
     let mounts = std::fs::read_to_string("/proc/mounts").unwrap_or_default();
     if mounts.lines().any(|l| {
         let f: Vec<&str> = l.split_whitespace().collect();
-        f.get(1) == Some(&"/sys/fs/bpf") && f.get(2) == Some(&"bpf")
+        f.get(1) == Some(&path) && f.get(2) == Some(&fstype)
     }) {
-        println!("setup: bpffs ok");
+        println!("setup: {what} ok");
         return Ok(());
     }
-    let status = Command::new("mount").args(["-t", "bpf", "bpf", "/sys/fs/bpf"]).status()?;
+    let status = Command::new("mount").args(["-t", fstype, fstype, path]).status()?;
     if !status.success() {
-        bail!("mounting bpffs at /sys/fs/bpf failed (needs root)");
+        bail!("mounting {what} at {path} failed (needs root)");
     }
-    println!("setup: bpffs mounted at /sys/fs/bpf");
+    println!("setup: {what} mounted at {path}");
     Ok(())
 }
 
