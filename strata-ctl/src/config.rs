@@ -976,4 +976,21 @@ mod tests {
             err(&EDGE.replace("\"lnk1\"", "\"0123456789abcdefg\"")).contains("not a valid interface name")
         );
     }
+
+    #[test]
+    fn os_signals_tiers_parse_in_order_and_a_wrong_one_is_named() {
+        let tier = |t: &str| {
+            let text = EDGE.replace("session = 7", &format!("session = 7\nos_signals = \"{t}\""));
+            Config::parse(&text, "t").map(|c| c.os_signals)
+        };
+        assert_eq!(Config::parse(EDGE, "t").unwrap().os_signals, OsSignals::Enhanced, "default");
+        for t in OsSignals::ALL {
+            assert_eq!(tier(t.name()).unwrap(), t);
+        }
+        assert!(OsSignals::None < OsSignals::Netlink && OsSignals::Enhanced < OsSignals::Full);
+        assert!(!OsSignals::None.netlink() && OsSignals::Netlink.netlink() && !OsSignals::Netlink.enhanced());
+        assert!(OsSignals::Full.tracing() && !OsSignals::Enhanced.tracing());
+        let e = tier("udev").unwrap_err().to_string();
+        assert!(e.contains("os_signals") && e.contains("none"), "{e}");
+    }
 }

@@ -296,12 +296,14 @@ impl Follower {
                 // The next hop's resolution failed while there was no
                 // carrier (its requests went nowhere) and would be retried
                 // only at the kernel's next ARP retry, up to a second later,
-                // with the first probes waiting behind it: the entry is made
-                // anew so it is resolved now.
+                // with the first probes waiting behind it: asking for the
+                // managed entry again has the kernel resolve it now
+                // (measured, lab carrier-down: probe round trips normal
+                // within 0.2 s; deleting the entry first instead left a
+                // 1.2 s queue of probes).
                 // Only then: a carrying link's entry is never touched (the
                 // data path must not meet it unresolved).
                 if let Some(g) = link.gateway.filter(|_| std::mem::take(&mut f.carrier_lost)) {
-                    let _ = net.forget_neighbour(link.interface.index, g).await;
                     if let Err(e) = net.keep_neighbour_resolved(link.interface.index, g).await {
                         tracing::debug!(link = f.id, "{e}");
                     }

@@ -121,6 +121,13 @@ pub struct LinkEstimator {
     path_since: Option<Duration>,
 }
 
+/// Silence after which the first probe answer starts the path over (see
+/// [`LinkEstimator::on_path_reset`]): the answers that follow it were sent
+/// into the outage and held somewhere (lab, carrier-down at `os_signals =
+/// none`: 1-2 s round trips kept a link that came back in probe for 5 s
+/// more).
+const PATH_RESET_SILENCE: Duration = Duration::from_secs(1);
+
 /// Longest time after a re-bind during which reported losses are put down
 /// to packets sent from the old address.
 const REBIND_GRACE_MAX: Duration = Duration::from_secs(1);
@@ -268,6 +275,13 @@ impl LinkEstimator {
     }
 
     fn heard(&mut self, now: Duration) {
+        // Heard again after a long silence: the path starts over, in band
+        // (what the OS tiers learn from a carrier or interface event). Also
+        // when feedback comes first: the hub counts the probes that were
+        // held during the outage as they arrive.
+        if self.last_heard.is_some_and(|t| now.saturating_sub(t) >= PATH_RESET_SILENCE) {
+            self.on_path_reset(now);
+        }
         self.last_heard = Some(self.last_heard.map_or(now, |t| t.max(now)));
     }
 
@@ -530,6 +544,20 @@ mod tests {
         assert_eq!(e.estimate(ms(1100)).silence, Some(ms(0)), "but the link was heard");
         e.on_probe_reply(ms(1150), ms(60));
         assert_eq!(e.estimate(ms(1150)).rtt_ms.map(|r| r[1]), Some(60.0));
+    }
+
+    #[test]
+    fn a_long_silence_starts_the_path_over_in_band() {
+        let mut e = LinkEstimator::new();
+        for i in 0..20 {
+            e.on_probe_reply(ms(i * 50), ms(300));
+        }
+        // Two seconds of nothing, then the probes held during it arrive.
+        e.on_probe_reply(ms(3000), ms(2000));
+        e.on_probe_reply(ms(3001), ms(1950));
+        assert_eq!(e.estimate(ms(3001)).rtt_ms, None, "neither the old path nor the held probes");
+        e.on_probe_reply(ms(3060), ms(60));
+        assert_eq!(e.estimate(ms(3060)).rtt_ms.map(|r| r[2]), Some(60.0));
     }
 
     #[test]

@@ -310,15 +310,22 @@ fn bridge(
                         // Capacity counts IP bytes, as mahimahi (which shapes IP
                         // packets on a TUN device) does: 1500 per opportunity.
                         let len = n.saturating_sub(VNET_HDR_LEN + ETH_HLEN);
-                        if i == 0 && len >= DATA_FRAME_MIN {
+                        // Well-formed IPv4 frames only: packets the edge's
+                        // kernel held for a next hop it was resolving again
+                        // after a carrier loss leave, once it is resolved,
+                        // without their Ethernet header (a known kernel
+                        // behaviour, docs/ARCHITECTURE.md) — stale, not data
+                        // the edge chose to send on the link again.
+                        let ip = VNET_HDR_LEN + ETH_HLEN;
+                        let ipv4 = buf.get(ip - 2..ip) == Some(&[0x08, 0x00][..])
+                            && buf.get(ip).is_some_and(|v| v >> 4 == 4);
+                        if i == 0 && len >= DATA_FRAME_MIN && ipv4 {
                             let bin = (now / DATA_BIN.as_nanos() as u64) as usize;
                             if data_bins.len() <= bin {
                                 data_bins.resize(bin + 1, 0);
                             }
                             data_bins[bin] += len as u64;
-                            let ip = VNET_HDR_LEN + ETH_HLEN;
-                            let ipv4 = buf.get(ip - 2..ip) == Some(&[0x08, 0x00][..]);
-                            if let Some(src) = buf.get(ip + 12..ip + 16).filter(|_| ipv4)
+                            if let Some(src) = buf.get(ip + 12..ip + 16)
                                 && let Ok(src) = <[u8; 4]>::try_from(src).map(std::net::Ipv4Addr::from)
                                 && data_sources.last().is_none_or(|(_, last)| *last != src)
                             {
