@@ -301,12 +301,11 @@ impl Follower {
                 // (measured, lab carrier-down: probe round trips normal
                 // within 0.2 s; deleting the entry first instead left a
                 // 1.2 s queue of probes).
-                // Only then: a carrying link's entry is never touched (the
-                // data path must not meet it unresolved).
-                if let Some(g) = link.gateway.filter(|_| std::mem::take(&mut f.carrier_lost)) {
-                    if let Err(e) = net.keep_neighbour_resolved(link.interface.index, g).await {
-                        tracing::debug!(link = f.id, "{e}");
-                    }
+                // Only after a loss: a carrying link's entry is left alone.
+                if let Some(g) = link.gateway.filter(|_| std::mem::take(&mut f.carrier_lost))
+                    && let Err(e) = net.keep_neighbour_resolved(link.interface.index, g).await
+                {
+                    tracing::debug!(link = f.id, "{e}");
                 }
                 Some(Hint::Returned("carrier up"))
             }
