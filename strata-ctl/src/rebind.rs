@@ -142,8 +142,8 @@ pub struct BindingView {
     pub modem: Option<ModemView>,
 }
 
-/// A link's modem as ModemManager reports it.
-#[derive(Clone, Debug, Default, PartialEq)]
+/// A link's modem as ModemManager reports it (also in the status document).
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ModemView {
     /// Modem state (`connected`, `registered`, …).
     pub state: String,

@@ -28,7 +28,7 @@ use tracing::debug;
 use crate::{
     config::PIN_ROOT,
     metrics::Exposition,
-    rebind::BindingView,
+    rebind::{BindingView, ModemView},
     stats::{self, Snapshot},
 };
 
@@ -119,30 +119,7 @@ pub struct LinkOs {
     /// Why.
     pub kind_reasons: Vec<String>,
     /// The modem, as ModemManager reports it.
-    pub modem: Option<ModemStatus>,
-}
-
-/// A link's modem.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct ModemStatus {
-    /// Modem state.
-    pub state: String,
-    /// Access technologies.
-    pub access: String,
-    /// Operator.
-    pub operator: Option<String>,
-    /// Serving cell.
-    pub cell_id: Option<String>,
-    /// Signal quality, %.
-    pub signal_quality_pct: Option<u32>,
-    /// RSRP, dBm.
-    pub rsrp_dbm: Option<f64>,
-    /// RSRQ, dB.
-    pub rsrq_db: Option<f64>,
-    /// SINR, dB.
-    pub sinr_db: Option<f64>,
-    /// The last early warning.
-    pub last_warning: Option<String>,
+    pub modem: Option<ModemView>,
 }
 
 /// The whole document.
@@ -279,17 +256,7 @@ fn link_os(b: &BindingView) -> LinkOs {
         kind: kind_detail.clone(),
         kind_confidence: *kind_confidence,
         kind_reasons: kind_reasons.iter().map(|r| (*r).to_string()).collect(),
-        modem: modem.as_ref().map(|m| ModemStatus {
-            state: m.state.clone(),
-            access: m.access.clone(),
-            operator: m.operator.clone(),
-            cell_id: m.cell_id.clone(),
-            signal_quality_pct: m.signal_quality_pct,
-            rsrp_dbm: m.rsrp_dbm,
-            rsrq_db: m.rsrq_db,
-            sinr_db: m.sinr_db,
-            last_warning: m.last_warning.clone(),
-        }),
+        modem: modem.clone(),
     }
 }
 
