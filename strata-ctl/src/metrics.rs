@@ -161,7 +161,11 @@ impl Exposition {
 
     /// The text exposition now, with the links' root qdisc statistics if
     /// they could be read.
-    pub fn render(&self, qdiscs: Option<&[(u32, QdiscStats)]>) -> Result<String, prometheus::Error> {
+    pub fn render(
+        &self,
+        qdiscs: Option<&[(u32, QdiscStats)]>,
+        interfaces: Option<&[crate::net::Interface]>,
+    ) -> Result<String, prometheus::Error> {
         let published = self.published();
         let snapshot = stats::read_pinned(&self.pin_dir).ok();
         let r = Registry::new();
@@ -403,6 +407,35 @@ impl Exposition {
                 }
                 if let Some(c) = link.capacity_mbit_s {
                     capacity.with_label_values(&v).set(c * 1e6);
+                }
+            }
+        }
+
+        // What the links' drivers counted as lost (rtnetlink, at scrape time).
+        if let Some(found) = interfaces
+            && !self.interfaces.is_empty()
+        {
+            let l = ["link", "interface", "direction"];
+            let errors = counter(
+                "strata_link_interface_errors_total",
+                "Errors the link interface's driver counted (IFLA_STATS64), by direction.",
+                &l,
+            )?;
+            let dropped = counter(
+                "strata_link_interface_dropped_total",
+                "Packets the link interface's driver dropped (IFLA_STATS64), by direction.",
+                &l,
+            )?;
+            for (id, name, index) in &self.interfaces {
+                let index = published.bindings.iter().find(|b| b.id == *id).map_or(*index, |b| b.index);
+                let Some(i) = found.iter().find(|i| i.index == index) else { continue };
+                let id = id.to_string();
+                let c = i.counters;
+                for (direction, e, d) in
+                    [("rx", c.rx_errors, c.rx_dropped), ("tx", c.tx_errors, c.tx_dropped)]
+                {
+                    errors.with_label_values(&[id.as_str(), name.as_str(), direction]).inc_by(e);
+                    dropped.with_label_values(&[id.as_str(), name.as_str(), direction]).inc_by(d);
                 }
             }
         }
@@ -663,6 +696,11 @@ async fn answer(mut stream: TcpStream, exposition: &Exposition, net: Option<&Net
                 None => None,
             }
             .as_deref(),
+            match net {
+                Some(net) => net.interfaces().await.ok(),
+                None => None,
+            }
+            .as_deref(),
         ) {
             Ok(text) => ("200 OK", "text/plain; version=0.0.4; charset=utf-8", text),
             Err(e) => ("500 Internal Server Error", "text/plain; charset=utf-8", format!("{e}\n")),
@@ -714,7 +752,7 @@ mod tests {
 
     #[test]
     fn names_types_and_units_follow_the_prometheus_conventions() {
-        let text = exposition().render(None).unwrap();
+        let text = exposition().render(None, None).unwrap();
         let mut types = Vec::new();
         for line in text.lines().filter_map(|l| l.strip_prefix("# TYPE ")) {
             let (name, kind) = line.split_once(' ').unwrap();
@@ -733,7 +771,7 @@ mod tests {
 
     #[test]
     fn the_controllers_view_is_in_base_units_with_stable_labels() {
-        let text = exposition().render(None).unwrap();
+        let text = exposition().render(None, None).unwrap();
         let has = |line: &str| assert!(text.lines().any(|l| l == line), "missing {line:?} in\n{text}");
         has(r#"strata_controller_up{mode="adaptive"} 1"#);
         has("strata_weight_updates_total 12");

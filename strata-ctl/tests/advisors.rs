@@ -111,6 +111,8 @@ fn advisors_inform_status_and_losing_their_facilities_never_stops_forwarding() {
         "strata_os_advisor_up{advisor=\"modem_manager\"} 1",
         "strata_link_modem_signal{interface=\"lnk0\",link=\"0\",measure=\"rsrp\"} -92",
         "strata_os_signals_info{tier=\"full\"} 1",
+        "strata_link_interface_dropped_total{direction=\"tx\",interface=\"lnk0\",link=\"0\"}",
+        "strata_link_device_info{bus=\"virtual\",device=\"lnk1\",driver=\"\",identity=\"mac:02:53:54:00:00:02\",interface=\"lnk1\",kind=\"virtual\",link=\"1\"} 1",
     ] {
         assert!(metrics.contains(needle), "no {needle} in\n{metrics}");
     }
