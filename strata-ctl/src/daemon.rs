@@ -819,6 +819,27 @@ async fn serve(
     }
 }
 
+/// Gives the daemon a mount namespace of its own whose mounts do not
+/// propagate back (slave): the sysfs [`namespace_sysfs`] may mount then
+/// disappears with the process, however it ends — a SIGKILLed daemon used
+/// to leave one mounted under /run/strata per run (seen after the test
+/// suite: six). Everything else it uses (bpffs pins, /run/strata sockets)
+/// is the same file system seen through a copied mount, so other processes
+/// still see it. Failure is logged and the daemon goes on with shared
+/// mounts (its own exit still unmounts).
+pub fn private_mounts() {
+    use nix::{
+        mount::{MsFlags, mount},
+        sched::{CloneFlags, unshare},
+    };
+    let result = unshare(CloneFlags::CLONE_NEWNS).and_then(|()| {
+        mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_SLAVE, None::<&str>)
+    });
+    if let Err(e) = result {
+        warn!("no private mount namespace ({e}): a mount the daemon makes outlives a crash");
+    }
+}
+
 /// A sysfs whose `class/net` shows this process's network namespace, and
 /// the mount made for it if `/sys` does not: sysfs shows the namespace of
 /// whoever mounted it, so a daemon started with `nsenter --net` (the lab)

@@ -81,6 +81,9 @@ fn execute(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Run { config } => {
             let config = Config::load(&config)?;
+            // Before any thread exists: the kernel refuses a multi-threaded
+            // process its own mount namespace.
+            strata_ctl::daemon::private_mounts();
             let runtime =
                 tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
             runtime.block_on(strata_ctl::daemon::run(config))
