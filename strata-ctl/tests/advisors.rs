@@ -107,6 +107,20 @@ fn advisors_inform_status_and_losing_their_facilities_never_stops_forwarding() {
     assert!(link0["kind"].as_str().is_some_and(|k| k.starts_with("cellular/LTE")), "{link0}");
     assert!(s["links"][1]["os"]["kind"] == "virtual", "{}", s["links"][1]);
     let metrics = runner::scrape(&lab.edge_ns()).expect("scrape");
+    // The Grafana board's modem panels query series that exist.
+    let board = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/grafana/strata.json"))
+        .expect("board");
+    let modem_series: std::collections::BTreeSet<&str> = board
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .filter(|w| w.starts_with("strata_link_modem_"))
+        .collect();
+    assert!(!modem_series.is_empty(), "the board has modem panels");
+    for name in modem_series {
+        assert!(
+            metrics.lines().any(|l| l.starts_with(&format!("{name}{{"))),
+            "the board queries {name}, not exposed"
+        );
+    }
     for needle in [
         "strata_os_advisor_up{advisor=\"modem_manager\"} 1",
         "strata_link_modem_signal{interface=\"lnk0\",link=\"0\",measure=\"rsrp\"} -92",
