@@ -202,6 +202,12 @@ pub async fn run(prober: Prober, evidence: mpsc::Sender<Evidence>) {
                 // socket are lost with it, and so is a train under way.
                 sock = bound.borrow_and_update().clone();
                 arrivals = TrainArrivals::default();
+                // Probed at once: until an answer comes back the link is
+                // silent, and at 300 ms of silence it is demoted (lab,
+                // ip-change at os_signals none: re-bound 110 ms into the
+                // silence, answered at 306 ms on a loaded host, demoted,
+                // 3 s to re-admission).
+                tick.reset_immediately();
             }
             received = sock.recv_from(&mut buf) => {
                 let Ok((n, _)) = received else { continue };

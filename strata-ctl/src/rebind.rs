@@ -8,7 +8,7 @@
 //!   the kernel says at once that an address was added, an interface
 //!   removed or its carrier lost;
 //! * **in-band silence** (every tier, also `none`): the controller says a
-//!   link has gone quiet past its hold bound, and its interface is looked up
+//!   link has gone quiet for half its hold bound, and its interface is looked up
 //!   again — by index, then by its configured name, then by identity — at
 //!   most every [`RECHECK_EVERY`]. This is a question asked because probes
 //!   went unanswered, not a subscription.
