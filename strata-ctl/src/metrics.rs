@@ -65,6 +65,15 @@ pub struct Published {
     pub bindings: Vec<crate::rebind::BindingView>,
 }
 
+impl Published {
+    /// The ifindex link `id` is bound to now: a link that moved to another
+    /// interface (a re-enumerated modem) is read there; `configured` until
+    /// the OS view says otherwise.
+    fn current_index(&self, id: u8, configured: u32) -> u32 {
+        self.bindings.iter().find(|b| b.id == id).map_or(configured, |b| b.index)
+    }
+}
+
 /// State shared between the control loop and the HTTP task.
 #[derive(Debug)]
 pub struct Exposition {
@@ -298,8 +307,7 @@ impl Exposition {
                 &l,
             )?;
             for (id, name, index) in &self.interfaces {
-                // A link that moved to another interface is read there.
-                let index = published.bindings.iter().find(|b| b.id == *id).map_or(*index, |b| b.index);
+                let index = published.current_index(*id, *index);
                 let Some((_, q)) = qdiscs.iter().find(|(i, _)| *i == index) else { continue };
                 let id = id.to_string();
                 let v = [id.as_str(), name.as_str(), q.kind.as_str()];
@@ -427,7 +435,7 @@ impl Exposition {
                 &l,
             )?;
             for (id, name, index) in &self.interfaces {
-                let index = published.bindings.iter().find(|b| b.id == *id).map_or(*index, |b| b.index);
+                let index = published.current_index(*id, *index);
                 let Some(i) = found.iter().find(|i| i.index == index) else { continue };
                 let id = id.to_string();
                 let c = i.counters;
