@@ -211,7 +211,9 @@ fn usb_reattach_under_every_tier_keeps_the_link_identity() {
 
 #[test]
 fn carrier_down_under_every_tier() {
-    every_tier("carrier-down", 14.0, false, |tier, r| {
+    // 18 s: the carrier returns at 10 s, and in band (`none`) re-admission
+    // takes 3-4 s more; at 14 s one CI run ended before the link was back.
+    every_tier("carrier-down", 18.0, false, |tier, r| {
         let e = &r.analysis.events[0];
         let resume = e.resume_ms.unwrap_or_else(|| panic!("{tier:?}: the link never carried data again"));
         assert!(resume <= 5000.0, "{tier:?}: data on the link {resume} ms after the carrier returned");
