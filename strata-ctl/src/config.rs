@@ -61,7 +61,7 @@ use std::{
 use serde::Deserialize;
 use strata_common::maps::MAX_LINKS;
 
-use crate::link::{lifecycle::Thresholds, scoring::ScoringConfig};
+use crate::control::{lifecycle::Thresholds, scoring::ScoringConfig};
 
 /// The configuration format version this build reads.
 pub const CONFIG_VERSION: u32 = 1;

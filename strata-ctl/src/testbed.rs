@@ -11,7 +11,7 @@ use std::{net::Ipv4Addr, time::Duration};
 use aya::programs::{TestRun as _, TestRunOptions};
 use strata_common::maps::{CONFIG_LEARN_PEERS, CONFIG_READY, Endpoint, LINK_ENABLED, LinkTx, TunnelConfig};
 
-use crate::datapath::{Datapath, DatapathError, Program};
+use crate::dataplane::datapath::{Datapath, DatapathError, Program};
 
 /// tc verdicts.
 pub const TC_ACT_OK: u32 = 0;

@@ -8,7 +8,7 @@ use std::{
     time::Duration,
 };
 
-use strata_ctl::stats::{Snapshot, read_pinned};
+use strata_ctl::dataplane::stats::{Snapshot, read_pinned};
 use strata_lab::{
     Lab,
     strata::{EDGE_TUNNEL_ADDR, HUB_TUNNEL_ADDR, Tunnel},

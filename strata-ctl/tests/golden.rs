@@ -12,7 +12,7 @@ use strata_common::{
     maps::{CONFIG_EARLIEST_ARRIVAL, CONFIG_READY, LINK_ENABLED, LinkTx, TunnelConfig},
 };
 use strata_ctl::{
-    datapath::{Datapath, Program},
+    dataplane::datapath::{Datapath, Program},
     testbed::{
         HUB, LINK_SRC, LO, PORT, SESSION, TC_ACT_OK, TC_ACT_REDIRECT, TC_ACT_SHOT, TUNNEL_IFINDEX, be,
         checksum, eth, inner_v4, inner_v6, ipv4, strata, tunnel_frame, udp,

@@ -11,7 +11,7 @@ use std::{
 };
 
 use prometheus_parse::{Scrape, Value};
-use strata_ctl::stats::read_pinned;
+use strata_ctl::dataplane::stats::read_pinned;
 use strata_lab::{
     Lab, in_netns,
     strata::{Control, Daemon, METRICS_ADDR, Tunnel, edge_to_hub},

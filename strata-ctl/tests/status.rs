@@ -15,7 +15,7 @@ use std::{
 
 use nix::{sys::signal, unistd::Pid};
 use serde_json::Value;
-use strata_ctl::{stats::read_pinned, status};
+use strata_ctl::{dataplane::stats::read_pinned, serve::status};
 use strata_lab::{
     Lab,
     strata::{Control, Daemon, Tunnel, edge_to_hub},

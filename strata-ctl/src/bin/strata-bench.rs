@@ -12,7 +12,7 @@
 use std::{process::ExitCode, time::Duration};
 
 use strata_ctl::{
-    datapath::Program,
+    dataplane::datapath::Program,
     testbed::{self, TC_ACT_REDIRECT, eth, inner_v4, strata, tunnel_frame},
 };
 

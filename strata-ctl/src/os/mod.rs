@@ -18,10 +18,27 @@
 //!   socket, with no udevd needed;
 //! * [`modem_manager`] — ModemManager over D-Bus: each modem's state,
 //!   access technology, operator, cell and signal, and early warnings
-//!   (handover, signal collapse) drawn from their changes.
+//!   (handover, signal collapse) drawn from their changes;
+//! * [`advisors`] — the tier's advisors started as tasks feeding one event
+//!   stream;
+//! * [`follow`] — how a link follows its interface through those events
+//!   (pure reactions, carried out by the daemon);
+//! * [`kind`] — what a link is (cellular, Wi-Fi, wired, virtual) from sysfs
+//!   facts and in-band behaviour, with a confidence.
+//!
+//! The host the daemon runs on, beside the advisors:
+//!
+//! * [`net`] — rtnetlink requests: interfaces, addresses, routes, neighbours,
+//!   qdisc statistics;
+//! * [`tun`] — the tunnel device.
 
+pub mod advisors;
+pub mod follow;
 pub mod identity;
+pub mod kind;
 pub mod modem_manager;
+pub mod net;
 pub mod netlink;
 pub mod sysfs;
+pub mod tun;
 pub mod uevent;

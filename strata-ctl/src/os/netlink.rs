@@ -7,7 +7,7 @@
 //! socket subscribed in the same network namespace, within microseconds and
 //! without polling. This module subscribes to the link, IPv4 address and
 //! IPv4 route groups and turns each message into a [`NetEvent`]; what the
-//! daemon does with them is decided in [`crate::link::follow`].
+//! daemon does with them is decided in [`crate::os::follow`].
 //!
 //! Multicast delivery is best effort: a socket whose receive buffer is full
 //! loses messages (the kernel reports `ENOBUFS`). The buffer is enlarged to
@@ -26,7 +26,7 @@ use netlink_packet_route::{
 use rtnetlink::{MulticastGroup, packet_core::NetlinkPayload, sys::AsyncSocket as _};
 use tokio::sync::mpsc;
 
-use crate::net::{Interface, interface_of};
+use crate::os::net::{Interface, interface_of};
 
 /// Receive buffer of the subscription: a few thousand messages, so a burst
 /// (a modem re-enumerating produces tens) never overflows it.

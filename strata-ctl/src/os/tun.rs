@@ -8,7 +8,7 @@
 //!
 //! TUN devices cannot be created over rtnetlink (the kernel's tun driver has
 //! no `newlink`), hence the `TUNSETIFF` ioctl here; every other setting goes
-//! through [`crate::net`].
+//! through [`crate::os::net`].
 
 use std::{
     fs::{File, OpenOptions},

@@ -49,7 +49,7 @@ pub enum Reaction {
     /// The interface is gone: remember the link as missing.
     Missing,
     /// Re-bind the link to this interface (it came back, maybe renamed).
-    Adopt(crate::net::Interface),
+    Adopt(crate::os::net::Interface),
     /// Re-read the interface's addresses and re-bind to one: `prefer` if it
     /// is still there (the address just added), else the first.
     Readdress {
@@ -68,7 +68,7 @@ pub enum Reaction {
 pub fn react(
     binding: &Binding,
     event: &NetEvent,
-    same_link: impl Fn(&crate::net::Interface) -> bool,
+    same_link: impl Fn(&crate::os::net::Interface) -> bool,
 ) -> Vec<Reaction> {
     let ours = binding.index == Some(event.index());
     match event {
@@ -133,7 +133,7 @@ pub fn choose_address(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::net::{Interface, InterfaceCounters};
+    use crate::os::net::{Interface, InterfaceCounters};
 
     fn bound() -> Binding {
         Binding {

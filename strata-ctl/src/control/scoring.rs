@@ -15,7 +15,7 @@
 use strata_common::maps::MAX_LINKS;
 
 use super::{estimator::Estimate, lifecycle::State};
-use crate::schedule::Weights;
+use crate::control::schedule::Weights;
 
 /// Scoring knobs.
 #[derive(Clone, Debug, PartialEq)]

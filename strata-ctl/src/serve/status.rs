@@ -27,9 +27,9 @@ use tracing::debug;
 
 use crate::{
     config::PIN_ROOT,
-    metrics::Exposition,
-    rebind::{BindingView, ModemView},
-    stats::{self, Snapshot},
+    daemon::follower::{BindingView, ModemView},
+    dataplane::stats::{self, Snapshot},
+    serve::metrics::Exposition,
 };
 
 /// Where the control sockets live.
@@ -598,7 +598,7 @@ fn bytes(b: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::stats::LinkStats;
+    use crate::dataplane::stats::LinkStats;
 
     fn snapshot() -> Snapshot {
         let link = |id: u8, tx: u64| LinkStats {

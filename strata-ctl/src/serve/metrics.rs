@@ -33,10 +33,9 @@ use tokio::{
 use tracing::debug;
 
 use crate::{
-    controller::LinkReport,
-    link::lifecycle::State,
-    net::{Net, QdiscStats},
-    sampling, stats,
+    control::{controller::LinkReport, lifecycle::State},
+    dataplane::{sampling, stats},
+    os::net::{Net, QdiscStats},
 };
 
 /// Packets by kernel drop reason name.
@@ -62,7 +61,7 @@ pub struct Published {
     /// Each OS advisor and its state ("active", "off: …", "unavailable: …").
     pub advisors: Vec<(&'static str, String)>,
     /// Where each edge link is bound now (device, address, re-binds).
-    pub bindings: Vec<crate::rebind::BindingView>,
+    pub bindings: Vec<crate::daemon::follower::BindingView>,
 }
 
 impl Published {
@@ -173,7 +172,7 @@ impl Exposition {
     pub fn render(
         &self,
         qdiscs: Option<&[(u32, QdiscStats)]>,
-        interfaces: Option<&[crate::net::Interface]>,
+        interfaces: Option<&[crate::os::net::Interface]>,
     ) -> Result<String, prometheus::Error> {
         let published = self.published();
         let snapshot = stats::read_pinned(&self.pin_dir).ok();

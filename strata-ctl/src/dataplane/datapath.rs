@@ -3,7 +3,7 @@
 //! read the counters it keeps.
 //!
 //! This is the only module that talks to aya. Everything it writes is built by
-//! pure code elsewhere ([`crate::schedule`], [`crate::config`]).
+//! pure code elsewhere ([`crate::control::schedule`], [`crate::config`]).
 
 use std::path::{Path, PathBuf};
 
@@ -17,8 +17,8 @@ use strata_common::maps::{
 };
 
 use crate::{
-    schedule::{self, Weights},
-    stats::{self, Snapshot},
+    control::schedule::{self, Weights},
+    dataplane::stats::{self, Snapshot},
 };
 
 /// The eBPF object built by `build.rs`.

@@ -27,24 +27,30 @@ use strata_common::{
 use tokio::{net::UdpSocket, sync::mpsc};
 use tracing::{debug, info, warn};
 
+pub mod follower;
+
 use crate::{
-    advisors::{self, Advisors, OsEvent},
     config::{Config, ControlMode, LinkSection, Role},
-    controller::Controller,
-    datapath::{Datapath, Program},
-    link::follow::Reaction,
-    link::scoring::Decision,
-    metrics::{self, Exposition},
-    net::{Interface, Net},
-    os::sysfs::SysfsMount,
-    probe::{self, Evidence, TrainShape},
-    rebind::{Follower, Hint, LINK_TABLE_BASE, ProbePath},
-    sampling,
-    schedule::Weights,
-    stats::Snapshot,
-    status,
-    tun::Tun,
+    control::{controller::Controller, schedule::Weights, scoring::Decision},
+    dataplane::{
+        datapath::{Datapath, Program},
+        sampling,
+        stats::Snapshot,
+    },
+    inband::prober::{self as probe, Evidence, TrainShape},
+    os::{
+        advisors::{self, Advisors, OsEvent},
+        follow::Reaction,
+        net::{Interface, Net},
+        sysfs::SysfsMount,
+        tun::Tun,
+    },
+    serve::{
+        metrics::{self, Exposition},
+        status,
+    },
 };
+use follower::{Follower, Hint, LINK_TABLE_BASE, ProbePath};
 
 /// A link as resolved on this host.
 #[derive(Clone, Debug)]

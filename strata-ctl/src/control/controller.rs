@@ -15,12 +15,12 @@ use strata_common::{maps::OWD_BIAS_US, wire::FeedbackPayload};
 use tracing::info;
 
 use crate::{
-    link::{
+    control::{
         estimator::{Estimate, Feedback, LinkEstimator},
         lifecycle::{Lifecycle, State, Thresholds},
         scoring::{Decision, LinkView, ScoringConfig, decide},
     },
-    probe::Evidence,
+    inband::prober::Evidence,
 };
 
 /// What the controller knows of one link, for metrics and status.
@@ -274,14 +274,14 @@ impl Controller {
     }
 
     /// What in-band measurement knows of each link, for inferring its kind.
-    pub fn behaviours(&self) -> Vec<(u8, crate::link::kind::Behaviour)> {
+    pub fn behaviours(&self) -> Vec<(u8, crate::os::kind::Behaviour)> {
         self.links
             .iter()
             .zip(&self.estimates)
             .map(|(l, e)| {
                 (
                     l.id,
-                    crate::link::kind::Behaviour {
+                    crate::os::kind::Behaviour {
                         capacity_mbps: e.capacity_mbit_s.or(e.train_mbit_s),
                         base_rtt_ms: e.rtt_ms.map(|r| r[0]),
                         jitter_ms: e.jitter_ms,
@@ -387,7 +387,7 @@ mod tests {
     use strata_common::{maps::MAX_LINKS, wire::FeedbackPayload};
 
     use super::*;
-    use crate::schedule;
+    use crate::control::schedule;
 
     /// One thing that can happen to the controller.
     #[derive(Clone, Debug)]

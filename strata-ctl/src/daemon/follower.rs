@@ -1,5 +1,5 @@
 //! The edge's links following their interfaces: the I/O half of
-//! [`crate::link::follow`].
+//! [`crate::os::follow`].
 //!
 //! Each link starts bound to the interface, address and next hop resolved
 //! at start-up. What moves them is noticed two ways:
@@ -32,18 +32,18 @@ use tracing::{info, warn};
 use crate::{
     config::Config,
     daemon::ResolvedLink,
-    datapath::{Datapath, Program},
-    link::follow::{Binding, Reaction, choose_address},
-    link::kind::{Behaviour, infer},
-    net::{Interface, LinkRouting, Net},
+    dataplane::datapath::{Datapath, Program},
+    inband::prober,
     os::{
+        follow::{Binding, Reaction, choose_address},
         identity::{LinkIdentity, Match},
+        kind::{Behaviour, infer},
         modem_manager::{EarlyWarning, ModemEvent, ModemReport, early_warning},
+        net::{Interface, LinkRouting, Net},
         netlink::NetEvent,
         sysfs::{Bus, LinkFacts},
         uevent::{Action as UAction, UEvent},
     },
-    probe,
 };
 
 /// How often a silent link's interface is looked up again, at most.
@@ -218,7 +218,7 @@ impl Follower {
             let f = &self.links[i];
             let same = |candidate: &Interface| is_same_link(f, candidate, self.sysfs.as_deref());
             out.extend(
-                crate::link::follow::react(&self.binding(i, link), event, same).into_iter().map(|r| (i, r)),
+                crate::os::follow::react(&self.binding(i, link), event, same).into_iter().map(|r| (i, r)),
             );
         }
         out
@@ -624,7 +624,7 @@ async fn rebind(
                 f.complete = false;
             }
         }
-        match probe::bind_shared(SocketAddrV4::new(new.address, config.port)) {
+        match prober::bind_shared(SocketAddrV4::new(new.address, config.port)) {
             Ok(sock) => {
                 let _ = path.socket.send(Arc::new(sock));
             }

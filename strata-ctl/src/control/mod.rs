@@ -1,0 +1,25 @@
+//! Pure decisions: from in-band evidence to the kernel's weights and budgets.
+//!
+//! * [`window`] — samples over a sliding time window, as percentiles;
+//! * [`estimator`] — what a link is doing: delay percentiles, jitter, loss and
+//!   its burstiness, capacity, a queue building, throughput collapse, and a
+//!   prediction 0.75 s ahead;
+//! * [`lifecycle`] — whether it may carry traffic: init → probe → warm → live
+//!   ⇄ degraded → cooldown → gone, fast demotion, slow re-admission;
+//! * [`scoring`] — weights and send budgets for the kernel;
+//! * [`schedule`] — weights as the kernel's slot table;
+//! * [`controller`] — the links together: evidence in, a decision per tick out.
+//!
+//! Everything here is driven by a clock the caller passes in (`Duration`
+//! since an arbitrary start), so it runs the same on simulated time in tests
+//! as on the real clock in the daemon. No sockets, no clock reads, no
+//! logging: the sockets and maps that feed it live in [`crate::inband`] and
+//! [`crate::dataplane`], and what it decides is returned as values for the
+//! daemon to apply and log.
+
+pub mod controller;
+pub mod estimator;
+pub mod lifecycle;
+pub mod schedule;
+pub mod scoring;
+pub mod window;

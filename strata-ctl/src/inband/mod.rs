@@ -1,0 +1,8 @@
+//! The in-band channel: what travels beside the data on every link.
+//!
+//! * [`prober`] — the edge's per-link probe sockets: round trips, packet
+//!   trains, and the hub's feedback turned into evidence for the controller.
+//!
+//! The decisions drawn from that evidence are [`crate::control`]'s.
+
+pub mod prober;
