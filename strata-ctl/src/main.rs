@@ -83,7 +83,7 @@ fn execute(command: Command) -> anyhow::Result<()> {
             let config = Config::load(&config)?;
             // Before any thread exists: the kernel refuses a multi-threaded
             // process its own mount namespace.
-            strata_ctl::daemon::private_mounts();
+            strata_ctl::os::host::private_mounts();
             let runtime =
                 tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
             runtime.block_on(strata_ctl::daemon::run(config))

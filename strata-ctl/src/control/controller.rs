@@ -12,16 +12,32 @@
 use std::time::Duration;
 
 use strata_common::{maps::OWD_BIAS_US, wire::FeedbackPayload};
-use tracing::info;
 
 use crate::{
+    control::evidence::Evidence,
     control::{
         estimator::{Estimate, Feedback, LinkEstimator},
-        lifecycle::{Lifecycle, State, Thresholds},
+        lifecycle::{Lifecycle, State, Thresholds, Transition},
         scoring::{Decision, LinkView, ScoringConfig, decide},
     },
-    inband::prober::Evidence,
 };
+
+/// What in-band measurement knows of a link; `None` until measured.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Behaviour {
+    /// Measured capacity, Mbit/s.
+    pub capacity_mbps: Option<f64>,
+    /// Base (minimum) round trip, ms.
+    pub base_rtt_ms: Option<f64>,
+    /// Jitter: p95 − p50 of the round trip, ms.
+    pub jitter_ms: Option<f64>,
+    /// Loss ratio, 0..1.
+    pub loss_ratio: Option<f64>,
+    /// Burstiness of loss (mean loss run length), ≥ 1 when losses occur.
+    pub loss_burstiness: Option<f64>,
+    /// Share of packets arriving out of order, 0..1.
+    pub reorder_ratio: Option<f64>,
+}
 
 /// What the controller knows of one link, for metrics and status.
 #[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
@@ -76,9 +92,32 @@ struct Controlled {
 /// within a second.
 pub const CAUTION_FOR: Duration = Duration::from_secs(1);
 
+/// Something the controller did that the daemon should tell the operator:
+/// the controller itself does no logging (it is pure), it hands these over
+/// through [`Controller::drain_events`].
+#[derive(Clone, Debug, PartialEq)]
+pub enum ControlEvent {
+    /// A link changed lifecycle state.
+    State {
+        /// Link id.
+        link: u8,
+        /// From, to, and why.
+        transition: Transition,
+    },
+    /// A modem's early warning halved a link's share for [`CAUTION_FOR`].
+    Caution {
+        /// Link id.
+        link: u8,
+        /// The warning.
+        what: &'static str,
+    },
+}
+
 /// The controller's state.
 #[derive(Debug)]
 pub struct Controller {
+    /// What happened since the daemon last asked.
+    events: Vec<ControlEvent>,
     links: Vec<Controlled>,
     thresholds: Thresholds,
     scoring: ScoringConfig,
@@ -94,6 +133,7 @@ impl Controller {
     /// for capacity (Mbit/s) until capacity is measured.
     pub fn new(links: &[(u8, u32)], thresholds: Thresholds, scoring: ScoringConfig) -> Self {
         Self {
+            events: Vec::new(),
             links: links
                 .iter()
                 .map(|&(id, weight)| Controlled {
@@ -203,11 +243,11 @@ impl Controller {
         for l in &mut self.links {
             let est = l.estimator.estimate(now);
             if let Some(t) = l.lifecycle.step(now, &est, &self.thresholds) {
-                info!(link = l.id, from = t.from.name(), to = t.to.name(), reason = ?t.reason, "link state");
                 *l.transitions.entry(t.to.name()).or_default() += 1;
                 if t.to == State::Probe {
                     l.last_train = None;
                 }
+                self.events.push(ControlEvent::State { link: l.id, transition: t });
             }
             estimates.push(est);
         }
@@ -238,8 +278,8 @@ impl Controller {
         if let Some(l) = self.links.iter_mut().find(|l| l.id == id)
             && let Some(t) = l.lifecycle.on_os_loss(now, what)
         {
-            info!(link = l.id, from = t.from.name(), to = t.to.name(), reason = ?t.reason, "link state");
             *l.transitions.entry(t.to.name()).or_default() += 1;
+            self.events.push(ControlEvent::State { link: l.id, transition: t });
         }
     }
 
@@ -255,9 +295,9 @@ impl Controller {
             return;
         }
         if let Some(t) = l.lifecycle.on_os_return(now, what) {
-            info!(link = l.id, from = t.from.name(), to = t.to.name(), reason = ?t.reason, "link state");
             *l.transitions.entry(t.to.name()).or_default() += 1;
             l.last_train = None;
+            self.events.push(ControlEvent::State { link: l.id, transition: t });
         }
         l.estimator.on_path_reset(now);
     }
@@ -268,20 +308,26 @@ impl Controller {
     /// whether it is demoted).
     pub fn on_caution(&mut self, now: Duration, id: u8, what: &'static str) {
         if let Some(l) = self.links.iter_mut().find(|l| l.id == id) {
-            info!(link = l.id, what, "early warning: share halved for {CAUTION_FOR:?}");
             l.caution_until = Some(now + CAUTION_FOR);
+            self.events.push(ControlEvent::Caution { link: l.id, what });
         }
     }
 
+    /// What happened since the last call (state changes, cautions), oldest
+    /// first, for the daemon to log.
+    pub fn drain_events(&mut self) -> Vec<ControlEvent> {
+        std::mem::take(&mut self.events)
+    }
+
     /// What in-band measurement knows of each link, for inferring its kind.
-    pub fn behaviours(&self) -> Vec<(u8, crate::os::kind::Behaviour)> {
+    pub fn behaviours(&self) -> Vec<(u8, Behaviour)> {
         self.links
             .iter()
             .zip(&self.estimates)
             .map(|(l, e)| {
                 (
                     l.id,
-                    crate::os::kind::Behaviour {
+                    Behaviour {
                         capacity_mbps: e.capacity_mbit_s.or(e.train_mbit_s),
                         base_rtt_ms: e.rtt_ms.map(|r| r[0]),
                         jitter_ms: e.jitter_ms,

@@ -1,5 +1,7 @@
 //! Pure decisions: from in-band evidence to the kernel's weights and budgets.
 //!
+//! * [`evidence`] — what the in-band channel reports about a link;
+//! * [`train`] — a link's bottleneck rate from a packet train's arrivals;
 //! * [`window`] — samples over a sliding time window, as percentiles;
 //! * [`estimator`] — what a link is doing: delay percentiles, jitter, loss and
 //!   its burstiness, capacity, a queue building, throughput collapse, and a
@@ -19,7 +21,9 @@
 
 pub mod controller;
 pub mod estimator;
+pub mod evidence;
 pub mod lifecycle;
 pub mod schedule;
 pub mod scoring;
+pub mod train;
 pub mod window;

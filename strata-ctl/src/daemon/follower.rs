@@ -29,21 +29,23 @@ use std::{
 use tokio::{net::UdpSocket, sync::watch};
 use tracing::{info, warn};
 
+use super::links::{ResolvedLink, link_tx};
 use crate::{
     config::Config,
-    daemon::ResolvedLink,
+    control::controller::Behaviour,
     dataplane::datapath::{Datapath, Program},
     inband::prober,
     os::{
         follow::{Binding, Reaction, choose_address},
         identity::{LinkIdentity, Match},
-        kind::{Behaviour, infer},
+        kind::infer,
         modem_manager::{EarlyWarning, ModemEvent, ModemReport, early_warning},
         net::{Interface, LinkRouting, Net},
         netlink::NetEvent,
         sysfs::{Bus, LinkFacts},
         uevent::{Action as UAction, UEvent},
     },
+    serve::view::{BindingView, ModemView},
 };
 
 /// How often a silent link's interface is looked up again, at most.
@@ -109,60 +111,6 @@ pub struct Follower {
     /// A sysfs showing this network namespace's interfaces (`None`: none
     /// could be had, and links are recognised by name only).
     sysfs: Option<std::path::PathBuf>,
-}
-
-/// What the operating system knows of a link, for status and metrics.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct BindingView {
-    /// Link id.
-    pub id: u8,
-    /// The interface it is bound to now.
-    pub device: String,
-    /// Its ifindex (0 while missing).
-    pub index: u32,
-    /// Outer source address.
-    pub address: String,
-    /// The interface is gone.
-    pub missing: bool,
-    /// Times re-bound.
-    pub rebinds: u64,
-    /// Stable identity (`usb:…`, `mac:…`, `name:…`), where sysfs could tell.
-    pub identity: Option<String>,
-    /// Bus, driver, devtype, framing, MTU, speed, from sysfs.
-    pub facts: Vec<(&'static str, String)>,
-    /// Inferred kind (`cellular`, `wifi`, `wired`, `virtual`, `unknown`).
-    pub kind: &'static str,
-    /// The kind with its detail (`cellular/LTE over USB`).
-    pub kind_detail: String,
-    /// Confidence in the kind, 0..1.
-    pub kind_confidence: f64,
-    /// Why.
-    pub kind_reasons: Vec<&'static str>,
-    /// What ModemManager says of the link's modem.
-    pub modem: Option<ModemView>,
-}
-
-/// A link's modem as ModemManager reports it (also in the status document).
-#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct ModemView {
-    /// Modem state (`connected`, `registered`, …).
-    pub state: String,
-    /// Access technologies (`LTE`, `5GNR`, …).
-    pub access: String,
-    /// Operator.
-    pub operator: Option<String>,
-    /// Serving cell, where exposed.
-    pub cell_id: Option<String>,
-    /// Signal quality, %.
-    pub signal_quality_pct: Option<u32>,
-    /// RSRP, dBm.
-    pub rsrp_dbm: Option<f64>,
-    /// RSRQ, dB.
-    pub rsrq_db: Option<f64>,
-    /// SINR, dB.
-    pub sinr_db: Option<f64>,
-    /// The last early warning it gave.
-    pub last_warning: Option<String>,
 }
 
 impl Follower {
@@ -603,7 +551,7 @@ async fn rebind(
     }
     // The static weight; adaptive control rewrites the entry every tick.
     let weight = config.links.iter().find(|l| l.id == id).map_or(0, |l| l.weight);
-    let tx = crate::daemon::link_tx(weight, &new.interface, new.address, new.gateway, config.port);
+    let tx = link_tx(weight, &new.interface, new.address, new.gateway, config.port);
     if let Err(e) = dp.set_link(id, tx) {
         warn!(link = id, "updating the kernel's entry: {e}");
         f.complete = false;

@@ -16,40 +16,18 @@ use strata_common::maps::{
     Endpoint, IFNAME_LEN, LinkPace, LinkTx, MAX_LINKS, SampleConfig, Schedule, TunnelConfig, TxSeq,
 };
 
+pub use crate::dataplane::error::DatapathError;
 use crate::{
     control::schedule::{self, Weights},
-    dataplane::stats::{self, Snapshot},
+    dataplane::{
+        error::map_err,
+        names as map_names,
+        stats::{self, Snapshot},
+    },
 };
 
 /// The eBPF object built by `build.rs`.
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/strata"));
-
-/// Map names (as in `strata-ebpf/src/maps.rs`).
-pub mod map_names {
-    #![allow(missing_docs)]
-    pub const CONFIG: &str = "STRATA_CONFIG";
-    pub const IFACES: &str = "STRATA_IFACES";
-    pub const LINKS: &str = "STRATA_LINKS";
-    pub const PEERS: &str = "STRATA_PEERS";
-    pub const SCHED: &str = "STRATA_SCHED";
-    pub const TXSEQ: &str = "STRATA_TXSEQ";
-    pub const TX: &str = "STRATA_TX";
-    pub const RX: &str = "STRATA_RX";
-    pub const RXSEQ: &str = "STRATA_RXSEQ";
-    pub const DROPS: &str = "STRATA_DROPS";
-    pub const DEDUP: &str = "STRATA_DEDUP";
-    pub const PACE: &str = "STRATA_PACE";
-    pub const SAMPLE_CFG: &str = "STRATA_SAMPLE_CFG";
-    pub const WATCH: &str = "STRATA_WATCH";
-    pub const QUEUED: &str = "STRATA_QUEUED";
-    pub const QDELAY: &str = "STRATA_QDELAY";
-    pub const KDROPS: &str = "STRATA_KDROPS";
-    /// Every map, for unpinning.
-    pub const ALL: [&str; 17] = [
-        CONFIG, IFACES, LINKS, PEERS, SCHED, TXSEQ, TX, RX, RXSEQ, DROPS, DEDUP, PACE, SAMPLE_CFG, WATCH,
-        QUEUED, QDELAY, KDROPS,
-    ];
-}
 
 /// The sampling programs and the tracepoints they attach to.
 const SAMPLING_PROGRAMS: [(&str, &str, &str); 3] = [
@@ -75,43 +53,6 @@ impl Program {
             Self::LinkIngress => "strata_link_ingress",
         }
     }
-}
-
-/// A data-plane operation that failed, with what it was.
-#[derive(Debug, thiserror::Error)]
-pub enum DatapathError {
-    /// Loading (and verifying) the object failed.
-    #[error("loading the eBPF object: {0}")]
-    Load(#[from] aya::EbpfError),
-    /// A program operation failed.
-    #[error("{what}: {source}")]
-    Program {
-        /// What was being done.
-        what: String,
-        /// aya's error.
-        source: aya::programs::ProgramError,
-    },
-    /// A map operation failed.
-    #[error("{what}: {source}")]
-    Map {
-        /// What was being done.
-        what: String,
-        /// aya's error.
-        source: aya::maps::MapError,
-    },
-    /// A file-system operation on the pin directory failed.
-    #[error("{what}: {source}")]
-    Io {
-        /// What was being done.
-        what: String,
-        /// The error.
-        source: std::io::Error,
-    },
-}
-
-pub(crate) fn map_err(what: impl Into<String>) -> impl FnOnce(aya::maps::MapError) -> DatapathError {
-    let what = what.into();
-    move |source| DatapathError::Map { what, source }
 }
 
 fn prog_err(what: impl Into<String>) -> impl FnOnce(aya::programs::ProgramError) -> DatapathError {

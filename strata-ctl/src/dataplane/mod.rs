@@ -14,5 +14,7 @@
 //! naming the map or program.
 
 pub mod datapath;
+pub mod error;
+pub mod names;
 pub mod sampling;
 pub mod stats;

@@ -16,7 +16,7 @@ use std::path::Path;
 use aya::maps::{Map, MapData, PerCpuArray};
 use strata_common::maps::{DELAY_BUCKETS, DELAY_ROW, DROP_REASONS, SAMPLE_SLOTS, SampleConfig};
 
-use crate::dataplane::datapath::map_names;
+use crate::dataplane::names as map_names;
 
 /// Where tracefs is usually mounted.
 const TRACEFS: [&str; 2] = ["/sys/kernel/tracing", "/sys/kernel/debug/tracing"];

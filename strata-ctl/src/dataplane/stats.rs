@@ -11,7 +11,10 @@ use strata_common::{
     maps::{Endpoint, LinkCounters, LinkPace, MAX_LINKS, RxLinkState},
 };
 
-use crate::dataplane::datapath::{DatapathError, map_err, map_names};
+use crate::dataplane::{
+    error::{DatapathError, map_err},
+    names as map_names,
+};
 
 /// One link's counters, summed over CPUs.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]

@@ -24,7 +24,10 @@
 //!
 //! Pure code.
 
-use crate::os::sysfs::{Bus, Framing, LinkFacts};
+use crate::{
+    control::controller::Behaviour,
+    os::sysfs::{Bus, Framing, LinkFacts},
+};
 
 /// What a link is.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -76,23 +79,6 @@ impl std::fmt::Display for LinkKind {
             other => f.write_str(other.name()),
         }
     }
-}
-
-/// What in-band measurement knows of a link; `None` until measured.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct Behaviour {
-    /// Measured capacity, Mbit/s.
-    pub capacity_mbps: Option<f64>,
-    /// Base (minimum) round trip, ms.
-    pub base_rtt_ms: Option<f64>,
-    /// Jitter: p95 − p50 of the round trip, ms.
-    pub jitter_ms: Option<f64>,
-    /// Loss ratio, 0..1.
-    pub loss_ratio: Option<f64>,
-    /// Burstiness of loss (mean loss run length), ≥ 1 when losses occur.
-    pub loss_burstiness: Option<f64>,
-    /// Share of packets arriving out of order, 0..1.
-    pub reorder_ratio: Option<f64>,
 }
 
 /// An inferred kind with its confidence and the reasons behind it.

@@ -34,6 +34,7 @@
 
 pub mod advisors;
 pub mod follow;
+pub mod host;
 pub mod identity;
 pub mod kind;
 pub mod modem_manager;

@@ -15,9 +15,8 @@
 //! restarts and interface renames) and, on the edge, `interface`.
 
 use std::{
-    path::PathBuf,
-    sync::{Arc, Mutex},
-    time::{Duration, Instant, SystemTime},
+    sync::Arc,
+    time::{Duration, SystemTime},
 };
 
 use prometheus::{
@@ -33,140 +32,13 @@ use tokio::{
 use tracing::debug;
 
 use crate::{
-    control::{controller::LinkReport, lifecycle::State},
+    control::lifecycle::State,
     dataplane::{sampling, stats},
     os::net::{Net, QdiscStats},
+    serve::view::{Exposition, reason_name},
 };
 
-/// Packets by kernel drop reason name.
-pub type DropCounts = Vec<(String, u64)>;
-
-/// What the control loop publishes for the exposition.
-#[derive(Clone, Debug, Default)]
-pub struct Published {
-    /// `static` or `adaptive`.
-    pub mode: &'static str,
-    /// Whether the adaptive controller is running.
-    pub controller_up: bool,
-    /// The controller's view of each link (empty without it).
-    pub links: Vec<LinkReport>,
-    /// Decisions written to the kernel so far.
-    pub weight_updates: u64,
-    /// When the last one was written.
-    pub last_update: Option<SystemTime>,
-    /// IP bytes of probes and packet trains sent per link.
-    pub probe_bytes: Vec<(u8, u64)>,
-    /// `os_signals`: the tier configured.
-    pub os_signals: &'static str,
-    /// Each OS advisor and its state ("active", "off: …", "unavailable: …").
-    pub advisors: Vec<(&'static str, String)>,
-    /// Where each edge link is bound now (device, address, re-binds).
-    pub bindings: Vec<crate::daemon::follower::BindingView>,
-}
-
-impl Published {
-    /// The ifindex link `id` is bound to now: a link that moved to another
-    /// interface (a re-enumerated modem) is read there; `configured` until
-    /// the OS view says otherwise.
-    fn current_index(&self, id: u8, configured: u32) -> u32 {
-        self.bindings.iter().find(|b| b.id == id).map_or(configured, |b| b.index)
-    }
-}
-
-/// State shared between the control loop and the HTTP task.
-#[derive(Debug)]
-pub struct Exposition {
-    pin_dir: PathBuf,
-    /// The data plane's programs (name, kernel id) and whether the kernel
-    /// keeps their run-time statistics (`BPF_ENABLE_STATS`).
-    programs: Mutex<(Vec<(&'static str, u32)>, bool)>,
-    /// Host-side sampling: the kernel's drop reason names when running,
-    /// why not otherwise.
-    sampling: Mutex<Result<Vec<(u32, String)>, String>>,
-    /// Interface name and index per link id, where known (the edge's links).
-    interfaces: Vec<(u8, String, u32)>,
-    started: Instant,
-    published: Mutex<Published>,
-}
-
 impl Exposition {
-    /// The exposition of the instance whose maps are pinned in `pin_dir`.
-    pub fn new(pin_dir: PathBuf, interfaces: Vec<(u8, String, u32)>, mode: &'static str) -> Arc<Self> {
-        Arc::new(Self {
-            pin_dir,
-            programs: Mutex::new((Vec::new(), false)),
-            sampling: Mutex::new(Err("not enabled (metrics.kernel_sampling)".into())),
-            interfaces,
-            started: Instant::now(),
-            published: Mutex::new(Published { mode, ..Published::default() }),
-        })
-    }
-
-    /// Tells the exposition which programs to report, and whether the
-    /// kernel is keeping their run-time statistics.
-    pub fn set_programs(&self, ids: Vec<(&'static str, u32)>, stats_enabled: bool) {
-        if let Ok(mut p) = self.programs.lock() {
-            *p = (ids, stats_enabled);
-        }
-    }
-
-    /// Records whether host-side sampling runs: the drop reason names, or why not.
-    pub fn set_sampling(&self, state: Result<Vec<(u32, String)>, String>) {
-        if let Ok(mut s) = self.sampling.lock() {
-            *s = state;
-        }
-    }
-
-    /// Host-side sampling: `Ok` if it runs, else why not.
-    pub fn sampling(&self) -> Result<(), String> {
-        self.sampling
-            .lock()
-            .map_or_else(|_| Err("poisoned".into()), |s| s.as_ref().map(|_| ()).map_err(Clone::clone))
-    }
-
-    /// The kernel's drops of packets queued on each watched link, by link
-    /// id and drop reason name — `None` while host-side sampling does not
-    /// run, so that "unknown" is never shown as "no drops".
-    pub fn kernel_drops(&self) -> Option<Vec<(u8, DropCounts)>> {
-        let reasons = self.sampling.lock().ok()?.as_ref().ok()?.clone();
-        let ids: Vec<u8> = self.interfaces.iter().map(|(id, ..)| *id).collect();
-        let values: Vec<u32> = reasons.iter().map(|(v, _)| *v).collect();
-        let drops = sampling::read_drops(&self.pin_dir, &ids, &values).ok()?;
-        Some(
-            ids.into_iter()
-                .zip(drops)
-                .map(|(id, row)| (id, row.into_iter().map(|(r, n)| (reason_name(&reasons, r), n)).collect()))
-                .collect(),
-        )
-    }
-
-    /// A copy of the published view.
-    pub fn published(&self) -> Published {
-        self.published.lock().map(|p| p.clone()).unwrap_or_default()
-    }
-
-    /// The interface of link `id` ("" if unknown).
-    pub fn interface(&self, id: u8) -> String {
-        self.interfaces.iter().find(|(l, ..)| *l == id).map_or(String::new(), |(_, n, _)| n.clone())
-    }
-
-    /// Time since the daemon started.
-    pub fn uptime(&self) -> Duration {
-        self.started.elapsed()
-    }
-
-    /// Where the instance's maps are pinned.
-    pub fn pin_dir(&self) -> &std::path::Path {
-        &self.pin_dir
-    }
-
-    /// Replaces the published view through `update`.
-    pub fn publish(&self, update: impl FnOnce(&mut Published)) {
-        if let Ok(mut p) = self.published.lock() {
-            update(&mut p);
-        }
-    }
-
     /// The text exposition now, with the links' root qdisc statistics if
     /// they could be read.
     pub fn render(
@@ -633,12 +505,6 @@ fn host_queue_families(
     [delay, drops].into_iter().filter(|f| !f.get_metric().is_empty()).collect()
 }
 
-/// The kernel's name of drop reason `value` (its number if this kernel's
-/// tracepoint format did not list it).
-fn reason_name(reasons: &[(u32, String)], value: u32) -> String {
-    reasons.iter().find(|(v, _)| *v == value).map_or_else(|| value.to_string(), |(_, n)| n.clone())
-}
-
 /// Serves `GET /metrics` on `listener` until the task is dropped.
 ///
 /// A few lines of HTTP/1.1 by hand rather than an HTTP framework: one path,
@@ -725,7 +591,10 @@ async fn answer(mut stream: TcpStream, exposition: &Exposition, net: Option<&Net
 
 #[cfg(test)]
 mod tests {
+    use std::path::PathBuf;
+
     use super::*;
+    use crate::control::controller::LinkReport;
 
     /// An exposition with a controller view and no pinned maps (unprivileged).
     fn exposition() -> Arc<Exposition> {

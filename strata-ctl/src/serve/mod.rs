@@ -1,6 +1,7 @@
 //! What the daemon shows the people running it.
 //!
-//! * [`metrics`] — the published view and the Prometheus exposition;
+//! * [`view`] — the published view the daemon updates and both read;
+//! * [`metrics`] — the Prometheus exposition;
 //! * [`status`] — `strata-ctl status` over a unix socket, and its rendering.
 //!
 //! Both read the same published view, which the daemon updates; with the
@@ -8,3 +9,4 @@
 
 pub mod metrics;
 pub mod status;
+pub mod view;

@@ -27,9 +27,8 @@ use tracing::debug;
 
 use crate::{
     config::PIN_ROOT,
-    daemon::follower::{BindingView, ModemView},
     dataplane::stats::{self, Snapshot},
-    serve::metrics::Exposition,
+    serve::view::{BindingView, Exposition, ModemView},
 };
 
 /// Where the control sockets live.

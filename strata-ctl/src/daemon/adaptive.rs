@@ -1,0 +1,219 @@
+//! The adaptive controller's moving parts in the daemon: per-link policy
+//! routing and probers feeding one [`Controller`], and its decisions written
+//! to the kernel.
+
+use std::{
+    net::{Ipv4Addr, SocketAddr, SocketAddrV4},
+    sync::{
+        Arc,
+        atomic::{AtomicBool, AtomicU64},
+    },
+    time::{Duration, Instant},
+};
+
+use anyhow::Context as _;
+use strata_common::maps::Endpoint;
+use tokio::sync::mpsc;
+use tracing::{debug, info, warn};
+
+use super::{
+    follower::{LINK_TABLE_BASE, ProbePath},
+    links::{ResolvedLink, Side, link_tx},
+};
+use crate::{
+    config::Config,
+    control::{
+        controller::{ControlEvent, Controller},
+        evidence::Evidence,
+        scoring::Decision,
+        train::TrainShape,
+    },
+    dataplane::datapath::Datapath,
+    inband::prober,
+    os::{host::cpu_time, net::Net},
+};
+
+/// The adaptive controller and what feeds it.
+#[derive(Debug)]
+pub(super) struct Adaptive {
+    pub(super) controller: Controller,
+    pub(super) samples: mpsc::Receiver<Evidence>,
+    probers: Vec<tokio::task::JoinHandle<()>>,
+    /// Per link, in the links' order: its routing and probe socket.
+    pub(super) paths: Vec<ProbePath>,
+    /// Per link: raised to make its prober send a packet train.
+    trains: Vec<(u8, Arc<AtomicBool>)>,
+    /// Per link: IP bytes its prober sent.
+    probe_bytes: Vec<(u8, Arc<AtomicU64>)>,
+    /// Decisions written to the kernel since the last summary.
+    pub(super) updates: u64,
+    /// Whether the kernel chooses by earliest arrival yet (set with the first budgets).
+    pub(super) paced: bool,
+    /// The daemon's CPU time at the last summary.
+    pub(super) cpu: Duration,
+    /// Time 0 of the controller's clock.
+    epoch: Instant,
+}
+
+impl Drop for Adaptive {
+    fn drop(&mut self) {
+        for p in &self.probers {
+            p.abort();
+        }
+    }
+}
+
+impl Adaptive {
+    /// Per-link routing and a prober per link, feeding one controller.
+    pub(super) async fn start(
+        net: &Net,
+        config: &Config,
+        links: &[ResolvedLink],
+        hub: Endpoint,
+    ) -> anyhow::Result<Self> {
+        let hub = SocketAddr::from((Ipv4Addr::from(u32::from_be(hub.ip_be)), u16::from_be(hub.port_be)));
+        let (tx, samples) = mpsc::channel(1024);
+        let interval = Duration::from_millis(config.control.probe_interval_ms);
+        let mut probers = Vec::new();
+        let mut trains = Vec::new();
+        let mut probe_bytes = Vec::new();
+        let mut paths = Vec::new();
+        for link in links {
+            let table = LINK_TABLE_BASE + u32::from(link.id);
+            let routing =
+                match net.add_link_routing(link.interface.index, link.address, link.gateway, table).await {
+                    Ok(r) => r,
+                    Err(e) => {
+                        remove_routing(net, &mut paths).await;
+                        return Err(e.into());
+                    }
+                };
+            let sock = match prober::bind_shared(SocketAddrV4::new(link.address, config.port)) {
+                Ok(s) => s,
+                Err(e) => {
+                    let _ = net.remove_link_routing(routing).await;
+                    remove_routing(net, &mut paths).await;
+                    return Err(e).with_context(|| {
+                        format!("binding link {}'s probe socket on {}:{}", link.id, link.address, config.port)
+                    });
+                }
+            };
+            let (socket, sock) = tokio::sync::watch::channel(Arc::new(sock));
+            paths.push(ProbePath { routing: Some(routing), socket });
+            let want_train = Arc::new(AtomicBool::new(false));
+            trains.push((link.id, want_train.clone()));
+            let sent_bytes = Arc::new(AtomicU64::new(0));
+            probe_bytes.push((link.id, sent_bytes.clone()));
+            let prober = prober::Prober {
+                link: link.id,
+                sock,
+                hub,
+                session: config.session,
+                interval,
+                train: TrainShape {
+                    packets: config.control.train_packets,
+                    bytes: config.control.train_bytes,
+                },
+                want_train,
+                sent_bytes,
+            };
+            probers.push(tokio::spawn(prober::run(prober, tx.clone())));
+        }
+        let controller = Controller::new(
+            &links.iter().map(|l| (l.id, l.weight)).collect::<Vec<_>>(),
+            config.control.thresholds(),
+            config.control.scoring(),
+        )
+        .with_trains(Duration::from_millis(config.control.train_interval_ms));
+        info!(
+            links = links.len(),
+            interval_ms = config.control.probe_interval_ms,
+            "adaptive control: probing every link"
+        );
+        Ok(Self {
+            controller,
+            samples,
+            probers,
+            paths,
+            trains,
+            probe_bytes,
+            updates: 0,
+            paced: false,
+            cpu: cpu_time(),
+            epoch: Instant::now(),
+        })
+    }
+
+    /// Now on the controller's clock.
+    pub(super) fn now(&self) -> Duration {
+        self.epoch.elapsed()
+    }
+
+    /// Raises the train flag of each link whose prober should send one.
+    pub(super) fn ask_for_trains(&mut self) {
+        let now = self.now();
+        for id in self.controller.trains_due(now) {
+            if let Some((_, want)) = self.trains.iter().find(|(l, _)| *l == id) {
+                want.store(true, std::sync::atomic::Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// IP bytes each link's prober has sent.
+    pub(super) fn probe_bytes(&self) -> Vec<(u8, u64)> {
+        self.probe_bytes.iter().map(|(id, b)| (*id, b.load(std::sync::atomic::Ordering::Relaxed))).collect()
+    }
+
+    /// Logs what the controller did since the last call: it does no logging
+    /// of its own.
+    pub(super) fn log_events(&mut self) {
+        for event in self.controller.drain_events() {
+            match event {
+                ControlEvent::State { link, transition: t } => {
+                    info!(link, from = t.from.name(), to = t.to.name(), reason = ?t.reason, "link state");
+                }
+                ControlEvent::Caution { link, what } => {
+                    info!(
+                        link,
+                        what,
+                        "early warning: share halved for {:?}",
+                        crate::control::controller::CAUTION_FOR
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// Removes the links' policy routing (start-up failed, or shutdown).
+pub(super) async fn remove_routing(net: &Net, paths: &mut [ProbePath]) {
+    for path in paths {
+        if let Some(r) = path.routing.take()
+            && let Err(e) = net.remove_link_routing(r).await
+        {
+            debug!("{e}");
+        }
+    }
+}
+
+/// Applies a controller decision: each link's send budget, enabled only
+/// while it has weight (so the kernel's fallback never picks a demoted
+/// link), then the schedule.
+pub(super) fn apply(dp: &mut Datapath, config: &Config, side: &Side, decision: &Decision) {
+    for link in side.links() {
+        let id = usize::from(link.id);
+        let mut tx = link_tx(decision.weights[id], &link.interface, link.address, link.gateway, config.port);
+        let budget = decision.budgets[id];
+        if budget.bytes_per_s > 0 {
+            tx.ps_per_byte = (1e12 / budget.bytes_per_s as f64).clamp(1.0, f64::from(u32::MAX)) as u32;
+            tx.delay_us = budget.delay_us;
+            tx.backlog_limit_us = budget.backlog_limit_us;
+        }
+        if let Err(e) = dp.set_link(link.id, tx) {
+            warn!("updating link {}: {e}", link.id);
+        }
+    }
+    if let Err(e) = dp.set_weights(&decision.weights) {
+        warn!("updating the schedule: {e}");
+    }
+}

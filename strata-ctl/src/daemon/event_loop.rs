@@ -1,0 +1,302 @@
+//! The daemon's event loop: one [`Daemon`] context, one method per event.
+//!
+//! Everything the daemon reacts to arrives here — a signal, an OS advisor's
+//! event, in-band evidence, a control datagram, or one of its clocks — and
+//! each is handled to completion before the next is taken, so no two
+//! handlers ever race over the data plane's maps. The handlers are thin: the
+//! decisions are [`crate::control`]'s, the reactions to the OS are
+//! [`crate::os::follow`]'s, and what is shown goes through the
+//! [`Exposition`].
+
+use std::{sync::Arc, time::Duration};
+
+use strata_common::{maps::CONFIG_EARLIEST_ARRIVAL, wire::FeedbackPayload};
+use tokio::{
+    net::UdpSocket,
+    signal::unix::{Signal, SignalKind},
+    time::{Instant, MissedTickBehavior, interval},
+};
+use tracing::{debug, info, warn};
+
+use super::{
+    adaptive::{Adaptive, apply},
+    follower::{Follower, Hint},
+    links::Side,
+};
+use crate::{
+    config::{Config, Role},
+    control::{evidence::Evidence, schedule::Weights},
+    dataplane::{datapath::Datapath, stats::Snapshot},
+    inband::{
+        hub::{self, LinkFeedback},
+        prober,
+    },
+    os::{
+        advisors::{Advisors, OsEvent},
+        follow::Reaction,
+        host::cpu_time,
+        net::Net,
+    },
+    serve::view::Exposition,
+};
+
+/// The running daemon: what every event handler may touch.
+#[derive(Debug)]
+pub(super) struct Daemon<'a> {
+    pub(super) config: &'a Config,
+    pub(super) net: &'a Net,
+    pub(super) dp: Datapath,
+    /// The tunnel port's wildcard socket: the hub's probe responder, and
+    /// where the edge's stray control packets land.
+    pub(super) control: UdpSocket,
+    pub(super) side: Side,
+    pub(super) adaptive: Option<Adaptive>,
+    pub(super) exposition: Arc<Exposition>,
+    pub(super) advisors: Advisors,
+    /// The edge's links following their interfaces.
+    pub(super) follower: Option<Follower>,
+    /// The hub's schedule as last written (learned links only).
+    pub(super) scheduled: Weights,
+    /// The hub's next feedback sequence number.
+    pub(super) feedback_seq: u32,
+    /// Time 0 of the hub's feedback clock.
+    pub(super) epoch: Instant,
+}
+
+impl Daemon<'_> {
+    /// Serves events until SIGINT or SIGTERM (`sigterm`, watched since
+    /// start-up).
+    pub(super) async fn run_until_stopped(&mut self, sigterm: std::io::Result<Signal>) {
+        self.exposition.publish(|p| p.controller_up = self.adaptive.is_some());
+        let mut sigterm = match sigterm {
+            Ok(s) => s,
+            Err(e) => {
+                warn!("cannot watch SIGTERM ({e}); stop with SIGINT");
+                let _ = tokio::signal::ctrl_c().await;
+                return;
+            }
+        };
+        let hub = self.config.role == Role::Hub;
+        let adaptive = self.adaptive.is_some();
+        let mut control_tick = interval(Duration::from_millis(self.config.control.update_interval_ms));
+        control_tick.set_missed_tick_behavior(MissedTickBehavior::Skip);
+        let mut second = interval(Duration::from_secs(1));
+        // The hub checks which links it has learned ten times a second, so a
+        // new link joins its schedule quickly.
+        let mut learn = interval(Duration::from_millis(100));
+        // The hub reports what its kernel counted per link, at the probe rate.
+        let mut feedback = interval(Duration::from_millis(self.config.control.probe_interval_ms));
+        let mut buf = vec![0u8; 2048];
+        loop {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => break,
+                _ = sigterm.recv() => break,
+                Some(event) = self.advisors.events.recv() => self.on_os_event(event).await,
+                _ = second.tick() => self.on_second(),
+                _ = learn.tick(), if hub => self.on_learn(),
+                _ = feedback.tick(), if hub => self.on_feedback_due().await,
+                Some(sample) = next_evidence(&mut self.adaptive) => self.on_evidence(sample),
+                _ = control_tick.tick(), if adaptive => self.on_control_tick().await,
+                received = prober::recv_stamped(&self.control, &mut buf) => match received {
+                    Ok((n, from, rx_ns)) => hub::answer(&self.control, &buf[..n], from, self.config.session, rx_ns).await,
+                    Err(e) => warn!("control socket: {e}"),
+                },
+            }
+        }
+    }
+
+    /// An OS advisor said something: the edge's links follow it.
+    async fn on_os_event(&mut self, event: OsEvent) {
+        debug!(?event, "OS advisor");
+        let Some(follower) = self.follower.as_mut() else { return };
+        let Side::Edge { links, .. } = &mut self.side else { return };
+        let (reactions, hints) = match event {
+            OsEvent::Net(e) => (follower.on_event(&e, links), Vec::new()),
+            OsEvent::Device(e) => (follower.on_device(&e, self.net, links).await, Vec::new()),
+            OsEvent::Modem(e) => (Vec::new(), follower.on_modem(e, links)),
+            OsEvent::State(name, state) => {
+                self.exposition.publish(|p| match p.advisors.iter_mut().find(|(n, _)| *n == name) {
+                    Some((_, s)) => *s = state,
+                    None => p.advisors.push((name, state)),
+                });
+                return;
+            }
+        };
+        self.follow(reactions, hints).await;
+    }
+
+    /// Once a second: counters in the debug log, what each link is as
+    /// measurement fills in, and the controller's summary.
+    fn on_second(&mut self) {
+        if let Ok(s) = self.dp.snapshot() {
+            debug!("counters:\n{}", s.table(&self.side.link_ids()));
+        }
+        self.publish_bindings();
+        if let Some(a) = self.adaptive.as_mut() {
+            let cpu = cpu_time();
+            let cpu_ms_per_s = cpu.saturating_sub(a.cpu).as_secs_f64() * 1e3;
+            info!(updates_per_s = a.updates, cpu_ms_per_s, "links: {}", a.controller.summary());
+            (a.updates, a.cpu) = (0, cpu);
+        }
+    }
+
+    /// Hub: sends only on links whose edge endpoint it has learned — a link
+    /// id without a peer would make the kernel fall back to the next id for
+    /// its share, piling it onto one link.
+    fn on_learn(&mut self) {
+        let Ok(snapshot) = self.dp.snapshot() else { return };
+        let mut weights = self.config.weights();
+        for (w, link) in weights.iter_mut().zip(&snapshot.links) {
+            if link.peer_ip.is_unspecified() {
+                *w = 0;
+            }
+        }
+        if weights == self.scheduled || weights.iter().all(|&w| w == 0) {
+            return;
+        }
+        match self.dp.set_weights(&weights) {
+            Ok(()) => {
+                info!(?weights, "hub schedule follows the learned links");
+                self.scheduled = weights;
+            }
+            Err(e) => warn!("updating the hub schedule: {e}"),
+        }
+    }
+
+    /// Hub: tells the edge what its kernel counted per learned link.
+    async fn on_feedback_due(&mut self) {
+        let Ok(snapshot) = self.dp.snapshot() else { return };
+        let now_us = self.epoch.elapsed().as_micros() as u32;
+        let links = learned_feedback(&snapshot);
+        self.feedback_seq =
+            hub::send_feedback(&self.control, self.config.session, &links, self.feedback_seq, now_us).await;
+    }
+
+    /// A prober's evidence goes to the controller.
+    fn on_evidence(&mut self, sample: Evidence) {
+        if let Some(a) = self.adaptive.as_mut() {
+            let now = a.now();
+            a.controller.on_evidence(now, sample);
+        }
+    }
+
+    /// The controller's tick: publish its view, feed it the kernel's
+    /// overflow, ask for trains, write its decision, re-check silent links.
+    async fn on_control_tick(&mut self) {
+        let Some(a) = self.adaptive.as_mut() else { return };
+        let (report, probe_bytes) = (a.controller.report(), a.probe_bytes());
+        self.exposition.publish(|p| {
+            p.links = report;
+            p.probe_bytes = probe_bytes;
+        });
+        if let Ok(overflow) = self.dp.overflow() {
+            let now = a.now();
+            a.controller.on_overflow(now, &overflow);
+        }
+        a.ask_for_trains();
+        let decision = a.controller.tick(a.now());
+        a.log_events();
+        debug!(weights = ?decision.weights, "adaptive weights");
+        apply(&mut self.dp, self.config, &self.side, &decision);
+        a.updates += 1;
+        if !a.paced {
+            match self.dp.set_config_flags(CONFIG_EARLIEST_ARRIVAL) {
+                Ok(()) => a.paced = true,
+                Err(e) => warn!("switching the kernel to earliest-arrival selection: {e}"),
+            }
+        }
+        // In-band trigger, at every tier: a silent link's interface is looked
+        // up again in case it moved.
+        let silent = a.controller.silent_links();
+        for id in silent {
+            let (Some(follower), Side::Edge { links, .. }) = (self.follower.as_mut(), &mut self.side) else {
+                break;
+            };
+            let Some(i) = links.iter().position(|l| l.id == id) else { continue };
+            let reactions: Vec<_> =
+                follower.recheck(self.net, i, links).await.into_iter().map(|r| (i, r)).collect();
+            self.follow(reactions, Vec::new()).await;
+        }
+        self.exposition.publish(|p| {
+            p.weight_updates += 1;
+            p.last_update = Some(std::time::SystemTime::now());
+        });
+    }
+
+    /// Carries out reactions to what the OS said (or what a re-check found),
+    /// passes the controller its hints, and publishes the new bindings.
+    async fn follow(&mut self, reactions: Vec<(usize, Reaction)>, mut hints: Vec<(usize, Hint)>) {
+        if reactions.is_empty() && hints.is_empty() {
+            return;
+        }
+        let (Some(follower), Side::Edge { links, .. }) = (self.follower.as_mut(), &mut self.side) else {
+            return;
+        };
+        for (i, reaction) in reactions {
+            let path = self.adaptive.as_mut().and_then(|a| a.paths.get_mut(i));
+            if let Some(hint) =
+                follower.carry_out(reaction, i, links, &mut self.dp, self.net, self.config, path).await
+            {
+                hints.push((i, hint));
+            }
+        }
+        if let Some(a) = self.adaptive.as_mut() {
+            let now = a.now();
+            for (i, hint) in hints {
+                let id = links[i].id;
+                match hint {
+                    Hint::Lost(what) => a.controller.on_os_loss(now, id, what),
+                    Hint::Returned(what) => a.controller.on_os_return(now, id, what),
+                    Hint::Rebound => a.controller.on_rebound(now, id),
+                    Hint::Caution(what) => a.controller.on_caution(now, id, what),
+                }
+            }
+            a.log_events();
+        }
+        self.publish_bindings();
+    }
+
+    /// What each edge link is bound to and is, for status and metrics.
+    fn publish_bindings(&self) {
+        let (Some(follower), Side::Edge { links, .. }) = (self.follower.as_ref(), &self.side) else { return };
+        let behaviour = self.adaptive.as_ref().map(|a| a.controller.behaviours()).unwrap_or_default();
+        let view = follower.view(links, &behaviour);
+        self.exposition.publish(|p| p.bindings = view);
+    }
+}
+
+/// The next piece of in-band evidence, or never without a controller.
+async fn next_evidence(adaptive: &mut Option<Adaptive>) -> Option<Evidence> {
+    match adaptive {
+        Some(a) => a.samples.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The feedback of each link whose edge endpoint the hub has learned.
+fn learned_feedback(snapshot: &Snapshot) -> Vec<LinkFeedback> {
+    snapshot
+        .links
+        .iter()
+        .filter(|l| !l.peer_ip.is_unspecified())
+        .filter_map(|l| {
+            Some(LinkFeedback {
+                link: l.id,
+                peer: l.peer.parse().ok()?,
+                counters: FeedbackPayload {
+                    rx_packets: l.rx_packets,
+                    rx_bytes: l.rx_bytes,
+                    lost: l.rx_lost,
+                    owd_sum_us: l.owd_sum_us,
+                    owd_count: l.owd_count,
+                    late: l.rx_late,
+                },
+            })
+        })
+        .collect()
+}
+
+/// SIGTERM, watched from the start of set-up.
+pub(super) fn watch_sigterm() -> std::io::Result<Signal> {
+    tokio::signal::unix::signal(SignalKind::terminate())
+}

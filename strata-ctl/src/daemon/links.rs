@@ -1,0 +1,168 @@
+//! The links as resolved on this host: interfaces, addresses and next hops
+//! looked up before anything is created, so a typo fails cleanly; and the
+//! kernel's per-link transmit value built from them.
+
+use std::net::Ipv4Addr;
+
+use anyhow::{Context as _, bail};
+use strata_common::maps::{Endpoint, LINK_ENABLED, LinkTx};
+use tracing::warn;
+
+use crate::{
+    config::{Config, LinkSection, Role},
+    os::net::{Interface, Net},
+};
+
+/// A link as resolved on this host.
+#[derive(Clone, Debug)]
+pub struct ResolvedLink {
+    /// Link id.
+    pub id: u8,
+    /// The interface it sends on.
+    pub interface: Interface,
+    /// Outer source address.
+    pub address: Ipv4Addr,
+    /// Next hop, if any.
+    pub gateway: Option<Ipv4Addr>,
+    /// Configured weight.
+    pub weight: u32,
+}
+
+/// This host's side of the tunnel, with every interface, address and next
+/// hop resolved.
+#[derive(Clone, Debug)]
+pub(super) enum Side {
+    /// The car: several links to one hub.
+    Edge { links: Vec<ResolvedLink>, hub: Endpoint },
+    /// The cloud: one interface; the edge's endpoints are learned.
+    Hub { interface: Interface, address: Ipv4Addr, gateway: Option<Ipv4Addr> },
+}
+
+impl Side {
+    pub(super) async fn resolve(net: &Net, config: &Config) -> anyhow::Result<Self> {
+        match config.role {
+            Role::Edge => {
+                let peer = config.peer.as_ref().context("peer: missing")?;
+                let hub = Endpoint { ip_be: be(peer.address), port_be: peer.port.to_be(), _pad: 0 };
+                let mut links = Vec::new();
+                for (i, link) in config.links.iter().enumerate() {
+                    links.push(resolve_link(net, i, link).await?);
+                }
+                Ok(Self::Edge { links, hub })
+            }
+            Role::Hub => {
+                let hub = config.hub.as_ref().context("hub: missing")?;
+                let interface = net.interface(&hub.interface).await.context("hub.interface")?;
+                let address = match hub.address {
+                    Some(a) => a,
+                    None => net.first_ipv4(interface.index).await?.with_context(|| {
+                        format!("hub.interface {}: has no IPv4 address (set hub.address)", interface.name)
+                    })?,
+                };
+                let gateway = match hub.gateway {
+                    Some(g) => Some(g),
+                    None => net.default_gateway(interface.index).await?,
+                };
+                Ok(Self::Hub { interface, address, gateway })
+            }
+        }
+    }
+
+    /// The smallest MTU among the interfaces tunnel packets leave through.
+    pub(super) fn carrier_mtu(&self) -> Option<u32> {
+        match self {
+            Self::Edge { links, .. } => links.iter().filter(|l| l.weight > 0).map(|l| l.interface.mtu).min(),
+            Self::Hub { interface, .. } => Some(interface.mtu),
+        }
+    }
+
+    /// Next hops the data path hands packets to (Ethernet-framed links only).
+    pub(super) fn next_hops(&self) -> Vec<(u32, Ipv4Addr)> {
+        match self {
+            Self::Edge { links, .. } => links
+                .iter()
+                .filter(|l| l.interface.l2_len != 0)
+                .filter_map(|l| l.gateway.map(|g| (l.interface.index, g)))
+                .collect(),
+            Self::Hub { interface, gateway, .. } => gateway.iter().map(|g| (interface.index, *g)).collect(),
+        }
+    }
+
+    /// Interfaces tunnel packets arrive on.
+    pub(super) fn ingress_interfaces(&self) -> Vec<&Interface> {
+        match self {
+            Self::Edge { links, .. } => links.iter().map(|l| &l.interface).collect(),
+            Self::Hub { interface, .. } => vec![interface],
+        }
+    }
+
+    /// Link ids worth showing in summaries (the hub shows whatever is active).
+    pub(super) fn link_ids(&self) -> Vec<u8> {
+        match self {
+            Self::Edge { links, .. } => links.iter().map(|l| l.id).collect(),
+            Self::Hub { .. } => Vec::new(),
+        }
+    }
+
+    /// The edge's links (none on the hub).
+    pub(super) fn links(&self) -> &[ResolvedLink] {
+        match self {
+            Self::Edge { links, .. } => links,
+            Self::Hub { .. } => &[],
+        }
+    }
+}
+
+async fn resolve_link(net: &Net, i: usize, link: &LinkSection) -> anyhow::Result<ResolvedLink> {
+    let field = format!("links[{i}].interface");
+    let ifname = link.interface.as_deref().with_context(|| format!("{field}: missing"))?;
+    let interface = net.interface(ifname).await.with_context(|| field.clone())?;
+    let address = match link.address {
+        Some(a) => a,
+        None => net.first_ipv4(interface.index).await?.with_context(|| {
+            format!(
+                "{field}: {ifname} has no IPv4 address yet (set links[{i}].address or wait for the modem)"
+            )
+        })?,
+    };
+    let gateway = match link.gateway {
+        Some(g) => Some(g),
+        None => net.default_gateway(interface.index).await?,
+    };
+    if gateway.is_none() && interface.l2_len != 0 {
+        bail!(
+            "links[{i}].gateway: {ifname} is an Ethernet-framed link with no default route; set the next hop explicitly"
+        );
+    }
+    if !interface.up {
+        warn!(link = link.id, interface = ifname, "link interface is down");
+    }
+    Ok(ResolvedLink { id: link.id, interface, address, gateway, weight: link.weight })
+}
+
+pub(super) fn be(a: Ipv4Addr) -> u32 {
+    u32::from(a).to_be()
+}
+
+/// How link `id` sends, on the edge or the hub.
+pub fn link_tx(
+    weight: u32,
+    interface: &Interface,
+    source: Ipv4Addr,
+    next_hop: Option<Ipv4Addr>,
+    port: u16,
+) -> LinkTx {
+    LinkTx {
+        flags: if weight > 0 { LINK_ENABLED } else { 0 },
+        ifindex: interface.index,
+        src_ip_be: be(source),
+        nexthop_be: next_hop.map_or(0, be),
+        src_port_be: port.to_be(),
+        mtu: interface.mtu.min(u32::from(u16::MAX)) as u16,
+        l2_len: interface.l2_len,
+        // No budget until the adaptive controller sets one.
+        ps_per_byte: 0,
+        delay_us: 0,
+        backlog_limit_us: 0,
+    }
+}

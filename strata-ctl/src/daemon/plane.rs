@@ -1,0 +1,161 @@
+//! The host side of the tunnel put in place: the tunnel device, the data
+//! plane's maps and programs, next hops and sampling.
+//!
+//! Order matters. The maps are filled while the configuration's READY flag is
+//! still clear (egress drops as `no_config`, ingress lets everything pass), and
+//! the programs are attached last, so no packet ever meets a half-written
+//! configuration.
+
+use std::net::Ipv4Addr;
+
+use anyhow::{Context as _, bail};
+use strata_common::{
+    maps::{CONFIG_LEARN_PEERS, CONFIG_READY, MAX_LINKS, TunnelConfig},
+    packet::OUTER_V4_LEN,
+};
+use tracing::{debug, info, warn};
+
+use super::links::{Side, be, link_tx};
+use crate::{
+    config::Config,
+    dataplane::{
+        datapath::{Datapath, Program},
+        sampling,
+    },
+    os::{
+        host::random_u32,
+        net::{Interface, Net},
+        tun::Tun,
+    },
+};
+
+/// The tunnel MTU: configured, or the links' smallest MTU less the 48 bytes
+/// of tunnel headers, so no tunnel packet ever needs fragmenting.
+pub(super) fn tunnel_mtu(config: &Config, carrier_mtu: u32) -> anyhow::Result<u32> {
+    let max_mtu = carrier_mtu.saturating_sub(OUTER_V4_LEN as u32);
+    match config.tunnel.mtu {
+        Some(m) if m > max_mtu => bail!(
+            "tunnel.mtu: {m} does not fit the links: at most {max_mtu} ({carrier_mtu} link MTU - {OUTER_V4_LEN} bytes of tunnel headers)"
+        ),
+        Some(m) => Ok(m),
+        None => Ok(max_mtu),
+    }
+}
+
+/// Creates the TUN device with its MTU and addresses, up.
+pub(super) async fn create_tunnel(net: &Net, config: &Config, mtu: u32) -> anyhow::Result<(Tun, Interface)> {
+    let tun = Tun::create(&config.tunnel.name).context("creating the tunnel device")?;
+    let tun_if = net.interface(tun.name()).await?;
+    net.configure_tunnel_device(tun_if.index, mtu).await?;
+    net.add_address(tun_if.index, config.tunnel_v4()).await?;
+    match config.tunnel_v6() {
+        None => quiet_ipv6(tun.name()),
+        Some(v6) => {
+            if mtu < 1280 {
+                warn!("tunnel MTU {mtu} is below IPv6's 1280: the kernel disables IPv6 on {}", tun.name());
+            }
+            net.add_address(tun_if.index, v6).await?;
+        }
+    }
+    info!(device = tun.name(), mtu, "tunnel device up");
+    Ok((tun, tun_if))
+}
+
+/// Without an IPv6 address the tunnel should not speak IPv6 at all: left on,
+/// the kernel sends router solicitations and MLD reports into it, which the
+/// data plane would dutifully carry to the peer.
+fn quiet_ipv6(device: &str) {
+    // /proc/sys/net is the view of this process's network namespace.
+    let path = format!("/proc/sys/net/ipv6/conf/{device}/disable_ipv6");
+    if let Err(e) = std::fs::write(&path, "1") {
+        debug!("cannot disable IPv6 on {device} ({path}: {e})");
+    }
+}
+
+/// Fills every map (READY still clear), then sets READY and attaches.
+pub(super) fn configure(
+    dp: &mut Datapath,
+    config: &Config,
+    tun_if: &Interface,
+    side: &Side,
+) -> anyhow::Result<()> {
+    let mut tunnel = TunnelConfig {
+        session: config.session,
+        flags: 0,
+        tunnel_ifindex: tun_if.index,
+        tunnel_l2_len: tun_if.l2_len,
+        local_ip_be: match side {
+            Side::Hub { address, .. } => be(*address),
+            Side::Edge { .. } => 0,
+        },
+        local_port_be: config.port.to_be(),
+        _pad: 0,
+    };
+    dp.set_config(tunnel)?;
+    let weights = config.weights();
+    match side {
+        Side::Edge { links, hub } => {
+            for link in links {
+                dp.set_interface(link.interface.index, link.interface.l2_len)?;
+                let tx = link_tx(link.weight, &link.interface, link.address, link.gateway, config.port);
+                dp.set_link(link.id, tx)?;
+                dp.set_peer(link.id, *hub)?;
+                info!(
+                    link = link.id,
+                    interface = %link.interface.name,
+                    address = %link.address,
+                    gateway = ?link.gateway,
+                    mtu = link.interface.mtu,
+                    weight = link.weight,
+                    "link configured"
+                );
+            }
+        }
+        Side::Hub { interface, address, gateway } => {
+            dp.set_interface(interface.index, interface.l2_len)?;
+            for id in 0..MAX_LINKS as u8 {
+                let tx = link_tx(weights[usize::from(id)], interface, *address, *gateway, config.port);
+                dp.set_link(id, tx)?;
+            }
+            tunnel.flags |= CONFIG_LEARN_PEERS;
+        }
+    }
+    dp.seed_sequence(random_u32())?;
+    dp.set_weights(&weights)?;
+    tunnel.flags |= CONFIG_READY;
+    dp.set_config(tunnel)?;
+    dp.attach(Program::TunnelEgress, &config.tunnel.name)?;
+    for interface in side.ingress_interfaces() {
+        dp.attach(Program::LinkIngress, &interface.name)?;
+    }
+    Ok(())
+}
+
+/// Removes the neighbour entries kept resolved for the data path.
+pub(super) async fn forget_neighbours(net: &Net, next_hops: &[(u32, Ipv4Addr)]) {
+    for &(index, gateway) in next_hops {
+        if let Err(e) = net.forget_neighbour(index, gateway).await {
+            debug!("{e}");
+        }
+    }
+}
+
+/// Starts host-side sampling of the edge's link interfaces; the kernel's
+/// drop reason names, or why it does not run (logged once, shown in status
+/// and metrics — the tunnel runs either way).
+pub(super) fn start_sampling(dp: &mut Datapath, side: &Side) -> Result<Vec<(u32, String)>, String> {
+    let result = (|| {
+        let Side::Edge { links, .. } = side else {
+            return Err("only the edge's link interfaces are sampled".to_string());
+        };
+        let tracepoints = sampling::tracepoints()?;
+        let watch: Vec<(String, u8)> = links.iter().map(|l| (l.interface.name.clone(), l.id)).collect();
+        dp.start_sampling(tracepoints.config, &watch).map_err(|e| e.to_string())?;
+        Ok(tracepoints.drop_reasons)
+    })();
+    match &result {
+        Ok(_) => info!("sampling the links' host queues and kernel drops"),
+        Err(why) => warn!("kernel sampling off: {why}"),
+    }
+    result
+}
