@@ -258,6 +258,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             os.follower = Some(Follower::new(&config, links, root));
         }
         serve(&mut dp, control, &config, &mut side, &mut adaptive, Some(&exposition), sigterm, os).await;
+        crate::os::notify::stopping();
         info!("shutting down");
     }
     for task in tasks {
@@ -675,6 +676,11 @@ async fn serve(
     if let Some(e) = exposition {
         e.publish(|p| p.controller_up = adaptive.is_some());
     }
+    // Everything served is up (data plane, status socket, metrics, controller,
+    // advisors, and the controller's state published): only now may whoever
+    // started us (systemd, the lab) rely on it.
+    info!("ready");
+    crate::os::notify::ready();
     let ids = side.link_ids();
     let ids = ids.as_slice();
     let mut control_tick = tokio::time::interval(Duration::from_millis(config.control.update_interval_ms));

@@ -18,10 +18,13 @@
 //!   socket, with no udevd needed;
 //! * [`modem_manager`] — ModemManager over D-Bus: each modem's state,
 //!   access technology, operator, cell and signal, and early warnings
-//!   (handover, signal collapse) drawn from their changes.
+//!   (handover, signal collapse) drawn from their changes;
+//! * [`notify`] — the other direction: telling whoever started the daemon
+//!   (systemd, the lab) that it is ready or stopping (sd_notify(3)).
 
 pub mod identity;
 pub mod modem_manager;
 pub mod netlink;
+pub mod notify;
 pub mod sysfs;
 pub mod uevent;
