@@ -162,20 +162,18 @@ fn tcp_flows_through_the_bond() {
         use std::io::{Read as _, Write as _};
         const BYTES: usize = 8 << 20;
         let hub_addr = SocketAddr::from((HUB_TUNNEL_ADDR, 9100));
-        let server = {
-            let ns = lab.hub_ns();
-            std::thread::spawn(move || {
-                strata_lab::in_netns(&ns, move || {
-                    let listener = std::net::TcpListener::bind(hub_addr)?;
-                    let (mut conn, _) = listener.accept()?;
-                    conn.set_read_timeout(Some(Duration::from_secs(20)))?;
-                    let mut received = Vec::new();
-                    conn.read_to_end(&mut received)?;
-                    Ok(received)
-                })
-            })
-        };
-        std::thread::sleep(Duration::from_millis(200));
+        // Listening (in the hub's namespace, which the socket keeps) before
+        // the client connects, rather than given a 200 ms head start.
+        let listener =
+            strata_lab::in_netns(&lab.hub_ns(), move || Ok(std::net::TcpListener::bind(hub_addr)?))
+                .expect("TCP listener");
+        let server = std::thread::spawn(move || -> std::io::Result<Vec<u8>> {
+            let (mut conn, _) = listener.accept()?;
+            conn.set_read_timeout(Some(Duration::from_secs(20)))?;
+            let mut received = Vec::new();
+            conn.read_to_end(&mut received)?;
+            Ok(received)
+        });
         let data: Vec<u8> = (0..BYTES).map(|i| (i % 251) as u8).collect();
         let sent = data.clone();
         strata_lab::in_netns(&lab.edge_ns(), move || {

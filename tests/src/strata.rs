@@ -8,10 +8,12 @@
 
 use std::{
     fs::File,
-    io::Read as _,
+    io::{ErrorKind, Read as _},
     net::Ipv4Addr,
+    os::unix::net::UnixDatagram,
     path::{Path, PathBuf},
     process::{Child, Stdio},
+    sync::atomic::{AtomicU32, Ordering},
     time::{Duration, Instant},
 };
 
@@ -28,8 +30,11 @@ pub const TUNNEL_PORT: u16 = 7400;
 /// Where each daemon serves Prometheus metrics, inside its own namespace.
 pub const METRICS_ADDR: &str = "127.0.0.1:9464";
 
-/// The log line a daemon prints once its programs are attached.
-const READY_LINE: &str = "data plane attached";
+/// How long a daemon may take from exec to `READY=1` (loading and verifying
+/// the data plane dominates; a loaded 2-core CI host is slow at it).
+const READY_TIMEOUT: Duration = Duration::from_secs(30);
+/// Lines of a daemon's log shown when it fails to start.
+const LOG_TAIL: usize = 40;
 
 /// One running `strata-ctl run`.
 #[derive(Debug)]
@@ -37,41 +42,88 @@ pub struct Daemon {
     child: Option<Child>,
     name: String,
     log: PathBuf,
+    /// The directory of the daemon's notification socket, removed on drop.
+    notify_dir: PathBuf,
 }
 
 impl Daemon {
     /// Starts `binary run --config config` in namespace `ns`, logging to
-    /// `log`, and waits until the data plane is attached.
+    /// `log`, and waits until it says it is ready.
+    ///
+    /// Ready is the daemon's own word, sent over the service manager's
+    /// protocol (sd_notify(3), `READY=1` on the datagram socket named by
+    /// `NOTIFY_SOCKET`) once everything it serves is up: data plane, status
+    /// socket, metrics, controller. A log line is no such promise — the lab
+    /// used to wait for "data plane attached", logged before the status
+    /// socket existed, and status tests found no socket one run in three.
+    ///
+    /// The socket is a path, not an abstract name: abstract names belong to
+    /// a network namespace and the daemon runs in another one. Its mount
+    /// namespace (private, slave) still sees the same files.
     pub fn start(ns: &str, binary: &Path, config: &Path, log: &Path, name: &str) -> anyhow::Result<Self> {
         let out = File::create(log).with_context(|| format!("creating {}", log.display()))?;
         let err = out.try_clone()?;
+        let (notify_dir, notify) = notify_socket(name)?;
         let child = netns_command(ns, binary)
             .arg("run")
             .arg("--config")
             .arg(config)
             .env("RUST_LOG", std::env::var("STRATA_LAB_LOG").unwrap_or_else(|_| "info".into()))
+            .env("NOTIFY_SOCKET", notify_dir.join(NOTIFY_FILE))
             .stdin(Stdio::null())
             .stdout(out)
             .stderr(err)
-            .spawn()
-            .with_context(|| format!("starting {} in {ns}", binary.display()))?;
-        let mut daemon = Self { child: Some(child), name: name.into(), log: log.into() };
-        let deadline = Instant::now() + Duration::from_secs(30);
+            .spawn();
+        let mut daemon = Self { child: None, name: name.into(), log: log.into(), notify_dir };
+        daemon.child = Some(child.with_context(|| format!("starting {} in {ns}", binary.display()))?);
+        daemon.wait_ready(&notify)?;
+        Ok(daemon)
+    }
+
+    /// Waits for `READY=1` on `notify`, or the daemon's exit, or the timeout.
+    fn wait_ready(&mut self, notify: &UnixDatagram) -> anyhow::Result<()> {
+        // Short reads, so an exit during start-up is noticed within 100 ms.
+        notify.set_read_timeout(Some(Duration::from_millis(100)))?;
+        let deadline = Instant::now() + READY_TIMEOUT;
+        let mut last_status = String::from("(none)");
+        let mut buf = [0u8; 4096];
         loop {
-            if daemon.log_text().contains(READY_LINE) {
-                return Ok(daemon);
+            match notify.recv(&mut buf) {
+                Ok(n) => {
+                    let message = String::from_utf8_lossy(&buf[..n]);
+                    for line in message.lines() {
+                        if line == "READY=1" {
+                            return Ok(());
+                        }
+                        if let Some(status) = line.strip_prefix("STATUS=") {
+                            last_status = status.to_string();
+                        }
+                    }
+                }
+                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+                Err(e) => return Err(e).context("reading the daemon's notification socket"),
             }
-            if let Some(child) = daemon.child.as_mut()
+            if let Some(child) = self.child.as_mut()
                 && let Some(status) = child.try_wait()?
             {
-                daemon.child = None;
-                bail!("{name} exited during start-up ({status}):\n{}", daemon.log_text());
+                self.child = None;
+                bail!("{} exited during start-up ({status}); its log ends:\n{}", self.name, self.log_tail());
             }
             if Instant::now() > deadline {
-                bail!("{name} not ready after 30 s:\n{}", daemon.log_text());
+                bail!(
+                    "{} did not say READY=1 within {READY_TIMEOUT:?} (last STATUS: {last_status}); its log ends:\n{}",
+                    self.name,
+                    self.log_tail()
+                );
             }
-            std::thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    /// The last [`LOG_TAIL`] lines of its log.
+    fn log_tail(&self) -> String {
+        let text = self.log_text();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(LOG_TAIL)..].join("\n")
     }
 
     /// The instance name (also its pin directory under /sys/fs/bpf/strata).
@@ -156,7 +208,34 @@ impl Drop for Daemon {
         if self.child.is_some() {
             let _ = self.terminate();
         }
+        let _ = std::fs::remove_dir_all(&self.notify_dir);
     }
+}
+
+/// The notification socket's file name in its directory.
+const NOTIFY_FILE: &str = "notify";
+
+/// A fresh directory (root only) holding a bound notification socket for
+/// the daemon `name`: its own directory, so nothing else can send it a
+/// READY=1, and short enough under the temp dir for a socket path (108
+/// bytes at most).
+fn notify_socket(name: &str) -> anyhow::Result<(PathBuf, UnixDatagram)> {
+    use std::os::unix::fs::DirBuilderExt as _;
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("strata-ready-{}-{n}-{name}", std::process::id()));
+    // Left by an earlier process with the same pid: ours now.
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::DirBuilder::new()
+        .mode(0o700)
+        .create(&dir)
+        .with_context(|| format!("creating {}", dir.display()))?;
+    let path = dir.join(NOTIFY_FILE);
+    let socket = UnixDatagram::bind(&path).with_context(|| format!("binding {}", path.display()));
+    if socket.is_err() {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    Ok((dir, socket?))
 }
 
 /// How the edge decides its weights (the `[control]` mode of strata-ctl).

@@ -237,15 +237,18 @@ pub struct StreamReport {
 impl Stream {
     /// Runs the stream to completion.
     pub fn run(&self) -> anyhow::Result<StreamReport> {
-        let spec = self.clone();
-        let receiver = std::thread::spawn(move || {
-            crate::in_netns(&spec.to_ns, move || {
-                let sock = UdpSocket::bind(spec.to)?;
-                Ok(receive(&sock, spec.count, spec.idle_timeout, spec.echo)?)
-            })
-        });
-        // Let the receiver bind before the first datagram leaves.
-        std::thread::sleep(Duration::from_millis(200));
+        // Bound (in its namespace: a socket keeps the one it was made in)
+        // before the receiving thread starts, so the first datagram cannot
+        // arrive before it — a 200 ms head start for the thread was a guess
+        // a loaded host could lose.
+        let to = self.to;
+        let sock = crate::in_netns(&self.to_ns, move || {
+            let sock = UdpSocket::bind(to)?;
+            enlarge_receive_buffer(&sock, 32 << 20)?;
+            Ok(sock)
+        })?;
+        let (count, idle_timeout, echo) = (self.count, self.idle_timeout, self.echo);
+        let receiver = std::thread::spawn(move || receive(&sock, count, idle_timeout, echo));
         let spec = self.clone();
         let (sent, send_time, echoed) = crate::in_netns(&self.from_ns, move || {
             let sock = UdpSocket::bind(spec.from)?;

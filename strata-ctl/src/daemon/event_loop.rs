@@ -68,6 +68,12 @@ impl Daemon<'_> {
     /// start-up).
     pub(super) async fn run_until_stopped(&mut self, sigterm: std::io::Result<Signal>) {
         self.exposition.publish(|p| p.controller_up = self.adaptive.is_some());
+        // Everything served is up (data plane, status socket, metrics,
+        // controller, advisors, and the controller's state published): only
+        // now may whoever started us (systemd, the lab) rely on it. Tests
+        // wait for this, never for a log line.
+        info!("ready");
+        crate::os::notify::ready();
         let mut sigterm = match sigterm {
             Ok(s) => s,
             Err(e) => {

@@ -11,7 +11,8 @@
 //!    plane ([`plane`]) — maps filled, READY set, programs attached last;
 //! 3. adaptive control ([`adaptive`]), the metrics and status servers, the
 //!    OS advisors;
-//! 4. only then is the daemon *ready*; then the [`event_loop`] runs.
+//! 4. only then is the daemon *ready* (sd_notify `READY=1`, see
+//!    [`crate::os::notify`]), and the [`event_loop`] runs.
 //!
 //! Shutdown goes the other way: detach first, then remove pins, neighbour
 //! entries, the device and the lock.
@@ -40,6 +41,7 @@ use crate::{
     os::{
         advisors,
         host::{self, InstanceLock},
+        notify,
         net::Net,
     },
     serve::{metrics, status, view::Exposition},
@@ -180,6 +182,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
                 epoch: tokio::time::Instant::now(),
             };
             daemon.run_until_stopped(sigterm).await;
+            notify::stopping();
             info!("shutting down");
             (Ok(()), daemon.dp, daemon.side, daemon.adaptive)
         }

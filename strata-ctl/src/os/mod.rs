@@ -30,7 +30,10 @@
 //!
 //! * [`net`] — rtnetlink requests: interfaces, addresses, routes, neighbours,
 //!   qdisc statistics;
-//! * [`tun`] — the tunnel device.
+//! * [`tun`] — the tunnel device;
+//! * [`host`] — preflight, the instance lock, the daemon's own mounts;
+//! * [`notify`] — the other direction: telling whoever started the daemon
+//!   (systemd, the lab) that it is ready or stopping (sd_notify(3)).
 
 pub mod advisors;
 pub mod follow;
@@ -40,6 +43,7 @@ pub mod kind;
 pub mod modem_manager;
 pub mod net;
 pub mod netlink;
+pub mod notify;
 pub mod sysfs;
 pub mod tun;
 pub mod uevent;

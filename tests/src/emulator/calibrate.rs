@@ -22,22 +22,18 @@ const ECHO_PORT: u16 = 7;
 /// The first one also waits for ARP across the link; callers usually skip it.
 pub fn round_trips(lab: &Lab, link: usize, count: usize) -> anyhow::Result<Vec<Duration>> {
     let server_addr = SocketAddr::from((Lab::link_gateway(link), ECHO_PORT));
-    let server = {
-        let ns = lab.carrier_ns(link);
-        std::thread::spawn(move || {
-            in_netns(&ns, move || {
-                let sock = UdpSocket::bind(server_addr)?;
-                sock.set_read_timeout(Some(Duration::from_secs(3)))?;
-                let mut buf = [0u8; 2048];
-                for _ in 0..count {
-                    let (n, from) = sock.recv_from(&mut buf)?;
-                    sock.send_to(&buf[..n], from)?;
-                }
-                Ok(())
-            })
-        })
-    };
-    std::thread::sleep(Duration::from_millis(200));
+    // Bound in the carrier's namespace before the first probe can leave (a
+    // socket keeps its namespace), rather than given a 200 ms head start.
+    let sock = in_netns(&lab.carrier_ns(link), move || Ok(UdpSocket::bind(server_addr)?))?;
+    let server = std::thread::spawn(move || -> anyhow::Result<()> {
+        sock.set_read_timeout(Some(Duration::from_secs(3)))?;
+        let mut buf = [0u8; 2048];
+        for _ in 0..count {
+            let (n, from) = sock.recv_from(&mut buf)?;
+            sock.send_to(&buf[..n], from)?;
+        }
+        Ok(())
+    });
     let rtts = in_netns(&lab.edge_ns(), move || {
         let sock = UdpSocket::bind(SocketAddr::from((Lab::link_addr(link), 0)))?;
         sock.set_read_timeout(Some(Duration::from_secs(3)))?;
