@@ -5,11 +5,13 @@
 //! * `demo` — set-up, then a 3-link lab demo through the bond.
 //! * `lab up|down` — the lab topology by hand.
 //! * `bench datapath` — per-packet program cost and lab forwarding figures.
+//! * `layers` — module cycles and strata-ctl's layer rules (also a test).
 
 mod bench;
 mod cmd;
 mod demo;
 mod lab;
+mod layers;
 mod setup;
 mod test;
 
@@ -37,6 +39,8 @@ enum Command {
         #[command(subcommand)]
         command: LabCommand,
     },
+    /// Check that no crate has module cycles and strata-ctl keeps its layers.
+    Layers,
     /// Benchmarks.
     Bench {
         #[command(subcommand)]
@@ -115,6 +119,7 @@ fn main() -> ExitCode {
         Command::Setup => setup::run(),
         Command::Test => test::run(),
         Command::Demo => demo::run(),
+        Command::Layers => layers::run(),
         Command::Lab { command: LabCommand::Up { links, prefix } } => lab::up(&prefix, links),
         Command::Lab { command: LabCommand::Down { prefix } } => lab::down(&prefix),
         Command::Lab {
