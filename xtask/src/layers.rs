@@ -1317,7 +1317,6 @@ fn f() {
     }
 
     #[test]
-    #[ignore = "enabled once strata-ctl has the layered layout (merge of branch layout)"]
     fn workspace_has_no_cycles_and_respects_layers() {
         let report = check_workspace(&crate::cmd::workspace_root()).expect("workspace sources readable");
         assert!(report.is_empty(), "module cycles or layer violations:\n\n{}", render(&report));

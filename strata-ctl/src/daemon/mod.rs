@@ -41,8 +41,8 @@ use crate::{
     os::{
         advisors,
         host::{self, InstanceLock},
-        notify,
         net::Net,
+        notify,
     },
     serve::{metrics, status, view::Exposition},
 };
