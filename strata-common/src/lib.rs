@@ -9,16 +9,26 @@
 //! * the **map keys and values** the controller writes and the kernel reads, and
 //!   the counters flowing the other way ([`maps`]),
 //! * the **drop reasons** under which every discarded packet is counted ([`drop`]),
-//! * sequence-number arithmetic that survives wrap-around ([`seq`]).
+//! * sequence-number arithmetic that survives wrap-around ([`seq`]),
+//! * the maps' names ([`maps::names`]), the schedule's double-buffer flip
+//!   ([`schedule`]), the units of a link's send budget ([`budget`]) and the
+//!   buckets of the queueing-delay histogram ([`histogram`]),
+//!
+//! and the controller, the lab and the benchmarks agree on what a percentile
+//! is ([`stats`]).
 //!
 //! The `user` feature adds `aya::Pod` impls so userspace can read and write the
 //! map types directly.
 #![no_std]
 
+pub mod budget;
 pub mod drop;
+pub mod histogram;
 pub mod maps;
 pub mod packet;
+pub mod schedule;
 pub mod seq;
+pub mod stats;
 pub mod wire;
 
 #[cfg(feature = "user")]

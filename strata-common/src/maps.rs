@@ -15,6 +15,14 @@
 //!
 //! All multi-byte address and port fields are in network byte order, as the
 //! kernel writes them into packets; everything else is host order.
+//!
+//! The maps' names are in [`names`].
+
+use core::net::Ipv4Addr;
+
+use crate::budget;
+
+pub mod names;
 
 /// Largest number of links a tunnel bonds.
 pub const MAX_LINKS: u32 = 8;
@@ -96,6 +104,81 @@ pub struct LinkTx {
     /// Backlog the budget allows, µs of link time: a link whose backlog is
     /// larger takes no more packets while another link has room.
     pub backlog_limit_us: u32,
+}
+
+impl LinkTx {
+    /// How to send on a link: out of interface `ifindex` (MTU `mtu`, clamped
+    /// to the field's 65 535; link-layer header `l2_len` bytes) from
+    /// `source`:`port`, through `next_hop` (`None`: the kernel looks the next
+    /// hop up). Only an `enabled` link carries traffic. No send budget (see
+    /// [`with_budget`](Self::with_budget)). Addresses and port are given in
+    /// host order and stored in network order.
+    pub const fn new(
+        enabled: bool,
+        ifindex: u32,
+        source: Ipv4Addr,
+        next_hop: Option<Ipv4Addr>,
+        port: u16,
+        mtu: u32,
+        l2_len: u32,
+    ) -> Self {
+        Self {
+            flags: if enabled { LINK_ENABLED } else { 0 },
+            ifindex,
+            src_ip_be: source.to_bits().to_be(),
+            nexthop_be: match next_hop {
+                Some(hop) => hop.to_bits().to_be(),
+                None => 0,
+            },
+            src_port_be: port.to_be(),
+            mtu: if mtu > u16::MAX as u32 { u16::MAX } else { mtu as u16 },
+            l2_len,
+            ps_per_byte: 0,
+            delay_us: 0,
+            backlog_limit_us: 0,
+        }
+    }
+
+    /// This link with a send budget of `bytes_per_s`, an idle one-way delay
+    /// of `delay_us` and a backlog limit of `backlog_limit_us` (see
+    /// [`budget`] for the units). A rate of 0 is no budget: the link is left
+    /// as it is, to be chosen by the schedule only.
+    pub const fn with_budget(self, bytes_per_s: u64, delay_us: u32, backlog_limit_us: u32) -> Self {
+        if bytes_per_s == 0 {
+            return self;
+        }
+        Self { ps_per_byte: budget::ps_per_byte(bytes_per_s), delay_us, backlog_limit_us, ..self }
+    }
+
+    /// The link may carry traffic.
+    #[inline(always)]
+    pub const fn enabled(&self) -> bool {
+        self.flags & LINK_ENABLED != 0
+    }
+
+    /// The link has a send budget (earliest-arrival choice considers it).
+    #[inline(always)]
+    pub const fn has_budget(&self) -> bool {
+        self.ps_per_byte != 0
+    }
+
+    /// Nanoseconds an outer packet of `bytes` holds the link at its budget rate.
+    #[inline(always)]
+    pub const fn transmit_ns(&self, bytes: u32) -> u64 {
+        budget::transmit_ns(bytes, self.ps_per_byte)
+    }
+
+    /// The idle one-way delay, ns.
+    #[inline(always)]
+    pub const fn delay_ns(&self) -> u64 {
+        budget::us_to_ns(self.delay_us)
+    }
+
+    /// The backlog the budget allows, ns.
+    #[inline(always)]
+    pub const fn backlog_limit_ns(&self) -> u64 {
+        budget::us_to_ns(self.backlog_limit_us)
+    }
 }
 
 /// The egress program's pacing state of one link (index = link id): a
@@ -242,4 +325,49 @@ pub struct Queued {
     pub slot: u32,
     /// Explicit padding.
     pub _pad: u32,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn link_tx_stores_addresses_and_port_in_network_order() {
+        let tx = LinkTx::new(
+            true,
+            7,
+            Ipv4Addr::new(10, 0, 0, 2),
+            Some(Ipv4Addr::new(10, 0, 0, 1)),
+            5000,
+            1500,
+            14,
+        );
+        assert_eq!(tx.src_ip_be.to_ne_bytes(), [10, 0, 0, 2]);
+        assert_eq!(tx.nexthop_be.to_ne_bytes(), [10, 0, 0, 1]);
+        assert_eq!(tx.src_port_be.to_ne_bytes(), 5000u16.to_be_bytes());
+        assert_eq!((tx.flags, tx.ifindex, tx.mtu, tx.l2_len), (LINK_ENABLED, 7, 1500, 14));
+        assert!(tx.enabled() && !tx.has_budget());
+        assert_eq!((tx.ps_per_byte, tx.delay_us, tx.backlog_limit_us), (0, 0, 0));
+    }
+
+    #[test]
+    fn link_tx_defaults_and_clamps() {
+        let tx = LinkTx::new(false, 1, Ipv4Addr::UNSPECIFIED, None, 0, 65_536, 0);
+        assert_eq!((tx.flags, tx.nexthop_be, tx.mtu), (0, 0, u16::MAX));
+        assert!(!tx.enabled());
+    }
+
+    #[test]
+    fn a_budget_sets_the_rate_delay_and_backlog_and_zero_leaves_none() {
+        let tx = LinkTx::new(true, 1, Ipv4Addr::LOCALHOST, None, 1, 1500, 14);
+        let paced = tx.with_budget(100_000, 10_000, 100_000);
+        assert_eq!(
+            (paced.ps_per_byte, paced.delay_us, paced.backlog_limit_us),
+            (10_000_000, 10_000, 100_000)
+        );
+        assert!(paced.has_budget());
+        assert_eq!(paced.transmit_ns(1000), 10_000_000);
+        assert_eq!((paced.delay_ns(), paced.backlog_limit_ns()), (10_000_000, 100_000_000));
+        assert_eq!(tx.with_budget(0, 10_000, 100_000), tx);
+    }
 }

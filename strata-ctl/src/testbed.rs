@@ -9,7 +9,7 @@
 use std::{net::Ipv4Addr, time::Duration};
 
 use aya::programs::{TestRun as _, TestRunOptions};
-use strata_common::maps::{CONFIG_LEARN_PEERS, CONFIG_READY, Endpoint, LINK_ENABLED, LinkTx, TunnelConfig};
+use strata_common::maps::{CONFIG_LEARN_PEERS, CONFIG_READY, Endpoint, LinkTx, TunnelConfig};
 
 use crate::dataplane::datapath::{Datapath, DatapathError, Program};
 
@@ -53,18 +53,15 @@ pub fn edge(weights: [u32; 8], mtu: u16) -> Result<Datapath, DatapathError> {
     for (id, src) in LINK_SRC.iter().enumerate() {
         dp.set_link(
             id as u8,
-            LinkTx {
-                flags: if weights[id] > 0 { LINK_ENABLED } else { 0 },
-                ifindex: LO,
-                src_ip_be: be(*src),
-                nexthop_be: be(Ipv4Addr::new(100, 64, id as u8 + 1, 1)),
-                src_port_be: PORT.to_be(),
-                mtu,
-                l2_len: 14,
-                ps_per_byte: 0,
-                delay_us: 0,
-                backlog_limit_us: 0,
-            },
+            LinkTx::new(
+                weights[id] > 0,
+                LO,
+                *src,
+                Some(Ipv4Addr::new(100, 64, id as u8 + 1, 1)),
+                PORT,
+                u32::from(mtu),
+                14,
+            ),
         )?;
         dp.set_peer(id as u8, Endpoint { ip_be: be(HUB), port_be: PORT.to_be(), _pad: 0 })?;
     }

@@ -9,13 +9,13 @@ use std::net::Ipv4Addr;
 
 use strata_common::{
     drop::DropReason,
-    maps::{CONFIG_EARLIEST_ARRIVAL, CONFIG_READY, LINK_ENABLED, LinkTx, TunnelConfig},
+    maps::{CONFIG_EARLIEST_ARRIVAL, CONFIG_READY, LinkTx, TunnelConfig},
 };
 use strata_ctl::{
     dataplane::datapath::{Datapath, Program},
     testbed::{
-        HUB, LINK_SRC, LO, PORT, SESSION, TC_ACT_OK, TC_ACT_REDIRECT, TC_ACT_SHOT, TUNNEL_IFINDEX, be,
-        checksum, eth, inner_v4, inner_v6, ipv4, strata, tunnel_frame, udp,
+        HUB, LINK_SRC, LO, PORT, SESSION, TC_ACT_OK, TC_ACT_REDIRECT, TC_ACT_SHOT, TUNNEL_IFINDEX, checksum,
+        eth, inner_v4, inner_v6, ipv4, strata, tunnel_frame, udp,
     },
 };
 
@@ -116,22 +116,7 @@ fn egress_follows_the_schedule_and_counts_sequences() {
 fn egress_never_uses_a_zero_weight_link_and_skips_links_that_cannot_take_the_packet() {
     // Link 0 has weight 0; link 1's MTU is too small for big packets; link 2 takes them.
     let mut dp = edge([0, 1, 1, 0, 0, 0, 0, 0], 1500);
-    dp.set_link(
-        1,
-        LinkTx {
-            flags: LINK_ENABLED,
-            ifindex: LO,
-            src_ip_be: be(LINK_SRC[1]),
-            nexthop_be: 0,
-            src_port_be: PORT.to_be(),
-            mtu: 600,
-            l2_len: 14,
-            ps_per_byte: 0,
-            delay_us: 0,
-            backlog_limit_us: 0,
-        },
-    )
-    .unwrap();
+    dp.set_link(1, LinkTx::new(true, LO, LINK_SRC[1], None, PORT, 600, 14)).unwrap();
     let big = eth(0x0800, &inner_v4(0, 1000));
     for _ in 0..20 {
         let (action, out) = run(&mut dp, Program::TunnelEgress, &big);
@@ -154,18 +139,9 @@ fn egress_sends_where_a_packet_arrives_first_within_each_links_budget() {
     // queues barely drain); link 0 is 10 ms away, link 1 30 ms; each may hold
     // 100 ms of backlog.
     for (id, delay_us) in [(0u8, 10_000), (1, 30_000)] {
-        let tx = LinkTx {
-            flags: LINK_ENABLED,
-            ifindex: LO,
-            src_ip_be: be(LINK_SRC[usize::from(id)]),
-            nexthop_be: 0,
-            src_port_be: PORT.to_be(),
-            mtu: 1500,
-            l2_len: 14,
-            ps_per_byte: 10_000_000,
-            delay_us,
-            backlog_limit_us: 100_000,
-        };
+        // 100 000 bytes/s is 10 000 000 ps per byte.
+        let tx = LinkTx::new(true, LO, LINK_SRC[usize::from(id)], None, PORT, 1500, 14)
+            .with_budget(100_000, delay_us, 100_000);
         dp.set_link(id, tx).unwrap();
     }
     dp.set_config(TunnelConfig {

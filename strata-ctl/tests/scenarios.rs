@@ -279,8 +279,7 @@ fn status_and_metrics_agree_with_the_emulator_during_a_scenario() {
     assert!(o.scrapes >= 5 && o.scrapes_ok == o.scrapes, "{}/{} scrapes", o.scrapes_ok, o.scrapes);
     let mut times = o.status_us.clone();
     times.sort_unstable();
-    let at =
-        |q: f64| times.get(((times.len() as f64 * q) as usize).min(times.len().saturating_sub(1))).copied();
+    let at = |q: f64| strata_common::stats::percentile(&times, q * 100.0);
     eprintln!(
         "status answers: {} in {:?} µs p50, {:?} p99, {:?} max",
         times.len(),

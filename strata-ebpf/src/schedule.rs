@@ -24,7 +24,8 @@
 
 use strata_common::{
     drop::DropReason,
-    maps::{Endpoint, LINK_ENABLED, LinkTx, MAX_LINKS, SCHEDULE_SLOTS, Schedule},
+    maps::{Endpoint, LinkTx, MAX_LINKS, SCHEDULE_SLOTS, Schedule},
+    schedule::active_index,
 };
 
 use crate::{
@@ -63,7 +64,7 @@ pub(crate) fn next_link_seq(link: u32) -> u32 {
 /// IPv4 packet is `outer_len` bytes long.
 #[inline(always)]
 pub(crate) fn choose_link(seq: u32, outer_len: u32) -> Result<Choice, DropReason> {
-    let active = SCHED.get(0).ok_or(DropReason::NoLink)?.active & 1;
+    let active = active_index(SCHED.get(0).ok_or(DropReason::NoLink)?.active);
     let schedule: &Schedule = SCHED.get(active).ok_or(DropReason::NoLink)?;
     let len = schedule.len;
     if len == 0 || len as usize > SCHEDULE_SLOTS {
@@ -102,13 +103,13 @@ pub(crate) fn choose_link_paced(seq: u32, outer_len: u32, now_ns: u64) -> Result
     for link in 0..MAX_LINKS {
         let Ok(choice) = usable(link, outer_len) else { continue };
         let tx = &choice.tx;
-        if tx.ps_per_byte == 0 {
+        if !tx.has_budget() {
             continue;
         }
         let Some(pace) = PACE.get(link) else { continue };
         let backlog_ns = pace.busy_until_ns.saturating_sub(now_ns);
-        let eta_ns = u64::from(tx.delay_us) * 1000 + backlog_ns + cost_ns(tx, outer_len);
-        if backlog_ns <= u64::from(tx.backlog_limit_us) * 1000 {
+        let eta_ns = tx.delay_ns() + backlog_ns + tx.transmit_ns(outer_len);
+        if backlog_ns <= tx.backlog_limit_ns() {
             if eta_ns < within.0 {
                 within = (eta_ns, link);
             }
@@ -132,21 +133,15 @@ pub(crate) fn choose_link_paced(seq: u32, outer_len: u32, now_ns: u64) -> Result
     Ok(choice)
 }
 
-/// Time `outer_len` bytes take at the link's budget rate, ns.
-#[inline(always)]
-fn cost_ns(tx: &LinkTx, outer_len: u32) -> u64 {
-    u64::from(outer_len) * u64::from(tx.ps_per_byte) / 1000
-}
-
 /// Adds the packet to the chosen link's virtual queue (overflow packets too:
 /// they occupy the link all the same).
 #[inline(always)]
 fn charge(choice: &Choice, outer_len: u32, now_ns: u64) {
-    if choice.tx.ps_per_byte == 0 {
+    if !choice.tx.has_budget() {
         return;
     }
     let Some(pace) = PACE.get_ptr_mut(choice.link) else { return };
-    let cost = cost_ns(&choice.tx, outer_len);
+    let cost = choice.tx.transmit_ns(outer_len);
     // SAFETY: the map value outlives the program. A queue that drained
     // restarts from now with a plain store; two CPUs doing that at once lose
     // one packet's cost, an error that vanishes the next time the queue
@@ -171,7 +166,7 @@ fn opaque(v: usize) -> usize {
 #[inline(always)]
 fn usable(link: u32, outer_len: u32) -> Result<Choice, DropReason> {
     let tx = *LINKS.get(link).ok_or(DropReason::NoLink)?;
-    if tx.flags & LINK_ENABLED == 0 {
+    if !tx.enabled() {
         return Err(DropReason::NoLink);
     }
     let peer = *PEERS.get(link).ok_or(DropReason::NoLink)?;

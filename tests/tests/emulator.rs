@@ -4,6 +4,7 @@
 
 use std::time::{Duration, Instant};
 
+use strata_common::stats::percentile;
 use strata_lab::{
     Lab,
     emulator::{bridge::EmulatedLink, calibrate, model::DirectionConfig, trace::Trace},
@@ -24,7 +25,7 @@ fn delay_is_applied_in_each_direction() {
     // The first exchange also waits for ARP across the emulated link.
     let mut steady: Vec<Duration> = rtts[1..].to_vec();
     steady.sort();
-    let median = steady[steady.len() / 2];
+    let median = percentile(&steady, 50.0).expect("echoes");
     eprintln!(
         "RTT over 20 ms up + 30 ms down: min {:?}, median {median:?}, max {:?}",
         steady[0],

@@ -17,6 +17,7 @@ use std::{
 };
 
 use serde_json::{Value, json};
+use strata_common::stats::percentile;
 use strata_lab::{
     Lab,
     strata::{EDGE_TUNNEL_ADDR, HUB_TUNNEL_ADDR, Tunnel},
@@ -145,7 +146,8 @@ pub(crate) fn emulator(json_out: Option<&Path>) -> anyhow::Result<()> {
             calibrate::round_trips(&lab, 0, 201)?.iter().skip(1).map(|d| d.as_secs_f64() * 1e3).collect();
         link.stop()?;
         rtts.sort_by(f64::total_cmp);
-        let (p50, p99) = (rtts[rtts.len() / 2], rtts[rtts.len() * 99 / 100]);
+        let at = |p| percentile(&rtts, p).unwrap_or(f64::NAN);
+        let (p50, p99) = (at(50.0), at(99.0));
         println!(
             "delay {one_way} ms each way: RTT p50 {p50:.2} ms, p99 {p99:.2} ms (configured {:.0})",
             2.0 * one_way

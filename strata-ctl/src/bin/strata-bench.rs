@@ -11,6 +11,7 @@
 
 use std::{process::ExitCode, time::Duration};
 
+use strata_common::stats::percentile;
 use strata_ctl::{
     dataplane::datapath::Program,
     testbed::{self, TC_ACT_REDIRECT, eth, inner_v4, strata, tunnel_frame},
@@ -43,8 +44,8 @@ fn summarize(mut samples: Vec<Duration>) -> Summary {
     samples.sort_unstable();
     let n = samples.len().max(1);
     let total: u128 = samples.iter().map(Duration::as_nanos).sum();
-    let at = |q: f64| samples.get(((n as f64 * q) as usize).min(n - 1)).map_or(0, Duration::as_nanos);
-    Summary { mean_ns: total as f64 / n as f64, p50_ns: at(0.50), p99_ns: at(0.99) }
+    let at = |p| percentile(&samples, p).map_or(0, |d| d.as_nanos());
+    Summary { mean_ns: total as f64 / n as f64, p50_ns: at(50.0), p99_ns: at(99.0) }
 }
 
 fn bench(runs: usize) -> anyhow::Result<String> {

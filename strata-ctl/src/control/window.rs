@@ -54,13 +54,9 @@ impl Window {
 
     /// The `q` quantile (0..=1, nearest rank), if there are samples.
     pub fn quantile(&self, q: f64) -> Option<f64> {
-        if self.samples.is_empty() {
-            return None;
-        }
         let mut v: Vec<f64> = self.samples.iter().map(|&(_, x)| x).collect();
         v.sort_by(f64::total_cmp);
-        let rank = ((v.len() as f64) * q.clamp(0.0, 1.0)).ceil() as usize;
-        Some(v[rank.saturating_sub(1).min(v.len() - 1)])
+        strata_common::stats::percentile(&v, q * 100.0)
     }
 
     /// Smallest sample.

@@ -202,13 +202,9 @@ pub(super) async fn remove_routing(net: &Net, paths: &mut [ProbePath]) {
 pub(super) fn apply(dp: &mut Datapath, config: &Config, side: &Side, decision: &Decision) {
     for link in side.links() {
         let id = usize::from(link.id);
-        let mut tx = link_tx(decision.weights[id], &link.interface, link.address, link.gateway, config.port);
         let budget = decision.budgets[id];
-        if budget.bytes_per_s > 0 {
-            tx.ps_per_byte = (1e12 / budget.bytes_per_s as f64).clamp(1.0, f64::from(u32::MAX)) as u32;
-            tx.delay_us = budget.delay_us;
-            tx.backlog_limit_us = budget.backlog_limit_us;
-        }
+        let tx = link_tx(decision.weights[id], &link.interface, link.address, link.gateway, config.port)
+            .with_budget(budget.bytes_per_s, budget.delay_us, budget.backlog_limit_us);
         if let Err(e) = dp.set_link(link.id, tx) {
             warn!("updating link {}: {e}", link.id);
         }

@@ -5,7 +5,7 @@
 use std::net::Ipv4Addr;
 
 use anyhow::{Context as _, bail};
-use strata_common::maps::{Endpoint, LINK_ENABLED, LinkTx};
+use strata_common::maps::{Endpoint, LinkTx};
 use tracing::warn;
 
 use crate::{
@@ -152,17 +152,6 @@ pub fn link_tx(
     next_hop: Option<Ipv4Addr>,
     port: u16,
 ) -> LinkTx {
-    LinkTx {
-        flags: if weight > 0 { LINK_ENABLED } else { 0 },
-        ifindex: interface.index,
-        src_ip_be: be(source),
-        nexthop_be: next_hop.map_or(0, be),
-        src_port_be: port.to_be(),
-        mtu: interface.mtu.min(u32::from(u16::MAX)) as u16,
-        l2_len: interface.l2_len,
-        // No budget until the adaptive controller sets one.
-        ps_per_byte: 0,
-        delay_us: 0,
-        backlog_limit_us: 0,
-    }
+    // No budget until the adaptive controller sets one.
+    LinkTx::new(weight > 0, interface.index, source, next_hop, port, interface.mtu, interface.l2_len)
 }

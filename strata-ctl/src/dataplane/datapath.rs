@@ -14,6 +14,7 @@ use aya::{
 };
 use strata_common::maps::{
     Endpoint, IFNAME_LEN, LinkPace, LinkTx, MAX_LINKS, SampleConfig, Schedule, TunnelConfig, TxSeq,
+    names as map_names,
 };
 
 pub use crate::dataplane::error::DatapathError;
@@ -21,7 +22,6 @@ use crate::{
     control::schedule::{self, Weights},
     dataplane::{
         error::map_err,
-        names as map_names,
         stats::{self, Snapshot},
     },
 };
@@ -282,16 +282,10 @@ impl Datapath {
         let new = schedule::build(weights);
         let mut sched = self.array::<Schedule>(map_names::SCHED)?;
         let entry0 = sched.get(&0, 0).map_err(map_err("reading STRATA_SCHED"))?;
-        let write = |s: &mut Array<&mut MapData, Schedule>, i: u32, v: Schedule| {
-            s.set(i, v, 0).map_err(map_err("writing STRATA_SCHED"))
-        };
-        if entry0.active & 1 == 0 {
-            write(&mut sched, 1, new)?;
-            write(&mut sched, 0, Schedule { active: 1, ..entry0 })?;
-        } else {
-            // Entry 0 is inactive: fill it while readers still go to entry 1, then flip.
-            write(&mut sched, 0, Schedule { active: 1, ..new })?;
-            write(&mut sched, 0, Schedule { active: 0, ..new })?;
+        // The double-buffer flip is a contract with the kernel's reader:
+        // strata-common writes it once for both sides.
+        for (index, value) in strata_common::schedule::flip(&entry0, &new) {
+            sched.set(index, value, 0).map_err(map_err("writing STRATA_SCHED"))?;
         }
         Ok(())
     }

@@ -15,6 +15,5 @@
 
 pub mod datapath;
 pub mod error;
-pub mod names;
 pub mod sampling;
 pub mod stats;

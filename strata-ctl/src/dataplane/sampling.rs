@@ -16,7 +16,7 @@ use std::path::Path;
 use aya::maps::{Map, MapData, PerCpuArray};
 use strata_common::maps::{DELAY_BUCKETS, DELAY_ROW, DROP_REASONS, SAMPLE_SLOTS, SampleConfig};
 
-use crate::dataplane::names as map_names;
+use strata_common::maps::names as map_names;
 
 /// Where tracefs is usually mounted.
 const TRACEFS: [&str; 2] = ["/sys/kernel/tracing", "/sys/kernel/debug/tracing"];
@@ -148,11 +148,6 @@ pub fn read_drops(dir: &Path, slots: &[u8], reasons: &[u32]) -> Result<Vec<Vec<(
         .collect())
 }
 
-/// Upper bound of delay bucket `b`, seconds (`+Inf` for the last).
-pub fn bucket_le_seconds(b: usize) -> f64 {
-    if b + 1 >= DELAY_BUCKETS as usize { f64::INFINITY } else { (1u64 << b) as f64 / 1e6 }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -188,12 +183,5 @@ mod tests {
             }
             Err(e) => assert!(e.contains("tracefs") || e.contains("tracepoint"), "{e}"),
         }
-    }
-
-    #[test]
-    fn buckets_are_powers_of_two_microseconds() {
-        assert_eq!(bucket_le_seconds(0), 1e-6);
-        assert_eq!(bucket_le_seconds(10), 1024e-6);
-        assert!(bucket_le_seconds(DELAY_BUCKETS as usize - 1).is_infinite());
     }
 }

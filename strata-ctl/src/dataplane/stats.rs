@@ -8,13 +8,11 @@ use aya::maps::{Array, Map, MapData, PerCpuArray};
 use serde::Serialize;
 use strata_common::{
     drop::DropReason,
+    maps::names as map_names,
     maps::{Endpoint, LinkCounters, LinkPace, MAX_LINKS, RxLinkState},
 };
 
-use crate::dataplane::{
-    error::{DatapathError, map_err},
-    names as map_names,
-};
+use crate::dataplane::error::{DatapathError, map_err};
 
 /// One link's counters, summed over CPUs.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]

@@ -471,7 +471,7 @@ fn host_queue_families(
         let mut rows = Vec::new();
         for (b, n) in buckets.iter().enumerate() {
             cumulative += n;
-            let le = sampling::bucket_le_seconds(b);
+            let le = strata_common::histogram::bucket_le_seconds(b);
             if le.is_finite() {
                 let mut bucket = Bucket::default();
                 bucket.set_upper_bound(le);

@@ -14,7 +14,10 @@ pub(crate) mod host_queue_xmit;
 pub(crate) mod kernel_drop;
 
 use aya_ebpf::programs::TracePointContext;
-use strata_common::maps::{DELAY_BUCKETS, DELAY_ROW, DROP_REASONS, SAMPLE_SLOTS, SampleConfig};
+use strata_common::{
+    histogram::delay_bucket,
+    maps::{DELAY_BUCKETS, DELAY_ROW, DROP_REASONS, SAMPLE_SLOTS, SampleConfig},
+};
 
 use crate::maps::{KDROPS, QDELAY, SAMPLE_CFG};
 
@@ -32,12 +35,11 @@ pub(crate) fn read_u64(ctx: &TracePointContext, offset: u32) -> Option<u64> {
     unsafe { ctx.read_at::<u64>(offset as usize) }.ok()
 }
 
-/// Adds a delay of `ns` to the histogram of `slot`.
+/// Adds a delay of `ns` to the histogram of `slot` (buckets: see
+/// `strata_common::histogram`).
 #[inline(always)]
 pub(crate) fn count_delay(slot: u32, ns: u64) {
-    let us = ns / 1000;
-    // log2 bucket: 0 for < 1 µs, b for [2^(b-1), 2^b) µs.
-    let bucket = if us == 0 { 0 } else { (64 - us.leading_zeros()).min(DELAY_BUCKETS - 1) };
+    let bucket = delay_bucket(ns);
     let row = (slot % SAMPLE_SLOTS) * DELAY_ROW;
     if let Some(c) = QDELAY.get_ptr_mut(row + bucket) {
         // SAFETY: a per-CPU slot; nothing else on this CPU runs concurrently.

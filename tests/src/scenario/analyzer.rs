@@ -21,6 +21,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use serde::Serialize;
+use strata_common::stats::percentile;
 
 use super::generator::{Flow, Planned};
 
@@ -142,8 +143,8 @@ fn percentiles(mut v: Vec<f64>) -> Percentiles {
         return Percentiles::default();
     }
     v.sort_by(f64::total_cmp);
-    let at = |q: f64| v[(((v.len() as f64) * q).ceil() as usize).saturating_sub(1).min(v.len() - 1)];
-    Percentiles { p50: at(0.50), p95: at(0.95), p99: at(0.99), p999: at(0.999) }
+    let at = |p| percentile(&v, p).unwrap_or_default();
+    Percentiles { p50: at(50.0), p95: at(95.0), p99: at(99.0), p999: at(99.9) }
 }
 
 struct FlowOutcome {

@@ -1,0 +1,128 @@
+//! The names the kernel's maps are pinned and looked up by.
+//!
+//! A map's name is a contract between two binaries: the eBPF object exports
+//! each map as an ELF symbol of that name (and pins it under it), and the
+//! controller finds the map — in the loaded object or in the pin directory —
+//! by the same string. A typo on either side is not a compile error but a
+//! missing map at run time, so each name is written exactly once, in
+//! [`map_name!`](crate::map_name):
+//!
+//! * the eBPF crate puts `map_name!(CONFIG)` into the `export_name` attribute
+//!   of its `CONFIG` static (an attribute needs a literal, which a macro can
+//!   give and a `const` cannot);
+//! * userspace uses the constants below, each of which is that macro's
+//!   literal.
+//!
+//! Each constant has the identifier of the kernel's static for that map.
+
+/// The name of the kernel map whose static (and constant in this module) is
+/// `$map`, as a string literal — usable where only a literal will do, such
+/// as `#[unsafe(export_name = ...)]`. An unknown map is a compile error.
+#[macro_export]
+macro_rules! map_name {
+    (CONFIG) => {
+        "STRATA_CONFIG"
+    };
+    (IFACES) => {
+        "STRATA_IFACES"
+    };
+    (LINKS) => {
+        "STRATA_LINKS"
+    };
+    (PEERS) => {
+        "STRATA_PEERS"
+    };
+    (SCHED) => {
+        "STRATA_SCHED"
+    };
+    (TXSEQ) => {
+        "STRATA_TXSEQ"
+    };
+    (PACE) => {
+        "STRATA_PACE"
+    };
+    (TX) => {
+        "STRATA_TX"
+    };
+    (RX) => {
+        "STRATA_RX"
+    };
+    (RXSEQ) => {
+        "STRATA_RXSEQ"
+    };
+    (DROPS) => {
+        "STRATA_DROPS"
+    };
+    (DEDUP) => {
+        "STRATA_DEDUP"
+    };
+    (SAMPLE_CFG) => {
+        "STRATA_SAMPLE_CFG"
+    };
+    (WATCH) => {
+        "STRATA_WATCH"
+    };
+    (QUEUED) => {
+        "STRATA_QUEUED"
+    };
+    (QDELAY) => {
+        "STRATA_QDELAY"
+    };
+    (KDROPS) => {
+        "STRATA_KDROPS"
+    };
+}
+
+/// Tunnel-wide configuration ([`TunnelConfig`](super::TunnelConfig), entry 0).
+pub const CONFIG: &str = map_name!(CONFIG);
+/// Link-layer header length of each interface ingress is attached to, by ifindex.
+pub const IFACES: &str = map_name!(IFACES);
+/// How to send on each link ([`LinkTx`](super::LinkTx)).
+pub const LINKS: &str = map_name!(LINKS);
+/// The far end of each link ([`Endpoint`](super::Endpoint)).
+pub const PEERS: &str = map_name!(PEERS);
+/// The double-buffered link schedule ([`Schedule`](super::Schedule)).
+pub const SCHED: &str = map_name!(SCHED);
+/// Sender sequence counters ([`TxSeq`](super::TxSeq), entry 0).
+pub const TXSEQ: &str = map_name!(TXSEQ);
+/// Per-link pacing state ([`LinkPace`](super::LinkPace)).
+pub const PACE: &str = map_name!(PACE);
+/// Sent packets and bytes per link (per CPU).
+pub const TX: &str = map_name!(TX);
+/// Received data packets and bytes per link (per CPU).
+pub const RX: &str = map_name!(RX);
+/// Per-link receive sequence tracking ([`RxLinkState`](super::RxLinkState)).
+pub const RXSEQ: &str = map_name!(RXSEQ);
+/// Dropped packets by [`DropReason`](crate::drop::DropReason) (per CPU).
+pub const DROPS: &str = map_name!(DROPS);
+/// The duplicate-suppression window.
+pub const DEDUP: &str = map_name!(DEDUP);
+/// Tracepoint field offsets of the sampling programs ([`SampleConfig`](super::SampleConfig)).
+pub const SAMPLE_CFG: &str = map_name!(SAMPLE_CFG);
+/// Watched interfaces: NUL-padded name → sampling slot.
+pub const WATCH: &str = map_name!(WATCH);
+/// Packets queued on a watched interface, by skb address ([`Queued`](super::Queued)).
+pub const QUEUED: &str = map_name!(QUEUED);
+/// Host queueing-delay histograms (see [`crate::histogram`]).
+pub const QDELAY: &str = map_name!(QDELAY);
+/// Kernel drops on watched interfaces, by reason.
+pub const KDROPS: &str = map_name!(KDROPS);
+
+/// Every map, for unpinning.
+pub const ALL: [&str; 17] = [
+    CONFIG, IFACES, LINKS, PEERS, SCHED, TXSEQ, PACE, TX, RX, RXSEQ, DROPS, DEDUP, SAMPLE_CFG, WATCH, QUEUED,
+    QDELAY, KDROPS,
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_distinct_and_prefixed() {
+        for (i, a) in ALL.iter().enumerate() {
+            assert!(a.starts_with("STRATA_"), "{a}");
+            assert!(ALL[i + 1..].iter().all(|b| a != b), "{a} twice");
+        }
+    }
+}
