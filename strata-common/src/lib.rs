@@ -8,7 +8,7 @@
 //! * the **outer IPv4/UDP headers** and their checksum ([`packet`]),
 //! * the **map keys and values** the controller writes and the kernel reads, and
 //!   the counters flowing the other way ([`maps`]),
-//! * the **drop reasons** under which every discarded packet is counted ([`drop`]),
+//! * the **drop reasons** under which every discarded packet is counted ([`drop`](mod@drop)),
 //! * sequence-number arithmetic that survives wrap-around ([`seq`]),
 //! * the maps' names ([`maps::names`]), the schedule's double-buffer flip
 //!   ([`schedule`]), the units of a link's send budget ([`budget`]) and the

@@ -76,7 +76,7 @@ enum LabCommand {
         /// Also write the JSON result to this file.
         #[arg(long)]
         json: Option<PathBuf>,
-        /// Where to put result.json, plot.svg and summary.md (default target/lab/<scenario>).
+        /// Where to put result.json, plot.svg and summary.md (default `target/lab/<scenario>`).
         #[arg(long)]
         out: Option<PathBuf>,
         /// Override the scenario's duration, seconds (events after it are dropped).

@@ -16,6 +16,15 @@ pub(crate) fn run() -> anyhow::Result<()> {
     run_cmd(cargo().args(["fmt", "--all", "--", "--check"]), "cargo fmt --check")?;
     run_cmd(cargo().args(["clippy", "--all-targets", "--", "-D", "warnings"]), "cargo clippy (host crates)")?;
     run_cmd(&mut ebpf_clippy(), "cargo clippy (eBPF crate)")?;
+    // Module docs name the modules they explain: a link that no longer
+    // resolves (a module moved or renamed) fails here, not in a reader's head.
+    run_cmd(
+        cargo()
+            .args(["doc", "--no-deps", "--document-private-items", "--package", "strata-common"])
+            .args(["--package", "strata-ctl", "--package", "strata-lab", "--package", "xtask"])
+            .env("RUSTDOCFLAGS", "-D rustdoc::broken_intra_doc_links -A rustdoc::private_intra_doc_links"),
+        "cargo doc (intra-doc links)",
+    )?;
     // The binaries first, so the end-to-end tests find them.
     run_cmd(cargo().args(["build", "--package", "strata-ctl", "--bins"]), "building strata-ctl")?;
     let (passed, failed) = cargo_test()?;

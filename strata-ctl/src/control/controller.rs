@@ -1,10 +1,12 @@
 //! The adaptive controller: probes in, weights out.
 //!
-//! Glue between the pure link core (`crate::link`) and the data plane: round
-//! trips, packet-train rates and the hub's per-link feedback arrive from the
-//! probers, the kernel's overflow counters from the maps, and every tick each
-//! link's estimate goes through its lifecycle and the scorer, whose weights
-//! and budgets go to the kernel. No I/O and no clock of its own: every call
+//! It joins the per-link pieces of [`crate::control`]: round trips,
+//! packet-train rates and the hub's per-link feedback arrive as
+//! [`Evidence`], the kernel's overflow counters as a slice, and every tick
+//! each link's estimate goes through its lifecycle and the scorer, whose
+//! weights and budgets the daemon writes to the kernel. What it did that an
+//! operator should see (state changes, cautions) it returns as
+//! [`ControlEvent`]s instead of logging. No I/O and no clock of its own: every call
 //! takes `now`, so tests drive it on simulated time (jumps included). The
 //! kernel keeps forwarding with the last decision whatever happens here
 //! (brief, principle 2).

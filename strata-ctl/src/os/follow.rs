@@ -1,6 +1,6 @@
 //! How a link follows its interface through what the operating system does
 //! to it: pure reactions to netlink events, decided here and carried out by
-//! the daemon's shell ([`crate::bindings`]).
+//! the daemon's shell (`crate::daemon::follower`).
 //!
 //! A link is bound to an interface (ifindex, name), a source address and a
 //! next hop. Modems change all three under us: a new lease changes the
