@@ -20,7 +20,7 @@ use tracing::{debug, info, warn};
 
 use super::{
     adaptive::{Adaptive, apply},
-    follower::{Follower, Hint},
+    follower::{Follower, Hands, Hint},
     links::Side,
 };
 use crate::{
@@ -240,9 +240,8 @@ impl Daemon<'_> {
         };
         for (i, reaction) in reactions {
             let path = self.adaptive.as_mut().and_then(|a| a.paths.get_mut(i));
-            if let Some(hint) =
-                follower.carry_out(reaction, i, links, &mut self.dp, self.net, self.config, path).await
-            {
+            let io = Hands { dp: &mut self.dp, net: self.net, config: self.config, path };
+            if let Some(hint) = follower.carry_out(reaction, i, links, io).await {
                 hints.push((i, hint));
             }
         }

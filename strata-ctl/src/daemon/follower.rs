@@ -77,6 +77,21 @@ pub struct ProbePath {
     pub socket: watch::Sender<Arc<UdpSocket>>,
 }
 
+/// What carrying out a reaction may touch: the kernel's link entry, the
+/// host's routes and neighbours, the configuration, and the link's probe
+/// path under adaptive control.
+#[derive(Debug)]
+pub struct Hands<'a> {
+    /// The data plane.
+    pub dp: &'a mut Datapath,
+    /// rtnetlink.
+    pub net: &'a Net,
+    /// The configuration.
+    pub config: &'a Config,
+    /// The link's routing and probe socket (adaptive control only).
+    pub path: Option<&'a mut ProbePath>,
+}
+
 /// One link's following state.
 #[derive(Debug)]
 struct Followed {
@@ -216,17 +231,14 @@ impl Follower {
     }
 
     /// Carries out one reaction for link `i`; returns the controller's hint.
-    #[allow(clippy::too_many_arguments)]
     pub async fn carry_out(
         &mut self,
         reaction: Reaction,
         i: usize,
         links: &mut [ResolvedLink],
-        dp: &mut Datapath,
-        net: &Net,
-        config: &Config,
-        path: Option<&mut ProbePath>,
+        io: Hands<'_>,
     ) -> Option<Hint> {
+        let net = io.net;
         let f = &mut self.links[i];
         let link = &mut links[i];
         match reaction {
@@ -275,7 +287,7 @@ impl Follower {
                     f.identity.get_or_insert_with(|| LinkIdentity::from_facts(&facts));
                     f.facts = Some(facts);
                 }
-                rebind(f, link, new, dp, net, config, path, "interface returned").await;
+                rebind(f, link, new, io, "interface returned").await;
                 Some(Hint::Returned("interface returned"))
             }
             Reaction::Readdress { prefer } => {
@@ -291,7 +303,7 @@ impl Follower {
                         let mut new = link.clone();
                         new.address = a;
                         f.complete = true;
-                        rebind(f, link, new, dp, net, config, path, "address changed").await;
+                        rebind(f, link, new, io, "address changed").await;
                         Some(Hint::Rebound)
                     }
                     Some(_) => None,
@@ -305,7 +317,7 @@ impl Follower {
                 Ok(Some(g)) if Some(g) != link.gateway => {
                     let mut new = link.clone();
                     new.gateway = Some(g);
-                    rebind(f, link, new, dp, net, config, path, "next hop changed").await;
+                    rebind(f, link, new, io, "next hop changed").await;
                     None
                 }
                 _ => None,
@@ -516,17 +528,14 @@ fn summary(f: &LinkFacts) -> Vec<(&'static str, String)> {
 /// Moves link `link` to `new`: the kernel's entry, the ingress program, the
 /// probe path. Each step that fails is logged and leaves the binding
 /// incomplete, so the next sign of life retries it.
-#[allow(clippy::too_many_arguments)]
 async fn rebind(
     f: &mut Followed,
     link: &mut ResolvedLink,
     new: ResolvedLink,
-    dp: &mut Datapath,
-    net: &Net,
-    config: &Config,
-    path: Option<&mut ProbePath>,
+    io: Hands<'_>,
     why: &'static str,
 ) {
+    let Hands { dp, net, config, path } = io;
     let id = f.id;
     if new.interface.index != link.interface.index {
         if let Err(e) = dp.set_interface(new.interface.index, new.interface.l2_len) {
