@@ -142,3 +142,33 @@ pub(super) enum AdaptiveError {
         source: io::Error,
     },
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_name_the_field_and_end_with_the_cause() {
+        let taken = StartError::MetricsListen {
+            address: "127.0.0.1:9464".parse().unwrap(),
+            source: io::Error::from(io::ErrorKind::AddrInUse),
+        };
+        assert_eq!(taken.to_string(), "metrics.listen: cannot listen on 127.0.0.1:9464: address in use");
+        assert!(std::error::Error::source(&taken).is_some(), "the cause is kept, not only its text");
+        let missing = StartError::Interface {
+            field: "links[0].interface".into(),
+            source: NetError::NoInterface("wwan7".into()),
+        };
+        assert!(missing.to_string().starts_with("links[0].interface: interface \"wwan7\" not found"));
+        let no_address = StartError::LinkWithoutAddress { index: 1, interface: "wwan1".into() };
+        assert_eq!(
+            no_address.to_string(),
+            "links[1].interface: wwan1 has no IPv4 address yet (set links[1].address or wait for the modem)"
+        );
+        let mtu = StartError::MtuTooLarge { mtu: 1500, max: 1452, carrier: 1500, headers: 48 };
+        assert_eq!(
+            mtu.to_string(),
+            "tunnel.mtu: 1500 does not fit the links: at most 1452 (1500 link MTU - 48 bytes of tunnel headers)"
+        );
+    }
+}
