@@ -1,9 +1,13 @@
 //! The daemon's configuration: a typed, versioned TOML file.
 //!
-//! Parsing (serde) rejects unknown keys and wrong types with the key path and
-//! position; [`Config::validate`] then checks what types cannot express
-//! (ranges, uniqueness, role-specific sections) and names the field of every
-//! problem, e.g. `links[1].weight: must be at most 1000`.
+//! Every value is typed once, here, when the file is read: addresses become
+//! [`Ipv4Addr`], [`Cidr`] and [`SocketAddr`] as serde parses them, so nothing
+//! later parses a string again or falls back to a default when one is wrong.
+//! Parsing (serde) rejects unknown keys, wrong types and malformed addresses
+//! with the key path and position (`tunnel.address: expected ADDRESS/PREFIX`);
+//! [`Config::validate`] then checks what types cannot express (ranges,
+//! uniqueness, role-specific sections) and names the field of every problem,
+//! e.g. `links[1].weight: must be at most 1000`.
 //!
 //! ```toml
 //! version = 1
@@ -53,12 +57,12 @@
 use std::{
     collections::BTreeSet,
     fmt,
-    net::{IpAddr, Ipv4Addr},
+    net::{IpAddr, Ipv4Addr, SocketAddr},
     path::Path,
     time::Duration,
 };
 
-use serde::Deserialize;
+use serde::{Deserialize, Deserializer, de::Error as _};
 use strata_common::maps::MAX_LINKS;
 
 use crate::control::{lifecycle::Thresholds, scoring::ScoringConfig};
@@ -260,29 +264,12 @@ impl StatusSection {
 #[serde(deny_unknown_fields)]
 pub struct MetricsSection {
     /// Address and port, e.g. `"127.0.0.1:9464"` or `"[::]:9464"`.
-    #[serde(default)]
-    pub listen: Option<String>,
+    #[serde(default, deserialize_with = "metrics_listen")]
+    pub listen: Option<SocketAddr>,
     /// Sample the links' host queueing delay and kernel drops by reason with
     /// tracepoint programs (needs tracefs).
     #[serde(default)]
     pub kernel_sampling: bool,
-}
-
-impl MetricsSection {
-    /// The listen address, parsed.
-    pub fn address(&self) -> Result<Option<std::net::SocketAddr>, (String, String)> {
-        self.listen
-            .as_deref()
-            .map(|l| {
-                l.parse().map_err(|_| {
-                    (
-                        "metrics.listen".to_string(),
-                        format!("{l:?} is not an address:port such as \"127.0.0.1:9464\""),
-                    )
-                })
-            })
-            .transpose()
-    }
 }
 
 /// `[control]`: how weights are decided and, in adaptive mode, every bound
@@ -554,10 +541,11 @@ pub struct TunnelSection {
     #[serde(default = "default_tunnel_name")]
     pub name: String,
     /// IPv4 address with prefix length.
-    pub address: String,
+    #[serde(deserialize_with = "tunnel_address")]
+    pub address: Cidr,
     /// Optional IPv6 address with prefix length.
-    #[serde(default)]
-    pub address6: Option<String>,
+    #[serde(default, deserialize_with = "tunnel_address6")]
+    pub address6: Option<Cidr>,
     /// MTU override.
     #[serde(default)]
     pub mtu: Option<u32>,
@@ -626,6 +614,7 @@ pub struct Cidr {
 }
 
 impl Cidr {
+    /// Parses `ADDRESS/PREFIX` of the wanted family; `Err` says what is wrong.
     fn parse(s: &str, want_v6: bool) -> Result<Self, String> {
         let (a, p) = s.split_once('/').ok_or("expected ADDRESS/PREFIX, e.g. 10.200.0.1/30")?;
         let addr: IpAddr = a.parse().map_err(|e| format!("bad address {a:?}: {e}"))?;
@@ -639,6 +628,40 @@ impl Cidr {
         }
         Ok(Self { addr, prefix })
     }
+}
+
+impl fmt::Display for Cidr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.addr, self.prefix)
+    }
+}
+
+// Typed fields read from strings. Each error names its field, as
+// `Config::validate` does: toml adds the position and the line, not the key.
+
+/// A string value turned into `T` by `parse`, or an error naming `field`.
+fn typed<'de, D: Deserializer<'de>, T>(
+    d: D,
+    field: &str,
+    parse: impl FnOnce(&str) -> Result<T, String>,
+) -> Result<T, D::Error> {
+    let text = String::deserialize(d)?;
+    parse(&text).map_err(|problem| D::Error::custom(format!("{field}: {problem}")))
+}
+
+fn tunnel_address<'de, D: Deserializer<'de>>(d: D) -> Result<Cidr, D::Error> {
+    typed(d, "tunnel.address", |s| Cidr::parse(s, false))
+}
+
+fn tunnel_address6<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Cidr>, D::Error> {
+    typed(d, "tunnel.address6", |s| Cidr::parse(s, true)).map(Some)
+}
+
+fn metrics_listen<'de, D: Deserializer<'de>>(d: D) -> Result<Option<SocketAddr>, D::Error> {
+    typed(d, "metrics.listen", |s| {
+        s.parse().map_err(|_| format!("{s:?} is not an address:port such as \"127.0.0.1:9464\""))
+    })
+    .map(Some)
 }
 
 impl Config {
@@ -681,18 +704,6 @@ impl Config {
         Path::new(PIN_ROOT).join(self.name())
     }
 
-    /// The tunnel's IPv4 address.
-    pub fn tunnel_v4(&self) -> Cidr {
-        // Validated in `validate`.
-        Cidr::parse(&self.tunnel.address, false)
-            .unwrap_or(Cidr { addr: IpAddr::V4(Ipv4Addr::UNSPECIFIED), prefix: 0 })
-    }
-
-    /// The tunnel's IPv6 address, if any.
-    pub fn tunnel_v6(&self) -> Option<Cidr> {
-        self.tunnel.address6.as_deref().and_then(|s| Cidr::parse(s, true).ok())
-    }
-
     /// Checks everything types cannot; `Err((field, problem))`.
     fn validate(&self) -> Result<(), (String, String)> {
         let bad = |field: &str, problem: String| Err((field.to_string(), problem));
@@ -716,10 +727,6 @@ impl Config {
             return bad("port", "must not be 0".into());
         }
         check_ifname("tunnel.name", &self.tunnel.name)?;
-        Cidr::parse(&self.tunnel.address, false).map_err(|p| ("tunnel.address".to_string(), p))?;
-        if let Some(a6) = &self.tunnel.address6 {
-            Cidr::parse(a6, true).map_err(|p| ("tunnel.address6".to_string(), p))?;
-        }
         if let Some(mtu) = self.tunnel.mtu
             && !(576..=65_000).contains(&mtu)
         {
@@ -727,7 +734,6 @@ impl Config {
         }
 
         self.control.validate()?;
-        self.metrics.address()?;
         self.status.validate()?;
         if self.role == Role::Hub && self.control.mode == ControlMode::Adaptive {
             return bad(
@@ -869,6 +875,13 @@ mod tests {
     fn a_partial_edge_config_fills_defaults() {
         let c = Config::parse(EDGE, "t.toml").unwrap();
         assert_eq!(c.port, DEFAULT_PORT);
+        assert_eq!(c.tunnel.address, Cidr { addr: IpAddr::V4(Ipv4Addr::new(10, 200, 0, 1)), prefix: 30 });
+        assert_eq!(c.tunnel.address.to_string(), "10.200.0.1/30");
+        assert_eq!(c.tunnel.address6, None);
+        assert_eq!(c.metrics.listen, None);
+        let v6 = EDGE.replace("10.200.0.1/30\"", "10.200.0.1/30\"\naddress6 = \"fd53::1/64\"");
+        let c6 = Config::parse(&v6, "t.toml").unwrap();
+        assert_eq!(c6.tunnel.address6, Some(Cidr { addr: "fd53::1".parse().unwrap(), prefix: 64 }));
         assert_eq!(c.tunnel.name, "strata0");
         assert_eq!(c.name(), "edge");
         assert_eq!(c.weights()[..3], [1, 2, 0]);
@@ -902,7 +915,7 @@ mod tests {
             "t.toml",
         )
         .unwrap();
-        assert_eq!(m.metrics.address().unwrap(), Some("127.0.0.1:9464".parse().unwrap()));
+        assert_eq!(m.metrics.listen, Some("127.0.0.1:9464".parse().unwrap()));
         assert_eq!(m.status.group.as_deref(), Some("adm"));
         assert!(
             err(&with("[status]\ngroup = \"\"")).contains("status.group: \"\" is not a group name"),
@@ -929,6 +942,17 @@ mod tests {
             err(&EDGE.replace("10.200.0.1/30", "10.200.0.1"))
                 .contains("tunnel.address: expected ADDRESS/PREFIX")
         );
+        assert!(
+            err(&EDGE.replace("10.200.0.1/30", "10.200.0.1/33"))
+                .contains("tunnel.address: prefix length 33 is above 32")
+        );
+        assert!(
+            err(&EDGE.replace("10.200.0.1/30", "fd53::1/64"))
+                .contains("tunnel.address: expected an IPv4 address")
+        );
+        let v6 = |a6: &str| EDGE.replace("10.200.0.1/30\"", &format!("10.200.0.1/30\"\naddress6 = \"{a6}\""));
+        assert!(err(&v6("10.0.0.1/24")).contains("tunnel.address6: expected an IPv6 address"));
+        assert!(err(&v6("fd53::1")).contains("tunnel.address6: expected ADDRESS/PREFIX"));
         assert!(
             err(&EDGE.replace("\"lnk1\"", "\"lnk0\""))
                 .contains("links[1].interface: lnk0 is used by two links")

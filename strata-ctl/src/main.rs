@@ -71,10 +71,25 @@ fn main() -> ExitCode {
     match execute(cli.command) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("strata-ctl: {e:#}");
+            eprintln!("strata-ctl: {}", report(&e));
             ExitCode::FAILURE
         }
     }
+}
+
+/// The error and its causes, each said once: the library's errors end with
+/// their cause's message already (`cannot read x.toml: No such file …`), an
+/// `anyhow` context does not.
+fn report(e: &anyhow::Error) -> String {
+    let mut text = e.to_string();
+    for cause in e.chain().skip(1) {
+        let cause = cause.to_string();
+        if !text.ends_with(&cause) {
+            text.push_str(": ");
+            text.push_str(&cause);
+        }
+    }
+    text
 }
 
 fn execute(command: Command) -> anyhow::Result<()> {
@@ -86,7 +101,7 @@ fn execute(command: Command) -> anyhow::Result<()> {
             strata_ctl::os::host::private_mounts();
             let runtime =
                 tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
-            runtime.block_on(strata_ctl::daemon::run(config))
+            Ok(runtime.block_on(strata_ctl::daemon::run(config))?)
         }
         Command::Config { command: ConfigCommand::Check { file } } => {
             let config = Config::load(&file)?;

@@ -46,7 +46,15 @@ fn config_check_accepts_a_good_file_and_names_the_field_of_a_bad_one() {
     let missing =
         Command::new(BINARY).args(["config", "check", "/nonexistent/strata.toml"]).output().unwrap();
     assert_eq!(missing.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&missing.stderr).contains("cannot read /nonexistent/strata.toml"));
+    let err = String::from_utf8_lossy(&missing.stderr);
+    assert!(err.contains("cannot read /nonexistent/strata.toml"), "{err}");
+    assert_eq!(err.matches("No such file").count(), 1, "the cause is said once: {err}");
+
+    let typo = write(&dir, "typo.toml", &EDGE.replace("10.200.0.1/30", "10.200.0.1"));
+    let out = Command::new(BINARY).args(["config", "check"]).arg(&typo).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("tunnel.address: expected ADDRESS/PREFIX"), "{err}");
     let _ = std::fs::remove_dir_all(dir);
 }
 

@@ -11,12 +11,12 @@ use std::{
     time::{Duration, Instant},
 };
 
-use anyhow::Context as _;
 use strata_common::maps::Endpoint;
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
 use super::{
+    error::AdaptiveError,
     follower::{LINK_TABLE_BASE, ProbePath},
     links::{ResolvedLink, Side, link_tx},
 };
@@ -70,7 +70,7 @@ impl Adaptive {
         config: &Config,
         links: &[ResolvedLink],
         hub: Endpoint,
-    ) -> anyhow::Result<Self> {
+    ) -> Result<Self, AdaptiveError> {
         let hub = SocketAddr::from((Ipv4Addr::from(u32::from_be(hub.ip_be)), u16::from_be(hub.port_be)));
         let (tx, samples) = mpsc::channel(1024);
         let interval = Duration::from_millis(config.control.probe_interval_ms);
@@ -88,14 +88,13 @@ impl Adaptive {
                         return Err(e.into());
                     }
                 };
-            let sock = match prober::bind_shared(SocketAddrV4::new(link.address, config.port)) {
+            let address = SocketAddrV4::new(link.address, config.port);
+            let sock = match prober::bind_shared(address) {
                 Ok(s) => s,
-                Err(e) => {
+                Err(source) => {
                     let _ = net.remove_link_routing(routing).await;
                     remove_routing(net, &mut paths).await;
-                    return Err(e).with_context(|| {
-                        format!("binding link {}'s probe socket on {}:{}", link.id, link.address, config.port)
-                    });
+                    return Err(AdaptiveError::ProbeSocket { link: link.id, address, source });
                 }
             };
             let (socket, sock) = tokio::sync::watch::channel(Arc::new(sock));

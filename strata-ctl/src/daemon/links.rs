@@ -4,10 +4,10 @@
 
 use std::net::Ipv4Addr;
 
-use anyhow::{Context as _, bail};
 use strata_common::maps::{Endpoint, LinkTx};
 use tracing::warn;
 
+use super::error::StartError;
 use crate::{
     config::{Config, LinkSection, Role},
     os::net::{Interface, Net},
@@ -39,10 +39,11 @@ pub(super) enum Side {
 }
 
 impl Side {
-    pub(super) async fn resolve(net: &Net, config: &Config) -> anyhow::Result<Self> {
+    pub(super) async fn resolve(net: &Net, config: &Config) -> Result<Self, StartError> {
+        let missing = |field: &str| StartError::Missing { field: field.into() };
         match config.role {
             Role::Edge => {
-                let peer = config.peer.as_ref().context("peer: missing")?;
+                let peer = config.peer.as_ref().ok_or_else(|| missing("peer"))?;
                 let hub = Endpoint { ip_be: be(peer.address), port_be: peer.port.to_be(), _pad: 0 };
                 let mut links = Vec::new();
                 for (i, link) in config.links.iter().enumerate() {
@@ -51,13 +52,17 @@ impl Side {
                 Ok(Self::Edge { links, hub })
             }
             Role::Hub => {
-                let hub = config.hub.as_ref().context("hub: missing")?;
-                let interface = net.interface(&hub.interface).await.context("hub.interface")?;
+                let hub = config.hub.as_ref().ok_or_else(|| missing("hub"))?;
+                let interface = net
+                    .interface(&hub.interface)
+                    .await
+                    .map_err(|source| StartError::Interface { field: "hub.interface".into(), source })?;
                 let address = match hub.address {
                     Some(a) => a,
-                    None => net.first_ipv4(interface.index).await?.with_context(|| {
-                        format!("hub.interface {}: has no IPv4 address (set hub.address)", interface.name)
-                    })?,
+                    None => net
+                        .first_ipv4(interface.index)
+                        .await?
+                        .ok_or_else(|| StartError::HubWithoutAddress { interface: interface.name.clone() })?,
                 };
                 let gateway = match hub.gateway {
                     Some(g) => Some(g),
@@ -113,26 +118,25 @@ impl Side {
     }
 }
 
-async fn resolve_link(net: &Net, i: usize, link: &LinkSection) -> anyhow::Result<ResolvedLink> {
-    let field = format!("links[{i}].interface");
-    let ifname = link.interface.as_deref().with_context(|| format!("{field}: missing"))?;
-    let interface = net.interface(ifname).await.with_context(|| field.clone())?;
+async fn resolve_link(net: &Net, index: usize, link: &LinkSection) -> Result<ResolvedLink, StartError> {
+    let field = format!("links[{index}].interface");
+    let Some(ifname) = link.interface.as_deref() else {
+        return Err(StartError::Missing { field });
+    };
+    let interface = net.interface(ifname).await.map_err(|source| StartError::Interface { field, source })?;
     let address = match link.address {
         Some(a) => a,
-        None => net.first_ipv4(interface.index).await?.with_context(|| {
-            format!(
-                "{field}: {ifname} has no IPv4 address yet (set links[{i}].address or wait for the modem)"
-            )
-        })?,
+        None => net
+            .first_ipv4(interface.index)
+            .await?
+            .ok_or_else(|| StartError::LinkWithoutAddress { index, interface: ifname.into() })?,
     };
     let gateway = match link.gateway {
         Some(g) => Some(g),
         None => net.default_gateway(interface.index).await?,
     };
     if gateway.is_none() && interface.l2_len != 0 {
-        bail!(
-            "links[{i}].gateway: {ifname} is an Ethernet-framed link with no default route; set the next hop explicitly"
-        );
+        return Err(StartError::LinkWithoutGateway { index, interface: ifname.into() });
     }
     if !interface.up {
         warn!(link = link.id, interface = ifname, "link interface is down");

@@ -16,8 +16,12 @@
 //!
 //! Shutdown goes the other way: detach first, then remove pins, neighbour
 //! entries, the device and the lock.
+//!
+//! A failed start is a [`StartError`] naming what was being done and the
+//! field to change; whatever was created by then is removed first.
 
 mod adaptive;
+mod error;
 mod event_loop;
 pub mod follower;
 pub mod links;
@@ -25,9 +29,9 @@ mod plane;
 
 use std::net::{Ipv4Addr, SocketAddrV4};
 
-use anyhow::Context as _;
 use tracing::{info, warn};
 
+pub use self::error::StartError;
 use self::{
     adaptive::{Adaptive, remove_routing},
     event_loop::{Daemon, watch_sigterm},
@@ -48,7 +52,7 @@ use crate::{
 };
 
 /// Runs until a signal arrives.
-pub async fn run(config: Config) -> anyhow::Result<()> {
+pub async fn run(config: Config) -> Result<(), StartError> {
     host::preflight()?;
     // Watched from the start: a SIGTERM during set-up (tests stop a daemon as
     // soon as it is ready) must reach the clean shutdown, not the default
@@ -56,11 +60,11 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let sigterm = watch_sigterm();
     let instance = InstanceLock::take(config.name())?;
     // Bound first: a taken port fails the start before anything is created.
-    let metrics_listener = match config.metrics.address().map_err(|(f, p)| anyhow::anyhow!("{f}: {p}"))? {
-        Some(addr) => Some(
-            tokio::net::TcpListener::bind(addr)
+    let metrics_listener = match config.metrics.listen {
+        Some(address) => Some(
+            tokio::net::TcpListener::bind(address)
                 .await
-                .with_context(|| format!("metrics.listen: cannot listen on {addr}"))?,
+                .map_err(|source| StartError::MetricsListen { address, source })?,
         ),
         None => None,
     };
@@ -77,29 +81,29 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let pin_dir = config.pin_dir();
     let mut dp = match Datapath::load(Some(&pin_dir)) {
         Ok(dp) => dp,
-        Err(e) => {
+        Err(source) => {
             plane::forget_neighbours(&net, &next_hops).await;
-            return Err(anyhow::Error::new(e).context("loading the data plane"));
+            return Err(StartError::LoadDataplane { source });
         }
     };
     if let Err(e) = plane::configure(&mut dp, &config, &tun_if, &side) {
         dp.detach_all();
         let _ = dp.unpin();
         plane::forget_neighbours(&net, &next_hops).await;
-        return Err(e);
+        return Err(e.into());
     }
     dp.forward_logs();
     info!(pins = %pin_dir.display(), "data plane attached");
 
     // The control socket shares the tunnel port with the per-link probe sockets.
     let control = prober::bind_shared(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, config.port))
-        .with_context(|| format!("binding the control socket on UDP port {}", config.port));
+        .map_err(|source| StartError::ControlSocket { port: config.port, source });
     let adaptive = match (&side, config.control.mode) {
         (Side::Edge { links, hub }, ControlMode::Adaptive) if control.is_ok() => {
             match Adaptive::start(&net, &config, links, *hub).await {
                 Ok(a) => Some(a),
                 Err(e) => {
-                    warn!("adaptive control unavailable, keeping the configured weights: {e:#}");
+                    warn!("adaptive control unavailable, keeping the configured weights: {e}");
                     None
                 }
             }
@@ -199,7 +203,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     if let Ok(snapshot) = dp.snapshot() {
         info!("final counters:\n{}", snapshot.table(&side.link_ids()));
     }
-    let unpinned = dp.unpin().context("removing pinned maps");
+    let unpinned = dp.unpin().map_err(|source| StartError::Unpin { source });
     plane::forget_neighbours(&net, &next_hops).await;
     drop(tun);
     if let Some((root, Some(mount))) = sysfs {

@@ -8,18 +8,20 @@
 
 use std::net::Ipv4Addr;
 
-use anyhow::{Context as _, bail};
 use strata_common::{
     maps::{CONFIG_LEARN_PEERS, CONFIG_READY, MAX_LINKS, TunnelConfig},
     packet::OUTER_V4_LEN,
 };
 use tracing::{debug, info, warn};
 
-use super::links::{Side, be, link_tx};
+use super::{
+    error::StartError,
+    links::{Side, be, link_tx},
+};
 use crate::{
     config::Config,
     dataplane::{
-        datapath::{Datapath, Program},
+        datapath::{Datapath, DatapathError, Program},
         sampling,
     },
     os::{
@@ -31,24 +33,28 @@ use crate::{
 
 /// The tunnel MTU: configured, or the links' smallest MTU less the 48 bytes
 /// of tunnel headers, so no tunnel packet ever needs fragmenting.
-pub(super) fn tunnel_mtu(config: &Config, carrier_mtu: u32) -> anyhow::Result<u32> {
+pub(super) fn tunnel_mtu(config: &Config, carrier_mtu: u32) -> Result<u32, StartError> {
     let max_mtu = carrier_mtu.saturating_sub(OUTER_V4_LEN as u32);
     match config.tunnel.mtu {
-        Some(m) if m > max_mtu => bail!(
-            "tunnel.mtu: {m} does not fit the links: at most {max_mtu} ({carrier_mtu} link MTU - {OUTER_V4_LEN} bytes of tunnel headers)"
-        ),
+        Some(mtu) if mtu > max_mtu => {
+            Err(StartError::MtuTooLarge { mtu, max: max_mtu, carrier: carrier_mtu, headers: OUTER_V4_LEN })
+        }
         Some(m) => Ok(m),
         None => Ok(max_mtu),
     }
 }
 
 /// Creates the TUN device with its MTU and addresses, up.
-pub(super) async fn create_tunnel(net: &Net, config: &Config, mtu: u32) -> anyhow::Result<(Tun, Interface)> {
-    let tun = Tun::create(&config.tunnel.name).context("creating the tunnel device")?;
+pub(super) async fn create_tunnel(
+    net: &Net,
+    config: &Config,
+    mtu: u32,
+) -> Result<(Tun, Interface), StartError> {
+    let tun = Tun::create(&config.tunnel.name).map_err(|source| StartError::TunnelDevice { source })?;
     let tun_if = net.interface(tun.name()).await?;
     net.configure_tunnel_device(tun_if.index, mtu).await?;
-    net.add_address(tun_if.index, config.tunnel_v4()).await?;
-    match config.tunnel_v6() {
+    net.add_address(tun_if.index, config.tunnel.address).await?;
+    match config.tunnel.address6 {
         None => quiet_ipv6(tun.name()),
         Some(v6) => {
             if mtu < 1280 {
@@ -78,7 +84,7 @@ pub(super) fn configure(
     config: &Config,
     tun_if: &Interface,
     side: &Side,
-) -> anyhow::Result<()> {
+) -> Result<(), DatapathError> {
     let mut tunnel = TunnelConfig {
         session: config.session,
         flags: 0,
