@@ -31,40 +31,79 @@ use crate::{
 /// wrongly here (a bad name, a label count that does not match): a bug,
 /// which the golden test catches, not a condition of the host.
 pub fn encode(g: &Gathered) -> Result<String, prometheus::Error> {
-    let published = &g.published;
-    let snapshot = g.kernel.as_ref();
-    let r = Registry::new();
-    let interface = |id: u8| g.interface(id).to_string();
+    let m = Families::default();
+    daemon(&m, g)?;
+    kernel(&m, g)?;
+    probes(&m, g)?;
+    qdiscs(&m, g)?;
+    programs(&m, g)?;
+    controller(&m, g)?;
+    drivers(&m, g)?;
+    os(&m, g)?;
 
-    let gauge = |name: &str, help: &str, labels: &[&str]| -> Result<GaugeVec, prometheus::Error> {
+    // The links' host queues, sampled in the kernel (optional).
+    let mut families = m.registry.gather();
+    let enabled = IntGaugeVec::new(
+        Opts::new(
+            "strata_kernel_sampling_enabled",
+            "1 while the links' host queues are sampled in the kernel.",
+        ),
+        &[],
+    )?;
+    enabled.with_label_values::<&str>(&[]).set(i64::from(g.host_queues.is_some()));
+    families.extend(enabled.collect());
+    if let Some(h) = &g.host_queues {
+        families.extend(host_queue_families(&g.interfaces, &h.reasons, &h.samples));
+    }
+
+    let mut out = Vec::new();
+    TextEncoder::new().encode(&families, &mut out)?;
+    Ok(String::from_utf8_lossy(&out).into_owned())
+}
+
+/// The registry one scrape fills, and shorthands to declare its families.
+#[derive(Default)]
+struct Families {
+    registry: Registry,
+}
+
+impl Families {
+    /// A float gauge family, registered.
+    fn gauge(&self, name: &str, help: &str, labels: &[&str]) -> Result<GaugeVec, prometheus::Error> {
         let g = GaugeVec::new(Opts::new(name, help), labels)?;
-        r.register(Box::new(g.clone()))?;
+        self.registry.register(Box::new(g.clone()))?;
         Ok(g)
-    };
-    let counter = |name: &str, help: &str, labels: &[&str]| -> Result<IntCounterVec, prometheus::Error> {
-        let c = IntCounterVec::new(Opts::new(name, help), labels)?;
-        r.register(Box::new(c.clone()))?;
-        Ok(c)
-    };
+    }
 
-    // The daemon itself.
+    /// An integer counter family, registered.
+    fn counter(&self, name: &str, help: &str, labels: &[&str]) -> Result<IntCounterVec, prometheus::Error> {
+        let c = IntCounterVec::new(Opts::new(name, help), labels)?;
+        self.registry.register(Box::new(c.clone()))?;
+        Ok(c)
+    }
+}
+
+/// The daemon itself: up, build, uptime, the controller and its decisions,
+/// and whether the kernel maps could be read.
+fn daemon(m: &Families, g: &Gathered) -> Result<(), prometheus::Error> {
+    let published = &g.published;
     let up = IntGaugeVec::new(Opts::new("strata_up", "1 while the daemon serves metrics."), &[])?;
-    r.register(Box::new(up.clone()))?;
+    m.registry.register(Box::new(up.clone()))?;
     up.with_label_values::<&str>(&[]).set(1);
     let build = IntGaugeVec::new(Opts::new("strata_build_info", "The running build."), &["version"])?;
-    r.register(Box::new(build.clone()))?;
+    m.registry.register(Box::new(build.clone()))?;
     build.with_label_values(&[g.version.as_str()]).set(1);
-    gauge("strata_uptime_seconds", "Time since the daemon started.", &[])?
+    m.gauge("strata_uptime_seconds", "Time since the daemon started.", &[])?
         .with_label_values::<&str>(&[])
         .set(g.uptime.as_secs_f64());
-    gauge("strata_controller_up", "1 while the adaptive controller runs.", &["mode"])?
+    m.gauge("strata_controller_up", "1 while the adaptive controller runs.", &["mode"])?
         .with_label_values(&[published.mode])
         .set(if published.controller_up { 1.0 } else { 0.0 });
-    counter("strata_weight_updates_total", "Decisions (weights and budgets) written to the kernel.", &[])?
+    m.counter("strata_weight_updates_total", "Decisions (weights and budgets) written to the kernel.", &[])?
         .with_label_values::<&str>(&[])
         .inc_by(published.weight_updates);
     if let Some(t) = published.last_update.and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok()) {
-        gauge(
+        m.gauge(
             "strata_last_weight_update_timestamp_seconds",
             "When the last decision was written (Unix time).",
             &[],
@@ -72,14 +111,22 @@ pub fn encode(g: &Gathered) -> Result<String, prometheus::Error> {
         .with_label_values::<&str>(&[])
         .set(t.as_secs_f64());
     }
-    gauge("strata_kernel_maps_readable", "1 if the pinned kernel maps could be read for this scrape.", &[])?
-        .with_label_values::<&str>(&[])
-        .set(if snapshot.is_some() { 1.0 } else { 0.0 });
+    m.gauge(
+        "strata_kernel_maps_readable",
+        "1 if the pinned kernel maps could be read for this scrape.",
+        &[],
+    )?
+    .with_label_values::<&str>(&[])
+    .set(if g.kernel.is_some() { 1.0 } else { 0.0 });
+    Ok(())
+}
 
-    // What the kernel counted.
-    if let Some(s) = snapshot {
+/// What the kernel counted, per link and per drop reason.
+fn kernel(m: &Families, g: &Gathered) -> Result<(), prometheus::Error> {
+    let interface = |id: u8| g.interface(id).to_string();
+    if let Some(s) = &g.kernel {
         let l = ["link", "interface"];
-        let c = |name, help| counter(name, help, &l);
+        let c = |name, help| m.counter(name, help, &l);
         let (tx_p, tx_b, rx_p, rx_b, lost, late, over) = (
             c("strata_link_tx_packets_total", "Packets sent on the link.")?,
             c("strata_link_tx_bytes_total", "Outer bytes (IPv4 header onward) sent on the link.")?,
@@ -92,7 +139,8 @@ pub fn encode(g: &Gathered) -> Result<String, prometheus::Error> {
                 "Packets sent on the link while every link was at its send budget.",
             )?,
         );
-        let peer = gauge("strata_link_peer_info", "The link's far end (1 while known).", &["link", "peer"])?;
+        let peer =
+            m.gauge("strata_link_peer_info", "The link's far end (1 while known).", &["link", "peer"])?;
         for link in &s.links {
             let active = link.tx_packets + link.rx_packets > 0 || !interface(link.id).is_empty();
             if !active {
@@ -111,14 +159,21 @@ pub fn encode(g: &Gathered) -> Result<String, prometheus::Error> {
                 peer.with_label_values(&[id.as_str(), link.peer.as_str()]).set(1.0);
             }
         }
-        let drops = counter("strata_drops_total", "Packets the data plane dropped, by reason.", &["reason"])?;
+        let drops =
+            m.counter("strata_drops_total", "Packets the data plane dropped, by reason.", &["reason"])?;
         for reason in DropReason::ALL {
             drops.with_label_values(&[reason.name()]).inc_by(s.dropped(reason));
         }
     }
+    Ok(())
+}
 
+/// What the controller's probes cost each link.
+fn probes(m: &Families, g: &Gathered) -> Result<(), prometheus::Error> {
+    let published = &g.published;
+    let interface = |id: u8| g.interface(id).to_string();
     if !published.probe_bytes.is_empty() {
-        let probes = counter(
+        let probes = m.counter(
             "strata_link_probe_tx_bytes_total",
             "IP bytes of in-band probes and packet trains sent on the link (not in the data counters).",
             &["link", "interface"],
@@ -128,9 +183,13 @@ pub fn encode(g: &Gathered) -> Result<String, prometheus::Error> {
             probes.with_label_values(&[id_s.as_str(), ifname.as_str()]).inc_by(b);
         }
     }
+    Ok(())
+}
 
-    // The links' own queues (root qdisc, over rtnetlink).
-    gauge(
+/// The links' own queues (root qdisc, over rtnetlink).
+fn qdiscs(m: &Families, g: &Gathered) -> Result<(), prometheus::Error> {
+    let published = &g.published;
+    m.gauge(
         "strata_qdisc_stats_readable",
         "1 if the links' qdisc statistics could be read for this scrape.",
         &[],
@@ -142,10 +201,12 @@ pub fn encode(g: &Gathered) -> Result<String, prometheus::Error> {
     {
         let l = ["link", "interface", "qdisc"];
         let backlog =
-            gauge("strata_link_qdisc_backlog_bytes", "Bytes waiting in the link's root qdisc.", &l)?;
-        let qlen = gauge("strata_link_qdisc_queue_packets", "Packets waiting in the link's root qdisc.", &l)?;
-        let drops = counter("strata_link_qdisc_drops_total", "Packets the link's root qdisc dropped.", &l)?;
-        let over = counter(
+            m.gauge("strata_link_qdisc_backlog_bytes", "Bytes waiting in the link's root qdisc.", &l)?;
+        let qlen =
+            m.gauge("strata_link_qdisc_queue_packets", "Packets waiting in the link's root qdisc.", &l)?;
+        let drops =
+            m.counter("strata_link_qdisc_drops_total", "Packets the link's root qdisc dropped.", &l)?;
+        let over = m.counter(
             "strata_link_qdisc_overlimits_total",
             "Packets that met the link's root qdisc's limit (delayed or dropped).",
             &l,
@@ -161,11 +222,14 @@ pub fn encode(g: &Gathered) -> Result<String, prometheus::Error> {
             over.with_label_values(&v).inc_by(q.overlimits);
         }
     }
+    Ok(())
+}
 
-    // The data plane's own cost, from the kernel's BPF statistics. Without
-    // them (kernel too old, or not enabled) the series are left out and
-    // `strata_program_stats_enabled` says so, rather than reporting zeros.
-    gauge(
+/// The data plane's own cost, from the kernel's BPF statistics. Without them
+/// (kernel too old, or not enabled) the series are left out and
+/// `strata_program_stats_enabled` says so, rather than reporting zeros.
+fn programs(m: &Families, g: &Gathered) -> Result<(), prometheus::Error> {
+    m.gauge(
         "strata_program_stats_enabled",
         "1 if the kernel keeps run-time statistics of the data-plane programs.",
         &[],
@@ -173,49 +237,61 @@ pub fn encode(g: &Gathered) -> Result<String, prometheus::Error> {
     .with_label_values::<&str>(&[])
     .set(if g.programs.is_some() { 1.0 } else { 0.0 });
     if let Some(programs) = g.programs.as_ref().filter(|p| !p.is_empty()) {
-        let runs = counter("strata_program_runs_total", "Times the data-plane program ran.", &["program"])?;
+        let runs =
+            m.counter("strata_program_runs_total", "Times the data-plane program ran.", &["program"])?;
         // A float counter: `_total` names are counters by convention, and
         // `rate()` needs the counter type to handle resets.
         let time = CounterVec::new(
             Opts::new("strata_program_run_seconds_total", "Time the data-plane program ran, in total."),
             &["program"],
         )?;
-        r.register(Box::new(time.clone()))?;
+        m.registry.register(Box::new(time.clone()))?;
         for p in programs {
             runs.with_label_values(&[p.name]).inc_by(p.runs);
             time.with_label_values(&[p.name]).inc_by(p.run_time.as_secs_f64());
         }
     }
+    Ok(())
+}
 
-    // What the controller knows.
+/// What the controller knows of each link.
+fn controller(m: &Families, g: &Gathered) -> Result<(), prometheus::Error> {
+    let published = &g.published;
+    let interface = |id: u8| g.interface(id).to_string();
     if !published.links.is_empty() {
         let l = ["link", "interface"];
-        let g = |name, help| gauge(name, help, &l);
-        let state =
-            gauge("strata_link_state", "1 for the link's lifecycle state.", &["link", "interface", "state"])?;
-        let transitions = counter(
+        let per_link = |name, help| m.gauge(name, help, &l);
+        let state = m.gauge(
+            "strata_link_state",
+            "1 for the link's lifecycle state.",
+            &["link", "interface", "state"],
+        )?;
+        let transitions = m.counter(
             "strata_link_state_transitions_total",
             "Lifecycle transitions of the link, by the state entered.",
             &["link", "interface", "state"],
         )?;
-        let rtt = gauge(
+        let rtt = m.gauge(
             "strata_link_rtt_seconds",
             "Probe round trip over the last 5 s (quantile 0 is the minimum).",
             &["link", "interface", "quantile"],
         )?;
-        let queue = gauge(
+        let queue = m.gauge(
             "strata_link_queue_delay_seconds",
             "One-way delay above the link's recent minimum: its queue.",
             &["link", "interface", "quantile"],
         )?;
         let (weight, budget, jitter, loss, reorder, delivered, capacity) = (
-            g("strata_link_weight", "The link's weight in the kernel's schedule.")?,
-            g("strata_link_budget_bytes_per_second", "The link's send budget (0: none).")?,
-            g("strata_link_jitter_seconds", "Round-trip p95 minus p50.")?,
-            g("strata_link_loss_ratio", "Recent loss ratio from the hub's sequence tracking.")?,
-            g("strata_link_reorder_ratio", "Share of received packets that arrived out of order.")?,
-            g("strata_link_delivered_bits_per_second", "Rate the hub received on the link.")?,
-            g("strata_link_capacity_bits_per_second", "Capacity estimate (standing queue or packet train).")?,
+            per_link("strata_link_weight", "The link's weight in the kernel's schedule.")?,
+            per_link("strata_link_budget_bytes_per_second", "The link's send budget (0: none).")?,
+            per_link("strata_link_jitter_seconds", "Round-trip p95 minus p50.")?,
+            per_link("strata_link_loss_ratio", "Recent loss ratio from the hub's sequence tracking.")?,
+            per_link("strata_link_reorder_ratio", "Share of received packets that arrived out of order.")?,
+            per_link("strata_link_delivered_bits_per_second", "Rate the hub received on the link.")?,
+            per_link(
+                "strata_link_capacity_bits_per_second",
+                "Capacity estimate (standing queue or packet train).",
+            )?,
         );
         for link in &published.links {
             let (id, ifname) = (link.id.to_string(), interface(link.id));
@@ -252,18 +328,22 @@ pub fn encode(g: &Gathered) -> Result<String, prometheus::Error> {
             }
         }
     }
+    Ok(())
+}
 
-    // What the links' drivers counted as lost (rtnetlink, at scrape time).
+/// What the links' drivers counted as lost (rtnetlink, at scrape time).
+fn drivers(m: &Families, g: &Gathered) -> Result<(), prometheus::Error> {
+    let published = &g.published;
     if let Some(found) = &g.interface_counters
         && !g.interfaces.is_empty()
     {
         let l = ["link", "interface", "direction"];
-        let errors = counter(
+        let errors = m.counter(
             "strata_link_interface_errors_total",
             "Errors the link interface's driver counted (IFLA_STATS64), by direction.",
             &l,
         )?;
-        let dropped = counter(
+        let dropped = m.counter(
             "strata_link_interface_dropped_total",
             "Packets the link interface's driver dropped (IFLA_STATS64), by direction.",
             &l,
@@ -278,12 +358,17 @@ pub fn encode(g: &Gathered) -> Result<String, prometheus::Error> {
             }
         }
     }
+    Ok(())
+}
 
-    // What the operating system says (edge).
+/// What the operating system says of the links (edge).
+fn os(m: &Families, g: &Gathered) -> Result<(), prometheus::Error> {
+    let published = &g.published;
+    let interface = |id: u8| g.interface(id).to_string();
     if !published.os_signals.is_empty() {
-        let tier = gauge("strata_os_signals_info", "The os_signals tier configured (1).", &["tier"])?;
+        let tier = m.gauge("strata_os_signals_info", "The os_signals tier configured (1).", &["tier"])?;
         tier.with_label_values(&[published.os_signals]).set(1.0);
-        let up = gauge(
+        let up = m.gauge(
             "strata_os_advisor_up",
             "1 while the OS advisor runs; 0 if off or unavailable (see strata-ctl status for why).",
             &["advisor"],
@@ -293,32 +378,32 @@ pub fn encode(g: &Gathered) -> Result<String, prometheus::Error> {
         }
     }
     if !published.bindings.is_empty() {
-        let info = gauge(
+        let info = m.gauge(
             "strata_link_device_info",
             "The interface a link is bound to now and what it is (1); `interface` stays the configured name.",
             &["link", "interface", "device", "identity", "bus", "driver", "kind"],
         )?;
-        let confidence = gauge(
+        let confidence = m.gauge(
             "strata_link_kind_confidence",
             "Confidence (0..1) in the link's inferred kind.",
             &["link", "interface", "kind"],
         )?;
-        let missing = gauge(
+        let missing = m.gauge(
             "strata_link_interface_missing",
             "1 while the link's interface is gone.",
             &["link", "interface"],
         )?;
-        let rebinds = counter(
+        let rebinds = m.counter(
             "strata_link_rebinds_total",
             "Times the link was re-bound (new address, interface or next hop).",
             &["link", "interface"],
         )?;
-        let modem = gauge(
+        let modem = m.gauge(
             "strata_link_modem_info",
             "The link's modem as ModemManager reports it (1).",
             &["link", "interface", "state", "access", "operator"],
         )?;
-        let radio = gauge(
+        let radio = m.gauge(
             "strata_link_modem_signal",
             "The link's modem's radio: quality (ratio), rsrp (dBm), rsrq (dB), sinr (dB), where reported.",
             &["link", "interface", "measure"],
@@ -365,25 +450,7 @@ pub fn encode(g: &Gathered) -> Result<String, prometheus::Error> {
             }
         }
     }
-
-    // The links' host queues, sampled in the kernel (optional).
-    let mut families = r.gather();
-    let enabled = IntGaugeVec::new(
-        Opts::new(
-            "strata_kernel_sampling_enabled",
-            "1 while the links' host queues are sampled in the kernel.",
-        ),
-        &[],
-    )?;
-    enabled.with_label_values::<&str>(&[]).set(i64::from(g.host_queues.is_some()));
-    families.extend(enabled.collect());
-    if let Some(h) = &g.host_queues {
-        families.extend(host_queue_families(&g.interfaces, &h.reasons, &h.samples));
-    }
-
-    let mut out = Vec::new();
-    TextEncoder::new().encode(&families, &mut out)?;
-    Ok(String::from_utf8_lossy(&out).into_owned())
+    Ok(())
 }
 
 /// The host queueing-delay histogram and the kernel drops by reason of each
