@@ -124,7 +124,7 @@ fn execute(command: Command) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Status { name, json, watch } => strata_ctl::serve::status::cli(&name, json, watch),
+        Command::Status { name, json, watch } => Ok(strata_ctl::serve::status::cli(&name, json, watch)?),
         Command::Stats { name, json } => {
             let dir = PathBuf::from(PIN_ROOT).join(&name);
             let snapshot = stats::read_pinned(&dir).map_err(|e| {

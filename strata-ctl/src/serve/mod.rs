@@ -1,11 +1,20 @@
 //! What the daemon shows the people running it.
 //!
-//! * [`view`] — the published view the daemon updates and both read;
-//! * [`metrics`] — the Prometheus exposition;
-//! * [`status`] — `strata-ctl status` over a unix socket, and its rendering.
+//! Two audiences read one state. Prometheus scrapes numbers to keep and
+//! graph; an operator runs `strata-ctl status` for one document, now. Both
+//! read the same two sources: the kernel's counters in the pinned maps
+//! (which outlive the daemon) and the view the control loop publishes after
+//! each decision. Each follows the same shape — gather every input with its
+//! I/O in one place, then turn the values into output with a pure function
+//! tested on values built by hand:
 //!
-//! Both read the same published view, which the daemon updates; with the
-//! daemon down, `status` falls back to the kernel's pinned maps.
+//! * [`view`] — the published view the daemon updates and both read;
+//! * [`metrics`] — the Prometheus exposition: [`metrics::gather`] then
+//!   [`metrics::encode`], served over HTTP;
+//! * [`status`] — `strata-ctl status`: [`status::DaemonView::gather`] then
+//!   [`status::build`], over a unix socket, and its rendering.
+//!
+//! With the daemon down, `status` falls back to the kernel's pinned maps.
 
 pub mod metrics;
 pub mod status;

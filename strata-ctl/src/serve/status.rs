@@ -1,18 +1,32 @@
 //! `strata-ctl status`: one document of what a tunnel is doing, for people in
 //! the pits and for scripts.
 //!
+//! The document, [`Status`], joins two sources: the kernel's counters (the
+//! pinned maps, which outlive the daemon) and what the running daemon knows
+//! beyond them ([`DaemonView`]: the controller's view, the links'
+//! interfaces, kernel drops by reason, uptime). [`build`] joins them and is
+//! pure — whoever calls it has read both — so the document is tested on
+//! values built by hand.
+//!
 //! A running daemon answers on a local unix socket, `/run/strata/<name>.sock`
-//! (root only, or root and a configured group): the client writes one line,
-//! `status`, and reads one JSON [`Status`] document. The daemon builds it from
-//! its pinned kernel maps, read at that moment, and the controller's
-//! published view. When no daemon answers, the client still reads the pinned
-//! maps — the kernel keeps forwarding without its controller — and says so,
-//! with the reason it gave up on the daemon (no socket, refused, or no answer
-//! within [`ANSWER_BUDGET`]: a stopped or wedged daemon must not make an
-//! operator wait).
+//! (root only, or root and a configured group; [`bind`], [`serve`]): the
+//! client writes one line, `status`, and reads one JSON [`Status`] document,
+//! built from its pinned maps read at that moment and its published view.
+//! When no daemon answers, the client ([`query`]) still reads the pinned maps
+//! — the kernel keeps forwarding without its controller — and builds the
+//! document without a daemon view, saying why it gave up on the daemon
+//! ([`NoAnswer`]: no socket, refused, or no answer within [`ANSWER_BUDGET`]:
+//! a stopped or wedged daemon must not make an operator wait). [`render`]
+//! makes the table `strata-ctl status` prints; [`cli`] is the command.
+//!
+//! Errors are [`StatusError`] values. Each message names what was being done
+//! and on which path, and ends with the cause's own text, so it reads whole
+//! on its own; the cause is kept as a field rather than chained as a
+//! `source()`, which `{:#}` would print a second time.
 
 use std::{
     fmt::Write as _,
+    io,
     path::{Path, PathBuf},
     sync::Arc,
     time::Duration,
@@ -27,8 +41,11 @@ use tracing::debug;
 
 use crate::{
     config::PIN_ROOT,
-    dataplane::stats::{self, Snapshot},
-    serve::view::{BindingView, Exposition, ModemView},
+    dataplane::{
+        error::DatapathError,
+        stats::{self, Snapshot},
+    },
+    serve::view::{BindingView, DropCounts, Exposition, ModemView, Published},
 };
 
 /// Where the control sockets live.
@@ -160,11 +177,52 @@ pub struct Status {
     pub total_rx_packets: u64,
 }
 
-/// The document from kernel counters and, if there is one, the controller's view.
-pub fn build(name: &str, snapshot: &Snapshot, exposition: Option<&Exposition>) -> Status {
-    let published = exposition.map(Exposition::published);
-    let interface = |id| exposition.map_or(String::new(), |e| e.interface(id));
-    let kernel_drops = exposition.and_then(Exposition::kernel_drops);
+/// What a running daemon adds to the kernel's counters: the inputs of
+/// [`build`] besides the snapshot.
+#[derive(Clone, Debug)]
+pub struct DaemonView {
+    /// The control loop's published view.
+    pub published: Published,
+    /// The configured interface name and ifindex of each link id (the
+    /// edge's links).
+    pub interfaces: Vec<(u8, String, u32)>,
+    /// Host-side sampling: `Ok` while it runs, else why not.
+    pub sampling: Result<(), String>,
+    /// Kernel drops of packets queued on each watched link, by link id and
+    /// reason; `None` while sampling does not run ("unknown", not "none").
+    pub kernel_drops: Option<Vec<(u8, DropCounts)>>,
+    /// Time since the daemon started.
+    pub uptime: Duration,
+}
+
+impl DaemonView {
+    /// Reads the daemon's view from `exposition`: a copy of the published
+    /// view, and the kernel drops from the pinned sampling map (I/O).
+    pub fn gather(exposition: &Exposition) -> Self {
+        Self {
+            published: exposition.published(),
+            interfaces: exposition.interfaces.clone(),
+            sampling: exposition.sampling(),
+            kernel_drops: exposition.kernel_drops(),
+            uptime: exposition.uptime(),
+        }
+    }
+
+    /// The configured interface of link `id` ("" if unknown).
+    fn interface(&self, id: u8) -> String {
+        self.interfaces.iter().find(|(l, ..)| *l == id).map_or(String::new(), |(_, n, _)| n.clone())
+    }
+}
+
+/// The document from the kernel's counters and, if a daemon runs, its view.
+///
+/// Pure: it reads nothing but its arguments. Links are those with traffic,
+/// a configured interface or a controller view; without `daemon` the
+/// document says the controller is down and shows what the kernel counted.
+pub fn build(name: &str, snapshot: &Snapshot, daemon: Option<&DaemonView>) -> Status {
+    let published = daemon.map(|d| &d.published);
+    let interface = |id| daemon.map_or(String::new(), |d| d.interface(id));
+    let kernel_drops = daemon.and_then(|d| d.kernel_drops.as_ref());
     let mut links = Vec::new();
     for l in &snapshot.links {
         let view = published.as_ref().and_then(|p| p.links.iter().find(|r| r.id == l.id));
@@ -198,7 +256,6 @@ pub fn build(name: &str, snapshot: &Snapshot, exposition: Option<&Exposition>) -
                 .and_then(|p| p.probe_bytes.iter().find(|(id, _)| *id == l.id))
                 .map_or(0, |(_, b)| *b),
             kernel_drops: kernel_drops
-                .as_ref()
                 .map(|d| d.iter().find(|(id, _)| *id == l.id).map(|(_, r)| r.clone()).unwrap_or_default()),
             peer: l.peer.clone(),
             os: published.as_ref().and_then(|p| p.bindings.iter().find(|b| b.id == l.id)).map(link_os),
@@ -206,17 +263,17 @@ pub fn build(name: &str, snapshot: &Snapshot, exposition: Option<&Exposition>) -
     }
     Status {
         name: name.to_string(),
-        controller_running: exposition.is_some(),
+        controller_running: daemon.is_some(),
         controller_down_reason: None,
         mode: published.as_ref().map_or(String::new(), |p| p.mode.to_string()),
-        uptime_s: exposition.map(|e| e.uptime().as_secs_f64()),
+        uptime_s: daemon.map(|d| d.uptime.as_secs_f64()),
         total_tx_bytes: links.iter().map(|l| l.tx_bytes).sum(),
         total_rx_bytes: links.iter().map(|l| l.rx_bytes).sum(),
         total_tx_packets: links.iter().map(|l| l.tx_packets).sum(),
         total_rx_packets: links.iter().map(|l| l.rx_packets).sum(),
         links,
         drops: snapshot.drops.clone(),
-        kernel_sampling: match exposition.map(Exposition::sampling) {
+        kernel_sampling: match daemon.map(|d| &d.sampling) {
             Some(Ok(())) => "on".into(),
             Some(Err(why)) => format!("off: {why}"),
             None => "unknown (controller down)".into(),
@@ -279,11 +336,7 @@ pub async fn serve(listener: UnixListener, name: String, exposition: Arc<Exposit
             let mut reader = BufReader::new(read.take(MAX_REQUEST));
             let request = tokio::time::timeout(TIMEOUT, reader.read_line(&mut line)).await;
             let reply = match (request, line.trim()) {
-                (Ok(Ok(_)), "status") => match stats::read_pinned(exposition.pin_dir()) {
-                    Ok(snapshot) => serde_json::to_string(&build(&name, &snapshot, Some(&exposition)))
-                        .unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}")),
-                    Err(e) => serde_json::json!({ "error": e.to_string() }).to_string(),
-                },
+                (Ok(Ok(_)), "status") => answer(&name, &exposition),
                 (Ok(Ok(_)), other) => {
                     serde_json::json!({ "error": format!("unknown request {other:?}") }).to_string()
                 }
@@ -294,6 +347,106 @@ pub async fn serve(listener: UnixListener, name: String, exposition: Arc<Exposit
             }
         });
     }
+}
+
+/// The reply to `status`: the document from the pinned maps, read now, and
+/// the daemon's view — or an error document saying why there is none.
+fn answer(name: &str, exposition: &Exposition) -> String {
+    let error = |e: &dyn std::fmt::Display| serde_json::json!({ "error": e.to_string() }).to_string();
+    match stats::read_pinned(exposition.pin_dir()) {
+        Ok(snapshot) => {
+            let status = build(name, &snapshot, Some(&DaemonView::gather(exposition)));
+            serde_json::to_string(&status).unwrap_or_else(|e| error(&e))
+        }
+        Err(e) => error(&e),
+    }
+}
+
+/// Why `strata-ctl status`, or the daemon's status socket, failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StatusError {
+    /// The socket directory could not be created.
+    #[error("creating {}: {cause}", dir.display())]
+    SocketDir {
+        /// The directory ([`SOCKET_DIR`]).
+        dir: PathBuf,
+        /// Why.
+        cause: io::Error,
+    },
+    /// The socket could not be bound.
+    #[error("binding {}: {cause}", path.display())]
+    Bind {
+        /// The socket's path.
+        path: PathBuf,
+        /// Why.
+        cause: io::Error,
+    },
+    /// The group database could not be read.
+    #[error("status.group: looking up {group:?}: {cause}")]
+    GroupLookup {
+        /// The configured group.
+        group: String,
+        /// Why.
+        cause: nix::Error,
+    },
+    /// The configured group does not exist.
+    #[error("status.group: no group {group:?} on this host")]
+    NoGroup {
+        /// The configured group.
+        group: String,
+    },
+    /// The socket could not be given to the group.
+    #[error("chown {} to group {group:?}: {cause}", path.display())]
+    Chown {
+        /// The socket's path.
+        path: PathBuf,
+        /// The configured group.
+        group: String,
+        /// Why.
+        cause: nix::Error,
+    },
+    /// The socket's mode could not be set.
+    #[error("chmod {mode:o} {}: {cause}", path.display())]
+    Chmod {
+        /// The socket's path.
+        path: PathBuf,
+        /// The mode it was to get.
+        mode: u32,
+        /// Why.
+        cause: io::Error,
+    },
+    /// No daemon answered (no socket, or a dead one's) and there are no
+    /// pinned maps either: no such instance.
+    #[error("no instance {name:?}: {daemon}, and it has no pinned maps ({maps})")]
+    NoInstance {
+        /// The instance asked for.
+        name: String,
+        /// Why the daemon did not answer.
+        daemon: NoAnswer,
+        /// Why the pinned maps could not be read.
+        maps: Box<DatapathError>,
+    },
+    /// A daemon may exist but did not answer, and the pinned maps cannot be
+    /// read.
+    #[error("instance {name:?}: {daemon}, and its pinned maps cannot be read ({maps})")]
+    Unreadable {
+        /// The instance asked for.
+        name: String,
+        /// Why the daemon did not answer.
+        daemon: NoAnswer,
+        /// Why the pinned maps could not be read.
+        maps: Box<DatapathError>,
+    },
+    /// The daemon did not answer and its pinned maps cannot be read for the
+    /// same reason (permission): only the daemon's reason is told.
+    #[error(transparent)]
+    Daemon(NoAnswer),
+    /// The document could not be encoded as JSON.
+    #[error("encoding the status as JSON: {0}")]
+    Json(serde_json::Error),
+    /// The output could not be written (a closed pipe, `| head`).
+    #[error("writing the status to standard output: {0}")]
+    Output(io::Error),
 }
 
 /// A bound control socket, removed when dropped.
@@ -307,30 +460,34 @@ impl Drop for SocketFile {
 }
 
 /// Binds the control socket of `name`: mode 0600, or 0660 with group `group`.
-pub fn bind(name: &str, group: Option<&str>) -> anyhow::Result<(UnixListener, SocketFile)> {
+pub fn bind(name: &str, group: Option<&str>) -> Result<(UnixListener, SocketFile), StatusError> {
     use std::os::unix::fs::PermissionsExt as _;
 
-    use anyhow::Context as _;
     let path = socket_path(name);
-    std::fs::create_dir_all(SOCKET_DIR).with_context(|| format!("creating {SOCKET_DIR}"))?;
+    std::fs::create_dir_all(SOCKET_DIR)
+        .map_err(|cause| StatusError::SocketDir { dir: SOCKET_DIR.into(), cause })?;
     // A socket file left by a crashed daemon (the instance lock says none runs).
     let _ = std::fs::remove_file(&path);
-    let listener = UnixListener::bind(&path).with_context(|| format!("binding {}", path.display()))?;
+    let listener =
+        UnixListener::bind(&path).map_err(|cause| StatusError::Bind { path: path.clone(), cause })?;
     let file = SocketFile(path.clone());
     let mode = match group {
         Some(g) => {
             let gid = nix::unistd::Group::from_name(g)
-                .with_context(|| format!("status.group: looking up {g:?}"))?
-                .with_context(|| format!("status.group: no group {g:?} on this host"))?
+                .map_err(|cause| StatusError::GroupLookup { group: g.to_string(), cause })?
+                .ok_or_else(|| StatusError::NoGroup { group: g.to_string() })?
                 .gid;
-            nix::unistd::chown(&path, None, Some(gid))
-                .with_context(|| format!("chown {}", path.display()))?;
+            nix::unistd::chown(&path, None, Some(gid)).map_err(|cause| StatusError::Chown {
+                path: path.clone(),
+                group: g.to_string(),
+                cause,
+            })?;
             0o660
         }
         None => 0o600,
     };
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode))
-        .with_context(|| format!("chmod {}", path.display()))?;
+        .map_err(|cause| StatusError::Chmod { path: path.clone(), mode, cause })?;
     Ok((listener, file))
 }
 
@@ -355,15 +512,15 @@ pub enum NoAnswer {
     Error(String),
     /// Anything else on the socket.
     #[error("talking to the daemon: {0}")]
-    Io(#[source] std::io::Error),
+    Io(io::Error),
     /// An answer that is not a status document (a different version?).
     #[error("the daemon's answer is not a status document: {0}")]
-    Garbled(#[source] serde_json::Error),
+    Garbled(serde_json::Error),
 }
 
 /// Asks the daemon of `name`; falls back to its pinned maps, saying why.
 /// `Err` if neither answers.
-pub fn query(name: &str) -> anyhow::Result<Status> {
+pub fn query(name: &str) -> Result<Status, StatusError> {
     let path = socket_path(name);
     let daemon = match ask(&path, ANSWER_BUDGET) {
         Ok(status) => return Ok(status),
@@ -378,11 +535,11 @@ pub fn query(name: &str) -> anyhow::Result<Status> {
         }
         // Without permission for the socket there is none for the pins either:
         // say that, not that the instance does not exist.
-        Err(_) if matches!(daemon, NoAnswer::Denied(_)) => Err(daemon.into()),
-        Err(e) if matches!(daemon, NoAnswer::NoSocket(_) | NoAnswer::Refused(_)) => {
-            anyhow::bail!("no instance {name:?}: {daemon}, and it has no pinned maps ({e})")
+        Err(_) if matches!(daemon, NoAnswer::Denied(_)) => Err(StatusError::Daemon(daemon)),
+        Err(maps) if matches!(daemon, NoAnswer::NoSocket(_) | NoAnswer::Refused(_)) => {
+            Err(StatusError::NoInstance { name: name.to_string(), daemon, maps: Box::new(maps) })
         }
-        Err(e) => anyhow::bail!("instance {name:?}: {daemon}, and its pinned maps cannot be read ({e})"),
+        Err(maps) => Err(StatusError::Unreadable { name: name.to_string(), daemon, maps: Box::new(maps) }),
     }
 }
 
@@ -402,7 +559,7 @@ pub fn ask(path: &Path, budget: Duration) -> Result<Status, NoAnswer> {
 
 fn exchange(path: &Path, budget: Duration) -> Result<Status, NoAnswer> {
     use std::io::{BufRead as _, ErrorKind, Write as _};
-    let timed_out = |e: std::io::Error| match e.kind() {
+    let timed_out = |e: io::Error| match e.kind() {
         ErrorKind::WouldBlock | ErrorKind::TimedOut => NoAnswer::Timeout(budget),
         _ => NoAnswer::Io(e),
     };
@@ -416,7 +573,7 @@ fn exchange(path: &Path, budget: Duration) -> Result<Status, NoAnswer> {
     stream.set_write_timeout(Some(budget)).map_err(NoAnswer::Io)?;
     stream.write_all(b"status\n").map_err(timed_out)?;
     let mut line = String::new();
-    std::io::BufReader::new(stream).read_line(&mut line).map_err(timed_out)?;
+    io::BufReader::new(stream).read_line(&mut line).map_err(timed_out)?;
     if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line)
         && let Some(e) = v.get("error")
     {
@@ -430,28 +587,31 @@ fn exchange(path: &Path, budget: Duration) -> Result<Status, NoAnswer> {
 /// `jq` and log files. A watch outlives the daemon: when neither it nor its
 /// maps answer (a clean restart in progress) the error is shown and the
 /// next second tries again.
-pub fn cli(name: &str, json: bool, watch: bool) -> anyhow::Result<()> {
+pub fn cli(name: &str, json: bool, watch: bool) -> Result<(), StatusError> {
     use std::io::Write as _;
-    let mut out = std::io::stdout().lock();
+    let mut out = io::stdout().lock();
     if !watch {
         let status = query(name)?;
-        let text = if json { serde_json::to_string_pretty(&status)? + "\n" } else { render(&status) };
+        let text = if json {
+            serde_json::to_string_pretty(&status).map_err(StatusError::Json)? + "\n"
+        } else {
+            render(&status)
+        };
         // A closed pipe (`| head`) is an error to return, not a panic.
-        return Ok(out.write_all(text.as_bytes())?);
+        return out.write_all(text.as_bytes()).map_err(StatusError::Output);
     }
     loop {
         let started = std::time::Instant::now();
         let frame = match (query(name), json) {
-            (Ok(status), true) => serde_json::to_string(&status)? + "\n",
+            (Ok(status), true) => serde_json::to_string(&status).map_err(StatusError::Json)? + "\n",
             (Ok(status), false) => format!("{CLEAR}{}", render(&status)),
             (Err(e), true) => {
-                eprintln!("strata-ctl: {e:#}");
+                eprintln!("strata-ctl: {e}");
                 String::new()
             }
             (Err(e), false) => format!("{CLEAR}{}", render_error(name, &e)),
         };
-        out.write_all(frame.as_bytes())?;
-        out.flush()?;
+        out.write_all(frame.as_bytes()).and_then(|()| out.flush()).map_err(StatusError::Output)?;
         std::thread::sleep(WATCH_PERIOD.saturating_sub(started.elapsed()));
     }
 }
@@ -462,8 +622,8 @@ const WATCH_PERIOD: Duration = Duration::from_secs(1);
 const CLEAR: &str = "\x1b[2J\x1b[H";
 
 /// What `--watch` shows while the instance cannot be read.
-fn render_error(name: &str, e: &anyhow::Error) -> String {
-    format!("strata {name}: NOTHING TO SHOW — {e:#}\n(trying again every second; Ctrl-C to stop)\n")
+fn render_error(name: &str, e: &StatusError) -> String {
+    format!("strata {name}: NOTHING TO SHOW — {e}\n(trying again every second; Ctrl-C to stop)\n")
 }
 
 /// The document as a table for a terminal.
@@ -688,8 +848,117 @@ mod tests {
             "strata car7: CONTROLLER DOWN — the daemon did not answer within 80 ms (stopped, hung or \
              overloaded); kernel counters from the pinned maps; the data path forwards on its last weights"
         );
-        let e = anyhow::anyhow!("no instance \"car7\"");
-        assert!(render_error("car7", &e).starts_with("strata car7: NOTHING TO SHOW — no instance"));
+        let e = StatusError::Daemon(NoAnswer::NoSocket("/run/strata/car7.sock".into()));
+        assert_eq!(
+            render_error("car7", &e).lines().next(),
+            Some("strata car7: NOTHING TO SHOW — no daemon socket at /run/strata/car7.sock")
+        );
+    }
+
+    /// What a running edge daemon knows: links 0 and 2 configured, the
+    /// controller's view of link 1 only, sampling on with drops on link 2.
+    fn daemon() -> DaemonView {
+        use crate::control::controller::LinkReport;
+        let report = LinkReport {
+            id: 1,
+            state: "probing",
+            weight: 25,
+            budget_bytes_per_s: 250_000,
+            rtt_ms: Some([30.0, 41.5, 80.0, 95.0]),
+            queue_ms: Some([2.0, 12.5]),
+            jitter_ms: Some(38.5),
+            loss: 0.25,
+            reordering: 0.0,
+            delivered_mbit_s: 1.0,
+            capacity_mbit_s: Some(3.5),
+            transitions: Default::default(),
+        };
+        let binding = BindingView {
+            id: 0,
+            device: "wwan1".into(),
+            address: "100.64.1.2".into(),
+            rebinds: 1,
+            kind: "cellular",
+            kind_detail: "cellular/LTE over USB".into(),
+            kind_confidence: 0.75,
+            kind_reasons: vec!["wwan"],
+            ..BindingView::default()
+        };
+        DaemonView {
+            published: Published {
+                mode: "adaptive",
+                controller_up: true,
+                links: vec![report],
+                probe_bytes: vec![(2, 640)],
+                os_signals: "passive",
+                advisors: vec![("sysfs", "active".into())],
+                bindings: vec![binding],
+                ..Published::default()
+            },
+            interfaces: vec![(0, "wwan0".into(), 7), (2, "wlan0".into(), 9)],
+            sampling: Ok(()),
+            kernel_drops: Some(vec![(0, Vec::new()), (2, vec![("QDISC_DROP".into(), 4)])]),
+            uptime: Duration::from_millis(90_500),
+        }
+    }
+
+    #[test]
+    fn the_document_joins_the_kernels_counters_and_the_daemons_view() {
+        let s = build("car7", &snapshot(), Some(&daemon()));
+        assert!(s.controller_running && s.controller_down_reason.is_none());
+        assert_eq!((s.mode.as_str(), s.uptime_s), ("adaptive", Some(90.5)));
+        assert_eq!(s.kernel_sampling, "on");
+        assert_eq!(s.os_signals, "passive");
+        assert_eq!(s.advisors, vec![("sysfs".to_string(), "active".to_string())]);
+        let [l0, l1, l2] = &s.links[..] else { panic!("three links: {s:?}") };
+        // Configured, no controller view: the kernel's numbers and loss.
+        assert_eq!((l0.interface.as_str(), l0.state.as_str(), l0.weight), ("wwan0", "-", None));
+        assert_eq!(l0.kernel_drops, Some(Vec::new()), "known to be none");
+        let os = l0.os.as_ref().expect("binding");
+        assert_eq!((os.device.as_str(), os.kind.as_str(), os.rebinds), ("wwan1", "cellular/LTE over USB", 1));
+        // The controller's view: its loss, in bits per second, its p50 and p95.
+        assert_eq!((l1.interface.as_str(), l1.state.as_str(), l1.weight), ("", "probing", Some(25)));
+        assert_eq!((l1.budget_bps, l1.capacity_bps), (Some(2e6), Some(3.5e6)));
+        assert_eq!((l1.rtt_ms, l1.queue_p95_ms, l1.loss), (Some(41.5), Some(12.5), 0.25));
+        assert_eq!(l1.kernel_drops, Some(Vec::new()), "an unwatched link has none");
+        assert_eq!(l2.probe_tx_bytes, 640);
+        assert_eq!(l2.kernel_drops, Some(vec![("QDISC_DROP".to_string(), 4)]));
+        let text = render(&s);
+        assert!(text.starts_with("strata car7: controller running (adaptive), up 90 s\n"), "{text}");
+        assert!(text.contains("link 2 kernel drops: QDISC_DROP=4"), "{text}");
+        assert!(
+            text.contains("link 0 is cellular/LTE over USB (75 %) on wwan1 100.64.1.2, re-bound 1×"),
+            "{text}"
+        );
+        assert!(text.ends_with("os signals: passive — sysfs active\n"), "{text}");
+
+        // Sampling off: the daemon's reason, and drops unknown rather than none.
+        let mut off = daemon();
+        off.sampling = Err("not enabled (metrics.kernel_sampling)".into());
+        off.kernel_drops = None;
+        let s = build("car7", &snapshot(), Some(&off));
+        assert_eq!(s.kernel_sampling, "off: not enabled (metrics.kernel_sampling)");
+        assert!(s.links.iter().all(|l| l.kernel_drops.is_none()));
+    }
+
+    #[test]
+    fn messages_name_what_failed_and_why() {
+        let e = StatusError::NoInstance {
+            name: "car7".into(),
+            daemon: NoAnswer::NoSocket("/run/strata/car7.sock".into()),
+            maps: Box::new(DatapathError::Io {
+                what: "opening /sys/fs/bpf/strata/car7".into(),
+                source: io::Error::from(io::ErrorKind::NotFound),
+            }),
+        };
+        assert_eq!(
+            e.to_string(),
+            "no instance \"car7\": no daemon socket at /run/strata/car7.sock, and it has no pinned maps \
+             (opening /sys/fs/bpf/strata/car7: entity not found)"
+        );
+        assert!(std::error::Error::source(&e).is_none(), "the cause is in the message, not chained twice");
+        let e = StatusError::NoGroup { group: "pits".into() };
+        assert_eq!(format!("{:#}", anyhow::Error::from(e)), "status.group: no group \"pits\" on this host");
     }
 
     #[test]
@@ -716,7 +985,7 @@ mod tests {
         std::thread::spawn(move || {
             for mut stream in listener.incoming().flatten() {
                 let mut line = String::new();
-                let _ = std::io::BufReader::new(&stream).read_line(&mut line);
+                let _ = io::BufReader::new(&stream).read_line(&mut line);
                 match &reply {
                     Some(r) => {
                         let _ = stream.write_all(r.as_bytes());

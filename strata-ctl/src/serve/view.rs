@@ -103,7 +103,8 @@ impl Exposition {
 
     /// The kernel's drops of packets queued on each watched link, by link
     /// id and drop reason name — `None` while host-side sampling does not
-    /// run, so that "unknown" is never shown as "no drops".
+    /// run, so that "unknown" is never shown as "no drops". Reads the pinned
+    /// sampling map: I/O, for the gathering steps of `serve` only.
     pub fn kernel_drops(&self) -> Option<Vec<(u8, DropCounts)>> {
         let reasons = self.sampling.lock().ok()?.as_ref().ok()?.clone();
         let ids: Vec<u8> = self.interfaces.iter().map(|(id, ..)| *id).collect();
@@ -120,11 +121,6 @@ impl Exposition {
     /// A copy of the published view.
     pub fn published(&self) -> Published {
         self.published.lock().map(|p| p.clone()).unwrap_or_default()
-    }
-
-    /// The interface of link `id` ("" if unknown).
-    pub fn interface(&self, id: u8) -> String {
-        self.interfaces.iter().find(|(l, ..)| *l == id).map_or(String::new(), |(_, n, _)| n.clone())
     }
 
     /// Time since the daemon started.
