@@ -9,8 +9,8 @@
 //! tested on values built by hand:
 //!
 //! * [`view`] — the published view the daemon updates and both read;
-//! * [`metrics`] — the Prometheus exposition: [`metrics::gather`] then
-//!   [`metrics::encode`], served over HTTP;
+//! * [`metrics`] — the Prometheus exposition: [`metrics::gather`](fn@metrics::gather) then
+//!   [`metrics::encode`](fn@metrics::encode), served over HTTP;
 //! * [`status`] — `strata-ctl status`: [`status::DaemonView::gather`] then
 //!   [`status::build`], over a unix socket, and its rendering.
 //!

@@ -10,10 +10,10 @@
 //!
 //! A scrape runs in two steps:
 //!
-//! * [`gather`] does all the I/O — pinned maps, sampling maps, program
+//! * [`gather`](fn@gather) does all the I/O — pinned maps, sampling maps, program
 //!   statistics, rtnetlink, the published view, the uptime — and returns one
 //!   plain [`Gathered`] value;
-//! * [`encode`] turns that value into the text format and does nothing else:
+//! * [`encode`](fn@encode) turns that value into the text format and does nothing else:
 //!   no I/O, no clock, no locks. Its whole output is pinned by a golden file
 //!   (`testdata/metrics.prom`).
 //!
