@@ -75,12 +75,13 @@ fn exchange(lab: &Lab, tunnel: &Tunnel, count: u64, pps: u64) -> Outcome {
     let edge = read_pinned(&tunnel.edge.pin_dir()).expect("edge counters");
     let hub = read_pinned(&tunnel.hub.pin_dir()).expect("hub counters");
     eprintln!(
-        "delivered {} of {count} (duplicates {}), echoed {}\nedge:\n{}hub:\n{}",
+        "delivered {} of {count} (duplicates {}), echoed {}\nedge:\n{}hub:\n{}hub's kernel, UDP and backlog:\n{}",
         delivered.received,
         delivered.duplicates,
         echoes.received,
         edge.table(&[]),
-        hub.table(&[])
+        hub.table(&[]),
+        kernel_receive_counters(&lab.hub_ns())
     );
     Outcome {
         delivered: delivered.received,
@@ -90,6 +91,35 @@ fn exchange(lab: &Lab, tunnel: &Tunnel, count: u64, pps: u64) -> Outcome {
         hub,
         interface_tx: tx_after.iter().zip(&tx_before).map(|(a, b)| a - b).collect(),
     }
+}
+
+/// Where a packet the hub's data plane delivered can still be lost before
+/// the application reads it: the UDP socket (`RcvbufErrors`, `InErrors` in
+/// /proc/net/snmp of the namespace) or the per-CPU backlog a redirect into
+/// the tunnel device goes through (`/proc/net/softnet_stat`, column 2,
+/// host-wide). Printed with every exchange, so a run that loses packets on
+/// a loaded host says where.
+fn kernel_receive_counters(ns: &str) -> String {
+    let snmp = strata_lab::netns_command(ns, "cat")
+        .arg("/proc/net/snmp")
+        .output()
+        .map(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .filter(|l| l.starts_with("Udp:"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        })
+        .unwrap_or_else(|e| format!("(snmp unreadable: {e})"));
+    let backlog_drops: u64 = std::fs::read_to_string("/proc/net/softnet_stat")
+        .map(|t| {
+            t.lines()
+                .filter_map(|l| l.split_whitespace().nth(1))
+                .filter_map(|d| u64::from_str_radix(d, 16).ok())
+                .sum()
+        })
+        .unwrap_or(0);
+    format!("{snmp}\nbacklog drops since boot (all CPUs): {backlog_drops}\n")
 }
 
 fn with_tunnel(weights: &[u32], test: impl FnOnce(&Lab, &Tunnel)) {
