@@ -17,7 +17,10 @@
 //!
 //! Every namespace name starts with a prefix unique to one lab (see
 //! [`Lab::unique_prefix`]), so tests run in parallel, and a [`Lab`] removes its
-//! namespaces when dropped, so a failing test cleans up too.
+//! namespaces when dropped, so a failing test cleans up too. A lab holds an
+//! exclusive lock on `/run/strata-lab/<prefix>.lock` for its lifetime, so
+//! cleaning up after labs whose process died ([`Lab::in_use`]) never removes
+//! the namespaces of a lab another process on the machine is running.
 
 pub mod emulator;
 pub mod modem_double;
@@ -46,6 +49,9 @@ pub struct Lab {
     emulated: bool,
     namespaces: Vec<String>,
     torn_down: bool,
+    /// Held (flock, exclusive) while the lab exists; the kernel releases it
+    /// when the process dies, however it dies.
+    owner: OwnerLock,
 }
 
 impl Lab {
@@ -84,8 +90,9 @@ impl Lab {
         if prefix.is_empty() || prefix.len() > 10 || !prefix.chars().all(|c| c.is_ascii_alphanumeric()) {
             bail!("lab prefix {prefix:?} must be 1-10 ASCII letters or digits");
         }
+        let owner = OwnerLock::take(prefix)?;
         let mut lab =
-            Self { prefix: prefix.into(), links, emulated, namespaces: Vec::new(), torn_down: false };
+            Self { prefix: prefix.into(), links, emulated, namespaces: Vec::new(), torn_down: false, owner };
         // On error `lab` is dropped here, which removes what was created.
         lab.build()?;
         Ok(lab)
@@ -269,12 +276,23 @@ impl Lab {
     /// remove them later with [`Lab::down_prefix`].
     pub fn persist(mut self) {
         self.torn_down = true;
+        self.owner.release();
     }
 
     /// Removes every namespace of this lab.
     pub fn down(mut self) -> anyhow::Result<()> {
         self.torn_down = true;
-        remove_namespaces(&self.namespaces)
+        let removed = remove_namespaces(&self.namespaces);
+        self.owner.release();
+        removed
+    }
+
+    /// Whether a live process holds the lab `prefix` (its lock is taken).
+    /// Labs whose process died — killed, or a test binary that aborted —
+    /// are not in use, and [`Lab::down_prefix`] may remove them.
+    pub fn in_use(prefix: &str) -> bool {
+        let Ok(file) = std::fs::File::open(OwnerLock::path(prefix)) else { return false };
+        matches!(file.try_lock(), Err(std::fs::TryLockError::WouldBlock))
     }
 
     /// Removes every namespace named `<prefix>-…` (for `xtask lab down` and
@@ -290,6 +308,51 @@ impl Drop for Lab {
     fn drop(&mut self) {
         if !self.torn_down {
             let _ = remove_namespaces(&self.namespaces);
+            self.owner.release();
+        }
+    }
+}
+
+/// The lock file that says a lab's namespaces belong to a live process.
+#[derive(Debug)]
+struct OwnerLock {
+    path: std::path::PathBuf,
+    file: Option<std::fs::File>,
+}
+
+impl OwnerLock {
+    const DIR: &'static str = "/run/strata-lab";
+
+    fn path(prefix: &str) -> std::path::PathBuf {
+        std::path::Path::new(Self::DIR).join(format!("{prefix}.lock"))
+    }
+
+    fn take(prefix: &str) -> anyhow::Result<Self> {
+        std::fs::create_dir_all(Self::DIR).with_context(|| format!("creating {}", Self::DIR))?;
+        let path = Self::path(prefix);
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .with_context(|| format!("opening {}", path.display()))?;
+        match file.try_lock() {
+            Ok(()) => Ok(Self { path, file: Some(file) }),
+            Err(std::fs::TryLockError::WouldBlock) => {
+                bail!("lab {prefix} is in use by another process ({} is locked)", path.display())
+            }
+            Err(std::fs::TryLockError::Error(e)) => {
+                Err(e).with_context(|| format!("locking {}", path.display()))
+            }
+        }
+    }
+
+    /// Removes the file, then unlocks (closing it): a cleaner that opened the
+    /// file before the removal sees it locked or, after, finds no file.
+    fn release(&mut self) {
+        if let Some(file) = self.file.take() {
+            let _ = std::fs::remove_file(&self.path);
+            drop(file);
         }
     }
 }

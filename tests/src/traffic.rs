@@ -98,6 +98,14 @@ pub struct ReceiveReport {
     pub span: Duration,
 }
 
+/// How much a test receiver may fall behind: room for a whole 100 000-datagram
+/// exchange of small datagrams (≈ 2 KiB of kernel memory each, skb overhead
+/// included), taken only as it is used. 32 MiB was too little: a receiver that
+/// also echoes, built for debug and sharing two cores with another test's lab,
+/// overflowed it in one CI run in three (`RcvbufErrors` 2 521 and 12 716 in
+/// the hub's namespace, every datagram counted by the hub's data plane).
+pub const RECEIVE_BUFFER: i32 = 256 << 20;
+
 /// Makes the socket's receive buffer large (`SO_RCVBUFFORCE`, root only) so
 /// a burst is not lost in the receiving application.
 pub fn enlarge_receive_buffer(sock: &UdpSocket, bytes: i32) -> io::Result<()> {
@@ -122,7 +130,7 @@ pub fn receive(
     idle_timeout: Duration,
     echo: bool,
 ) -> io::Result<ReceiveReport> {
-    enlarge_receive_buffer(sock, 32 << 20)?;
+    enlarge_receive_buffer(sock, RECEIVE_BUFFER)?;
     sock.set_read_timeout(Some(idle_timeout))?;
     let mut seen = HashSet::new();
     let mut report = ReceiveReport::default();
@@ -244,7 +252,7 @@ impl Stream {
         let to = self.to;
         let sock = crate::in_netns(&self.to_ns, move || {
             let sock = UdpSocket::bind(to)?;
-            enlarge_receive_buffer(&sock, 32 << 20)?;
+            enlarge_receive_buffer(&sock, RECEIVE_BUFFER)?;
             Ok(sock)
         })?;
         let (count, idle_timeout, echo) = (self.count, self.idle_timeout, self.echo);
@@ -254,7 +262,7 @@ impl Stream {
             let sock = UdpSocket::bind(spec.from)?;
             let echoes = if spec.echo {
                 let echo_sock = sock.try_clone()?;
-                enlarge_receive_buffer(&echo_sock, 32 << 20)?;
+                enlarge_receive_buffer(&echo_sock, RECEIVE_BUFFER)?;
                 let (count, idle) = (spec.count, spec.idle_timeout);
                 // Spawned from this thread, so it stays in the sender's namespace.
                 Some(std::thread::spawn(move || receive(&echo_sock, count, idle, false)))

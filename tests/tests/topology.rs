@@ -80,3 +80,19 @@ fn bad_arguments_are_errors_not_namespaces() {
     assert!(Lab::up(&Lab::unique_prefix(), 0).is_err());
     assert!(Lab::up(&Lab::unique_prefix(), 9).is_err());
 }
+
+#[test]
+fn a_running_lab_is_in_use_and_its_prefix_cannot_be_taken_twice() {
+    require_root();
+    let prefix = Lab::unique_prefix();
+    assert!(!Lab::in_use(&prefix), "no lab yet");
+    let lab = Lab::up(&prefix, 1).expect("lab up");
+    // What `cargo xtask test` asks before removing leftover labs: this one
+    // belongs to a live process (this one) and must be left alone.
+    assert!(Lab::in_use(&prefix));
+    let second = Lab::up(&prefix, 1).expect_err("the prefix is taken");
+    assert!(format!("{second:#}").contains("in use"), "{second:#}");
+    assert_eq!(ours(&prefix).len(), 4, "the failed second lab removed none of the first's namespaces");
+    lab.down().expect("lab down");
+    assert!(!Lab::in_use(&prefix), "released when the lab is down");
+}

@@ -2,7 +2,8 @@
 //!
 //! The tests that create namespaces and load BPF programs run here too, as
 //! root; they fail rather than skip without it. Lab namespaces left by an
-//! earlier run that died (names `st<6 hex>-…`) are removed first.
+//! earlier run that died (names `st<6 hex>-…`, their lock not held) are
+//! removed first; a lab another process is running is left alone.
 
 use std::process::Command;
 
@@ -90,6 +91,10 @@ fn remove_stale_labs() -> anyhow::Result<()> {
         })
         .collect();
     for prefix in stale.iter().collect::<std::collections::BTreeSet<_>>() {
+        if strata_lab::Lab::in_use(prefix) {
+            println!("test: lab {prefix} belongs to a running process; left alone");
+            continue;
+        }
         println!("test: removing stale lab {prefix}");
         strata_lab::Lab::down_prefix(prefix)?;
     }

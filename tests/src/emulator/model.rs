@@ -155,6 +155,8 @@ pub enum DropCause {
 pub struct DirectionStats {
     /// Packets offered.
     pub arrived: u64,
+    /// Bytes offered: what the sender put on the link, whatever became of it.
+    pub arrived_bytes: u64,
     /// Packets delivered.
     pub delivered: u64,
     /// Bytes delivered.
@@ -235,6 +237,7 @@ impl<T> Direction<T> {
     /// Offers a packet of `len` bytes at `now`.
     pub fn offer(&mut self, now: Nanos, packet: T, len: usize) -> Result<(), DropCause> {
         self.stats.arrived += 1;
+        self.stats.arrived_bytes += len as u64;
         self.update_blackout(now);
         if self.in_blackout {
             self.stats.dropped_blackout += 1;
