@@ -7,3 +7,4 @@ pub mod generator;
 pub mod report;
 pub mod runner;
 pub mod spec;
+pub mod stage;

@@ -24,15 +24,13 @@ use super::{
     analyzer::{Analysis, Arrival, EventMark, analyze, resume_ms, steering_ms},
     generator::{Flow, Planned, plan},
     spec::{EventKind, Scenario},
+    stage::{Stage, Stopped},
 };
 use crate::{
     Lab,
-    emulator::{
-        bridge::{DATA_BIN, EmulatedLink},
-        trace::Trace,
-    },
+    emulator::{bridge::DATA_BIN, trace::Trace},
     in_netns,
-    strata::{Control, EDGE_TUNNEL_ADDR, EdgeSetup, HUB_TUNNEL_ADDR, Tunnel},
+    strata::{Control, EDGE_TUNNEL_ADDR, EdgeSetup, HUB_TUNNEL_ADDR},
     traffic::{decode_prefix, encode_prefix, enlarge_receive_buffer, now_ns},
 };
 
@@ -110,26 +108,18 @@ pub fn run_with(
 ) -> anyhow::Result<RunResult> {
     let setup = setup.into();
     let control = setup.control;
-    let traces = scenario.traces()?;
-    let weights = scenario.weights(&traces);
-    let aggregate = Scenario::aggregate_mbit_s(&traces);
-    let (flows, planned) = plan(&scenario.traffic, aggregate, scenario.duration_s);
     let duration = Duration::from_secs_f64(scenario.duration_s);
     let warmup_ns = WARMUP.as_nanos() as u64;
 
-    let lab = Lab::up_emulated(&Lab::unique_prefix(), scenario.links.len())?;
-    let start = Instant::now();
-    let start_mono = now_ns();
-    let mut links = Vec::new();
-    for (i, (up, down)) in scenario.directions(&traces, warmup_ns).into_iter().enumerate() {
-        links.push(EmulatedLink::start(&lab.air_ns(i), "edge", "car", up, down, start)?);
-    }
-    let tunnel = Tunnel::start_with(&lab, binary, &weights, setup.clone(), workdir)?;
-    let traffic_start_mono = start_mono + warmup_ns;
+    let stage = Stage::start(scenario, binary, setup.clone(), workdir)?;
+    let (traces, weights) = (stage.traces.clone(), stage.weights.clone());
+    let aggregate = Scenario::aggregate_mbit_s(&traces);
+    let (flows, planned) = plan(&scenario.traffic, aggregate, scenario.duration_s);
+    let Stage { ref lab, ref links, ref tunnel, start, start_mono, .. } = stage;
+    let traffic_start_mono = stage.traffic_start_mono();
     // The daemons log wall-clock times; this is traffic start on that clock.
     let traffic_start_wall =
         std::time::SystemTime::now() + Duration::from_nanos(traffic_start_mono.saturating_sub(now_ns()));
-    anyhow::ensure!(start.elapsed() < WARMUP, "the daemons took longer than the {WARMUP:?} warm-up to start");
 
     // Receivers in the hub, one socket per flow.
     let stop = Arc::new(AtomicBool::new(false));
@@ -203,10 +193,8 @@ pub fn run_with(
         .ok()
         .and_then(|o| serde_json::from_slice(&o.stdout).ok())
         .unwrap_or(serde_json::Value::Null);
-    let (edge_log, _) = tunnel.stop()?;
+    let Stopped { edge_log, link_stats, .. } = stage.stop()?;
     let state_changes = state_changes(&edge_log, traffic_start_wall);
-    let link_stats: Vec<_> = links.into_iter().map(EmulatedLink::stop).collect::<anyhow::Result<_>>()?;
-    lab.down()?;
 
     let arrivals = std::mem::take(&mut *arrivals.lock().map_err(|_| anyhow::anyhow!("poisoned"))?);
     let applied = std::mem::take(&mut *applied.lock().map_err(|_| anyhow::anyhow!("poisoned"))?);
