@@ -413,7 +413,16 @@ pub fn srt_video(ends: &Ends, video: &SrtVideo, workdir: &Path) -> anyhow::Resul
             .args(["-re", "-f", "lavfi", "-i"])
             .arg(format!("testsrc2=size={}:rate={}", video.size, video.fps))
             .args(["-frames:v", &video.frames().to_string()])
-            .args(["-c:v", "libx264", "-preset", &video.preset, "-tune", "zerolatency", "-pix_fmt", "yuv420p"])
+            .args([
+                "-c:v",
+                "libx264",
+                "-preset",
+                &video.preset,
+                "-tune",
+                "zerolatency",
+                "-pix_fmt",
+                "yuv420p",
+            ])
             // Constant bitrate with a half-second buffer (filler keeps it constant).
             .args(["-b:v", &format!("{k}k"), "-minrate", &format!("{k}k"), "-maxrate", &format!("{k}k")])
             .args(["-bufsize", &format!("{}k", k / 2), "-x264-params", "nal-hrd=cbr"])
@@ -434,13 +443,16 @@ pub fn srt_video(ends: &Ends, video: &SrtVideo, workdir: &Path) -> anyhow::Resul
 
     let progress = EncoderProgress::parse(&std::fs::read_to_string(file("encoder-progress.txt"))?);
     let read = |name: &str| std::fs::read_to_string(file(name)).with_context(|| format!("reading {name}"));
-    let sender_stats = SrtCounters::from_statsout(&read("sender-stats.json")?, "send")
-        .context("the sender's statistics")?;
+    let sender_stats =
+        SrtCounters::from_statsout(&read("sender-stats.json")?, "send").context("the sender's statistics")?;
     let receiver_stats = SrtCounters::from_statsout(&read("receiver-stats.json")?, "recv")
         .context("the receiver's statistics")?;
     let received_bytes = std::fs::metadata(&received)?.len();
-    let (frames_received, frames_decodable) =
-        if received_bytes == 0 { (0, 0) } else { (count_video_packets(&received)?, count_decodable(&received)?) };
+    let (frames_received, frames_decodable) = if received_bytes == 0 {
+        (0, 0)
+    } else {
+        (count_video_packets(&received)?, count_decodable(&received)?)
+    };
     Ok(SrtVideoReport {
         frames_sent: progress.frames,
         encoder_speed: progress.speed,
@@ -604,7 +616,10 @@ mod tests {
     fn encoder_progress_takes_the_last_block() {
         let text = "frame=10\nfps=0.0\nbitrate=N/A\nspeed=N/A\nprogress=continue\n\
                     frame=600\nfps=29.99\nbitrate=4134.9kbits/s\nspeed=0.996x\nprogress=end\n";
-        assert_eq!(EncoderProgress::parse(text), EncoderProgress { frames: 600, speed: 0.996, kbit_s: 4134.9 });
+        assert_eq!(
+            EncoderProgress::parse(text),
+            EncoderProgress { frames: 600, speed: 0.996, kbit_s: 4134.9 }
+        );
     }
 
     #[test]
