@@ -111,7 +111,7 @@ pub fn run_with(
     let duration = Duration::from_secs_f64(scenario.duration_s);
     let warmup_ns = WARMUP.as_nanos() as u64;
 
-    let stage = Stage::start(scenario, binary, setup.clone(), workdir)?;
+    let stage = Stage::start(scenario, binary, setup.clone(), workdir, WARMUP)?;
     let (traces, weights) = (stage.traces.clone(), stage.weights.clone());
     let aggregate = Scenario::aggregate_mbit_s(&traces);
     let (flows, planned) = plan(&scenario.traffic, aggregate, scenario.duration_s);

@@ -4,9 +4,9 @@
 //! The runner plays a scenario's generated traffic on a stage; the
 //! real-client tests ([`crate::clients`]) bring their own applications
 //! (ffmpeg, srt-live-transmit, iperf3) to one instead. Everything on a stage
-//! shares one clock: the links' traces and events start at [`Stage::start`],
-//! and traffic is meant to start [`WARMUP`] later, when the daemons have
-//! admitted their links.
+//! shares one clock: the links' traces and events start when the stage does,
+//! and traffic is meant to start a warm-up later (the runner's [`WARMUP`]),
+//! when the daemons have admitted their links.
 //!
 //! Dropping a stage stops the daemons, the links and removes the lab's
 //! namespaces (each part cleans up on drop), so a failing test leaves
@@ -18,7 +18,9 @@ use std::{
     time::{Duration, Instant},
 };
 
-use super::{runner::WARMUP, spec::Scenario};
+#[cfg(doc)]
+use super::runner::WARMUP;
+use super::spec::Scenario;
 use crate::{
     Lab,
     emulator::{
@@ -38,6 +40,8 @@ pub struct Stage {
     pub weights: Vec<u32>,
     /// When the links started (time 0 of traces and events).
     pub start: Instant,
+    /// From `start` to traffic.
+    pub warmup: Duration,
     /// The same instant on CLOCK_MONOTONIC, ns.
     pub start_mono: u64,
     /// The emulated links, in link-id order.
@@ -61,17 +65,19 @@ pub struct Stopped {
 
 impl Stage {
     /// Brings up a lab with `scenario`'s links (traces, delays, losses and
-    /// emulator-level events, timed from traffic start at [`WARMUP`]) and
-    /// starts the daemons, keeping configs and logs in `workdir`.
+    /// emulator-level events, timed from traffic start `warmup` later) and
+    /// starts the daemons, keeping configs and logs in `workdir`. Fails if
+    /// the daemons are not up within the warm-up.
     pub fn start(
         scenario: &Scenario,
         binary: &Path,
         setup: impl Into<EdgeSetup>,
         workdir: &Path,
+        warmup: Duration,
     ) -> anyhow::Result<Self> {
         let traces = scenario.traces()?;
         let weights = scenario.weights(&traces);
-        let warmup_ns = WARMUP.as_nanos() as u64;
+        let warmup_ns = warmup.as_nanos() as u64;
         let lab = Lab::up_emulated(&Lab::unique_prefix(), scenario.links.len())?;
         let start = Instant::now();
         let start_mono = now_ns();
@@ -81,26 +87,26 @@ impl Stage {
         }
         let tunnel = Tunnel::start_with(&lab, binary, &weights, setup, workdir)?;
         anyhow::ensure!(
-            start.elapsed() < WARMUP,
-            "the daemons took longer than the {WARMUP:?} warm-up to start"
+            start.elapsed() < warmup,
+            "the daemons took longer than the {warmup:?} warm-up to start"
         );
-        Ok(Self { traces, weights, start, start_mono, links, tunnel, lab })
+        Ok(Self { traces, weights, start, warmup, start_mono, links, tunnel, lab })
     }
 
     /// When traffic is due to start, on CLOCK_MONOTONIC (ns).
     pub fn traffic_start_mono(&self) -> u64 {
-        self.start_mono + WARMUP.as_nanos() as u64
+        self.start_mono + self.warmup.as_nanos() as u64
     }
 
     /// Sleeps until the warm-up is over.
     pub fn wait_warmup(&self) {
-        std::thread::sleep((self.start + WARMUP).saturating_duration_since(Instant::now()));
+        std::thread::sleep((self.start + self.warmup).saturating_duration_since(Instant::now()));
     }
 
     /// The links' summed mean capacity over `duration` of traffic, Mbit/s:
     /// what the emulated traces offered from traffic start on.
     pub fn capacity_mbit_s(&self, duration: Duration) -> f64 {
-        let from = WARMUP.as_nanos() as u64;
+        let from = self.warmup.as_nanos() as u64;
         let to = from + duration.as_nanos() as u64;
         let bytes: u64 = self.traces.iter().map(|t| t.capacity_bytes(from, to)).sum();
         bytes as f64 * 8.0 / duration.as_secs_f64().max(1e-9) / 1e6
