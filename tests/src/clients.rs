@@ -668,6 +668,24 @@ mod tests {
     }
 
     #[test]
+    fn a_guarded_process_is_killed_when_dropped_or_late() {
+        let log = std::env::temp_dir().join(format!("strata-guarded-{}.log", std::process::id()));
+        let alive = |pid: u32| Path::new(&format!("/proc/{pid}")).exists();
+        let guarded = Guarded::spawn("sleep", Command::new("sleep").arg("30"), &log).unwrap();
+        let pid = guarded.pid();
+        assert!(alive(pid));
+        drop(guarded);
+        assert!(!alive(pid), "still running after drop");
+
+        let mut late = Guarded::spawn("sleep", Command::new("sleep").arg("30"), &log).unwrap();
+        let pid = late.pid();
+        let e = late.wait(Duration::from_millis(100)).unwrap_err();
+        assert!(format!("{e}").contains("did not finish"), "{e}");
+        assert!(!alive(pid), "still running after its timeout");
+        let _ = std::fs::remove_file(&log);
+    }
+
+    #[test]
     fn a_missing_tool_says_to_run_setup() {
         let e = require_tools(&["strata-no-such-tool"]).unwrap_err();
         assert!(format!("{e}").contains("cargo xtask setup"), "{e}");
