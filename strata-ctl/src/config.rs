@@ -912,6 +912,11 @@ mod tests {
             "t.toml: control.loss_demote: NaN is outside 0.001..=1"
         );
         assert!(err(&with("[control]\nsilence_hold_ms = 20")).contains("shorter than two probe intervals"));
+        assert_eq!(c.control.deadline_ms, 150, "the one-way delay budget defaults to 150 ms");
+        assert_eq!(
+            err(&with("[control]\ndeadline_ms = 5")),
+            "t.toml: control.deadline_ms: 5 is outside 10..=10000"
+        );
         assert!(err(&with("[control]\nwarm = 3")).contains("warm"), "unknown keys are named");
         assert!(
             err(&with("[metrics]\nlisten = \"everywhere\""))

@@ -337,6 +337,42 @@ mod tests {
     }
 
     #[test]
+    fn the_controller_counts_admitted_links_and_drops_a_silent_one_at_once() {
+        use crate::control::{
+            controller::Controller, evidence::Evidence, lifecycle::Thresholds, scoring::ScoringConfig,
+        };
+        let ms = Duration::from_millis;
+        let mut c = Controller::new(&[(0, 1), (1, 1)], Thresholds::default(), ScoringConfig::default());
+        let cfg = FitConfig { deadline: ms(150), headroom: 0.9, payload_share: 1.0 };
+        c.on_evidence(ms(0), Evidence::Train { link: 0, mbit_s: 10.0 });
+        c.on_evidence(ms(0), Evidence::Train { link: 1, mbit_s: 5.0 });
+        // Probing: measured, but nothing may carry traffic yet.
+        c.on_evidence(ms(0), Evidence::RoundTrip { link: 0, rtt: ms(40) });
+        c.on_evidence(ms(0), Evidence::RoundTrip { link: 1, rtt: ms(40) });
+        c.tick(ms(0));
+        let f = c.fit(ms(0), &cfg);
+        assert_eq!((f.now_bps, f.links_measured), (0.0, 2), "{f:?}");
+        // Both answer every 50 ms for 4 s: through warm-up to live.
+        for t in (50..4000).step_by(50) {
+            for link in [0, 1] {
+                c.on_evidence(ms(t), Evidence::RoundTrip { link, rtt: ms(40) });
+            }
+            c.tick(ms(t));
+        }
+        let f = c.fit(ms(3950), &cfg);
+        assert!(close(f.now_bps, 15e6 * 0.9), "{f:?}");
+        assert_eq!(f.links_counted, 2);
+        // Link 0 goes silent: past the 100 ms hold bound it adds nothing.
+        for t in (4000..4200).step_by(50) {
+            c.on_evidence(ms(t), Evidence::RoundTrip { link: 1, rtt: ms(40) });
+            c.tick(ms(t));
+        }
+        let f = c.fit(ms(4150), &cfg);
+        assert!(close(f.now_bps, 5e6 * 0.9), "{f:?}");
+        assert_eq!(f.links[0].excluded_now, Some(Excluded::NotCarrying));
+    }
+
+    #[test]
     fn the_input_is_read_from_the_estimate() {
         let e = Estimate {
             rtt_ms: Some([40.0, 45.0, 60.0, 70.0]),
