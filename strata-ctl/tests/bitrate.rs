@@ -114,6 +114,10 @@ fn subscribers_get_what_fits_ten_times_a_second_and_a_stalled_one_holds_nobody_u
     assert!(rate >= 9.5, "{rate:.2} lines/s");
     let seqs: Vec<u64> = got.iter().map(|(_, m)| m["seq"].as_u64().expect("seq")).collect();
     assert!(seqs.windows(2).all(|w| w[1] == w[0] + 1), "a reading subscriber misses nothing: {seqs:?}");
+    let table = Command::new(BINARY).args(["status", "--name", &name]).output().expect("status");
+    let table = String::from_utf8_lossy(&table.stdout);
+    eprintln!("{table}");
+    assert!(table.contains("fits within 150 ms: "), "{table}");
     // While another subscriber stalled, status kept answering promptly.
     assert!(status_times.iter().all(|t| *t < Duration::from_secs(1)), "{status_times:?}");
 
