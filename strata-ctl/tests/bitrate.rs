@@ -7,7 +7,7 @@
 
 use std::{
     io::{BufRead as _, BufReader, Read as _},
-    os::unix::net::UnixStream,
+    os::unix::{fs::MetadataExt as _, net::UnixStream},
     path::Path,
     process::Command,
     time::{Duration, Instant},
@@ -62,6 +62,9 @@ fn subscribers_get_what_fits_ten_times_a_second_and_a_stalled_one_holds_nobody_u
         Tunnel::start_with(&lab, Path::new(BINARY), &weights, Control::Adaptive, &workdir).expect("daemons");
     let name = tunnel.edge.name().to_string();
     let socket = bitrate::socket_path(&name);
+    // Permissioned like the status socket: root only without a [status] group.
+    let meta = std::fs::metadata(&socket).expect("the bitrate socket");
+    assert_eq!((meta.mode() & 0o777, meta.uid()), (0o600, 0), "{}", socket.display());
 
     // Both links admitted and what fits known, as status reports it.
     let deadline = Instant::now() + Duration::from_secs(30);

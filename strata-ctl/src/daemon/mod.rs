@@ -245,3 +245,31 @@ pub async fn run(config: Config) -> Result<(), StartError> {
     info!("stopped");
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EDGE: &str = "version = 1\nrole = \"edge\"\nsession = 7\n[tunnel]\naddress = \"10.200.0.1/30\"\n\
+                        [peer]\naddress = \"198.19.0.2\"\n[[links]]\nid = 0\ninterface = \"lnk0\"\nweight = 1\n";
+
+    #[test]
+    fn the_bitrate_says_why_it_is_unknown() {
+        let edge =
+            |mode: &str| Config::parse(&format!("{EDGE}[control]\nmode = \"{mode}\"\n"), "t.toml").unwrap();
+        assert!(
+            bitrate_unknown(&edge("static"), false).starts_with("static mode: configured weights are shares")
+        );
+        assert_eq!(bitrate_unknown(&edge("adaptive"), true), "not computed yet");
+        assert_eq!(
+            bitrate_unknown(&edge("adaptive"), false),
+            "adaptive control is unavailable (see the log)"
+        );
+        let hub = Config::parse(
+            "version = 1\nrole = \"hub\"\nsession = 7\n[tunnel]\naddress = \"10.200.0.2/30\"\n[hub]\ninterface = \"wan0\"\n",
+            "t.toml",
+        )
+        .unwrap();
+        assert!(bitrate_unknown(&hub, false).starts_with("the hub:"));
+    }
+}
