@@ -9,6 +9,7 @@
 //! name = "blackout-best-link"
 //! duration_s = 30
 //! seed = 7
+//! deadline_ms = 150    # in-time delivery, for Strata and the oracle (default)
 //!
 //! [[links]]
 //! trace = { model = "constant", mbit_s = 12 }
