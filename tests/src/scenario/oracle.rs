@@ -124,6 +124,8 @@ struct Opportunities<'a> {
     at: Vec<Nanos>,
     /// Bytes each may carry (0 in a blackout).
     bytes: Vec<u64>,
+    /// Whether each falls in a blackout.
+    dark: Vec<bool>,
     /// `cum[k]`: bytes of the opportunities before `k`.
     cum: Vec<u64>,
 }
@@ -150,9 +152,11 @@ impl<'a> Opportunities<'a> {
                 at.dedup();
             }
         }
+        let dark: Vec<bool> = at.iter().map(|&t| cfg.blacked_out(t)).collect();
         let bytes: Vec<u64> = at
             .iter()
-            .map(|&t| match (cfg.blacked_out(t), &cfg.capacity) {
+            .zip(&dark)
+            .map(|(&t, &dark)| match (dark, &cfg.capacity) {
                 (true, _) => 0,
                 (false, Some(_)) => cfg.opportunity_bytes(t),
                 (false, None) => UNLIMITED_BYTES,
@@ -165,7 +169,7 @@ impl<'a> Opportunities<'a> {
         }
         // The model's delay without jitter or spike, same arithmetic.
         let base_ns = (cfg.base_delay_ms.max(0.0) * 1e6) as Nanos;
-        Self { cfg, base_ns, at, bytes, cum }
+        Self { cfg, base_ns, at, bytes, dark, cum }
     }
 
     /// Where a packet of `need` bytes started at opportunity `k`, with
@@ -173,17 +177,20 @@ impl<'a> Opportunities<'a> {
     /// that one has left. `None` if it cannot finish by `limit` or would
     /// straddle a blackout (which flushes the link's queue).
     fn finish(&self, k: usize, left: u64, need: u64, limit: Nanos) -> Option<(usize, u64)> {
+        if self.dark[k] {
+            return None;
+        }
         if need <= left {
             return Some((k, left - need));
         }
         // A forward scan: a packet spans one or two opportunities, some
-        // twenty in a deep collapse.
+        // twenty in a deep collapse; it stops at the first dark one.
         let target = self.cum[k + 1] + (need - left);
         let mut m = k + 1;
-        while m < self.at.len() && self.at[m] <= limit && self.cum[m + 1] < target {
+        while m < self.at.len() && self.at[m] <= limit && !self.dark[m] && self.cum[m + 1] < target {
             m += 1;
         }
-        if m >= self.at.len() || self.at[m] > limit {
+        if m >= self.at.len() || self.at[m] > limit || self.dark[m] {
             return None;
         }
         let (from, to) = (self.at[k], self.at[m]);
@@ -237,123 +244,145 @@ impl Unserved {
     }
 }
 
-/// Packet indices in hand-over order, and their times.
-fn by_time(packets: &[Packet]) -> (Vec<usize>, Vec<Nanos>) {
-    let mut order: Vec<usize> = (0..packets.len()).collect();
-    order.sort_by_key(|&i| packets[i].at_ns);
-    let times = order.iter().map(|&i| packets[i].at_ns).collect();
-    (order, times)
-}
-
-/// The opportunities of every link that can matter: from the first
-/// hand-over to the last one's deadline.
-fn opportunities<'a>(
-    links: &'a [DirectionConfig],
-    times: &[Nanos],
+/// What both sweeps share: the packets in hand-over order and every link's
+/// opportunities that can matter (from the first hand-over to the last
+/// one's deadline), merged in time order.
+struct Pool<'a> {
+    /// Packet indices in hand-over order.
+    order: Vec<usize>,
+    /// Their hand-over times.
+    times: Vec<Nanos>,
+    links: Vec<Opportunities<'a>>,
+    /// Every opportunity as (link, index), in time order (ties: link order).
+    visits: Vec<(u32, u32)>,
     deadline_ns: Nanos,
-) -> Vec<Opportunities<'a>> {
-    let (from, to) = match (times.first(), times.last()) {
-        (Some(&a), Some(&b)) => (a, b + deadline_ns),
-        _ => (0, 0),
-    };
-    links.iter().map(|cfg| Opportunities::new(cfg, from, to, times)).collect()
 }
 
-/// Visits every opportunity of every link in time order (ties: link order)
-/// as `(link, index)`.
-fn in_time_order(links: &[Opportunities<'_>], mut visit: impl FnMut(usize, usize)) {
-    let mut cursor = vec![0usize; links.len()];
-    loop {
-        let next = (0..links.len())
-            .filter(|&i| cursor[i] < links[i].at.len())
-            .min_by_key(|&i| (links[i].at[cursor[i]], i));
-        let Some(i) = next else { break };
-        visit(i, cursor[i]);
-        cursor[i] += 1;
+impl<'a> Pool<'a> {
+    fn new(links: &'a [DirectionConfig], packets: &[Packet], deadline_ns: Nanos) -> Self {
+        let mut order: Vec<usize> = (0..packets.len()).collect();
+        order.sort_by_key(|&i| packets[i].at_ns);
+        let times: Vec<Nanos> = order.iter().map(|&i| packets[i].at_ns).collect();
+        let (from, to) = match (times.first(), times.last()) {
+            (Some(&a), Some(&b)) => (a, b + deadline_ns),
+            _ => (0, 0),
+        };
+        let links: Vec<_> = links.iter().map(|cfg| Opportunities::new(cfg, from, to, &times)).collect();
+        let mut visits = Vec::with_capacity(links.iter().map(|l| l.at.len()).sum());
+        let mut cursor = vec![0usize; links.len()];
+        loop {
+            let mut next: Option<usize> = None;
+            for i in 0..links.len() {
+                if cursor[i] < links[i].at.len()
+                    && next.is_none_or(|j| links[i].at[cursor[i]] < links[j].at[cursor[j]])
+                {
+                    next = Some(i);
+                }
+            }
+            let Some(i) = next else { break };
+            visits.push((i as u32, cursor[i] as u32));
+            cursor[i] += 1;
+        }
+        Self { order, times, links, visits, deadline_ns }
+    }
+
+    /// See [`schedule`].
+    fn schedule(&self, packets: &[Packet]) -> Vec<Option<Delivery>> {
+        let (times, deadline_ns) = (&self.times, self.deadline_ns);
+        let smallest = packets.iter().map(|p| p.bytes).min().unwrap_or(0);
+        let latest = times.last().map_or(0, |&t| t + deadline_ns);
+        let mut unserved = Unserved::new(times.len());
+        let mut out = vec![None; packets.len()];
+        // Per link: the opportunity its packet in flight finishes at, and the
+        // bytes that opportunity has left after it.
+        let mut busy: Vec<Option<(usize, u64)>> = vec![None; self.links.len()];
+        let mut horizon: Vec<Horizon> = self.links.iter().map(|_| Horizon { first: 0 }).collect();
+        for &(i, k) in &self.visits {
+            let (i, k) = (i as usize, k as usize);
+            let link = &self.links[i];
+            let mut left = match busy[i] {
+                Some((m, _)) if k < m => continue,
+                Some((m, rest)) if k == m => rest,
+                _ => link.bytes[k],
+            };
+            busy[i] = None;
+            let now = link.at[k];
+            // Most opportunities find nothing handed over and not yet too old.
+            let first = unserved.first_from(horizon[i].first);
+            if first >= times.len() || times[first] > now {
+                continue;
+            }
+            // No packet arrives before the smallest would: skip those whose
+            // deadline is earlier (in a collapse, most of the window).
+            let Some((m, _)) = link.finish(k, left, smallest, latest) else { continue };
+            let oldest = horizon[i].advance(times, deadline_ns, link.at[m] + link.base_ns);
+            let mut c = unserved.first_from(oldest);
+            while left > 0 && c < times.len() && times[c] <= now {
+                let p = self.order[c];
+                let limit = (times[c] + deadline_ns).saturating_sub(link.base_ns);
+                let finished = link.finish(k, left, packets[p].bytes, limit).and_then(|(m, rest)| {
+                    let done = link.at[m];
+                    let arrive = done + link.cfg.delay_ns(done, 0.0);
+                    (arrive <= times[c] + deadline_ns).then_some((m, rest, done, arrive))
+                });
+                let Some((m, rest, done_ns, arrive_ns)) = finished else {
+                    c = unserved.first_from(c + 1);
+                    continue;
+                };
+                out[p] = Some(Delivery { link: i, start_ns: now, done_ns, arrive_ns });
+                unserved.serve(c);
+                if m > k {
+                    busy[i] = Some((m, rest));
+                    break;
+                }
+                left = rest;
+                c = unserved.first_from(c);
+            }
+        }
+        out
+    }
+
+    /// See [`fluid_bound_bytes`].
+    fn fluid_bound_bytes(&self, packets: &[Packet]) -> u64 {
+        let (times, deadline_ns) = (&self.times, self.deadline_ns);
+        let mut missing: Vec<u64> = self.order.iter().map(|&p| packets[p].bytes).collect();
+        let mut unserved = Unserved::new(times.len());
+        let mut delivered = 0;
+        let mut horizon: Vec<Horizon> = self.links.iter().map(|_| Horizon { first: 0 }).collect();
+        for &(i, k) in &self.visits {
+            let (i, k) = (i as usize, k as usize);
+            let link = &self.links[i];
+            let (now, mut left) = (link.at[k], link.bytes[k]);
+            let oldest = horizon[i].advance(times, deadline_ns, now + link.base_ns);
+            let mut c = unserved.first_from(oldest);
+            while left > 0 && c < times.len() && times[c] <= now {
+                let x = left.min(missing[c]);
+                missing[c] -= x;
+                left -= x;
+                delivered += x;
+                if missing[c] == 0 {
+                    unserved.serve(c);
+                }
+                c = unserved.first_from(c);
+            }
+        }
+        delivered
     }
 }
 
 /// The oracle's schedule: for each packet (same order as `packets`), how it
 /// is delivered within `deadline_ns`, or `None`. See the module doc.
 pub fn schedule(links: &[DirectionConfig], packets: &[Packet], deadline_ns: Nanos) -> Vec<Option<Delivery>> {
-    let (order, times) = by_time(packets);
-    let opps = opportunities(links, &times, deadline_ns);
-    let smallest = packets.iter().map(|p| p.bytes).min().unwrap_or(0);
-    let mut unserved = Unserved::new(order.len());
-    let mut out = vec![None; packets.len()];
-    // Per link: the opportunity its packet in flight finishes at, and the
-    // bytes that opportunity has left after it.
-    let mut busy: Vec<Option<(usize, u64)>> = vec![None; links.len()];
-    let mut horizon: Vec<Horizon> = links.iter().map(|_| Horizon { first: 0 }).collect();
-    let latest = times.last().map_or(0, |&t| t + deadline_ns);
-    in_time_order(&opps, |i, k| {
-        let link = &opps[i];
-        let mut left = match busy[i] {
-            Some((m, _)) if k < m => return,
-            Some((m, rest)) if k == m => rest,
-            _ => link.bytes[k],
-        };
-        busy[i] = None;
-        let now = link.at[k];
-        // No packet arrives before the smallest would: skip those whose
-        // deadline is earlier (in a collapse, most of the window).
-        let Some((m, _)) = link.finish(k, left, smallest, latest) else { return };
-        let oldest = horizon[i].advance(&times, deadline_ns, link.at[m] + link.base_ns);
-        let mut c = unserved.first_from(oldest);
-        while left > 0 && c < times.len() && times[c] <= now {
-            let p = order[c];
-            let limit = (times[c] + deadline_ns).saturating_sub(link.base_ns);
-            let finished = link.finish(k, left, packets[p].bytes, limit).and_then(|(m, rest)| {
-                let done = link.at[m];
-                let arrive = done + link.cfg.delay_ns(done, 0.0);
-                (arrive <= times[c] + deadline_ns).then_some((m, rest, done, arrive))
-            });
-            let Some((m, rest, done_ns, arrive_ns)) = finished else {
-                c = unserved.first_from(c + 1);
-                continue;
-            };
-            out[p] = Some(Delivery { link: i, start_ns: now, done_ns, arrive_ns });
-            unserved.serve(c);
-            if m > k {
-                busy[i] = Some((m, rest));
-                return;
-            }
-            left = rest;
-            c = unserved.first_from(c);
-        }
-    });
-    out
+    Pool::new(links, packets, deadline_ns).schedule(packets)
 }
 
 /// The most bytes any scheduler could deliver within `deadline_ns`: the
 /// fluid relaxation (bytes of a packet split freely over opportunities and
 /// links, each byte at an opportunity `τ ≥ t_p` with `τ + base ≤ t_p + D`),
-/// solved exactly by the earliest-first sweep. Counts only whole packets'
-/// bytes and partial ones alike.
+/// solved exactly by the earliest-first sweep. Counts the bytes of whole and
+/// partly delivered packets alike.
 pub fn fluid_bound_bytes(links: &[DirectionConfig], packets: &[Packet], deadline_ns: Nanos) -> u64 {
-    let (order, times) = by_time(packets);
-    let opps = opportunities(links, &times, deadline_ns);
-    let mut missing: Vec<u64> = order.iter().map(|&p| packets[p].bytes).collect();
-    let mut unserved = Unserved::new(order.len());
-    let mut delivered = 0;
-    let mut horizon: Vec<Horizon> = links.iter().map(|_| Horizon { first: 0 }).collect();
-    in_time_order(&opps, |i, k| {
-        let link = &opps[i];
-        let (now, mut left) = (link.at[k], link.bytes[k]);
-        let oldest = horizon[i].advance(&times, deadline_ns, now + link.base_ns);
-        let mut c = unserved.first_from(oldest);
-        while left > 0 && c < times.len() && times[c] <= now {
-            let x = left.min(missing[c]);
-            missing[c] -= x;
-            left -= x;
-            delivered += x;
-            if missing[c] == 0 {
-                unserved.serve(c);
-            }
-            c = unserved.first_from(c);
-        }
-    });
-    delivered
+    Pool::new(links, packets, deadline_ns).fluid_bound_bytes(packets)
 }
 
 /// Within-deadline delivery of one traffic class (or all), Strata against the oracle.
@@ -437,8 +466,9 @@ pub fn compare(
     let deadline_ns = (deadline_ms * 1e6) as Nanos;
     let packets: Vec<Packet> =
         planned.iter().map(|p| Packet { at_ns: t0_ns + p.at_ns, bytes: wire_bytes(p.len) }).collect();
-    let deliveries = schedule(uplinks, &packets, deadline_ns);
-    let bound_bytes = fluid_bound_bytes(uplinks, &packets, deadline_ns);
+    let pool = Pool::new(uplinks, &packets, deadline_ns);
+    let deliveries = pool.schedule(&packets);
+    let bound_bytes = pool.fluid_bound_bytes(&packets);
 
     let mut strata_in_time = std::collections::HashSet::new();
     for a in arrivals {
@@ -829,21 +859,72 @@ mod tests {
         assert_eq!(fluid_bound_bytes(&links, &packets, 21 * MS), 1500);
     }
 
+    /// The oracle of a shipped scenario as the runner computes it (no lab:
+    /// nothing delivered by Strata), with its packet and opportunity counts.
+    fn oracle_of(path: &std::path::Path) -> (Comparison, usize, u64) {
+        use super::super::{generator::plan, runner::WARMUP, spec::Scenario};
+        let scenario = Scenario::load(path).unwrap();
+        let traces = scenario.traces().unwrap();
+        let t0 = WARMUP.as_nanos() as u64;
+        let uplinks: Vec<_> = scenario.directions(&traces, t0).into_iter().map(|(up, _)| up).collect();
+        let (flows, planned) =
+            plan(&scenario.traffic, Scenario::aggregate_mbit_s(&traces), scenario.duration_s);
+        let c = compare(&uplinks, &flows, &planned, &[], t0, scenario.deadline_ms);
+        let end = t0 + (scenario.duration_s * 1e9) as u64;
+        let opportunities = traces.iter().map(|t| t.capacity_bytes(t0, end) / 1500).sum();
+        (c, planned.len(), opportunities)
+    }
+
+    /// `cargo test -p strata-lab --lib oracle_of_every_scenario -- --ignored --nocapture`
+    #[test]
+    #[ignore = "prints a table for docs/BENCHMARKS.md"]
+    fn oracle_of_every_scenario() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios");
+        let mut paths: Vec<_> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).collect();
+        paths.sort();
+        for path in paths.iter().filter(|p| p.extension().is_some_and(|e| e == "toml")) {
+            let (c, packets, opportunities) = oracle_of(path);
+            let classes: Vec<String> = c
+                .classes
+                .iter()
+                .map(|(k, v)| format!("{k} {:.2} %", v.oracle_within_deadline * 100.0))
+                .collect();
+            println!(
+                "| {} | {packets} | {opportunities} | {:.2} % | {} | {:.4} | {:.0} |",
+                path.file_stem().unwrap().to_string_lossy(),
+                c.all.oracle_within_deadline * 100.0,
+                classes.join(", "),
+                c.oracle_of_bound,
+                c.compute_ms
+            );
+        }
+    }
+
+    #[test]
+    fn half_a_million_opportunities_take_well_under_a_second() {
+        // Three 33 Mbit/s links for a minute (≈ 495 000 opportunities) and
+        // 50 000 video-sized packets (≈ 9 Mbit/s).
+        let links = [link(33.0, 30.0), link(33.0, 40.0), link(33.0, 50.0)];
+        let packets: Vec<Packet> =
+            (0..50_000).map(|i| Packet { at_ns: i * 1_200_000, bytes: 1392 }).collect();
+        let flows = [Flow { id: 0, class: "video", dscp: 34, port: 6000, mbit_s: 9.0 }];
+        let planned: Vec<Planned> = packets
+            .iter()
+            .enumerate()
+            .map(|(i, p)| Planned { at_ns: p.at_ns, flow: 0, seq: i as u64, len: 1316 })
+            .collect();
+        let c = compare(&links, &flows, &planned, &[], 0, 150.0);
+        eprintln!("50 000 packets, 3 × 33 Mbit/s for 60 s: {:.0} ms of CPU", c.compute_ms);
+        assert_eq!(c.all.oracle_delivered, 50_000);
+        assert!(c.compute_ms < 5_000.0, "{} ms", c.compute_ms);
+    }
+
     #[test]
     fn a_minute_of_race_lap_takes_well_under_a_second() {
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios/race-lap.toml");
-        let scenario = super::super::spec::Scenario::load(&path).unwrap();
-        let traces = scenario.traces().unwrap();
-        let t0 = super::super::runner::WARMUP.as_nanos() as u64;
-        let uplinks: Vec<_> = scenario.directions(&traces, t0).into_iter().map(|(up, _)| up).collect();
-        let aggregate = super::super::spec::Scenario::aggregate_mbit_s(&traces);
-        let (flows, planned) =
-            super::super::generator::plan(&scenario.traffic, aggregate, scenario.duration_s);
-        let c = compare(&uplinks, &flows, &planned, &[], t0, scenario.deadline_ms);
-        let opportunities: u64 = traces.iter().map(|t| t.capacity_bytes(t0, t0 + 60_000 * MS) / 1500).sum();
+        let (c, packets, opportunities) = oracle_of(&path);
         eprintln!(
-            "race-lap: {} packets, {opportunities} opportunities, oracle {} ({:.2} %), {:.4} of the fluid bound, {:.0} ms of CPU",
-            planned.len(),
+            "race-lap: {packets} packets, {opportunities} opportunities, oracle {} ({:.2} %), {:.4} of the fluid bound, {:.0} ms of CPU",
             c.all.oracle_delivered,
             c.all.oracle_within_deadline * 100.0,
             c.oracle_of_bound,
