@@ -45,9 +45,9 @@
 //! problem, and this sweep is no longer guaranteed optimal. [`fluid_bound_bytes`]
 //! bounds it: let bytes split freely across opportunities and links (every
 //! byte of `p` at an opportunity `τ ≥ t_p` of a link `i` with
-//! `τ + base_i ≤ t_p + D`) and the same sweep, filling the earliest packets'
-//! missing bytes, maximizes the bytes delivered in time (the exchange argument
-//! above holds byte by byte). No scheduler delivers more bytes in time than
+//! `τ + base_i ≤ t_p + D`; the base delay, as spikes only add to it) and the
+//! same sweep, filling the earliest packets' missing bytes, maximizes the
+//! bytes delivered in time (the exchange argument above holds byte by byte). No scheduler delivers more bytes in time than
 //! that bound, so the schedule's bytes over the bound is how far from optimal
 //! the oracle can be; the lab's scenarios measure it in `docs/BENCHMARKS.md`.
 //! The tests check both against brute force on small random instances.

@@ -408,3 +408,98 @@ pub fn markdown(r: &RunResult) -> String {
     s.push_str("\n![plot](plot.svg)\n");
     s
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{
+        emulator::bridge::LinkStats,
+        scenario::{
+            analyzer::{Arrival, analyze},
+            generator::plan,
+            oracle,
+            runner::WARMUP,
+            spec::Scenario,
+        },
+    };
+
+    /// A run of one 12 Mbit/s link carrying 6 Mbit/s of video, where Strata
+    /// delivered every datagram 20 ms after sending it, but only the first half.
+    fn run() -> RunResult {
+        let scenario: Scenario = toml::from_str(
+            r#"
+            name = "t"
+            duration_s = 4
+            deadline_ms = 100
+            [[links]]
+            trace = { model = "constant", mbit_s = 12 }
+            delay_ms = 20
+            [[traffic]]
+            kind = "video"
+            mbit_s = 6
+            "#,
+        )
+        .unwrap();
+        let traces = scenario.traces().unwrap();
+        let (flows, planned) = plan(&scenario.traffic, 12.0, scenario.duration_s);
+        let arrivals: Vec<Arrival> = planned
+            .iter()
+            .take(planned.len() / 2)
+            .map(|p| Arrival {
+                flow: p.flow,
+                seq: p.seq,
+                sent_ns: p.at_ns,
+                recv_ns: p.at_ns + 20_000_000,
+                len: p.len,
+            })
+            .collect();
+        let t0 = WARMUP.as_nanos() as u64;
+        let uplinks: Vec<_> = scenario.directions(&traces, t0).into_iter().map(|(up, _)| up).collect();
+        let analysis = analyze(&flows, &planned, &arrivals, &[], 4_000_000_000, 6_000_000);
+        let oracle = oracle::compare(&uplinks, &flows, &planned, &arrivals, t0, scenario.deadline_ms);
+        RunResult {
+            scenario,
+            traces,
+            weights: vec![12],
+            control: crate::strata::Control::Adaptive,
+            os_signals: crate::strata::OsSignals::Full,
+            flows,
+            planned,
+            arrivals,
+            samples: Vec::new(),
+            state_changes: Vec::new(),
+            observation: None,
+            link_stats: vec![LinkStats::default()],
+            edge_stats: Value::Null,
+            event_log: Vec::new(),
+            analysis,
+            oracle,
+        }
+    }
+
+    #[test]
+    fn the_oracle_is_in_every_output() {
+        let r = run();
+        // Half a link's capacity, one-packet frames well inside 100 ms: the
+        // oracle delivers everything, Strata half.
+        assert_eq!(r.oracle.all.oracle_within_deadline, 1.0);
+        assert!((r.oracle.all.oracle_ratio - 0.5).abs() < 0.01, "{}", r.oracle.all.oracle_ratio);
+        let j = to_json(&r);
+        assert_eq!(j["deadline_ms"], 100.0);
+        assert_eq!(j["oracle_ratio"], r.oracle.all.oracle_ratio);
+        assert_eq!(j["oracle"]["classes"]["video"]["oracle_delivered"], r.planned.len());
+        let md = markdown(&r);
+        assert!(
+            md.contains("| within the deadline (100 ms): Strata / oracle | 50.00 % / 100.00 % |"),
+            "{md}"
+        );
+        assert!(md.contains(&format!(
+            "| **Strata ÷ oracle** (within the deadline) | **{:.3}** |",
+            r.oracle.all.oracle_ratio
+        )));
+        assert!(md.contains("| 50.00 % / 100.00 % |"), "class table: {md}");
+        let svg = svg(&r);
+        assert!(svg.contains("delivered within 100 ms, per second of sending"));
+        assert_eq!(svg.matches("<polyline").count(), 1 + 3, "trace capacity, then offered, oracle, Strata");
+    }
+}
