@@ -93,6 +93,18 @@ pub(crate) fn run(
     )?;
     report::write(&result, &out, json)?;
     print!("{}", report::markdown(&result));
+    let o = &result.oracle;
+    println!(
+        "\noracle: within {:.0} ms Strata delivered {} of {} datagrams, the oracle {} — Strata ÷ oracle = {:.3} \
+         (oracle at {:.4} of its byte bound, computed in {:.0} ms of CPU)",
+        o.deadline_ms,
+        o.all.strata_delivered,
+        o.all.sent,
+        o.all.oracle_delivered,
+        o.all.oracle_ratio,
+        o.oracle_of_bound,
+        o.compute_ms
+    );
     println!("\nwritten: {0}/result.json {0}/plot.svg {0}/summary.md", out.display());
     Ok(())
 }

@@ -122,6 +122,33 @@ pub struct DirectionConfig {
     pub seed: u64,
 }
 
+impl DirectionConfig {
+    /// Whether the radio is gone at `at` (inside a blackout window).
+    pub fn blacked_out(&self, at: Nanos) -> bool {
+        self.blackouts.iter().any(|w| w.contains(at))
+    }
+
+    /// Bytes the delivery opportunity at `at` may carry: [`OPPORTUNITY_BYTES`]
+    /// scaled by the deepest capacity collapse open at `at` (rounded down).
+    pub fn opportunity_bytes(&self, at: Nanos) -> u64 {
+        let factor = self
+            .collapses
+            .iter()
+            .filter(|c| c.window.contains(at))
+            .map(|c| c.factor.clamp(0.0, 1.0))
+            .fold(1.0, f64::min);
+        (OPPORTUNITY_BYTES as f64 * factor) as u64
+    }
+
+    /// Delay of a packet whose transmission ends at `sent_at`, given the
+    /// jitter drawn for it: base delay + jitter + any delay spike open then.
+    pub fn delay_ns(&self, sent_at: Nanos, jitter_ms: f64) -> Nanos {
+        let spike_ms: f64 =
+            self.delay_spikes.iter().filter(|(w, _)| w.contains(sent_at)).map(|&(_, ms)| ms).sum();
+        ((self.base_delay_ms + jitter_ms + spike_ms).max(0.0) * MS as f64) as Nanos
+    }
+}
+
 impl Default for DirectionConfig {
     fn default() -> Self {
         Self {
@@ -290,7 +317,7 @@ impl<T> Direction<T> {
     }
 
     fn update_blackout(&mut self, now: Nanos) {
-        let inside = self.cfg.blackouts.iter().any(|w| w.contains(now));
+        let inside = self.cfg.blacked_out(now);
         if inside && !self.in_blackout {
             // The radio is gone: what the modem held is lost with it.
             self.stats.dropped_blackout += self.queue.len() as u64;
@@ -326,17 +353,6 @@ impl<T> Direction<T> {
         }
     }
 
-    fn opportunity_bytes(&self, at: Nanos) -> u64 {
-        let factor = self
-            .cfg
-            .collapses
-            .iter()
-            .filter(|c| c.window.contains(at))
-            .map(|c| c.factor.clamp(0.0, 1.0))
-            .fold(1.0, f64::min);
-        (OPPORTUNITY_BYTES as f64 * factor) as u64
-    }
-
     fn transmit_until(&mut self, now: Nanos) {
         let Some(trace) = self.cfg.capacity.clone() else {
             while let Some(q) = self.queue.pop_front() {
@@ -351,10 +367,10 @@ impl<T> Direction<T> {
                 break;
             }
             self.next_opportunity += 1;
-            if self.cfg.blackouts.iter().any(|w| w.contains(at)) {
+            if self.cfg.blacked_out(at) {
                 continue;
             }
-            let mut budget = self.opportunity_bytes(at);
+            let mut budget = self.cfg.opportunity_bytes(at);
             while budget > 0 {
                 let Some(head) = self.queue.front_mut() else {
                     break;
@@ -385,10 +401,7 @@ impl<T> Direction<T> {
                 self.jitter.map_or(0.0, |n| n.sample(&mut self.rng).abs().min(4.0 * sd_ms))
             }
         };
-        let spike_ms: f64 =
-            self.cfg.delay_spikes.iter().filter(|(w, _)| w.contains(sent_at)).map(|&(_, ms)| ms).sum();
-        let delay = ((self.cfg.base_delay_ms + jitter_ms + spike_ms).max(0.0) * MS as f64) as Nanos;
-        let mut due = sent_at + delay;
+        let mut due = sent_at + self.cfg.delay_ns(sent_at, jitter_ms);
         if !self.cfg.reorder {
             due = due.max(self.last_departure);
         }

@@ -23,6 +23,7 @@ use anyhow::{Context as _, bail};
 use super::{
     analyzer::{Analysis, Arrival, EventMark, analyze, resume_ms, steering_ms},
     generator::{Flow, Planned, plan},
+    oracle::{self, Comparison},
     spec::{EventKind, Scenario},
 };
 use crate::{
@@ -85,6 +86,9 @@ pub struct RunResult {
     pub event_log: Vec<String>,
     /// The numbers.
     pub analysis: Analysis,
+    /// Within-deadline delivery against what a clairvoyant scheduler could
+    /// deliver over the same traces and traffic.
+    pub oracle: Comparison,
 }
 
 /// Runs `scenario` with the `strata-ctl` at `binary`, keeping configs and
@@ -121,7 +125,10 @@ pub fn run_with(
     let start = Instant::now();
     let start_mono = now_ns();
     let mut links = Vec::new();
-    for (i, (up, down)) in scenario.directions(&traces, warmup_ns).into_iter().enumerate() {
+    let directions = scenario.directions(&traces, warmup_ns);
+    // The oracle sees the uplinks exactly as the emulator plays them.
+    let uplinks: Vec<_> = directions.iter().map(|(up, _)| up.clone()).collect();
+    for (i, (up, down)) in directions.into_iter().enumerate() {
         links.push(EmulatedLink::start(&lab.air_ns(i), "edge", "car", up, down, start)?);
     }
     let tunnel = Tunnel::start_with(&lab, binary, &weights, setup.clone(), workdir)?;
@@ -218,6 +225,7 @@ pub fn run_with(
     let duration_ns = duration.as_nanos() as u64;
     let capacity: u64 = traces.iter().map(|t| t.capacity_bytes(warmup_ns, warmup_ns + duration_ns)).sum();
     let mut analysis = analyze(&flows, &planned, &arrivals, &marks, duration_ns, capacity);
+    let oracle = oracle::compare(&uplinks, &flows, &planned, &arrivals, warmup_ns, scenario.deadline_ms);
     // Outages of a link: when the edge stopped sending data on it (the
     // emulator's bins count from its time 0, the warm-up before traffic).
     for (report, event) in analysis.events.iter_mut().zip(&scenario.events) {
@@ -277,6 +285,7 @@ pub fn run_with(
         state_changes,
         observation,
         analysis,
+        oracle,
     })
 }
 

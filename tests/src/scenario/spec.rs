@@ -9,6 +9,7 @@
 //! name = "blackout-best-link"
 //! duration_s = 30
 //! seed = 7
+//! deadline_ms = 150    # in-time delivery, for Strata and the oracle (default)
 //!
 //! [[links]]
 //! trace = { model = "constant", mbit_s = 12 }
@@ -52,6 +53,11 @@ pub struct Scenario {
     /// Seed of every random choice (traces, jitter, loss).
     #[serde(default = "default_seed")]
     pub seed: u64,
+    /// One-way delay budget, ms: a datagram counts as delivered in time when
+    /// it arrives within it — for Strata and for the oracle it is compared
+    /// with ([`super::oracle`]).
+    #[serde(default = "default_deadline_ms")]
+    pub deadline_ms: f64,
     /// The links, in link-id order.
     pub links: Vec<LinkSpec>,
     /// What the applications send.
@@ -63,6 +69,11 @@ pub struct Scenario {
 
 const fn default_seed() -> u64 {
     1
+}
+
+/// Live video's usual glass-to-glass allowance for the network.
+const fn default_deadline_ms() -> f64 {
+    150.0
 }
 
 /// One emulated link (the trace shapes the uplink, car → hub, which carries
@@ -360,6 +371,7 @@ impl Scenario {
     pub fn validate(&self) -> anyhow::Result<()> {
         ensure!(!self.name.is_empty(), "name: must not be empty");
         ensure!(self.duration_s > 0.0 && self.duration_s <= 3600.0, "duration_s: must be in (0, 3600]");
+        ensure!(self.deadline_ms > 0.0 && self.deadline_ms <= 10_000.0, "deadline_ms: must be in (0, 10000]");
         ensure!((1..=8).contains(&self.links.len()), "links: a scenario has 1 to 8 links");
         ensure!(!self.traffic.is_empty(), "traffic: at least one flow");
         for (i, l) in self.links.iter().enumerate() {
