@@ -37,7 +37,11 @@ pub(crate) fn stats(args: &StatsArgs<'_>) -> anyhow::Result<()> {
     for (seed, (label, model)) in (1u64..).zip(&models) {
         let (trace, source) = model.generate_with_source(args.duration_s, seed)?;
         if let Some(path) = args.write {
-            let out = if models.len() > 1 { path.with_extension(format!("seed{seed}")) } else { path.to_path_buf() };
+            let out = if models.len() > 1 {
+                path.with_extension(format!("seed{seed}"))
+            } else {
+                path.to_path_buf()
+            };
             std::fs::write(&out, trace_text(&trace)).with_context(|| format!("writing {}", out.display()))?;
         }
         let s = TraceStats::of(&trace);

@@ -96,7 +96,10 @@ impl Shape {
             "stall_every_s: must be greater than 0, not {stall_every_s}"
         );
         ensure!(stall_ms.is_finite() && stall_ms >= 0.0, "stall_ms: must be 0 or more, not {stall_ms}");
-        ensure!(burst.is_finite() && (1.0..=100.0).contains(&burst), "burst: must be in 1..=100, not {burst}");
+        ensure!(
+            burst.is_finite() && (1.0..=100.0).contains(&burst),
+            "burst: must be in 1..=100, not {burst}"
+        );
         Ok(())
     }
 }

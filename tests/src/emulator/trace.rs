@@ -134,7 +134,10 @@ impl Trace {
     /// scales exactly (to within one opportunity per period), a burst stays a
     /// burst and a gap stays a gap.
     pub fn scaled(&self, factor: f64) -> anyhow::Result<Self> {
-        ensure!(factor.is_finite() && factor > 0.0, "the scale must be finite and greater than 0, not {factor}");
+        ensure!(
+            factor.is_finite() && factor > 0.0,
+            "the scale must be finite and greater than 0, not {factor}"
+        );
         let mut out = Vec::with_capacity((self.opportunities_ms.len() as f64 * factor) as usize + 1);
         // Start half full: a fraction of opportunities is kept evenly spread
         // rather than all late in the period.
@@ -300,11 +303,16 @@ mod tests {
     #[test]
     fn scaling_keeps_the_mean_exact_and_bursts_in_place() {
         // Bursts of five at 0 and 50 ms, then a long gap.
-        let text: String = [0, 0, 0, 0, 0, 50, 50, 50, 50, 50, 1000].iter().map(|t| format!("{t}\n")).collect();
+        let text: String =
+            [0, 0, 0, 0, 0, 50, 50, 50, 50, 50, 1000].iter().map(|t| format!("{t}\n")).collect();
         let t = Trace::parse(&text).unwrap();
         let s = t.scaled(0.4).unwrap();
         assert_eq!(s.opportunities_per_period(), 4, "0.4 × 11 ≈ 4");
-        assert!(s.opportunities_ms().iter().all(|ms| [0, 50, 1000].contains(ms)), "{:?}", s.opportunities_ms());
+        assert!(
+            s.opportunities_ms().iter().all(|ms| [0, 50, 1000].contains(ms)),
+            "{:?}",
+            s.opportunities_ms()
+        );
         let up = t.scaled(2.5).unwrap();
         assert_eq!(up.opportunities_per_period(), 28, "2.5 × 11 = 27.5, half-full start");
         assert_eq!(up.opportunities_ms().iter().filter(|&&ms| ms == 0).count(), 13, "3+2+3+2+3");

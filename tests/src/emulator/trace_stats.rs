@@ -142,7 +142,11 @@ impl fmt::Display for TraceStats {
         writeln!(f, "empty 100 ms windows         {:8.1} %", self.empty_100ms * 100.0)?;
         writeln!(f, "gaps ≥ 100 ms                {:8.1} per minute", self.gaps_100ms_per_min)?;
         writeln!(f, "rate autocorrelation time    {:8.1} s", self.autocorrelation_s)?;
-        write!(f, "burst size mean / p90        {:.2} / {:.0} opportunities per ms", self.burst_mean, self.burst_p90)
+        write!(
+            f,
+            "burst size mean / p90        {:.2} / {:.0} opportunities per ms",
+            self.burst_mean, self.burst_p90
+        )
     }
 }
 

@@ -748,7 +748,8 @@ impl TraceModel {
             }
             _ => {
                 let trace = self.generate(duration_s, seed)?;
-                let description = format!("{} model, seed {seed} (mean {:.2} Mbit/s)", self.name(), trace.mean_mbit_s());
+                let description =
+                    format!("{} model, seed {seed} (mean {:.2} Mbit/s)", self.name(), trace.mean_mbit_s());
                 Ok((trace, source(self.name(), description)))
             }
         }
@@ -830,6 +831,24 @@ mod tests {
         assert!(n >= 12, "{n} scenarios");
     }
 
+    #[test]
+    fn real_link_scenarios_fall_back_to_the_same_mean() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios");
+        for name in ["real-links-40", "real-links-70"] {
+            let mut s = Scenario::load(&dir.join(format!("{name}.toml"))).unwrap();
+            // The real trace where it is present, else already the fallback.
+            let played = s.traces_with_sources().unwrap();
+            assert_eq!(s.replace_trace_files(Path::new("/nonexistent/real.down")), 3);
+            let fallback = s.traces_with_sources().unwrap();
+            for ((a, _), (b, source)) in played.iter().zip(&fallback) {
+                assert_eq!(source.model, "cellular", "{name}: {source:?}");
+                assert!(source.fallback_for.is_some());
+                let (ma, mb) = (a.mean_mbit_s(), b.mean_mbit_s());
+                assert!((ma - mb).abs() < 0.01 * ma, "{name}: {ma} vs {mb}");
+            }
+        }
+    }
+
     const BASE: &str = r#"
         name = "t"
         duration_s = 10
@@ -870,6 +889,99 @@ mod tests {
         names(parse(&BASE.replace("delay_ms = 20", "delay_ms = -1")), "links[0].delay_ms");
         names(parse(&BASE.replace("at_s = 2", "at_s = 20")), "events[0].at_s");
         names(parse(&BASE.replace("kind = \"blackout\"", "kind = \"meteor\"")), "meteor");
+    }
+
+    /// A scenario with one file link (inline TOML for its trace).
+    fn file_link(trace: &str) -> String {
+        BASE.replace(r#"trace = { model = "constant", mbit_s = 12 }"#, &format!("trace = {{ {trace} }}"))
+    }
+
+    fn temp_trace(name: &str, text: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("strata-lab-spec-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    #[test]
+    fn file_traces_take_an_offset_and_a_scale() {
+        // 1 s at 24 Mbit/s (2 opportunities per ms), then 1 s at 12.
+        let full = Trace::from_rates_mbit_s(&[24.0, 12.0], 1000).unwrap();
+        let path = temp_trace("two-rates.down", &full.to_mahimahi());
+        let s = parse(&file_link(&format!(
+            r#"model = "file", path = "{}", offset_s = 1, scale = 0.5"#,
+            path.display()
+        )))
+        .unwrap();
+        let (trace, source) = s.traces_with_sources().unwrap().remove(0);
+        assert_eq!(source.model, "file");
+        assert_eq!(source.fallback_for, None);
+        assert!(source.description.contains("from 1 s") && source.description.contains("× 0.5"), "{source:?}");
+        let ms = 1_000_000;
+        // Starts in the 12 Mbit/s second, at half the rate.
+        let first = trace.capacity_bytes(0, 1000 * ms) as f64 * 8.0 / 1e6;
+        let second = trace.capacity_bytes(1000 * ms, 2000 * ms) as f64 * 8.0 / 1e6;
+        assert!((first - 6.0).abs() < 0.05 && (second - 12.0).abs() < 0.05, "{first} {second}");
+        assert!((trace.mean_mbit_s() - 9.0).abs() < 0.05);
+    }
+
+    #[test]
+    fn a_missing_file_plays_its_fallback_or_is_an_error_naming_it() {
+        let missing = "/nonexistent/strata/real.down";
+        let s = parse(&file_link(&format!(
+            r#"model = "file", path = "{missing}", scale = 0.4, fallback = {{ model = "cellular", mean_mbit_s = 5 }}"#
+        )))
+        .unwrap();
+        let (trace, source) = s.traces_with_sources().unwrap().remove(0);
+        assert_eq!(source.model, "cellular");
+        assert_eq!(source.fallback_for.as_deref(), Some(Path::new(missing)));
+        assert!(source.description.contains("not found"), "{source:?}");
+        assert!((trace.mean_mbit_s() - 5.0).abs() < 0.05);
+        assert_eq!(s.traces().unwrap()[0], trace, "reproducible");
+
+        let s = parse(&file_link(&format!(r#"model = "file", path = "{missing}""#))).unwrap();
+        let e = format!("{:#}", s.traces().unwrap_err());
+        assert!(e.contains(missing) && e.contains("links[0].trace"), "{e}");
+    }
+
+    #[test]
+    fn trace_fields_are_checked_and_named() {
+        let file = |extra: &str| file_link(&format!(r#"model = "file", path = "x.down", {extra}"#));
+        names(parse(&file("scale = 0")), "links[0].trace: scale");
+        names(parse(&file("scale = -1.5")), "scale");
+        names(parse(&file("offset_s = -3")), "offset_s");
+        names(parse(&file("scale = nan")), "scale");
+        names(parse(&file("offset_s = inf")), "offset_s");
+        names(parse(&file(r#"fallback = { model = "file", path = "y.down" }"#)), "fallback");
+        names(parse(&file(r#"fallback = { model = "cellular", mean_mbit_s = 0 }"#)), "fallback: mean_mbit_s");
+        names(parse(&file_link(r#"model = "cellular", mean_mbit_s = 5, burst = 0"#)), "burst");
+        names(parse(&file_link(r#"model = "cellular", mean_mbit_s = 5, colour = 1"#)), "colour");
+        let step = BASE.replace(r#"kind = "blackout""#, r#"kind = "capacity""#).replace("duration_s = 1\n", "mbit_s = -2\n");
+        names(parse(&step), "events[0].mbit_s");
+    }
+
+    #[test]
+    fn another_recording_replaces_every_file_link() {
+        let mut s = parse(&file_link(r#"model = "file", path = "a.down", offset_s = 7, scale = 0.3"#)).unwrap();
+        assert_eq!(s.replace_trace_files(Path::new("/b.down")), 1);
+        let TraceModel::File { path, offset_s, scale, .. } = &s.links[0].trace else { panic!() };
+        assert_eq!((path.as_path(), *offset_s, *scale), (Path::new("/b.down"), 7.0, 0.3));
+        assert_eq!(parse(BASE).unwrap().replace_trace_files(Path::new("/b.down")), 0);
+    }
+
+    #[test]
+    fn capacity_events_step_the_uplink_trace() {
+        let text = BASE.replace(r#"kind = "blackout""#, r#"kind = "capacity""#).replace("duration_s = 1\n", "mbit_s = 2.4\n");
+        let s = parse(&text).unwrap();
+        let traces = s.traces().unwrap();
+        let t0 = 3_000_000_000;
+        let up = s.uplink_traces(&traces, t0).unwrap();
+        let ms = 1_000_000;
+        let rate = |t: &Trace, a: u64| t.capacity_bytes(a * ms, (a + 1000) * ms) as f64 * 8.0 / 1e6;
+        assert!((rate(&up[0], 3000) - 12.0).abs() < 0.05, "before the step (2 s after traffic starts at 3 s)");
+        assert!((rate(&up[0], 5000) - 2.4).abs() < 0.05, "after");
+        assert!((rate(&up[0], 20_000) - 2.4).abs() < 0.05, "until the end of the run");
     }
 
     #[test]
