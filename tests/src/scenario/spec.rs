@@ -917,7 +917,10 @@ mod tests {
         let (trace, source) = s.traces_with_sources().unwrap().remove(0);
         assert_eq!(source.model, "file");
         assert_eq!(source.fallback_for, None);
-        assert!(source.description.contains("from 1 s") && source.description.contains("× 0.5"), "{source:?}");
+        assert!(
+            source.description.contains("from 1 s") && source.description.contains("× 0.5"),
+            "{source:?}"
+        );
         let ms = 1_000_000;
         // Starts in the 12 Mbit/s second, at half the rate.
         let first = trace.capacity_bytes(0, 1000 * ms) as f64 * 8.0 / 1e6;
@@ -957,13 +960,16 @@ mod tests {
         names(parse(&file(r#"fallback = { model = "cellular", mean_mbit_s = 0 }"#)), "fallback: mean_mbit_s");
         names(parse(&file_link(r#"model = "cellular", mean_mbit_s = 5, burst = 0"#)), "burst");
         names(parse(&file_link(r#"model = "cellular", mean_mbit_s = 5, colour = 1"#)), "colour");
-        let step = BASE.replace(r#"kind = "blackout""#, r#"kind = "capacity""#).replace("duration_s = 1\n", "mbit_s = -2\n");
+        let step = BASE
+            .replace(r#"kind = "blackout""#, r#"kind = "capacity""#)
+            .replace("duration_s = 1\n", "mbit_s = -2\n");
         names(parse(&step), "events[0].mbit_s");
     }
 
     #[test]
     fn another_recording_replaces_every_file_link() {
-        let mut s = parse(&file_link(r#"model = "file", path = "a.down", offset_s = 7, scale = 0.3"#)).unwrap();
+        let mut s =
+            parse(&file_link(r#"model = "file", path = "a.down", offset_s = 7, scale = 0.3"#)).unwrap();
         assert_eq!(s.replace_trace_files(Path::new("/b.down")), 1);
         let TraceModel::File { path, offset_s, scale, .. } = &s.links[0].trace else { panic!() };
         assert_eq!((path.as_path(), *offset_s, *scale), (Path::new("/b.down"), 7.0, 0.3));
@@ -972,14 +978,19 @@ mod tests {
 
     #[test]
     fn capacity_events_step_the_uplink_trace() {
-        let text = BASE.replace(r#"kind = "blackout""#, r#"kind = "capacity""#).replace("duration_s = 1\n", "mbit_s = 2.4\n");
+        let text = BASE
+            .replace(r#"kind = "blackout""#, r#"kind = "capacity""#)
+            .replace("duration_s = 1\n", "mbit_s = 2.4\n");
         let s = parse(&text).unwrap();
         let traces = s.traces().unwrap();
         let t0 = 3_000_000_000;
         let up = s.uplink_traces(&traces, t0).unwrap();
         let ms = 1_000_000;
         let rate = |t: &Trace, a: u64| t.capacity_bytes(a * ms, (a + 1000) * ms) as f64 * 8.0 / 1e6;
-        assert!((rate(&up[0], 3000) - 12.0).abs() < 0.05, "before the step (2 s after traffic starts at 3 s)");
+        assert!(
+            (rate(&up[0], 3000) - 12.0).abs() < 0.05,
+            "before the step (2 s after traffic starts at 3 s)"
+        );
         assert!((rate(&up[0], 5000) - 2.4).abs() < 0.05, "after");
         assert!((rate(&up[0], 20_000) - 2.4).abs() < 0.05, "until the end of the run");
     }
