@@ -182,7 +182,7 @@ pub enum TraceModel {
         scale: f64,
         /// A synthetic model played instead when the file is absent.
         #[serde(default)]
-        fallback: Option<Box<TraceModel>>,
+        fallback: Option<Box<Self>>,
     },
     /// A synthetic cellular link calibrated on real traces: a log-normal
     /// rate with memory, 100 ms stalls, opportunities in bursts (see
