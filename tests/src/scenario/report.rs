@@ -25,6 +25,7 @@ pub fn to_json(r: &RunResult) -> Value {
                 "id": i,
                 "weight": r.weights.get(i),
                 "trace_mean_mbit_s": r.traces.get(i).map(|t| t.mean_mbit_s()),
+                "trace_source": r.trace_sources.get(i),
                 "strata_tx_bytes": strata["tx_bytes"],
                 "strata_tx_packets": strata["tx_packets"],
                 "uplink_delivered_bytes": s.uplink.delivered_bytes,
@@ -55,6 +56,7 @@ pub fn to_json(r: &RunResult) -> Value {
         "loss_by_class": a.classes.iter().map(|(k, c)| (k.clone(), json!(c.loss))).collect::<serde_json::Map<_, _>>(),
         "links": per_link,
         "events": a.events,
+        "capacity_steps": a.capacity_steps,
         "event_log": r.event_log,
         "state_changes": r.state_changes,
         "strata_drops": r.edge_stats["drops"],
@@ -311,6 +313,41 @@ fn oracle_panel(r: &RunResult, s: &mut String, top: f64, height: f64, x: &dyn Fn
     );
 }
 
+/// Which source each link's trace came from (a file, or the synthetic
+/// fallback played because the file was absent).
+fn trace_sources_markdown(r: &RunResult) -> String {
+    let mut s = String::from("\n| link | trace played |\n|---|---|\n");
+    for (i, source) in r.trace_sources.iter().enumerate() {
+        let _ = writeln!(s, "| {i} | {} |", source.description);
+    }
+    s
+}
+
+/// How stepped links followed their capacity (`capacity` events).
+fn capacity_steps_markdown(r: &RunResult) -> String {
+    let steps = &r.analysis.capacity_steps;
+    if steps.is_empty() {
+        return String::new();
+    }
+    let mut s = String::from(
+        "\n| capacity step | link | at | carried ≥ 80 % of the new capacity after | carried 1.5–2.5 s after | longest queueing delay from 300 ms after |\n|---|---|---|---|---|---|\n",
+    );
+    for c in steps {
+        let _ = writeln!(
+            s,
+            "| {:.1} → {:.1} Mbit/s | {} | {:.1} s | {} | {:.0} % | {:.0} ms |",
+            c.from_mbit_s,
+            c.to_mbit_s,
+            c.link,
+            c.at_ms / 1000.0,
+            c.reached_80pct_ms.map_or_else(|| "never".to_string(), |ms| format!("{ms:.0} ms")),
+            c.carried_share_after_1500ms * 100.0,
+            c.queue_delay_after_300ms_ms
+        );
+    }
+    s
+}
+
 /// A short human summary.
 pub fn markdown(r: &RunResult) -> String {
     let a = &r.analysis;
@@ -393,6 +430,8 @@ pub fn markdown(r: &RunResult) -> String {
             );
         }
     }
+    s.push_str(&capacity_steps_markdown(r));
+    s.push_str(&trace_sources_markdown(r));
     if !r.state_changes.is_empty() {
         let _ = writeln!(
             s,

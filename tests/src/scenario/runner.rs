@@ -21,15 +21,19 @@ use std::{
 use anyhow::{Context as _, bail};
 
 use super::{
-    analyzer::{Analysis, Arrival, EventMark, analyze, resume_ms, steering_ms},
+    analyzer::{
+        Analysis, Arrival, CapacityStepReport, EventMark, analyze, capacity_step_report, resume_ms,
+        steering_ms,
+    },
     generator::{Flow, Planned, plan},
     oracle::{self, Comparison},
-    spec::{EventKind, Scenario},
+    spec::{EventKind, Scenario, TraceSource},
 };
 use crate::{
     Lab,
     emulator::{
-        bridge::{DATA_BIN, EmulatedLink},
+        bridge::{DATA_BIN, EmulatedLink, LinkStats},
+        model::TRANSMIT_BIN,
         trace::Trace,
     },
     in_netns,
@@ -58,8 +62,10 @@ pub struct LinkSample {
 pub struct RunResult {
     /// The scenario.
     pub scenario: Scenario,
-    /// Uplink traces.
+    /// Uplink traces as played (capacity steps included).
     pub traces: Vec<Trace>,
+    /// Where each link's trace came from (a file, or its fallback).
+    pub trace_sources: Vec<TraceSource>,
     /// Strata weights configured.
     pub weights: Vec<u32>,
     /// How the edge decided its weights.
@@ -79,7 +85,7 @@ pub struct RunResult {
     /// What an operator watching the edge saw (when asked for).
     pub observation: Option<Observation>,
     /// Final emulator counters per link.
-    pub link_stats: Vec<crate::emulator::bridge::LinkStats>,
+    pub link_stats: Vec<LinkStats>,
     /// `strata-ctl stats --json` of the edge at the end.
     pub edge_stats: serde_json::Value,
     /// What each event did, as applied.
@@ -114,12 +120,14 @@ pub fn run_with(
 ) -> anyhow::Result<RunResult> {
     let setup = setup.into();
     let control = setup.control;
-    let traces = scenario.traces()?;
+    let (traces, trace_sources): (Vec<Trace>, Vec<TraceSource>) =
+        scenario.traces_with_sources()?.into_iter().unzip();
     let weights = scenario.weights(&traces);
     let aggregate = Scenario::aggregate_mbit_s(&traces);
     let (flows, planned) = plan(&scenario.traffic, aggregate, scenario.duration_s);
     let duration = Duration::from_secs_f64(scenario.duration_s);
     let warmup_ns = WARMUP.as_nanos() as u64;
+    let traces = scenario.uplink_traces(&traces, warmup_ns)?;
 
     let lab = Lab::up_emulated(&Lab::unique_prefix(), scenario.links.len())?;
     let start = Instant::now();
@@ -268,10 +276,12 @@ pub fn run_with(
             _ => {}
         }
     }
+    analysis.capacity_steps = capacity_steps(scenario, &traces, &link_stats, warmup_ns);
     let event_log = std::mem::take(&mut *event_log.lock().map_err(|_| anyhow::anyhow!("poisoned"))?);
     Ok(RunResult {
         scenario: scenario.clone(),
         traces,
+        trace_sources,
         weights,
         control,
         os_signals: setup.os_signals,
@@ -287,6 +297,52 @@ pub fn run_with(
         analysis,
         oracle,
     })
+}
+
+/// How each stepped link followed its `capacity` events, from the
+/// emulator's transmit bins (time base: emulator time 0, `t0_ns` before
+/// traffic). A step is followed until the link's next step, the end of
+/// traffic or 10 s.
+fn capacity_steps(
+    scenario: &Scenario,
+    traces: &[Trace],
+    stats: &[LinkStats],
+    t0_ns: u64,
+) -> Vec<CapacityStepReport> {
+    let end_ns = t0_ns + (scenario.duration_s * 1e9) as u64;
+    let steps: Vec<(usize, f64, f64)> = scenario
+        .events
+        .iter()
+        .filter_map(|e| match e.kind {
+            EventKind::Capacity { link, mbit_s } => Some((link, e.at_s, mbit_s)),
+            _ => None,
+        })
+        .collect();
+    steps
+        .iter()
+        .filter_map(|&(link, at_s, to_mbit_s)| {
+            let at_ns = t0_ns + (at_s * 1e9) as u64;
+            let next = steps
+                .iter()
+                .filter(|&&(l, t, _)| l == link && t > at_s)
+                .map(|&(_, t, _)| t0_ns + (t * 1e9) as u64)
+                .min()
+                .unwrap_or(u64::MAX);
+            let until_ns = next.min(end_ns).min(at_ns + 10_000_000_000);
+            let before = at_ns.saturating_sub(1_000_000_000);
+            let from_mbit_s = traces.get(link)?.capacity_bytes(before, at_ns) as f64 * 8.0
+                / ((at_ns - before) as f64 / 1e9)
+                / 1e6;
+            let bins = &stats.get(link)?.uplink_transmitted;
+            Some(capacity_step_report(
+                (link, at_s * 1000.0),
+                (from_mbit_s, to_mbit_s),
+                (&bins.bytes, &bins.max_sojourn_ns, TRANSMIT_BIN),
+                at_ns,
+                until_ns,
+            ))
+        })
+        .collect()
 }
 
 /// What an operator watching the edge saw during a run.
@@ -549,7 +605,10 @@ fn play_events(
     let mut actions: Vec<(f64, usize, EventKind, bool)> = Vec::new();
     for (index, e) in scenario.events.iter().enumerate() {
         match e.kind {
-            EventKind::Blackout { .. } | EventKind::Collapse { .. } | EventKind::DelaySpikes { .. } => {}
+            EventKind::Blackout { .. }
+            | EventKind::Collapse { .. }
+            | EventKind::DelaySpikes { .. }
+            | EventKind::Capacity { .. } => {}
             EventKind::InterfaceDown { duration_s, .. }
             | EventKind::CarrierDown { duration_s, .. }
             | EventKind::UsbReattach { duration_s, .. } => {
