@@ -479,7 +479,8 @@ mod tests {
             "#,
         )
         .unwrap();
-        let traces = scenario.traces().unwrap();
+        let (traces, trace_sources): (Vec<_>, Vec<_>) =
+            scenario.traces_with_sources().unwrap().into_iter().unzip();
         let (flows, planned) = plan(&scenario.traffic, 12.0, scenario.duration_s);
         let arrivals: Vec<Arrival> = planned
             .iter()
@@ -499,6 +500,7 @@ mod tests {
         RunResult {
             scenario,
             traces,
+            trace_sources,
             weights: vec![12],
             control: crate::strata::Control::Adaptive,
             os_signals: crate::strata::OsSignals::Full,
