@@ -52,6 +52,7 @@
 //! # silence_hold_ms = 100    # lifecycle bounds: see ControlSection
 //! # silence_demote_ms = 300
 //! # backlog_limit_ms = 50    # scorer: see ControlSection
+//! # deadline_ms = 150        # one-way delay budget; the bitrate published to sources fits it
 //! ```
 
 use std::{
@@ -334,6 +335,10 @@ pub struct ControlSection {
     pub backlog_limit_ms: f64,
     /// Added to a link's expected arrival per unit of recent loss, ms.
     pub loss_penalty_ms: f64,
+    /// One-way delay budget, ms: what arrives later is late. The bitrate
+    /// published to sources is what the links carry within it
+    /// (docs/BITRATE.md).
+    pub deadline_ms: u64,
 }
 
 impl Default for ControlSection {
@@ -390,6 +395,7 @@ impl Default for ControlSection {
             probe_gain,
             backlog_limit_ms,
             loss_penalty_ms,
+            deadline_ms: 150,
         }
     }
 }
@@ -445,6 +451,7 @@ impl ControlSection {
             ("cooldown_after_ms", self.cooldown_after_ms, 100, 600_000),
             ("cooldown_ms", self.cooldown_ms, 0, 600_000),
             ("gone_after_ms", self.gone_after_ms, 1000, 86_400_000),
+            ("deadline_ms", self.deadline_ms, 10, 10_000),
         ];
         for (f, v, lo, hi) in int_ranges {
             if !(lo..=hi).contains(&v) {
@@ -905,6 +912,11 @@ mod tests {
             "t.toml: control.loss_demote: NaN is outside 0.001..=1"
         );
         assert!(err(&with("[control]\nsilence_hold_ms = 20")).contains("shorter than two probe intervals"));
+        assert_eq!(c.control.deadline_ms, 150, "the one-way delay budget defaults to 150 ms");
+        assert_eq!(
+            err(&with("[control]\ndeadline_ms = 5")),
+            "t.toml: control.deadline_ms: 5 is outside 10..=10000"
+        );
         assert!(err(&with("[control]\nwarm = 3")).contains("warm"), "unknown keys are named");
         assert!(
             err(&with("[metrics]\nlisten = \"everywhere\""))

@@ -177,6 +177,7 @@ impl Daemon {
         let _ = std::fs::remove_dir_all(Path::new("/sys/fs/bpf/strata").join(name));
         let _ = std::fs::remove_file(Path::new("/run/strata").join(format!("{name}.lock")));
         let _ = std::fs::remove_file(Path::new("/run/strata").join(format!("{name}.sock")));
+        let _ = std::fs::remove_file(Path::new("/run/strata").join(format!("{name}.bitrate.sock")));
         // The mount point of the daemon's own sysfs (the mount itself died
         // with the daemon's mount namespace).
         let _ = std::fs::remove_dir(Path::new("/run/strata").join(format!("{name}.sysfs")));

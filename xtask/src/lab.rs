@@ -48,6 +48,34 @@ pub(crate) fn scenario_path(name: &str) -> PathBuf {
     if candidate.is_file() { candidate } else { PathBuf::from(name) }
 }
 
+/// `--trace FILE` points every `file` link at FILE (keeping offsets and
+/// scales: the scenario on another recording); `--trace LINK=FILE` replaces
+/// one link's trace. The file must exist: a fallback would hide the typo.
+fn apply_trace_option(scenario: &mut Scenario, option: &str) -> anyhow::Result<()> {
+    let per_link = option.split_once('=').and_then(|(l, f)| Some((l.parse::<usize>().ok()?, f)));
+    let file = PathBuf::from(per_link.map_or(option, |(_, f)| f));
+    anyhow::ensure!(file.is_file(), "--trace {option}: {} is not a file", file.display());
+    match per_link {
+        Some((link, _)) => {
+            let spec = scenario
+                .links
+                .get_mut(link)
+                .with_context(|| format!("--trace {option}: the scenario has no link {link}"))?;
+            spec.trace = TraceModel::File { path: file, offset_s: 0.0, scale: 1.0, fallback: None };
+        }
+        None => {
+            let n = scenario.replace_trace_files(&file);
+            anyhow::ensure!(
+                n > 0,
+                "--trace {option}: scenario {} has no `file` link to replace; use --trace LINK=FILE",
+                scenario.name
+            );
+            println!("--trace: {n} link(s) now play {}", file.display());
+        }
+    }
+    Ok(())
+}
+
 pub(crate) fn run(
     name: &str,
     traces: &[String],
@@ -68,13 +96,7 @@ pub(crate) fn run(
     require_root("cargo xtask lab run")?;
     let mut scenario = Scenario::load(&scenario_path(name))?;
     for t in traces {
-        let (link, file) = t.split_once('=').with_context(|| format!("--trace {t}: expected LINK=FILE"))?;
-        let link: usize = link.parse().with_context(|| format!("--trace {t}: LINK must be a link number"))?;
-        let spec = scenario
-            .links
-            .get_mut(link)
-            .with_context(|| format!("--trace {t}: the scenario has no link {link}"))?;
-        spec.trace = TraceModel::File { path: PathBuf::from(file) };
+        apply_trace_option(&mut scenario, t)?;
     }
     if let Some(d) = duration {
         scenario.duration_s = d;
@@ -93,6 +115,18 @@ pub(crate) fn run(
     )?;
     report::write(&result, &out, json)?;
     print!("{}", report::markdown(&result));
+    let o = &result.oracle;
+    println!(
+        "\noracle: within {:.0} ms Strata delivered {} of {} datagrams, the oracle {} — Strata ÷ oracle = {:.3} \
+         (oracle at {:.4} of its byte bound, computed in {:.0} ms of CPU)",
+        o.deadline_ms,
+        o.all.strata_delivered,
+        o.all.sent,
+        o.all.oracle_delivered,
+        o.all.oracle_ratio,
+        o.oracle_of_bound,
+        o.compute_ms
+    );
     println!("\nwritten: {0}/result.json {0}/plot.svg {0}/summary.md", out.display());
     Ok(())
 }

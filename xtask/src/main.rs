@@ -6,6 +6,7 @@
 //! * `lab up|down` — the lab topology by hand.
 //! * `bench datapath` — per-packet program cost and lab forwarding figures.
 //! * `layers` — module cycles and strata-ctl's layer rules (also a test).
+//! * `trace stats` — statistics of a capacity trace file or model.
 
 mod bench;
 mod cmd;
@@ -14,6 +15,7 @@ mod lab;
 mod layers;
 mod setup;
 mod test;
+mod trace;
 
 use std::{path::PathBuf, process::ExitCode};
 
@@ -46,6 +48,36 @@ enum Command {
         #[command(subcommand)]
         command: BenchCommand,
     },
+    /// Capacity traces.
+    Trace {
+        #[command(subcommand)]
+        command: TraceCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum TraceCommand {
+    /// Mean, per-second rate percentiles, empty 100 ms windows, rate
+    /// autocorrelation time and burst sizes of a mahimahi FILE or a model.
+    Stats {
+        /// A mahimahi trace file.
+        file: Option<PathBuf>,
+        /// A model instead, as in a scenario: 'model = "cellular", mean_mbit_s = 12.8'.
+        #[arg(long, conflicts_with = "file")]
+        model: Option<String>,
+        /// Length of a generated trace, s.
+        #[arg(long, default_value_t = 600.0)]
+        duration: f64,
+        /// Seeds of a generated model to describe (1..=N).
+        #[arg(long, default_value_t = 1)]
+        seeds: u64,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+        /// Also write the trace in mahimahi format here (one file per seed).
+        #[arg(long)]
+        write: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -70,8 +102,10 @@ enum LabCommand {
     Run {
         /// Scenario name or file.
         scenario: String,
-        /// Replace a link's trace with a mahimahi file: LINK=FILE.
-        #[arg(long = "trace", value_name = "LINK=FILE")]
+        /// Play another mahimahi file: FILE replaces the file of every
+        /// `file` link (keeping its offset and scale); LINK=FILE replaces
+        /// one link's trace whatever its model.
+        #[arg(long = "trace", value_name = "[LINK=]FILE")]
         traces: Vec<String>,
         /// Also write the JSON result to this file.
         #[arg(long)]
@@ -134,6 +168,16 @@ fn main() -> ExitCode {
             release,
         ),
         Command::Bench { command: BenchCommand::Emulator { json } } => bench::emulator(json.as_deref()),
+        Command::Trace { command: TraceCommand::Stats { file, model, duration, seeds, json, write } } => {
+            trace::stats(&trace::StatsArgs {
+                file: file.as_deref(),
+                model: model.as_deref(),
+                duration_s: duration,
+                seeds,
+                json,
+                write: write.as_deref(),
+            })
+        }
         Command::Bench { command: BenchCommand::Datapath { json, packets } } => {
             bench::datapath(json.as_deref(), packets)
         }

@@ -19,6 +19,7 @@ use crate::{
     control::evidence::Evidence,
     control::{
         estimator::{Estimate, Feedback, LinkEstimator},
+        fit::{self, Fit, FitConfig, LinkInput},
         lifecycle::{Lifecycle, State, Thresholds, Transition},
         scoring::{Decision, LinkView, ScoringConfig, decide},
     },
@@ -421,6 +422,26 @@ impl Controller {
             ));
         }
         out
+    }
+
+    /// What the bond can carry within `cfg.deadline`, from the estimates of
+    /// the last tick (see [`fit`]): each link configured to carry traffic,
+    /// at the share its lifecycle allows (halved under a modem's caution,
+    /// none while silent past the hold bound), as the scorer sees it.
+    pub fn fit(&self, now: Duration, cfg: &FitConfig) -> Fit {
+        let inputs: Vec<LinkInput> = self
+            .links
+            .iter()
+            .zip(&self.estimates)
+            .filter(|(l, _)| l.weight > 0)
+            .map(|(l, e)| {
+                let heard = e.silence.is_some_and(|s| s <= self.thresholds.silence_hold);
+                let caution = if l.caution_until.is_some_and(|t| now < t) { 0.5 } else { 1.0 };
+                let share = if heard { l.lifecycle.share() * caution } else { 0.0 };
+                LinkInput::from_estimate(l.id, share, e)
+            })
+            .collect();
+        fit::fit(&inputs, cfg)
     }
 
     /// State of each link, for summaries.

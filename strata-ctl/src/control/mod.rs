@@ -10,7 +10,9 @@
 //!   ⇄ degraded → cooldown → gone, fast demotion, slow re-admission;
 //! * [`scoring`] — weights and send budgets for the kernel;
 //! * [`schedule`] — weights as the kernel's slot table;
-//! * [`controller`] — the links together: evidence in, a decision per tick out.
+//! * [`controller`] — the links together: evidence in, a decision per tick out;
+//! * [`fit`] — the bitrate the bond can carry within the deadline, now and
+//!   over the next second, for the source to adapt to.
 //!
 //! Everything here is driven by a clock the caller passes in (`Duration`
 //! since an arbitrary start), so it runs the same on simulated time in tests
@@ -22,6 +24,7 @@
 pub mod controller;
 pub mod estimator;
 pub mod evidence;
+pub mod fit;
 pub mod lifecycle;
 pub mod schedule;
 pub mod scoring;

@@ -11,7 +11,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use strata_common::maps::Endpoint;
+use strata_common::{maps::Endpoint, packet::OUTER_V4_LEN};
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
@@ -25,6 +25,7 @@ use crate::{
     control::{
         controller::{ControlEvent, Controller},
         evidence::Evidence,
+        fit::FitConfig,
         scoring::Decision,
         train::TrainShape,
     },
@@ -53,6 +54,8 @@ pub(super) struct Adaptive {
     pub(super) cpu: Duration,
     /// Time 0 of the controller's clock.
     epoch: Instant,
+    /// How what fits within the deadline is computed.
+    pub(super) fit: FitConfig,
 }
 
 impl Drop for Adaptive {
@@ -64,12 +67,14 @@ impl Drop for Adaptive {
 }
 
 impl Adaptive {
-    /// Per-link routing and a prober per link, feeding one controller.
+    /// Per-link routing and a prober per link, feeding one controller;
+    /// `mtu` is the tunnel's (what fits is counted in its packets' bytes).
     pub(super) async fn start(
         net: &Net,
         config: &Config,
         links: &[ResolvedLink],
         hub: Endpoint,
+        mtu: u32,
     ) -> Result<Self, AdaptiveError> {
         let hub = SocketAddr::from((Ipv4Addr::from(u32::from_be(hub.ip_be)), u16::from_be(hub.port_be)));
         let (tx, samples) = mpsc::channel(1024);
@@ -140,6 +145,11 @@ impl Adaptive {
             paced: false,
             cpu: cpu_time(),
             epoch: Instant::now(),
+            fit: FitConfig {
+                deadline: Duration::from_millis(config.control.deadline_ms),
+                headroom: config.control.headroom,
+                payload_share: FitConfig::payload_share(mtu, OUTER_V4_LEN),
+            },
         })
     }
 

@@ -200,7 +200,9 @@ impl Daemon<'_> {
             a.controller.on_overflow(now, &overflow);
         }
         a.ask_for_trains();
-        let decision = a.controller.tick(a.now());
+        let now = a.now();
+        let decision = a.controller.tick(now);
+        let fit = a.controller.fit(now, &a.fit);
         a.log_events();
         debug!(weights = ?decision.weights, "adaptive weights");
         apply(&mut self.dp, self.config, &self.side, &decision);
@@ -226,6 +228,8 @@ impl Daemon<'_> {
         self.exposition.publish(|p| {
             p.weight_updates += 1;
             p.last_update = Some(std::time::SystemTime::now());
+            p.bitrate.fit = Some(fit);
+            p.bitrate.at = p.last_update;
         });
     }
 

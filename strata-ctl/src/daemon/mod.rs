@@ -39,7 +39,7 @@ use self::{
     links::Side,
 };
 use crate::{
-    config::{Config, ControlMode},
+    config::{Config, ControlMode, Role},
     dataplane::datapath::Datapath,
     inband::prober,
     os::{
@@ -48,8 +48,20 @@ use crate::{
         net::Net,
         notify,
     },
-    serve::{metrics, status, view::Exposition},
+    serve::{bitrate, metrics, status, view::Exposition},
 };
+
+/// Why no bitrate is published before the controller's first tick, or ever.
+fn bitrate_unknown(config: &Config, adaptive: bool) -> &'static str {
+    match (config.role, config.control.mode, adaptive) {
+        (Role::Hub, ..) => "the hub: what fits is measured on the edge, for the edge's sources",
+        (_, ControlMode::Static, _) => {
+            "static mode: configured weights are shares, not capacities ([control] mode = \"adaptive\" measures them)"
+        }
+        (_, ControlMode::Adaptive, false) => "adaptive control is unavailable (see the log)",
+        (_, ControlMode::Adaptive, true) => "not computed yet",
+    }
+}
 
 /// Runs until a signal arrives.
 pub async fn run(config: Config) -> Result<(), StartError> {
@@ -100,7 +112,7 @@ pub async fn run(config: Config) -> Result<(), StartError> {
         .map_err(|source| StartError::ControlSocket { port: config.port, source });
     let adaptive = match (&side, config.control.mode) {
         (Side::Edge { links, hub }, ControlMode::Adaptive) if control.is_ok() => {
-            match Adaptive::start(&net, &config, links, *hub).await {
+            match Adaptive::start(&net, &config, links, *hub, mtu).await {
                 Ok(a) => Some(a),
                 Err(e) => {
                     warn!("adaptive control unavailable, keeping the configured weights: {e}");
@@ -117,6 +129,10 @@ pub async fn run(config: Config) -> Result<(), StartError> {
         ControlMode::Adaptive => "adaptive",
     };
     let exposition = Exposition::new(pin_dir.clone(), interfaces, mode);
+    exposition.publish(|p| {
+        p.bitrate.deadline = std::time::Duration::from_millis(config.control.deadline_ms);
+        p.bitrate.unknown = bitrate_unknown(&config, adaptive.is_some()).to_string();
+    });
     // The kernel times every program run while this fd is open (two clock
     // reads per run); only worth it when someone scrapes the figures.
     let program_stats = if config.metrics.listen.is_some() {
@@ -150,6 +166,19 @@ pub async fn run(config: Config) -> Result<(), StartError> {
         }
         Err(e) => {
             warn!("no status socket: {e:#}");
+            None
+        }
+    };
+    // Next to the status socket, with its permissions; a convenience too.
+    let bitrate_path = bitrate::socket_path(config.name());
+    let _bitrate_file = match status::bind_local(&bitrate_path, config.status.group.as_deref()) {
+        Ok((listener, file)) => {
+            info!(socket = %bitrate_path.display(), "publishing what fits within the deadline");
+            tasks.push(tokio::spawn(bitrate::serve(listener, exposition.clone(), bitrate::PERIOD)));
+            Some(file)
+        }
+        Err(e) => {
+            warn!("no bitrate socket: {e:#}");
             None
         }
     };
@@ -215,4 +244,32 @@ pub async fn run(config: Config) -> Result<(), StartError> {
     drop(instance);
     info!("stopped");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EDGE: &str = "version = 1\nrole = \"edge\"\nsession = 7\n[tunnel]\naddress = \"10.200.0.1/30\"\n\
+                        [peer]\naddress = \"198.19.0.2\"\n[[links]]\nid = 0\ninterface = \"lnk0\"\nweight = 1\n";
+
+    #[test]
+    fn the_bitrate_says_why_it_is_unknown() {
+        let edge =
+            |mode: &str| Config::parse(&format!("{EDGE}[control]\nmode = \"{mode}\"\n"), "t.toml").unwrap();
+        assert!(
+            bitrate_unknown(&edge("static"), false).starts_with("static mode: configured weights are shares")
+        );
+        assert_eq!(bitrate_unknown(&edge("adaptive"), true), "not computed yet");
+        assert_eq!(
+            bitrate_unknown(&edge("adaptive"), false),
+            "adaptive control is unavailable (see the log)"
+        );
+        let hub = Config::parse(
+            "version = 1\nrole = \"hub\"\nsession = 7\n[tunnel]\naddress = \"10.200.0.2/30\"\n[hub]\ninterface = \"wan0\"\n",
+            "t.toml",
+        )
+        .unwrap();
+        assert!(bitrate_unknown(&hub, false).starts_with("the hub:"));
+    }
 }

@@ -12,10 +12,13 @@
 //! * [`metrics`] — the Prometheus exposition: [`metrics::gather`](fn@metrics::gather) then
 //!   [`metrics::encode`](fn@metrics::encode), served over HTTP;
 //! * [`status`] — `strata-ctl status`: [`status::DaemonView::gather`] then
-//!   [`status::build`], over a unix socket, and its rendering.
+//!   [`status::build`], over a unix socket, and its rendering;
+//! * [`bitrate`] — what fits within the deadline ([`bitrate::document`]),
+//!   pushed at 10 Hz to the sources over a unix socket.
 //!
 //! With the daemon down, `status` falls back to the kernel's pinned maps.
 
+pub mod bitrate;
 pub mod metrics;
 pub mod status;
 pub mod view;

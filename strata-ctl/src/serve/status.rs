@@ -29,7 +29,7 @@ use std::{
     io,
     path::{Path, PathBuf},
     sync::Arc,
-    time::Duration,
+    time::{Duration, SystemTime},
 };
 
 use serde::{Deserialize, Serialize};
@@ -45,11 +45,14 @@ use crate::{
         error::DatapathError,
         stats::{self, Snapshot},
     },
-    serve::view::{BindingView, DropCounts, Exposition, ModemView, Published},
+    serve::{
+        bitrate::{self, Bitrate},
+        view::{BindingView, DropCounts, Exposition, ModemView, Published},
+    },
 };
 
 /// Where the control sockets live.
-pub const SOCKET_DIR: &str = "/run/strata";
+pub const SOCKET_DIR: &str = crate::os::host::RUN_DIR;
 /// How long the daemon waits for a client's request line.
 pub const TIMEOUT: Duration = Duration::from_millis(500);
 /// How long the client waits for the daemon's answer, connection included.
@@ -175,6 +178,10 @@ pub struct Status {
     /// Received.
     #[serde(default)]
     pub total_rx_packets: u64,
+    /// What the bond carries within the deadline, as pushed on the bitrate
+    /// socket (docs/BITRATE.md); absent when the daemon is down.
+    #[serde(default)]
+    pub bitrate: Option<Bitrate>,
 }
 
 /// What a running daemon adds to the kernel's counters: the inputs of
@@ -193,6 +200,8 @@ pub struct DaemonView {
     pub kernel_drops: Option<Vec<(u8, DropCounts)>>,
     /// Time since the daemon started.
     pub uptime: Duration,
+    /// When the view was read (the bitrate's age is taken from it).
+    pub read_at: SystemTime,
 }
 
 impl DaemonView {
@@ -205,6 +214,7 @@ impl DaemonView {
             sampling: exposition.sampling(),
             kernel_drops: exposition.kernel_drops(),
             uptime: exposition.uptime(),
+            read_at: SystemTime::now(),
         }
     }
 
@@ -279,6 +289,7 @@ pub fn build(name: &str, snapshot: &Snapshot, daemon: Option<&DaemonView>) -> St
             None => "unknown (controller down)".into(),
         },
         os_signals: published.as_ref().map_or(String::new(), |p| p.os_signals.to_string()),
+        bitrate: daemon.map(|d| bitrate::document(&d.published.bitrate, d.read_at)),
         advisors: published
             .as_ref()
             .map(|p| p.advisors.iter().map(|(n, s)| ((*n).to_string(), s.clone())).collect())
@@ -461,11 +472,18 @@ impl Drop for SocketFile {
 
 /// Binds the control socket of `name`: mode 0600, or 0660 with group `group`.
 pub fn bind(name: &str, group: Option<&str>) -> Result<(UnixListener, SocketFile), StatusError> {
+    bind_local(&socket_path(name), group)
+}
+
+/// Binds a local socket of the daemon at `path` (in [`SOCKET_DIR`]): mode
+/// 0600, or 0660 with group `group` — the status socket, and the bitrate
+/// socket next to it.
+pub fn bind_local(path: &Path, group: Option<&str>) -> Result<(UnixListener, SocketFile), StatusError> {
     use std::os::unix::fs::PermissionsExt as _;
 
-    let path = socket_path(name);
-    std::fs::create_dir_all(SOCKET_DIR)
-        .map_err(|cause| StatusError::SocketDir { dir: SOCKET_DIR.into(), cause })?;
+    let path = path.to_path_buf();
+    let dir = path.parent().unwrap_or(Path::new(SOCKET_DIR));
+    std::fs::create_dir_all(dir).map_err(|cause| StatusError::SocketDir { dir: dir.into(), cause })?;
     // A socket file left by a crashed daemon (the instance lock says none runs).
     let _ = std::fs::remove_file(&path);
     let listener =
@@ -692,6 +710,9 @@ pub fn render(s: &Status) -> String {
         bytes(s.total_rx_bytes),
         s.total_rx_packets
     );
+    if let Some(b) = &s.bitrate {
+        let _ = writeln!(out, "{}", bitrate_line(b));
+    }
     out.push_str(&stats::drops_line(&s.drops));
     for l in &s.links {
         if let Some(drops) = l.kernel_drops.as_ref().filter(|d| !d.is_empty()) {
@@ -743,6 +764,21 @@ pub fn render(s: &Status) -> String {
         let _ = writeln!(out, "os signals: {} — {}", s.os_signals, list.join("; "));
     }
     out
+}
+
+/// What fits within the deadline, on one line.
+fn bitrate_line(b: &Bitrate) -> String {
+    let head = format!("fits within {} ms:", b.deadline_ms);
+    match (b.now_bps, b.next_second_bps, &b.reason) {
+        (Some(now), Some(next), _) => format!(
+            "{head} {:.1} Mbit/s now, {:.1} Mbit/s next second ({} of {} links)",
+            now as f64 / 1e6,
+            next as f64 / 1e6,
+            b.links_counted,
+            b.links.len()
+        ),
+        (_, _, reason) => format!("{head} unknown — {}", reason.as_deref().unwrap_or("not computed")),
+    }
 }
 
 fn bytes(b: u64) -> String {
@@ -899,6 +935,7 @@ mod tests {
             sampling: Ok(()),
             kernel_drops: Some(vec![(0, Vec::new()), (2, vec![("QDISC_DROP".into(), 4)])]),
             uptime: Duration::from_millis(90_500),
+            read_at: SystemTime::UNIX_EPOCH,
         }
     }
 
@@ -931,6 +968,9 @@ mod tests {
             "{text}"
         );
         assert!(text.ends_with("os signals: passive — sysfs active\n"), "{text}");
+        // Nothing computed yet: unknown, with the reason, never a rate of 0.
+        assert_eq!(s.bitrate.as_ref().map(|b| b.now_bps), Some(None));
+        assert!(text.contains("fits within 0 ms: unknown — not computed yet\n"), "{text}");
 
         // Sampling off: the daemon's reason, and drops unknown rather than none.
         let mut off = daemon();
@@ -939,6 +979,42 @@ mod tests {
         let s = build("car7", &snapshot(), Some(&off));
         assert_eq!(s.kernel_sampling, "off: not enabled (metrics.kernel_sampling)");
         assert!(s.links.iter().all(|l| l.kernel_drops.is_none()));
+    }
+
+    #[test]
+    fn what_fits_is_one_line_and_in_the_document() {
+        use crate::control::fit::{Fit, LinkFit};
+        let mut d = daemon();
+        let link = |id, bps: f64| LinkFit {
+            id,
+            now_bps: bps,
+            next_second_bps: bps / 2.0,
+            excluded_now: None,
+            excluded_next: None,
+        };
+        d.published.bitrate = crate::serve::view::BitrateView {
+            deadline: Duration::from_millis(150),
+            fit: Some(Fit {
+                now_bps: 12.34e6,
+                next_second_bps: 6.17e6,
+                links_counted: 2,
+                links_measured: 3,
+                links: vec![link(0, 10e6), link(1, 2.34e6), link(2, 0.0)],
+            }),
+            at: Some(SystemTime::UNIX_EPOCH),
+            unknown: String::new(),
+        };
+        let s = build("car7", &snapshot(), Some(&d));
+        let b = s.bitrate.as_ref().expect("a running daemon shows it");
+        assert_eq!((b.now_bps, b.next_second_bps, b.age_ms), (Some(12_340_000), Some(6_170_000), Some(0)));
+        let text = render(&s);
+        assert!(
+            text.contains("fits within 150 ms: 12.3 Mbit/s now, 6.2 Mbit/s next second (2 of 3 links)\n"),
+            "{text}"
+        );
+        // Without a daemon, nothing is known and nothing is shown.
+        let down = build("car7", &snapshot(), None);
+        assert!(down.bitrate.is_none() && !render(&down).contains("fits within"));
     }
 
     #[test]

@@ -13,7 +13,10 @@ use std::{
     time::{Duration, Instant, SystemTime},
 };
 
-use crate::{control::controller::LinkReport, dataplane::sampling};
+use crate::{
+    control::{controller::LinkReport, fit::Fit},
+    dataplane::sampling,
+};
 
 /// Packets by kernel drop reason name.
 pub type DropCounts = Vec<(String, u64)>;
@@ -39,6 +42,40 @@ pub struct Published {
     pub advisors: Vec<(&'static str, String)>,
     /// Where each edge link is bound now (device, address, re-binds).
     pub bindings: Vec<BindingView>,
+    /// What fits within the deadline, as last computed.
+    pub bitrate: BitrateView,
+    /// The bitrate socket's subscribers.
+    pub bitrate_subscribers: SubscriberCounts,
+}
+
+/// What fits within the deadline, as the control loop last computed it
+/// (see [`crate::control::fit`]); published on the bitrate socket, in status
+/// and in metrics.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct BitrateView {
+    /// The one-way delay budget it is computed for.
+    pub deadline: Duration,
+    /// The last computation; `None` while there is none.
+    pub fit: Option<Fit>,
+    /// When it was computed.
+    pub at: Option<SystemTime>,
+    /// Why there is none (static mode, the hub, no controller).
+    pub unknown: String,
+}
+
+/// The bitrate socket's subscribers, so far.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SubscriberCounts {
+    /// Connected now.
+    pub connected: u64,
+    /// Ever connected.
+    pub accepted: u64,
+    /// Turned away: the most the socket takes were connected.
+    pub refused: u64,
+    /// Disconnected by the daemon for not reading.
+    pub stalled: u64,
+    /// Messages a slow subscriber did not get (a newer one replaced them).
+    pub skipped: u64,
 }
 
 impl Published {
@@ -116,6 +153,12 @@ impl Exposition {
                 .map(|(id, row)| (id, row.into_iter().map(|(r, n)| (reason_name(&reasons, r), n)).collect()))
                 .collect(),
         )
+    }
+
+    /// A copy of the published bitrate alone (cheaper than the whole view,
+    /// for the 10 Hz socket).
+    pub fn bitrate(&self) -> BitrateView {
+        self.published.lock().map(|p| p.bitrate.clone()).unwrap_or_default()
     }
 
     /// A copy of the published view.

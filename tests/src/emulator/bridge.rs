@@ -26,7 +26,7 @@ use std::{
 use anyhow::Context as _;
 use nix::poll::{PollFd, PollFlags, ppoll};
 
-use super::model::{Direction, DirectionConfig, DirectionStats, Nanos};
+use super::model::{Direction, DirectionConfig, DirectionStats, Nanos, TransmitBins};
 
 /// `struct virtio_net_hdr` that precedes every frame on a `PACKET_VNET_HDR` socket.
 const VNET_HDR_LEN: usize = 10;
@@ -146,6 +146,9 @@ pub struct LinkStats {
     /// than the one before: (ns since the emulator's time 0, source). When
     /// the edge began sending from a new address.
     pub uplink_data_sources: Vec<(u64, std::net::Ipv4Addr)>,
+    /// What the uplink transmitted and how long it queued, per 10 ms since
+    /// the emulator's time 0, filled when the link stops.
+    pub uplink_transmitted: TransmitBins,
 }
 
 /// Smallest IP length counted as data in [`LinkStats::uplink_data_bins`]:
@@ -363,6 +366,7 @@ fn bridge(
     if let Ok(mut s) = stats.lock() {
         s.uplink_data_bins = data_bins;
         s.uplink_data_sources = data_sources;
+        s.uplink_transmitted = uplink.transmitted().clone();
     }
     Ok(())
 }

@@ -6,9 +6,13 @@
 //! frames between the two (see [`bridge`]), each direction shaped by a
 //! [`model::Direction`]: blackout, loss, drop-tail buffer, trace-driven
 //! capacity, delay and jitter. The model is pure and driven by the clock the
-//! caller passes in; [`trace`] reads and writes mahimahi capacity traces.
+//! caller passes in; [`trace`] reads and writes mahimahi capacity traces,
+//! [`cellular`] makes realistic synthetic ones and [`trace_stats`] measures
+//! how either moves.
 
 pub mod bridge;
 pub mod calibrate;
+pub mod cellular;
 pub mod model;
 pub mod trace;
+pub mod trace_stats;

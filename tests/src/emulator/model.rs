@@ -17,6 +17,11 @@
 //!    left unused when the queue runs dry is lost (mahimahi's semantics).
 //! 5. **Delay** — after transmission a packet waits base delay + jitter. Unless
 //!    reordering is allowed, no packet leaves before the one sent ahead of it.
+//!
+//! Per 10 ms of transmission time a direction records the bytes it
+//! transmitted and the longest time a packet waited in its buffer
+//! ([`TransmitBins`]): how fully a link was used, and its queueing delay,
+//! at the moment its capacity stepped.
 
 use std::collections::VecDeque;
 
@@ -122,6 +127,33 @@ pub struct DirectionConfig {
     pub seed: u64,
 }
 
+impl DirectionConfig {
+    /// Whether the radio is gone at `at` (inside a blackout window).
+    pub fn blacked_out(&self, at: Nanos) -> bool {
+        self.blackouts.iter().any(|w| w.contains(at))
+    }
+
+    /// Bytes the delivery opportunity at `at` may carry: [`OPPORTUNITY_BYTES`]
+    /// scaled by the deepest capacity collapse open at `at` (rounded down).
+    pub fn opportunity_bytes(&self, at: Nanos) -> u64 {
+        let factor = self
+            .collapses
+            .iter()
+            .filter(|c| c.window.contains(at))
+            .map(|c| c.factor.clamp(0.0, 1.0))
+            .fold(1.0, f64::min);
+        (OPPORTUNITY_BYTES as f64 * factor) as u64
+    }
+
+    /// Delay of a packet whose transmission ends at `sent_at`, given the
+    /// jitter drawn for it: base delay + jitter + any delay spike open then.
+    pub fn delay_ns(&self, sent_at: Nanos, jitter_ms: f64) -> Nanos {
+        let spike_ms: f64 =
+            self.delay_spikes.iter().filter(|(w, _)| w.contains(sent_at)).map(|&(_, ms)| ms).sum();
+        ((self.base_delay_ms + jitter_ms + spike_ms).max(0.0) * MS as f64) as Nanos
+    }
+}
+
 impl Default for DirectionConfig {
     fn default() -> Self {
         Self {
@@ -150,6 +182,32 @@ pub enum DropCause {
     BufferFull,
 }
 
+/// Width of a [`TransmitBins`] bin.
+pub const TRANSMIT_BIN: Nanos = 10 * MS;
+
+/// What a direction transmitted, per [`TRANSMIT_BIN`] of transmission time
+/// (the time a packet's last byte went out) since time 0.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TransmitBins {
+    /// Bytes transmitted.
+    pub bytes: Vec<u64>,
+    /// Longest time a packet transmitted in the bin spent in the buffer,
+    /// from its arrival to its last byte going out (its queueing delay), ns.
+    pub max_sojourn_ns: Vec<u64>,
+}
+
+impl TransmitBins {
+    fn record(&mut self, at: Nanos, len: usize, sojourn: Nanos) {
+        let bin = (at / TRANSMIT_BIN) as usize;
+        if self.bytes.len() <= bin {
+            self.bytes.resize(bin + 1, 0);
+            self.max_sojourn_ns.resize(bin + 1, 0);
+        }
+        self.bytes[bin] += len as u64;
+        self.max_sojourn_ns[bin] = self.max_sojourn_ns[bin].max(sojourn);
+    }
+}
+
 /// Counters of one direction.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct DirectionStats {
@@ -172,6 +230,8 @@ pub struct DirectionStats {
 struct Queued<T> {
     packet: T,
     len: usize,
+    /// When it entered the buffer.
+    arrived: Nanos,
     /// Bytes of this packet already transmitted by earlier opportunities.
     sent: u64,
 }
@@ -191,6 +251,7 @@ pub struct Direction<T> {
     last_departure: Nanos,
     in_blackout: bool,
     stats: DirectionStats,
+    transmitted: TransmitBins,
 }
 
 impl<T> std::fmt::Debug for Direction<T> {
@@ -221,12 +282,18 @@ impl<T> Direction<T> {
             last_departure: 0,
             in_blackout: false,
             stats: DirectionStats::default(),
+            transmitted: TransmitBins::default(),
         }
     }
 
     /// Counters so far.
     pub fn stats(&self) -> DirectionStats {
         self.stats
+    }
+
+    /// What was transmitted, and how long it waited, per 10 ms.
+    pub fn transmitted(&self) -> &TransmitBins {
+        &self.transmitted
     }
 
     /// Bytes waiting in the buffer.
@@ -255,7 +322,7 @@ impl<T> Direction<T> {
             // Credit does not accumulate while the queue is empty.
             self.skip_opportunities_before(now);
         }
-        self.queue.push_back(Queued { packet, len, sent: 0 });
+        self.queue.push_back(Queued { packet, len, arrived: now, sent: 0 });
         self.queued_bytes += len;
         Ok(())
     }
@@ -290,7 +357,7 @@ impl<T> Direction<T> {
     }
 
     fn update_blackout(&mut self, now: Nanos) {
-        let inside = self.cfg.blackouts.iter().any(|w| w.contains(now));
+        let inside = self.cfg.blacked_out(now);
         if inside && !self.in_blackout {
             // The radio is gone: what the modem held is lost with it.
             self.stats.dropped_blackout += self.queue.len() as u64;
@@ -326,22 +393,11 @@ impl<T> Direction<T> {
         }
     }
 
-    fn opportunity_bytes(&self, at: Nanos) -> u64 {
-        let factor = self
-            .cfg
-            .collapses
-            .iter()
-            .filter(|c| c.window.contains(at))
-            .map(|c| c.factor.clamp(0.0, 1.0))
-            .fold(1.0, f64::min);
-        (OPPORTUNITY_BYTES as f64 * factor) as u64
-    }
-
     fn transmit_until(&mut self, now: Nanos) {
         let Some(trace) = self.cfg.capacity.clone() else {
             while let Some(q) = self.queue.pop_front() {
                 self.queued_bytes -= q.len;
-                self.depart(now, q.packet, q.len);
+                self.depart(now, q);
             }
             return;
         };
@@ -351,10 +407,10 @@ impl<T> Direction<T> {
                 break;
             }
             self.next_opportunity += 1;
-            if self.cfg.blackouts.iter().any(|w| w.contains(at)) {
+            if self.cfg.blacked_out(at) {
                 continue;
             }
-            let mut budget = self.opportunity_bytes(at);
+            let mut budget = self.cfg.opportunity_bytes(at);
             while budget > 0 {
                 let Some(head) = self.queue.front_mut() else {
                     break;
@@ -367,7 +423,7 @@ impl<T> Direction<T> {
                 budget -= need;
                 if let Some(q) = self.queue.pop_front() {
                     self.queued_bytes -= q.len;
-                    self.depart(at, q.packet, q.len);
+                    self.depart(at, q);
                 }
             }
             if self.queue.is_empty() {
@@ -377,7 +433,9 @@ impl<T> Direction<T> {
         }
     }
 
-    fn depart(&mut self, sent_at: Nanos, packet: T, len: usize) {
+    fn depart(&mut self, sent_at: Nanos, queued: Queued<T>) {
+        let Queued { packet, len, arrived, .. } = queued;
+        self.transmitted.record(sent_at, len, sent_at.saturating_sub(arrived));
         let jitter_ms = match self.cfg.jitter {
             Jitter::None => 0.0,
             Jitter::Uniform { max_ms } => self.rng.random::<f64>() * max_ms.max(0.0),
@@ -385,10 +443,7 @@ impl<T> Direction<T> {
                 self.jitter.map_or(0.0, |n| n.sample(&mut self.rng).abs().min(4.0 * sd_ms))
             }
         };
-        let spike_ms: f64 =
-            self.cfg.delay_spikes.iter().filter(|(w, _)| w.contains(sent_at)).map(|&(_, ms)| ms).sum();
-        let delay = ((self.cfg.base_delay_ms + jitter_ms + spike_ms).max(0.0) * MS as f64) as Nanos;
-        let mut due = sent_at + delay;
+        let mut due = sent_at + self.cfg.delay_ns(sent_at, jitter_ms);
         if !self.cfg.reorder {
             due = due.max(self.last_departure);
         }
@@ -575,6 +630,24 @@ mod tests {
         let got = run(&mut d, &arrivals, 1000 * MS);
         // A quarter of the capacity: 100 packets take ~400 ms instead of ~100.
         assert!((380 * MS..=420 * MS).contains(&got[99].0), "{}", got[99].0);
+    }
+
+    #[test]
+    fn transmitted_bytes_and_queueing_delay_are_binned() {
+        // 1.2 Mbit/s: one 1500-byte opportunity per 10 ms; ten packets at 0
+        // leave at 10, 20, …, 100 ms, the last after waiting 100 ms.
+        let mut d = Direction::new(DirectionConfig {
+            capacity: Some(Trace::constant(1.2).unwrap()),
+            ..Default::default()
+        });
+        let arrivals: Vec<_> = (0..10).map(|_| (0, 1500)).collect();
+        run(&mut d, &arrivals, 200 * MS);
+        let bins = d.transmitted();
+        assert_eq!(bins.bytes.iter().sum::<u64>(), 15_000);
+        assert_eq!(bins.bytes[1], 1500, "the first leaves at 10 ms");
+        let longest = *bins.max_sojourn_ns.iter().max().unwrap();
+        assert!((99 * MS..=102 * MS).contains(&longest), "{longest}");
+        assert_eq!(bins.max_sojourn_ns[2], bins.max_sojourn_ns[1] + 10 * MS, "each waits 10 ms longer");
     }
 
     #[test]

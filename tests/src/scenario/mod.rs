@@ -4,6 +4,7 @@
 
 pub mod analyzer;
 pub mod generator;
+pub mod oracle;
 pub mod report;
 pub mod runner;
 pub mod spec;

@@ -1,12 +1,16 @@
 //! What a run leaves behind: `result.json` (the numbers), `plot.svg` (per-link
 //! throughput against each link's trace capacity, one-way delay over time,
-//! events marked) and `summary.md`.
+//! events marked, and within-deadline delivery against the oracle's) and
+//! `summary.md`.
 
 use std::{fmt::Write as _, path::Path};
 
 use serde_json::{Value, json};
 
-use super::runner::{RunResult, SAMPLE};
+use super::{
+    oracle::SecondCounts,
+    runner::{RunResult, SAMPLE},
+};
 
 /// The JSON result.
 pub fn to_json(r: &RunResult) -> Value {
@@ -21,6 +25,7 @@ pub fn to_json(r: &RunResult) -> Value {
                 "id": i,
                 "weight": r.weights.get(i),
                 "trace_mean_mbit_s": r.traces.get(i).map(|t| t.mean_mbit_s()),
+                "trace_source": r.trace_sources.get(i),
                 "strata_tx_bytes": strata["tx_bytes"],
                 "strata_tx_packets": strata["tx_packets"],
                 "uplink_delivered_bytes": s.uplink.delivered_bytes,
@@ -40,6 +45,10 @@ pub fn to_json(r: &RunResult) -> Value {
         "delivered_ratio": a.delivered_ratio,
         "owd_ms": a.owd_ms,
         "within_150ms": a.within_150ms,
+        "deadline_ms": r.oracle.deadline_ms,
+        "within_deadline": r.oracle.all.strata_within_deadline,
+        "oracle_ratio": r.oracle.all.oracle_ratio,
+        "oracle": r.oracle,
         "max_gap_ms": a.max_gap_ms,
         "aggregation_efficiency": a.aggregation_efficiency,
         "reorder_ratio": a.reorder_ratio,
@@ -47,6 +56,7 @@ pub fn to_json(r: &RunResult) -> Value {
         "loss_by_class": a.classes.iter().map(|(k, c)| (k.clone(), json!(c.loss))).collect::<serde_json::Map<_, _>>(),
         "links": per_link,
         "events": a.events,
+        "capacity_steps": a.capacity_steps,
         "event_log": r.event_log,
         "state_changes": r.state_changes,
         "strata_drops": r.edge_stats["drops"],
@@ -72,7 +82,7 @@ const COLORS: [&str; 8] =
 /// Two panels sharing the time axis: stacked per-link uplink throughput with
 /// each link's trace capacity, and one-way delay of every delivered datagram.
 pub fn svg(r: &RunResult) -> String {
-    let (w, h, left, right) = (1000.0, 640.0, 70.0, 20.0);
+    let (w, h, left, right) = (1000.0, 860.0, 70.0, 20.0);
     let (top1, h1, top2, h2) = (40.0, 260.0, 360.0, 230.0);
     let dur = r.scenario.duration_s;
     let x = |t: f64| left + (t.clamp(0.0, dur) / dur) * (w - left - right);
@@ -229,7 +239,112 @@ pub fn svg(r: &RunResult) -> String {
             top1 - 4.0
         );
     }
+    oracle_panel(r, &mut s, 640.0, 180.0, &x);
     s.push_str("</svg>\n");
+    s
+}
+
+/// The third panel (`top`, `height`): per second of traffic, the datagrams
+/// delivered within the deadline by Strata and by the oracle, and offered.
+fn oracle_panel(r: &RunResult, s: &mut String, top: f64, height: f64, x: &dyn Fn(f64) -> f64) {
+    let o = &r.oracle;
+    let (left, right) = (x(0.0), x(r.scenario.duration_s));
+    let max = o.per_second.iter().map(|b| b.offered).max().unwrap_or(1).max(1) as f64 * 1.1;
+    let y = |v: u64| top + height - (v as f64 / max).min(1.0) * height;
+    let _ = write!(
+        s,
+        r##"<rect x="{left}" y="{top}" width="{}" height="{height}" fill="none" stroke="#999"/>"##,
+        right - left
+    );
+    for k in 0..=4 {
+        let v = max * f64::from(k) / 4.0;
+        let yy = top + height - height * f64::from(k) / 4.0;
+        let _ = write!(
+            s,
+            r##"<line x1="{left}" x2="{right}" y1="{yy}" y2="{yy}" stroke="#eee"/><text x="{}" y="{}" text-anchor="end">{v:.0}</text>"##,
+            left - 5.0,
+            yy + 4.0
+        );
+    }
+    let _ = write!(
+        s,
+        r#"<text x="12" y="{0}" transform="rotate(-90 12 {0})">datagrams/s</text>"#,
+        top + height / 2.0
+    );
+    for k in 0..=10 {
+        let t = r.scenario.duration_s * f64::from(k) / 10.0;
+        let _ = write!(
+            s,
+            r#"<text x="{}" y="{}" text-anchor="middle">{t:.0}s</text>"#,
+            x(t),
+            top + height + 16.0
+        );
+    }
+    type Value = fn(&SecondCounts) -> u64;
+    let curves: [(&str, &str, Value, &str); 3] = [
+        ("offered", "#bbb", |b| b.offered, ""),
+        ("oracle", "#000", |b| b.oracle, r#" stroke-dasharray="6 3""#),
+        ("Strata", "#2ca02c", |b| b.strata, ""),
+    ];
+    for (k, (name, color, value, dash)) in curves.iter().enumerate() {
+        let pts: String = o
+            .per_second
+            .iter()
+            .enumerate()
+            .map(|(i, b)| format!("{:.1},{:.1} ", x(i as f64 + 0.5), y(value(b))))
+            .collect();
+        let _ =
+            write!(s, r#"<polyline points="{pts}" fill="none" stroke="{color}" stroke-width="1.5"{dash}/>"#);
+        let _ = write!(
+            s,
+            r#"<text x="{}" y="{}" fill="{color}">{name}</text>"#,
+            right - 190.0,
+            top + height - 40.0 + 15.0 * k as f64
+        );
+    }
+    let _ = write!(
+        s,
+        r#"<text x="{left}" y="{}">delivered within {:.0} ms, per second of sending: Strata {:.2} % of the offered, the oracle {:.2} % — ratio {:.3}</text>"#,
+        top - 6.0,
+        o.deadline_ms,
+        o.all.strata_within_deadline * 100.0,
+        o.all.oracle_within_deadline * 100.0,
+        o.all.oracle_ratio
+    );
+}
+
+/// Which source each link's trace came from (a file, or the synthetic
+/// fallback played because the file was absent).
+fn trace_sources_markdown(r: &RunResult) -> String {
+    let mut s = String::from("\n| link | trace played |\n|---|---|\n");
+    for (i, source) in r.trace_sources.iter().enumerate() {
+        let _ = writeln!(s, "| {i} | {} |", source.description);
+    }
+    s
+}
+
+/// How stepped links followed their capacity (`capacity` events).
+fn capacity_steps_markdown(r: &RunResult) -> String {
+    let steps = &r.analysis.capacity_steps;
+    if steps.is_empty() {
+        return String::new();
+    }
+    let mut s = String::from(
+        "\n| capacity step | link | at | carried ≥ 80 % of the new capacity after | carried 1.5–2.5 s after | longest queueing delay from 300 ms after |\n|---|---|---|---|---|---|\n",
+    );
+    for c in steps {
+        let _ = writeln!(
+            s,
+            "| {:.1} → {:.1} Mbit/s | {} | {:.1} s | {} | {:.0} % | {:.0} ms |",
+            c.from_mbit_s,
+            c.to_mbit_s,
+            c.link,
+            c.at_ms / 1000.0,
+            c.reached_80pct_ms.map_or_else(|| "never".to_string(), |ms| format!("{ms:.0} ms")),
+            c.carried_share_after_1500ms * 100.0,
+            c.queue_delay_after_300ms_ms
+        );
+    }
     s
 }
 
@@ -253,20 +368,35 @@ pub fn markdown(r: &RunResult) -> String {
         a.owd_ms.p50, a.owd_ms.p95, a.owd_ms.p99, a.owd_ms.p999
     );
     let _ = writeln!(s, "| within 150 ms | {:.2} % |", a.within_150ms * 100.0);
+    let o = &r.oracle;
+    let _ = writeln!(
+        s,
+        "| within the deadline ({:.0} ms): Strata / oracle | {:.2} % / {:.2} % |",
+        o.deadline_ms,
+        o.all.strata_within_deadline * 100.0,
+        o.all.oracle_within_deadline * 100.0
+    );
+    let _ = writeln!(s, "| **Strata ÷ oracle** (within the deadline) | **{:.3}** |", o.all.oracle_ratio);
     let _ = writeln!(s, "| longest delivery gap | {:.0} ms |", a.max_gap_ms);
     let _ = writeln!(s, "| reordered (RFC 4737) | {:.3} % |", a.reorder_ratio * 100.0);
     let _ = writeln!(s, "| aggregation efficiency | {:.3} |", a.aggregation_efficiency);
-    let _ =
-        writeln!(s, "\n| class | sent | loss | OWD p99 | goodput | longest gap |\n|---|---|---|---|---|---|");
+    let _ = writeln!(
+        s,
+        "\n| class | sent | loss | OWD p99 | goodput | longest gap | in time: Strata / oracle | ÷ oracle |\n|---|---|---|---|---|---|---|---|"
+    );
     for (name, c) in &a.classes {
+        let oc = o.classes.get(name).cloned().unwrap_or_default();
         let _ = writeln!(
             s,
-            "| {name} | {} | {:.3} % | {:.1} ms | {:.2} Mbit/s | {:.0} ms |",
+            "| {name} | {} | {:.3} % | {:.1} ms | {:.2} Mbit/s | {:.0} ms | {:.2} % / {:.2} % | {:.3} |",
             c.sent,
             c.loss * 100.0,
             c.owd_ms.p99,
             c.goodput_mbit_s,
-            c.max_gap_ms
+            c.max_gap_ms,
+            oc.strata_within_deadline * 100.0,
+            oc.oracle_within_deadline * 100.0,
+            oc.oracle_ratio
         );
     }
     let _ = writeln!(s, "\n| link | weight | trace mean | carried (uplink) |\n|---|---|---|---|");
@@ -300,6 +430,8 @@ pub fn markdown(r: &RunResult) -> String {
             );
         }
     }
+    s.push_str(&capacity_steps_markdown(r));
+    s.push_str(&trace_sources_markdown(r));
     if !r.state_changes.is_empty() {
         let _ = writeln!(
             s,
@@ -314,4 +446,101 @@ pub fn markdown(r: &RunResult) -> String {
     }
     s.push_str("\n![plot](plot.svg)\n");
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{
+        emulator::bridge::LinkStats,
+        scenario::{
+            analyzer::{Arrival, analyze},
+            generator::plan,
+            oracle,
+            runner::WARMUP,
+            spec::Scenario,
+        },
+    };
+
+    /// A run of one 12 Mbit/s link carrying 6 Mbit/s of video, where Strata
+    /// delivered every datagram 20 ms after sending it, but only the first half.
+    fn run() -> RunResult {
+        let scenario: Scenario = toml::from_str(
+            r#"
+            name = "t"
+            duration_s = 4
+            deadline_ms = 100
+            [[links]]
+            trace = { model = "constant", mbit_s = 12 }
+            delay_ms = 20
+            [[traffic]]
+            kind = "video"
+            mbit_s = 6
+            "#,
+        )
+        .unwrap();
+        let (traces, trace_sources): (Vec<_>, Vec<_>) =
+            scenario.traces_with_sources().unwrap().into_iter().unzip();
+        let (flows, planned) = plan(&scenario.traffic, 12.0, scenario.duration_s);
+        let arrivals: Vec<Arrival> = planned
+            .iter()
+            .take(planned.len() / 2)
+            .map(|p| Arrival {
+                flow: p.flow,
+                seq: p.seq,
+                sent_ns: p.at_ns,
+                recv_ns: p.at_ns + 20_000_000,
+                len: p.len,
+            })
+            .collect();
+        let t0 = WARMUP.as_nanos() as u64;
+        let uplinks: Vec<_> = scenario.directions(&traces, t0).into_iter().map(|(up, _)| up).collect();
+        let analysis = analyze(&flows, &planned, &arrivals, &[], 4_000_000_000, 6_000_000);
+        let oracle = oracle::compare(&uplinks, &flows, &planned, &arrivals, t0, scenario.deadline_ms);
+        RunResult {
+            scenario,
+            traces,
+            trace_sources,
+            weights: vec![12],
+            control: crate::strata::Control::Adaptive,
+            os_signals: crate::strata::OsSignals::Full,
+            flows,
+            planned,
+            arrivals,
+            samples: Vec::new(),
+            state_changes: Vec::new(),
+            observation: None,
+            link_stats: vec![LinkStats::default()],
+            edge_stats: Value::Null,
+            event_log: Vec::new(),
+            analysis,
+            oracle,
+        }
+    }
+
+    #[test]
+    fn the_oracle_is_in_every_output() {
+        let r = run();
+        // Half a link's capacity, one-packet frames well inside 100 ms: the
+        // oracle delivers everything, Strata half.
+        assert_eq!(r.oracle.all.oracle_within_deadline, 1.0);
+        assert!((r.oracle.all.oracle_ratio - 0.5).abs() < 0.01, "{}", r.oracle.all.oracle_ratio);
+        let j = to_json(&r);
+        assert_eq!(j["deadline_ms"], 100.0);
+        assert_eq!(j["oracle_ratio"], r.oracle.all.oracle_ratio);
+        assert_eq!(j["oracle"]["classes"]["video"]["oracle_delivered"], r.planned.len());
+        let md = markdown(&r);
+        assert!(
+            md.contains("| within the deadline (100 ms): Strata / oracle | 50.00 % / 100.00 % |"),
+            "{md}"
+        );
+        assert!(md.contains(&format!(
+            "| **Strata ÷ oracle** (within the deadline) | **{:.3}** |",
+            r.oracle.all.oracle_ratio
+        )));
+        assert!(md.contains("| 50.00 % / 100.00 % |"), "class table: {md}");
+        let svg = svg(&r);
+        assert!(svg.contains("delivered within 100 ms, per second of sending"));
+        assert_eq!(svg.matches("<polyline").count(), 1 + 3, "trace capacity, then offered, oracle, Strata");
+    }
 }

@@ -21,14 +21,22 @@ use std::{
 use anyhow::{Context as _, bail};
 
 use super::{
-    analyzer::{Analysis, Arrival, EventMark, analyze, resume_ms, steering_ms},
+    analyzer::{
+        Analysis, Arrival, CapacityStepReport, EventMark, analyze, capacity_step_report, resume_ms,
+        steering_ms,
+    },
     generator::{Flow, Planned, plan},
-    spec::{EventKind, Scenario},
+    oracle::{self, Comparison},
+    spec::{EventKind, Scenario, TraceSource},
     stage::{Stage, Stopped},
 };
 use crate::{
     Lab,
-    emulator::{bridge::DATA_BIN, trace::Trace},
+    emulator::{
+        bridge::{DATA_BIN, LinkStats},
+        model::TRANSMIT_BIN,
+        trace::Trace,
+    },
     in_netns,
     strata::{Control, EDGE_TUNNEL_ADDR, EdgeSetup, HUB_TUNNEL_ADDR},
     traffic::{decode_prefix, encode_prefix, enlarge_receive_buffer, now_ns},
@@ -55,8 +63,10 @@ pub struct LinkSample {
 pub struct RunResult {
     /// The scenario.
     pub scenario: Scenario,
-    /// Uplink traces.
+    /// Uplink traces as played (capacity steps included).
     pub traces: Vec<Trace>,
+    /// Where each link's trace came from (a file, or its fallback).
+    pub trace_sources: Vec<TraceSource>,
     /// Strata weights configured.
     pub weights: Vec<u32>,
     /// How the edge decided its weights.
@@ -76,13 +86,16 @@ pub struct RunResult {
     /// What an operator watching the edge saw (when asked for).
     pub observation: Option<Observation>,
     /// Final emulator counters per link.
-    pub link_stats: Vec<crate::emulator::bridge::LinkStats>,
+    pub link_stats: Vec<LinkStats>,
     /// `strata-ctl stats --json` of the edge at the end.
     pub edge_stats: serde_json::Value,
     /// What each event did, as applied.
     pub event_log: Vec<String>,
     /// The numbers.
     pub analysis: Analysis,
+    /// Within-deadline delivery against what a clairvoyant scheduler could
+    /// deliver over the same traces and traffic.
+    pub oracle: Comparison,
 }
 
 /// Runs `scenario` with the `strata-ctl` at `binary`, keeping configs and
@@ -112,9 +125,11 @@ pub fn run_with(
     let warmup_ns = WARMUP.as_nanos() as u64;
 
     let stage = Stage::start(scenario, binary, setup.clone(), workdir, WARMUP)?;
-    let (traces, weights) = (stage.traces.clone(), stage.weights.clone());
-    let aggregate = Scenario::aggregate_mbit_s(&traces);
-    let (flows, planned) = plan(&scenario.traffic, aggregate, scenario.duration_s);
+    let (flows, planned) = plan(&scenario.traffic, stage.mean_mbit_s, scenario.duration_s);
+    let (traces, trace_sources, weights) =
+        (stage.traces.clone(), stage.trace_sources.clone(), stage.weights.clone());
+    // The oracle sees the uplinks exactly as the emulator plays them.
+    let uplinks = stage.uplinks.clone();
     let Stage { ref lab, ref links, ref tunnel, start, start_mono, .. } = stage;
     let traffic_start_mono = stage.traffic_start_mono();
     // The daemons log wall-clock times; this is traffic start on that clock.
@@ -206,6 +221,7 @@ pub fn run_with(
     let duration_ns = duration.as_nanos() as u64;
     let capacity: u64 = traces.iter().map(|t| t.capacity_bytes(warmup_ns, warmup_ns + duration_ns)).sum();
     let mut analysis = analyze(&flows, &planned, &arrivals, &marks, duration_ns, capacity);
+    let oracle = oracle::compare(&uplinks, &flows, &planned, &arrivals, warmup_ns, scenario.deadline_ms);
     // Outages of a link: when the edge stopped sending data on it (the
     // emulator's bins count from its time 0, the warm-up before traffic).
     for (report, event) in analysis.events.iter_mut().zip(&scenario.events) {
@@ -248,10 +264,12 @@ pub fn run_with(
             _ => {}
         }
     }
+    analysis.capacity_steps = capacity_steps(scenario, &traces, &link_stats, warmup_ns);
     let event_log = std::mem::take(&mut *event_log.lock().map_err(|_| anyhow::anyhow!("poisoned"))?);
     Ok(RunResult {
         scenario: scenario.clone(),
         traces,
+        trace_sources,
         weights,
         control,
         os_signals: setup.os_signals,
@@ -265,7 +283,54 @@ pub fn run_with(
         state_changes,
         observation,
         analysis,
+        oracle,
     })
+}
+
+/// How each stepped link followed its `capacity` events, from the
+/// emulator's transmit bins (time base: emulator time 0, `t0_ns` before
+/// traffic). A step is followed until the link's next step, the end of
+/// traffic or 10 s.
+fn capacity_steps(
+    scenario: &Scenario,
+    traces: &[Trace],
+    stats: &[LinkStats],
+    t0_ns: u64,
+) -> Vec<CapacityStepReport> {
+    let end_ns = t0_ns + (scenario.duration_s * 1e9) as u64;
+    let steps: Vec<(usize, f64, f64)> = scenario
+        .events
+        .iter()
+        .filter_map(|e| match e.kind {
+            EventKind::Capacity { link, mbit_s } => Some((link, e.at_s, mbit_s)),
+            _ => None,
+        })
+        .collect();
+    steps
+        .iter()
+        .filter_map(|&(link, at_s, to_mbit_s)| {
+            let at_ns = t0_ns + (at_s * 1e9) as u64;
+            let next = steps
+                .iter()
+                .filter(|&&(l, t, _)| l == link && t > at_s)
+                .map(|&(_, t, _)| t0_ns + (t * 1e9) as u64)
+                .min()
+                .unwrap_or(u64::MAX);
+            let until_ns = next.min(end_ns).min(at_ns + 10_000_000_000);
+            let before = at_ns.saturating_sub(1_000_000_000);
+            let from_mbit_s = traces.get(link)?.capacity_bytes(before, at_ns) as f64 * 8.0
+                / ((at_ns - before) as f64 / 1e9)
+                / 1e6;
+            let bins = &stats.get(link)?.uplink_transmitted;
+            Some(capacity_step_report(
+                (link, at_s * 1000.0),
+                (from_mbit_s, to_mbit_s),
+                (&bins.bytes, &bins.max_sojourn_ns, TRANSMIT_BIN),
+                at_ns,
+                until_ns,
+            ))
+        })
+        .collect()
 }
 
 /// What an operator watching the edge saw during a run.
@@ -528,7 +593,10 @@ fn play_events(
     let mut actions: Vec<(f64, usize, EventKind, bool)> = Vec::new();
     for (index, e) in scenario.events.iter().enumerate() {
         match e.kind {
-            EventKind::Blackout { .. } | EventKind::Collapse { .. } | EventKind::DelaySpikes { .. } => {}
+            EventKind::Blackout { .. }
+            | EventKind::Collapse { .. }
+            | EventKind::DelaySpikes { .. }
+            | EventKind::Capacity { .. } => {}
             EventKind::InterfaceDown { duration_s, .. }
             | EventKind::CarrierDown { duration_s, .. }
             | EventKind::UsbReattach { duration_s, .. } => {

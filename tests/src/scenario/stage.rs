@@ -20,11 +20,12 @@ use std::{
 
 #[cfg(doc)]
 use super::runner::WARMUP;
-use super::spec::Scenario;
+use super::spec::{Scenario, TraceSource};
 use crate::{
     Lab,
     emulator::{
         bridge::{EmulatedLink, LinkStats},
+        model::DirectionConfig,
         trace::Trace,
     },
     strata::{EdgeSetup, Tunnel},
@@ -34,8 +35,15 @@ use crate::{
 /// A running lab with a scenario's links and the daemons.
 #[derive(Debug)]
 pub struct Stage {
-    /// The uplink trace each link plays.
+    /// The uplink trace each link plays (capacity steps included).
     pub traces: Vec<Trace>,
+    /// Where each link's trace came from (a file, or its fallback).
+    pub trace_sources: Vec<TraceSource>,
+    /// The links' summed mean capacity before capacity steps, Mbit/s: what
+    /// a scenario's `load` is a fraction of.
+    pub mean_mbit_s: f64,
+    /// Each uplink exactly as the emulator plays it (for the oracle).
+    pub uplinks: Vec<DirectionConfig>,
     /// The static weights the edge was configured with.
     pub weights: Vec<u32>,
     /// When the links started (time 0 of traces and events).
@@ -75,14 +83,20 @@ impl Stage {
         workdir: &Path,
         warmup: Duration,
     ) -> anyhow::Result<Self> {
-        let traces = scenario.traces()?;
+        let (traces, trace_sources): (Vec<Trace>, Vec<TraceSource>) =
+            scenario.traces_with_sources()?.into_iter().unzip();
         let weights = scenario.weights(&traces);
+        let mean_mbit_s = Scenario::aggregate_mbit_s(&traces);
         let warmup_ns = warmup.as_nanos() as u64;
+        let traces = scenario.uplink_traces(&traces, warmup_ns)?;
+        let directions = scenario.directions(&traces, warmup_ns);
+        let uplinks: Vec<_> = directions.iter().map(|(up, _)| up.clone()).collect();
+
         let lab = Lab::up_emulated(&Lab::unique_prefix(), scenario.links.len())?;
         let start = Instant::now();
         let start_mono = now_ns();
         let mut links = Vec::new();
-        for (i, (up, down)) in scenario.directions(&traces, warmup_ns).into_iter().enumerate() {
+        for (i, (up, down)) in directions.into_iter().enumerate() {
             links.push(EmulatedLink::start(&lab.air_ns(i), "edge", "car", up, down, start)?);
         }
         let tunnel = Tunnel::start_with(&lab, binary, &weights, setup, workdir)?;
@@ -90,7 +104,19 @@ impl Stage {
             start.elapsed() < warmup,
             "the daemons took longer than the {warmup:?} warm-up to start"
         );
-        Ok(Self { traces, weights, start, warmup, start_mono, links, tunnel, lab })
+        Ok(Self {
+            traces,
+            trace_sources,
+            mean_mbit_s,
+            uplinks,
+            weights,
+            start,
+            warmup,
+            start_mono,
+            links,
+            tunnel,
+            lab,
+        })
     }
 
     /// When traffic is due to start, on CLOCK_MONOTONIC (ns).

@@ -40,6 +40,7 @@ pub fn encode(g: &Gathered) -> Result<String, prometheus::Error> {
     controller(&m, g)?;
     drivers(&m, g)?;
     os(&m, g)?;
+    fit(&m, g)?;
 
     // The links' host queues, sampled in the kernel (optional).
     let mut families = m.registry.gather();
@@ -331,6 +332,83 @@ fn controller(m: &Families, g: &Gathered) -> Result<(), prometheus::Error> {
     Ok(())
 }
 
+/// What fits within the deadline, and the sources listening for it.
+fn fit(m: &Families, g: &Gathered) -> Result<(), prometheus::Error> {
+    let interface = |id: u8| g.interface(id).to_string();
+    if let Some(b) = &g.bitrate {
+        m.gauge(
+            "strata_bond_fit_deadline_seconds",
+            "The one-way delay budget the fit is computed for.",
+            &[],
+        )?
+        .with_label_values::<&str>(&[])
+        .set(b.deadline_ms as f64 / 1e3);
+        m.gauge(
+            "strata_bond_fit_known",
+            "1 while the bitrate that fits within the deadline is known (strata-ctl status says why not).",
+            &[],
+        )?
+        .with_label_values::<&str>(&[])
+        .set(if b.now_bps.is_some() { 1.0 } else { 0.0 });
+        if let (Some(now), Some(next)) = (b.now_bps, b.next_second_bps) {
+            let bond = m.gauge(
+                "strata_bond_fit_bits_per_second",
+                "Payload bits per second the bond carries within the deadline, now and predicted for the next second.",
+                &["horizon"],
+            )?;
+            bond.with_label_values(&["now"]).set(now as f64);
+            bond.with_label_values(&["next_second"]).set(next as f64);
+            let link = m.gauge(
+                "strata_link_fit_bits_per_second",
+                "The link's part of strata_bond_fit_bits_per_second (0: not carrying, unmeasured or late).",
+                &["link", "interface", "horizon"],
+            )?;
+            for l in &b.links {
+                let (id, ifname) = (l.id.to_string(), interface(l.id));
+                link.with_label_values(&[id.as_str(), ifname.as_str(), "now"]).set(l.now_bps as f64);
+                link.with_label_values(&[id.as_str(), ifname.as_str(), "next_second"])
+                    .set(l.next_second_bps as f64);
+            }
+        }
+    }
+    let s = &g.published.bitrate_subscribers;
+    m.gauge("strata_bitrate_subscribers", "Processes subscribed to the bitrate socket now.", &[])?
+        .with_label_values::<&str>(&[])
+        .set(s.connected as f64);
+    let c = |name, help| m.counter(name, help, &[]);
+    let counters = [
+        (
+            c("strata_bitrate_subscribers_accepted_total", "Subscribers the bitrate socket accepted.")?,
+            s.accepted,
+        ),
+        (
+            c(
+                "strata_bitrate_subscribers_refused_total",
+                "Subscribers the bitrate socket turned away (too many connected).",
+            )?,
+            s.refused,
+        ),
+        (
+            c(
+                "strata_bitrate_subscribers_stalled_total",
+                "Subscribers disconnected for not reading the bitrate socket.",
+            )?,
+            s.stalled,
+        ),
+        (
+            c(
+                "strata_bitrate_messages_skipped_total",
+                "Bitrate messages slow subscribers did not get (a newer one replaced them).",
+            )?,
+            s.skipped,
+        ),
+    ];
+    for (counter, n) in counters {
+        counter.with_label_values::<&str>(&[]).inc_by(n);
+    }
+    Ok(())
+}
+
 /// What the links' drivers counted as lost (rtnetlink, at scrape time).
 fn drivers(m: &Families, g: &Gathered) -> Result<(), prometheus::Error> {
     let published = &g.published;
@@ -535,8 +613,9 @@ mod tests {
         dataplane::stats::{LinkStats, Snapshot},
         os::net::{InterfaceCounters, QdiscStats},
         serve::{
+            bitrate::{Bitrate, LinkBitrate},
             metrics::gather::{HostQueues, ProgramRuns},
-            view::{BindingView, ModemView, Published},
+            view::{BindingView, ModemView, Published, SubscriberCounts},
         },
     };
 
@@ -672,6 +751,23 @@ mod tests {
             reasons: vec![(2, "NOT_SPECIFIED".into()), (64, "QDISC_DROP".into())],
             samples,
         });
+        let part = |id, now_bps, excluded: Option<&str>| LinkBitrate {
+            id,
+            now_bps,
+            next_second_bps: now_bps / 2,
+            excluded: excluded.map(str::to_string),
+        };
+        g.bitrate = Some(Bitrate {
+            deadline_ms: 150,
+            now_bps: Some(10_800_000),
+            next_second_bps: Some(5_400_000),
+            links_counted: 1,
+            reason: None,
+            age_ms: Some(12),
+            links: vec![part(0, 10_800_000, None), part(2, 0, Some("late"))],
+        });
+        g.published.bitrate_subscribers =
+            SubscriberCounts { connected: 2, accepted: 5, refused: 1, stalled: 1, skipped: 40 };
         g
     }
 
@@ -745,6 +841,28 @@ mod tests {
         // Sampling not enabled: its series are absent, not zero.
         has("strata_kernel_sampling_enabled 0");
         assert!(!text.contains("strata_link_host_queue_delay_seconds"), "{text}");
+    }
+
+    #[test]
+    fn the_bitrate_that_fits_is_exposed_by_horizon_or_said_unknown() {
+        let text = encode(&edge()).unwrap();
+        let has =
+            |text: &str, line: &str| assert!(text.lines().any(|l| l == line), "missing {line:?} in\n{text}");
+        has(&text, "strata_bond_fit_deadline_seconds 0.15");
+        has(&text, "strata_bond_fit_known 1");
+        has(&text, r#"strata_bond_fit_bits_per_second{horizon="now"} 10800000"#);
+        has(&text, r#"strata_bond_fit_bits_per_second{horizon="next_second"} 5400000"#);
+        has(&text, r#"strata_link_fit_bits_per_second{horizon="now",interface="wlan0",link="2"} 0"#);
+        has(&text, "strata_bitrate_subscribers 2");
+        has(&text, "strata_bitrate_subscribers_stalled_total 1");
+        has(&text, "strata_bitrate_messages_skipped_total 40");
+        // Unknown (static mode): said so, and no rate — not a rate of 0.
+        let mut g = edge();
+        g.bitrate =
+            Some(Bitrate { deadline_ms: 150, reason: Some("static mode".into()), ..Bitrate::default() });
+        let text = encode(&g).unwrap();
+        has(&text, "strata_bond_fit_known 0");
+        assert!(!text.contains("fit_bits_per_second"), "{text}");
     }
 
     #[test]

@@ -22,7 +22,10 @@ use crate::{
         stats::{self, Snapshot},
     },
     os::net::{InterfaceCounters, Net, QdiscStats},
-    serve::view::{Exposition, Published},
+    serve::{
+        bitrate::{self, Bitrate},
+        view::{Exposition, Published},
+    },
 };
 
 /// What one scrape shows: the inputs of [`super::encode::encode`].
@@ -53,6 +56,9 @@ pub struct Gathered {
     /// The host-side sampling maps; `None` while sampling does not run or
     /// its maps cannot be read.
     pub host_queues: Option<HostQueues>,
+    /// What fits within the deadline, as the bitrate socket shows it now
+    /// (the published view aged by the clock at scrape time).
+    pub bitrate: Option<Bitrate>,
 }
 
 impl Gathered {
@@ -126,7 +132,9 @@ fn gather_kernel(exposition: &Exposition) -> Gathered {
         let samples = sampling::read(&exposition.pin_dir).ok()?;
         Some(HostQueues { reasons, samples })
     });
+    let bitrate = Some(bitrate::document(&published.bitrate, std::time::SystemTime::now()));
     Gathered {
+        bitrate,
         version: env!("CARGO_PKG_VERSION").to_string(),
         uptime: exposition.uptime(),
         published,
