@@ -7,8 +7,9 @@
 //!    points at it serves as `LLVM_PREFIX`, so no LLVM package is needed and
 //!    the linker's LLVM always matches the compiler's (see [`LlvmPrefix`]).
 //! 3. Debian packages for the lab (iproute2, nftables, nsenter, sysctl,
-//!    conntrack) and for the ModemManager advisor's tests (dbus-daemon,
-//!    ModemManager).
+//!    conntrack), for the ModemManager advisor's tests (dbus-daemon,
+//!    ModemManager) and for the real-client tests (srt-live-transmit,
+//!    ffmpeg and ffprobe, iperf3).
 //! 4. bpffs at /sys/fs/bpf, where the daemon pins its maps, and tracefs at
 //!    /sys/kernel/tracing, where kernel sampling reads tracepoint formats.
 
@@ -23,7 +24,7 @@ use crate::cmd::{output, run as run_cmd};
 
 const BPF_LINKER_VERSION: &str = "0.13.0";
 /// Debian packages and a file each provides, to check without dpkg where possible.
-const PACKAGES: [(&str, &str); 7] = [
+const PACKAGES: [(&str, &str); 10] = [
     ("iproute2", "/usr/sbin/ip"),
     ("nftables", "/usr/sbin/nft"),
     ("util-linux", "/usr/bin/nsenter"),
@@ -33,6 +34,12 @@ const PACKAGES: [(&str, &str); 7] = [
     // ModemManager double, and the real daemon run on it with no modem.
     ("dbus-daemon", "/usr/bin/dbus-daemon"),
     ("modemmanager", "/usr/sbin/ModemManager"),
+    // The real-client tests (strata-lab's `clients`): an x264 test pattern
+    // carried by SRT through the tunnel, its frames counted by ffprobe, and
+    // TCP throughput measured by iperf3.
+    ("srt-tools", "/usr/bin/srt-live-transmit"),
+    ("ffmpeg", "/usr/bin/ffprobe"),
+    ("iperf3", "/usr/bin/iperf3"),
 ];
 
 /// Runs every step.

@@ -8,3 +8,4 @@ pub mod oracle;
 pub mod report;
 pub mod runner;
 pub mod spec;
+pub mod stage;

@@ -28,16 +28,17 @@ use super::{
     generator::{Flow, Planned, plan},
     oracle::{self, Comparison},
     spec::{EventKind, Scenario, TraceSource},
+    stage::{Stage, Stopped},
 };
 use crate::{
     Lab,
     emulator::{
-        bridge::{DATA_BIN, EmulatedLink, LinkStats},
+        bridge::{DATA_BIN, LinkStats},
         model::TRANSMIT_BIN,
         trace::Trace,
     },
     in_netns,
-    strata::{Control, EDGE_TUNNEL_ADDR, EdgeSetup, HUB_TUNNEL_ADDR, Tunnel},
+    strata::{Control, EDGE_TUNNEL_ADDR, EdgeSetup, HUB_TUNNEL_ADDR},
     traffic::{decode_prefix, encode_prefix, enlarge_receive_buffer, now_ns},
 };
 
@@ -120,31 +121,20 @@ pub fn run_with(
 ) -> anyhow::Result<RunResult> {
     let setup = setup.into();
     let control = setup.control;
-    let (traces, trace_sources): (Vec<Trace>, Vec<TraceSource>) =
-        scenario.traces_with_sources()?.into_iter().unzip();
-    let weights = scenario.weights(&traces);
-    let aggregate = Scenario::aggregate_mbit_s(&traces);
-    let (flows, planned) = plan(&scenario.traffic, aggregate, scenario.duration_s);
     let duration = Duration::from_secs_f64(scenario.duration_s);
     let warmup_ns = WARMUP.as_nanos() as u64;
-    let traces = scenario.uplink_traces(&traces, warmup_ns)?;
 
-    let lab = Lab::up_emulated(&Lab::unique_prefix(), scenario.links.len())?;
-    let start = Instant::now();
-    let start_mono = now_ns();
-    let mut links = Vec::new();
-    let directions = scenario.directions(&traces, warmup_ns);
+    let stage = Stage::start(scenario, binary, setup.clone(), workdir, WARMUP)?;
+    let (flows, planned) = plan(&scenario.traffic, stage.mean_mbit_s, scenario.duration_s);
+    let (traces, trace_sources, weights) =
+        (stage.traces.clone(), stage.trace_sources.clone(), stage.weights.clone());
     // The oracle sees the uplinks exactly as the emulator plays them.
-    let uplinks: Vec<_> = directions.iter().map(|(up, _)| up.clone()).collect();
-    for (i, (up, down)) in directions.into_iter().enumerate() {
-        links.push(EmulatedLink::start(&lab.air_ns(i), "edge", "car", up, down, start)?);
-    }
-    let tunnel = Tunnel::start_with(&lab, binary, &weights, setup.clone(), workdir)?;
-    let traffic_start_mono = start_mono + warmup_ns;
+    let uplinks = stage.uplinks.clone();
+    let Stage { ref lab, ref links, ref tunnel, start, start_mono, .. } = stage;
+    let traffic_start_mono = stage.traffic_start_mono();
     // The daemons log wall-clock times; this is traffic start on that clock.
     let traffic_start_wall =
         std::time::SystemTime::now() + Duration::from_nanos(traffic_start_mono.saturating_sub(now_ns()));
-    anyhow::ensure!(start.elapsed() < WARMUP, "the daemons took longer than the {WARMUP:?} warm-up to start");
 
     // Receivers in the hub, one socket per flow.
     let stop = Arc::new(AtomicBool::new(false));
@@ -218,10 +208,8 @@ pub fn run_with(
         .ok()
         .and_then(|o| serde_json::from_slice(&o.stdout).ok())
         .unwrap_or(serde_json::Value::Null);
-    let (edge_log, _) = tunnel.stop()?;
+    let Stopped { edge_log, link_stats, .. } = stage.stop()?;
     let state_changes = state_changes(&edge_log, traffic_start_wall);
-    let link_stats: Vec<_> = links.into_iter().map(EmulatedLink::stop).collect::<anyhow::Result<_>>()?;
-    lab.down()?;
 
     let arrivals = std::mem::take(&mut *arrivals.lock().map_err(|_| anyhow::anyhow!("poisoned"))?);
     let applied = std::mem::take(&mut *applied.lock().map_err(|_| anyhow::anyhow!("poisoned"))?);
