@@ -41,7 +41,9 @@ pub(crate) fn run() -> anyhow::Result<()> {
 /// Runs `cargo test`, echoing its output, and adds up its result lines.
 fn cargo_test() -> anyhow::Result<(u64, u64)> {
     use std::io::BufRead as _;
-    let mut child = cargo().arg("test").stdout(std::process::Stdio::piped()).spawn()?;
+    // Every test binary runs even after one fails, so one CI run reports
+    // every failure rather than the first.
+    let mut child = cargo().args(["test", "--no-fail-fast"]).stdout(std::process::Stdio::piped()).spawn()?;
     let stdout = child.stdout.take().ok_or_else(|| anyhow::anyhow!("no stdout"))?;
     let (mut passed, mut failed) = (0, 0);
     for line in std::io::BufReader::new(stdout).lines() {
