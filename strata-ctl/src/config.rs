@@ -328,7 +328,8 @@ pub struct ControlSection {
     pub delay_half_ms: f64,
     /// Fraction of a link's measured capacity its send budget allows.
     pub headroom: f64,
-    /// Budget of a link with no capacity measurement, as a multiple of what it delivered.
+    /// Budget of a link in its probing interval, as a multiple of its capacity (and of a link
+    /// with no capacity estimate, as a multiple of what it delivered).
     pub probe_gain: f64,
     /// Backlog a link's budget allows, ms of its own transmission time.
     pub backlog_limit_ms: f64,

@@ -23,6 +23,7 @@ pub mod controller;
 pub mod estimator;
 pub mod evidence;
 pub mod lifecycle;
+pub mod rate;
 pub mod schedule;
 pub mod scoring;
 pub mod train;
