@@ -77,8 +77,11 @@ pub struct Estimate {
     pub burstiness: f64,
     /// Share of the link's packets that arrived out of order, over the delay window.
     pub reordering: f64,
-    /// Delivered rate over the recent window, Mbit/s.
+    /// Delivered rate over the recent window, Mbit/s (median of the
+    /// feedback intervals').
     pub delivered_mbit_s: f64,
+    /// The hub received data on the link within the recent window.
+    pub carrying: bool,
     /// Capacity estimate, Mbit/s: the delivery rate the hub's feedback
     /// shows (a windowed maximum, cut when a queue builds; see
     /// [`super::rate`]), or, until a busy link has confirmed it, at least
@@ -362,6 +365,7 @@ impl LinkEstimator {
             burstiness,
             reordering,
             delivered_mbit_s,
+            carrying: self.rate.iter().any(|(t, r)| r > 0.0 && now.saturating_sub(t) <= RECENT_SPAN),
             capacity_mbit_s,
             capacity_confirmed,
             train_mbit_s: self.trains.last().map(|(_, v)| v),

@@ -28,3 +28,6 @@ pub mod schedule;
 pub mod scoring;
 pub mod train;
 pub mod window;
+
+#[cfg(test)]
+mod simulated;
