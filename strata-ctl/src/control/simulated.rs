@@ -25,9 +25,12 @@ use super::{
 
 const PACKET: f64 = 1250.0;
 
+/// A link's capacity, Mbit/s, as a function of time, s.
+type Capacity = Box<dyn Fn(f64) -> f64>;
+
 struct SimLink {
     base_ms: f64,
-    capacity: Box<dyn Fn(f64) -> f64>,
+    capacity: Capacity,
     queue_bytes: f64,
     /// Virtual queue of the simulated kernel: busy until, s.
     busy_until: f64,
@@ -55,7 +58,7 @@ fn s(secs: f64) -> Duration {
 }
 
 impl Bond {
-    fn new(links: Vec<(f64, Box<dyn Fn(f64) -> f64>)>, offered: f64) -> Self {
+    fn new(links: Vec<(f64, Capacity)>, offered: f64) -> Self {
         let ids: Vec<(u8, u32)> = (0..links.len() as u8).map(|i| (i, 5)).collect();
         Self {
             links: links
@@ -137,7 +140,7 @@ impl Bond {
                 l.delivered += out;
                 l.owd_sum_us += packets * (l.base_ms + wait_ms) * 1e3;
                 l.owd_count += packets;
-                if ms % 50 == 0 {
+                if ms.is_multiple_of(50) {
                     let p = |v: f64| v as u64;
                     let payload = FeedbackPayload {
                         rx_packets: p(l.rx_packets),
@@ -162,7 +165,7 @@ impl Bond {
                         .on_evidence(now, Evidence::Feedback { link: id as u8, counters, hub_time_us });
                 }
             }
-            if ms % 20 == 0 {
+            if ms.is_multiple_of(20) {
                 self.decision = Some(self.controller.tick(now));
             }
             self.t += 0.001;
@@ -189,7 +192,7 @@ impl Bond {
     }
 }
 
-fn step(at: f64, before: f64, after: f64) -> Box<dyn Fn(f64) -> f64> {
+fn step(at: f64, before: f64, after: f64) -> Capacity {
     Box::new(move |t| if t < at { before } else { after })
 }
 
@@ -243,10 +246,10 @@ fn a_link_stepping_down_is_followed_within_two_feedback_intervals() {
 fn a_link_swinging_between_2_and_25_mbit_s_stays_live_and_carries() {
     // Link 0 swings every 700 ms between 2 and 25 Mbit/s (with 200 ms
     // stalls every 3 s); link 1 is steady. 15 Mbit/s are offered.
-    let swing: Box<dyn Fn(f64) -> f64> = Box::new(|t: f64| {
+    let swing: Capacity = Box::new(|t: f64| {
         if t % 3.0 < 0.2 {
             0.0
-        } else if (t / 0.7) as u64 % 2 == 0 {
+        } else if ((t / 0.7) as u64).is_multiple_of(2) {
             25.0
         } else {
             2.0
