@@ -46,11 +46,12 @@
 //! # group = "strata"         # may use `strata-ctl status` besides root
 //!
 //! # [control]                # every key optional; defaults shown
-//! # mode = "static"          # or "adaptive" (edge): probes, budgets, earliest arrival
+//! # mode = "adaptive"        # edge default: probes, budgets, earliest arrival; or "static"
+//! # deadline_ms = 150        # adaptive: drop before sending what no link delivers in time; 0: off
 //! # probe_interval_ms = 50
 //! # update_interval_ms = 20
 //! # silence_hold_ms = 100    # lifecycle bounds: see ControlSection
-//! # silence_demote_ms = 300
+//! # silence_demote_ms = 1000
 //! # backlog_limit_ms = 50    # scorer: see ControlSection
 //! ```
 
@@ -281,10 +282,20 @@ pub struct ControlSection {
     /// `static`: the configured weights, always. `adaptive` (edge): links are
     /// probed in band, each link's weight and send budget follow its
     /// lifecycle and measurements, and the kernel sends each packet where it
-    /// is expected to arrive first (docs/ARCHITECTURE.md).
+    /// is expected to arrive first (docs/ARCHITECTURE.md). Resolved when the
+    /// file is read: the configured `mode`, else adaptive on the edge and
+    /// static on the hub (which follows the endpoints it learns).
+    #[serde(skip)]
     pub mode: ControlMode,
+    /// `mode` as the file gave it, if it did.
+    #[serde(rename = "mode")]
+    pub configured_mode: Option<ControlMode>,
     /// Probe interval per link, ms (adaptive).
     pub probe_interval_ms: u64,
+    /// One-way delay budget, ms (adaptive): a packet that no link is
+    /// expected to deliver within it is dropped before it is sent, counted
+    /// as `deadline`, instead of queueing behind every later packet. 0: off.
+    pub deadline_ms: u64,
     /// How often weights and budgets are recomputed and written, ms.
     pub update_interval_ms: u64,
     /// Packet trains (capacity of a link warming up or idle): at most this
@@ -366,7 +377,12 @@ impl Default for ControlSection {
         let ms = |d: Duration| d.as_millis() as u64;
         Self {
             mode: ControlMode::default(),
+            configured_mode: None,
             probe_interval_ms: 50,
+            // 150 ms: the budget live contribution video is judged by in the
+            // lab (and the conversational bound of ITU-T G.114); SRT's
+            // default latency is 120 ms on top of the network's delay.
+            deadline_ms: 150,
             update_interval_ms: 20,
             // 32 × 1228 IP bytes every 5 s: 63 kbit/s per link at most.
             train_interval_ms: 5000,
@@ -434,6 +450,7 @@ impl ControlSection {
         let bad = |f: &str, why: String| Err((format!("control.{f}"), why));
         let int_ranges = [
             ("probe_interval_ms", self.probe_interval_ms, 10, 1000),
+            ("deadline_ms", self.deadline_ms, 0, 60_000),
             ("update_interval_ms", self.update_interval_ms, 5, 1000),
             ("train_interval_ms", self.train_interval_ms, 0, 3_600_000),
             ("train_packets", u64::from(self.train_packets), 4, 64),
@@ -524,9 +541,9 @@ impl ControlSection {
 #[serde(rename_all = "lowercase")]
 pub enum ControlMode {
     /// The configured weights.
-    #[default]
     Static,
-    /// In-band probing, lifecycle and scoring.
+    /// In-band probing, lifecycle and scoring (the edge's default).
+    #[default]
     Adaptive,
 }
 
@@ -682,14 +699,35 @@ impl Config {
 
     /// Parses and validates text; `origin` names it in errors.
     pub fn parse(text: &str, origin: &str) -> Result<Self, ConfigError> {
-        let config: Self = toml::from_str(text)
+        let mut config: Self = toml::from_str(text)
             .map_err(|e| ConfigError::Parse { path: origin.into(), message: e.to_string() })?;
+        config.control.mode = config.control.configured_mode.unwrap_or(match config.role {
+            Role::Edge => ControlMode::Adaptive,
+            Role::Hub => ControlMode::Static,
+        });
         config.validate().map_err(|(field, problem)| ConfigError::Invalid {
             path: origin.into(),
             field,
             problem,
         })?;
         Ok(config)
+    }
+
+    /// What a valid configuration means differently from what it may have
+    /// been written for (shown by `strata-ctl config check`).
+    pub fn notes(&self) -> Vec<String> {
+        let mut notes = Vec::new();
+        if self.role == Role::Edge && self.control.configured_mode.is_none() {
+            notes.push(
+                "control.mode is not set: the edge runs adaptive control (the default since issue 12; it was \
+                 static before) — links are probed, each gets a send budget from its measured delivery rate, \
+                 packets go where they arrive first, and those no link can deliver within control.deadline_ms \
+                 are dropped before sending; links' `weight` is only a first guess of capacity (Mbit/s). Set \
+                 `mode = \"static\"` under [control] to keep fixed weights."
+                    .into(),
+            );
+        }
+        notes
     }
 
     /// Instance name.
@@ -887,6 +925,17 @@ mod tests {
         assert_eq!(c.name(), "edge");
         assert_eq!(c.weights()[..3], [1, 2, 0]);
         assert_eq!(c.pin_dir(), Path::new("/sys/fs/bpf/strata/edge"));
+    }
+
+    #[test]
+    fn the_edge_defaults_to_adaptive_control_and_says_so() {
+        let c = Config::parse(EDGE, "t.toml").unwrap();
+        assert_eq!(c.control.mode, ControlMode::Adaptive);
+        assert_eq!(c.control.deadline_ms, 150);
+        assert!(c.notes().iter().any(|n| n.contains("adaptive") && n.contains("static")), "{:?}", c.notes());
+        let fixed = Config::parse(&format!("{EDGE}\n[control]\nmode = \"static\"\n"), "t.toml").unwrap();
+        assert_eq!(fixed.control.mode, ControlMode::Static, "an explicit static config keeps working");
+        assert!(fixed.notes().is_empty());
     }
 
     #[test]

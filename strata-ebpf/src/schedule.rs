@@ -93,7 +93,18 @@ pub(crate) fn choose_link(seq: u32, outer_len: u32) -> Result<Choice, DropReason
 /// links within their send budget, and charges it to that link's budget (see
 /// the module documentation). `now_ns` is `bpf_ktime_get_ns`.
 #[inline(always)]
-pub(crate) fn choose_link_paced(seq: u32, outer_len: u32, now_ns: u64) -> Result<Choice, DropReason> {
+///
+/// With a deadline (`deadline_ns` > 0), a packet whose earliest expected
+/// arrival on any budgeted link is later than the deadline is dropped as
+/// [`DropReason::Deadline`] instead: live video cannot use it, and sent, it
+/// would hold every later packet behind it in the link's queue. Without
+/// budgets (the controller has no estimates yet) nothing is dropped for it.
+pub(crate) fn choose_link_paced(
+    seq: u32,
+    outer_len: u32,
+    now_ns: u64,
+    deadline_ns: u64,
+) -> Result<Choice, DropReason> {
     // (arrival estimate, link) of the earliest link within its budget, and of
     // the earliest of all; MAX_LINKS: none. Plain integers rather than an
     // `Option<Choice>`: LLVM left the payload of a `None` uninitialised, a
@@ -116,6 +127,10 @@ pub(crate) fn choose_link_paced(seq: u32, outer_len: u32, now_ns: u64) -> Result
         } else if eta_ns < any.0 {
             any = (eta_ns, link);
         }
+    }
+    let earliest = if within.0 < any.0 { within.0 } else { any.0 };
+    if deadline_ns > 0 && earliest != u64::MAX && earliest > deadline_ns {
+        return Err(DropReason::Deadline);
     }
     let choice = if within.1 < MAX_LINKS {
         usable(within.1, outer_len)?
