@@ -310,7 +310,10 @@ pub struct ControlSection {
     /// Silence after which a carrying link gets no traffic until heard
     /// again, without demotion, ms (below `silence_demote_ms`).
     pub silence_hold_ms: u64,
-    /// Round-trip jitter (p95 − p50) that demotes, ms.
+    /// Round-trip jitter (p95 − p50) that demoted a link, ms. Accepted and
+    /// ignored: jitter no longer demotes an admitted link (the rate model and
+    /// the expected arrival absorb delay swings); `jitter_healthy_ms` still
+    /// gates a new link's first admission.
     pub jitter_demote_ms: f64,
     /// Jitter under which a link is healthy again, ms (below `jitter_demote_ms`).
     pub jitter_healthy_ms: f64,

@@ -62,8 +62,13 @@ pub struct Estimate {
     pub jitter_ms: Option<f64>,
     /// Queueing part of the one-way delay (p50 above the window's minimum), ms.
     pub queue_delay_ms: Option<f64>,
-    /// The latest feedback interval's queueing delay (its one-way delay above
-    /// the window's minimum), ms: where the link's queue is now.
+    /// Where the link's queue is now, ms: the latest feedback interval's
+    /// queueing delay (its one-way delay above the window's minimum), less
+    /// the time since it was measured — a queue the link is no longer sent
+    /// into drains in real time, and a link carrying nothing reports no
+    /// delay at all (kept as measured, a stale 500 ms reading held a link
+    /// out, and with deadline drops starved it of the data that would have
+    /// corrected it: a 17 s gap in the lab).
     pub queue_delay_now_ms: Option<f64>,
     /// The same as `queue_delay_ms` at p95: how far bursts queue, ms.
     pub queue_delay_p95_ms: Option<f64>,
@@ -321,7 +326,11 @@ impl LinkEstimator {
         })();
         let jitter_ms = rtt_ms.map(|r| r[2] - r[1]);
         let queue_delay_ms = self.queue_delay_ms();
-        let queue_delay_now_ms = (|| Some(self.owd_recent.last()?.1 - self.owd.min()?))();
+        let queue_delay_now_ms = (|| {
+            let (at, owd) = self.owd_recent.last()?;
+            let drained_ms = now.saturating_sub(at).as_secs_f64() * 1e3;
+            Some((owd - self.owd.min()? - drained_ms).max(0.0))
+        })();
         let queue_delay_p95_ms = (|| Some(self.owd_recent.quantile(0.95)? - self.owd.min()?))();
         let delay_gradient_ms_s = self.owd_recent.slope_per_s().or_else(|| self.rtt.slope_per_s());
         let loss = self.loss_over(&self.intervals, &self.intervals_lost, None, now);

@@ -9,8 +9,7 @@
 //! `admit_after`, then *warms* at a small share for `warm_for` before it is
 //! *live*. Demotion is for a link that is dying, not for one that is merely
 //! variable: silence, sustained loss the link's own queue does not explain,
-//! an absurd delay, or round-trip jitter on a link that carries nothing —
-//! never the delay and rate swings of a loaded cellular link, which the rate
+//! or an absurd delay — never round-trip jitter or the delay and rate swings of a loaded cellular link, which the rate
 //! model and the kernel's expected arrival absorb (measured on a real LTE
 //! trace: demoting for jitter kept links out for 3-20 s each time, while
 //! they could carry most of the video). Re-admission is slow: healthy
@@ -107,7 +106,9 @@ pub struct Thresholds {
     /// being demoted: heard again, it carries at once. Shorter than
     /// `silence_demote`.
     pub silence_hold: Duration,
-    /// Jitter that demotes, ms.
+    /// Jitter that demotes, ms. No longer used: an admitted link is not
+    /// demoted for jitter (see [`Lifecycle`]'s module documentation); kept so
+    /// that configurations naming it stay valid.
     pub jitter_demote_ms: f64,
     /// Jitter below which a link counts as healthy again, ms (< demote: hysteresis).
     pub jitter_healthy_ms: f64,
@@ -202,16 +203,13 @@ fn problem(est: &Estimate, th: &Thresholds) -> Option<Reason> {
     // queue reading alone missed it on a link loaded for longer than the
     // delay window, whose minimum then includes the queue.
     let congested = est.overloaded || queued.is_some_and(|q| q > th.congestion_queue_ms);
-    // Round-trip jitter is judged only on a link that carries no data:
-    // probes waiting behind video bursts measure the bursts (in the lab,
-    // p95 − p50 of 236 ms on a loaded 6 Mbit/s link whose median queue was
-    // 15 ms); a busy link's delay is the send budget's business.
-    if let Some(j) = est.jitter_ms
-        && j > th.jitter_demote_ms
-        && !est.carrying
-    {
-        return Some(Reason::Jitter(j));
-    }
+    // Round-trip jitter never demotes a link that was admitted: on a loaded
+    // link probes wait behind video bursts and measure the bursts (in the
+    // lab, p95 − p50 of 236 ms on a loaded 6 Mbit/s link whose median queue
+    // was 15 ms), and on an idle LTE link it exceeded 1 s while the link
+    // could carry (a real driving trace: links demoted for it, out for 3 s
+    // each). Delay is the rate model's and the expected arrival's business;
+    // jitter only gates a link's first admission (`healthy`).
     if est.loss_recent > th.loss_demote && !congested {
         return Some(Reason::Loss(est.loss_recent));
     }
