@@ -107,7 +107,7 @@ impl Bond {
             return 0;
         }
         let rate = d.budgets[i].bytes_per_s as f64;
-        let ceiling = self.t + 2.0 * f64::from(d.budgets[i].backlog_limit_us) / 1e6;
+        let ceiling = self.t + 8.0 * f64::from(d.budgets[i].backlog_limit_us) / 1e6;
         let l = &mut self.links[i];
         if l.busy_until < ceiling {
             l.busy_until = l.busy_until.max(self.t) + PACKET / rate;
