@@ -112,9 +112,14 @@ impl RateModel {
         let q = queue.unwrap_or(0.0);
         let busy = q > BUSY_QUEUE_MS;
         // A queue is building: the link delivers less than it is sent. What
-        // it delivered in this interval is what it carries now.
+        // it delivered lately is what it carries now — over the sample's two
+        // intervals, not one: a single interval reads low whenever the hub's
+        // timing moved some of its bytes into the next one, and cutting on
+        // it took a 12 Mbit/s link to 3.4 during warm-up (lab,
+        // steady-asymmetric). A real step down is still followed within two
+        // intervals, the second cutting again.
         if q > STANDING_QUEUE_MS || (q > CUT_QUEUE_MS && rising) {
-            let cut = interval_mbit_s.max(MIN_RATE_MBIT_S);
+            let cut = interval_mbit_s.max(sample).max(MIN_RATE_MBIT_S);
             if self.estimate.is_none_or(|e| cut < e) {
                 self.estimate = Some(cut);
                 self.samples.clear();
