@@ -43,10 +43,14 @@ pub enum DropReason {
     NotIp = 15,
     /// The controller has not written the tunnel configuration yet.
     NoConfig = 16,
+    /// Egress: no link is expected to deliver the packet within the tunnel's
+    /// one-way delay budget (`TunnelConfig::deadline_us`); sent, it would
+    /// arrive too late to be used and delay every packet behind it.
+    Deadline = 17,
 }
 
 /// Number of drop reasons (size of the drop counter map).
-pub const DROP_REASON_COUNT: u32 = 17;
+pub const DROP_REASON_COUNT: u32 = 18;
 
 impl DropReason {
     /// Every reason, in index order.
@@ -68,6 +72,7 @@ impl DropReason {
         Self::EncapFailed,
         Self::NotIp,
         Self::NoConfig,
+        Self::Deadline,
     ];
 
     /// Stable snake_case name, used in logs and metric labels.
@@ -90,6 +95,7 @@ impl DropReason {
             Self::EncapFailed => "encap_failed",
             Self::NotIp => "not_ip",
             Self::NoConfig => "no_config",
+            Self::Deadline => "deadline",
         }
     }
 }

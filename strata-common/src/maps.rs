@@ -73,6 +73,10 @@ pub struct TunnelConfig {
     pub local_port_be: u16,
     /// Explicit padding.
     pub _pad: u16,
+    /// One-way delay budget, µs: under earliest arrival, a packet no link is
+    /// expected to deliver within it is dropped before sending (counted as
+    /// `deadline`). 0: no deadline.
+    pub deadline_us: u32,
 }
 
 /// How to send on one link (index = link id).

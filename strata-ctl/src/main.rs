@@ -113,6 +113,9 @@ fn execute(command: Command) -> anyhow::Result<()> {
                 config.links.len(),
                 config.session
             );
+            for note in config.notes() {
+                println!("note: {note}");
+            }
             // Valid but unusable here: the daemon would run without its socket.
             if let Some(group) = &config.status.group
                 && nix::unistd::Group::from_name(group).ok().flatten().is_none()

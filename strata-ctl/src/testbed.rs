@@ -47,6 +47,7 @@ pub fn edge(weights: [u32; 8], mtu: u16) -> Result<Datapath, DatapathError> {
         local_ip_be: 0,
         local_port_be: PORT.to_be(),
         _pad: 0,
+        deadline_us: 0,
     };
     dp.set_config(cfg)?;
     dp.set_interface(LO, 14)?;
@@ -83,6 +84,7 @@ pub fn hub() -> Result<Datapath, DatapathError> {
         local_ip_be: be(HUB),
         local_port_be: PORT.to_be(),
         _pad: 0,
+        deadline_us: 0,
     })?;
     for id in 0..3 {
         dp.set_peer(id, Endpoint::default())?;

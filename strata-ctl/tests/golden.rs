@@ -152,6 +152,7 @@ fn egress_sends_where_a_packet_arrives_first_within_each_links_budget() {
         local_ip_be: 0,
         local_port_be: PORT.to_be(),
         _pad: 0,
+        deadline_us: 0,
     })
     .unwrap();
     let frame = eth(0x0800, &inner_v4(0, 1000 - 48 - 28));
@@ -172,6 +173,48 @@ fn egress_sends_where_a_packet_arrives_first_within_each_links_budget() {
     assert!((17..=18).contains(&overflow), "overflow {overflow}, chosen {chosen:?}");
     assert_eq!(snapshot.links[0].tx_packets + snapshot.links[1].tx_packets, 40);
     assert!(snapshot.links[0].tx_packets.abs_diff(snapshot.links[1].tx_packets) <= 2);
+}
+
+#[test]
+fn egress_drops_what_no_link_can_deliver_within_the_deadline() {
+    let mut dp = edge([1, 1, 0, 0, 0, 0, 0, 0], 1500);
+    // As above: 10 ms per 1000-byte packet on each link, 10 and 30 ms away.
+    for (id, delay_us) in [(0u8, 10_000), (1, 30_000)] {
+        let tx = LinkTx::new(true, LO, LINK_SRC[usize::from(id)], None, PORT, 1500, 14)
+            .with_budget(100_000, delay_us, 100_000);
+        dp.set_link(id, tx).unwrap();
+    }
+    dp.set_config(TunnelConfig {
+        session: SESSION,
+        flags: CONFIG_READY | CONFIG_EARLIEST_ARRIVAL,
+        tunnel_ifindex: TUNNEL_IFINDEX,
+        tunnel_l2_len: 14,
+        local_ip_be: 0,
+        local_port_be: PORT.to_be(),
+        _pad: 0,
+        deadline_us: 60_000,
+    })
+    .unwrap();
+    let frame = eth(0x0800, &inner_v4(0, 1000 - 48 - 28));
+    let mut sent = 0;
+    for _ in 0..12 {
+        let (action, _) = run(&mut dp, Program::TunnelEgress, &frame);
+        if action == TC_ACT_REDIRECT {
+            sent += 1;
+        } else {
+            assert_eq!(action, TC_ACT_SHOT);
+        }
+    }
+    // Expected arrivals 20, 30, 40, 50, 60 ms on link 0 and 40, 50, 60 on
+    // link 1 are within 60 ms; every later packet would arrive after it.
+    assert!((8..=9).contains(&sent), "{sent} sent");
+    assert_eq!(drops(&dp, DropReason::Deadline), 12 - sent);
+    // Without budgets the kernel has no estimates: nothing is dropped for lateness.
+    for id in [0u8, 1] {
+        dp.set_link(id, LinkTx::new(true, LO, LINK_SRC[usize::from(id)], None, PORT, 1500, 14)).unwrap();
+    }
+    let (action, _) = run(&mut dp, Program::TunnelEgress, &frame);
+    assert_eq!(action, TC_ACT_REDIRECT);
 }
 
 #[test]

@@ -7,6 +7,7 @@ use aya_ebpf::{
     programs::TcContext,
 };
 use strata_common::{
+    budget::us_to_ns,
     drop::DropReason,
     maps::{CONFIG_EARLIEST_ARRIVAL, CONFIG_READY, TunnelConfig},
     packet::{ETH_LEN, OUTER_V4_LEN, OuterAddrs, OuterV4, inner_dscp},
@@ -69,7 +70,7 @@ fn send<const L2: usize>(ctx: &TcContext, cfg: &TunnelConfig) -> Result<i32, Dro
     let choice = if cfg.flags & CONFIG_EARLIEST_ARRIVAL != 0 {
         // Pacing runs on the monotonic clock: CLOCK_TAI follows settimeofday.
         // SAFETY: helper without arguments.
-        choose_link_paced(global_seq, outer_len, unsafe { bpf_ktime_get_ns() })?
+        choose_link_paced(global_seq, outer_len, unsafe { bpf_ktime_get_ns() }, us_to_ns(cfg.deadline_us))?
     } else {
         choose_link(global_seq, outer_len)?
     };

@@ -131,6 +131,20 @@ pub struct Controller {
     train_interval: Option<Duration>,
 }
 
+/// How often each link's budget is raised to probe for more capacity, and
+/// for how long (one feedback interval). Links take turns, a third of a
+/// cycle apart, so the bond is never probing everywhere at once.
+pub const PROBE_CYCLE: Duration = Duration::from_millis(400);
+/// See [`PROBE_CYCLE`].
+pub const PROBE_FOR: Duration = Duration::from_millis(50);
+
+/// Whether link `id` is in its probing interval at `now`.
+fn probing(now: Duration, id: u8) -> bool {
+    let cycle = PROBE_CYCLE.as_millis() as u64;
+    let offset = u64::from(id) * cycle / 3;
+    (now.as_millis() as u64 + cycle - offset % cycle) % cycle < PROBE_FOR.as_millis() as u64
+}
+
 impl Controller {
     /// Links as `(id, configured weight)`; the configured weight stands in
     /// for capacity (Mbit/s) until capacity is measured.
@@ -266,6 +280,7 @@ impl Controller {
                 estimate: e,
                 nominal_mbit_s: f64::from(l.weight),
                 heard: e.silence.is_some_and(|s| s <= self.thresholds.silence_hold),
+                probing: probing(now, l.id),
             })
             .collect();
         let decision = decide(&views, &self.scoring);

@@ -8,26 +8,32 @@
 //! capacity, the delay gradient (a queue building), a throughput-collapse
 //! flag, and a prediction of delay and capacity [`PREDICTION_HORIZON`] ahead.
 //!
+//! The outputs other modules build on (the scorer; anything that tells the
+//! source what fits) are [`Estimate::capacity_mbit_s`] — the link's delivery
+//! rate as the hub's feedback shows it, followed up and down by
+//! [`super::rate`] — [`Estimate::queue_delay_ms`] (one-way delay above its
+//! floor), and the lifecycle state the controller keeps beside it.
+//!
 //! One-way delays come from two clocks (edge send, hub receive) that are not
 //! synchronised: only their *changes* mean anything, so they are reported
 //! relative to the window's minimum (the queueing part).
 
 use std::time::Duration;
 
-use super::window::Window;
+use super::{
+    rate::{Interval, RateModel},
+    window::Window,
+};
 
+/// How long a queue reading stands as measured before it decays: two
+/// feedback intervals.
+const QUEUE_READING_FRESH: Duration = Duration::from_millis(100);
 /// How far ahead predictions look.
 pub const PREDICTION_HORIZON: Duration = Duration::from_millis(750);
 /// Delay statistics window.
 const DELAY_SPAN: Duration = Duration::from_secs(5);
 /// Short window for gradients and recent loss.
 const RECENT_SPAN: Duration = Duration::from_secs(1);
-/// Queueing above the minimum one-way delay that counts as a standing queue, ms.
-const QUEUED_MS: f64 = 15.0;
-/// Capacity window: short, so a throttled link's capacity follows it down
-/// within a couple of seconds (5 s mixed pre- and post-collapse rates and
-/// overestimated a 3 Mbit/s link at 5.8 in the lab).
-const CAPACITY_SPAN: Duration = Duration::from_secs(2);
 
 /// Cumulative counters the hub reports for one link.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -59,7 +65,15 @@ pub struct Estimate {
     pub jitter_ms: Option<f64>,
     /// Queueing part of the one-way delay (p50 above the window's minimum), ms.
     pub queue_delay_ms: Option<f64>,
-    /// The same at p95: how far bursts queue, ms.
+    /// Where the link's queue is now, ms: the latest feedback interval's
+    /// queueing delay (its one-way delay above the window's minimum), less
+    /// the time since it was due to be measured again — a queue the link is no longer sent
+    /// into drains in real time, and a link carrying nothing reports no
+    /// delay at all (kept as measured, a stale 500 ms reading held a link
+    /// out, and with deadline drops starved it of the data that would have
+    /// corrected it: a 17 s gap in the lab).
+    pub queue_delay_now_ms: Option<f64>,
+    /// The same as `queue_delay_ms` at p95: how far bursts queue, ms.
     pub queue_delay_p95_ms: Option<f64>,
     /// Delay gradient, ms per second (positive: a queue is building).
     pub delay_gradient_ms_s: Option<f64>,
@@ -71,11 +85,19 @@ pub struct Estimate {
     pub burstiness: f64,
     /// Share of the link's packets that arrived out of order, over the delay window.
     pub reordering: f64,
-    /// Delivered rate over the recent window, Mbit/s.
+    /// Delivered rate over the recent window, Mbit/s (median of the
+    /// feedback intervals').
     pub delivered_mbit_s: f64,
-    /// Capacity estimate, Mbit/s: measured under a standing queue, or else
+    /// The hub received data on the link within the recent window.
+    pub carrying: bool,
+    /// Capacity estimate, Mbit/s: the delivery rate the hub's feedback
+    /// shows (a windowed maximum, cut when a queue builds; see
+    /// [`super::rate`]), or, until a busy link has confirmed it, at least
     /// the last packet train's.
     pub capacity_mbit_s: Option<f64>,
+    /// The capacity was measured while the link was busy, not only bounded
+    /// from below by what it was sent or guessed from a packet train.
+    pub capacity_confirmed: bool,
     /// The last packet train's rate (within 30 s), Mbit/s.
     pub train_mbit_s: Option<f64>,
     /// Capacity falling while loss stays low (thermal throttling).
@@ -102,12 +124,8 @@ pub struct LinkEstimator {
     intervals_lossy: Window,
     intervals_late: Window,
     rate: Window,
-    /// Megabits delivered, and the seconds they took, over intervals with a
-    /// standing queue: capacity is their ratio (a quantile of 50 ms rates
-    /// came out 6-25 % high in the lab, feedback timing jitter inflating
-    /// single intervals).
-    capacity_mbit: Window,
-    capacity_secs: Window,
+    /// The delivery-rate model (capacity).
+    capacity: RateModel,
     last_feedback: Option<(Duration, Feedback)>,
     last_heard: Option<Duration>,
     trains: Window,
@@ -150,8 +168,7 @@ impl LinkEstimator {
             intervals_lossy: Window::new(DELAY_SPAN),
             intervals_late: Window::new(DELAY_SPAN),
             rate: Window::new(RECENT_SPAN),
-            capacity_mbit: Window::new(CAPACITY_SPAN),
-            capacity_secs: Window::new(CAPACITY_SPAN),
+            capacity: RateModel::new(),
             last_feedback: None,
             last_heard: None,
             trains: Window::new(Duration::from_secs(30)),
@@ -246,15 +263,14 @@ impl LinkEstimator {
                 self.intervals_lossy.push(now, if lost > 0.0 { 1.0 } else { 0.0 });
                 let dt = fb.hub_elapsed.unwrap_or_else(|| now.saturating_sub(*then)).as_secs_f64();
                 if dt > 0.0 {
-                    let mbit_s = (fb.rx_bytes - prev.rx_bytes) as f64 * 8.0 / dt / 1e6;
-                    self.rate.push(now, mbit_s);
-                    // Delivered rate while a queue stood through the whole
-                    // interval is what the link can carry (an idle link's old
-                    // queue reading once froze a capacity of 0 into the window).
-                    if packets > 0.0 && self.queued_throughout(&fb.owd_ms) {
-                        self.capacity_mbit.push(now, mbit_s * dt);
-                        self.capacity_secs.push(now, dt);
-                    }
+                    let bytes = fb.rx_bytes - prev.rx_bytes;
+                    self.rate.push(now, bytes as f64 * 8.0 / dt / 1e6);
+                    // The interval's own queueing delay: its mean one-way
+                    // delay above the window's floor.
+                    let floor = self.owd.min();
+                    let queue_ms = fb.owd_ms.iter().copied().reduce(f64::max).zip(floor).map(|(d, f)| d - f);
+                    let elapsed = Duration::from_secs_f64(dt.min(3600.0));
+                    self.capacity.on_interval(now, Interval { bytes, elapsed, queue_ms });
                 }
             }
         }
@@ -285,14 +301,6 @@ impl LinkEstimator {
         self.last_heard = Some(self.last_heard.map_or(now, |t| t.max(now)));
     }
 
-    /// Whether this interval's own one-way delay samples all sat above the
-    /// window's minimum by more than a few packets' worth: the link never
-    /// ran idle in it, so what it delivered is what it can carry.
-    fn queued_throughout(&self, owd_ms: &[f64]) -> bool {
-        let Some(min) = self.owd.min() else { return false };
-        !owd_ms.is_empty() && owd_ms.iter().all(|&d| d - min > QUEUED_MS)
-    }
-
     fn queue_delay_ms(&self) -> Option<f64> {
         Some(self.owd_recent.quantile(0.5)? - self.owd.min()?)
     }
@@ -321,6 +329,16 @@ impl LinkEstimator {
         })();
         let jitter_ms = rtt_ms.map(|r| r[2] - r[1]);
         let queue_delay_ms = self.queue_delay_ms();
+        let queue_delay_now_ms = (|| {
+            let (at, owd) = self.owd_recent.last()?;
+            // Only once it is overdue: a link carrying data reports every
+            // feedback interval, and decaying a standing queue between two
+            // reports read it as empty and opened the spill-over budget on a
+            // full link (lab, steady-asymmetric: 1.3 % lost).
+            let overdue = now.saturating_sub(at).saturating_sub(QUEUE_READING_FRESH);
+            let drained_ms = overdue.as_secs_f64() * 1e3;
+            Some((owd - self.owd.min()? - drained_ms).max(0.0))
+        })();
         let queue_delay_p95_ms = (|| Some(self.owd_recent.quantile(0.95)? - self.owd.min()?))();
         let delay_gradient_ms_s = self.owd_recent.slope_per_s().or_else(|| self.rtt.slope_per_s());
         let loss = self.loss_over(&self.intervals, &self.intervals_lost, None, now);
@@ -330,15 +348,14 @@ impl LinkEstimator {
         let reordering =
             if received > 0.0 { (self.intervals_late.sum() / received).clamp(0.0, 1.0) } else { 0.0 };
         let delivered_mbit_s = self.rate.quantile(0.5).unwrap_or(0.0);
-        let (mut mbit, mut secs) = (self.capacity_mbit.clone(), self.capacity_secs.clone());
-        mbit.expire(now);
-        secs.expire(now);
-        // At least half a second of queued delivery before it counts.
-        let measured = (secs.sum() >= 0.5).then(|| mbit.sum() / secs.sum());
-        let capacity_mbit_s = match (measured, self.trains.last()) {
-            (Some(c), _) => Some(c),
-            (None, Some((_, train))) => Some(train),
-            (None, None) => None,
+        // A packet train stands in until the link was measured busy: before
+        // that, what it delivered is only what it was sent.
+        let capacity_confirmed = self.capacity.confirmed();
+        let train = self.trains.last().map(|(_, v)| v);
+        let capacity_mbit_s = match (self.capacity.estimate(), train) {
+            (Some(c), _) if capacity_confirmed => Some(c),
+            (Some(c), Some(t)) => Some(c.max(t)),
+            (c, t) => c.or(t),
         };
         let rate_slope = self.rate.slope_per_s().unwrap_or(0.0);
         let collapsing = delivered_mbit_s > 0.0
@@ -357,6 +374,7 @@ impl LinkEstimator {
             rtt_ms,
             jitter_ms,
             queue_delay_ms,
+            queue_delay_now_ms,
             queue_delay_p95_ms,
             delay_gradient_ms_s,
             loss_recent,
@@ -364,7 +382,9 @@ impl LinkEstimator {
             burstiness,
             reordering,
             delivered_mbit_s,
+            carrying: self.rate.iter().any(|(t, r)| r > 0.0 && now.saturating_sub(t) <= RECENT_SPAN),
             capacity_mbit_s,
+            capacity_confirmed,
             train_mbit_s: self.trains.last().map(|(_, v)| v),
             collapsing,
             overloaded: self.overflow.1.is_some_and(|t| now.saturating_sub(t) <= RECENT_SPAN),

@@ -26,7 +26,11 @@ pub mod estimator;
 pub mod evidence;
 pub mod fit;
 pub mod lifecycle;
+pub mod rate;
 pub mod schedule;
 pub mod scoring;
 pub mod train;
 pub mod window;
+
+#[cfg(test)]
+mod simulated;

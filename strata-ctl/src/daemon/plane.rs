@@ -19,7 +19,7 @@ use super::{
     links::{Side, be, link_tx},
 };
 use crate::{
-    config::Config,
+    config::{Config, ControlMode},
     dataplane::{
         datapath::{Datapath, DatapathError, Program},
         sampling,
@@ -96,6 +96,14 @@ pub(super) fn configure(
         },
         local_port_be: config.port.to_be(),
         _pad: 0,
+        // Deadline drops need the adaptive controller's estimates: never
+        // under static weights, and never on the hub.
+        deadline_us: match side {
+            Side::Edge { .. } if config.control.mode == ControlMode::Adaptive && config.control.drop_late => {
+                u32::try_from(config.control.deadline_ms.saturating_mul(1000)).unwrap_or(u32::MAX)
+            }
+            _ => 0,
+        },
     };
     dp.set_config(tunnel)?;
     let weights = config.weights();
