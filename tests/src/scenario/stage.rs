@@ -5,7 +5,7 @@
 //! real-client tests ([`crate::clients`]) bring their own applications
 //! (ffmpeg, srt-live-transmit, iperf3) to one instead. Everything on a stage
 //! shares one clock: the links' traces and events start when the stage does,
-//! and traffic is meant to start a warm-up later (the runner's [`WARMUP`]),
+//! and traffic is meant to start a warm-up later (the runner's [`WARMUP`](super::runner::WARMUP)),
 //! when the daemons have admitted their links.
 //!
 //! Dropping a stage stops the daemons, the links and removes the lab's
@@ -18,8 +18,6 @@ use std::{
     time::{Duration, Instant},
 };
 
-#[cfg(doc)]
-use super::runner::WARMUP;
 use super::spec::{Scenario, TraceSource};
 use crate::{
     Lab,
