@@ -131,13 +131,13 @@ fn egress_never_uses_a_zero_weight_link_and_skips_links_that_cannot_take_the_pac
     assert_eq!(dp.snapshot().unwrap().links[0].tx_packets, 0);
 }
 
-#[test]
-fn egress_sends_where_a_packet_arrives_first_within_each_links_budget() {
+/// An edge choosing by earliest arrival over two budgeted links: both drain
+/// at 10 µs per byte (0.8 Mbit/s: a 1000-byte packet holds a link for 10 ms,
+/// far longer than a test takes, so the virtual queues barely drain); link 0
+/// is 10 ms away, link 1 30 ms; each may hold 100 ms of backlog.
+/// `deadline_us` 0: no deadline drops.
+fn paced_edge(deadline_us: u32) -> Datapath {
     let mut dp = edge([1, 1, 0, 0, 0, 0, 0, 0], 1500);
-    // Both links drain at 10 µs per byte (0.8 Mbit/s: a 1000-byte packet
-    // holds a link for 10 ms, far longer than the test takes, so the virtual
-    // queues barely drain); link 0 is 10 ms away, link 1 30 ms; each may hold
-    // 100 ms of backlog.
     for (id, delay_us) in [(0u8, 10_000), (1, 30_000)] {
         // 100 000 bytes/s is 10 000 000 ps per byte.
         let tx = LinkTx::new(true, LO, LINK_SRC[usize::from(id)], None, PORT, 1500, 14)
@@ -152,9 +152,15 @@ fn egress_sends_where_a_packet_arrives_first_within_each_links_budget() {
         local_ip_be: 0,
         local_port_be: PORT.to_be(),
         _pad: 0,
-        deadline_us: 0,
+        deadline_us,
     })
     .unwrap();
+    dp
+}
+
+#[test]
+fn egress_sends_where_a_packet_arrives_first_within_each_links_budget() {
+    let mut dp = paced_edge(0);
     let frame = eth(0x0800, &inner_v4(0, 1000 - 48 - 28));
     let mut chosen = Vec::new();
     for _ in 0..40 {
@@ -177,24 +183,7 @@ fn egress_sends_where_a_packet_arrives_first_within_each_links_budget() {
 
 #[test]
 fn egress_drops_what_no_link_can_deliver_within_the_deadline() {
-    let mut dp = edge([1, 1, 0, 0, 0, 0, 0, 0], 1500);
-    // As above: 10 ms per 1000-byte packet on each link, 10 and 30 ms away.
-    for (id, delay_us) in [(0u8, 10_000), (1, 30_000)] {
-        let tx = LinkTx::new(true, LO, LINK_SRC[usize::from(id)], None, PORT, 1500, 14)
-            .with_budget(100_000, delay_us, 100_000);
-        dp.set_link(id, tx).unwrap();
-    }
-    dp.set_config(TunnelConfig {
-        session: SESSION,
-        flags: CONFIG_READY | CONFIG_EARLIEST_ARRIVAL,
-        tunnel_ifindex: TUNNEL_IFINDEX,
-        tunnel_l2_len: 14,
-        local_ip_be: 0,
-        local_port_be: PORT.to_be(),
-        _pad: 0,
-        deadline_us: 60_000,
-    })
-    .unwrap();
+    let mut dp = paced_edge(60_000);
     let frame = eth(0x0800, &inner_v4(0, 1000 - 48 - 28));
     let mut sent = 0;
     for _ in 0..12 {
