@@ -87,17 +87,26 @@ fn adaptive_does_not_flap_a_link_with_delay_spikes() {
 
 #[test]
 fn adaptive_steady_asymmetric() {
-    let (a, _) = play_with("steady-asymmetric", 10.0, Control::Adaptive);
-    // A known regression of issue 12's link model, kept visible here and in
-    // docs/BENCHMARKS.md rather than hidden: at 85 % load the budgets' upward
-    // probing pushes video bursts into links that are nearly full, and the
-    // fastest link's carrier buffer overflows now and then — release runs
-    // 98.3-99.5 % delivered, p99 235-252 ms (main before: 99.96-100 %,
-    // p99 195-200 ms); 10 s debug runs 98.5-99.5 %. The bounds catch a
-    // steering fault (a link left unused at 85 % load loses far more), not
-    // the regression, which issue 12 stays open for.
-    assert!(a.delivered_ratio >= 0.97, "delivered {}", a.delivered_ratio);
-    assert!(a.owd_ms.p99 <= 400.0, "p99 {}", a.owd_ms.p99);
+    let result = play_full("steady-asymmetric", 10.0, Control::Adaptive, false);
+    let a = &result.analysis;
+    // Steering, asserted directly: at 85 % load every link must carry a good
+    // part of its capacity's share (12 : 8 : 4), or the others overflow. A
+    // link left unused or starved fails this whatever the noise; earliest
+    // arrival favours the near links, so the far one carries less than its
+    // share (release: 0.84 of it) and the bound is generous.
+    let offered: Vec<f64> = result.link_stats.iter().map(|l| l.uplink.arrived_bytes as f64).collect();
+    let total: f64 = offered.iter().sum();
+    for ((id, bytes), capacity) in offered.iter().enumerate().zip([12.0, 8.0, 4.0]) {
+        let share = bytes / total / (capacity / 24.0);
+        assert!(share >= 0.4, "link {id} carried {share:.2} of its capacity's share: {offered:?}");
+    }
+    // Delivery, with margins for a debug build on a loaded machine. Issue
+    // 12's link model queues more here than static weights do (release:
+    // 98.3-100 % delivered, p99 204-252 ms; static 100 %, 179 ms) — a gap
+    // docs/BENCHMARKS.md reports and the oracle ratio measures, not this
+    // test.
+    assert!(a.delivered_ratio >= 0.95, "delivered {}", a.delivered_ratio);
+    assert!(a.owd_ms.p99 <= 600.0, "p99 {}", a.owd_ms.p99);
 }
 
 #[test]
