@@ -10,6 +10,7 @@
 //! | `STRATA_SCHED`  | controller (double-buffered) | egress         |
 //! | `STRATA_TXSEQ`  | egress (atomics); controller seeds it | egress |
 //! | `STRATA_PACE`   | egress                     | egress, controller |
+//! | `STRATA_SENT`   | egress                     | egress           |
 //! | `STRATA_TX`, `STRATA_RX`, `STRATA_DROPS`, `STRATA_RXSEQ` | kernel | controller |
 //! | `STRATA_DEDUP`  | ingress                    | ingress          |
 //!
@@ -54,6 +55,17 @@ pub const CONFIG_EARLIEST_ARRIVAL: u32 = 1 << 2;
 
 /// [`LinkTx::flags`]: the link may carry traffic.
 pub const LINK_ENABLED: u32 = 1 << 0;
+
+/// [`LinkTx::flags`]: [`LinkTx::acked_seq`] and [`LinkTx::ack_anchor_ns`]
+/// hold a fresh acknowledgement from the receiver, so the kernel measures
+/// the link's backlog instead of only modelling it.
+pub const LINK_ACKED: u32 = 1 << 1;
+
+/// Packets per link whose cumulative sent bytes `STRATA_SENT` remembers: an
+/// acknowledgement further behind than this says only that the link is
+/// hopelessly backlogged. 4 096 packets are 2 s of a 20 Mbit/s link in
+/// 1 300-byte packets, ten times the acknowledgement's usual age.
+pub const SENT_RING: u32 = 4096;
 
 /// Tunnel-wide settings (single entry at index 0).
 #[repr(C)]
@@ -108,6 +120,16 @@ pub struct LinkTx {
     /// Backlog the budget allows, µs of link time: a link whose backlog is
     /// larger takes no more packets while another link has room.
     pub backlog_limit_us: u32,
+    /// With [`LINK_ACKED`]: the per-link sequence after the highest the
+    /// receiver had received (`FeedbackPayload::next_seq`, low 32 bits).
+    pub acked_seq: u32,
+    /// With [`LINK_ACKED`]: kernel time (`bpf_ktime_get_ns`) by which the
+    /// link's bottleneck had finished sending everything before
+    /// `acked_seq` — the acknowledgement's arrival less the link's base
+    /// round trip. Everything sent since then drains from there at the
+    /// budget rate, so the backlog a packet meets now is
+    /// `ack_anchor_ns + transmit(bytes sent from acked_seq on) − now`.
+    pub ack_anchor_ns: u64,
 }
 
 impl LinkTx {
@@ -140,6 +162,8 @@ impl LinkTx {
             ps_per_byte: 0,
             delay_us: 0,
             backlog_limit_us: 0,
+            acked_seq: 0,
+            ack_anchor_ns: 0,
         }
     }
 
@@ -152,6 +176,19 @@ impl LinkTx {
             return self;
         }
         Self { ps_per_byte: budget::ps_per_byte(bytes_per_s), delay_us, backlog_limit_us, ..self }
+    }
+
+    /// This link with the receiver's acknowledgement: it had received every
+    /// link sequence before `next_seq`, and the link's bottleneck had sent
+    /// them by kernel time `anchor_ns` (see [`LinkTx::ack_anchor_ns`]).
+    pub const fn with_ack(self, next_seq: u32, anchor_ns: u64) -> Self {
+        Self { flags: self.flags | LINK_ACKED, acked_seq: next_seq, ack_anchor_ns: anchor_ns, ..self }
+    }
+
+    /// The link carries a fresh acknowledgement.
+    #[inline(always)]
+    pub const fn acked(&self) -> bool {
+        self.flags & LINK_ACKED != 0
     }
 
     /// The link may carry traffic.
@@ -196,6 +233,9 @@ pub struct LinkPace {
     /// Packets sent on this link past every link's budget (the schedule's
     /// fallback under overload).
     pub overflow: u64,
+    /// Outer bytes sent on this link so far, by any means (what
+    /// `STRATA_SENT` records per packet).
+    pub sent_bytes: u64,
 }
 
 /// The far end of a link (index = link id).

@@ -333,27 +333,34 @@ pub struct FeedbackPayload {
     pub owd_count: u64,
     /// Packets that arrived after a higher sequence on the link (reordering).
     pub late: u64,
+    /// The per-link sequence after the highest received (highest + 1, as a
+    /// u64 so that it never wraps to the "none" value), 0 before any packet:
+    /// an acknowledgement. With it the sender's kernel counts what it sent
+    /// on the link since, and so knows the link's real backlog rather than
+    /// the one its rate model predicts (see `maps::LinkTx::acked_seq`).
+    pub next_seq: u64,
 }
 
 impl FeedbackPayload {
-    /// Encoded length: six big-endian u64.
-    pub const LEN: usize = 48;
-    /// Length of the first revision, without `late` (decoded with `late` 0).
+    /// Encoded length: seven big-endian u64.
+    pub const LEN: usize = 56;
+    /// Length of the first revision, without `late` and `next_seq` (decoded
+    /// with both 0). The second revision (48 bytes) lacks only `next_seq`.
     pub const LEN_WITHOUT_LATE: usize = 40;
 
     /// Writes the payload into the first [`Self::LEN`] bytes of `buf`.
     pub fn encode(&self, buf: &mut [u8]) -> Result<(), DropReason> {
         let Some(out) = buf.get_mut(..Self::LEN) else { return Err(DropReason::Truncated) };
-        let Self { rx_packets, rx_bytes, lost, owd_sum_us, owd_count, late } = *self;
+        let Self { rx_packets, rx_bytes, lost, owd_sum_us, owd_count, late, next_seq } = *self;
         for (chunk, v) in
-            out.chunks_exact_mut(8).zip([rx_packets, rx_bytes, lost, owd_sum_us, owd_count, late])
+            out.chunks_exact_mut(8).zip([rx_packets, rx_bytes, lost, owd_sum_us, owd_count, late, next_seq])
         {
             chunk.copy_from_slice(&v.to_be_bytes());
         }
         Ok(())
     }
 
-    /// Reads a payload (either revision).
+    /// Reads a payload (any revision; fields it lacks are 0).
     pub fn decode(buf: &[u8]) -> Result<Self, DropReason> {
         if buf.len() < Self::LEN_WITHOUT_LATE {
             return Err(DropReason::Truncated);
@@ -373,6 +380,7 @@ impl FeedbackPayload {
             owd_sum_us: v(3),
             owd_count: v(4),
             late: v(5),
+            next_seq: v(6),
         })
     }
 }
@@ -384,13 +392,19 @@ mod tests {
 
     proptest! {
         #[test]
-        fn feedback_round_trip(a: u64, b: u64, c: u64, d: u64, e: u64, g: u64) {
-            let f = FeedbackPayload { rx_packets: a, rx_bytes: b, lost: c, owd_sum_us: d, owd_count: e, late: g };
+        fn feedback_round_trip(a: u64, b: u64, c: u64, d: u64, e: u64, g: u64, n: u64) {
+            let f = FeedbackPayload {
+                rx_packets: a, rx_bytes: b, lost: c, owd_sum_us: d, owd_count: e, late: g, next_seq: n,
+            };
             let mut buf = [0u8; FeedbackPayload::LEN];
             f.encode(&mut buf).unwrap();
             prop_assert_eq!(FeedbackPayload::decode(&buf).unwrap(), f);
-            // The first revision's 40 bytes still decode, without `late`.
-            prop_assert_eq!(FeedbackPayload::decode(&buf[..40]).unwrap(), FeedbackPayload { late: 0, ..f });
+            // Earlier revisions still decode, without the fields they lack.
+            prop_assert_eq!(FeedbackPayload::decode(&buf[..48]).unwrap(), FeedbackPayload { next_seq: 0, ..f });
+            prop_assert_eq!(
+                FeedbackPayload::decode(&buf[..40]).unwrap(),
+                FeedbackPayload { late: 0, next_seq: 0, ..f }
+            );
             prop_assert!(FeedbackPayload::decode(&buf[..39]).is_err());
         }
     }

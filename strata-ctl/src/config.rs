@@ -48,7 +48,7 @@
 //! # [control]                # every key optional; defaults shown
 //! # mode = "adaptive"        # edge default: probes, budgets, earliest arrival; or "static"
 //! # deadline_ms = 150        # one-way delay budget: the bitrate published to sources fits it
-//! # drop_late = false        # adaptive: drop before sending what no link delivers within deadline_ms
+//! # drop_late = true         # adaptive: drop before sending what no link delivers within deadline_ms
 //! # probe_interval_ms = 50
 //! # update_interval_ms = 20
 //! # silence_hold_ms = 100    # lifecycle bounds: see ControlSection
@@ -387,16 +387,11 @@ impl Default for ControlSection {
             mode: ControlMode::default(),
             configured_mode: None,
             probe_interval_ms: 50,
-            // Off by default, measured (docs/BENCHMARKS.md, issue 12): at 150 ms
-            // the kernel's expected arrival — the measured queue plus a
-            // virtual queue integrated from the estimated rate — is not yet
-            // accurate enough to drop on: within-150 ms delivery fell on
-            // race-lap (95.2 → 93.2 %), a real LTE trace (67.1 → 60.9 %) and
-            // steady-asymmetric (84.7 → 83.1 %), and delivery by 3-20 points.
-            // Packets predicted late mostly were not. Until the kernel counts
-            // in-flight bytes against what the hub reports delivered, it is
-            // for operators who prefer a hole to a late packet.
-            drop_late: false,
+            // On: the kernel measures each link's backlog from the hub's
+            // acknowledgements (docs/ARCHITECTURE.md), so a packet it
+            // predicts late is late, and sending it would make every packet
+            // behind it late too (docs/BENCHMARKS.md, issue 12).
+            drop_late: true,
             update_interval_ms: 20,
             // 32 × 1228 IP bytes every 5 s: 63 kbit/s per link at most.
             train_interval_ms: 5000,
@@ -947,7 +942,7 @@ mod tests {
     fn the_edge_defaults_to_adaptive_control_and_says_so() {
         let c = Config::parse(EDGE, "t.toml").unwrap();
         assert_eq!(c.control.mode, ControlMode::Adaptive);
-        assert!(!c.control.drop_late, "off until the expected arrival is accurate enough");
+        assert!(c.control.drop_late, "a packet no link delivers in time is dropped before it is sent");
         assert!(c.notes().iter().any(|n| n.contains("adaptive") && n.contains("static")), "{:?}", c.notes());
         let fixed = Config::parse(&format!("{EDGE}\n[control]\nmode = \"static\"\n"), "t.toml").unwrap();
         assert_eq!(fixed.control.mode, ControlMode::Static, "an explicit static config keeps working");

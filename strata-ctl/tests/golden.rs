@@ -206,6 +206,50 @@ fn egress_drops_what_no_link_can_deliver_within_the_deadline() {
     assert_eq!(action, TC_ACT_REDIRECT);
 }
 
+/// CLOCK_MONOTONIC now, ns: the clock of `bpf_ktime_get_ns`.
+fn kernel_now_ns() -> u64 {
+    let t = nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC).unwrap();
+    t.tv_sec() as u64 * 1_000_000_000 + t.tv_nsec() as u64
+}
+
+#[test]
+fn egress_measures_a_links_backlog_from_the_hubs_acknowledgement() {
+    let mut dp = paced_edge(0);
+    let frame = eth(0x0800, &inner_v4(0, 1000 - 48 - 28));
+    let mut send = |dp: &mut Datapath| {
+        let (action, out) = run(dp, Program::TunnelEgress, &frame);
+        assert_eq!(action, TC_ACT_REDIRECT);
+        out[44]
+    };
+    // Link 0 (10 ms away) takes the first three packets, link 1 (30 ms) the fourth.
+    let first: Vec<u8> = (0..4).map(|_| send(&mut dp)).collect();
+    assert_eq!(first, [0, 0, 0, 1]);
+    // 100 ms later both virtual queues have drained: link 0 is the earliest again.
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    let budget = |id: u8| {
+        let delay_us = if id == 0 { 10_000 } else { 30_000 };
+        LinkTx::new(true, LO, LINK_SRC[usize::from(id)], None, PORT, 1500, 14)
+            .with_budget(100_000, delay_us, 100_000)
+    };
+    // But the hub acknowledges none of link 0's packets, as of now: its three
+    // packets (30 ms at the budget rate) are still queued, so a packet sent
+    // on it arrives at 10 + 30 + 10 ms, after link 1's 30 + 10.
+    dp.set_link(0, budget(0).with_ack(0, kernel_now_ns())).unwrap();
+    assert_eq!(send(&mut dp), 1, "link 0's measured backlog sends the packet to link 1");
+    // Acknowledged up to its fourth packet (the hub has all three): no backlog.
+    dp.set_link(0, budget(0).with_ack(3, kernel_now_ns())).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(30)); // link 1's packet drains
+    assert_eq!(send(&mut dp), 0, "an acknowledged link is as early as its model says");
+    // An acknowledgement ahead of what was sent (the sequence restarted) is ignored,
+    // and one too far behind means a hopeless backlog.
+    std::thread::sleep(std::time::Duration::from_millis(30));
+    dp.set_link(0, budget(0).with_ack(1000, kernel_now_ns())).unwrap();
+    assert_eq!(send(&mut dp), 0, "an acknowledgement ahead of the sequence is ignored");
+    std::thread::sleep(std::time::Duration::from_millis(30));
+    dp.set_link(0, budget(0).with_ack(4u32.wrapping_sub(5000), kernel_now_ns())).unwrap();
+    assert_eq!(send(&mut dp), 1, "5 000 packets unacknowledged: link 0 is hopelessly backlogged");
+}
+
 #[test]
 fn egress_drops_are_counted_by_reason() {
     let mut dp = edge([1, 0, 0, 0, 0, 0, 0, 0], 200);

@@ -12,7 +12,7 @@ use strata_common::{
     map_name,
     maps::{
         DEDUP_WINDOW, DELAY_ROW, DROP_REASONS, Endpoint, IFNAME_LEN, LinkCounters, LinkPace, LinkTx,
-        MAX_LINKS, Queued, RxLinkState, SAMPLE_SLOTS, SampleConfig, Schedule, TunnelConfig, TxSeq,
+        MAX_LINKS, Queued, RxLinkState, SAMPLE_SLOTS, SENT_RING, SampleConfig, Schedule, TunnelConfig, TxSeq,
     },
 };
 
@@ -63,6 +63,13 @@ shared_map! {
 shared_map! {
     /// Per-link pacing state (virtual queues of the send budgets).
     PACE: Array<LinkPace> = Array::pinned(MAX_LINKS, 0);
+}
+
+shared_map! {
+    /// Per link, a ring of [`SENT_RING`] entries indexed by link sequence:
+    /// the link's `LinkPace::sent_bytes` before that packet was sent. An
+    /// acknowledged sequence then tells how much was sent after it.
+    SENT: Array<u64> = Array::pinned(MAX_LINKS * SENT_RING, 0);
 }
 
 shared_map! {

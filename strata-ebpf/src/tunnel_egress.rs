@@ -19,7 +19,7 @@ use crate::{
     encap::{encapsulate, redirect_to_link},
     maps::{CONFIG, TX},
     ptr::read_at,
-    schedule::{choose_link, choose_link_paced, next_global_seq, next_link_seq},
+    schedule::{choose_link, choose_link_paced, next_global_seq, next_link_seq, record_sent},
 };
 
 #[classifier]
@@ -75,6 +75,7 @@ fn send<const L2: usize>(ctx: &TcContext, cfg: &TunnelConfig) -> Result<i32, Dro
         choose_link(global_seq, outer_len)?
     };
     let link_seq = next_link_seq(choice.link);
+    record_sent(choice.link, link_seq, outer_len);
     // SAFETY: helper without arguments.
     let now_us = unsafe { bpf_ktime_get_tai_ns() } / 1000;
 

@@ -41,6 +41,9 @@ macro_rules! map_name {
     (PACE) => {
         "STRATA_PACE"
     };
+    (SENT) => {
+        "STRATA_SENT"
+    };
     (TX) => {
         "STRATA_TX"
     };
@@ -87,6 +90,9 @@ pub const SCHED: &str = map_name!(SCHED);
 pub const TXSEQ: &str = map_name!(TXSEQ);
 /// Per-link pacing state ([`LinkPace`](super::LinkPace)).
 pub const PACE: &str = map_name!(PACE);
+/// Per link and packet, the link's cumulative sent bytes before it (see
+/// [`SENT_RING`](super::SENT_RING)).
+pub const SENT: &str = map_name!(SENT);
 /// Sent packets and bytes per link (per CPU).
 pub const TX: &str = map_name!(TX);
 /// Received data packets and bytes per link (per CPU).
@@ -109,9 +115,9 @@ pub const QDELAY: &str = map_name!(QDELAY);
 pub const KDROPS: &str = map_name!(KDROPS);
 
 /// Every map, for unpinning.
-pub const ALL: [&str; 17] = [
-    CONFIG, IFACES, LINKS, PEERS, SCHED, TXSEQ, PACE, TX, RX, RXSEQ, DROPS, DEDUP, SAMPLE_CFG, WATCH, QUEUED,
-    QDELAY, KDROPS,
+pub const ALL: [&str; 18] = [
+    CONFIG, IFACES, LINKS, PEERS, SCHED, TXSEQ, PACE, SENT, TX, RX, RXSEQ, DROPS, DEDUP, SAMPLE_CFG, WATCH,
+    QUEUED, QDELAY, KDROPS,
 ];
 
 #[cfg(test)]

@@ -52,7 +52,27 @@ pub struct Feedback {
     /// rates use it rather than arrival times, which carry the way back's
     /// jitter (4-12 % per 50 ms interval in the lab).
     pub hub_elapsed: Option<Duration>,
+    /// The hub's acknowledgement: the link sequence after the highest it
+    /// received, as `FeedbackPayload::next_seq` (0: none yet).
+    pub next_seq: u64,
 }
+
+/// The hub's latest acknowledgement of a link: it had received every link
+/// sequence before `next_seq` when its feedback left, which reached the
+/// controller `at`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Ack {
+    /// The link sequence after the highest received (low 32 bits).
+    pub next_seq: u32,
+    /// When the feedback carrying it arrived, on the controller's clock.
+    pub at: Duration,
+}
+
+/// Age past which an acknowledgement is no longer handed to the kernel: ten
+/// feedback intervals. An old one is still exact about the past, but the
+/// rate it is aged with may no longer be the link's (and a link whose
+/// feedback stopped is better judged by its model and lifecycle).
+pub const ACK_STALE: Duration = Duration::from_millis(500);
 
 /// The estimate of a link at one moment.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -110,6 +130,8 @@ pub struct Estimate {
     pub predicted_queue_delay_ms: Option<f64>,
     /// Predicted capacity [`PREDICTION_HORIZON`] ahead, Mbit/s.
     pub predicted_capacity_mbit_s: Option<f64>,
+    /// The hub's latest acknowledgement, unless older than [`ACK_STALE`].
+    pub ack: Option<Ack>,
 }
 
 /// Running estimation state of one link.
@@ -137,6 +159,8 @@ pub struct LinkEstimator {
     rebound_until: Option<Duration>,
     /// When the path last started over (see [`LinkEstimator::on_path_reset`]).
     path_since: Option<Duration>,
+    /// The hub's latest acknowledgement.
+    ack: Option<Ack>,
 }
 
 /// Silence after which the first probe answer starts the path over (see
@@ -176,6 +200,7 @@ impl LinkEstimator {
             overflow: (0, None),
             rebound_until: None,
             path_since: None,
+            ack: None,
         }
     }
 
@@ -242,6 +267,10 @@ impl LinkEstimator {
 
     /// The hub's cumulative feedback for this link arrived.
     pub fn on_feedback(&mut self, now: Duration, fb: Feedback) {
+        if fb.next_seq != 0 {
+            // The low 32 bits: the link sequence the wire carries.
+            self.ack = Some(Ack { next_seq: fb.next_seq as u32, at: now });
+        }
         for &d in &fb.owd_ms {
             self.owd.push(now, d);
             self.owd_recent.push(now, d);
@@ -390,6 +419,7 @@ impl LinkEstimator {
             overloaded: self.overflow.1.is_some_and(|t| now.saturating_sub(t) <= RECENT_SPAN),
             predicted_queue_delay_ms,
             predicted_capacity_mbit_s,
+            ack: self.ack.filter(|a| now.saturating_sub(a.at) <= ACK_STALE),
         }
     }
 
@@ -474,6 +504,7 @@ mod tests {
                     owd_ms: vec![owd(i)],
                     hub_elapsed: None,
                     late: 0,
+                    next_seq: 0,
                 },
             );
         }
@@ -517,6 +548,7 @@ mod tests {
             owd_ms: vec![30.0],
             hub_elapsed: None,
             late: 0,
+            next_seq: 0,
         };
         // Data stops (the link was demoted), then resumes: the hub reports
         // the 150 packets that were in flight when it went dark.
@@ -540,6 +572,7 @@ mod tests {
             owd_ms: vec![30.0],
             hub_elapsed: None,
             late: 0,
+            next_seq: 0,
         };
         e.on_feedback(ms(2000), fb(4000, 0));
         e.on_rebound(ms(2000));
@@ -592,12 +625,21 @@ mod tests {
                 owd_ms: vec![f64::NAN],
                 hub_elapsed: None,
                 late: 0,
+                next_seq: 0,
             },
         );
         // The hub restarted: counters went backwards.
         e.on_feedback(
             ms(50),
-            Feedback { rx_packets: 10, rx_bytes: 100, lost: 0, owd_ms: vec![], hub_elapsed: None, late: 5 },
+            Feedback {
+                rx_packets: 10,
+                rx_bytes: 100,
+                lost: 0,
+                owd_ms: vec![],
+                hub_elapsed: None,
+                late: 5,
+                next_seq: 0,
+            },
         );
         e.on_feedback(
             ms(100),
@@ -608,6 +650,7 @@ mod tests {
                 owd_ms: vec![1e300],
                 hub_elapsed: Some(Duration::MAX),
                 late: u64::MAX,
+                next_seq: 0,
             },
         );
         e.on_probe_reply(ms(100), Duration::from_secs(3600));

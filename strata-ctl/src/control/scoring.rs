@@ -14,6 +14,8 @@
 
 use strata_common::maps::MAX_LINKS;
 
+use std::time::Duration;
+
 use super::{estimator::Estimate, lifecycle::State};
 use crate::control::schedule::Weights;
 
@@ -102,6 +104,24 @@ pub struct Budget {
     pub delay_us: u32,
     /// Backlog allowed, µs of link time.
     pub backlog_limit_us: u32,
+    /// The hub's acknowledgement, with which the kernel measures the link's
+    /// backlog (see `strata_common::maps::LinkTx::ack_anchor_ns`).
+    pub ack: Option<BudgetAck>,
+}
+
+/// An acknowledgement as the kernel uses it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BudgetAck {
+    /// The link sequence after the highest the hub had received.
+    pub next_seq: u32,
+    /// When, on the controller's clock, the link had sent everything before
+    /// `next_seq`: the acknowledgement's arrival less the base round trip
+    /// (the last of those packets reached the hub one base one-way delay
+    /// after the bottleneck sent it, and the feedback took about another
+    /// back). A longer way back than the base round trip (a queue on the
+    /// downlink) makes the acknowledgement look younger than it is, which
+    /// overstates the backlog: the safe side.
+    pub anchor: Duration,
 }
 
 /// What the kernel gets.
@@ -193,14 +213,22 @@ pub fn decide(links: &[LinkView<'_>], cfg: &ScoringConfig) -> Decision {
             // sending into it (lab: 200-490 ms on a 4 Mbit/s link).
             // The latest interval's queue: what a packet sent now waits
             // behind (a 1 s median lagged a stalled link by half a second).
-            let queue_ms =
-                e.queue_delay_now_ms.or(e.queue_delay_ms).filter(|q| q.is_finite()).unwrap_or(0.0).max(0.0);
+            // With an acknowledgement the kernel measures the queue itself,
+            // fresher than any one-way delay reading, and this would count
+            // it twice.
+            let ack = ack(e);
+            let queue_ms = if ack.is_some() {
+                0.0
+            } else {
+                e.queue_delay_now_ms.or(e.queue_delay_ms).filter(|q| q.is_finite()).unwrap_or(0.0).max(0.0)
+            };
             let loss_ms = e.loss_recent.clamp(0.0, 1.0) * cfg.loss_penalty_ms;
             let one_way_ms = e.rtt_ms.map_or(0.0, |r| r[0] / 2.0) + queue_ms + loss_ms;
             budgets[id] = Budget {
                 bytes_per_s: (rate * 1e6 / 8.0).max(1.0) as u64,
                 delay_us: micros(one_way_ms),
                 backlog_limit_us: micros(cfg.backlog_limit_ms),
+                ack,
             };
         }
     }
@@ -227,6 +255,15 @@ pub fn decide(links: &[LinkView<'_>], cfg: &ScoringConfig) -> Decision {
         }
     }
     Decision { weights, budgets }
+}
+
+/// The estimate's acknowledgement as the kernel's budget takes it: anchored
+/// at its arrival less the base round trip, which must be known.
+fn ack(e: &Estimate) -> Option<BudgetAck> {
+    let a = e.ack?;
+    let rtt_min = e.rtt_ms.map(|r| r[0]).filter(|r| r.is_finite() && *r >= 0.0)?;
+    let anchor = a.at.saturating_sub(Duration::from_secs_f64((rtt_min / 1e3).min(3600.0)));
+    Some(BudgetAck { next_seq: a.next_seq, anchor })
 }
 
 /// Milliseconds as whole microseconds, saturating; NaN and negatives are 0.

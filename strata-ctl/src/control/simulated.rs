@@ -5,8 +5,10 @@
 //! 1250-byte packet where it is expected to arrive first within the send
 //! budgets, the way `strata-ebpf`'s `choose_link_paced` does (virtual queue per
 //! link drained at the budget rate, overflow to the earliest link when every
-//! link is past its backlog limit). The "hub" reports every 50 ms what each
-//! link delivered and its mean one-way delay, stamped with its clock; probes
+//! link is past its backlog limit, and a backlog measured from the hub's
+//! acknowledgement where that is larger). The "hub" reports every 50 ms what
+//! each link delivered, its mean one-way delay and the packets it received
+//! (the acknowledgement), stamped with its clock; probes
 //! come back every 50 ms with the round trip. So the properties below are the
 //! controller's — following a link's capacity up while it carries data,
 //! down within a feedback interval or two, and never demoting a link that is
@@ -34,6 +36,8 @@ struct SimLink {
     queue_bytes: f64,
     /// Virtual queue of the simulated kernel: busy until, s.
     busy_until: f64,
+    /// Packets the simulated kernel sent on the link (its next link sequence).
+    sent: u64,
     rx_packets: f64,
     rx_bytes: f64,
     owd_sum_us: f64,
@@ -68,6 +72,7 @@ impl Bond {
                     capacity,
                     queue_bytes: 0.0,
                     busy_until: 0.0,
+                    sent: 0,
                     rx_packets: 0.0,
                     rx_bytes: 0.0,
                     owd_sum_us: 0.0,
@@ -92,7 +97,14 @@ impl Bond {
             if d.weights[i] == 0 || b.bytes_per_s == 0 {
                 continue;
             }
-            let backlog = (l.busy_until - self.t).max(0.0);
+            let modelled = (l.busy_until - self.t).max(0.0);
+            // As `measured_backlog_ns`: what was sent since the
+            // acknowledged packet, drained from the anchor at the budget rate.
+            let measured = b.ack.map_or(0.0, |a| {
+                let since = l.sent.saturating_sub(u64::from(a.next_seq)) as f64 * PACKET;
+                (a.anchor.as_secs_f64() + since / b.bytes_per_s as f64 - self.t).max(0.0)
+            });
+            let backlog = modelled.max(measured);
             let eta = f64::from(b.delay_us) / 1e6 + backlog + PACKET / b.bytes_per_s as f64;
             if backlog <= f64::from(b.backlog_limit_us) / 1e6 {
                 if eta < within.0 {
@@ -109,6 +121,7 @@ impl Bond {
         let rate = d.budgets[i].bytes_per_s as f64;
         let ceiling = self.t + 8.0 * f64::from(d.budgets[i].backlog_limit_us) / 1e6;
         let l = &mut self.links[i];
+        l.sent += 1;
         if l.busy_until < ceiling {
             l.busy_until = l.busy_until.max(self.t) + PACKET / rate;
         }
@@ -149,6 +162,9 @@ impl Bond {
                         owd_sum_us: p(l.owd_sum_us) + p(l.owd_count) * OWD_BIAS_US as u64,
                         owd_count: p(l.owd_count),
                         late: 0,
+                        // Packets leave the fluid queue in order: the
+                        // sequence after the last whole one received.
+                        next_seq: p(l.rx_packets),
                     };
                     l.in_flight.push((self.t + l.base_ms / 1e3, payload, (ms * 1000) as u32 | 1));
                     // A probe sent now comes back after a round trip plus the queue.

@@ -54,6 +54,10 @@ pub(super) struct Adaptive {
     pub(super) cpu: Duration,
     /// Time 0 of the controller's clock.
     epoch: Instant,
+    /// The same moment on the kernel's clock (`bpf_ktime_get_ns`, which is
+    /// CLOCK_MONOTONIC, as `Instant` is on Linux), ns: how the
+    /// controller's times become the kernel's.
+    pub(super) epoch_kernel_ns: u64,
     /// How what fits within the deadline is computed.
     pub(super) fit: FitConfig,
 }
@@ -145,6 +149,7 @@ impl Adaptive {
             paced: false,
             cpu: cpu_time(),
             epoch: Instant::now(),
+            epoch_kernel_ns: monotonic_ns(),
             fit: FitConfig {
                 deadline: Duration::from_millis(config.control.deadline_ms),
                 headroom: config.control.headroom,
@@ -194,6 +199,12 @@ impl Adaptive {
     }
 }
 
+/// CLOCK_MONOTONIC now, ns (0 if unreadable, which cannot happen on Linux).
+fn monotonic_ns() -> u64 {
+    nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)
+        .map_or(0, |t| t.tv_sec() as u64 * 1_000_000_000 + t.tv_nsec() as u64)
+}
+
 /// Removes the links' policy routing (start-up failed, or shutdown).
 pub(super) async fn remove_routing(net: &Net, paths: &mut [ProbePath]) {
     for path in paths {
@@ -205,15 +216,25 @@ pub(super) async fn remove_routing(net: &Net, paths: &mut [ProbePath]) {
     }
 }
 
-/// Applies a controller decision: each link's send budget, enabled only
-/// while it has weight (so the kernel's fallback never picks a demoted
-/// link), then the schedule.
-pub(super) fn apply(dp: &mut Datapath, config: &Config, side: &Side, decision: &Decision) {
+/// Applies a controller decision: each link's send budget (with the hub's
+/// acknowledgement, its times turned into the kernel's by
+/// `epoch_kernel_ns`), enabled only while it has weight (so the kernel's
+/// fallback never picks a demoted link), then the schedule.
+pub(super) fn apply(
+    dp: &mut Datapath,
+    config: &Config,
+    side: &Side,
+    decision: &Decision,
+    epoch_kernel_ns: u64,
+) {
     for link in side.links() {
         let id = usize::from(link.id);
         let budget = decision.budgets[id];
-        let tx = link_tx(decision.weights[id], &link.interface, link.address, link.gateway, config.port)
+        let mut tx = link_tx(decision.weights[id], &link.interface, link.address, link.gateway, config.port)
             .with_budget(budget.bytes_per_s, budget.delay_us, budget.backlog_limit_us);
+        if let Some(ack) = budget.ack.filter(|_| tx.has_budget()) {
+            tx = tx.with_ack(ack.next_seq, epoch_kernel_ns + ack.anchor.as_nanos() as u64);
+        }
         if let Err(e) = dp.set_link(link.id, tx) {
             warn!("updating link {}: {e}", link.id);
         }

@@ -205,7 +205,7 @@ impl Daemon<'_> {
         let fit = a.controller.fit(now, &a.fit);
         a.log_events();
         debug!(weights = ?decision.weights, "adaptive weights");
-        apply(&mut self.dp, self.config, &self.side, &decision);
+        apply(&mut self.dp, self.config, &self.side, &decision, a.epoch_kernel_ns);
         a.updates += 1;
         if !a.paced {
             match self.dp.set_config_flags(CONFIG_EARLIEST_ARRIVAL) {
@@ -299,6 +299,7 @@ fn learned_feedback(snapshot: &Snapshot) -> Vec<LinkFeedback> {
                     owd_sum_us: l.owd_sum_us,
                     owd_count: l.owd_count,
                     late: l.rx_late,
+                    next_seq: l.rx_next_seq,
                 },
             })
         })

@@ -33,6 +33,9 @@ pub struct LinkStats {
     pub rx_late: u64,
     /// Times the sender's link sequence restarted.
     pub rx_restarts: u64,
+    /// The link sequence after the highest received (highest + 1), 0 before
+    /// any: what the hub acknowledges (`FeedbackPayload::next_seq`).
+    pub rx_next_seq: u64,
     /// Packets sent on this link while every link was at its send budget.
     pub tx_overflow: u64,
     /// Sum of biased one-way delay samples, µs (see `RxLinkState`).
@@ -140,6 +143,7 @@ pub fn read<'a>(maps: &dyn Fn(&str) -> Option<&'a Map>) -> Result<Snapshot, Data
             rx_lost: s.lost,
             rx_late: s.late,
             rx_restarts: s.restarts,
+            rx_next_seq: if s.started != 0 { u64::from(s.highest) + 1 } else { 0 },
             tx_overflow: pacing.overflow,
             owd_sum_us: s.owd_sum_us,
             owd_count: s.owd_count,

@@ -805,6 +805,7 @@ mod tests {
             rx_lost: 0,
             rx_late: 0,
             rx_restarts: 0,
+            rx_next_seq: 0,
             tx_overflow: 0,
             owd_sum_us: 0,
             owd_count: 0,

@@ -675,6 +675,7 @@ mod tests {
             rx_lost: 3,
             rx_late: 1,
             rx_restarts: 0,
+            rx_next_seq: 0,
             tx_overflow: 2,
             owd_sum_us: 0,
             owd_count: 0,
