@@ -123,6 +123,16 @@ pub struct LinkTx {
     /// With [`LINK_ACKED`]: the per-link sequence after the highest the
     /// receiver had received (`FeedbackPayload::next_seq`, low 32 bits).
     pub acked_seq: u32,
+    /// With [`LINK_ACKED`]: the rate the link drains at, as its estimated
+    /// capacity, in the units of `ps_per_byte`. The budget rate may differ
+    /// on purpose — above the estimate while the controller probes for more,
+    /// below it while a queue drains — but a backlog empties at what the
+    /// link carries: priced at the budget rate, a probing link's backlog
+    /// read a third short and its packets arrived late (lab,
+    /// steady-asymmetric: p95 160 ms against predicted arrivals within 150).
+    pub drain_ps_per_byte: u32,
+    /// Explicit padding.
+    pub _pad: u32,
     /// With [`LINK_ACKED`]: kernel time (`bpf_ktime_get_ns`) by which the
     /// link's bottleneck had finished sending everything before
     /// `acked_seq` — the acknowledgement's arrival less the link's base
@@ -163,6 +173,8 @@ impl LinkTx {
             delay_us: 0,
             backlog_limit_us: 0,
             acked_seq: 0,
+            drain_ps_per_byte: 0,
+            _pad: 0,
             ack_anchor_ns: 0,
         }
     }
@@ -180,9 +192,26 @@ impl LinkTx {
 
     /// This link with the receiver's acknowledgement: it had received every
     /// link sequence before `next_seq`, and the link's bottleneck had sent
-    /// them by kernel time `anchor_ns` (see [`LinkTx::ack_anchor_ns`]).
-    pub const fn with_ack(self, next_seq: u32, anchor_ns: u64) -> Self {
-        Self { flags: self.flags | LINK_ACKED, acked_seq: next_seq, ack_anchor_ns: anchor_ns, ..self }
+    /// them by kernel time `anchor_ns` (see [`LinkTx::ack_anchor_ns`]);
+    /// what was sent since drains at `drain_bytes_per_s` (0: at the budget
+    /// rate).
+    pub const fn with_ack(self, next_seq: u32, anchor_ns: u64, drain_bytes_per_s: u64) -> Self {
+        let drain =
+            if drain_bytes_per_s == 0 { self.ps_per_byte } else { budget::ps_per_byte(drain_bytes_per_s) };
+        Self {
+            flags: self.flags | LINK_ACKED,
+            acked_seq: next_seq,
+            drain_ps_per_byte: drain,
+            ack_anchor_ns: anchor_ns,
+            ..self
+        }
+    }
+
+    /// Nanoseconds `bytes` take to drain from the link's backlog (see
+    /// [`LinkTx::drain_ps_per_byte`]).
+    #[inline(always)]
+    pub const fn drain_ns(&self, bytes: u32) -> u64 {
+        budget::transmit_ns(bytes, self.drain_ps_per_byte)
     }
 
     /// The link carries a fresh acknowledgement.

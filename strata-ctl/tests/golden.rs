@@ -216,7 +216,7 @@ fn kernel_now_ns() -> u64 {
 fn egress_measures_a_links_backlog_from_the_hubs_acknowledgement() {
     let mut dp = paced_edge(0);
     let frame = eth(0x0800, &inner_v4(0, 1000 - 48 - 28));
-    let mut send = |dp: &mut Datapath| {
+    let send = |dp: &mut Datapath| {
         let (action, out) = run(dp, Program::TunnelEgress, &frame);
         assert_eq!(action, TC_ACT_REDIRECT);
         out[44]
@@ -234,19 +234,19 @@ fn egress_measures_a_links_backlog_from_the_hubs_acknowledgement() {
     // But the hub acknowledges none of link 0's packets, as of now: its three
     // packets (30 ms at the budget rate) are still queued, so a packet sent
     // on it arrives at 10 + 30 + 10 ms, after link 1's 30 + 10.
-    dp.set_link(0, budget(0).with_ack(0, kernel_now_ns())).unwrap();
+    dp.set_link(0, budget(0).with_ack(0, kernel_now_ns(), 0)).unwrap();
     assert_eq!(send(&mut dp), 1, "link 0's measured backlog sends the packet to link 1");
     // Acknowledged up to its fourth packet (the hub has all three): no backlog.
-    dp.set_link(0, budget(0).with_ack(3, kernel_now_ns())).unwrap();
+    dp.set_link(0, budget(0).with_ack(3, kernel_now_ns(), 0)).unwrap();
     std::thread::sleep(std::time::Duration::from_millis(30)); // link 1's packet drains
     assert_eq!(send(&mut dp), 0, "an acknowledged link is as early as its model says");
     // An acknowledgement ahead of what was sent (the sequence restarted) is ignored,
     // and one too far behind means a hopeless backlog.
     std::thread::sleep(std::time::Duration::from_millis(30));
-    dp.set_link(0, budget(0).with_ack(1000, kernel_now_ns())).unwrap();
+    dp.set_link(0, budget(0).with_ack(1000, kernel_now_ns(), 0)).unwrap();
     assert_eq!(send(&mut dp), 0, "an acknowledgement ahead of the sequence is ignored");
     std::thread::sleep(std::time::Duration::from_millis(30));
-    dp.set_link(0, budget(0).with_ack(4u32.wrapping_sub(5000), kernel_now_ns())).unwrap();
+    dp.set_link(0, budget(0).with_ack(4u32.wrapping_sub(5000), kernel_now_ns(), 0)).unwrap();
     assert_eq!(send(&mut dp), 1, "5 000 packets unacknowledged: link 0 is hopelessly backlogged");
 }
 

@@ -30,8 +30,9 @@
 //! received up to, the controller writes that acknowledgement into the
 //! link's [`LinkTx`] with the time the link had sent it by, and the kernel,
 //! which recorded its cumulative sent bytes per link sequence
-//! ([`record_sent`]), knows exactly what was sent since. The larger of the
-//! two backlogs counts ([`measured_backlog_ns`]).
+//! ([`record_sent`]), knows exactly what was sent since
+//! ([`measured_backlog_ns`]). A packet's expected arrival then follows the
+//! measured backlog, and a link is within its budget while both are.
 
 use strata_common::{
     drop::DropReason,
@@ -129,13 +130,21 @@ pub(crate) fn choose_link_paced(
             continue;
         }
         let Some(pace) = PACE.get(link) else { continue };
+        // The budget holds while both backlogs are within it; the packet's
+        // arrival follows the measured one where there is one: the
+        // modelled queue drains at the budget rate, which is below the
+        // link's capacity while a standing queue drains, and arrivals
+        // predicted from it were late predictions that dropped packets the
+        // link would have carried in time (lab, steady-asymmetric).
         let modelled_ns = pace.busy_until_ns.saturating_sub(now_ns);
-        let backlog_ns = match measured_backlog_ns(link, tx, pace, now_ns) {
-            Some(measured_ns) if measured_ns > modelled_ns => measured_ns,
-            _ => modelled_ns,
+        let (budget_ns, queue_ns) = match measured_backlog_ns(link, tx, pace, now_ns) {
+            Some(measured_ns) => {
+                (if measured_ns > modelled_ns { measured_ns } else { modelled_ns }, measured_ns)
+            }
+            None => (modelled_ns, modelled_ns),
         };
-        let eta_ns = tx.delay_ns() + backlog_ns + tx.transmit_ns(outer_len);
-        if backlog_ns <= tx.backlog_limit_ns() {
+        let eta_ns = tx.delay_ns() + queue_ns + tx.transmit_ns(outer_len);
+        if budget_ns <= tx.backlog_limit_ns() {
             if eta_ns < within.0 {
                 within = (eta_ns, link);
             }
@@ -191,7 +200,7 @@ const MEASURED_BACKLOG_MAX_NS: u64 = 10_000_000_000;
 
 /// The backlog a packet sent on `link` now meets, from the receiver's
 /// acknowledgement (see [`LinkTx::ack_anchor_ns`]): the bytes sent from the
-/// acknowledged sequence on, at the budget rate, from the time the link had
+/// acknowledged sequence on, at the rate the link drains, from the time it had
 /// sent everything before it. `None` without a fresh acknowledgement, or
 /// with one ahead of what was sent (the sequence restarted).
 #[inline(always)]
@@ -212,7 +221,7 @@ fn measured_backlog_ns(link: u32, tx: &LinkTx, pace: &LinkPace, now_ns: u64) -> 
         return None;
     };
     let bytes = if sent_since > u64::from(u32::MAX) { u32::MAX } else { sent_since as u32 };
-    let backlog_ns = (tx.ack_anchor_ns + tx.transmit_ns(bytes)).saturating_sub(now_ns);
+    let backlog_ns = (tx.ack_anchor_ns + tx.drain_ns(bytes)).saturating_sub(now_ns);
     Some(if backlog_ns < MEASURED_BACKLOG_MAX_NS { backlog_ns } else { MEASURED_BACKLOG_MAX_NS })
 }
 

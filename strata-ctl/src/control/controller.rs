@@ -243,6 +243,17 @@ impl Controller {
         due
     }
 
+    /// The kernel's next sequence per link (indexed by link id): packets
+    /// sent on each so far (see [`LinkEstimator::on_sent`]).
+    pub fn on_sent(&mut self, now: Duration, next_seq: &[u64]) {
+        for l in &mut self.links {
+            if let Some(&seq) = next_seq.get(usize::from(l.id)) {
+                // The low 32 bits: the sequence the wire and the hub's acknowledgements carry.
+                l.estimator.on_sent(now, seq as u32);
+            }
+        }
+    }
+
     /// The kernel's cumulative per-link overflow counters (packets sent on
     /// a link while every link was at its budget).
     pub fn on_overflow(&mut self, now: Duration, overflow: &[u64]) {

@@ -161,7 +161,26 @@ pub struct LinkEstimator {
     path_since: Option<Duration>,
     /// The hub's latest acknowledgement.
     ack: Option<Ack>,
+    /// The kernel's next link sequence (packets sent on the link so far),
+    /// sampled every control tick, newest last, over [`SENT_SPAN`].
+    sent: std::collections::VecDeque<(Duration, u32)>,
+    /// Where the last feedback interval ended, on the edge's clock (see
+    /// [`LinkEstimator::backlogged_through`]).
+    interval_end: Option<Duration>,
 }
+
+/// How long the kernel's sent sequence is remembered: longer than any round
+/// trip a link is used at.
+const SENT_SPAN: Duration = Duration::from_secs(2);
+/// Packets sent before a feedback interval began that the link must still
+/// hold at its end to count as backlogged through it (see
+/// [`LinkEstimator::backlogged_through`]).
+const BACKLOG_PACKETS: f64 = 2.0;
+/// Margin on the way back and forth beyond the base round trip when judging
+/// what reached the hub by the time its feedback left: the lab's links
+/// jitter by up to 6 ms each way, and a packet counted as arrived that had
+/// not is a backlog that was not there.
+const BACKLOG_MARGIN: Duration = Duration::from_millis(10);
 
 /// Silence after which the first probe answer starts the path over (see
 /// [`LinkEstimator::on_path_reset`]): the answers that follow it were sent
@@ -201,6 +220,8 @@ impl LinkEstimator {
             rebound_until: None,
             path_since: None,
             ack: None,
+            sent: std::collections::VecDeque::new(),
+            interval_end: None,
         }
     }
 
@@ -265,12 +286,84 @@ impl LinkEstimator {
         }
     }
 
+    /// The kernel had sent `next_seq` packets on the link by `now` (its next
+    /// link sequence). With the hub's acknowledgements this tells whether
+    /// the link was *backlogged* — still holding packets when the hub
+    /// reported — and so whether what it delivered was all it could: the
+    /// one thing a delivery rate means nothing without. One-way delay above
+    /// its floor says the same only on smooth links: on LTE a 100 ms stall
+    /// or an opportunity burst moves it by tens of milliseconds whether the
+    /// link is full or not, and reading that as "busy" pinned estimates to
+    /// what the links were sent (lab, real LTE trace at 70 % load:
+    /// estimates at a third to a half of what the links carried).
+    pub fn on_sent(&mut self, now: Duration, next_seq: u32) {
+        self.sent.push_back((now, next_seq));
+        while self.sent.front().is_some_and(|&(t, _)| now.saturating_sub(t) > SENT_SPAN) {
+            self.sent.pop_front();
+        }
+    }
+
+    /// Packets the kernel had sent on the link by `t`, interpolated between
+    /// the samples around it, relative to the oldest sample's sequence (so
+    /// that the u32 wraps cancel). `None` outside the samples.
+    fn sent_by(&self, t: Duration) -> Option<(u32, f64)> {
+        let &(t0, base) = self.sent.front()?;
+        if t < t0 {
+            return None;
+        }
+        let rel = |s: u32| f64::from(s.wrapping_sub(base));
+        let after = self.sent.iter().position(|&(ts, _)| ts > t);
+        let Some(i) = after else {
+            return self.sent.back().map(|&(_, s)| (base, rel(s)));
+        };
+        let (ta, sa) = self.sent[i - 1];
+        let (tb, sb) = self.sent[i];
+        let f = (t - ta).as_secs_f64() / (tb - ta).as_secs_f64().max(1e-9);
+        Some((base, rel(sa) + f * (rel(sb) - rel(sa))))
+    }
+
+    /// Whether the link was backlogged throughout the feedback interval that
+    /// ends with feedback acknowledging `next_seq`, arriving `now`: whether
+    /// packets the kernel had sent before the interval began were still
+    /// not received at its end (see [`Self::on_sent`]). A packet waiting at
+    /// the bottleneck through the whole interval means the link served
+    /// packets ahead of it all along, so what it delivered was all it could.
+    /// Packets sent *during* the interval say nothing of the kind: counting
+    /// them, every video burst made its link "backlogged" and its estimate
+    /// what it was sent (lab, steady-asymmetric: an 8 Mbit/s link held at
+    /// 2-7). Also returns where this interval ends, on the edge's clock,
+    /// for the next one.
+    fn backlogged_through(&self, now: Duration, next_seq: u64) -> (Option<bool>, Option<Duration>) {
+        // When the interval ended, in the edge's terms: packets sent by then
+        // had reached the hub when its feedback left.
+        let Some(rtt_min) = self.rtt.min().filter(|r| r.is_finite() && *r >= 0.0) else {
+            return (None, None);
+        };
+        let end = now.checked_sub(Duration::from_secs_f64(rtt_min.min(3600.0) / 1e3) + BACKLOG_MARGIN);
+        let busy = (|| {
+            if next_seq == 0 {
+                return None;
+            }
+            let (base, sent) = self.sent_by(self.interval_end?)?;
+            let acked = f64::from((next_seq as u32).wrapping_sub(base));
+            // An acknowledgement from before the oldest sample wraps to a
+            // huge value: unknown, not a negative backlog.
+            if acked > sent + f64::from(u32::MAX / 2) {
+                return None;
+            }
+            Some(sent - acked >= BACKLOG_PACKETS)
+        })();
+        (busy, end)
+    }
+
     /// The hub's cumulative feedback for this link arrived.
     pub fn on_feedback(&mut self, now: Duration, fb: Feedback) {
         if fb.next_seq != 0 {
             // The low 32 bits: the link sequence the wire carries.
             self.ack = Some(Ack { next_seq: fb.next_seq as u32, at: now });
         }
+        let (busy, end) = self.backlogged_through(now, fb.next_seq);
+        self.interval_end = end;
         for &d in &fb.owd_ms {
             self.owd.push(now, d);
             self.owd_recent.push(now, d);
@@ -299,7 +392,7 @@ impl LinkEstimator {
                     let floor = self.owd.min();
                     let queue_ms = fb.owd_ms.iter().copied().reduce(f64::max).zip(floor).map(|(d, f)| d - f);
                     let elapsed = Duration::from_secs_f64(dt.min(3600.0));
-                    self.capacity.on_interval(now, Interval { bytes, elapsed, queue_ms });
+                    self.capacity.on_interval(now, Interval { bytes, elapsed, queue_ms, busy });
                 }
             }
         }

@@ -43,6 +43,13 @@ pub const CUT_QUEUE_MS: f64 = 25.0;
 /// Queueing delay that cuts the estimate even when it no longer rises, ms: a
 /// standing queue that long is a rate estimated too high.
 const STANDING_QUEUE_MS: f64 = 60.0;
+/// Span of the backlogged intervals whose delivery rate is the estimate:
+/// several feedback intervals, so that one of LTE's 100 ms stalls lowers it
+/// by a third rather than to nothing (resetting at every interval that was
+/// not backlogged, the first interval of a run — often a stall — set the
+/// estimate alone: 0.2 Mbit/s again and again on a real LTE trace), while a
+/// link stepping down from where it was not backlogged is followed at once.
+const BUSY_SPAN: Duration = Duration::from_millis(300);
 /// Smallest estimate, Mbit/s: a link cut to nothing in a 50 ms stall still
 /// gets a trickle, whose delivery raises it again.
 pub const MIN_RATE_MBIT_S: f64 = 0.2;
@@ -56,6 +63,10 @@ pub struct Interval {
     pub elapsed: Duration,
     /// Queueing delay (one-way delay above its floor) measured in it, ms.
     pub queue_ms: Option<f64>,
+    /// Whether the link held a backlog throughout the interval, by the
+    /// hub's acknowledgements (see `LinkEstimator::on_sent`); `None`
+    /// where that is not known, and the queueing delay decides.
+    pub busy: Option<bool>,
 }
 
 /// The delivery-rate model of one link.
@@ -68,6 +79,9 @@ pub struct RateModel {
     estimate: Option<f64>,
     /// A busy sample or a cut has measured the link (not only lower bounds).
     confirmed: bool,
+    /// The backlogged intervals (arrival, bytes, length) within
+    /// [`BUSY_SPAN`], newest last.
+    busy_run: VecDeque<(Duration, u64, Duration)>,
     last_queue_ms: Option<f64>,
 }
 
@@ -98,6 +112,16 @@ impl RateModel {
         self.last_queue_ms = queue;
         if iv.elapsed.is_zero() {
             return;
+        }
+        if let Some(backlogged) = iv.busy {
+            // A queue building in the one-way delay is the first sign of a
+            // link stepping down: the acknowledgements show a backlog
+            // through a whole interval only one interval later, and at the
+            // old rate that interval is half a second of queue on a link
+            // that fell 20 → 2 Mbit/s (closed-loop simulation).
+            let q = queue.unwrap_or(0.0);
+            let building = q > STANDING_QUEUE_MS || (q > CUT_QUEUE_MS && rising);
+            return self.on_acknowledged_interval(now, iv, backlogged || building);
         }
         let interval_mbit_s = iv.bytes as f64 * 8.0 / iv.elapsed.as_secs_f64() / 1e6;
         self.recent.push_back((iv.bytes, iv.elapsed));
@@ -150,6 +174,47 @@ impl RateModel {
     }
 }
 
+impl RateModel {
+    /// An interval whose backlog the acknowledgements tell: backlogged, the
+    /// link delivered all it could, and the run's rate *is* its capacity,
+    /// up or down; otherwise what it delivered is only a lower bound.
+    fn on_acknowledged_interval(&mut self, now: Duration, iv: Interval, busy: bool) {
+        self.recent.push_back((iv.bytes, iv.elapsed));
+        while self.recent.len() > 1
+            && self.recent.iter().skip(1).map(|r| r.1).sum::<Duration>() >= SAMPLE_SPAN
+        {
+            self.recent.pop_front();
+        }
+        if busy {
+            self.busy_run.push_back((now, iv.bytes, iv.elapsed));
+        }
+        while self.busy_run.front().is_some_and(|r| now.saturating_sub(r.0) >= BUSY_SPAN) {
+            self.busy_run.pop_front();
+        }
+        if busy {
+            let (bytes, secs) =
+                self.busy_run.iter().fold((0u64, 0.0), |(b, s), r| (b + r.1, s + r.2.as_secs_f64()));
+            let rate = (bytes as f64 * 8.0 / secs / 1e6).max(MIN_RATE_MBIT_S);
+            self.estimate = Some(rate);
+            self.confirmed = true;
+            self.samples.clear();
+            self.samples.push_back((now, rate, true));
+            return;
+        }
+        let (bytes, secs) =
+            self.recent.iter().fold((0u64, 0.0), |(b, s), r| (b + r.0, s + r.1.as_secs_f64()));
+        if bytes == 0 {
+            return;
+        }
+        let sample = bytes as f64 * 8.0 / secs / 1e6;
+        self.samples.push_back((now, sample, false));
+        while self.samples.front().is_some_and(|s| now.saturating_sub(s.0) > FILTER_SPAN) {
+            self.samples.pop_front();
+        }
+        self.estimate = Some(self.estimate.map_or(sample, |e| e.max(sample)).max(MIN_RATE_MBIT_S));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -159,7 +224,12 @@ mod tests {
     }
 
     fn iv(mbit_s: f64, queue_ms: f64) -> Interval {
-        Interval { bytes: (mbit_s * 1e6 / 8.0 * 0.05) as u64, elapsed: ms(50), queue_ms: Some(queue_ms) }
+        Interval {
+            bytes: (mbit_s * 1e6 / 8.0 * 0.05) as u64,
+            elapsed: ms(50),
+            queue_ms: Some(queue_ms),
+            busy: None,
+        }
     }
 
     #[test]

@@ -92,7 +92,7 @@ pub struct LinkView<'a> {
 /// than the links drain (lab, steady-asymmetric debug scenario test: 98.5 %
 /// delivered, buffer drops on every link; 1.1: 98.8-99.5 %). The periodic
 /// probe (`probe_gain`) does most of the upward discovery.
-pub const SPILL_GAIN: f64 = 1.1;
+pub const SPILL_GAIN: f64 = 1.25;
 
 /// A link's send budget, enforced per packet by the kernel (see
 /// `strata_common::maps::LinkTx`).
@@ -122,6 +122,8 @@ pub struct BudgetAck {
     /// downlink) makes the acknowledgement look younger than it is, which
     /// overstates the backlog: the safe side.
     pub anchor: Duration,
+    /// What the link drains at, bytes per second: its capacity estimate.
+    pub drain_bytes_per_s: u64,
 }
 
 /// What the kernel gets.
@@ -216,7 +218,7 @@ pub fn decide(links: &[LinkView<'_>], cfg: &ScoringConfig) -> Decision {
             // With an acknowledgement the kernel measures the queue itself,
             // fresher than any one-way delay reading, and this would count
             // it twice.
-            let ack = ack(e);
+            let ack = ack(e, capacity(v));
             let queue_ms = if ack.is_some() {
                 0.0
             } else {
@@ -258,12 +260,14 @@ pub fn decide(links: &[LinkView<'_>], cfg: &ScoringConfig) -> Decision {
 }
 
 /// The estimate's acknowledgement as the kernel's budget takes it: anchored
-/// at its arrival less the base round trip, which must be known.
-fn ack(e: &Estimate) -> Option<BudgetAck> {
+/// at its arrival less the base round trip, which must be known, draining
+/// at the link's capacity `capacity_mbit_s`.
+fn ack(e: &Estimate, capacity_mbit_s: f64) -> Option<BudgetAck> {
     let a = e.ack?;
     let rtt_min = e.rtt_ms.map(|r| r[0]).filter(|r| r.is_finite() && *r >= 0.0)?;
     let anchor = a.at.saturating_sub(Duration::from_secs_f64((rtt_min / 1e3).min(3600.0)));
-    Some(BudgetAck { next_seq: a.next_seq, anchor })
+    let drain_bytes_per_s = (capacity_mbit_s * 1e6 / 8.0).clamp(0.0, 1e12) as u64;
+    Some(BudgetAck { next_seq: a.next_seq, anchor, drain_bytes_per_s })
 }
 
 /// Milliseconds as whole microseconds, saturating; NaN and negatives are 0.

@@ -233,7 +233,11 @@ pub(super) fn apply(
         let mut tx = link_tx(decision.weights[id], &link.interface, link.address, link.gateway, config.port)
             .with_budget(budget.bytes_per_s, budget.delay_us, budget.backlog_limit_us);
         if let Some(ack) = budget.ack.filter(|_| tx.has_budget()) {
-            tx = tx.with_ack(ack.next_seq, epoch_kernel_ns + ack.anchor.as_nanos() as u64);
+            tx = tx.with_ack(
+                ack.next_seq,
+                epoch_kernel_ns + ack.anchor.as_nanos() as u64,
+                ack.drain_bytes_per_s,
+            );
         }
         if let Err(e) = dp.set_link(link.id, tx) {
             warn!("updating link {}: {e}", link.id);

@@ -199,6 +199,10 @@ impl Daemon<'_> {
             let now = a.now();
             a.controller.on_overflow(now, &overflow);
         }
+        if let Ok(seq) = self.dp.tx_sequence() {
+            let now = a.now();
+            a.controller.on_sent(now, &seq.link);
+        }
         a.ask_for_trains();
         let now = a.now();
         let decision = a.controller.tick(now);
