@@ -66,12 +66,20 @@ pub struct Ack {
     pub next_seq: u32,
     /// When the feedback carrying it arrived, on the controller's clock.
     pub at: Duration,
+    /// When `next_seq` last moved.
+    pub advanced_at: Duration,
 }
 
-/// Age past which an acknowledgement is no longer handed to the kernel: ten
-/// feedback intervals. An old one is still exact about the past, but the
-/// rate it is aged with may no longer be the link's (and a link whose
-/// feedback stopped is better judged by its model and lifecycle).
+/// How long an acknowledgement is handed to the kernel without arriving
+/// again, or without moving: ten feedback intervals. One that stopped
+/// arriving is exact about the past, but the rate it is aged with may no
+/// longer be the link's. One that stopped moving while packets were sent
+/// says they were lost (an outage), and counted as a backlog they would hold
+/// the link out for good: nothing is sent into a link whose backlog never
+/// drains, so nothing is received that would move the acknowledgement (lab,
+/// carrier-down at os_signals none: the link never carried data again).
+/// Past the bound the kernel's model decides, and the first packets
+/// received move the acknowledgement again.
 pub const ACK_STALE: Duration = Duration::from_millis(500);
 
 /// The estimate of a link at one moment.
@@ -360,7 +368,12 @@ impl LinkEstimator {
     pub fn on_feedback(&mut self, now: Duration, fb: Feedback) {
         if fb.next_seq != 0 {
             // The low 32 bits: the link sequence the wire carries.
-            self.ack = Some(Ack { next_seq: fb.next_seq as u32, at: now });
+            let next_seq = fb.next_seq as u32;
+            let advanced_at = match self.ack {
+                Some(a) if a.next_seq == next_seq => a.advanced_at,
+                _ => now,
+            };
+            self.ack = Some(Ack { next_seq, at: now, advanced_at });
         }
         let (busy, end) = self.backlogged_through(now, fb.next_seq);
         self.interval_end = end;
@@ -512,7 +525,7 @@ impl LinkEstimator {
             overloaded: self.overflow.1.is_some_and(|t| now.saturating_sub(t) <= RECENT_SPAN),
             predicted_queue_delay_ms,
             predicted_capacity_mbit_s,
-            ack: self.ack.filter(|a| now.saturating_sub(a.at) <= ACK_STALE),
+            ack: self.ack.filter(|a| now.saturating_sub(a.advanced_at) <= ACK_STALE),
         }
     }
 
@@ -704,6 +717,33 @@ mod tests {
         assert_eq!(e.estimate(ms(3001)).rtt_ms, None, "neither the old path nor the held probes");
         e.on_probe_reply(ms(3060), ms(60));
         assert_eq!(e.estimate(ms(3060)).rtt_ms.map(|r| r[2]), Some(60.0));
+    }
+
+    #[test]
+    fn an_acknowledgement_that_stops_moving_is_withdrawn() {
+        let mut e = LinkEstimator::new();
+        let fb = |rx: u64, next_seq: u64| Feedback {
+            rx_packets: rx,
+            rx_bytes: rx * 1250,
+            lost: 0,
+            owd_ms: vec![30.0],
+            hub_elapsed: None,
+            late: 0,
+            next_seq,
+        };
+        e.on_feedback(ms(0), fb(10, 0));
+        assert_eq!(e.estimate(ms(0)).ack, None, "0: nothing received yet");
+        e.on_feedback(ms(50), fb(20, 21));
+        assert_eq!(e.estimate(ms(50)).ack, Some(Ack { next_seq: 21, at: ms(50), advanced_at: ms(50) }));
+        // The same acknowledgement, again and again: an outage swallows what is sent.
+        for t in (100..=600).step_by(50) {
+            e.on_feedback(ms(t), fb(20, 21));
+        }
+        assert_eq!(e.estimate(ms(550)).ack.map(|a| a.at), Some(ms(600)), "the latest arrival anchors it");
+        assert_eq!(e.estimate(ms(600)).ack, None, "not moved for over 500 ms: withdrawn");
+        e.on_feedback(ms(650), fb(30, 1u64 << 32));
+        let ack = e.estimate(ms(650)).ack.expect("moving again");
+        assert_eq!(ack.next_seq, 0, "the wire's 32 bits, wrapped");
     }
 
     #[test]
