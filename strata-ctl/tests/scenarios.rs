@@ -79,10 +79,27 @@ fn adaptive_steers_off_a_dead_link_and_readmits_it_through_warm() {
 
 #[test]
 fn adaptive_does_not_flap_a_link_with_delay_spikes() {
-    let (a, changes) = play_with("jitter-spikes", 15.0, Control::Adaptive);
-    let most = max_changes_in_window(&changes, 1, 2.0);
-    assert!(most <= 1, "{most} state changes within 2 s: {changes:?}");
-    assert!(a.delivered_ratio >= 0.995, "delivered {}", a.delivered_ratio);
+    let r = play_full("jitter-spikes", 15.0, Control::Adaptive, false);
+    let most = max_changes_in_window(&r.state_changes, 1, 2.0);
+    assert!(most <= 1, "{most} state changes within 2 s: {:?}", r.state_changes);
+    // Nothing lost but what the edge shed as late (a spike holds a link's
+    // queue 30 ms longer than expected), and nearly all of it in time.
+    let a = &r.analysis;
+    let shed = shed_as_late(&r) as f64 / sent(a) as f64;
+    assert!(a.delivered_ratio + shed >= 0.995, "delivered {} + shed as late {shed}", a.delivered_ratio);
+    assert!(a.within_150ms >= 0.95, "within 150 ms {}", a.within_150ms);
+}
+
+/// Packets the edge dropped before sending because no link would deliver
+/// them within the deadline (`deadline`).
+fn shed_as_late(r: &runner::RunResult) -> u64 {
+    let drops = r.edge_stats["drops"].as_array().cloned().unwrap_or_default();
+    drops.iter().filter(|d| d[0].as_str() == Some("deadline")).filter_map(|d| d[1].as_u64()).sum()
+}
+
+/// Packets the traffic generator sent.
+fn sent(a: &Analysis) -> u64 {
+    a.classes.values().map(|c| c.sent).sum::<u64>().max(1)
 }
 
 #[test]
@@ -235,10 +252,16 @@ fn carrier_down_under_every_tier() {
         let resume = e.resume_ms.unwrap_or_else(|| panic!("{tier:?}: the link never carried data again"));
         assert!(resume <= 5000.0, "{tier:?}: data on the link {resume} ms after the carrier returned");
         if tier >= OsSignals::Netlink {
-            // Demoted the moment the carrier went: nothing sent into it.
-            assert!(e.lost_packets <= 30, "{tier:?}: {} lost", e.lost_packets);
+            // Demoted the moment the carrier went: nothing sent into it. The
+            // edge may shed packets as late while the other links take the
+            // dead one's share (their rates are lower bounds until they are
+            // seen full); those are counted, not lost in the network.
+            let lost = e.lost_packets.saturating_sub(shed_as_late(r));
+            assert!(lost <= 30, "{tier:?}: {lost} lost ({} in all)", e.lost_packets);
         }
-        assert!(r.analysis.delivered_ratio >= 0.98, "{tier:?}: delivered {}", r.analysis.delivered_ratio);
+        let shed = shed_as_late(r) as f64 / sent(&r.analysis) as f64;
+        let delivered = r.analysis.delivered_ratio;
+        assert!(delivered + shed >= 0.98, "{tier:?}: delivered {delivered} + shed as late {shed}");
     });
 }
 
