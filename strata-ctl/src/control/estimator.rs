@@ -138,7 +138,7 @@ pub struct Estimate {
     pub predicted_queue_delay_ms: Option<f64>,
     /// Predicted capacity [`PREDICTION_HORIZON`] ahead, Mbit/s.
     pub predicted_capacity_mbit_s: Option<f64>,
-    /// The hub's latest acknowledgement, unless older than [`ACK_STALE`].
+    /// The hub's latest acknowledgement, unless it has not moved for [`ACK_STALE`].
     pub ack: Option<Ack>,
 }
 
@@ -717,6 +717,25 @@ mod tests {
         assert_eq!(e.estimate(ms(3001)).rtt_ms, None, "neither the old path nor the held probes");
         e.on_probe_reply(ms(3060), ms(60));
         assert_eq!(e.estimate(ms(3060)).rtt_ms.map(|r| r[2]), Some(60.0));
+    }
+
+    #[test]
+    fn a_link_is_backlogged_through_an_interval_only_if_older_packets_are_still_unreceived() {
+        let mut e = LinkEstimator::new();
+        e.on_probe_reply(ms(0), Duration::from_millis(20));
+        // The kernel sends one packet per millisecond.
+        for t in (0..=200).step_by(20) {
+            e.on_sent(ms(t), t as u32);
+        }
+        // Each feedback's interval ends, in the edge's terms, at its arrival
+        // less the base round trip (20 ms) and the margin (10 ms).
+        assert_eq!(e.backlogged_through(ms(130), 50), (None, Some(ms(100))), "no interval before it");
+        e.interval_end = Some(ms(100));
+        // By 100 ms, 100 packets were sent; the hub has 90 of them at the end.
+        assert_eq!(e.backlogged_through(ms(180), 90).0, Some(true));
+        // It has all 100 (and packets sent since, which say nothing).
+        assert_eq!(e.backlogged_through(ms(180), 101).0, Some(false));
+        assert_eq!(e.backlogged_through(ms(180), 0).0, None, "no acknowledgement");
     }
 
     #[test]
