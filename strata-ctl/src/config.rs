@@ -731,8 +731,9 @@ impl Config {
             notes.push(
                 "control.mode is not set: the edge runs adaptive control (the default since issue 12; it was \
                  static before) — links are probed, each gets a send budget from its measured delivery rate, \
-                 packets go where they arrive first (and, with control.drop_late, those no link can \
-                 deliver in time are dropped before sending); links' `weight` is only a first guess of \
+                 packets go where they arrive first, and those no link can deliver within \
+                 control.deadline_ms are dropped before sending (control.drop_late, on by default; \
+                 `drop_late = false` queues them instead); links' `weight` is only a first guess of \
                  capacity (Mbit/s). Set \
                  `mode = \"static\"` under [control] to keep fixed weights."
                     .into(),
