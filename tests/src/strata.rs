@@ -10,7 +10,7 @@ use std::{
     fs::File,
     io::{ErrorKind, Read as _},
     net::Ipv4Addr,
-    os::unix::net::UnixDatagram,
+    os::unix::{net::UnixDatagram, process::CommandExt as _},
     path::{Path, PathBuf},
     process::{Child, Stdio},
     sync::atomic::{AtomicU32, Ordering},
@@ -73,6 +73,9 @@ impl Daemon {
             .stdin(Stdio::null())
             .stdout(out)
             .stderr(err)
+            // Its own process group: a Ctrl-C at the terminal reaches the
+            // lab only, which stops the daemons in order (see `interrupt`).
+            .process_group(0)
             .spawn();
         let mut daemon = Self { child: None, name: name.into(), log: log.into(), notify_dir };
         daemon.child = Some(child.with_context(|| format!("starting {} in {ns}", binary.display()))?);
@@ -109,6 +112,7 @@ impl Daemon {
                 self.child = None;
                 bail!("{} exited during start-up ({status}); its log ends:\n{}", self.name, self.log_tail());
             }
+            crate::interrupt::check()?;
             if Instant::now() > deadline {
                 bail!(
                     "{} did not say READY=1 within {READY_TIMEOUT:?} (last STATUS: {last_status}); its log ends:\n{}",
