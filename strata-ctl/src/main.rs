@@ -62,6 +62,10 @@ enum ConfigCommand {
     Check {
         /// The TOML configuration.
         file: PathBuf,
+        /// The configuration running now: also say which differences a
+        /// reload applies and which need a restart.
+        #[arg(long, value_name = "OLD")]
+        against: Option<PathBuf>,
     },
 }
 
@@ -103,7 +107,7 @@ fn execute(command: Command) -> anyhow::Result<()> {
                 tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
             Ok(runtime.block_on(strata_ctl::daemon::run(config))?)
         }
-        Command::Config { command: ConfigCommand::Check { file } } => {
+        Command::Config { command: ConfigCommand::Check { file, against } } => {
             let config = Config::load(&file)?;
             println!(
                 "{}: ok ({} \"{}\", {} link(s), session {:#x})",
@@ -124,6 +128,9 @@ fn execute(command: Command) -> anyhow::Result<()> {
                     "note: status.group {group:?} does not exist on this host: the daemon would run without \
                      its status socket, and `strata-ctl status` would show its controller as down"
                 );
+            }
+            if let Some(old) = against {
+                print_changes(&strata_ctl::config::change::classify(&Config::load(&old)?, &config), &old);
             }
             Ok(())
         }
@@ -157,5 +164,24 @@ fn init_logging(json: bool) {
         builder.json().init();
     } else {
         builder.init();
+    }
+}
+
+/// What `config check NEW --against OLD` says about the differences.
+fn print_changes(changes: &strata_ctl::config::change::Changes, old: &std::path::Path) {
+    if changes.is_empty() {
+        println!("no change from {}", old.display());
+        return;
+    }
+    for field in &changes.reloadable {
+        println!("reload: {field}");
+    }
+    for field in &changes.restart {
+        println!("restart: {field}");
+    }
+    if changes.reloadable_without_restart() {
+        println!("no change needs a restart");
+    } else {
+        println!("needs a restart");
     }
 }
