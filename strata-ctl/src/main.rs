@@ -45,6 +45,14 @@ enum Command {
         #[arg(long)]
         watch: bool,
     },
+    /// Make the running daemon re-read its configuration file (as SIGHUP
+    /// does): it applies every change or, when one needs a restart,
+    /// refuses the file and keeps running as it was (exit status 1).
+    Reload {
+        /// Instance name (the config's `name`, default the role).
+        #[arg(long, default_value = "edge")]
+        name: String,
+    },
     /// Print what the kernel counted, from the pinned maps of an instance.
     Stats {
         /// Instance name (the config's `name`, default the role).
@@ -98,14 +106,14 @@ fn report(e: &anyhow::Error) -> String {
 
 fn execute(command: Command) -> anyhow::Result<()> {
     match command {
-        Command::Run { config } => {
-            let config = Config::load(&config)?;
+        Command::Run { config: config_path } => {
+            let config = Config::load(&config_path)?;
             // Before any thread exists: the kernel refuses a multi-threaded
             // process its own mount namespace.
             strata_ctl::os::host::private_mounts();
             let runtime =
                 tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
-            Ok(runtime.block_on(strata_ctl::daemon::run(config))?)
+            Ok(runtime.block_on(strata_ctl::daemon::run(config, &config_path))?)
         }
         Command::Config { command: ConfigCommand::Check { file, against } } => {
             let config = Config::load(&file)?;
@@ -131,6 +139,15 @@ fn execute(command: Command) -> anyhow::Result<()> {
             }
             if let Some(old) = against {
                 print_changes(&strata_ctl::config::change::classify(&Config::load(&old)?, &config), &old);
+            }
+            Ok(())
+        }
+        Command::Reload { name } => {
+            let applied = strata_ctl::serve::reload::request(&name)?;
+            if applied.is_empty() {
+                println!("{name}: reloaded, no change");
+            } else {
+                println!("{name}: reloaded: {}", applied.join(", "));
             }
             Ok(())
         }
@@ -180,8 +197,8 @@ fn print_changes(changes: &strata_ctl::config::change::Changes, old: &std::path:
         println!("restart: {field}");
     }
     if changes.reloadable_without_restart() {
-        println!("no change needs a restart");
+        println!("no change needs a restart: a reload (SIGHUP or `strata-ctl reload`) applies them");
     } else {
-        println!("needs a restart");
+        println!("needs a restart: a reload would refuse this file and keep the running configuration");
     }
 }

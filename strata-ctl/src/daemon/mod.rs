@@ -64,7 +64,7 @@ fn bitrate_unknown(config: &Config, adaptive: bool) -> &'static str {
 }
 
 /// Runs until a signal arrives.
-pub async fn run(config: Config) -> Result<(), StartError> {
+pub async fn run(config: Config, config_path: &std::path::Path) -> Result<(), StartError> {
     host::preflight()?;
     // Watched from the start: a SIGTERM during set-up (tests stop a daemon as
     // soon as it is ready) must reach the clean shutdown, not the default
@@ -157,11 +157,14 @@ pub async fn run(config: Config) -> Result<(), StartError> {
         }
         tasks.push(tokio::spawn(metrics::serve(listener, exposition.clone())));
     }
+    // Reload requests from the status socket to the event loop.
+    let (reload_tx, reloads) = tokio::sync::mpsc::channel(4);
     // The status socket is a convenience: without it the tunnel still runs.
     let _socket_file = match status::bind(config.name(), config.status.group.as_deref()) {
         Ok((listener, file)) => {
             info!(socket = %status::socket_path(config.name()).display(), "answering strata-ctl status");
-            tasks.push(tokio::spawn(status::serve(listener, config.name().to_string(), exposition.clone())));
+            let name = config.name().to_string();
+            tasks.push(tokio::spawn(status::serve(listener, name, exposition.clone(), reload_tx.clone())));
             Some(file)
         }
         Err(e) => {
@@ -201,7 +204,9 @@ pub async fn run(config: Config) -> Result<(), StartError> {
                 Side::Hub { .. } => None,
             };
             let mut daemon = Daemon {
-                config: &config,
+                config: config.clone(),
+                config_path: config_path.to_path_buf(),
+                reloads,
                 net: &net,
                 dp,
                 control,
