@@ -95,6 +95,13 @@ impl Daemon<'_> {
                 None
             }
         };
+        // systemd's watchdog: pinged from this loop, so a wedged loop is
+        // noticed (and the unit restarted), not just a dead process.
+        let mut watchdog = crate::os::notify::watchdog_interval().map(|period| {
+            let mut tick = interval(period);
+            tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+            tick
+        });
         let hub = self.config.role == Role::Hub;
         let adaptive = self.adaptive.is_some();
         let mut control_tick = interval(Duration::from_millis(self.config.control.update_interval_ms));
@@ -113,6 +120,7 @@ impl Daemon<'_> {
                 Some(()) = next_hangup(&mut sighup) => {
                     let _ = self.reload();
                 }
+                Some(()) = next_tick(&mut watchdog) => crate::os::notify::watchdog(),
                 Some(reply) = self.reloads.recv() => {
                     let _ = reply.send(self.reload());
                 }
@@ -366,6 +374,17 @@ fn learned_feedback(snapshot: &Snapshot) -> Vec<LinkFeedback> {
             })
         })
         .collect()
+}
+
+/// The next tick of an optional interval, or never without one.
+async fn next_tick(tick: &mut Option<tokio::time::Interval>) -> Option<()> {
+    match tick {
+        Some(t) => {
+            t.tick().await;
+            Some(())
+        }
+        None => std::future::pending().await,
+    }
 }
 
 /// The next SIGHUP, or never without its watcher.
