@@ -219,6 +219,14 @@ pub async fn run(config: Config, config_path: &std::path::Path) -> Result<(), St
                 feedback_seq: 0,
                 epoch: tokio::time::Instant::now(),
             };
+            // Set-up is done: keep only what running needs (see `privilege`).
+            match crate::os::privilege::keep_only(&[crate::os::privilege::CAP_NET_ADMIN]) {
+                Ok((before, after)) if before != after => {
+                    info!("capabilities dropped after set-up: permitted {before:#x} → {after:#x}");
+                }
+                Ok(_) => {}
+                Err(e) => warn!("could not drop capabilities after set-up: {e}"),
+            }
             daemon.run_until_stopped(sigterm).await;
             notify::stopping();
             info!("shutting down");
