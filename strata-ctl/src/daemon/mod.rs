@@ -220,7 +220,14 @@ pub async fn run(config: Config, config_path: &std::path::Path) -> Result<(), St
                 epoch: tokio::time::Instant::now(),
             };
             // Set-up is done: keep only what running needs (see `privilege`).
-            match crate::os::privilege::keep_only(&[crate::os::privilege::CAP_NET_ADMIN]) {
+            // A sysfs mounted for this namespace (a daemon started in another
+            // namespace than /sys's: the lab) is unmounted at exit, which
+            // needs CAP_SYS_ADMIN; under the unit there is no such mount.
+            let mut keep = vec![crate::os::privilege::CAP_NET_ADMIN];
+            if matches!(sysfs, Some((_, Some(_)))) {
+                keep.push(crate::os::privilege::CAP_SYS_ADMIN);
+            }
+            match crate::os::privilege::keep_only(&keep) {
                 Ok((before, after)) if before != after => {
                     info!("capabilities dropped after set-up: permitted {before:#x} → {after:#x}");
                 }

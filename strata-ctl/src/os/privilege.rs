@@ -40,6 +40,8 @@ struct Data {
 
 /// CAP_NET_ADMIN's number.
 pub const CAP_NET_ADMIN: u32 = 12;
+/// CAP_SYS_ADMIN's number.
+pub const CAP_SYS_ADMIN: u32 = 21;
 
 /// The effective, permitted and inheritable sets of this thread.
 fn get() -> io::Result<[Data; 2]> {
