@@ -69,6 +69,8 @@ use strata_common::maps::MAX_LINKS;
 
 use crate::control::{lifecycle::Thresholds, scoring::ScoringConfig};
 
+pub mod change;
+
 /// The configuration format version this build reads.
 pub const CONFIG_VERSION: u32 = 1;
 /// Default UDP port of the tunnel.
@@ -232,7 +234,7 @@ impl fmt::Display for OsSignals {
 }
 
 /// `[status]`: who may ask the daemon for `strata-ctl status`.
-#[derive(Clone, Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct StatusSection {
     /// A group whose members may, besides root (absent: root only).
@@ -262,7 +264,7 @@ impl StatusSection {
 }
 
 /// `[metrics]`: where `GET /metrics` is served (absent: not served).
-#[derive(Clone, Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct MetricsSection {
     /// Address and port, e.g. `"127.0.0.1:9464"` or `"[::]:9464"`.
@@ -277,7 +279,7 @@ pub struct MetricsSection {
 /// `[control]`: how weights are decided and, in adaptive mode, every bound
 /// of the link lifecycle and the scorer. Absent keys take the defaults of
 /// [`Thresholds`] and [`ScoringConfig`], so a partial section is complete.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct ControlSection {
     /// `static`: the configured weights, always. `adaptive` (edge): links are
@@ -562,7 +564,7 @@ const fn default_port() -> u16 {
 }
 
 /// `[tunnel]`.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct TunnelSection {
     /// Device name.
@@ -584,7 +586,7 @@ fn default_tunnel_name() -> String {
 }
 
 /// `[peer]`.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct PeerSection {
     /// Hub IPv4 address.
@@ -595,7 +597,7 @@ pub struct PeerSection {
 }
 
 /// `[hub]`.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct HubSection {
     /// Interface tunnel packets arrive on.
@@ -609,7 +611,7 @@ pub struct HubSection {
 }
 
 /// `[[links]]`.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct LinkSection {
     /// Link id carried on the wire, 0..=7, the same on edge and hub.

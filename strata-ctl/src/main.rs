@@ -45,6 +45,14 @@ enum Command {
         #[arg(long)]
         watch: bool,
     },
+    /// Make the running daemon re-read its configuration file (as SIGHUP
+    /// does): it applies every change or, when one needs a restart,
+    /// refuses the file and keeps running as it was (exit status 1).
+    Reload {
+        /// Instance name (the config's `name`, default the role).
+        #[arg(long, default_value = "edge")]
+        name: String,
+    },
     /// Print what the kernel counted, from the pinned maps of an instance.
     Stats {
         /// Instance name (the config's `name`, default the role).
@@ -62,6 +70,10 @@ enum ConfigCommand {
     Check {
         /// The TOML configuration.
         file: PathBuf,
+        /// The configuration running now: also say which differences a
+        /// reload applies and which need a restart.
+        #[arg(long, value_name = "OLD")]
+        against: Option<PathBuf>,
     },
 }
 
@@ -94,16 +106,16 @@ fn report(e: &anyhow::Error) -> String {
 
 fn execute(command: Command) -> anyhow::Result<()> {
     match command {
-        Command::Run { config } => {
-            let config = Config::load(&config)?;
+        Command::Run { config: config_path } => {
+            let config = Config::load(&config_path)?;
             // Before any thread exists: the kernel refuses a multi-threaded
             // process its own mount namespace.
             strata_ctl::os::host::private_mounts();
             let runtime =
                 tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
-            Ok(runtime.block_on(strata_ctl::daemon::run(config))?)
+            Ok(runtime.block_on(strata_ctl::daemon::run(config, &config_path))?)
         }
-        Command::Config { command: ConfigCommand::Check { file } } => {
+        Command::Config { command: ConfigCommand::Check { file, against } } => {
             let config = Config::load(&file)?;
             println!(
                 "{}: ok ({} \"{}\", {} link(s), session {:#x})",
@@ -124,6 +136,18 @@ fn execute(command: Command) -> anyhow::Result<()> {
                     "note: status.group {group:?} does not exist on this host: the daemon would run without \
                      its status socket, and `strata-ctl status` would show its controller as down"
                 );
+            }
+            if let Some(old) = against {
+                print_changes(&strata_ctl::config::change::classify(&Config::load(&old)?, &config), &old);
+            }
+            Ok(())
+        }
+        Command::Reload { name } => {
+            let applied = strata_ctl::serve::reload::request(&name)?;
+            if applied.is_empty() {
+                println!("{name}: reloaded, no change");
+            } else {
+                println!("{name}: reloaded: {}", applied.join(", "));
             }
             Ok(())
         }
@@ -157,5 +181,24 @@ fn init_logging(json: bool) {
         builder.json().init();
     } else {
         builder.init();
+    }
+}
+
+/// What `config check NEW --against OLD` says about the differences.
+fn print_changes(changes: &strata_ctl::config::change::Changes, old: &std::path::Path) {
+    if changes.is_empty() {
+        println!("no change from {}", old.display());
+        return;
+    }
+    for field in &changes.reloadable {
+        println!("reload: {field}");
+    }
+    for field in &changes.restart {
+        println!("restart: {field}");
+    }
+    if changes.reloadable_without_restart() {
+        println!("no change needs a restart: a reload (SIGHUP or `strata-ctl reload`) applies them");
+    } else {
+        println!("needs a restart: a reload would refuse this file and keep the running configuration");
     }
 }

@@ -24,6 +24,7 @@
 
 pub mod clients;
 pub mod emulator;
+pub mod interrupt;
 pub mod modem_double;
 pub mod scenario;
 pub mod strata;

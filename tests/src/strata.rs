@@ -10,7 +10,7 @@ use std::{
     fs::File,
     io::{ErrorKind, Read as _},
     net::Ipv4Addr,
-    os::unix::net::UnixDatagram,
+    os::unix::{net::UnixDatagram, process::CommandExt as _},
     path::{Path, PathBuf},
     process::{Child, Stdio},
     sync::atomic::{AtomicU32, Ordering},
@@ -64,7 +64,7 @@ impl Daemon {
         let out = File::create(log).with_context(|| format!("creating {}", log.display()))?;
         let err = out.try_clone()?;
         let (notify_dir, notify) = notify_socket(name)?;
-        let child = netns_command(ns, binary)
+        let child = daemon_command(ns, binary)?
             .arg("run")
             .arg("--config")
             .arg(config)
@@ -73,6 +73,9 @@ impl Daemon {
             .stdin(Stdio::null())
             .stdout(out)
             .stderr(err)
+            // Its own process group: a Ctrl-C at the terminal reaches the
+            // lab only, which stops the daemons in order (see `interrupt`).
+            .process_group(0)
             .spawn();
         let mut daemon = Self { child: None, name: name.into(), log: log.into(), notify_dir };
         daemon.child = Some(child.with_context(|| format!("starting {} in {ns}", binary.display()))?);
@@ -109,6 +112,7 @@ impl Daemon {
                 self.child = None;
                 bail!("{} exited during start-up ({status}); its log ends:\n{}", self.name, self.log_tail());
             }
+            crate::interrupt::check()?;
             if Instant::now() > deadline {
                 bail!(
                     "{} did not say READY=1 within {READY_TIMEOUT:?} (last STATUS: {last_status}); its log ends:\n{}",
@@ -211,6 +215,30 @@ impl Drop for Daemon {
         }
         let _ = std::fs::remove_dir_all(&self.notify_dir);
     }
+}
+
+/// The environment variable that runs the lab's daemons with only the
+/// given capabilities (e.g. `net_admin,bpf,perfmon`: the shipped units'
+/// set), through `setpriv`, instead of full root.
+pub const CAPS_ENV: &str = "STRATA_LAB_DAEMON_CAPS";
+
+/// The command that starts a daemon in `ns`: with [`CAPS_ENV`] set, under
+/// `setpriv` keeping only those capabilities (bounding, inheritable and
+/// ambient sets; uid 0 stays, as in the units, so the daemon's files keep
+/// their owner).
+fn daemon_command(ns: &str, binary: &Path) -> anyhow::Result<std::process::Command> {
+    let Ok(caps) = std::env::var(CAPS_ENV) else { return Ok(netns_command(ns, binary)) };
+    let set: Vec<String> =
+        caps.split(',').map(str::trim).filter(|c| !c.is_empty()).map(|c| format!("+{c}")).collect();
+    anyhow::ensure!(!set.is_empty(), "{CAPS_ENV}={caps:?}: no capability named");
+    let set = set.join(",");
+    let mut cmd = netns_command(ns, "setpriv");
+    cmd.arg(format!("--bounding-set=-all,{set}"))
+        .arg(format!("--inh-caps=-all,{set}"))
+        .arg(format!("--ambient-caps=-all,{set}"))
+        .arg("--")
+        .arg(binary);
+    Ok(cmd)
 }
 
 /// The notification socket's file name in its directory.

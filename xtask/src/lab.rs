@@ -76,6 +76,13 @@ fn apply_trace_option(scenario: &mut Scenario, option: &str) -> anyhow::Result<(
     Ok(())
 }
 
+/// Which strata-ctl a lab run plays: a build of the workspace (optimised
+/// or not), or a given binary.
+pub(crate) struct Daemons {
+    pub(crate) release: bool,
+    pub(crate) binary: Option<PathBuf>,
+}
+
 pub(crate) fn run(
     name: &str,
     traces: &[String],
@@ -83,8 +90,11 @@ pub(crate) fn run(
     out: Option<&Path>,
     duration: Option<f64>,
     (control, os_signals): (&str, &str),
-    release: bool,
+    daemons: Daemons,
 ) -> anyhow::Result<()> {
+    // First: from here on SIGINT and SIGTERM stop the run through its
+    // teardown instead of killing the process mid-way.
+    strata_lab::interrupt::install().context("installing the SIGINT/SIGTERM handler")?;
     let control = match control {
         "static" => Control::Static,
         "adaptive" => Control::Adaptive,
@@ -103,7 +113,13 @@ pub(crate) fn run(
         scenario.events.retain(|e| e.at_s < d);
     }
     scenario.validate()?;
-    let binary = build_strata_profile("strata-ctl", release)?;
+    let binary = match daemons.binary {
+        Some(path) => {
+            anyhow::ensure!(path.is_file(), "--binary {}: no such file", path.display());
+            std::path::absolute(&path).with_context(|| format!("--binary {}", path.display()))?
+        }
+        None => build_strata_profile("strata-ctl", daemons.release)?,
+    };
     let out = out.map_or_else(|| target_dir().join("lab").join(&scenario.name), Path::to_path_buf);
     let workdir = out.join("daemons");
     println!("lab run {}: {} link(s), {} s", scenario.name, scenario.links.len(), scenario.duration_s);

@@ -122,6 +122,9 @@ enum LabCommand {
         /// Run an optimised build of the daemons (for cost figures).
         #[arg(long)]
         release: bool,
+        /// Run this strata-ctl instead of building one.
+        #[arg(long, value_name = "PATH", conflicts_with = "release")]
+        binary: Option<PathBuf>,
         /// The edge's os_signals tier: none, netlink, enhanced or full.
         #[arg(long, default_value = "full")]
         os_signals: String,
@@ -157,7 +160,8 @@ fn main() -> ExitCode {
         Command::Lab { command: LabCommand::Up { links, prefix } } => lab::up(&prefix, links),
         Command::Lab { command: LabCommand::Down { prefix } } => lab::down(&prefix),
         Command::Lab {
-            command: LabCommand::Run { scenario, traces, json, out, duration, control, release, os_signals },
+            command:
+                LabCommand::Run { scenario, traces, json, out, duration, control, release, binary, os_signals },
         } => lab::run(
             &scenario,
             &traces,
@@ -165,7 +169,7 @@ fn main() -> ExitCode {
             out.as_deref(),
             duration,
             (&control, &os_signals),
-            release,
+            lab::Daemons { release, binary },
         ),
         Command::Bench { command: BenchCommand::Emulator { json } } => bench::emulator(json.as_deref()),
         Command::Trace { command: TraceCommand::Stats { file, model, duration, seeds, json, write } } => {
@@ -184,9 +188,17 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("xtask: {e:#}");
-            ExitCode::FAILURE
-        }
+        Err(e) => match e.downcast_ref::<strata_lab::interrupt::Interrupted>() {
+            // Said plainly, with the shell's code for a signal, so a caller
+            // can tell "stopped as asked" from a failure.
+            Some(interrupted) => {
+                eprintln!("xtask: {interrupted}; the lab was stopped and removed");
+                ExitCode::from(interrupted.exit_code())
+            }
+            None => {
+                eprintln!("xtask: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
     }
 }

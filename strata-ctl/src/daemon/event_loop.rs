@@ -16,7 +16,7 @@ use tokio::{
     signal::unix::{Signal, SignalKind},
     time::{Instant, MissedTickBehavior, interval},
 };
-use tracing::{debug, info, warn};
+use tracing::{debug, error, info, warn};
 
 use super::{
     adaptive::{Adaptive, apply},
@@ -24,7 +24,7 @@ use super::{
     links::Side,
 };
 use crate::{
-    config::{Config, Role},
+    config::{Config, Role, change::classify},
     control::{evidence::Evidence, schedule::Weights},
     dataplane::{datapath::Datapath, stats::Snapshot},
     inband::{
@@ -43,7 +43,12 @@ use crate::{
 /// The running daemon: what every event handler may touch.
 #[derive(Debug)]
 pub(super) struct Daemon<'a> {
-    pub(super) config: &'a Config,
+    /// The running configuration (a reload replaces it).
+    pub(super) config: Config,
+    /// Where it was read from, re-read on reload.
+    pub(super) config_path: std::path::PathBuf,
+    /// Reload requests from the status socket.
+    pub(super) reloads: tokio::sync::mpsc::Receiver<crate::serve::reload::Request>,
     pub(super) net: &'a Net,
     pub(super) dp: Datapath,
     /// The tunnel port's wildcard socket: the hub's probe responder, and
@@ -82,6 +87,21 @@ impl Daemon<'_> {
                 return;
             }
         };
+        // SIGHUP: re-read the configuration (as `strata-ctl reload`).
+        let mut sighup = match tokio::signal::unix::signal(SignalKind::hangup()) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                warn!("cannot watch SIGHUP ({e}); reload with `strata-ctl reload` only");
+                None
+            }
+        };
+        // systemd's watchdog: pinged from this loop, so a wedged loop is
+        // noticed (and the unit restarted), not just a dead process.
+        let mut watchdog = crate::os::notify::watchdog_interval().map(|period| {
+            let mut tick = interval(period);
+            tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+            tick
+        });
         let hub = self.config.role == Role::Hub;
         let adaptive = self.adaptive.is_some();
         let mut control_tick = interval(Duration::from_millis(self.config.control.update_interval_ms));
@@ -97,6 +117,13 @@ impl Daemon<'_> {
             tokio::select! {
                 _ = tokio::signal::ctrl_c() => break,
                 _ = sigterm.recv() => break,
+                Some(()) = next_hangup(&mut sighup) => {
+                    let _ = self.reload();
+                }
+                Some(()) = next_tick(&mut watchdog) => crate::os::notify::watchdog(),
+                Some(reply) = self.reloads.recv() => {
+                    let _ = reply.send(self.reload());
+                }
                 Some(event) = self.advisors.events.recv() => self.on_os_event(event).await,
                 _ = second.tick() => self.on_second(),
                 _ = learn.tick(), if hub => self.on_learn(),
@@ -109,6 +136,45 @@ impl Daemon<'_> {
                 },
             }
         }
+    }
+
+    /// Re-reads the configuration file and applies the whole of it, or
+    /// refuses it (logged) and keeps the running one: a file that does not
+    /// load, or a change that needs a restart ([`classify`]).
+    fn reload(&mut self) -> crate::serve::reload::Outcome {
+        let path = self.config_path.display().to_string();
+        let outcome = self.try_reload(&path);
+        match &outcome {
+            Ok(applied) if applied.is_empty() => info!(file = %path, "reload: no change"),
+            Ok(applied) => info!(file = %path, ?applied, "configuration reloaded"),
+            Err(why) => error!("{why}"),
+        }
+        outcome
+    }
+
+    fn try_reload(&mut self, path: &str) -> crate::serve::reload::Outcome {
+        let refused =
+            |why: String| format!("reload of {path} refused, keeping the running configuration: {why}");
+        let new = Config::load(&self.config_path).map_err(|e| refused(e.to_string()))?;
+        let changes = classify(&self.config, &new);
+        if !changes.reloadable_without_restart() {
+            return Err(refused(format!("these changes need a restart: {}", changes.restart.join(", "))));
+        }
+        // Weights (static control, see `classify`): the edge writes its
+        // schedule now; the hub's next learning pass writes the new shares
+        // of the links it has learned.
+        if self.config.role == Role::Edge && changes.reloadable.iter().any(|f| f.ends_with(".weight")) {
+            self.dp.set_weights(&new.weights()).map_err(|e| refused(format!("writing the weights: {e}")))?;
+            if let Side::Edge { links, .. } = &mut self.side {
+                for link in links.iter_mut() {
+                    if let Some(n) = new.links.iter().find(|n| n.id == link.id) {
+                        link.weight = n.weight;
+                    }
+                }
+            }
+        }
+        self.config = new;
+        Ok(changes.reloadable)
     }
 
     /// An OS advisor said something: the edge's links follow it.
@@ -209,7 +275,7 @@ impl Daemon<'_> {
         let fit = a.controller.fit(now, &a.fit);
         a.log_events();
         debug!(weights = ?decision.weights, "adaptive weights");
-        apply(&mut self.dp, self.config, &self.side, &decision, a.epoch_kernel_ns);
+        apply(&mut self.dp, &self.config, &self.side, &decision, a.epoch_kernel_ns);
         a.updates += 1;
         if !a.paced {
             match self.dp.set_config_flags(CONFIG_EARLIEST_ARRIVAL) {
@@ -248,7 +314,7 @@ impl Daemon<'_> {
         };
         for (i, reaction) in reactions {
             let path = self.adaptive.as_mut().and_then(|a| a.paths.get_mut(i));
-            let io = Hands { dp: &mut self.dp, net: self.net, config: self.config, path };
+            let io = Hands { dp: &mut self.dp, net: self.net, config: &self.config, path };
             if let Some(hint) = follower.carry_out(reaction, i, links, io).await {
                 hints.push((i, hint));
             }
@@ -308,6 +374,25 @@ fn learned_feedback(snapshot: &Snapshot) -> Vec<LinkFeedback> {
             })
         })
         .collect()
+}
+
+/// The next tick of an optional interval, or never without one.
+async fn next_tick(tick: &mut Option<tokio::time::Interval>) -> Option<()> {
+    match tick {
+        Some(t) => {
+            t.tick().await;
+            Some(())
+        }
+        None => std::future::pending().await,
+    }
+}
+
+/// The next SIGHUP, or never without its watcher.
+async fn next_hangup(sighup: &mut Option<Signal>) -> Option<()> {
+    match sighup {
+        Some(s) => s.recv().await,
+        None => std::future::pending().await,
+    }
 }
 
 /// SIGTERM, watched from the start of set-up.

@@ -64,7 +64,7 @@ fn bitrate_unknown(config: &Config, adaptive: bool) -> &'static str {
 }
 
 /// Runs until a signal arrives.
-pub async fn run(config: Config) -> Result<(), StartError> {
+pub async fn run(config: Config, config_path: &std::path::Path) -> Result<(), StartError> {
     host::preflight()?;
     // Watched from the start: a SIGTERM during set-up (tests stop a daemon as
     // soon as it is ready) must reach the clean shutdown, not the default
@@ -157,11 +157,14 @@ pub async fn run(config: Config) -> Result<(), StartError> {
         }
         tasks.push(tokio::spawn(metrics::serve(listener, exposition.clone())));
     }
+    // Reload requests from the status socket to the event loop.
+    let (reload_tx, reloads) = tokio::sync::mpsc::channel(4);
     // The status socket is a convenience: without it the tunnel still runs.
     let _socket_file = match status::bind(config.name(), config.status.group.as_deref()) {
         Ok((listener, file)) => {
             info!(socket = %status::socket_path(config.name()).display(), "answering strata-ctl status");
-            tasks.push(tokio::spawn(status::serve(listener, config.name().to_string(), exposition.clone())));
+            let name = config.name().to_string();
+            tasks.push(tokio::spawn(status::serve(listener, name, exposition.clone(), reload_tx.clone())));
             Some(file)
         }
         Err(e) => {
@@ -201,7 +204,9 @@ pub async fn run(config: Config) -> Result<(), StartError> {
                 Side::Hub { .. } => None,
             };
             let mut daemon = Daemon {
-                config: &config,
+                config: config.clone(),
+                config_path: config_path.to_path_buf(),
+                reloads,
                 net: &net,
                 dp,
                 control,
@@ -214,6 +219,21 @@ pub async fn run(config: Config) -> Result<(), StartError> {
                 feedback_seq: 0,
                 epoch: tokio::time::Instant::now(),
             };
+            // Set-up is done: keep only what running needs (see `privilege`).
+            // A sysfs mounted for this namespace (a daemon started in another
+            // namespace than /sys's: the lab) is unmounted at exit, which
+            // needs CAP_SYS_ADMIN; under the unit there is no such mount.
+            let mut keep = vec![crate::os::privilege::CAP_NET_ADMIN];
+            if matches!(sysfs, Some((_, Some(_)))) {
+                keep.push(crate::os::privilege::CAP_SYS_ADMIN);
+            }
+            match crate::os::privilege::keep_only(&keep) {
+                Ok((before, after)) if before != after => {
+                    info!("capabilities dropped after set-up: permitted {before:#x} → {after:#x}");
+                }
+                Ok(_) => {}
+                Err(e) => warn!("could not drop capabilities after set-up: {e}"),
+            }
             daemon.run_until_stopped(sigterm).await;
             notify::stopping();
             info!("shutting down");

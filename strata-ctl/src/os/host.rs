@@ -151,6 +151,8 @@ pub fn namespace_sysfs(tunnel: &str, mount_at: &Path) -> Option<(PathBuf, Option
         }
         Err(e) => {
             warn!("no sysfs of this network namespace ({e}): links are recognised by interface name only");
+            // The mount point made for it, if empty (nothing else removes it).
+            let _ = fs::remove_dir(mount_at);
             None
         }
     }

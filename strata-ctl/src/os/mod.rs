@@ -44,6 +44,7 @@ pub mod modem_manager;
 pub mod net;
 pub mod netlink;
 pub mod notify;
+pub mod privilege;
 pub mod sysfs;
 pub mod tun;
 pub mod uevent;

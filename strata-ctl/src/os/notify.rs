@@ -53,6 +53,37 @@ pub fn stopping() {
     notify("STOPPING=1\nSTATUS=shutting down");
 }
 
+/// Alive: the event loop turned (systemd's `WatchdogSec=`; a daemon that
+/// stops sending this within the period is restarted).
+pub fn watchdog() {
+    notify("WATCHDOG=1");
+}
+
+/// How often to send [`watchdog`]: half the service manager's period
+/// (`$WATCHDOG_USEC`, sd_watchdog_enabled(3)), so one late turn of the loop
+/// is not yet a failure. `None` when no watchdog is asked for, or it is
+/// meant for another process (`$WATCHDOG_PID`).
+pub fn watchdog_interval() -> Option<std::time::Duration> {
+    let usec = std::env::var("WATCHDOG_USEC").ok();
+    let pid = std::env::var("WATCHDOG_PID").ok();
+    watchdog_interval_from(usec.as_deref(), pid.as_deref(), std::process::id())
+}
+
+/// [`watchdog_interval`] from the variables' values (pure, for tests).
+pub fn watchdog_interval_from(
+    usec: Option<&str>,
+    pid: Option<&str>,
+    own_pid: u32,
+) -> Option<std::time::Duration> {
+    if let Some(pid) = pid
+        && pid.trim().parse::<u32>().ok() != Some(own_pid)
+    {
+        return None;
+    }
+    let usec: u64 = usec?.trim().parse().ok().filter(|&u| u > 0)?;
+    Some(std::time::Duration::from_micros(usec / 2))
+}
+
 /// A one-line status for the service manager (`systemctl status` shows it).
 pub fn status(text: &str) {
     notify(&format!("STATUS={}", text.replace('\n', " ")));
@@ -88,6 +119,16 @@ mod tests {
     use std::{ffi::OsString, time::Duration};
 
     use super::*;
+
+    #[test]
+    fn the_watchdog_pings_at_half_the_period_and_only_for_its_own_pid() {
+        assert_eq!(watchdog_interval_from(Some("10000000"), None, 7), Some(Duration::from_secs(5)));
+        assert_eq!(watchdog_interval_from(Some("10000000"), Some("7"), 7), Some(Duration::from_secs(5)));
+        assert_eq!(watchdog_interval_from(Some("10000000"), Some("8"), 7), None, "another process's");
+        assert_eq!(watchdog_interval_from(None, None, 7), None);
+        assert_eq!(watchdog_interval_from(Some("0"), None, 7), None);
+        assert_eq!(watchdog_interval_from(Some("soon"), None, 7), None);
+    }
 
     fn receive(listener: &UnixDatagram) -> String {
         listener.set_read_timeout(Some(Duration::from_secs(2))).unwrap();

@@ -20,5 +20,6 @@
 
 pub mod bitrate;
 pub mod metrics;
+pub mod reload;
 pub mod status;
 pub mod view;

@@ -327,8 +327,14 @@ fn link_os(b: &BindingView) -> LinkOs {
     }
 }
 
-/// Serves status requests on `listener` until the task is dropped.
-pub async fn serve(listener: UnixListener, name: String, exposition: Arc<Exposition>) {
+/// Serves status requests on `listener` until the task is dropped; a
+/// `reload` request goes to the event loop through `reloads`.
+pub async fn serve(
+    listener: UnixListener,
+    name: String,
+    exposition: Arc<Exposition>,
+    reloads: tokio::sync::mpsc::Sender<super::reload::Request>,
+) {
     loop {
         let stream = match listener.accept().await {
             Ok((stream, _)) => stream,
@@ -339,7 +345,9 @@ pub async fn serve(listener: UnixListener, name: String, exposition: Arc<Exposit
                 continue;
             }
         };
-        let (exposition, name) = (exposition.clone(), name.clone());
+        let (exposition, name, reloads) = (exposition.clone(), name.clone(), reloads.clone());
+        let own_uid = nix::unistd::geteuid().as_raw();
+        let trusted = stream.peer_cred().is_ok_and(|c| c.uid() == 0 || c.uid() == own_uid);
         tokio::spawn(async move {
             let (read, mut write) = stream.into_split();
             let mut line = String::new();
@@ -348,6 +356,7 @@ pub async fn serve(listener: UnixListener, name: String, exposition: Arc<Exposit
             let request = tokio::time::timeout(TIMEOUT, reader.read_line(&mut line)).await;
             let reply = match (request, line.trim()) {
                 (Ok(Ok(_)), "status") => answer(&name, &exposition),
+                (Ok(Ok(_)), "reload") => super::reload::answer(&reloads, trusted).await,
                 (Ok(Ok(_)), other) => {
                     serde_json::json!({ "error": format!("unknown request {other:?}") }).to_string()
                 }

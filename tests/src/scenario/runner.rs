@@ -184,7 +184,17 @@ pub fn run_with(
             t_s: (now_ns() as f64 - traffic_start_mono as f64) / 1e9,
             uplink_bytes: links.iter().map(|l| l.stats().uplink.delivered_bytes).collect(),
         });
-        std::thread::sleep(SAMPLE);
+        if let Err(interrupted) = crate::interrupt::sleep(SAMPLE) {
+            // The receivers stop; the sender and event threads are left to
+            // fail on their own once the namespaces are gone (the process
+            // is about to exit). Returning drops the stage: daemons, links
+            // and namespaces go.
+            stop.store(true, Ordering::Relaxed);
+            if let Some((stop, _)) = &observer {
+                stop.store(true, Ordering::Relaxed);
+            }
+            return Err(interrupted.into());
+        }
     }
     let sent = sender.join().map_err(|_| anyhow::anyhow!("sender panicked"))?;
     stop.store(true, Ordering::Relaxed);

@@ -97,6 +97,7 @@ impl Stage {
         for (i, (up, down)) in directions.into_iter().enumerate() {
             links.push(EmulatedLink::start(&lab.air_ns(i), "edge", "car", up, down, start)?);
         }
+        crate::interrupt::check()?;
         let tunnel = Tunnel::start_with(&lab, binary, &weights, setup, workdir)?;
         anyhow::ensure!(
             start.elapsed() < warmup,
