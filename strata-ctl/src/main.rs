@@ -143,7 +143,8 @@ fn execute(command: Command) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Reload { name } => {
-            let applied = strata_ctl::serve::reload::request(&name)?;
+            let applied =
+                strata_ctl::serve::reload::request(&name, &strata_ctl::serve::status::socket_path(&name))?;
             if applied.is_empty() {
                 println!("{name}: reloaded, no change");
             } else {

@@ -7,13 +7,11 @@
 use std::{
     io::{BufRead as _, BufReader, Write as _},
     os::unix::net::UnixStream,
-    path::PathBuf,
+    path::{Path, PathBuf},
     time::Duration,
 };
 
 use tokio::sync::{mpsc, oneshot};
-
-use super::status::socket_path;
 
 /// The fields a reload applied, or why it refused the new file.
 pub type Outcome = Result<Vec<String>, String>;
@@ -83,14 +81,15 @@ pub enum ReloadError {
     },
 }
 
-/// Asks the daemon `name` to reload its configuration; returns the fields
-/// it applied.
-pub fn request(name: &str) -> Result<Vec<String>, ReloadError> {
-    let path = socket_path(name);
+/// Asks the daemon `name`, whose status socket is `path`
+/// (`status::socket_path`; passed in so that this module and the socket's
+/// server, which answers through it, do not depend on each other), to reload
+/// its configuration; returns the fields it applied.
+pub fn request(name: &str, path: &Path) -> Result<Vec<String>, ReloadError> {
     let exchange = |source| ReloadError::Exchange { name: name.to_string(), source };
-    let mut stream = UnixStream::connect(&path).map_err(|source| ReloadError::Connect {
+    let mut stream = UnixStream::connect(path).map_err(|source| ReloadError::Connect {
         name: name.to_string(),
-        path: path.clone(),
+        path: path.to_path_buf(),
         source,
     })?;
     // The daemon waits up to TIMEOUT for its event loop; a little more here.
