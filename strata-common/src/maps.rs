@@ -61,6 +61,12 @@ pub const LINK_ENABLED: u32 = 1 << 0;
 /// the link's backlog instead of only modelling it.
 pub const LINK_ACKED: u32 = 1 << 1;
 
+/// [`LinkTx::flags`], with [`LINK_ACKED`]: the drain rate is only a lower
+/// bound on what the link carries (it was not seen full lately), so the
+/// backlog measured with it is an upper bound. The kernel steers by it but
+/// does not drop a packet as late on it alone.
+pub const LINK_DRAIN_LOWER_BOUND: u32 = 1 << 2;
+
 /// Packets per link whose cumulative sent bytes `STRATA_SENT` remembers: an
 /// acknowledgement further behind than this says only that the link is
 /// hopelessly backlogged. 4 096 packets are 2 s of a 20 Mbit/s link in
@@ -205,6 +211,18 @@ impl LinkTx {
             ack_anchor_ns: anchor_ns,
             ..self
         }
+    }
+
+    /// This link with its drain rate marked as only a lower bound (see
+    /// [`LINK_DRAIN_LOWER_BOUND`]).
+    pub const fn with_drain_lower_bound(self) -> Self {
+        Self { flags: self.flags | LINK_DRAIN_LOWER_BOUND, ..self }
+    }
+
+    /// The drain rate is only a lower bound on the link's capacity.
+    #[inline(always)]
+    pub const fn drain_is_lower_bound(&self) -> bool {
+        self.flags & LINK_DRAIN_LOWER_BOUND != 0
     }
 
     /// Nanoseconds `bytes` take to drain from the link's backlog (see

@@ -115,7 +115,9 @@ pub(crate) fn choose_link(seq: u32, outer_len: u32) -> Result<Choice, DropReason
 /// or every link at start) nothing is dropped for it, because the model drains at
 /// the budget, which a warming link's small share keeps far below what it
 /// carries (lab: 13 % of the first second's packets dropped as late that
-/// arrived in time when sent). Without budgets nothing is dropped either.
+/// arrived in time when sent), nor when it rests on a backlog measured at a
+/// rate that is only a lower bound (a link not seen full lately). Without
+/// budgets nothing is dropped either.
 pub(crate) fn choose_link_paced(
     seq: u32,
     outer_len: u32,
@@ -142,9 +144,18 @@ pub(crate) fn choose_link_paced(
         // predicted from it were late predictions that dropped packets the
         // link would have carried in time (lab, steady-asymmetric).
         let modelled_ns = pace.busy_until_ns.saturating_sub(now_ns);
+        // A backlog measured at a drain rate that is only a lower bound is
+        // an upper bound: it steers, but drops nothing as late (a stream
+        // starting on idle links lost 1.2 % as "late" that would have
+        // arrived in time: its bursts outran the rates the links had been
+        // seen to carry).
         let (budget_ns, queue_ns) = match measured_backlog_ns(link, tx, pace, now_ns) {
             Some(measured_ns) => {
-                (if measured_ns > modelled_ns { measured_ns } else { modelled_ns }, measured_ns & !MODELLED)
+                let evidence = if tx.drain_is_lower_bound() { MODELLED } else { 0 };
+                (
+                    if measured_ns > modelled_ns { measured_ns } else { modelled_ns },
+                    (measured_ns & !MODELLED) | evidence,
+                )
             }
             None => (modelled_ns, modelled_ns | MODELLED),
         };
@@ -178,7 +189,9 @@ pub(crate) fn choose_link_paced(
 }
 
 /// Marks an expected arrival (in its lowest bit, a nanosecond that matters
-/// to no one) as resting on a modelled backlog rather than a measured one.
+/// to no one) as resting on a modelled backlog rather than a measured one,
+/// or on one measured at a rate that is only a lower bound: either way not
+/// evidence enough to drop the packet as late.
 /// A flag carried in the value the loop compares anyway: a separate boolean
 /// carried through the unrolled loop over links doubled the verifier's
 /// states per link, past its million-instruction bound (E2BIG).
@@ -210,14 +223,25 @@ fn sent_index(link: u32, link_seq: u32) -> u32 {
 /// a bound keeps the arrival sums far from overflowing.
 const MEASURED_BACKLOG_MAX_NS: u64 = 10_000_000_000;
 
+/// How long past its anchor an acknowledgement stays evidence, ns. The
+/// controller refreshes it every feedback interval (50 ms) and withdraws it
+/// after `ACK_STALE` (500 ms) without progress; one left in the map by a
+/// controller that stopped writing (killed, restarting, upgrading) would
+/// otherwise price every packet sent since as backlog for as long as no
+/// daemon runs. Past this the modelled backlog decides, as at warm-up: the
+/// data plane outlives the daemon without its decisions outliving their
+/// evidence. 2 s leaves room for base round trips of over a second.
+const ACK_EXPIRY_NS: u64 = 2_000_000_000;
+
 /// The backlog a packet sent on `link` now meets, from the receiver's
 /// acknowledgement (see [`LinkTx::ack_anchor_ns`]): the bytes sent from the
 /// acknowledged sequence on, at the rate the link drains, from the time it had
-/// sent everything before it. `None` without a fresh acknowledgement, or
-/// with one ahead of what was sent (the sequence restarted).
+/// sent everything before it. `None` without a fresh acknowledgement (see
+/// [`ACK_EXPIRY_NS`]), or with one ahead of what was sent (the sequence
+/// restarted).
 #[inline(always)]
 fn measured_backlog_ns(link: u32, tx: &LinkTx, pace: &LinkPace, now_ns: u64) -> Option<u64> {
-    if !tx.acked() {
+    if !tx.acked() || now_ns.saturating_sub(tx.ack_anchor_ns) > ACK_EXPIRY_NS {
         return None;
     }
     let seq = TXSEQ.get(0)?;

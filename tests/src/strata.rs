@@ -245,14 +245,33 @@ fn daemon_command(ns: &str, binary: &Path) -> anyhow::Result<std::process::Comma
         caps.split(',').map(str::trim).filter(|c| !c.is_empty()).map(|c| format!("+{c}")).collect();
     anyhow::ensure!(!set.is_empty(), "{CAPS_ENV}={caps:?}: no capability named");
     let set = set.join(",");
-    let mut cmd = netns_command(ns, "setpriv");
-    cmd.arg(format!("--bounding-set=-all,{set}"))
+    // Without CAP_SYS_ADMIN the daemon cannot mount a sysfs of its network
+    // namespace itself (it does when run as root: `nsenter --net` leaves
+    // `/sys` showing the lab's host namespace), and recognises links by
+    // name only — a modem back under a new name (usb-reattach) would be a
+    // stranger. Under systemd in the host's namespace `/sys` is already
+    // right; the lab makes it so the same way, as root before dropping
+    // capabilities: a private mount namespace whose `/sys` is a fresh sysfs
+    // (it shows the mounting process's network namespace), with the host's
+    // bpffs moved back on top so pins stay where the CLI finds them.
+    let mut cmd = netns_command(ns, "unshare");
+    cmd.args(["--mount", "--propagation", "slave", "--", "sh", "-ec", NAMESPACE_SYSFS, "sh", "setpriv"])
+        .arg(format!("--bounding-set=-all,{set}"))
         .arg(format!("--inh-caps=-all,{set}"))
         .arg(format!("--ambient-caps=-all,{set}"))
         .arg("--")
         .arg(binary);
     Ok(cmd)
 }
+
+/// The shell that gives a daemon its network namespace's sysfs at `/sys`
+/// with the host's bpffs kept at `/sys/fs/bpf`, then runs its arguments.
+const NAMESPACE_SYSFS: &str = r#"d=$(mktemp -d)
+mount --rbind /sys/fs/bpf "$d"
+mount -t sysfs -o ro,nosuid,nodev,noexec sysfs /sys
+mount --move "$d" /sys/fs/bpf
+rmdir "$d"
+exec "$@""#;
 
 /// The notification socket's file name in its directory.
 const NOTIFY_FILE: &str = "notify";

@@ -28,7 +28,18 @@ pub(crate) fn run() -> anyhow::Result<()> {
     )?;
     // The binaries first, so the end-to-end tests find them.
     run_cmd(cargo().args(["build", "--package", "strata-ctl", "--bins"]), "building strata-ctl")?;
-    let (passed, failed) = cargo_test()?;
+    let (mut passed, mut failed) = cargo_test(cargo().args(["test", "--no-fail-fast"]))?;
+    // The scenario suite once more with the daemons under exactly the
+    // capability set the shipped unit grants (issue 16: least privilege),
+    // not as root: what the unit would refuse fails here.
+    let caps = unit_capabilities()?;
+    println!("\ntest: the scenario suite again, daemons under the unit's capabilities ({caps})");
+    let (p, f) = cargo_test(
+        cargo()
+            .args(["test", "--package", "strata-ctl", "--test", "scenarios"])
+            .env(strata_lab::strata::CAPS_ENV, &caps),
+    )?;
+    (passed, failed) = (passed + p, failed + f);
     // One closing line for the whole run (cargo's own last line is the empty
     // doc-test run of the last crate).
     println!("\nxtask test: {passed} passed, {failed} failed");
@@ -38,12 +49,29 @@ pub(crate) fn run() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Runs `cargo test`, echoing its output, and adds up its result lines.
-fn cargo_test() -> anyhow::Result<(u64, u64)> {
+/// The shipped unit's `CapabilityBoundingSet`, as `setpriv` names them
+/// (`net_admin,bpf,perfmon`).
+fn unit_capabilities() -> anyhow::Result<String> {
+    let path = crate::cmd::workspace_root().join("packaging/systemd/strata@.service");
+    let unit =
+        std::fs::read_to_string(&path).map_err(|e| anyhow::anyhow!("reading {}: {e}", path.display()))?;
+    let set = unit
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("CapabilityBoundingSet="))
+        .ok_or_else(|| anyhow::anyhow!("{}: no CapabilityBoundingSet", path.display()))?;
+    let caps: Vec<String> =
+        set.split_whitespace().map(|c| c.trim_start_matches("CAP_").to_ascii_lowercase()).collect();
+    anyhow::ensure!(!caps.is_empty(), "{}: an empty CapabilityBoundingSet", path.display());
+    Ok(caps.join(","))
+}
+
+/// Runs a `cargo test` command, echoing its output, and adds up its result
+/// lines.
+fn cargo_test(cmd: &mut Command) -> anyhow::Result<(u64, u64)> {
     use std::io::BufRead as _;
-    // Every test binary runs even after one fails, so one CI run reports
-    // every failure rather than the first.
-    let mut child = cargo().args(["test", "--no-fail-fast"]).stdout(std::process::Stdio::piped()).spawn()?;
+    // Every test binary runs even after one fails (`--no-fail-fast`), so one
+    // CI run reports every failure rather than the first.
+    let mut child = cmd.stdout(std::process::Stdio::piped()).spawn()?;
     let stdout = child.stdout.take().ok_or_else(|| anyhow::anyhow!("no stdout"))?;
     let (mut passed, mut failed) = (0, 0);
     for line in std::io::BufReader::new(stdout).lines() {

@@ -82,6 +82,23 @@ pub struct Ack {
 /// received move the acknowledgement again.
 pub const ACK_STALE: Duration = Duration::from_millis(500);
 
+/// How long an acknowledgement is handed to the kernel after feedback last
+/// arrived for the link: five feedback intervals. Feedback that stops
+/// arriving while the link still carries data (the hub's replies lost: a
+/// NAT rebinding, a hub daemon restarting) says nothing about the link's
+/// backlog, but the kernel would read every packet sent since as still
+/// queued and shed packets as late on links that deliver them in time
+/// (lab, nat-rebind at os_signals none: 0.9 % shed with the other links
+/// far from full). A link that stalls still gets feedback — that it
+/// received nothing — and keeps its evidence until [`ACK_STALE`].
+pub const ACK_UNHEARD: Duration = Duration::from_millis(250);
+
+/// How long a busy interval keeps a link's capacity estimate "current":
+/// the rate model's window ([`super::rate::FILTER_SPAN`]) plus a feedback
+/// round, after which what the estimate says was only ever raised by what
+/// the link was sent.
+pub const RATE_CURRENT_SPAN: Duration = Duration::from_secs(2);
+
 /// The estimate of a link at one moment.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Estimate {
@@ -126,6 +143,10 @@ pub struct Estimate {
     /// The capacity was measured while the link was busy, not only bounded
     /// from below by what it was sent or guessed from a packet train.
     pub capacity_confirmed: bool,
+    /// The link was busy within [`RATE_CURRENT_SPAN`]: the capacity is a
+    /// measurement of now, not a lower bound that only what the link was
+    /// sent has raised since (see [`super::rate::RateModel::busy_within`]).
+    pub capacity_current: bool,
     /// The last packet train's rate (within 30 s), Mbit/s.
     pub train_mbit_s: Option<f64>,
     /// Capacity falling while loss stays low (thermal throttling).
@@ -138,7 +159,8 @@ pub struct Estimate {
     pub predicted_queue_delay_ms: Option<f64>,
     /// Predicted capacity [`PREDICTION_HORIZON`] ahead, Mbit/s.
     pub predicted_capacity_mbit_s: Option<f64>,
-    /// The hub's latest acknowledgement, unless it has not moved for [`ACK_STALE`].
+    /// The hub's latest acknowledgement, unless it has not moved for
+    /// [`ACK_STALE`] or not arrived for [`ACK_UNHEARD`].
     pub ack: Option<Ack>,
 }
 
@@ -520,12 +542,15 @@ impl LinkEstimator {
             carrying: self.rate.iter().any(|(t, r)| r > 0.0 && now.saturating_sub(t) <= RECENT_SPAN),
             capacity_mbit_s,
             capacity_confirmed,
+            capacity_current: self.capacity.busy_within(now, RATE_CURRENT_SPAN),
             train_mbit_s: self.trains.last().map(|(_, v)| v),
             collapsing,
             overloaded: self.overflow.1.is_some_and(|t| now.saturating_sub(t) <= RECENT_SPAN),
             predicted_queue_delay_ms,
             predicted_capacity_mbit_s,
-            ack: self.ack.filter(|a| now.saturating_sub(a.advanced_at) <= ACK_STALE),
+            ack: self.ack.filter(|a| {
+                now.saturating_sub(a.advanced_at) <= ACK_STALE && now.saturating_sub(a.at) <= ACK_UNHEARD
+            }),
         }
     }
 
@@ -763,6 +788,19 @@ mod tests {
         e.on_feedback(ms(650), fb(30, 1u64 << 32));
         let ack = e.estimate(ms(650)).ack.expect("moving again");
         assert_eq!(ack.next_seq, 0, "the wire's 32 bits, wrapped");
+    }
+
+    #[test]
+    fn an_acknowledgement_no_longer_heard_is_withdrawn() {
+        let mut e = LinkEstimator::new();
+        let fb = |rx: u64, next_seq: u64| Feedback { rx_packets: rx, next_seq, ..Default::default() };
+        e.on_feedback(ms(0), fb(10, 11));
+        e.on_feedback(ms(50), fb(20, 21));
+        // Feedback stops (the hub's replies lost): evidence for 250 ms only.
+        assert!(e.estimate(ms(300)).ack.is_some(), "heard 250 ms ago");
+        assert_eq!(e.estimate(ms(301)).ack, None, "not heard for over 250 ms: withdrawn");
+        e.on_feedback(ms(900), fb(90, 91));
+        assert_eq!(e.estimate(ms(900)).ack.map(|a| a.next_seq), Some(91), "heard again");
     }
 
     #[test]

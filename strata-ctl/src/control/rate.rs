@@ -83,6 +83,8 @@ pub struct RateModel {
     /// [`BUSY_SPAN`], newest last.
     busy_run: VecDeque<(Duration, u64, Duration)>,
     last_queue_ms: Option<f64>,
+    /// When an interval last showed the link busy (or cut the estimate).
+    last_busy: Option<Duration>,
 }
 
 impl RateModel {
@@ -100,6 +102,14 @@ impl RateModel {
     /// than only bounded from below by what the link was sent.
     pub fn confirmed(&self) -> bool {
         self.confirmed
+    }
+
+    /// Whether the link was busy within `span` before `now`: its estimate is
+    /// then a capacity measured lately. Otherwise it is at best a lower
+    /// bound — samples since only raised it to what the link was sent — and
+    /// a backlog priced at it is an upper bound.
+    pub fn busy_within(&self, now: Duration, span: Duration) -> bool {
+        self.last_busy.is_some_and(|t| now.saturating_sub(t) <= span)
     }
 
     /// A feedback interval arrived at `now`.
@@ -150,6 +160,7 @@ impl RateModel {
                 self.samples.push_back((now, cut, true));
             }
             self.confirmed = true;
+            self.last_busy = Some(now);
             return;
         }
         if bytes == 0 && !busy {
@@ -163,6 +174,9 @@ impl RateModel {
         let window_max = self.samples.iter().map(|s| s.1).fold(0.0, f64::max);
         let any_busy = self.samples.iter().any(|s| s.2);
         self.confirmed |= busy;
+        if busy {
+            self.last_busy = Some(now);
+        }
         self.estimate = Some(match self.estimate {
             // At least what was delivered lately ...
             Some(e) if window_max >= e => window_max,
@@ -197,6 +211,7 @@ impl RateModel {
             let rate = (bytes as f64 * 8.0 / secs / 1e6).max(MIN_RATE_MBIT_S);
             self.estimate = Some(rate);
             self.confirmed = true;
+            self.last_busy = Some(now);
             self.samples.clear();
             self.samples.push_back((now, rate, true));
             return;

@@ -124,6 +124,10 @@ pub struct BudgetAck {
     pub anchor: Duration,
     /// What the link drains at, bytes per second: its capacity estimate.
     pub drain_bytes_per_s: u64,
+    /// The estimate is only a lower bound (the link was not seen busy
+    /// lately), so the backlog it prices is an upper bound: evidence enough
+    /// to steer away from the link, not to drop a packet as late.
+    pub drain_lower_bound: bool,
 }
 
 /// What the kernel gets.
@@ -267,7 +271,12 @@ fn ack(e: &Estimate, capacity_mbit_s: f64) -> Option<BudgetAck> {
     let rtt_min = e.rtt_ms.map(|r| r[0]).filter(|r| r.is_finite() && *r >= 0.0)?;
     let anchor = a.at.saturating_sub(Duration::from_secs_f64((rtt_min / 1e3).min(3600.0)));
     let drain_bytes_per_s = (capacity_mbit_s * 1e6 / 8.0).clamp(0.0, 1e12) as u64;
-    Some(BudgetAck { next_seq: a.next_seq, anchor, drain_bytes_per_s })
+    Some(BudgetAck {
+        next_seq: a.next_seq,
+        anchor,
+        drain_bytes_per_s,
+        drain_lower_bound: !e.capacity_current,
+    })
 }
 
 /// Milliseconds as whole microseconds, saturating; NaN and negatives are 0.

@@ -238,6 +238,9 @@ pub(super) fn apply(
                 epoch_kernel_ns + ack.anchor.as_nanos() as u64,
                 ack.drain_bytes_per_s,
             );
+            if ack.drain_lower_bound {
+                tx = tx.with_drain_lower_bound();
+            }
         }
         if let Err(e) = dp.set_link(link.id, tx) {
             warn!("updating link {}: {e}", link.id);
