@@ -97,6 +97,22 @@ fn shed_as_late(r: &runner::RunResult) -> u64 {
     drops.iter().filter(|d| d[0].as_str() == Some("deadline")).filter_map(|d| d[1].as_u64()).sum()
 }
 
+/// Asserts that, of what was sent, at least `at_least` was delivered or
+/// shed as late by the edge (so nothing beyond the rest was lost in the
+/// network), and that the edge shed at most `shed_at_most` — deadline drops
+/// are decisions, counted, and bounded here generously for a debug build on
+/// a loaded machine; docs/BENCHMARKS.md has the release figures.
+fn assert_delivered_or_shed(what: &str, r: &runner::RunResult, at_least: f64, shed_at_most: f64) {
+    let a = &r.analysis;
+    let shed = shed_as_late(r) as f64 / sent(a) as f64;
+    assert!(
+        a.delivered_ratio + shed >= at_least,
+        "{what}: delivered {} + shed as late {shed} < {at_least}",
+        a.delivered_ratio
+    );
+    assert!(shed <= shed_at_most, "{what}: shed as late {shed} > {shed_at_most}");
+}
+
 /// Packets the traffic generator sent.
 fn sent(a: &Analysis) -> u64 {
     a.classes.values().map(|c| c.sent).sum::<u64>().max(1)
@@ -122,7 +138,7 @@ fn adaptive_steady_asymmetric() {
     // 98.3-100 % delivered, p99 204-252 ms; static 100 %, 179 ms) — a gap
     // docs/BENCHMARKS.md reports and the oracle ratio measures, not this
     // test.
-    assert!(a.delivered_ratio >= 0.95, "delivered {}", a.delivered_ratio);
+    assert_delivered_or_shed("steady-asymmetric", &result, 0.95, 0.05);
     assert!(a.owd_ms.p99 <= 600.0, "p99 {}", a.owd_ms.p99);
 }
 
@@ -210,7 +226,7 @@ fn ip_change_under_every_tier() {
         // 270-290 ms in band (silence hold + a probe round trip).
         let bound = if tier == OsSignals::None { 1000.0 } else { 100.0 };
         assert!(resume <= bound, "{tier:?}: data on the new address after {resume} ms");
-        assert!(r.analysis.delivered_ratio >= 0.98, "{tier:?}: delivered {}", r.analysis.delivered_ratio);
+        assert_delivered_or_shed(&format!("{tier:?}"), r, 0.98, 0.02);
     });
 }
 
@@ -222,7 +238,7 @@ fn usb_reattach_under_every_tier_keeps_the_link_identity() {
             e.resume_ms.unwrap_or_else(|| panic!("{tier:?}: the re-attached link never carried data"));
         // Measured ~1.0-1.1 s: probe, then warm-up, decided in band.
         assert!(resume <= 4000.0, "{tier:?}: data on the re-attached link after {resume} ms");
-        assert!(r.analysis.delivered_ratio >= 0.98, "{tier:?}: delivered {}", r.analysis.delivered_ratio);
+        assert_delivered_or_shed(&format!("{tier:?}"), r, 0.98, 0.02);
         // Same link: same id and `interface` label, now on wwan2.
         let o = r.observation.as_ref().expect("observed");
         let link = &o.last_status["links"][2];
@@ -268,8 +284,12 @@ fn carrier_down_under_every_tier() {
 #[test]
 fn nat_rebind_under_every_tier() {
     every_tier("nat-rebind", 12.0, false, |tier, r| {
-        assert!(r.analysis.delivered_ratio >= 0.995, "{tier:?}: delivered {}", r.analysis.delivered_ratio);
-        assert!(r.analysis.events[0].lost_packets <= 50, "{tier:?}: {:?}", r.analysis.events);
+        // Shed as late: 33-58 of 16 260 packets in release runs on a loaded
+        // machine, 186 before a rising delay on a link that keeps up stopped
+        // cutting its rate; none lost in the network.
+        assert_delivered_or_shed(&format!("{tier:?}"), r, 0.995, 0.02);
+        let lost = r.analysis.events[0].lost_packets.saturating_sub(shed_as_late(r));
+        assert!(lost <= 50, "{tier:?}: {lost} lost beyond what was shed: {:?}", r.analysis.events);
     });
 }
 

@@ -371,6 +371,10 @@ impl From<Control> for EdgeSetup {
     }
 }
 
+/// The environment variable whose TOML lines the lab adds to the edge's
+/// `[control]` section (e.g. `drop_late = true`).
+pub const EDGE_CONTROL_ENV: &str = "STRATA_LAB_EDGE_CONTROL";
+
 /// The edge's configuration for a lab: one link per lab link, with the given weights.
 pub fn edge_config(lab: &Lab, name: &str, session: u32, weights: &[u32], setup: &EdgeSetup) -> String {
     let mut s = format!(
@@ -384,6 +388,12 @@ pub fn edge_config(lab: &Lab, name: &str, session: u32, weights: &[u32], setup: 
     );
     if let Some(bus) = &setup.modem_manager_bus {
         s = s.replacen("\n\n[control]", &format!("\nmodem_manager_bus = \"{bus}\"\n\n[control]"), 1);
+    }
+    if let Ok(extra) = std::env::var(EDGE_CONTROL_ENV) {
+        // Experiments with the controller's tunables (e.g. `drop_late =
+        // true`) without a scenario of their own; the daemon's own config
+        // check rejects what is not a valid `[control]` key.
+        s = s.replacen("\n\n[metrics]", &format!("\n{extra}\n\n[metrics]"), 1);
     }
     for i in 0..lab.links() {
         let weight = weights.get(i).copied().unwrap_or(1);

@@ -195,16 +195,24 @@ pub struct LinkEstimator {
     /// sampled every control tick, newest last, over [`SENT_SPAN`].
     sent: std::collections::VecDeque<(Duration, u32)>,
     /// Where the last feedback interval ended, on the edge's clock (see
-    /// [`LinkEstimator::backlogged_through`]).
+    /// [`LinkEstimator::interval_through`]).
     interval_end: Option<Duration>,
 }
+
+/// Share of the packets due in a feedback interval the hub must have
+/// received for the link to count as keeping up (see
+/// [`LinkEstimator::interval_through`]): below one for packets a jitter of a
+/// few milliseconds moves across the interval's edge.
+const KEPT_UP: f64 = 0.8;
+/// Packets due in an interval below which keeping up says nothing.
+const KEPT_UP_MIN_DUE: f64 = 8.0;
 
 /// How long the kernel's sent sequence is remembered: longer than any round
 /// trip a link is used at.
 const SENT_SPAN: Duration = Duration::from_secs(2);
 /// Packets sent before a feedback interval began that the link must still
 /// hold at its end to count as backlogged through it (see
-/// [`LinkEstimator::backlogged_through`]).
+/// [`LinkEstimator::interval_through`]).
 const BACKLOG_PACKETS: f64 = 2.0;
 /// Margin on the way back and forth beyond the base round trip when judging
 /// what reached the hub by the time its feedback left: the lab's links
@@ -362,12 +370,19 @@ impl LinkEstimator {
     /// them, every video burst made its link "backlogged" and its estimate
     /// what it was sent (lab, steady-asymmetric: an 8 Mbit/s link held at
     /// 2-7). Also returns where this interval ends, on the edge's clock,
-    /// for the next one.
-    fn backlogged_through(&self, now: Duration, next_seq: u64) -> (Option<bool>, Option<Duration>) {
+    /// for the next one; and whether the hub received at least [`KEPT_UP`]
+    /// of the packets due in the interval (sent between its start and its
+    /// end, in the edge's terms), given the `received` count.
+    fn interval_through(
+        &self,
+        now: Duration,
+        next_seq: u64,
+        received: Option<f64>,
+    ) -> (Option<bool>, Option<Duration>, Option<bool>) {
         // When the interval ended, in the edge's terms: packets sent by then
         // had reached the hub when its feedback left.
         let Some(rtt_min) = self.rtt.min().filter(|r| r.is_finite() && *r >= 0.0) else {
-            return (None, None);
+            return (None, None, None);
         };
         let end = now.checked_sub(Duration::from_secs_f64(rtt_min.min(3600.0) / 1e3) + BACKLOG_MARGIN);
         let busy = (|| {
@@ -383,7 +398,17 @@ impl LinkEstimator {
             }
             Some(sent - acked >= BACKLOG_PACKETS)
         })();
-        (busy, end)
+        let kept_up = (|| {
+            let (base, at_start) = self.sent_by(self.interval_end?)?;
+            let (base_end, at_end) = self.sent_by(end?)?;
+            (base == base_end).then_some(())?;
+            let due = at_end - at_start;
+            if due < KEPT_UP_MIN_DUE {
+                return None;
+            }
+            Some(received? >= KEPT_UP * due)
+        })();
+        (busy, end, kept_up)
     }
 
     /// The hub's cumulative feedback for this link arrived.
@@ -397,7 +422,12 @@ impl LinkEstimator {
             };
             self.ack = Some(Ack { next_seq, at: now, advanced_at });
         }
-        let (busy, end) = self.backlogged_through(now, fb.next_seq);
+        let received = self
+            .last_feedback
+            .as_ref()
+            .and_then(|(_, prev)| fb.rx_packets.checked_sub(prev.rx_packets))
+            .map(|n| n as f64);
+        let (busy, end, kept_up) = self.interval_through(now, fb.next_seq, received);
         self.interval_end = end;
         for &d in &fb.owd_ms {
             self.owd.push(now, d);
@@ -427,7 +457,7 @@ impl LinkEstimator {
                     let floor = self.owd.min();
                     let queue_ms = fb.owd_ms.iter().copied().reduce(f64::max).zip(floor).map(|(d, f)| d - f);
                     let elapsed = Duration::from_secs_f64(dt.min(3600.0));
-                    self.capacity.on_interval(now, Interval { bytes, elapsed, queue_ms, busy });
+                    self.capacity.on_interval(now, Interval { bytes, elapsed, queue_ms, busy, kept_up });
                 }
             }
         }
@@ -742,6 +772,13 @@ mod tests {
         assert_eq!(e.estimate(ms(3001)).rtt_ms, None, "neither the old path nor the held probes");
         e.on_probe_reply(ms(3060), ms(60));
         assert_eq!(e.estimate(ms(3060)).rtt_ms.map(|r| r[2]), Some(60.0));
+    }
+
+    impl LinkEstimator {
+        fn backlogged_through(&self, now: Duration, next_seq: u64) -> (Option<bool>, Option<Duration>) {
+            let (busy, end, _) = self.interval_through(now, next_seq, None);
+            (busy, end)
+        }
     }
 
     #[test]

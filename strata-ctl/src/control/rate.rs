@@ -67,6 +67,10 @@ pub struct Interval {
     /// hub's acknowledgements (see `LinkEstimator::on_sent`); `None`
     /// where that is not known, and the queueing delay decides.
     pub busy: Option<bool>,
+    /// Whether the hub received (nearly) every packet due in the interval —
+    /// those the edge sent between the interval's start and end less a base
+    /// one-way delay — by the acknowledgements; `None` where not known.
+    pub kept_up: Option<bool>,
 }
 
 /// The delivery-rate model of one link.
@@ -129,8 +133,15 @@ impl RateModel {
             // through a whole interval only one interval later, and at the
             // old rate that interval is half a second of queue on a link
             // that fell 20 → 2 Mbit/s (closed-loop simulation).
+            // Not when the link kept up with what it was due: a one-way
+            // delay that rises while every packet still arrives is jitter
+            // or the machine's own timing, not a link falling short — cut
+            // on it, constant 10 Mbit/s links read 2.9-6.3 for seconds
+            // (lab, nat-rebind on a loaded machine) and deadline drops
+            // priced at that shed packets the links carried in time.
             let q = queue.unwrap_or(0.0);
-            let building = q > STANDING_QUEUE_MS || (q > CUT_QUEUE_MS && rising);
+            let building =
+                iv.kept_up != Some(true) && (q > STANDING_QUEUE_MS || (q > CUT_QUEUE_MS && rising));
             return self.on_acknowledged_interval(now, iv, backlogged || building);
         }
         let interval_mbit_s = iv.bytes as f64 * 8.0 / iv.elapsed.as_secs_f64() / 1e6;
@@ -244,6 +255,7 @@ mod tests {
             elapsed: ms(50),
             queue_ms: Some(queue_ms),
             busy: None,
+            kept_up: None,
         }
     }
 
@@ -270,6 +282,27 @@ mod tests {
         m.on_interval(ms(1050), iv(2.0, 60.0));
         let e = m.estimate().unwrap();
         assert!((e - 2.0).abs() < 0.1, "{e}");
+    }
+
+    #[test]
+    fn a_rising_delay_on_a_link_that_keeps_up_cuts_nothing() {
+        let acked = |mbit_s: f64, queue_ms: f64, kept_up: bool| Interval {
+            busy: Some(false),
+            kept_up: Some(kept_up),
+            ..iv(mbit_s, queue_ms)
+        };
+        let mut m = RateModel::new();
+        for i in 0..20 {
+            m.on_interval(ms(i * 50), Interval { busy: Some(true), ..iv(10.0, 12.0) });
+        }
+        // Sent 3 Mbit/s, all of it received: the delay's rise is jitter.
+        m.on_interval(ms(1000), acked(3.0, 30.0, true));
+        m.on_interval(ms(1050), acked(3.0, 70.0, true));
+        assert!((m.estimate().unwrap() - 10.0).abs() < 0.1, "{:?}", m.estimate());
+        // The same rise with most of what was due missing: a step down,
+        // averaged with the busy intervals of the last 300 ms.
+        m.on_interval(ms(1100), acked(2.0, 90.0, false));
+        assert!(m.estimate().unwrap() < 9.0, "{:?}", m.estimate());
     }
 
     #[test]
