@@ -126,7 +126,7 @@ pub(crate) fn run(
     let result = runner::run(
         &scenario,
         &binary,
-        EdgeSetup { control, os_signals, modem_manager_bus: None },
+        EdgeSetup { control, os_signals, ..EdgeSetup::default() },
         &workdir,
     )?;
     report::write(&result, &out, json)?;

@@ -50,6 +50,12 @@ pub(super) struct Adaptive {
     pub(super) updates: u64,
     /// Whether the kernel chooses by earliest arrival yet (set with the first budgets).
     pub(super) paced: bool,
+    /// Adopted a running data plane and no link carries yet in this
+    /// controller's view: the kernel keeps the schedule the previous
+    /// controller left rather than an empty one (a fresh controller knows
+    /// nothing for the first probes, while the links it would zero are
+    /// carrying traffic).
+    pub(super) keep_running: bool,
     /// The daemon's CPU time at the last summary.
     pub(super) cpu: Duration,
     /// Time 0 of the controller's clock.
@@ -147,6 +153,7 @@ impl Adaptive {
             probe_bytes,
             updates: 0,
             paced: false,
+            keep_running: false,
             cpu: cpu_time(),
             epoch: Instant::now(),
             epoch_kernel_ns: monotonic_ns(),

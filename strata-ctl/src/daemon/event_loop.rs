@@ -275,12 +275,18 @@ impl Daemon<'_> {
         let fit = a.controller.fit(now, &a.fit);
         a.log_events();
         debug!(weights = ?decision.weights, "adaptive weights");
-        apply(&mut self.dp, &self.config, &self.side, &decision, a.epoch_kernel_ns);
-        a.updates += 1;
-        if !a.paced {
-            match self.dp.set_config_flags(CONFIG_EARLIEST_ARRIVAL) {
-                Ok(()) => a.paced = true,
-                Err(e) => warn!("switching the kernel to earliest-arrival selection: {e}"),
+        if a.keep_running && decision.weights.iter().any(|&w| w > 0) {
+            info!(weights = ?decision.weights, "adopted data plane: the controller takes over the schedule");
+            a.keep_running = false;
+        }
+        if !a.keep_running {
+            apply(&mut self.dp, &self.config, &self.side, &decision, a.epoch_kernel_ns);
+            a.updates += 1;
+            if !a.paced {
+                match self.dp.set_config_flags(CONFIG_EARLIEST_ARRIVAL) {
+                    Ok(()) => a.paced = true,
+                    Err(e) => warn!("switching the kernel to earliest-arrival selection: {e}"),
+                }
             }
         }
         // In-band trigger, at every tier: a silent link's interface is looked

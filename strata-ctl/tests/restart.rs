@@ -1,0 +1,65 @@
+//! Restart without loss (issue 16): the data plane belongs to the host, not
+//! to the daemon. A stream at half the links' capacity runs while the edge
+//! daemon is killed (SIGKILL) and started again 2 s later, then the hub's,
+//! then each is upgraded in place (stopped with `--keep-dataplane` and
+//! started again). The tunnel devices must never disappear and nothing may
+//! be lost beyond what the emulated links themselves dropped. Restart to
+//! ready is measured and printed, not asserted (a loaded CI host is slow at
+//! verifying the programs; docs/BENCHMARKS.md has the figures). Needs root.
+
+use std::path::Path;
+
+use strata_lab::{
+    scenario::{
+        report,
+        runner::{self, DaemonRestart, DaemonSide, DaemonStop},
+        spec::Scenario,
+    },
+    strata::{Control, EdgeSetup},
+};
+
+const BINARY: &str = env!("CARGO_BIN_EXE_strata-ctl");
+
+#[test]
+fn kill_and_upgrade_of_either_daemon_lose_nothing() {
+    strata_lab::require_root("the restart test creates namespaces and runs the daemons");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let scenario = Scenario::load(&root.join("tests/scenarios/daemon-restart.toml")).unwrap();
+    scenario.validate().unwrap();
+    let restarts = [
+        DaemonRestart { at_s: 3.0, side: DaemonSide::Edge, stop: DaemonStop::Crash, down_s: 2.0 },
+        DaemonRestart { at_s: 9.0, side: DaemonSide::Hub, stop: DaemonStop::Crash, down_s: 2.0 },
+        DaemonRestart { at_s: 15.0, side: DaemonSide::Edge, stop: DaemonStop::InPlace, down_s: 1.0 },
+        DaemonRestart { at_s: 17.0, side: DaemonSide::Hub, stop: DaemonStop::InPlace, down_s: 1.0 },
+    ];
+    // Every daemon runs with --keep-dataplane, as the upgrades need; the
+    // kills do not care (a killed daemon runs no clean-up either way).
+    let setup = EdgeSetup { control: Control::Static, keep_dataplane: true, ..EdgeSetup::default() };
+    let out = root.join("target/lab-ci/daemon-restart");
+    let result = runner::run_with_restarts(&scenario, Path::new(BINARY), setup, &out.join("daemons"), &restarts)
+        .expect("scenario run");
+    report::write(&result, &out, None).unwrap();
+    eprintln!("{}", report::markdown(&result));
+
+    assert_eq!(result.restarts.len(), restarts.len(), "{:?}", result.restarts);
+    for r in &result.restarts {
+        assert!(r.ready_ms.is_finite(), "never ready again: {r:?}");
+        eprintln!("{:?} after {:?}: ready {:.0} ms after exec", r.side, r.stop, r.ready_ms);
+    }
+    assert!(
+        result.tunnel_device_changes.is_empty(),
+        "a tunnel device went away: {:?}",
+        result.tunnel_device_changes
+    );
+    let sent: u64 = result.analysis.classes.values().map(|c| c.sent).sum();
+    let received: u64 = result.analysis.classes.values().map(|c| c.received).sum();
+    let links_dropped: u64 = result
+        .link_stats
+        .iter()
+        .map(|s| s.uplink.dropped_blackout + s.uplink.dropped_loss + s.uplink.dropped_buffer)
+        .sum();
+    let lost = sent.saturating_sub(received);
+    eprintln!("sent {sent}, received {received}, lost {lost}, the links dropped {links_dropped}");
+    assert!(sent > 1000, "too little traffic to say anything: {sent}");
+    assert!(lost <= links_dropped, "{lost} lost, the links dropped {links_dropped}");
+}
