@@ -36,8 +36,9 @@ fn kill_and_upgrade_of_either_daemon_lose_nothing() {
     // kills do not care (a killed daemon runs no clean-up either way).
     let setup = EdgeSetup { control: Control::Static, keep_dataplane: true, ..EdgeSetup::default() };
     let out = root.join("target/lab-ci/daemon-restart");
-    let result = runner::run_with_restarts(&scenario, Path::new(BINARY), setup, &out.join("daemons"), &restarts)
-        .expect("scenario run");
+    let result =
+        runner::run_with_restarts(&scenario, Path::new(BINARY), setup, &out.join("daemons"), &restarts)
+            .expect("scenario run");
     report::write(&result, &out, None).unwrap();
     eprintln!("{}", report::markdown(&result));
 

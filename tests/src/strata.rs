@@ -50,8 +50,6 @@ pub struct Daemon {
     config: PathBuf,
     /// Run with `--keep-dataplane`: a stop leaves the data plane running.
     keep_dataplane: bool,
-    /// Logs of earlier runs of this daemon (before restarts).
-    earlier_logs: String,
 }
 
 impl Daemon {
@@ -69,7 +67,7 @@ impl Daemon {
     /// a network namespace and the daemon runs in another one. Its mount
     /// namespace (private, slave) still sees the same files.
     pub fn start(ns: &str, binary: &Path, config: &Path, log: &Path, name: &str) -> anyhow::Result<Self> {
-        let (mut daemon, notify) = Self::spawn(ns, binary, config, log, name, false)?;
+        let (mut daemon, notify) = Self::spawn(ns, binary, config, log, name, false, false)?;
         daemon.wait_ready(&notify)?;
         Ok(daemon)
     }
@@ -79,11 +77,12 @@ impl Daemon {
     /// it is ready; returns the time from exec to `READY=1`.
     pub fn restart(&mut self) -> anyhow::Result<Duration> {
         anyhow::ensure!(self.child.is_none(), "{} is still running", self.name);
-        self.earlier_logs.push_str(&self.log_text());
-        let (ns, binary, config, log) = (self.ns.clone(), self.binary.clone(), self.config.clone(), self.log.clone());
+        let (ns, binary, config, log) =
+            (self.ns.clone(), self.binary.clone(), self.config.clone(), self.log.clone());
         let _ = std::fs::remove_dir_all(&self.notify_dir);
         let started = Instant::now();
-        let (mut fresh, notify) = Self::spawn(&ns, &binary, &config, &log, &self.name, self.keep_dataplane)?;
+        let (mut fresh, notify) =
+            Self::spawn(&ns, &binary, &config, &log, &self.name, self.keep_dataplane, true)?;
         // Its process and socket move here; what is left of `fresh` must
         // not clean up the data plane the new process is adopting.
         self.child = fresh.child.take();
@@ -121,8 +120,16 @@ impl Daemon {
         log: &Path,
         name: &str,
         keep_dataplane: bool,
+        append_log: bool,
     ) -> anyhow::Result<(Self, UnixDatagram)> {
-        let out = File::create(log).with_context(|| format!("creating {}", log.display()))?;
+        // A restarted daemon's log follows its earlier runs'.
+        let out = File::options()
+            .create(true)
+            .write(true)
+            .append(append_log)
+            .truncate(!append_log)
+            .open(log)
+            .with_context(|| format!("opening {}", log.display()))?;
         let err = out.try_clone()?;
         let (notify_dir, notify) = notify_socket(name)?;
         let mut command = daemon_command(ns, binary)?;
@@ -149,7 +156,6 @@ impl Daemon {
             binary: binary.into(),
             config: config.into(),
             keep_dataplane,
-            earlier_logs: String::new(),
         };
         daemon.child = Some(child.with_context(|| format!("starting {} in {ns}", binary.display()))?);
         Ok((daemon, notify))
@@ -218,8 +224,7 @@ impl Daemon {
         Path::new("/sys/fs/bpf/strata").join(&self.name)
     }
 
-    /// Everything it logged so far (the current run; see
-    /// [`Daemon::all_logs`] for earlier ones).
+    /// Everything it logged so far (every run, after restarts).
     pub fn log_text(&self) -> String {
         let mut s = String::new();
         if let Ok(mut f) = File::open(&self.log) {
@@ -228,18 +233,12 @@ impl Daemon {
         s
     }
 
-    /// What every run of it logged, earlier runs first.
-    pub fn all_logs(&self) -> String {
-        format!("{}{}", self.earlier_logs, self.log_text())
-    }
-
-    /// Sends SIGTERM and waits for a clean exit; returns the log (of every
-    /// run, after restarts). A daemon run with `--keep-dataplane` leaves its
+    /// Sends SIGTERM and waits for a clean exit; returns the log. A daemon run with `--keep-dataplane` leaves its
     /// data plane behind: its pins are removed here (the device goes with
     /// the lab's namespace).
     pub fn stop(mut self) -> anyhow::Result<String> {
         let status = self.terminate()?;
-        let log = self.all_logs();
+        let log = self.log_text();
         if self.keep_dataplane {
             Self::remove_leftovers(&self.name);
         }
@@ -506,9 +505,16 @@ impl Tunnel {
         // ready hub to start (its probes are answered once the hub is up).
         let keep = setup.keep_dataplane;
         let (mut hub, hub_ready) =
-            Daemon::spawn(&lab.hub_ns(), binary, &hub_cfg, &workdir.join("hub.log"), &hub_name, keep)?;
-        let (mut edge, edge_ready) =
-            Daemon::spawn(&lab.edge_ns(), binary, &edge_cfg, &workdir.join("edge.log"), &edge_name, keep)?;
+            Daemon::spawn(&lab.hub_ns(), binary, &hub_cfg, &workdir.join("hub.log"), &hub_name, keep, false)?;
+        let (mut edge, edge_ready) = Daemon::spawn(
+            &lab.edge_ns(),
+            binary,
+            &edge_cfg,
+            &workdir.join("edge.log"),
+            &edge_name,
+            keep,
+            false,
+        )?;
         hub.wait_ready(&hub_ready)?;
         edge.wait_ready(&edge_ready)?;
         Ok(Self { hub, edge, workdir: workdir.into() })

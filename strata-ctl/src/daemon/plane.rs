@@ -175,8 +175,8 @@ pub(super) fn configure(
     // Adopted: the hub's schedule follows its learned peers and the adaptive
     // edge's its controller, both already in the map; static weights are
     // the configuration's to say.
-    let keep_schedule = adopted
-        && (matches!(side, Side::Hub { .. }) || config.control.mode == ControlMode::Adaptive);
+    let keep_schedule =
+        adopted && (matches!(side, Side::Hub { .. }) || config.control.mode == ControlMode::Adaptive);
     if !keep_schedule {
         dp.set_weights(&weights)?;
     }

@@ -70,7 +70,7 @@ impl Program {
     }
 }
 
-fn prog_err(what: impl Into<String>) -> impl FnOnce(aya::programs::ProgramError) -> DatapathError {
+fn prog_err(what: impl Into<String>) -> impl FnOnce(ProgramError) -> DatapathError {
     let what = what.into();
     move |source| DatapathError::Program { what, source }
 }
@@ -279,8 +279,8 @@ impl Datapath {
     /// Lets go of the data plane without taking it down: pinned links stay
     /// attached and pinned maps stay, for the next daemon to adopt. (Owned
     /// attachments, on pre-TCX kernels, end with the process all the same.)
-    pub fn release(mut self) {
-        self.pin_dir = None;
+    pub fn release(self) {
+        // Dropping closes descriptors only; the pins keep what they pin.
         drop(self);
     }
 
@@ -329,7 +329,7 @@ impl Datapath {
                 .program_mut(program)
                 .ok_or_else(|| DatapathError::Program {
                     what: format!("program {program} missing from the object"),
-                    source: aya::programs::ProgramError::NotLoaded,
+                    source: ProgramError::NotLoaded,
                 })?
                 .try_into()
                 .map_err(prog_err(format!("program {program}")))?;
@@ -485,9 +485,9 @@ fn replace_pinned(
         return Err(format!("its program is not attached to {interface}"));
     }
     let link = SchedClassifierLink::try_from(link).map_err(|e| e.to_string())?;
-    let id = prog.attach_to_link(link).map_err(|e| {
-        if severed(&e) { format!("severed from its interface ({e})") } else { e.to_string() }
-    })?;
+    let id = prog
+        .attach_to_link(link)
+        .map_err(|e| if severed(&e) { format!("severed from its interface ({e})") } else { e.to_string() })?;
     let link = prog.take_link(id).map_err(|e| e.to_string())?;
     FdLink::try_from(link).map_err(|e| e.to_string())
 }
@@ -495,7 +495,7 @@ fn replace_pinned(
 fn classifier(ebpf: &mut Ebpf, program: Program) -> Result<&mut SchedClassifier, DatapathError> {
     let prog = ebpf.program_mut(program.name()).ok_or_else(|| DatapathError::Program {
         what: format!("program {} missing from the object", program.name()),
-        source: aya::programs::ProgramError::NotLoaded,
+        source: ProgramError::NotLoaded,
     })?;
     prog.try_into().map_err(prog_err(format!("program {}", program.name())))
 }

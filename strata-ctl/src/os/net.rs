@@ -339,7 +339,9 @@ impl Net {
         // replaced, or probes from the new address would find no route.
         let mut present = false;
         for old in self.rules_at(table).await? {
-            if rule_source(&old) == Some(IpAddr::V4(address)) && old.header.src_len == 32 && rule_table(&old) == table
+            if rule_source(&old) == Some(IpAddr::V4(address))
+                && old.header.src_len == 32
+                && rule_table(&old) == table
             {
                 present = true;
             } else {

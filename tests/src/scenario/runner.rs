@@ -211,8 +211,8 @@ fn run_full(
         (stage.traces.clone(), stage.trace_sources.clone(), stage.weights.clone());
     // The oracle sees the uplinks exactly as the emulator plays them.
     let uplinks = stage.uplinks.clone();
-    let Stage { ref lab, ref links, ref mut tunnel, start, start_mono, .. } = stage;
     let traffic_start_mono = stage.traffic_start_mono();
+    let Stage { ref lab, ref links, ref mut tunnel, start, start_mono, .. } = stage;
     // The daemons log wall-clock times; this is traffic start on that clock.
     let traffic_start_wall =
         std::time::SystemTime::now() + Duration::from_nanos(traffic_start_mono.saturating_sub(now_ns()));
@@ -447,7 +447,12 @@ const TUNNEL_DEVICE: &str = "strata0";
 /// Watches `device` in namespace `ns` every millisecond until `stop`:
 /// each moment it was missing, came back, or was replaced by a device of
 /// another ifindex (timed from `t0`, CLOCK_MONOTONIC ns).
-fn watch_device(ns: &str, device: &'static str, t0: u64, stop: &Arc<AtomicBool>) -> anyhow::Result<Vec<String>> {
+fn watch_device(
+    ns: &str,
+    device: &'static str,
+    t0: u64,
+    stop: &Arc<AtomicBool>,
+) -> anyhow::Result<Vec<String>> {
     let (label, stop) = (ns.to_string(), stop.clone());
     in_netns(ns, move || {
         let name = std::ffi::CString::new(device)?;
