@@ -64,3 +64,52 @@ fn kill_and_upgrade_of_either_daemon_lose_nothing() {
     assert!(sent > 1000, "too little traffic to say anything: {sent}");
     assert!(lost <= links_dropped, "{lost} lost, the links dropped {links_dropped}");
 }
+
+#[test]
+fn an_adaptive_edge_killed_and_restarted_keeps_its_links_carrying() {
+    strata_lab::require_root("the restart test creates namespaces and runs the daemons");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let mut scenario = Scenario::load(&root.join("tests/scenarios/daemon-restart.toml")).unwrap();
+    scenario.duration_s = 22.0;
+    scenario.validate().unwrap();
+    // The killed daemon leaves its per-link probe routing behind; the next
+    // start must recognise it (rules are created exclusively) or it falls
+    // back to static weights.
+    let restarts = [
+        DaemonRestart { at_s: 3.0, side: DaemonSide::Edge, stop: DaemonStop::Crash, down_s: 2.0 },
+        DaemonRestart { at_s: 13.0, side: DaemonSide::Edge, stop: DaemonStop::InPlace, down_s: 1.0 },
+    ];
+    let setup = EdgeSetup { control: Control::Adaptive, keep_dataplane: true, ..EdgeSetup::default() };
+    let out = root.join("target/lab-ci/daemon-restart-adaptive");
+    let result =
+        runner::run_with_restarts(&scenario, Path::new(BINARY), setup, &out.join("daemons"), &restarts)
+            .expect("scenario run");
+    report::write(&result, &out, None).unwrap();
+    eprintln!("{}", report::markdown(&result));
+
+    let log = std::fs::read_to_string(out.join("daemons/edge.log")).unwrap();
+    assert_eq!(log.matches("adopted the running data plane").count(), 2, "both restarts adopted");
+    assert!(!log.contains("adaptive control unavailable"), "a restart fell back to static weights");
+    // Links pass probing and warm-up in 3-4 s after a start: each restarted
+    // controller has 6 s or more to take the schedule over.
+    assert_eq!(
+        log.matches("the controller takes over the schedule").count(),
+        2,
+        "a restarted controller never took over"
+    );
+    assert!(
+        result.tunnel_device_changes.is_empty(),
+        "a tunnel device went away: {:?}",
+        result.tunnel_device_changes
+    );
+    let sent: u64 = result.analysis.classes.values().map(|c| c.sent).sum();
+    let received: u64 = result.analysis.classes.values().map(|c| c.received).sum();
+    let links_dropped: u64 = result
+        .link_stats
+        .iter()
+        .map(|s| s.uplink.dropped_blackout + s.uplink.dropped_loss + s.uplink.dropped_buffer)
+        .sum();
+    let lost = sent.saturating_sub(received);
+    eprintln!("adaptive: sent {sent}, received {received}, lost {lost}, the links dropped {links_dropped}");
+    assert!(lost <= links_dropped, "{lost} lost, the links dropped {links_dropped}");
+}

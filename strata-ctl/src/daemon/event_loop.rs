@@ -275,11 +275,11 @@ impl Daemon<'_> {
         let fit = a.controller.fit(now, &a.fit);
         a.log_events();
         debug!(weights = ?decision.weights, "adaptive weights");
-        if a.keep_running && decision.weights.iter().any(|&w| w > 0) {
-            info!(weights = ?decision.weights, "adopted data plane: the controller takes over the schedule");
-            a.keep_running = false;
-        }
-        if !a.keep_running {
+        let held = a.keep_running.is_some();
+        if !a.keeps_running_schedule() {
+            if held {
+                info!(weights = ?decision.weights, "adopted data plane: the controller takes over the schedule");
+            }
             apply(&mut self.dp, &self.config, &self.side, &decision, a.epoch_kernel_ns);
             a.updates += 1;
             if !a.paced {

@@ -62,6 +62,10 @@ use crate::{
     serve::{bitrate, metrics, status, view::Exposition},
 };
 
+/// How long, at most, an adopted data plane keeps the schedule the previous
+/// adaptive controller wrote while the new one judges the links.
+const ADOPTED_SCHEDULE_HOLD: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Why no bitrate is published before the controller's first tick, or ever.
 fn bitrate_unknown(config: &Config, adaptive: bool) -> &'static str {
     match (config.role, config.control.mode, adaptive) {
@@ -152,7 +156,10 @@ pub async fn run(config: Config, config_path: &std::path::Path, stop: StopMode) 
         (Side::Edge { links, hub }, ControlMode::Adaptive) if control.is_ok() => {
             match Adaptive::start(&net, &config, links, *hub, mtu).await {
                 Ok(mut a) => {
-                    a.keep_running = adopted;
+                    // Long enough for links to pass probing and warm-up
+                    // (2-6 s in the lab), short enough that a link lost
+                    // meanwhile is not carried blind for long.
+                    a.keep_running = adopted.then(|| std::time::Instant::now() + ADOPTED_SCHEDULE_HOLD);
                     Some(a)
                 }
                 Err(e) => {
