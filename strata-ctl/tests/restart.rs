@@ -113,3 +113,41 @@ fn an_adaptive_edge_killed_and_restarted_keeps_its_links_carrying() {
     eprintln!("adaptive: sent {sent}, received {received}, lost {lost}, the links dropped {links_dropped}");
     assert!(lost <= links_dropped, "{lost} lost, the links dropped {links_dropped}");
 }
+
+#[test]
+fn the_tunnel_device_outlives_its_descriptor_until_removed() {
+    use strata_ctl::os::tun::Tun;
+    strata_lab::require_root("the test creates a network namespace and a TUN device");
+    let ns = format!("strata-tun-{}", std::process::id());
+    let ip = |args: &[&str]| {
+        let ok = std::process::Command::new("ip").args(args).status().is_ok_and(|s| s.success());
+        assert!(ok, "ip {args:?}");
+    };
+    ip(&["netns", "add", &ns]);
+    let result = strata_lab::in_netns(&ns, || {
+        let index = || {
+            let name = std::ffi::CString::new("strt0").unwrap();
+            // SAFETY: if_nametoindex reads a NUL-terminated string.
+            unsafe { libc::if_nametoindex(name.as_ptr()) }
+        };
+        let tun = Tun::create("strt0")?;
+        assert!(!tun.existed());
+        let first = index();
+        assert_ne!(first, 0);
+        // A daemon that ends without removing it (killed, or kept for an
+        // upgrade): the device stays, the same one.
+        tun.keep();
+        assert_eq!(index(), first, "the device went with its descriptor");
+        let again = Tun::create("strt0")?;
+        assert!(again.existed(), "re-opened, not created");
+        assert_eq!(index(), first);
+        // A second daemon cannot take it while one holds it.
+        let busy = Tun::create("strt0").expect_err("two holders");
+        assert!(busy.to_string().contains("still running"), "{busy}");
+        again.remove()?;
+        assert_eq!(index(), 0, "a clean stop removes the device");
+        Ok(())
+    });
+    ip(&["netns", "del", &ns]);
+    result.unwrap();
+}

@@ -499,3 +499,17 @@ fn classifier(ebpf: &mut Ebpf, program: Program) -> Result<&mut SchedClassifier,
     })?;
     prog.try_into().map_err(prog_err(format!("program {}", program.name())))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn link_pins_are_named_by_program_and_interface_and_recognised() {
+        assert_eq!(link_pin_name(Program::TunnelEgress, "strata0"), "link_egress_strata0");
+        assert_eq!(link_pin_name(Program::LinkIngress, "wwan1"), "link_ingress_wwan1");
+        assert!(is_link_pin(&link_pin_name(Program::LinkIngress, "lnk0")));
+        // Map pins are never taken for link pins (they are removed by name).
+        assert!(map_names::ALL.iter().all(|m| !is_link_pin(m)));
+    }
+}
