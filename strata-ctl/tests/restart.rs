@@ -20,6 +20,27 @@ use strata_lab::{
 
 const BINARY: &str = env!("CARGO_BIN_EXE_strata-ctl");
 
+/// Plays `scenario` with `restarts`. The lab fails a run whose daemons are
+/// not up within its 3 s warm-up, before anything restarts; on a 2-core host
+/// busy building that happens (seen once in four release runs), and says
+/// nothing about restarts: such a run is played once more.
+fn play(scenario: &Scenario, setup: &EdgeSetup, out: &Path, restarts: &[DaemonRestart]) -> runner::RunResult {
+    let run = || {
+        runner::run_with_restarts(scenario, Path::new(BINARY), setup.clone(), &out.join("daemons"), restarts)
+    };
+    let result = match run() {
+        Err(e) if format!("{e:#}").contains("warm-up to start") => {
+            eprintln!("the lab's daemons started late ({e:#}): once more");
+            run()
+        }
+        other => other,
+    }
+    .expect("scenario run");
+    report::write(&result, out, None).unwrap();
+    eprintln!("{}", report::markdown(&result));
+    result
+}
+
 #[test]
 fn kill_and_upgrade_of_either_daemon_lose_nothing() {
     strata_lab::require_root("the restart test creates namespaces and runs the daemons");
@@ -36,11 +57,7 @@ fn kill_and_upgrade_of_either_daemon_lose_nothing() {
     // kills do not care (a killed daemon runs no clean-up either way).
     let setup = EdgeSetup { control: Control::Static, keep_dataplane: true, ..EdgeSetup::default() };
     let out = root.join("target/lab-ci/daemon-restart");
-    let result =
-        runner::run_with_restarts(&scenario, Path::new(BINARY), setup, &out.join("daemons"), &restarts)
-            .expect("scenario run");
-    report::write(&result, &out, None).unwrap();
-    eprintln!("{}", report::markdown(&result));
+    let result = play(&scenario, &setup, &out, &restarts);
 
     assert_eq!(result.restarts.len(), restarts.len(), "{:?}", result.restarts);
     for r in &result.restarts {
@@ -81,11 +98,7 @@ fn an_adaptive_edge_killed_and_restarted_keeps_its_links_carrying() {
     ];
     let setup = EdgeSetup { control: Control::Adaptive, keep_dataplane: true, ..EdgeSetup::default() };
     let out = root.join("target/lab-ci/daemon-restart-adaptive");
-    let result =
-        runner::run_with_restarts(&scenario, Path::new(BINARY), setup, &out.join("daemons"), &restarts)
-            .expect("scenario run");
-    report::write(&result, &out, None).unwrap();
-    eprintln!("{}", report::markdown(&result));
+    let result = play(&scenario, &setup, &out, &restarts);
 
     let log = std::fs::read_to_string(out.join("daemons/edge.log")).unwrap();
     assert_eq!(log.matches("adopted the running data plane").count(), 2, "both restarts adopted");
