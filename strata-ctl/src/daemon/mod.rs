@@ -296,6 +296,9 @@ pub async fn run(config: Config, config_path: &std::path::Path, stop: StopMode) 
         remove_routing(&net, &mut a.paths).await;
     }
     drop(adaptive);
+    // A start that failed (no control socket) leaves a data plane it found
+    // running as it was, whatever the stop mode.
+    let stop = if control.is_err() && adopted { StopMode::Keep } else { stop };
     let unpinned = match stop {
         StopMode::Remove => {
             dp.detach_all();
