@@ -20,6 +20,15 @@ use strata_lab::{
 
 const BINARY: &str = env!("CARGO_BIN_EXE_strata-ctl");
 
+/// Removes a test's own network namespace however the test ends.
+struct NamespaceGuard(String);
+
+impl Drop for NamespaceGuard {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("ip").args(["netns", "del", &self.0]).status();
+    }
+}
+
 /// Plays `scenario` with `restarts`. The lab fails a run whose daemons are
 /// not up within its 3 s warm-up, before anything restarts; on a 2-core host
 /// busy building that happens (seen once in four release runs), and says
@@ -137,6 +146,7 @@ fn the_tunnel_device_outlives_its_descriptor_until_removed() {
         assert!(ok, "ip {args:?}");
     };
     ip(&["netns", "add", &ns]);
+    let _gone = NamespaceGuard(ns.clone());
     let result = strata_lab::in_netns(&ns, || {
         let index = || {
             let name = std::ffi::CString::new("strt0").unwrap();
@@ -161,6 +171,44 @@ fn the_tunnel_device_outlives_its_descriptor_until_removed() {
         assert_eq!(index(), 0, "a clean stop removes the device");
         Ok(())
     });
-    ip(&["netns", "del", &ns]);
     result.unwrap();
+}
+
+#[test]
+fn probe_routing_left_by_a_killed_daemon_is_reused_or_replaced() {
+    use std::net::Ipv4Addr;
+
+    use strata_ctl::os::net::Net;
+    strata_lab::require_root("the test creates a network namespace");
+    let ns = format!("strata-rules-{}", std::process::id());
+    let ip = |args: &[&str]| {
+        let out = std::process::Command::new("ip").args(args).output().unwrap();
+        assert!(out.status.success(), "ip {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    ip(&["netns", "add", &ns]);
+    let _gone = NamespaceGuard(ns.clone());
+    ip(&["-n", &ns, "link", "add", "lnk0", "type", "veth", "peer", "name", "lnk0p"]);
+    ip(&["-n", &ns, "addr", "add", "192.0.2.1/24", "dev", "lnk0"]);
+    ip(&["-n", &ns, "addr", "add", "192.0.2.7/24", "dev", "lnk0"]);
+    ip(&["-n", &ns, "link", "set", "lnk0", "up"]);
+    let result = strata_lab::in_netns(&ns, || {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        rt.block_on(async {
+            let net = Net::connect()?;
+            let index = net.interface("lnk0").await?.index;
+            let first = Ipv4Addr::new(192, 0, 2, 1);
+            // A daemon installs its link's routing and is killed: nothing
+            // removes it. The next one finds the same rule (reused) …
+            net.add_link_routing(index, first, None, 1000).await?;
+            net.add_link_routing(index, first, None, 1000).await?;
+            // … or, the link's address changed meanwhile, another (replaced).
+            let routing = net.add_link_routing(index, Ipv4Addr::new(192, 0, 2, 7), None, 1000).await?;
+            anyhow::Ok(routing)
+        })
+    });
+    let rules = ip(&["-n", &ns, "-4", "rule", "show", "priority", "1000"]);
+    result.unwrap();
+    assert_eq!(rules.lines().count(), 1, "{rules}");
+    assert!(rules.contains("from 192.0.2.7 lookup 1000"), "{rules}");
 }
