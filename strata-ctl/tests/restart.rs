@@ -212,3 +212,70 @@ fn probe_routing_left_by_a_killed_daemon_is_reused_or_replaced() {
     assert_eq!(rules.lines().count(), 1, "{rules}");
     assert!(rules.contains("from 192.0.2.7 lookup 1000"), "{rules}");
 }
+
+#[test]
+fn a_pinned_link_is_adopted_and_one_whose_interface_went_away_attached_afresh() {
+    use strata_common::maps::{CONFIG_READY, TunnelConfig};
+    use strata_ctl::dataplane::datapath::{Attached, Datapath, Program};
+    strata_lab::require_root("the test creates a network namespace and loads the data plane");
+    let ns = format!("strata-links-{}", std::process::id());
+    let ip = |args: &[&str]| {
+        let out = std::process::Command::new("ip").args(args).output().unwrap();
+        assert!(out.status.success(), "ip {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    ip(&["netns", "add", &ns]);
+    let _gone = NamespaceGuard(ns.clone());
+    let veth = |ip: &dyn Fn(&[&str])| {
+        ip(&["-n", &ns, "link", "add", "lnk0", "type", "veth", "peer", "name", "lnk0p"]);
+        ip(&["-n", &ns, "link", "set", "lnk0", "up"]);
+    };
+    veth(&ip);
+    let pins = Path::new("/sys/fs/bpf/strata").join(format!("test-links-{}", std::process::id()));
+    let _unpinned = PinsGuard(pins.clone());
+    let in_ns = |f: Box<dyn FnOnce() -> anyhow::Result<()> + Send>| strata_lab::in_netns(&ns, f).unwrap();
+    let p = pins.clone();
+    in_ns(Box::new(move || {
+        let mut dp = Datapath::load(Some(&p))?;
+        assert!(!dp.adopted(), "fresh pins");
+        assert_eq!(dp.attach(Program::LinkIngress, "lnk0")?, Attached::Fresh);
+        // What `configure` ends with: the data plane is running.
+        dp.set_config(TunnelConfig { flags: CONFIG_READY, ..TunnelConfig::default() })?;
+        dp.release();
+        assert!(p.join("link_ingress_lnk0").exists(), "the link stays pinned");
+        // The next daemon adopts it: the program replaced on the same link.
+        let mut dp = Datapath::load(Some(&p))?;
+        assert!(dp.adopted());
+        assert_eq!(dp.attach(Program::LinkIngress, "lnk0")?, Attached::Replaced);
+        dp.release();
+        Ok(())
+    }));
+    // While no daemon runs, the interface goes and comes back under its
+    // name (a modem re-enumerated): the pinned link lost its device.
+    ip(&["-n", &ns, "link", "del", "lnk0"]);
+    veth(&ip);
+    let p = pins.clone();
+    in_ns(Box::new(move || {
+        let mut dp = Datapath::load(Some(&p))?;
+        assert_eq!(dp.attach(Program::LinkIngress, "lnk0")?, Attached::Fresh);
+        let (_, on_lnk0) =
+            aya::programs::SchedClassifier::query_tcx("lnk0", aya::programs::TcAttachType::Ingress)?;
+        assert_eq!(on_lnk0.len(), 1, "one program on the new interface");
+        // A clean stop takes it all down.
+        dp.detach_all();
+        dp.unpin()?;
+        assert!(!p.exists());
+        let (_, on_lnk0) =
+            aya::programs::SchedClassifier::query_tcx("lnk0", aya::programs::TcAttachType::Ingress)?;
+        assert!(on_lnk0.is_empty(), "detached");
+        Ok(())
+    }));
+}
+
+/// Removes a test's own pin directory however the test ends.
+struct PinsGuard(std::path::PathBuf);
+
+impl Drop for PinsGuard {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
