@@ -253,7 +253,7 @@ fn a_pinned_link_is_adopted_and_one_whose_interface_went_away_attached_afresh() 
     // name (a modem re-enumerated): the pinned link lost its device.
     ip(&["-n", &ns, "link", "del", "lnk0"]);
     veth(&ip);
-    let p = pins.clone();
+    let p = pins;
     in_ns(Box::new(move || {
         let mut dp = Datapath::load(Some(&p))?;
         assert_eq!(dp.attach(Program::LinkIngress, "lnk0")?, Attached::Fresh);
