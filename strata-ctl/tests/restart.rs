@@ -19,6 +19,7 @@ use strata_lab::{
 };
 
 const BINARY: &str = env!("CARGO_BIN_EXE_strata-ctl");
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 /// Removes a test's own network namespace however the test ends.
 struct NamespaceGuard(String);
@@ -34,6 +35,9 @@ impl Drop for NamespaceGuard {
 /// busy building that happens (seen once in four release runs), and says
 /// nothing about restarts: such a run is played once more.
 fn play(scenario: &Scenario, setup: &EdgeSetup, out: &Path, restarts: &[DaemonRestart]) -> runner::RunResult {
+    // One lab run at a time: two at once on a 2-core host would measure
+    // the host.
+    let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     let run = || {
         runner::run_with_restarts(scenario, Path::new(BINARY), setup.clone(), &out.join("daemons"), restarts)
     };
