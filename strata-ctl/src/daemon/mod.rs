@@ -113,9 +113,9 @@ pub async fn run(config: Config, config_path: &std::path::Path, stop: StopMode) 
     let side = Side::resolve(&net, &config).await?;
     let mtu = plane::tunnel_mtu(&config, side.carrier_mtu().unwrap_or(1500))?;
     let (tun, tun_if) = plane::create_tunnel(&net, &config, mtu).await?;
-    // A start that fails takes down only what it created: a data plane it
-    // found running goes on forwarding.
 
+    // From here a start that fails takes down only what it created: a data
+    // plane it found running goes on forwarding.
     let next_hops = side.next_hops();
     for &(index, gateway) in &next_hops {
         if let Err(e) = net.keep_neighbour_resolved(index, gateway).await {
