@@ -25,6 +25,12 @@ enum Command {
         /// The TOML configuration.
         #[arg(long, short)]
         config: PathBuf,
+        /// On SIGINT/SIGTERM, exit leaving the data plane forwarding (tunnel
+        /// device, pinned maps and programs) for the next daemon to adopt:
+        /// how to upgrade the binary without losing a packet. Without it a
+        /// stop removes everything; a crash leaves the data plane running.
+        #[arg(long)]
+        keep_dataplane: bool,
     },
     /// Configuration tools.
     Config {
@@ -106,14 +112,19 @@ fn report(e: &anyhow::Error) -> String {
 
 fn execute(command: Command) -> anyhow::Result<()> {
     match command {
-        Command::Run { config: config_path } => {
+        Command::Run { config: config_path, keep_dataplane } => {
             let config = Config::load(&config_path)?;
             // Before any thread exists: the kernel refuses a multi-threaded
             // process its own mount namespace.
             strata_ctl::os::host::private_mounts();
             let runtime =
                 tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
-            Ok(runtime.block_on(strata_ctl::daemon::run(config, &config_path))?)
+            let stop = if keep_dataplane {
+                strata_ctl::daemon::StopMode::Keep
+            } else {
+                strata_ctl::daemon::StopMode::Remove
+            };
+            Ok(runtime.block_on(strata_ctl::daemon::run(config, &config_path, stop))?)
         }
         Command::Config { command: ConfigCommand::Check { file, against } } => {
             let config = Config::load(&file)?;

@@ -83,6 +83,7 @@ fn advisors_inform_status_and_losing_their_facilities_never_stops_forwarding() {
         control: Control::Adaptive,
         os_signals: OsSignals::Full,
         modem_manager_bus: Some(bus.address().to_string()),
+        ..EdgeSetup::default()
     };
     let tunnel =
         Tunnel::start_with(&lab, std::path::Path::new(BINARY), &[1, 1], setup, &workdir).expect("daemons");

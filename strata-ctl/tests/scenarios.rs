@@ -209,7 +209,7 @@ fn every_tier(name: &str, duration_s: f64, observe: bool, check: impl Fn(OsSigna
         let r = play_full(
             name,
             duration_s,
-            EdgeSetup { control: Control::Adaptive, os_signals, modem_manager_bus: None },
+            EdgeSetup { control: Control::Adaptive, os_signals, ..EdgeSetup::default() },
             observe,
         );
         check(os_signals, &r);

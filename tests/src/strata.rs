@@ -44,6 +44,12 @@ pub struct Daemon {
     log: PathBuf,
     /// The directory of the daemon's notification socket, removed on drop.
     notify_dir: PathBuf,
+    /// How it was started, to start it again ([`Daemon::restart`]).
+    ns: String,
+    binary: PathBuf,
+    config: PathBuf,
+    /// Run with `--keep-dataplane`: a stop leaves the data plane running.
+    keep_dataplane: bool,
 }
 
 impl Daemon {
@@ -61,9 +67,48 @@ impl Daemon {
     /// a network namespace and the daemon runs in another one. Its mount
     /// namespace (private, slave) still sees the same files.
     pub fn start(ns: &str, binary: &Path, config: &Path, log: &Path, name: &str) -> anyhow::Result<Self> {
-        let (mut daemon, notify) = Self::spawn(ns, binary, config, log, name)?;
+        let (mut daemon, notify) = Self::spawn(ns, binary, config, log, name, false, false)?;
         daemon.wait_ready(&notify)?;
         Ok(daemon)
+    }
+
+    /// Starts it again after [`Daemon::crash`] or [`Daemon::stop_in_place`]
+    /// (same namespace, binary, configuration and options), and waits until
+    /// it is ready; returns the time from exec to `READY=1`.
+    pub fn restart(&mut self) -> anyhow::Result<Duration> {
+        anyhow::ensure!(self.child.is_none(), "{} is still running", self.name);
+        let (ns, binary, config, log) =
+            (self.ns.clone(), self.binary.clone(), self.config.clone(), self.log.clone());
+        let _ = std::fs::remove_dir_all(&self.notify_dir);
+        let started = Instant::now();
+        let (mut fresh, notify) =
+            Self::spawn(&ns, &binary, &config, &log, &self.name, self.keep_dataplane, true)?;
+        // Its process and socket move here; what is left of `fresh` must
+        // not clean up the data plane the new process is adopting.
+        self.child = fresh.child.take();
+        std::mem::swap(&mut self.notify_dir, &mut fresh.notify_dir);
+        fresh.keep_dataplane = false;
+        drop(fresh);
+        self.wait_ready(&notify)?;
+        Ok(started.elapsed())
+    }
+
+    /// Kills it with SIGKILL, as a crash would, keeping it for
+    /// [`Daemon::restart`]: nothing of its own clean-up runs.
+    pub fn crash(&mut self) -> anyhow::Result<()> {
+        let Some(mut child) = self.child.take() else { bail!("{} is not running", self.name) };
+        child.kill()?;
+        child.wait()?;
+        Ok(())
+    }
+
+    /// Stops it with SIGTERM, keeping it for [`Daemon::restart`]; started
+    /// with `--keep-dataplane` (an [`EdgeSetup`] with `keep_dataplane`) it leaves the
+    /// data plane running, as for an upgrade.
+    pub fn stop_in_place(&mut self) -> anyhow::Result<()> {
+        let status = self.terminate()?;
+        anyhow::ensure!(status.success(), "{} exited with {status}:\n{}", self.name, self.log_tail());
+        Ok(())
     }
 
     /// Starts the daemon without waiting for it: the socket its readiness
@@ -74,14 +119,25 @@ impl Daemon {
         config: &Path,
         log: &Path,
         name: &str,
+        keep_dataplane: bool,
+        append_log: bool,
     ) -> anyhow::Result<(Self, UnixDatagram)> {
-        let out = File::create(log).with_context(|| format!("creating {}", log.display()))?;
+        // A restarted daemon's log follows its earlier runs'.
+        let out = File::options()
+            .create(true)
+            .write(true)
+            .append(append_log)
+            .truncate(!append_log)
+            .open(log)
+            .with_context(|| format!("opening {}", log.display()))?;
         let err = out.try_clone()?;
         let (notify_dir, notify) = notify_socket(name)?;
-        let child = daemon_command(ns, binary)?
-            .arg("run")
-            .arg("--config")
-            .arg(config)
+        let mut command = daemon_command(ns, binary)?;
+        command.arg("run").arg("--config").arg(config);
+        if keep_dataplane {
+            command.arg("--keep-dataplane");
+        }
+        let child = command
             .env("RUST_LOG", std::env::var("STRATA_LAB_LOG").unwrap_or_else(|_| "info".into()))
             .env("NOTIFY_SOCKET", notify_dir.join(NOTIFY_FILE))
             .stdin(Stdio::null())
@@ -91,7 +147,16 @@ impl Daemon {
             // lab only, which stops the daemons in order (see `interrupt`).
             .process_group(0)
             .spawn();
-        let mut daemon = Self { child: None, name: name.into(), log: log.into(), notify_dir };
+        let mut daemon = Self {
+            child: None,
+            name: name.into(),
+            log: log.into(),
+            notify_dir,
+            ns: ns.into(),
+            binary: binary.into(),
+            config: config.into(),
+            keep_dataplane,
+        };
         daemon.child = Some(child.with_context(|| format!("starting {} in {ns}", binary.display()))?);
         Ok((daemon, notify))
     }
@@ -159,7 +224,7 @@ impl Daemon {
         Path::new("/sys/fs/bpf/strata").join(&self.name)
     }
 
-    /// Everything it logged so far.
+    /// Everything it logged so far (every run, after restarts).
     pub fn log_text(&self) -> String {
         let mut s = String::new();
         if let Ok(mut f) = File::open(&self.log) {
@@ -168,10 +233,15 @@ impl Daemon {
         s
     }
 
-    /// Sends SIGTERM and waits for a clean exit; returns the log.
+    /// Sends SIGTERM and waits for a clean exit; returns the log. A daemon run with `--keep-dataplane` leaves its
+    /// data plane behind: its pins are removed here (the device goes with
+    /// the lab's namespace).
     pub fn stop(mut self) -> anyhow::Result<String> {
         let status = self.terminate()?;
         let log = self.log_text();
+        if self.keep_dataplane {
+            Self::remove_leftovers(&self.name);
+        }
         if !status.success() {
             bail!("{} exited with {status}:\n{log}", self.name);
         }
@@ -225,6 +295,9 @@ impl Drop for Daemon {
     fn drop(&mut self) {
         if self.child.is_some() {
             let _ = self.terminate();
+        }
+        if self.keep_dataplane {
+            Self::remove_leftovers(&self.name);
         }
         let _ = std::fs::remove_dir_all(&self.notify_dir);
     }
@@ -363,6 +436,10 @@ pub struct EdgeSetup {
     pub os_signals: OsSignals,
     /// `modem_manager_bus` (default: the system bus).
     pub modem_manager_bus: Option<String>,
+    /// Both daemons run with `--keep-dataplane` (a stop leaves the data
+    /// plane forwarding, as for an upgrade; their pins are removed when the
+    /// lab stops them for good).
+    pub keep_dataplane: bool,
 }
 
 impl From<Control> for EdgeSetup {
@@ -455,10 +532,18 @@ impl Tunnel {
         // a loaded CI machine took 1.4-1.5 s for each in a debug build,
         // past the scenarios' 3 s warm-up. The edge needs nothing from a
         // ready hub to start (its probes are answered once the hub is up).
+        let keep = setup.keep_dataplane;
         let (mut hub, hub_ready) =
-            Daemon::spawn(&lab.hub_ns(), binary, &hub_cfg, &workdir.join("hub.log"), &hub_name)?;
-        let (mut edge, edge_ready) =
-            Daemon::spawn(&lab.edge_ns(), binary, &edge_cfg, &workdir.join("edge.log"), &edge_name)?;
+            Daemon::spawn(&lab.hub_ns(), binary, &hub_cfg, &workdir.join("hub.log"), &hub_name, keep, false)?;
+        let (mut edge, edge_ready) = Daemon::spawn(
+            &lab.edge_ns(),
+            binary,
+            &edge_cfg,
+            &workdir.join("edge.log"),
+            &edge_name,
+            keep,
+            false,
+        )?;
         hub.wait_ready(&hub_ready)?;
         edge.wait_ready(&edge_ready)?;
         Ok(Self { hub, edge, workdir: workdir.into() })

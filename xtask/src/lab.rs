@@ -123,12 +123,8 @@ pub(crate) fn run(
     let out = out.map_or_else(|| target_dir().join("lab").join(&scenario.name), Path::to_path_buf);
     let workdir = out.join("daemons");
     println!("lab run {}: {} link(s), {} s", scenario.name, scenario.links.len(), scenario.duration_s);
-    let result = runner::run(
-        &scenario,
-        &binary,
-        EdgeSetup { control, os_signals, modem_manager_bus: None },
-        &workdir,
-    )?;
+    let result =
+        runner::run(&scenario, &binary, EdgeSetup { control, os_signals, ..EdgeSetup::default() }, &workdir)?;
     report::write(&result, &out, json)?;
     print!("{}", report::markdown(&result));
     let o = &result.oracle;

@@ -26,6 +26,7 @@ use crate::{
         controller::{ControlEvent, Controller},
         evidence::Evidence,
         fit::FitConfig,
+        lifecycle::State,
         scoring::Decision,
         train::TrainShape,
     },
@@ -50,6 +51,13 @@ pub(super) struct Adaptive {
     pub(super) updates: u64,
     /// Whether the kernel chooses by earliest arrival yet (set with the first budgets).
     pub(super) paced: bool,
+    /// Adopted a running data plane: until this controller has judged
+    /// every link (none left in init, probe or warm-up) or this moment
+    /// passes, the kernel keeps the schedule the previous controller left.
+    /// A fresh controller knows nothing for its first probes: its first
+    /// decisions would put everything on the first link heard, or nothing
+    /// anywhere, while the links are carrying traffic.
+    pub(super) keep_running: Option<Instant>,
     /// The daemon's CPU time at the last summary.
     pub(super) cpu: Duration,
     /// Time 0 of the controller's clock.
@@ -147,6 +155,7 @@ impl Adaptive {
             probe_bytes,
             updates: 0,
             paced: false,
+            keep_running: None,
             cpu: cpu_time(),
             epoch: Instant::now(),
             epoch_kernel_ns: monotonic_ns(),
@@ -156,6 +165,23 @@ impl Adaptive {
                 payload_share: FitConfig::payload_share(mtu, OUTER_V4_LEN),
             },
         })
+    }
+
+    /// Whether the adopted schedule is still kept (see `keep_running`);
+    /// clears it once the controller has judged every link, or at the
+    /// deadline.
+    pub(super) fn keeps_running_schedule(&mut self) -> bool {
+        let Some(until) = self.keep_running else { return false };
+        let judging = self
+            .controller
+            .states()
+            .iter()
+            .any(|(_, s)| matches!(s, State::Init | State::Probe | State::Warm));
+        if judging && Instant::now() < until {
+            return true;
+        }
+        self.keep_running = None;
+        false
     }
 
     /// Now on the controller's clock.

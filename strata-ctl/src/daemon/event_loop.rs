@@ -275,12 +275,18 @@ impl Daemon<'_> {
         let fit = a.controller.fit(now, &a.fit);
         a.log_events();
         debug!(weights = ?decision.weights, "adaptive weights");
-        apply(&mut self.dp, &self.config, &self.side, &decision, a.epoch_kernel_ns);
-        a.updates += 1;
-        if !a.paced {
-            match self.dp.set_config_flags(CONFIG_EARLIEST_ARRIVAL) {
-                Ok(()) => a.paced = true,
-                Err(e) => warn!("switching the kernel to earliest-arrival selection: {e}"),
+        let held = a.keep_running.is_some();
+        if !a.keeps_running_schedule() {
+            if held {
+                info!(weights = ?decision.weights, "adopted data plane: the controller takes over the schedule");
+            }
+            apply(&mut self.dp, &self.config, &self.side, &decision, a.epoch_kernel_ns);
+            a.updates += 1;
+            if !a.paced {
+                match self.dp.set_config_flags(CONFIG_EARLIEST_ARRIVAL) {
+                    Ok(()) => a.paced = true,
+                    Err(e) => warn!("switching the kernel to earliest-arrival selection: {e}"),
+                }
             }
         }
         // In-band trigger, at every tier: a silent link's interface is looked

@@ -15,7 +15,18 @@
 //!    [`crate::os::notify`]), and the [`event_loop`] runs.
 //!
 //! Shutdown goes the other way: detach first, then remove pins, neighbour
-//! entries, the device and the lock.
+//! entries, the device and the lock — or, stopped with
+//! [`StopMode::Keep`] (`strata-ctl run --keep-dataplane`, for an upgrade),
+//! leave the data plane forwarding and release only what is the daemon's own.
+//!
+//! The data plane belongs to the host, not to the process: the tunnel device
+//! is persistent and the maps and program links are pinned (see
+//! [`crate::os::tun`], [`crate::dataplane::datapath`]), so a daemon that is
+//! killed leaves it forwarding with the last weights it wrote. A starting
+//! daemon that finds one *adopts* it (the device re-opened, maps reused,
+//! programs replaced in place); what a killed daemon left of its own — the
+//! lock file, sockets, probe routing rules, neighbour entries — is
+//! recognised and reused or replaced.
 //!
 //! A failed start is a [`StartError`] naming what was being done and the
 //! field to change; whatever was created by then is removed first.
@@ -51,6 +62,10 @@ use crate::{
     serve::{bitrate, metrics, status, view::Exposition},
 };
 
+/// How long, at most, an adopted data plane keeps the schedule the previous
+/// adaptive controller wrote while the new one judges the links.
+const ADOPTED_SCHEDULE_HOLD: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Why no bitrate is published before the controller's first tick, or ever.
 fn bitrate_unknown(config: &Config, adaptive: bool) -> &'static str {
     match (config.role, config.control.mode, adaptive) {
@@ -63,8 +78,21 @@ fn bitrate_unknown(config: &Config, adaptive: bool) -> &'static str {
     }
 }
 
-/// Runs until a signal arrives.
-pub async fn run(config: Config, config_path: &std::path::Path) -> Result<(), StartError> {
+/// What a stopping daemon does with the data plane.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum StopMode {
+    /// Take it down: programs detached, pins, neighbour entries and the
+    /// tunnel device removed.
+    #[default]
+    Remove,
+    /// Leave it forwarding for the next daemon to adopt (an upgrade to a new
+    /// binary): the device, pinned maps and links and neighbour entries
+    /// stay; the controller, its probe routing, sockets and lock go.
+    Keep,
+}
+
+/// Runs until a signal arrives, then stops as `stop` says.
+pub async fn run(config: Config, config_path: &std::path::Path, stop: StopMode) -> Result<(), StartError> {
     host::preflight()?;
     // Watched from the start: a SIGTERM during set-up (tests stop a daemon as
     // soon as it is ready) must reach the clean shutdown, not the default
@@ -86,26 +114,40 @@ pub async fn run(config: Config, config_path: &std::path::Path) -> Result<(), St
     let mtu = plane::tunnel_mtu(&config, side.carrier_mtu().unwrap_or(1500))?;
     let (tun, tun_if) = plane::create_tunnel(&net, &config, mtu).await?;
 
+    // From here a start that fails takes down only what it created: a data
+    // plane it found running goes on forwarding.
     let next_hops = side.next_hops();
     for &(index, gateway) in &next_hops {
-        net.keep_neighbour_resolved(index, gateway).await?;
+        if let Err(e) = net.keep_neighbour_resolved(index, gateway).await {
+            plane::abandon_tunnel(tun);
+            return Err(e.into());
+        }
     }
     let pin_dir = config.pin_dir();
     let mut dp = match Datapath::load(Some(&pin_dir)) {
         Ok(dp) => dp,
         Err(source) => {
-            plane::forget_neighbours(&net, &next_hops).await;
+            if !tun.existed() {
+                plane::forget_neighbours(&net, &next_hops).await;
+            }
+            plane::abandon_tunnel(tun);
             return Err(StartError::LoadDataplane { source });
         }
     };
+    let adopted = dp.adopted();
     if let Err(e) = plane::configure(&mut dp, &config, &tun_if, &side) {
-        dp.detach_all();
-        let _ = dp.unpin();
-        plane::forget_neighbours(&net, &next_hops).await;
+        if adopted {
+            dp.release();
+        } else {
+            dp.detach_all();
+            let _ = dp.unpin();
+            plane::forget_neighbours(&net, &next_hops).await;
+        }
+        plane::abandon_tunnel(tun);
         return Err(e.into());
     }
     dp.forward_logs();
-    info!(pins = %pin_dir.display(), "data plane attached");
+    info!(pins = %pin_dir.display(), adopted, "data plane attached");
 
     // The control socket shares the tunnel port with the per-link probe sockets.
     let control = prober::bind_shared(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, config.port))
@@ -113,7 +155,13 @@ pub async fn run(config: Config, config_path: &std::path::Path) -> Result<(), St
     let adaptive = match (&side, config.control.mode) {
         (Side::Edge { links, hub }, ControlMode::Adaptive) if control.is_ok() => {
             match Adaptive::start(&net, &config, links, *hub, mtu).await {
-                Ok(a) => Some(a),
+                Ok(mut a) => {
+                    // Long enough for links to pass probing and warm-up
+                    // (2-6 s in the lab), short enough that a link lost
+                    // meanwhile is not carried blind for long.
+                    a.keep_running = adopted.then(|| std::time::Instant::now() + ADOPTED_SCHEDULE_HOLD);
+                    Some(a)
+                }
                 Err(e) => {
                     warn!("adaptive control unavailable, keeping the configured weights: {e}");
                     None
@@ -248,13 +296,32 @@ pub async fn run(config: Config, config_path: &std::path::Path) -> Result<(), St
         remove_routing(&net, &mut a.paths).await;
     }
     drop(adaptive);
-    dp.detach_all();
-    if let Ok(snapshot) = dp.snapshot() {
-        info!("final counters:\n{}", snapshot.table(&side.link_ids()));
-    }
-    let unpinned = dp.unpin().map_err(|source| StartError::Unpin { source });
-    plane::forget_neighbours(&net, &next_hops).await;
-    drop(tun);
+    // A start that failed (no control socket) leaves a data plane it found
+    // running as it was, whatever the stop mode.
+    let stop = if control.is_err() && adopted { StopMode::Keep } else { stop };
+    let unpinned = match stop {
+        StopMode::Remove => {
+            dp.detach_all();
+            if let Ok(snapshot) = dp.snapshot() {
+                info!("final counters:\n{}", snapshot.table(&side.link_ids()));
+            }
+            let unpinned = dp.unpin().map_err(|source| StartError::Unpin { source });
+            plane::forget_neighbours(&net, &next_hops).await;
+            if let Err(e) = tun.remove() {
+                warn!("{e}");
+            }
+            unpinned
+        }
+        StopMode::Keep => {
+            if let Ok(snapshot) = dp.snapshot() {
+                info!("counters so far:\n{}", snapshot.table(&side.link_ids()));
+            }
+            dp.release();
+            tun.keep();
+            info!(pins = %pin_dir.display(), "data plane left running for the next daemon to adopt");
+            Ok(())
+        }
+    };
     if let Some((root, Some(mount))) = sysfs {
         drop(mount);
         let _ = std::fs::remove_dir(root);

@@ -5,6 +5,12 @@
 //! still clear (egress drops as `no_config`, ingress lets everything pass), and
 //! the programs are attached last, so no packet ever meets a half-written
 //! configuration.
+//!
+//! Adopting a running data plane (a daemon killed, or stopped keeping it) is
+//! the exception: READY stays set throughout — the kernel is forwarding with
+//! the maps as they are — each entry is rewritten in place (every write is
+//! whole), the schedule the kernel runs is kept unless static weights say
+//! otherwise, and the new programs replace the old ones on their pinned links.
 
 use std::net::Ipv4Addr;
 
@@ -44,13 +50,41 @@ pub(super) fn tunnel_mtu(config: &Config, carrier_mtu: u32) -> Result<u32, Start
     }
 }
 
-/// Creates the TUN device with its MTU and addresses, up.
+/// Creates the TUN device (or re-opens the one a previous daemon left) with
+/// its MTU and addresses, up.
 pub(super) async fn create_tunnel(
     net: &Net,
     config: &Config,
     mtu: u32,
 ) -> Result<(Tun, Interface), StartError> {
     let tun = Tun::create(&config.tunnel.name).map_err(|source| StartError::TunnelDevice { source })?;
+    let tun_if = match set_up_tunnel(net, config, mtu, &tun).await {
+        Ok(tun_if) => tun_if,
+        Err(e) => {
+            // Only a device made here is removed; one found running stays.
+            if !tun.existed()
+                && let Err(e) = tun.remove()
+            {
+                warn!("{e}");
+            }
+            return Err(e);
+        }
+    };
+    info!(device = tun.name(), mtu, adopted = tun.existed(), "tunnel device up");
+    Ok((tun, tun_if))
+}
+
+/// After a failed start: removes the tunnel device if this start made it,
+/// leaves it if it was found running (its data plane goes on forwarding).
+pub(super) fn abandon_tunnel(tun: Tun) {
+    if tun.existed() {
+        tun.keep();
+    } else if let Err(e) = tun.remove() {
+        warn!("{e}");
+    }
+}
+
+async fn set_up_tunnel(net: &Net, config: &Config, mtu: u32, tun: &Tun) -> Result<Interface, StartError> {
     let tun_if = net.interface(tun.name()).await?;
     net.configure_tunnel_device(tun_if.index, mtu).await?;
     net.add_address(tun_if.index, config.tunnel.address).await?;
@@ -63,8 +97,7 @@ pub(super) async fn create_tunnel(
             net.add_address(tun_if.index, v6).await?;
         }
     }
-    info!(device = tun.name(), mtu, "tunnel device up");
-    Ok((tun, tun_if))
+    Ok(tun_if)
 }
 
 /// Without an IPv6 address the tunnel should not speak IPv6 at all: left on,
@@ -78,7 +111,8 @@ fn quiet_ipv6(device: &str) {
     }
 }
 
-/// Fills every map (READY still clear), then sets READY and attaches.
+/// Fills every map (READY still clear, unless adopting), then sets READY and
+/// attaches.
 pub(super) fn configure(
     dp: &mut Datapath,
     config: &Config,
@@ -105,7 +139,10 @@ pub(super) fn configure(
             _ => 0,
         },
     };
-    dp.set_config(tunnel)?;
+    let adopted = dp.adopted();
+    if !adopted {
+        dp.set_config(tunnel)?;
+    }
     let weights = config.weights();
     match side {
         Side::Edge { links, hub } => {
@@ -135,12 +172,22 @@ pub(super) fn configure(
         }
     }
     dp.seed_sequence(random_u32())?;
-    dp.set_weights(&weights)?;
+    // Adopted: the hub's schedule follows its learned peers and the adaptive
+    // edge's its controller, both already in the map; static weights are
+    // the configuration's to say.
+    let keep_schedule =
+        adopted && (matches!(side, Side::Hub { .. }) || config.control.mode == ControlMode::Adaptive);
+    if !keep_schedule {
+        dp.set_weights(&weights)?;
+    }
     tunnel.flags |= CONFIG_READY;
     dp.set_config(tunnel)?;
     dp.attach(Program::TunnelEgress, &config.tunnel.name)?;
     for interface in side.ingress_interfaces() {
         dp.attach(Program::LinkIngress, &interface.name)?;
+    }
+    if adopted {
+        info!("adopted the running data plane: maps kept, programs replaced in place");
     }
     Ok(())
 }

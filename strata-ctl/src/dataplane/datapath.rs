@@ -2,6 +2,17 @@
 //! pin its maps, attach its programs, write the maps the kernel reads, and
 //! read the counters it keeps.
 //!
+//! The data plane outlives the daemon. Maps are pinned by name in the
+//! instance's pin directory, and on TCX kernels (≥ 6.6) the program links
+//! too, beside them (`link_egress_<if>`, `link_ingress_<if>`): a pinned link
+//! stays attached when the process that made it ends, however it ends. A
+//! starting daemon finds them and *adopts* the running data plane: the maps
+//! are reused as they are (sequence numbers, learned peers, schedule,
+//! counters), and its freshly loaded programs replace the old ones on the
+//! same links in one step (`BPF_LINK_UPDATE`), so no packet meets a moment
+//! without a program. Only a clean stop ([`Datapath::detach_all`],
+//! [`Datapath::unpin`]) takes the data plane down.
+//!
 //! This is the only module that talks to aya. Everything it writes is built by
 //! pure code elsewhere ([`crate::control::schedule`], [`crate::config`]).
 
@@ -10,7 +21,11 @@ use std::path::{Path, PathBuf};
 use aya::{
     Ebpf, EbpfLoader,
     maps::{Array, HashMap, MapData},
-    programs::{SchedClassifier, TcAttachType, TracePoint, tc::SchedClassifierLinkId},
+    programs::{
+        LinkOrder, ProgramError, SchedClassifier, TcAttachType, TracePoint,
+        links::{FdLink, PinnedLink},
+        tc::{SchedClassifierLink, SchedClassifierLinkId, TcAttachOptions},
+    },
 };
 use strata_common::maps::{
     Endpoint, IFNAME_LEN, LinkPace, LinkTx, MAX_LINKS, SampleConfig, Schedule, TunnelConfig, TxSeq,
@@ -55,9 +70,29 @@ impl Program {
     }
 }
 
-fn prog_err(what: impl Into<String>) -> impl FnOnce(aya::programs::ProgramError) -> DatapathError {
+fn prog_err(what: impl Into<String>) -> impl FnOnce(ProgramError) -> DatapathError {
     let what = what.into();
     move |source| DatapathError::Program { what, source }
+}
+
+/// How [`Datapath::attach`] put a program in place.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Attached {
+    /// A new attachment (nothing of ours was there).
+    Fresh,
+    /// The program on a link an earlier daemon pinned was replaced in place.
+    Replaced,
+}
+
+/// What keeps one attachment alive.
+#[derive(Debug)]
+enum Hold {
+    /// Owned by the program (netlink tc on pre-TCX kernels, or no pin
+    /// directory): detached when the program is.
+    Owned(SchedClassifierLinkId),
+    /// A link pinned at `path`: attached as long as the pin exists, whether
+    /// or not this descriptor is open.
+    Pinned { path: PathBuf, _link: FdLink },
 }
 
 /// The loaded data plane.
@@ -65,7 +100,27 @@ fn prog_err(what: impl Into<String>) -> impl FnOnce(aya::programs::ProgramError)
 pub struct Datapath {
     ebpf: Ebpf,
     pin_dir: Option<PathBuf>,
-    attached: Vec<(Program, String, SchedClassifierLinkId)>,
+    attached: Vec<(Program, String, Hold)>,
+    adopted: bool,
+}
+
+/// The file name of the pinned link of `program` on `interface`.
+pub fn link_pin_name(program: Program, interface: &str) -> String {
+    match program {
+        Program::TunnelEgress => format!("link_egress_{interface}"),
+        Program::LinkIngress => format!("link_ingress_{interface}"),
+    }
+}
+
+/// Whether a pin file name is one of [`link_pin_name`]'s.
+fn is_link_pin(name: &str) -> bool {
+    name.starts_with("link_egress_") || name.starts_with("link_ingress_")
+}
+
+/// Whether a program error is the kernel saying the link lost its device
+/// (`ENOLINK`): the interface it was attached to is gone.
+fn severed(e: &ProgramError) -> bool {
+    matches!(e, ProgramError::SyscallError(s) if s.io_error.raw_os_error() == Some(libc::ENOLINK))
 }
 
 impl Datapath {
@@ -92,10 +147,18 @@ impl Datapath {
             source,
         })?;
         let loaded = EbpfLoader::new().default_map_pin_directory(dir).load(OBJECT);
-        let mut this = Self { ebpf: loaded?, pin_dir: Some(dir.to_path_buf()), attached: Vec::new() };
+        let mut this =
+            Self { ebpf: loaded?, pin_dir: Some(dir.to_path_buf()), attached: Vec::new(), adopted: false };
         if pin_dir.is_none() {
             this.unpin()?;
         }
+        // Maps reused from the pins with READY set: a running data plane,
+        // left by a daemon that was killed or stopped keeping it.
+        let ready = this
+            .array::<TunnelConfig>(map_names::CONFIG)?
+            .get(&0, 0)
+            .is_ok_and(|c| c.flags & strata_common::maps::CONFIG_READY != 0);
+        this.adopted = ready && pin_dir.is_some();
         for program in [Program::TunnelEgress, Program::LinkIngress] {
             let prog = classifier(&mut this.ebpf, program)?;
             prog.load().map_err(prog_err(format!("verifying {}", program.name())))?;
@@ -127,44 +190,114 @@ impl Datapath {
         }
     }
 
-    /// Attaches `program` to `interface` (TCX on kernels ≥ 6.6, else a clsact qdisc).
-    pub fn attach(&mut self, program: Program, interface: &str) -> Result<(), DatapathError> {
+    /// Whether the maps came from a running data plane (pins with READY
+    /// set): the caller then keeps READY set and the kernel's state as it
+    /// is, and [`Datapath::attach`] replaces programs on the pinned links.
+    pub fn adopted(&self) -> bool {
+        self.adopted
+    }
+
+    /// Attaches `program` to `interface`: TCX on kernels ≥ 6.6, its link
+    /// pinned beside the maps (or, if an earlier daemon pinned one there,
+    /// that link's program replaced in place); else a clsact qdisc.
+    pub fn attach(&mut self, program: Program, interface: &str) -> Result<Attached, DatapathError> {
         let attach_type = match program {
             Program::TunnelEgress => TcAttachType::Egress,
             Program::LinkIngress => TcAttachType::Ingress,
         };
+        let what = || format!("attaching {} to {interface}", program.name());
         let tcx =
             aya::util::KernelVersion::current().is_ok_and(|v| v >= aya::util::KernelVersion::new(6, 6, 0));
-        if !tcx {
-            // Pre-TCX kernels attach through a clsact qdisc; it may exist already.
-            let _ = aya::programs::tc::qdisc_add_clsact(interface);
-        }
+        let pin = self.pin_dir.as_ref().filter(|_| tcx).map(|d| d.join(link_pin_name(program, interface)));
         let prog = classifier(&mut self.ebpf, program)?;
+        let Some(path) = pin else {
+            if !tcx {
+                // Pre-TCX kernels attach through a clsact qdisc; it may exist
+                // already. (Such attachments are not links and cannot be
+                // pinned: a restart there re-attaches.)
+                let _ = aya::programs::tc::qdisc_add_clsact(interface);
+            }
+            let id = prog.attach(interface, attach_type).map_err(prog_err(what()))?;
+            self.attached.push((program, interface.to_string(), Hold::Owned(id)));
+            return Ok(Attached::Fresh);
+        };
+        if path.exists() {
+            match replace_pinned(prog, &path, interface, attach_type) {
+                Ok(link) => {
+                    tracing::info!(pin = %path.display(), "{} on {interface}: replaced in place", program.name());
+                    self.attached.push((program, interface.to_string(), Hold::Pinned { path, _link: link }));
+                    return Ok(Attached::Replaced);
+                }
+                Err(why) => {
+                    // Severed (its interface went away, perhaps came back
+                    // under the same name) or not ours: a fresh attachment.
+                    tracing::info!(pin = %path.display(), "pinned link not reusable ({why}): attaching afresh");
+                    std::fs::remove_file(&path).map_err(|source| DatapathError::Io {
+                        what: format!("removing the stale link pin {}", path.display()),
+                        source,
+                    })?;
+                }
+            }
+        }
         let id = prog
-            .attach(interface, attach_type)
-            .map_err(prog_err(format!("attaching {} to {interface}", program.name())))?;
-        self.attached.push((program, interface.to_string(), id));
-        Ok(())
+            .attach_with_options(interface, attach_type, TcAttachOptions::TcxOrder(LinkOrder::default()))
+            .map_err(prog_err(what()))?;
+        let link = prog.take_link(id).map_err(prog_err(what()))?;
+        let link = FdLink::try_from(link).map_err(|source| DatapathError::Link { what: what(), source })?;
+        let pinned = link.pin(&path).map_err(|source| DatapathError::Pin {
+            what: format!("pinning the link of {} at {}", program.name(), path.display()),
+            source,
+        })?;
+        self.attached.push((program, interface.to_string(), Hold::Pinned { path, _link: pinned.into() }));
+        Ok(Attached::Fresh)
     }
 
-    /// Detaches every program this instance attached. Interfaces that
-    /// disappeared meanwhile took their attachments with them.
+    /// Detaches every program this instance attached (pinned links: their
+    /// pins removed). Interfaces that disappeared meanwhile took their
+    /// attachments with them.
     pub fn detach_all(&mut self) {
-        for (program, interface, id) in std::mem::take(&mut self.attached) {
-            if let Ok(prog) = classifier(&mut self.ebpf, program)
-                && let Err(e) = prog.detach(id)
-            {
-                tracing::debug!("detaching {} from {interface}: {e}", program.name());
+        for (program, interface, hold) in std::mem::take(&mut self.attached) {
+            match hold {
+                Hold::Owned(id) => {
+                    if let Ok(prog) = classifier(&mut self.ebpf, program)
+                        && let Err(e) = prog.detach(id)
+                    {
+                        tracing::debug!("detaching {} from {interface}: {e}", program.name());
+                    }
+                }
+                // The link goes when its last reference does: the pin here,
+                // the descriptor as `_link` drops.
+                Hold::Pinned { path, .. } => {
+                    if let Err(e) = std::fs::remove_file(&path) {
+                        tracing::debug!("unpinning {}: {e}", path.display());
+                    }
+                }
             }
         }
     }
 
-    /// Removes the pinned maps and the pin directory.
+    /// Lets go of the data plane without taking it down: pinned links stay
+    /// attached and pinned maps stay, for the next daemon to adopt. (Owned
+    /// attachments, on pre-TCX kernels, end with the process all the same.)
+    pub fn release(self) {
+        // Dropping closes descriptors only; the pins keep what they pin.
+        drop(self);
+    }
+
+    /// Removes the pinned maps, any link pins left, and the pin directory.
     pub fn unpin(&mut self) -> Result<(), DatapathError> {
         let Some(dir) = self.pin_dir.take() else {
             return Ok(());
         };
-        for name in map_names::ALL {
+        // Links pinned by an earlier daemon on interfaces this one no
+        // longer uses would keep their programs attached.
+        let links = std::fs::read_dir(&dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| is_link_pin(n));
+        for name in map_names::ALL.iter().map(|n| n.to_string()).chain(links.collect::<Vec<_>>()) {
             let path = dir.join(name);
             match std::fs::remove_file(&path) {
                 Ok(()) => {}
@@ -196,7 +329,7 @@ impl Datapath {
                 .program_mut(program)
                 .ok_or_else(|| DatapathError::Program {
                     what: format!("program {program} missing from the object"),
-                    source: aya::programs::ProgramError::NotLoaded,
+                    source: ProgramError::NotLoaded,
                 })?
                 .try_into()
                 .map_err(prog_err(format!("program {program}")))?;
@@ -334,10 +467,49 @@ impl Datapath {
     }
 }
 
+/// Replaces the program on the link pinned at `path` with `prog`, if that
+/// link is still attached to `interface`; returns the link, or why not.
+fn replace_pinned(
+    prog: &mut SchedClassifier,
+    path: &Path,
+    interface: &str,
+    attach_type: TcAttachType,
+) -> Result<FdLink, String> {
+    let pinned = PinnedLink::from_pin(path).map_err(|e| e.to_string())?;
+    let link = FdLink::from(pinned);
+    let old_program = link.info().map_err(|e| e.to_string())?.program_id();
+    // A device renamed away keeps its link; the name now belongs to another
+    // device, which that link does not reach.
+    let (_, on_interface) = SchedClassifier::query_tcx(interface, attach_type).map_err(|e| e.to_string())?;
+    if !on_interface.iter().any(|p| p.id() == old_program) {
+        return Err(format!("its program is not attached to {interface}"));
+    }
+    let link = SchedClassifierLink::try_from(link).map_err(|e| e.to_string())?;
+    let id = prog
+        .attach_to_link(link)
+        .map_err(|e| if severed(&e) { format!("severed from its interface ({e})") } else { e.to_string() })?;
+    let link = prog.take_link(id).map_err(|e| e.to_string())?;
+    FdLink::try_from(link).map_err(|e| e.to_string())
+}
+
 fn classifier(ebpf: &mut Ebpf, program: Program) -> Result<&mut SchedClassifier, DatapathError> {
     let prog = ebpf.program_mut(program.name()).ok_or_else(|| DatapathError::Program {
         what: format!("program {} missing from the object", program.name()),
-        source: aya::programs::ProgramError::NotLoaded,
+        source: ProgramError::NotLoaded,
     })?;
     prog.try_into().map_err(prog_err(format!("program {}", program.name())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn link_pins_are_named_by_program_and_interface_and_recognised() {
+        assert_eq!(link_pin_name(Program::TunnelEgress, "strata0"), "link_egress_strata0");
+        assert_eq!(link_pin_name(Program::LinkIngress, "wwan1"), "link_ingress_wwan1");
+        assert!(is_link_pin(&link_pin_name(Program::LinkIngress, "lnk0")));
+        // Map pins are never taken for link pins (they are removed by name).
+        assert!(map_names::ALL.iter().all(|m| !is_link_pin(m)));
+    }
 }

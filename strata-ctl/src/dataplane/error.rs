@@ -24,6 +24,22 @@ pub enum DatapathError {
         /// aya's error.
         source: aya::maps::MapError,
     },
+    /// A pinned program link could not be opened or replaced.
+    #[error("{what}: {source}")]
+    Link {
+        /// What was being done.
+        what: String,
+        /// aya's error.
+        source: aya::programs::links::LinkError,
+    },
+    /// A program link could not be pinned.
+    #[error("{what}: {source}")]
+    Pin {
+        /// What was being done.
+        what: String,
+        /// aya's error.
+        source: aya::pin::PinError,
+    },
     /// A file-system operation on the pin directory failed.
     #[error("{what}: {source}")]
     Io {

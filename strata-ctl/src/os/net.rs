@@ -14,6 +14,7 @@ use netlink_packet_route::{
         NeighbourState,
     },
     route::{RouteAddress, RouteAttribute},
+    rule::{RuleAttribute, RuleMessage},
     tc::{TcAttribute, TcHandle, TcStats2},
 };
 use rtnetlink::{Handle, LinkUnspec, RouteMessageBuilder};
@@ -94,7 +95,7 @@ pub struct InterfaceCounters {
 #[derive(Clone, Debug)]
 pub struct LinkRouting {
     route: netlink_packet_route::route::RouteMessage,
-    rule: netlink_packet_route::rule::RuleMessage,
+    rule: RuleMessage,
 }
 
 /// An rtnetlink connection.
@@ -331,11 +332,48 @@ impl Net {
             .priority(table)
             .action(netlink_packet_route::rule::RuleAction::ToTable);
         let rule_message = rule.message_mut().clone();
-        rule.execute().await.map_err(|source| NetError::Netlink {
-            what: format!("adding the rule from {address} lookup {table}"),
-            source,
-        })?;
+        // A daemon that was killed left its rules: one at this priority is
+        // ours (the priority is the link's table). The same rule is reused
+        // (adding it again is refused: rules are created exclusively); one
+        // for another address (the link's address changed meanwhile) is
+        // replaced, or probes from the new address would find no route.
+        let mut present = false;
+        for old in self.rules_at(table).await? {
+            if rule_source(&old) == Some(IpAddr::V4(address))
+                && old.header.src_len == 32
+                && rule_table(&old) == table
+            {
+                present = true;
+            } else {
+                self.handle.rule().del(old).execute().await.map_err(|source| NetError::Netlink {
+                    what: format!("removing a stale rule at priority {table}"),
+                    source,
+                })?;
+            }
+        }
+        if !present {
+            rule.execute().await.map_err(|source| NetError::Netlink {
+                what: format!("adding the rule from {address} lookup {table}"),
+                source,
+            })?;
+        }
         Ok(LinkRouting { route, rule: rule_message })
+    }
+
+    /// The IPv4 policy-routing rules at `priority`.
+    async fn rules_at(&self, priority: u32) -> Result<Vec<RuleMessage>, NetError> {
+        let mut dump = self.handle.rule().get(rtnetlink::IpVersion::V4).execute();
+        let mut out = Vec::new();
+        while let Some(msg) = dump
+            .try_next()
+            .await
+            .map_err(|source| NetError::Netlink { what: "listing IPv4 rules".into(), source })?
+        {
+            if msg.attributes.iter().any(|a| matches!(a, RuleAttribute::Priority(p) if *p == priority)) {
+                out.push(msg);
+            }
+        }
+        Ok(out)
     }
 
     /// Removes what [`Net::add_link_routing`] added.
@@ -360,6 +398,25 @@ impl Net {
             }
         })
     }
+}
+
+/// A rule's source selector.
+fn rule_source(rule: &RuleMessage) -> Option<IpAddr> {
+    rule.attributes.iter().find_map(|a| match a {
+        RuleAttribute::Source(ip) => Some(*ip),
+        _ => None,
+    })
+}
+
+/// A rule's table (the attribute, for tables past 255; else the header's).
+fn rule_table(rule: &RuleMessage) -> u32 {
+    rule.attributes
+        .iter()
+        .find_map(|a| match a {
+            RuleAttribute::Table(t) => Some(*t),
+            _ => None,
+        })
+        .unwrap_or(u32::from(rule.header.table))
 }
 
 /// An interface from a link message that names it.

@@ -60,6 +60,8 @@ pub fn to_json(r: &RunResult) -> Value {
         "event_log": r.event_log,
         "state_changes": r.state_changes,
         "strata_drops": r.edge_stats["drops"],
+        "restarts": r.restarts,
+        "tunnel_device_changes": r.tunnel_device_changes,
     })
 }
 
@@ -315,6 +317,32 @@ fn oracle_panel(r: &RunResult, s: &mut String, top: f64, height: f64, x: &dyn Fn
 
 /// Which source each link's trace came from (a file, or the synthetic
 /// fallback played because the file was absent).
+fn restarts_markdown(r: &RunResult) -> String {
+    if r.restarts.is_empty() {
+        return String::new();
+    }
+    let mut s = String::from(
+        "\n| daemon | stopped by | down at | started at | restart to ready |\n|---|---|---|---|---|\n",
+    );
+    for p in &r.restarts {
+        let stop = match p.stop {
+            super::runner::DaemonStop::Crash => "kill -9",
+            super::runner::DaemonStop::InPlace => "SIGTERM, --keep-dataplane",
+        };
+        let _ = writeln!(
+            s,
+            "| {:?} | {stop} | {:.1} s | {:.1} s | {:.0} ms |",
+            p.side, p.down_at_s, p.started_at_s, p.ready_ms
+        );
+    }
+    if r.tunnel_device_changes.is_empty() {
+        s.push_str("\nThe tunnel devices never disappeared.\n");
+    } else {
+        let _ = writeln!(s, "\nTunnel devices changed: {}", r.tunnel_device_changes.join("; "));
+    }
+    s
+}
+
 fn trace_sources_markdown(r: &RunResult) -> String {
     let mut s = String::from("\n| link | trace played |\n|---|---|\n");
     for (i, source) in r.trace_sources.iter().enumerate() {
@@ -432,6 +460,7 @@ pub fn markdown(r: &RunResult) -> String {
     }
     s.push_str(&capacity_steps_markdown(r));
     s.push_str(&trace_sources_markdown(r));
+    s.push_str(&restarts_markdown(r));
     if !r.state_changes.is_empty() {
         let _ = writeln!(
             s,
@@ -515,6 +544,8 @@ mod tests {
             event_log: Vec::new(),
             analysis,
             oracle,
+            restarts: Vec::new(),
+            tunnel_device_changes: Vec::new(),
         }
     }
 

@@ -96,6 +96,59 @@ pub struct RunResult {
     /// Within-deadline delivery against what a clairvoyant scheduler could
     /// deliver over the same traces and traffic.
     pub oracle: Comparison,
+    /// The daemon restarts played (see [`run_with_restarts`]).
+    pub restarts: Vec<RestartReport>,
+    /// Every moment a tunnel device was missing or replaced by another
+    /// (a new ifindex), on either side, from the daemons' start to the
+    /// end of the run: empty when the data plane outlived every restart.
+    pub tunnel_device_changes: Vec<String>,
+}
+
+/// Which daemon.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+pub enum DaemonSide {
+    /// The edge's.
+    Edge,
+    /// The hub's.
+    Hub,
+}
+
+/// How a daemon is taken down before it is started again.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+pub enum DaemonStop {
+    /// SIGKILL: a crash, nothing of its own clean-up runs.
+    Crash,
+    /// SIGTERM to a daemon run with `--keep-dataplane` (an [`EdgeSetup`]
+    /// with `keep_dataplane`): an upgrade, the data plane left running.
+    InPlace,
+}
+
+/// A daemon taken down during a run and started again.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct DaemonRestart {
+    /// Seconds after traffic started.
+    pub at_s: f64,
+    /// Which daemon.
+    pub side: DaemonSide,
+    /// How it is taken down.
+    pub stop: DaemonStop,
+    /// Seconds until it is started again.
+    pub down_s: f64,
+}
+
+/// What a [`DaemonRestart`] did.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct RestartReport {
+    /// Which daemon.
+    pub side: DaemonSide,
+    /// How it was taken down.
+    pub stop: DaemonStop,
+    /// When it went down, seconds after traffic started.
+    pub down_at_s: f64,
+    /// When it was started again, seconds after traffic started.
+    pub started_at_s: f64,
+    /// From its exec to `READY=1`, ms: restart to ready.
+    pub ready_ms: f64,
 }
 
 /// Runs `scenario` with the `strata-ctl` at `binary`, keeping configs and
@@ -119,19 +172,47 @@ pub fn run_with(
     workdir: &Path,
     observe: bool,
 ) -> anyhow::Result<RunResult> {
+    run_full(scenario, binary, setup.into(), workdir, observe, &[])
+}
+
+/// Like [`run`], taking daemons down and starting them again during the
+/// run as `restarts` say (an in-place stop needs `keep_dataplane` in
+/// `setup`). Whether the tunnel devices outlived them is in
+/// [`RunResult::tunnel_device_changes`].
+pub fn run_with_restarts(
+    scenario: &Scenario,
+    binary: &Path,
+    setup: impl Into<EdgeSetup>,
+    workdir: &Path,
+    restarts: &[DaemonRestart],
+) -> anyhow::Result<RunResult> {
     let setup = setup.into();
+    if restarts.iter().any(|r| r.stop == DaemonStop::InPlace) {
+        anyhow::ensure!(setup.keep_dataplane, "an in-place stop needs daemons run with --keep-dataplane");
+    }
+    run_full(scenario, binary, setup, workdir, false, restarts)
+}
+
+fn run_full(
+    scenario: &Scenario,
+    binary: &Path,
+    setup: EdgeSetup,
+    workdir: &Path,
+    observe: bool,
+    restarts: &[DaemonRestart],
+) -> anyhow::Result<RunResult> {
     let control = setup.control;
     let duration = Duration::from_secs_f64(scenario.duration_s);
     let warmup_ns = WARMUP.as_nanos() as u64;
 
-    let stage = Stage::start(scenario, binary, setup.clone(), workdir, WARMUP)?;
+    let mut stage = Stage::start(scenario, binary, setup.clone(), workdir, WARMUP)?;
     let (flows, planned) = plan(&scenario.traffic, stage.mean_mbit_s, scenario.duration_s);
     let (traces, trace_sources, weights) =
         (stage.traces.clone(), stage.trace_sources.clone(), stage.weights.clone());
     // The oracle sees the uplinks exactly as the emulator plays them.
     let uplinks = stage.uplinks.clone();
-    let Stage { ref lab, ref links, ref tunnel, start, start_mono, .. } = stage;
     let traffic_start_mono = stage.traffic_start_mono();
+    let Stage { ref lab, ref links, ref mut tunnel, start, start_mono, .. } = stage;
     // The daemons log wall-clock times; this is traffic start on that clock.
     let traffic_start_wall =
         std::time::SystemTime::now() + Duration::from_nanos(traffic_start_mono.saturating_sub(now_ns()));
@@ -172,6 +253,29 @@ pub fn run_with(
         (stop, std::thread::spawn(move || observe_edge(&binary, &name, &ns, &stop2)))
     });
 
+    // Both tunnel devices watched from now (the daemons are up) to the end.
+    let watch_stop = Arc::new(AtomicBool::new(false));
+    let watchers: Vec<_> = [lab.edge_ns(), lab.hub_ns()]
+        .into_iter()
+        .map(|ns| {
+            let stop = watch_stop.clone();
+            std::thread::spawn(move || watch_device(&ns, TUNNEL_DEVICE, traffic_start_mono, &stop))
+        })
+        .collect();
+    // Daemon restarts, in time order: (due, index, going down?).
+    let mut steps: Vec<(Instant, usize, bool)> = restarts
+        .iter()
+        .enumerate()
+        .flat_map(|(i, r)| {
+            let down = start + WARMUP + Duration::from_secs_f64(r.at_s.max(0.0));
+            [(down, i, true), (down + Duration::from_secs_f64(r.down_s.max(0.0)), i, false)]
+        })
+        .collect();
+    steps.sort_by_key(|&(at, i, down)| (at, i, !down));
+    let mut steps = steps.into_iter().peekable();
+    let mut reports: Vec<RestartReport> = Vec::new();
+    let since_traffic = |at: Instant| at.saturating_duration_since(start + WARMUP).as_secs_f64();
+
     // Per-link samples.
     let mut samples = Vec::new();
     let sender = {
@@ -180,6 +284,39 @@ pub fn run_with(
     };
     let end = start + WARMUP + duration + DRAIN;
     while Instant::now() < end {
+        while let Some(&(due, i, down)) = steps.peek()
+            && due <= Instant::now()
+        {
+            steps.next();
+            let r = restarts[i];
+            let daemon = match r.side {
+                DaemonSide::Edge => &mut tunnel.edge,
+                DaemonSide::Hub => &mut tunnel.hub,
+            };
+            if down {
+                let at = Instant::now();
+                match r.stop {
+                    DaemonStop::Crash => daemon.crash()?,
+                    DaemonStop::InPlace => daemon.stop_in_place()?,
+                }
+                reports.push(RestartReport {
+                    side: r.side,
+                    stop: r.stop,
+                    down_at_s: since_traffic(at),
+                    started_at_s: f64::NAN,
+                    ready_ms: f64::NAN,
+                });
+            } else {
+                let at = Instant::now();
+                let took = daemon.restart()?;
+                if let Some(report) =
+                    reports.iter_mut().rev().find(|p| p.side == r.side && p.started_at_s.is_nan())
+                {
+                    report.started_at_s = since_traffic(at);
+                    report.ready_ms = took.as_secs_f64() * 1e3;
+                }
+            }
+        }
         samples.push(LinkSample {
             t_s: (now_ns() as f64 - traffic_start_mono as f64) / 1e9,
             uplink_bytes: links.iter().map(|l| l.stats().uplink.delivered_bytes).collect(),
@@ -198,6 +335,11 @@ pub fn run_with(
     }
     let sent = sender.join().map_err(|_| anyhow::anyhow!("sender panicked"))?;
     stop.store(true, Ordering::Relaxed);
+    watch_stop.store(true, Ordering::Relaxed);
+    let mut tunnel_device_changes = Vec::new();
+    for w in watchers {
+        tunnel_device_changes.extend(w.join().map_err(|_| anyhow::anyhow!("device watcher panicked"))??);
+    }
     for r in receivers {
         r.join().map_err(|_| anyhow::anyhow!("receiver panicked"))??;
     }
@@ -294,6 +436,47 @@ pub fn run_with(
         observation,
         analysis,
         oracle,
+        restarts: reports,
+        tunnel_device_changes,
+    })
+}
+
+/// The tunnel device's name in the lab (the configuration's default).
+const TUNNEL_DEVICE: &str = "strata0";
+
+/// Watches `device` in namespace `ns` every millisecond until `stop`:
+/// each moment it was missing, came back, or was replaced by a device of
+/// another ifindex (timed from `t0`, CLOCK_MONOTONIC ns).
+fn watch_device(
+    ns: &str,
+    device: &'static str,
+    t0: u64,
+    stop: &Arc<AtomicBool>,
+) -> anyhow::Result<Vec<String>> {
+    let (label, stop) = (ns.to_string(), stop.clone());
+    in_netns(ns, move || {
+        let name = std::ffi::CString::new(device)?;
+        // SAFETY: if_nametoindex reads a NUL-terminated string.
+        let index = || unsafe { libc::if_nametoindex(name.as_ptr()) };
+        let mut changes = Vec::new();
+        let mut last = index();
+        if last == 0 {
+            changes.push(format!("{label}: {device} missing when the watch started"));
+        }
+        while !stop.load(Ordering::Relaxed) {
+            let now = index();
+            if now != last {
+                let t = (now_ns() as f64 - t0 as f64) / 1e9;
+                changes.push(match (last, now) {
+                    (_, 0) => format!("{t:.3} s {label}: {device} disappeared"),
+                    (0, i) => format!("{t:.3} s {label}: {device} back as ifindex {i}"),
+                    (a, b) => format!("{t:.3} s {label}: {device} replaced (ifindex {a} → {b})"),
+                });
+                last = now;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        Ok(changes)
     })
 }
 
