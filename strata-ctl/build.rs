@@ -35,9 +35,14 @@ fn build() -> Result<(), String> {
     }
 
     let target_dir = out_dir.join("ebpf-target");
-    let rustflags =
-        ["-Cdebuginfo=2", "-Clink-arg=--btf", "-Ctarget-cpu=v3", "--cfg=bpf_target_arch=\"x86_64\""]
-            .join("\x1f");
+    // aya-ebpf reads `bpf_target_arch` only for the layout of `pt_regs`
+    // (kprobes), which the data plane does not use: the object is the same
+    // for every architecture. Given the target's arch all the same, so a
+    // cross build (`cargo xtask package --arch arm64`) stays right if a
+    // program ever reads registers.
+    let arch = env::var("CARGO_CFG_TARGET_ARCH").unwrap_or_else(|_| "x86_64".into());
+    let arch_cfg = format!("--cfg=bpf_target_arch=\"{arch}\"");
+    let rustflags = ["-Cdebuginfo=2", "-Clink-arg=--btf", "-Ctarget-cpu=v3", &arch_cfg].join("\x1f");
     let cargo = env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let output = Command::new(cargo)
         .current_dir(&ebpf_dir)
