@@ -171,12 +171,17 @@ impl Machine {
                 .arg(work),
         );
         let mut machine = Self { work: work.to_path_buf(), hub, edge: None };
-        // The edge: the machine's files, its own network namespace and a
-        // sysfs of it (the daemon finds its links' devices there).
+        // The edge: the machine's files, its own network namespace, a
+        // sysfs of it (the daemon finds its links' devices there) and,
+        // since that sysfs hides the machine's, its own bpffs (a host of
+        // its own in this, as the edge box is).
         let mut edge = Command::new("nsenter");
         edge.arg(format!("--target={}", machine.hub_pid()))
             .args(["--mount", "--root", "--wd", "--", "unshare", "--net", "--mount", "--", "sh", "-c"])
-            .arg("set -e; mount -t sysfs sysfs /sys; ip link set lo up; echo anchor-ready; exec sleep 3600");
+            .arg(
+                "set -e; mount -t sysfs sysfs /sys; mount -t bpf bpf /sys/fs/bpf; ip link set lo up; \
+                 echo anchor-ready; exec sleep 3600",
+            );
         machine.edge = Some(anchor(&mut edge));
         run(Command::new("sh")
             .arg(script())
