@@ -41,8 +41,9 @@ root)
     mkdir -p "$r/run/notify"
     mount --bind "$work/notify" "$r/run/notify"
     ip link set lo up
-    echo anchor-ready
-    exec chroot "$r" sleep 3600
+    # Ready only once chrooted: the test enters the machine through this
+    # process's root, which is the host's until chroot.
+    exec chroot "$r" sh -c 'echo anchor-ready; exec sleep 3600'
     ;;
 wire)
     hub=$2
