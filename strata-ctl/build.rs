@@ -35,12 +35,6 @@ fn build() -> Result<(), String> {
     }
 
     let target_dir = out_dir.join("ebpf-target");
-    // `bpf_target_arch` picks aya-ebpf's kernel bindings (and pt_regs for
-    // kprobes). The programs use only UAPI structures (`__sk_buff`, the
-    // tracepoint records' fields), the same on every architecture, so it
-    // stays x86_64 for every target: an arm64 package (`cargo xtask package`
-    // cross-builds the userspace) embeds the programs the tests exercise.
-    // With "aarch64" the classifier section compiles to other bytes.
     let rustflags =
         ["-Cdebuginfo=2", "-Clink-arg=--btf", "-Ctarget-cpu=v3", "--cfg=bpf_target_arch=\"x86_64\""]
             .join("\x1f");
