@@ -341,6 +341,16 @@ impl Drop for Daemon {
     }
 }
 
+/// A helper process stopped when the test ends, passing or not.
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// The `address` of the `[tunnel]` section of a configuration.
 fn tunnel_address(config: &str) -> String {
     let section = config.split("[tunnel]").nth(1).expect("a [tunnel] section");
@@ -493,12 +503,14 @@ fn packages_build_and_the_amd64_one_installs_and_runs_as_its_unit_says() {
     // Traffic through the tunnel: TCP from the edge to the hub's tunnel
     // address, which only the tunnel reaches.
     let hub_addr = tunnel[0].split('/').next().unwrap().to_string();
-    let mut server = Command::new("nsenter")
+    let server = Command::new("nsenter")
         .arg(format!("--target={hub_ns}"))
         .args(["--net", "--", "iperf3", "--server", "--one-off", "--bind", &hub_addr])
         .stdout(Stdio::null())
         .spawn()
         .expect("iperf3 (cargo xtask setup installs it)");
+    // Killed however the test ends: it would keep the hub's namespace alive.
+    let server = KillOnDrop(server);
     let deadline = Instant::now() + Duration::from_secs(10);
     let report = loop {
         let out = Command::new("nsenter")
@@ -516,8 +528,7 @@ fn packages_build_and_the_amd64_one_installs_and_runs_as_its_unit_says() {
         );
         std::thread::sleep(Duration::from_millis(200));
     };
-    let _ = server.kill();
-    let _ = server.wait();
+    drop(server);
     let report: serde_json::Value = serde_json::from_str(&report).unwrap();
     let received = report["end"]["sum_received"]["bytes"].as_u64().unwrap_or(0);
     let rate = report["end"]["sum_received"]["bits_per_second"].as_f64().unwrap_or(0.0);
