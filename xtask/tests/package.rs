@@ -501,7 +501,18 @@ fn packages_build_and_the_amd64_one_installs_and_runs_as_its_unit_says() {
     }
 
     // Traffic through the tunnel: TCP from the edge to the hub's tunnel
-    // address, which only the tunnel reaches.
+    // address, which only the tunnel reaches — once the edge has a live
+    // link. (Right after start, in probe, one run of three carried nothing
+    // in 2 s: a start-up matter of adaptive control, not of the package.)
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let status = run(inside(edge_ns, "strata-ctl").args(["status", "--name", "edge"]));
+        if status.lines().any(|l| l.split_whitespace().nth(2) == Some("live")) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no edge link live within 15 s:\n{status}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
     let hub_addr = tunnel[0].split('/').next().unwrap().to_string();
     let server = Command::new("nsenter")
         .arg(format!("--target={hub_ns}"))
@@ -533,7 +544,7 @@ fn packages_build_and_the_amd64_one_installs_and_runs_as_its_unit_says() {
     let received = report["end"]["sum_received"]["bytes"].as_u64().unwrap_or(0);
     let rate = report["end"]["sum_received"]["bits_per_second"].as_f64().unwrap_or(0.0);
     eprintln!("TCP edge → hub through the tunnel: {received} bytes, {:.1} Mbit/s", rate / 1e6);
-    assert!(received > 0, "nothing crossed the tunnel");
+    assert!(received > 0, "nothing crossed the tunnel:\n{report:#}");
 
     // The watchdog pings keep coming while it runs.
     let (mut hub, mut edge) = (hub, edge);
