@@ -502,8 +502,9 @@ fn packages_build_and_the_amd64_one_installs_and_runs_as_its_unit_says() {
 
     // Traffic through the tunnel: TCP from the edge to the hub's tunnel
     // address, which only the tunnel reaches — once the edge has a live
-    // link. (Right after start, in probe, one run of three carried nothing
-    // in 2 s: a start-up matter of adaptive control, not of the package.)
+    // link. (One run that started as soon as the edge was ready, its links
+    // in probe, reported 0 bytes received; not reproduced by hand, not
+    // explained: docs/DEPLOYMENT.md.)
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
         let status = run(inside(edge_ns, "strata-ctl").args(["status", "--name", "edge"]));
