@@ -191,7 +191,8 @@ fn build_package(arch: Arch, debug: bool, out: &Path) -> anyhow::Result<PathBuf>
         env!("CARGO_PKG_VERSION").to_string()
     };
     let control_dir = stage.join("DEBIAN");
-    std::fs::create_dir_all(&control_dir)?;
+    // dpkg-deb refuses a control directory not 0755..0775.
+    create_dirs(&control_dir)?;
     for script in ["postinst", "prerm", "postrm"] {
         install(&root.join("packaging/debian").join(script), &control_dir.join(script), 0o755)?;
     }
