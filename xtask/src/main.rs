@@ -5,6 +5,7 @@
 //! * `demo` — set-up, then a 3-link lab demo through the bond.
 //! * `lab up|down` — the lab topology by hand.
 //! * `bench datapath` — per-packet program cost and lab forwarding figures.
+//! * `package` — Debian packages for amd64 and arm64.
 //! * `layers` — module cycles and strata-ctl's layer rules (also a test).
 //! * `trace stats` — statistics of a capacity trace file or model.
 
@@ -13,6 +14,7 @@ mod cmd;
 mod demo;
 mod lab;
 mod layers;
+mod package;
 mod setup;
 mod test;
 mod trace;
@@ -40,6 +42,19 @@ enum Command {
     Lab {
         #[command(subcommand)]
         command: LabCommand,
+    },
+    /// Build Debian packages (.deb) of strata-ctl, its unit, example
+    /// configurations and the Grafana board, for amd64 and arm64.
+    Package {
+        /// Where to write the packages (default `target/debian`).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Only this architecture: amd64 or arm64 (default: both).
+        #[arg(long)]
+        arch: Option<String>,
+        /// Package an unoptimised build (quicker to build; for tests).
+        #[arg(long)]
+        debug: bool,
     },
     /// Check that no crate has module cycles and strata-ctl keeps its layers.
     Layers,
@@ -157,6 +172,11 @@ fn main() -> ExitCode {
         Command::Test => test::run(),
         Command::Demo => demo::run(),
         Command::Layers => layers::run(),
+        Command::Package { out, arch, debug } => arch
+            .as_deref()
+            .map(package::Arch::parse)
+            .transpose()
+            .and_then(|arch| package::run(&package::Request { out: out.as_deref(), arch, debug })),
         Command::Lab { command: LabCommand::Up { links, prefix } } => lab::up(&prefix, links),
         Command::Lab { command: LabCommand::Down { prefix } } => lab::down(&prefix),
         Command::Lab {

@@ -10,7 +10,11 @@
 //!    conntrack), for the ModemManager advisor's tests (dbus-daemon,
 //!    ModemManager) and for the real-client tests (srt-live-transmit,
 //!    ffmpeg and ffprobe, iperf3).
-//! 4. bpffs at /sys/fs/bpf, where the daemon pins its maps, and tracefs at
+//! 4. For `cargo xtask package`: the other architecture's Rust target and
+//!    the Debian cross toolchain to link it (`gcc-aarch64-linux-gnu`,
+//!    `libc6-dev-arm64-cross` on an amd64 host), and `qemu-user`, with
+//!    which the package test runs the arm64 binary.
+//! 5. bpffs at /sys/fs/bpf, where the daemon pins its maps, and tracefs at
 //!    /sys/kernel/tracing, where kernel sampling reads tracepoint formats.
 
 use std::{
@@ -20,7 +24,10 @@ use std::{
 
 use anyhow::{Context as _, bail};
 
-use crate::cmd::{output, run as run_cmd};
+use crate::{
+    cmd::{output, run as run_cmd},
+    package::Arch,
+};
 
 const BPF_LINKER_VERSION: &str = "0.13.0";
 /// Debian packages and a file each provides, to check without dpkg where possible.
@@ -46,6 +53,7 @@ const PACKAGES: [(&str, &str); 10] = [
 pub(crate) fn run() -> anyhow::Result<()> {
     rust_src()?;
     bpf_linker()?;
+    cross_targets()?;
     debian_packages()?;
     bpffs()?;
     Ok(())
@@ -161,11 +169,33 @@ fn symlink(target: &Path, link: &Path) -> anyhow::Result<()> {
         .with_context(|| format!("linking {} to {}", link.display(), target.display()))
 }
 
+/// The Rust targets of the architectures `cargo xtask package` cross-builds.
+fn cross_targets() -> anyhow::Result<()> {
+    let installed =
+        output(Command::new("rustup").args(["target", "list", "--installed"]), "rustup target list")?;
+    for target in Arch::ALL.into_iter().filter(|a| a.is_cross()).map(Arch::rust_target) {
+        if installed.lines().any(|l| l.trim() == target) {
+            println!("setup: Rust target {target} ok");
+            continue;
+        }
+        run_cmd(Command::new("rustup").args(["target", "add", target]), "rustup target add")?;
+        println!("setup: Rust target {target} installed");
+    }
+    Ok(())
+}
+
 fn debian_packages() -> anyhow::Result<()> {
-    let missing: Vec<&str> = PACKAGES
+    let packaging = Arch::ALL.into_iter().flat_map(Arch::cross_packages).chain(std::iter::once((
+        // Runs the cross-built arm64 binary in the package test.
+        "qemu-user".to_string(),
+        "/usr/bin/qemu-aarch64".to_string(),
+    )));
+    let wanted: Vec<(String, String)> =
+        PACKAGES.iter().map(|(p, f)| ((*p).to_string(), (*f).to_string())).chain(packaging).collect();
+    let missing: Vec<&str> = wanted
         .iter()
         .filter(|(pkg, file)| !Path::new(file).exists() && !dpkg_installed(pkg))
-        .map(|(pkg, _)| *pkg)
+        .map(|(pkg, _)| pkg.as_str())
         .collect();
     if missing.is_empty() {
         println!("setup: Debian packages ok");
