@@ -32,6 +32,15 @@ macro_rules! map_name {
     (PEERS) => {
         "STRATA_PEERS"
     };
+    (LINKS6) => {
+        "STRATA_LINKS6"
+    };
+    (PEERS6) => {
+        "STRATA_PEERS6"
+    };
+    (SCRATCH) => {
+        "STRATA_SCRATCH"
+    };
     (SCHED) => {
         "STRATA_SCHED"
     };
@@ -84,6 +93,13 @@ pub const IFACES: &str = map_name!(IFACES);
 pub const LINKS: &str = map_name!(LINKS);
 /// The far end of each link ([`Endpoint`](super::Endpoint)).
 pub const PEERS: &str = map_name!(PEERS);
+/// Each link's IPv6 source and next hop ([`LinkTx6`](super::LinkTx6)).
+pub const LINKS6: &str = map_name!(LINKS6);
+/// The IPv6 address of each link's far end, when its
+/// [`Endpoint::family`](super::Endpoint::family) is IPv6 (network order words).
+pub const PEERS6: &str = map_name!(PEERS6);
+/// The egress program's per-CPU scratch space (not pinned: nothing survives a packet).
+pub const SCRATCH: &str = map_name!(SCRATCH);
 /// The double-buffered link schedule ([`Schedule`](super::Schedule)).
 pub const SCHED: &str = map_name!(SCHED);
 /// Sender sequence counters ([`TxSeq`](super::TxSeq), entry 0).
@@ -115,9 +131,9 @@ pub const QDELAY: &str = map_name!(QDELAY);
 pub const KDROPS: &str = map_name!(KDROPS);
 
 /// Every map, for unpinning.
-pub const ALL: [&str; 18] = [
-    CONFIG, IFACES, LINKS, PEERS, SCHED, TXSEQ, PACE, SENT, TX, RX, RXSEQ, DROPS, DEDUP, SAMPLE_CFG, WATCH,
-    QUEUED, QDELAY, KDROPS,
+pub const ALL: [&str; 20] = [
+    CONFIG, IFACES, LINKS, PEERS, LINKS6, PEERS6, SCHED, TXSEQ, PACE, SENT, TX, RX, RXSEQ, DROPS, DEDUP,
+    SAMPLE_CFG, WATCH, QUEUED, QDELAY, KDROPS,
 ];
 
 #[cfg(test)]

@@ -9,10 +9,7 @@
 //! the layer's own message, which is also the variant's
 //! [`source`](std::error::Error::source).
 
-use std::{
-    io,
-    net::{SocketAddr, SocketAddrV4},
-};
+use std::{io, net::SocketAddr};
 
 use crate::{
     dataplane::datapath::DatapathError,
@@ -137,7 +134,7 @@ pub(super) enum AdaptiveError {
         /// The link id.
         link: u8,
         /// The link's source address and the tunnel port.
-        address: SocketAddrV4,
+        address: SocketAddr,
         /// Why.
         source: io::Error,
     },

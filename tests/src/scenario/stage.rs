@@ -90,7 +90,8 @@ impl Stage {
         let directions = scenario.directions(&traces, warmup_ns);
         let uplinks: Vec<_> = directions.iter().map(|(up, _)| up.clone()).collect();
 
-        let lab = Lab::up_emulated(&Lab::unique_prefix(), scenario.links.len())?;
+        let families: Vec<_> = scenario.links.iter().map(|l| l.family).collect();
+        let lab = Lab::up_emulated_with(&Lab::unique_prefix(), &families)?;
         let start = Instant::now();
         let start_mono = now_ns();
         let mut links = Vec::new();

@@ -665,7 +665,7 @@ mod tests {
     }
 
     fn link(id: u8, tx: u64, peer: [u8; 4]) -> LinkStats {
-        let peer_ip = std::net::Ipv4Addr::from(peer);
+        let peer_ip = std::net::IpAddr::from(peer);
         LinkStats {
             id,
             tx_packets: tx,
