@@ -10,7 +10,7 @@ use aya_ebpf::{
 };
 use strata_common::{
     drop::DropReason,
-    maps::{FAMILY_V6, LinkTx},
+    maps::LinkTx,
     packet::{ETH_LEN, ETH_P_IP, ETH_P_IPV6, EthHdr, OuterV4, OuterV6},
 };
 
@@ -79,18 +79,30 @@ fn encapsulate_as<const L2: usize, T>(
 /// neighbour subsystem resolving the link's next hop (ARP if needed) and
 /// writing the L2 header. With a next hop of 0 the kernel looks one up with
 /// the link's interface as output device, so the main routing table never
-/// has to point at the link. The next hop is of the outer header's `family`
-/// (IPv6: `nexthop6`, from the link's `LinkTx6`).
+/// has to point at the link.
 #[inline(always)]
-pub(crate) fn redirect_to_link(tx: &LinkTx, family: u8, nexthop6: [u32; 4]) -> i32 {
-    let (mut nh, known) = if family == FAMILY_V6 {
-        let a = nexthop6;
-        (RedirNeigh { family: AF_INET6, addr: a }, a[0] | a[1] | a[2] | a[3] != 0)
+pub(crate) fn redirect_to_link(tx: &LinkTx) -> i32 {
+    let mut nh = RedirNeigh { family: AF_INET, addr: [tx.nexthop_be, 0, 0, 0] };
+    let (params, len) = if tx.nexthop_be != 0 {
+        (&raw mut nh, size_of::<RedirNeigh>() as i32)
     } else {
-        (RedirNeigh { family: AF_INET, addr: [tx.nexthop_be, 0, 0, 0] }, tx.nexthop_be != 0)
+        (core::ptr::null_mut(), 0)
     };
-    let (params, len) =
-        if known { (&raw mut nh, size_of::<RedirNeigh>() as i32) } else { (core::ptr::null_mut(), 0) };
     // SAFETY: `params` is null or points at a valid `bpf_redir_neigh` of `len` bytes.
     unsafe { bpf_redirect_neigh(tx.ifindex, params.cast(), len, 0) as i32 }
+}
+
+/// [`redirect_to_link`] for an IPv6 packet: out of `ifindex` to the IPv6
+/// next hop `nexthop6` (all zero: looked up with the interface as output
+/// device, as over IPv4).
+#[inline(always)]
+pub(crate) fn redirect_v6(ifindex: u32, nexthop6: [u32; 4]) -> i32 {
+    let mut nh = RedirNeigh { family: AF_INET6, addr: nexthop6 };
+    let (params, len) = if nexthop6[0] | nexthop6[1] | nexthop6[2] | nexthop6[3] != 0 {
+        (&raw mut nh, size_of::<RedirNeigh>() as i32)
+    } else {
+        (core::ptr::null_mut(), 0)
+    };
+    // SAFETY: `params` is null or points at a valid `bpf_redir_neigh` of `len` bytes.
+    unsafe { bpf_redirect_neigh(ifindex, params.cast(), len, 0) as i32 }
 }

@@ -75,10 +75,24 @@ pub(crate) struct Scratch {
     pub(crate) inner6: Ipv6Hdr,
     /// Packet bytes being summed.
     pub(crate) chunk: [u32; CHUNK_WORDS],
+    /// Where the packet goes.
+    pub(crate) send: Send6,
+}
+
+/// Where an IPv6 packet goes (see `Scratch`).
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub(crate) struct Send6 {
+    /// Link id.
+    pub(crate) link: u32,
+    /// Interface.
+    pub(crate) ifindex: u32,
+    /// Next hop (all zero: looked up).
+    pub(crate) nexthop6: [u32; 4],
 }
 
 /// Words of [`Scratch::chunk`].
-pub(crate) const CHUNK_WORDS: usize = 16;
+pub(crate) const CHUNK_WORDS: usize = 128;
 
 #[unsafe(link_section = "maps")]
 #[unsafe(export_name = map_name!(SCRATCH))]

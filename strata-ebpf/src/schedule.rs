@@ -36,7 +36,10 @@
 
 use strata_common::{
     drop::DropReason,
-    maps::{Endpoint, FAMILY_V6, LinkPace, LinkTx, MAX_LINKS, SCHEDULE_SLOTS, SENT_RING, Schedule},
+    maps::{
+        Endpoint, FAMILY_V4, FAMILY_V6, LINK_ENABLED, LINK_V6, LinkPace, LinkTx, MAX_LINKS, SCHEDULE_SLOTS,
+        SENT_RING, Schedule,
+    },
     packet::{OUTER_V4_LEN, OUTER_V6_LEN},
     schedule::active_index,
 };
@@ -286,30 +289,31 @@ fn opaque(v: usize) -> usize {
 }
 
 /// `link`, if it can carry an inner packet of `inner_len` bytes: enabled,
-/// its peer known, a source address of the peer's family (an edge's link
-/// has only its carrier's; a hub's link follows wherever the edge's packets
-/// came from), and the outer packet within its MTU.
+/// its peer known, able to reach the peer's family (an edge's link has its
+/// carrier's; a hub's link follows wherever the edge's packets came from),
+/// and the outer packet within its MTU.
+///
+/// The family is arithmetic, not branches: this runs for every link in the
+/// unrolled loop of [`choose_link_paced`], and each branch here multiplied
+/// the verifier's states there (two more took the egress program from 0.33
+/// to 0.71 million verified instructions of its million).
 #[inline(always)]
 fn usable(link: u32, inner_len: u32) -> Result<Choice, DropReason> {
     let tx = *LINKS.get(link).ok_or(DropReason::NoLink)?;
-    if !tx.enabled() {
-        return Err(DropReason::NoLink);
-    }
     let peer = *PEERS.get(link).ok_or(DropReason::NoLink)?;
-    if !peer.known() {
+    // 1 for FAMILY_V6 (0b110), 0 for FAMILY_V4 (0b100) and an older build's 0.
+    let v6 = u32::from(peer.family >> 1) & 1;
+    const _: () = assert!(FAMILY_V6 >> 1 & 1 == 1 && FAMILY_V4 >> 1 & 1 == 0 && LINK_V6 == 1 << 2);
+    // Enabled, and flagged for IPv6 if the peer is.
+    let needed = LINK_ENABLED | v6 << 2;
+    if tx.flags & needed != needed {
         return Err(DropReason::NoLink);
     }
-    let outer_len = if peer.family == FAMILY_V6 {
-        if !tx.has_v6() {
-            return Err(DropReason::NoLink);
-        }
-        inner_len + OUTER_V6_LEN as u32
-    } else {
-        if tx.src_ip_be == 0 {
-            return Err(DropReason::NoLink);
-        }
-        inner_len + OUTER_V4_LEN as u32
-    };
+    // Known: an IPv4 address, or IPv6.
+    if peer.ip_be | v6 == 0 {
+        return Err(DropReason::NoLink);
+    }
+    let outer_len = inner_len + OUTER_V4_LEN as u32 + v6 * (OUTER_V6_LEN - OUTER_V4_LEN) as u32;
     if outer_len > u32::from(tx.mtu) {
         return Err(DropReason::Oversize);
     }
