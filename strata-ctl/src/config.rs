@@ -1151,4 +1151,42 @@ mod tests {
         let e = tier("udev").unwrap_err().to_string();
         assert!(e.contains("os_signals") && e.contains("none"), "{e}");
     }
+
+    #[test]
+    fn links_of_either_family_reach_the_hub_at_its_address_of_that_family() {
+        let v6 = EDGE
+            .replace("address = \"198.19.0.2\"", "address = \"198.19.0.2\"\naddress6 = \"2001:db8:ff::2\"")
+            .replace(
+                "interface = \"lnk1\"",
+                "interface = \"lnk1\"\naddress = \"2001:db8:2::2\"\ngateway = \"fe80::1\"",
+            );
+        let c = Config::parse(&v6, "t").unwrap();
+        let peer = c.peer.as_ref().unwrap();
+        assert_eq!(peer.families(), (true, true));
+        let link1 = c.links[1].address.unwrap();
+        assert_eq!(peer.hub_for(link1), Some("[2001:db8:ff::2]:7400".parse().unwrap()));
+        assert_eq!(peer.hub_for("100.64.1.2".parse().unwrap()), Some("198.19.0.2:7400".parse().unwrap()));
+        // An IPv6-only hub: IPv4 links have nowhere to go.
+        let only6 = EDGE.replace("address = \"198.19.0.2\"", "address = \"2001:db8:ff::2\"");
+        let c = Config::parse(&only6, "t").unwrap();
+        assert_eq!(c.peer.as_ref().unwrap().families(), (false, true));
+        assert_eq!(c.peer.as_ref().unwrap().hub_for("100.64.1.2".parse().unwrap()), None);
+        // A link of a family the hub lacks, a gateway of the other family, two IPv6 peers.
+        let no6 = EDGE.replace("interface = \"lnk1\"", "interface = \"lnk1\"\naddress = \"2001:db8:2::2\"");
+        assert!(
+            err(&no6).contains("links[1].address: 2001:db8:2::2: the hub has no address of its family"),
+            "{}",
+            err(&no6)
+        );
+        let mixed = EDGE.replace(
+            "interface = \"lnk1\"",
+            "interface = \"lnk1\"\naddress = \"100.64.2.2\"\ngateway = \"fe80::1\"",
+        );
+        assert!(err(&mixed).contains("links[1].gateway"), "{}", err(&mixed));
+        let twice = only6.replace(
+            "address = \"2001:db8:ff::2\"",
+            "address = \"2001:db8:ff::2\"\naddress6 = \"2001:db8:ff::3\"",
+        );
+        assert!(err(&twice).contains("peer.address6"), "{}", err(&twice));
+    }
 }

@@ -477,7 +477,7 @@ fn assert_outer_v6(out: &[u8], inner: &[u8], tclass: u8, link: u8) -> Vec<u8> {
 #[test]
 fn egress_encapsulates_over_ipv6_byte_for_byte() {
     let mut dp = edge([0, 1, 0, 0, 0, 0, 0, 0], 1500);
-    strata_ctl::testbed::make_link_v6(&mut dp, 1, 1500).unwrap();
+    make_link_v6(&mut dp, 1, 1500).unwrap();
     let inner = inner_v4(46 << 2, 100); // DSCP EF, inner UDP without checksum: every byte summed
     let (action, out) = run(&mut dp, Program::TunnelEgress, &eth(0x0800, &inner));
     assert_eq!(action, TC_ACT_REDIRECT);
