@@ -93,10 +93,6 @@ pub struct TunnelConfig {
     /// expected to deliver within it is dropped before sending (counted as
     /// `deadline`). 0: no deadline.
     pub deadline_us: u32,
-    /// Local IPv6 address tunnel packets over IPv6 carriers are addressed
-    /// to, network order (all zero: any). The hub listens on both families:
-    /// `local_ip_be` filters the IPv4 ones, this the IPv6 ones.
-    pub local_ip6_be: [u32; 4],
 }
 
 /// How to send on one link (index = link id).

@@ -59,7 +59,6 @@ pub fn edge(weights: [u32; 8], mtu: u16) -> Result<Datapath, DatapathError> {
         local_port_be: PORT.to_be(),
         _pad: 0,
         deadline_us: 0,
-        local_ip6_be: [0; 4],
     };
     dp.set_config(cfg)?;
     dp.set_interface(LO, 14)?;
@@ -97,7 +96,6 @@ pub fn hub() -> Result<Datapath, DatapathError> {
         local_port_be: PORT.to_be(),
         _pad: 0,
         deadline_us: 0,
-        local_ip6_be: [0; 4],
     })?;
     for id in 0..3 {
         dp.set_peer(id, Endpoint::default())?;
@@ -125,8 +123,8 @@ pub fn hub_dual() -> Result<Datapath, DatapathError> {
         local_port_be: PORT.to_be(),
         _pad: 0,
         deadline_us: 0,
-        local_ip6_be: strata_common::maps::ip6_words(HUB6),
     })?;
+    dp.set_local6(strata_common::maps::ip6_words(HUB6))?;
     for id in 0..3u8 {
         dp.set_link6(id, LinkTx6::new(HUB6, None))?;
         dp.set_link(id, LinkTx::new(true, LO, HUB, None, PORT, 1500, 14).with_v6())?;

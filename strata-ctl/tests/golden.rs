@@ -154,7 +154,6 @@ fn paced_edge(deadline_us: u32) -> Datapath {
         local_port_be: PORT.to_be(),
         _pad: 0,
         deadline_us,
-        local_ip6_be: [0; 4],
     })
     .unwrap();
     dp

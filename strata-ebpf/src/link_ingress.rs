@@ -23,7 +23,7 @@ use strata_common::{
 
 use crate::{
     counters::{count_drop, count_link},
-    maps::{CONFIG, IFACES, RX},
+    maps::{CONFIG, CONFIG6, IFACES, RX},
     ptr::read_at,
     receive::{is_duplicate, learn_peer, track_link_seq},
 };
@@ -130,7 +130,7 @@ fn receive_v6<const L2: usize>(ctx: &TcContext, cfg: &TunnelConfig) -> Result<i3
     if u32::from_be(ip.vtc_flow_be) >> 28 != 6 {
         return Ok(TC_ACT_OK);
     }
-    let local = cfg.local_ip6_be;
+    let local = CONFIG6.get(0).copied().unwrap_or_default();
     if local[0] | local[1] | local[2] | local[3] != 0 && ip.daddr != local {
         return Ok(TC_ACT_OK);
     }

@@ -52,6 +52,11 @@ shared_map! {
 }
 
 shared_map! {
+    /// The local IPv6 address (entry 0; all zero: any).
+    CONFIG6: Array<[u32; 4]> = Array::pinned(1, 0);
+}
+
+shared_map! {
     /// How each link sends to an IPv6 peer (links flagged `LINK_V6`).
     LINKS6: Array<LinkTx6> = Array::pinned(MAX_LINKS, 0);
 }

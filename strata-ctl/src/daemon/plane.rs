@@ -114,10 +114,7 @@ pub(super) fn configure(
         },
         local_port_be: config.port.to_be(),
         _pad: 0,
-        local_ip6_be: match side {
-            Side::Hub { address6: Some(a), .. } => ip6_words(*a),
-            _ => [0; 4],
-        },
+
         // Deadline drops need the adaptive controller's estimates: never
         // under static weights, and never on the hub.
         deadline_us: match side {
@@ -128,6 +125,10 @@ pub(super) fn configure(
         },
     };
     dp.set_config(tunnel)?;
+    dp.set_local6(match side {
+        Side::Hub { address6: Some(a), .. } => ip6_words(*a),
+        _ => [0; 4],
+    })?;
     let weights = config.weights();
     match side {
         Side::Edge { links } => {

@@ -276,6 +276,14 @@ impl Datapath {
             .map_err(map_err(format!("writing STRATA_PEERS[{id}]")))
     }
 
+    /// Writes the local IPv6 address the ingress program accepts tunnel
+    /// packets for (network order words; all zero: any).
+    pub fn set_local6(&mut self, address: [u32; 4]) -> Result<(), DatapathError> {
+        self.array::<[u32; 4]>(map_names::CONFIG6)?
+            .set(0, address, 0)
+            .map_err(map_err("writing STRATA_CONFIG6"))
+    }
+
     /// Writes how link `id` sends to IPv6 peers (before a [`LinkTx`] with
     /// [`LinkTx::with_v6`] refers to it).
     pub fn set_link6(&mut self, id: u8, link: LinkTx6) -> Result<(), DatapathError> {
