@@ -867,6 +867,19 @@ mod tests {
     }
 
     #[test]
+    fn a_link_on_an_ipv6_carrier_shows_its_peer_in_brackets() {
+        let mut g = edge();
+        let link2 = &mut g.kernel.as_mut().unwrap().links[2];
+        link2.peer_ip = "2001:db8:ff::2".parse().unwrap();
+        link2.peer = "[2001:db8:ff::2]:7400".into();
+        let text = encode(&g).unwrap();
+        assert!(
+            text.lines().any(|l| l == r#"strata_link_peer_info{link="2",peer="[2001:db8:ff::2]:7400"} 1"#),
+            "{text}"
+        );
+    }
+
+    #[test]
     fn kernel_host_and_os_series_carry_the_configured_labels() {
         let text = encode(&edge()).unwrap();
         let has = |line: &str| assert!(text.lines().any(|l| l == line), "missing {line:?} in\n{text}");
