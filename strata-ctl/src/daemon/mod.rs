@@ -27,7 +27,7 @@ pub mod follower;
 pub mod links;
 mod plane;
 
-use std::net::{Ipv6Addr, SocketAddr};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use tracing::{info, warn};
 
@@ -109,8 +109,13 @@ pub async fn run(config: Config, config_path: &std::path::Path) -> Result<(), St
 
     // The control socket shares the tunnel port with the per-link probe sockets.
     // Dual-stack ([::] with IPV6_V6ONLY off): the hub answers probes over
-    // both families, IPv4 peers appearing as v4-mapped addresses.
+    // both families, IPv4 peers appearing as v4-mapped addresses. A host
+    // without IPv6 (`ipv6.disable=1`) refuses the socket: IPv4 only then.
     let control = prober::bind_shared(SocketAddr::new(Ipv6Addr::UNSPECIFIED.into(), config.port))
+        .or_else(|e| {
+            warn!("no IPv6 control socket ({e}): listening on IPv4 only");
+            prober::bind_shared(SocketAddr::new(Ipv4Addr::UNSPECIFIED.into(), config.port))
+        })
         .map_err(|source| StartError::ControlSocket { port: config.port, source });
     let adaptive = match (&side, config.control.mode) {
         (Side::Edge { links }, ControlMode::Adaptive) if control.is_ok() => {
