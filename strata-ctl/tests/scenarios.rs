@@ -483,7 +483,10 @@ fn ipv6_carrier_in_both_directions() {
     scenario.duration_s = 15.0;
     scenario.traffic.clear();
     let out = root.join("target/lab-ci/ipv6-carrier-echo");
-    let stage = Stage::start(&scenario, Path::new(BINARY), Control::Static, &out, runner::WARMUP).unwrap();
+    // No events are timed from traffic start here, so the daemons get more
+    // than the scenarios' 3 s to come up (a loaded CI host took 3.3 s).
+    let warmup = std::time::Duration::from_secs(6);
+    let stage = Stage::start(&scenario, Path::new(BINARY), Control::Static, &out, warmup).unwrap();
     stage.wait_warmup();
     let count = 10_000;
     let report = Stream {
