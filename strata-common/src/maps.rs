@@ -437,7 +437,7 @@ pub struct TxSeq {
 pub struct LinkCounters {
     /// Packets.
     pub packets: u64,
-    /// Bytes of outer packets (IPv4 header onward).
+    /// Bytes of outer packets (IP header onward, IPv4 or IPv6).
     pub bytes: u64,
 }
 

@@ -130,7 +130,7 @@ fn kernel(m: &Families, g: &Gathered) -> Result<(), prometheus::Error> {
         let c = |name, help| m.counter(name, help, &l);
         let (tx_p, tx_b, rx_p, rx_b, lost, late, over) = (
             c("strata_link_tx_packets_total", "Packets sent on the link.")?,
-            c("strata_link_tx_bytes_total", "Outer bytes (IPv4 header onward) sent on the link.")?,
+            c("strata_link_tx_bytes_total", "Outer bytes (IP header onward) sent on the link.")?,
             c("strata_link_rx_packets_total", "Data packets received on the link, duplicates included.")?,
             c("strata_link_rx_bytes_total", "Outer bytes received on the link.")?,
             c("strata_link_rx_lost_packets_total", "Packets missing from the link's sequence.")?,
