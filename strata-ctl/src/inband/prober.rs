@@ -130,8 +130,11 @@ pub struct Prober {
 pub async fn run(prober: Prober, evidence: mpsc::Sender<Evidence>) {
     let Prober { link, sock: mut bound, hub, session, interval, train, want_train, sent_bytes } = prober;
     let mut sock = bound.borrow_and_update().clone();
-    // IPv6's header is 20 bytes longer than IPv4's.
-    let headers = IP_UDP_HEADERS + if hub.is_ipv6() { 20 } else { 0 };
+    // IPv6's header is 20 bytes longer than IPv4's: counted in the probe
+    // bytes, and in the bytes a train's packets hold the bottleneck for.
+    let extra = if hub.is_ipv6() { 20 } else { 0 };
+    let headers = IP_UDP_HEADERS + extra;
+    let rated = TrainShape { bytes: train.bytes + extra, ..train };
     let count = |n: usize| sent_bytes.fetch_add((n + headers) as u64, Ordering::Relaxed);
     let epoch = Instant::now();
     let mut tick = tokio::time::interval(interval);
@@ -146,7 +149,7 @@ pub async fn run(prober: Prober, evidence: mpsc::Sender<Evidence>) {
                 // A train whose replies are still missing after a second will not complete.
                 if arrivals.id != 0
                     && arrivals.sent.is_some_and(|t| t.elapsed() > TRAIN_TIMEOUT)
-                    && let Some(mbit_s) = arrivals.finish(train)
+                    && let Some(mbit_s) = arrivals.finish(rated)
                 {
                     let _ = evidence.send(Evidence::Train { link, mbit_s }).await;
                 }
@@ -209,7 +212,7 @@ pub async fn run(prober: Prober, evidence: mpsc::Sender<Evidence>) {
                         if arrivals.id == 0 || arrivals.times.len() < usize::from(train.packets) {
                             continue;
                         }
-                        match arrivals.finish(train) {
+                        match arrivals.finish(rated) {
                             Some(mbit_s) => Evidence::Train { link, mbit_s },
                             None => continue,
                         }
