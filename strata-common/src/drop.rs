@@ -9,11 +9,14 @@
 #[repr(u32)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DropReason {
-    /// The outer IPv4/UDP or Strata header is cut short.
+    /// The outer IP/UDP or Strata header is cut short (IPv4 total or IPv6
+    /// payload length beyond the frame).
     Truncated = 0,
-    /// Outer IPv4 with options, or IPv4/UDP lengths that do not match the packet.
+    /// Outer IPv4 with options, IP/UDP lengths that do not match the packet,
+    /// or UDP over IPv6 without a checksum.
     OuterMalformed = 1,
-    /// An outer IPv4 fragment: tunnel packets are sent with DF and never reassembled here.
+    /// An outer IPv4 fragment, or an IPv6 first fragment to the Strata port:
+    /// tunnel packets are sent unfragmented and never reassembled here.
     OuterFragment = 2,
     /// Strata header of a version this build does not speak.
     BadVersion = 3,

@@ -35,8 +35,8 @@ pub mod wire;
 mod pod {
     //! Map values cross the user/kernel boundary as raw bytes.
     use crate::maps::{
-        Endpoint, LinkCounters, LinkPace, LinkTx, Queued, RxLinkState, SampleConfig, Schedule, TunnelConfig,
-        TxSeq,
+        Endpoint, LinkCounters, LinkPace, LinkTx, LinkTx6, Queued, RxLinkState, SampleConfig, Schedule,
+        TunnelConfig, TxSeq,
     };
 
     macro_rules! pod {
@@ -50,6 +50,7 @@ mod pod {
         LinkCounters,
         LinkPace,
         LinkTx,
+        LinkTx6,
         Queued,
         RxLinkState,
         SampleConfig,

@@ -19,7 +19,7 @@
 //!
 //! The maps' names are in [`names`].
 
-use core::net::Ipv4Addr;
+use core::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use crate::budget;
 
@@ -66,6 +66,10 @@ pub const LINK_ACKED: u32 = 1 << 1;
 /// backlog measured with it is an upper bound. The kernel steers by it but
 /// does not drop a packet as late on it alone.
 pub const LINK_DRAIN_LOWER_BOUND: u32 = 1 << 2;
+
+/// [`LinkTx::flags`]: the link has an IPv6 source (its [`LinkTx6`] entry)
+/// and may send to IPv6 peers.
+pub const LINK_V6: u32 = 1 << 3;
 
 /// Packets per link whose cumulative sent bytes `STRATA_SENT` remembers: an
 /// acknowledgement further behind than this says only that the link is
@@ -148,6 +152,34 @@ pub struct LinkTx {
     pub ack_anchor_ns: u64,
 }
 
+/// How link `id` sends to an IPv6 peer (index = link id; used only with
+/// [`LINK_V6`]). A sibling of [`LinkTx`] rather than more fields in it: the
+/// egress program copies a `LinkTx` per candidate link while choosing, and
+/// 32 more bytes each overflowed its 512-byte stack; this entry is read once,
+/// for the chosen link, and only for IPv6.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LinkTx6 {
+    /// The link's own IPv6 address (outer source), network order.
+    pub src_ip6_be: [u32; 4],
+    /// IPv6 next hop on the interface, network order (all zero: the kernel
+    /// looks it up, as for [`LinkTx::nexthop_be`]).
+    pub nexthop6_be: [u32; 4],
+}
+
+impl LinkTx6 {
+    /// Sending from `source` through `next_hop` (`None`: the kernel looks it up).
+    pub const fn new(source: Ipv6Addr, next_hop: Option<Ipv6Addr>) -> Self {
+        Self {
+            src_ip6_be: ip6_words(source),
+            nexthop6_be: match next_hop {
+                Some(hop) => ip6_words(hop),
+                None => [0; 4],
+            },
+        }
+    }
+}
+
 impl LinkTx {
     /// How to send on a link: out of interface `ifindex` (MTU `mtu`, clamped
     /// to the field's 65 535; link-layer header `l2_len` bytes) from
@@ -183,6 +215,18 @@ impl LinkTx {
             _pad: 0,
             ack_anchor_ns: 0,
         }
+    }
+
+    /// This link able to reach IPv6 peers: its [`LinkTx6`] entry holds its
+    /// IPv6 source (write that first).
+    pub const fn with_v6(self) -> Self {
+        Self { flags: self.flags | LINK_V6, ..self }
+    }
+
+    /// The link can reach IPv6 peers.
+    #[inline(always)]
+    pub const fn has_v6(&self) -> bool {
+        self.flags & LINK_V6 != 0
     }
 
     /// This link with a send budget of `bytes_per_s`, an idle one-way delay
@@ -285,16 +329,88 @@ pub struct LinkPace {
     pub sent_bytes: u64,
 }
 
-/// The far end of a link (index = link id).
+/// [`Endpoint::family`]: nothing known yet.
+pub const FAMILY_NONE: u8 = 0;
+/// [`Endpoint::family`]: an IPv4 endpoint (`ip_be`).
+pub const FAMILY_V4: u8 = 4;
+/// [`Endpoint::family`]: an IPv6 endpoint (its address in `STRATA_PEERS6`).
+pub const FAMILY_V6: u8 = 6;
+
+/// The far end of a link (index = link id), of either family. Its family is
+/// the family of the outer header the link's packets are sent in.
+///
+/// The IPv4 layout is unchanged (the family takes what was padding), so the
+/// IPv4 path reads what it always read and a pinned map of an older build
+/// stays valid; an IPv6 address lives in the link's `STRATA_PEERS6` entry.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Endpoint {
-    /// IPv4 address, big endian (0: not known yet).
+    /// IPv4 address, big endian (with [`FAMILY_V4`]).
     pub ip_be: u32,
     /// UDP port, big endian.
     pub port_be: u16,
+    /// [`FAMILY_NONE`], [`FAMILY_V4`] or [`FAMILY_V6`] (an older build's
+    /// zero with an address: IPv4).
+    pub family: u8,
     /// Explicit padding.
-    pub _pad: u16,
+    pub _pad: u8,
+}
+
+/// An IPv6 address as four words holding its bytes in network order.
+pub const fn ip6_words(a: Ipv6Addr) -> [u32; 4] {
+    let o = a.octets();
+    [
+        u32::from_ne_bytes([o[0], o[1], o[2], o[3]]),
+        u32::from_ne_bytes([o[4], o[5], o[6], o[7]]),
+        u32::from_ne_bytes([o[8], o[9], o[10], o[11]]),
+        u32::from_ne_bytes([o[12], o[13], o[14], o[15]]),
+    ]
+}
+
+/// The IPv6 address whose bytes four words hold in network order.
+pub fn ip6_from_words(w: [u32; 4]) -> Ipv6Addr {
+    let [a, b, c, d] = [w[0].to_ne_bytes(), w[1].to_ne_bytes(), w[2].to_ne_bytes(), w[3].to_ne_bytes()];
+    Ipv6Addr::from([
+        a[0], a[1], a[2], a[3], b[0], b[1], b[2], b[3], c[0], c[1], c[2], c[3], d[0], d[1], d[2], d[3],
+    ])
+}
+
+impl Endpoint {
+    /// An IPv4 endpoint.
+    pub const fn v4(address: Ipv4Addr, port: u16) -> Self {
+        Self { ip_be: address.to_bits().to_be(), port_be: port.to_be(), family: FAMILY_V4, _pad: 0 }
+    }
+
+    /// `address:port`: the endpoint, and for IPv6 the address words of its
+    /// `STRATA_PEERS6` entry. A v4-mapped IPv6 address (what a dual-stack
+    /// socket reports for an IPv4 peer) is IPv4.
+    pub const fn new(address: IpAddr, port: u16) -> (Self, Option<[u32; 4]>) {
+        match address.to_canonical() {
+            IpAddr::V4(v4) => (Self::v4(v4, port), None),
+            IpAddr::V6(v6) => {
+                (Self { ip_be: 0, port_be: port.to_be(), family: FAMILY_V6, _pad: 0 }, Some(ip6_words(v6)))
+            }
+        }
+    }
+
+    /// Whether an endpoint is known (an unknown peer's link sends nothing).
+    #[inline(always)]
+    pub const fn known(&self) -> bool {
+        self.family == FAMILY_V6 || self.ip_be != 0
+    }
+
+    /// The endpoint as a socket address, if known; `ip6` is the link's
+    /// `STRATA_PEERS6` entry.
+    pub fn socket_addr(&self, ip6: [u32; 4]) -> Option<SocketAddr> {
+        let port = u16::from_be(self.port_be);
+        if self.family == FAMILY_V6 {
+            Some(SocketAddr::new(IpAddr::V6(ip6_from_words(ip6)), port))
+        } else if self.ip_be != 0 {
+            Some(SocketAddr::new(IpAddr::V4(Ipv4Addr::from_bits(u32::from_be(self.ip_be))), port))
+        } else {
+            None
+        }
+    }
 }
 
 /// Which link each packet goes to, as a table the kernel indexes with the
@@ -339,7 +455,7 @@ pub struct TxSeq {
 pub struct LinkCounters {
     /// Packets.
     pub packets: u64,
-    /// Bytes of outer packets (IPv4 header onward).
+    /// Bytes of outer packets (IP header onward, IPv4 or IPv6).
     pub bytes: u64,
 }
 
@@ -439,6 +555,24 @@ mod tests {
         assert_eq!((tx.flags, tx.ifindex, tx.mtu, tx.l2_len), (LINK_ENABLED, 7, 1500, 14));
         assert!(tx.enabled() && !tx.has_budget());
         assert_eq!((tx.ps_per_byte, tx.delay_us, tx.backlog_limit_us), (0, 0, 0));
+    }
+
+    #[test]
+    fn endpoints_of_both_families_round_trip_and_mapped_v4_is_v4() {
+        let v6: SocketAddr = "[2001:db8:1::2]:7400".parse().unwrap();
+        let (e, words) = Endpoint::new(v6.ip(), v6.port());
+        let words = words.unwrap();
+        assert_eq!((e.family, e.ip_be), (FAMILY_V6, 0));
+        assert_eq!(words[0].to_ne_bytes(), [0x20, 0x01, 0x0d, 0xb8]);
+        assert_eq!(e.socket_addr(words), Some(v6));
+        let mapped: Ipv6Addr = "::ffff:198.19.0.2".parse().unwrap();
+        let (e, words) = Endpoint::new(IpAddr::V6(mapped), 1);
+        assert_eq!((e.family, e.ip_be.to_ne_bytes(), words), (FAMILY_V4, [198, 19, 0, 2], None));
+        assert!(!Endpoint::default().known() && Endpoint::default().socket_addr([0; 4]).is_none());
+        // An older build's entry (family 0, an address) is IPv4.
+        let old = Endpoint { ip_be: 0x0a00_0001u32.to_be(), port_be: 7u16.to_be(), family: 0, _pad: 0 };
+        assert_eq!(old.socket_addr([0; 4]), Some("10.0.0.1:7".parse().unwrap()));
+        assert_eq!(size_of::<Endpoint>(), 8);
     }
 
     #[test]

@@ -25,7 +25,8 @@
 //! # mtu = 1400               # default: smallest link MTU minus the tunnel overhead
 //!
 //! [peer]                     # edge only: where the hub is
-//! address = "198.19.0.2"
+//! address = "198.19.0.2"     # IPv4 or IPv6
+//! # address6 = "2001:db8::2" # the hub's IPv6 address too, for links on IPv6 carriers
 //! port = 7400
 //!
 //! [[links]]                  # edge: one per link interface
@@ -33,10 +34,14 @@
 //! interface = "wwan0"
 //! weight = 1                 # static: a share; adaptive: nominal capacity, Mbit/s
 //! # gateway = "100.64.1.1"  # default: the interface's default route, if any
+//! # address = "100.64.1.2"  # default: the interface's first IPv4, else its first global IPv6
+//! #                         # (the link's outer family is its address's: IPv6-only carriers work)
 //!
 //! # hub: the interface tunnel packets arrive on, and optional per-link weights
 //! # [hub]
 //! # interface = "eth0"
+//! # address = "198.19.0.2"   # default: the interface's first IPv4, if any
+//! # address6 = "2001:db8::2" # default: its first global IPv6, if any (the hub listens on both)
 //!
 //! # [metrics]
 //! # listen = "127.0.0.1:9464" # Prometheus GET /metrics; absent: not served
@@ -59,7 +64,7 @@
 use std::{
     collections::BTreeSet,
     fmt,
-    net::{IpAddr, Ipv4Addr, SocketAddr},
+    net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
     path::Path,
     time::Duration,
 };
@@ -596,11 +601,34 @@ fn default_tunnel_name() -> String {
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct PeerSection {
-    /// Hub IPv4 address.
-    pub address: Ipv4Addr,
+    /// Hub address, IPv4 or IPv6.
+    pub address: IpAddr,
+    /// The hub's IPv6 address besides an IPv4 `address`: links on IPv6
+    /// carriers reach the hub there.
+    #[serde(default)]
+    pub address6: Option<Ipv6Addr>,
     /// Hub UDP port.
     #[serde(default = "default_port")]
     pub port: u16,
+}
+
+impl PeerSection {
+    /// Where a link whose own address is `source` reaches the hub: the
+    /// hub's address of the same family, if it has one.
+    pub fn hub_for(&self, source: IpAddr) -> Option<SocketAddr> {
+        let address = match (source, self.address, self.address6) {
+            (IpAddr::V4(_), a @ IpAddr::V4(_), _) => a,
+            (IpAddr::V6(_), a @ IpAddr::V6(_), _) => a,
+            (IpAddr::V6(_), IpAddr::V4(_), Some(v6)) => IpAddr::V6(v6),
+            _ => return None,
+        };
+        Some(SocketAddr::new(address, self.port))
+    }
+
+    /// Whether the hub can be reached over IPv4 / IPv6.
+    pub fn families(&self) -> (bool, bool) {
+        (self.address.is_ipv4(), self.address.is_ipv6() || self.address6.is_some())
+    }
 }
 
 /// `[hub]`.
@@ -609,12 +637,19 @@ pub struct PeerSection {
 pub struct HubSection {
     /// Interface tunnel packets arrive on.
     pub interface: String,
-    /// Address tunnel packets are sent to (default: the interface's first IPv4).
+    /// IPv4 address tunnel packets are sent to (default: the interface's first IPv4, if any).
     #[serde(default)]
     pub address: Option<Ipv4Addr>,
+    /// IPv6 address tunnel packets over IPv6 carriers are sent to (default:
+    /// the interface's first global IPv6, if any). The hub listens on both.
+    #[serde(default)]
+    pub address6: Option<Ipv6Addr>,
     /// Next hop towards the edges (default: the kernel's route lookup).
     #[serde(default)]
     pub gateway: Option<Ipv4Addr>,
+    /// IPv6 next hop towards the edges (default: the kernel's route lookup).
+    #[serde(default)]
+    pub gateway6: Option<Ipv6Addr>,
 }
 
 /// `[[links]]`.
@@ -629,12 +664,15 @@ pub struct LinkSection {
     /// Share of traffic; 0 = carries nothing.
     #[serde(default = "default_weight")]
     pub weight: u32,
-    /// Edge: next hop on the interface (default: its default route's gateway).
+    /// Edge: next hop on the interface, of the address's family (default:
+    /// its default route's gateway).
     #[serde(default)]
-    pub gateway: Option<Ipv4Addr>,
-    /// Edge: outer source address (default: the interface's first IPv4).
+    pub gateway: Option<IpAddr>,
+    /// Edge: outer source address, IPv4 or IPv6; its family is the link's
+    /// outer header's (default: the interface's first IPv4 if the hub has
+    /// one, else its first global IPv6).
     #[serde(default)]
-    pub address: Option<Ipv4Addr>,
+    pub address: Option<IpAddr>,
 }
 
 const fn default_weight() -> u32 {
@@ -821,6 +859,19 @@ impl Config {
                     if ifname == &self.tunnel.name {
                         return Err((field("interface"), "is the tunnel device itself".into()));
                     }
+                    if let (Some(a), Some(g)) = (link.address, link.gateway)
+                        && a.is_ipv4() != g.is_ipv4()
+                    {
+                        return Err((field("gateway"), format!("{g} is not of the family of address {a}")));
+                    }
+                    if let (Some(a), Some(peer)) = (link.address, &self.peer)
+                        && peer.hub_for(a).is_none()
+                    {
+                        return Err((
+                            field("address"),
+                            format!("{a}: the hub has no address of its family (set peer.address6)"),
+                        ));
+                    }
                 }
                 Role::Hub => {
                     for (set, key) in [
@@ -857,8 +908,19 @@ impl Config {
                 let Some(peer) = &self.peer else {
                     return bad("peer", "the edge needs a [peer] section with the hub's address".into());
                 };
-                if peer.address.is_unspecified() || peer.address.is_broadcast() {
+                if peer.address.is_unspecified()
+                    || peer.address.is_multicast()
+                    || peer.address == Ipv4Addr::BROADCAST
+                {
                     return bad("peer.address", format!("{} is not a unicast address", peer.address));
+                }
+                if let Some(v6) = peer.address6 {
+                    if peer.address.is_ipv6() {
+                        return bad("peer.address6", "peer.address is IPv6 already".into());
+                    }
+                    if v6.is_unspecified() || v6.is_multicast() {
+                        return bad("peer.address6", format!("{v6} is not a unicast address"));
+                    }
                 }
                 if peer.port == 0 {
                     return bad("peer.port", "must not be 0".into());
@@ -1091,5 +1153,43 @@ mod tests {
         assert!(OsSignals::Full.tracing() && !OsSignals::Enhanced.tracing());
         let e = tier("udev").unwrap_err().to_string();
         assert!(e.contains("os_signals") && e.contains("none"), "{e}");
+    }
+
+    #[test]
+    fn links_of_either_family_reach_the_hub_at_its_address_of_that_family() {
+        let v6 = EDGE
+            .replace("address = \"198.19.0.2\"", "address = \"198.19.0.2\"\naddress6 = \"2001:db8:ff::2\"")
+            .replace(
+                "interface = \"lnk1\"",
+                "interface = \"lnk1\"\naddress = \"2001:db8:2::2\"\ngateway = \"fe80::1\"",
+            );
+        let c = Config::parse(&v6, "t").unwrap();
+        let peer = c.peer.as_ref().unwrap();
+        assert_eq!(peer.families(), (true, true));
+        let link1 = c.links[1].address.unwrap();
+        assert_eq!(peer.hub_for(link1), Some("[2001:db8:ff::2]:7400".parse().unwrap()));
+        assert_eq!(peer.hub_for("100.64.1.2".parse().unwrap()), Some("198.19.0.2:7400".parse().unwrap()));
+        // An IPv6-only hub: IPv4 links have nowhere to go.
+        let only6 = EDGE.replace("address = \"198.19.0.2\"", "address = \"2001:db8:ff::2\"");
+        let c = Config::parse(&only6, "t").unwrap();
+        assert_eq!(c.peer.as_ref().unwrap().families(), (false, true));
+        assert_eq!(c.peer.as_ref().unwrap().hub_for("100.64.1.2".parse().unwrap()), None);
+        // A link of a family the hub lacks, a gateway of the other family, two IPv6 peers.
+        let no6 = EDGE.replace("interface = \"lnk1\"", "interface = \"lnk1\"\naddress = \"2001:db8:2::2\"");
+        assert!(
+            err(&no6).contains("links[1].address: 2001:db8:2::2: the hub has no address of its family"),
+            "{}",
+            err(&no6)
+        );
+        let mixed = EDGE.replace(
+            "interface = \"lnk1\"",
+            "interface = \"lnk1\"\naddress = \"100.64.2.2\"\ngateway = \"fe80::1\"",
+        );
+        assert!(err(&mixed).contains("links[1].gateway"), "{}", err(&mixed));
+        let twice = only6.replace(
+            "address = \"2001:db8:ff::2\"",
+            "address = \"2001:db8:ff::2\"\naddress6 = \"2001:db8:ff::3\"",
+        );
+        assert!(err(&twice).contains("peer.address6"), "{}", err(&twice));
     }
 }

@@ -5,7 +5,7 @@
 //! The expected bytes are written out here field by field, independent of the
 //! `strata-common` encoders the programs use. Needs root (loading BPF).
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 use strata_common::{
     drop::DropReason,
@@ -14,8 +14,9 @@ use strata_common::{
 use strata_ctl::{
     dataplane::datapath::{Datapath, Program},
     testbed::{
-        HUB, LINK_SRC, LO, PORT, SESSION, TC_ACT_OK, TC_ACT_REDIRECT, TC_ACT_SHOT, TUNNEL_IFINDEX, checksum,
-        eth, inner_v4, inner_v6, ipv4, strata, tunnel_frame, udp,
+        CARRIER6, HUB, HUB6, LINK_SRC, LINK6_SRC, LO, PORT, SESSION, TC_ACT_OK, TC_ACT_REDIRECT, TC_ACT_SHOT,
+        TUNNEL_IFINDEX, checksum, eth, inner_v4, inner_v6, ipv4, ipv6, l4_checksum4, l4_checksum6,
+        make_link_v6, strata, sum16, tunnel_frame, tunnel_frame6, udp, udp6,
     },
 };
 
@@ -444,4 +445,253 @@ fn ingress_drops_every_malformed_case_with_its_reason() {
     assert_eq!(run(&mut dp, Program::LinkIngress, &first).0, TC_ACT_REDIRECT);
     assert_eq!(run(&mut dp, Program::LinkIngress, &again).0, TC_ACT_SHOT);
     assert_eq!(drops(&dp, DropReason::Duplicate), 1);
+}
+
+// ---- IPv6 carriers -------------------------------------------------------
+
+/// Checks `out` (Ethernet onward) is `inner` sent by the edge's IPv6 link 1
+/// to the hub over IPv6 with traffic class `tclass`, byte for byte, its UDP
+/// checksum as RFC 8200 defines it; returns the Strata header.
+fn assert_outer_v6(out: &[u8], inner: &[u8], tclass: u8, link: u8) -> Vec<u8> {
+    assert_eq!(&out[..14], &[0u8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x86, 0xDD], "EtherType IPv6");
+    let udp_len = 8 + 20 + inner.len();
+    let mut ip = (6u32 << 28 | u32::from(tclass) << 20).to_be_bytes().to_vec();
+    ip.extend((udp_len as u16).to_be_bytes());
+    ip.extend([17, 64]);
+    ip.extend(LINK6_SRC.octets());
+    ip.extend(HUB6.octets());
+    assert_eq!(&out[14..54], &ip[..], "outer IPv6 header");
+    assert_eq!(&out[54..58], &[PORT.to_be_bytes(), PORT.to_be_bytes()].concat()[..], "UDP ports");
+    assert_eq!(&out[58..60], &(udp_len as u16).to_be_bytes(), "UDP length");
+    assert_eq!(out[64], link, "link id");
+    assert_eq!(&out[82..], inner, "inner packet unchanged");
+    // The checksum, recomputed from the RFC over the datagram as sent.
+    let mut datagram = out[54..].to_vec();
+    datagram[6..8].copy_from_slice(&[0, 0]);
+    let want = l4_checksum6(LINK6_SRC, HUB6, 17, &datagram);
+    assert_eq!(u16::from_be_bytes([out[60], out[61]]), want, "UDP checksum");
+    out[62..82].to_vec()
+}
+
+#[test]
+fn egress_encapsulates_over_ipv6_byte_for_byte() {
+    let mut dp = edge([0, 1, 0, 0, 0, 0, 0, 0], 1500);
+    make_link_v6(&mut dp, 1, 1500).unwrap();
+    let inner = inner_v4(46 << 2, 100); // DSCP EF, inner UDP without checksum: every byte summed
+    let (action, out) = run(&mut dp, Program::TunnelEgress, &eth(0x0800, &inner));
+    assert_eq!(action, TC_ACT_REDIRECT);
+    let s = assert_outer_v6(&out, &inner, 46 << 2, 1);
+    assert_eq!(&s[..16], &strata(0, 2, 1, 5, SESSION, 1000, 0)[..16], "Strata header");
+    let snap = dp.snapshot().unwrap();
+    assert_eq!(snap.links[1].tx_bytes, (40 + 8 + 20 + inner.len()) as u64, "outer bytes counted per family");
+}
+
+/// Inner packets of every kind the checksum treats differently: TCP and UDP
+/// with checksums (summed from their pseudo-headers), TCP whose checksum is
+/// still the partial one the stack leaves for offload (the outer checksum
+/// must be the one of the packet as completed later), and packets whose
+/// every byte is summed, at lengths around the 64-byte chunks, odd ones too.
+#[test]
+fn egress_ipv6_checksum_is_right_for_every_inner_kind() {
+    let mut dp = edge([0, 1, 0, 0, 0, 0, 0, 0], 1500);
+    make_link_v6(&mut dp, 1, 1500).unwrap();
+    let (a4, b4) = (Ipv4Addr::new(10, 200, 0, 1), Ipv4Addr::new(10, 200, 0, 2));
+    let (a6, b6): (Ipv6Addr, Ipv6Addr) = ("fd53::1".parse().unwrap(), "fd53::2".parse().unwrap());
+    let payload = |n: usize| (0..n).map(|i| (i * 7 + 3) as u8).collect::<Vec<u8>>();
+    let tcp = |n: usize| {
+        let mut t = vec![0x13, 0x88, 0x17, 0x70, 0, 0, 0, 1, 0, 0, 0, 0, 0x50, 0x18, 0xff, 0xff, 0, 0, 0, 0];
+        t.extend(payload(n));
+        t
+    };
+    let mut cases: Vec<(String, Vec<u8>, Vec<u8>)> = Vec::new(); // name, sent, as completed
+    for n in [0usize, 1, 13, 64, 333, 1000] {
+        // Inner UDP over IPv4, checksummed.
+        let mut u = udp(5000, 6000, &payload(n));
+        let c = l4_checksum4(a4, b4, 17, &u);
+        u[6..8].copy_from_slice(&c.to_be_bytes());
+        let p = ipv4(a4, b4, 0, 0, 17, &u);
+        cases.push((format!("udp4 {n}"), p.clone(), p));
+        // Inner UDP over IPv6.
+        let p = ipv6(a6, b6, 0, 17, &udp6(a6, b6, 5000, 6000, &payload(n)));
+        cases.push((format!("udp6 {n}"), p.clone(), p));
+        // Inner TCP over IPv4: complete, and partial (the field holds the
+        // folded pseudo-header sum, not complemented).
+        let mut t = tcp(n);
+        let full = l4_checksum4(a4, b4, 6, &t);
+        let mut pseudo = a4.octets().to_vec();
+        pseudo.extend(b4.octets());
+        pseudo.extend([0, 6]);
+        pseudo.extend((t.len() as u16).to_be_bytes());
+        let mut partial = sum16(&pseudo);
+        while partial > 0xffff {
+            partial = (partial & 0xffff) + (partial >> 16);
+        }
+        t[16..18].copy_from_slice(&(partial as u16).to_be_bytes());
+        let sent = ipv4(a4, b4, 0, 0x4000, 6, &t);
+        t[16..18].copy_from_slice(&full.to_be_bytes());
+        let done = ipv4(a4, b4, 0, 0x4000, 6, &t);
+        cases.push((format!("tcp4 partial {n}"), sent, done.clone()));
+        cases.push((format!("tcp4 {n}"), done.clone(), done));
+        // Every byte summed: ICMP-like protocol 1 and IPv6 ICMP (58), odd lengths.
+        for extra in [0usize, 1, 2, 3] {
+            let p = ipv4(a4, b4, 0, 0, 1, &payload(n + extra));
+            cases.push((format!("icmp4 {}", n + extra), p.clone(), p));
+            let p = ipv6(a6, b6, 0, 58, &payload(n + extra));
+            cases.push((format!("icmp6 {}", n + extra), p.clone(), p));
+        }
+    }
+    for (name, sent, done) in cases {
+        let ether_type = if sent[0] >> 4 == 6 { 0x86DD } else { 0x0800 };
+        let (action, out) = run(&mut dp, Program::TunnelEgress, &eth(ether_type, &sent));
+        assert_eq!(action, TC_ACT_REDIRECT, "{name}");
+        assert_eq!(&out[82..], &sent[..], "{name}: inner unchanged");
+        let mut datagram = out[54..82].to_vec();
+        datagram[6..8].copy_from_slice(&[0, 0]);
+        datagram.extend(&done);
+        let want = l4_checksum6(LINK6_SRC, HUB6, 17, &datagram);
+        assert_eq!(u16::from_be_bytes([out[60], out[61]]), want, "{name}: UDP checksum");
+    }
+}
+
+#[test]
+fn egress_mixes_families_per_link_and_sizes_each_by_its_own() {
+    // Links 0 and 2 on IPv4 carriers, link 1 on an IPv6-only one.
+    let mut dp = edge([1, 1, 1, 0, 0, 0, 0, 0], 1500);
+    make_link_v6(&mut dp, 1, 1500).unwrap();
+    let frame = eth(0x0800, &inner_v4(0, 20));
+    let mut seen = [0u32; 3];
+    for _ in 0..30 {
+        let (action, out) = run(&mut dp, Program::TunnelEgress, &frame);
+        assert_eq!(action, TC_ACT_REDIRECT);
+        if out[12..14] == [0x86, 0xDD] {
+            assert_eq!(out[64], 1, "only link 1 sends over IPv6");
+            seen[1] += 1;
+        } else {
+            assert_eq!(&out[12..14], &[0x08, 0x00]);
+            assert_ne!(out[44], 1);
+            seen[usize::from(out[44])] += 1;
+        }
+    }
+    assert!(seen.iter().all(|&n| n == 10), "{seen:?}");
+    // An MTU that fits the packet over IPv4 but not with IPv6's 20 more bytes.
+    let mut dp = edge([0, 1, 0, 0, 0, 0, 0, 0], 1500);
+    make_link_v6(&mut dp, 1, 200).unwrap();
+    let (action, _) = run(&mut dp, Program::TunnelEgress, &eth(0x0800, &inner_v4(0, 140 - 28)));
+    assert_eq!(action, TC_ACT_SHOT, "68 + 140 bytes exceed 200");
+    assert_eq!(drops(&dp, DropReason::Oversize), 1);
+    let (action, _) = run(&mut dp, Program::TunnelEgress, &eth(0x0800, &inner_v4(0, 132 - 28)));
+    assert_eq!(action, TC_ACT_REDIRECT, "68 + 132 bytes fit");
+    // A link of the other family than its peer carries nothing.
+    let mut dp = edge([0, 1, 0, 0, 0, 0, 0, 0], 1500);
+    dp.set_peer_at(1, (HUB6, PORT).into()).unwrap();
+    let (action, _) = run(&mut dp, Program::TunnelEgress, &frame);
+    assert_eq!(action, TC_ACT_SHOT);
+    assert_eq!(drops(&dp, DropReason::NoLink), 1, "an IPv4-only link cannot reach an IPv6 peer");
+}
+
+#[test]
+fn ingress_over_ipv6_decapsulates_delivers_and_learns_the_peer() {
+    let mut dp = strata_ctl::testbed::hub_dual().unwrap();
+    let inner = inner_v4(0, 200);
+    let frame = tunnel_frame6(&strata(0, 1, 2, 5, SESSION, 77, 5), &inner);
+    let (action, out) = run(&mut dp, Program::LinkIngress, &frame);
+    assert_eq!(action, TC_ACT_REDIRECT);
+    assert_eq!(&out[12..14], &[0x08, 0x00], "EtherType follows the inner version");
+    assert_eq!(&out[14..], &inner[..], "exactly the inner packet remains after the Ethernet header");
+    let snap = dp.snapshot().unwrap();
+    assert_eq!(snap.links[2].rx_packets, 1);
+    assert_eq!(snap.links[2].rx_bytes, (frame.len() - 14) as u64);
+    assert_eq!(snap.links[2].peer, format!("[{CARRIER6}]:40001"), "hub learns the IPv6 endpoint");
+    // IPv6 inside IPv6.
+    let inner = inner_v6(32);
+    let (action, out) =
+        run(&mut dp, Program::LinkIngress, &tunnel_frame6(&strata(0, 0, 2, 5, SESSION, 78, 6), &inner));
+    assert_eq!(action, TC_ACT_REDIRECT);
+    assert_eq!(&out[12..14], &[0x86, 0xDD]);
+    assert_eq!(&out[14..], &inner[..]);
+    // Link 0 over IPv4 meanwhile: both families at once.
+    let (action, _) = run(
+        &mut dp,
+        Program::LinkIngress,
+        &tunnel_frame(&strata(0, 0, 0, 5, SESSION, 79, 0), &inner_v4(0, 10)),
+    );
+    assert_eq!(action, TC_ACT_REDIRECT);
+    let snap = dp.snapshot().unwrap();
+    assert_eq!(snap.links[0].peer, "198.18.2.2:40001");
+
+    // The hub answers each link in its own family, from its own address of it.
+    dp.set_weights(&[1, 0, 1, 0, 0, 0, 0, 0]).unwrap();
+    let inner = inner_v4(0, 50);
+    let mut families = Vec::new();
+    for _ in 0..4 {
+        let (action, out) = run(&mut dp, Program::TunnelEgress, &eth(0x0800, &inner));
+        assert_eq!(action, TC_ACT_REDIRECT);
+        if out[12..14] == [0x86, 0xDD] {
+            assert_eq!(&out[22..38], &HUB6.octets(), "source: the hub's IPv6 address");
+            assert_eq!(&out[38..54], &CARRIER6.octets(), "to the learned endpoint");
+            assert_eq!(&out[56..58], &40_001u16.to_be_bytes());
+            let mut datagram = out[54..].to_vec();
+            datagram[6..8].copy_from_slice(&[0, 0]);
+            assert_eq!(u16::from_be_bytes([out[60], out[61]]), l4_checksum6(HUB6, CARRIER6, 17, &datagram));
+            families.push((out[64], 6));
+        } else {
+            assert_eq!(&out[26..30], &HUB.octets());
+            families.push((out[44], 4));
+        }
+    }
+    families.sort();
+    assert_eq!(families, [(0, 4), (0, 4), (2, 6), (2, 6)]);
+}
+
+#[test]
+fn ingress_drops_malformed_ipv6_with_its_reason_and_ignores_foreign_ipv6() {
+    let mut dp = strata_ctl::testbed::hub_dual().unwrap();
+    let inner = inner_v4(0, 10);
+    let good = tunnel_frame6(&strata(0, 0, 1, 5, SESSION, 500, 0), &inner);
+    let mut cases: Vec<(&str, Vec<u8>, DropReason)> = Vec::new();
+    // Payload length beyond the frame, and short of it.
+    let mut f = good.clone();
+    f.truncate(f.len() - 4);
+    cases.push(("payload beyond frame", f, DropReason::Truncated));
+    let mut f = good.clone();
+    f.extend([0; 4]);
+    cases.push(("payload short of frame", f, DropReason::OuterMalformed));
+    // UDP length disagrees with the IPv6 payload length.
+    let mut f = good.clone();
+    f[58..60].copy_from_slice(&9u16.to_be_bytes());
+    cases.push(("udp length", f, DropReason::OuterMalformed));
+    // Zero UDP checksum: not allowed over IPv6.
+    let mut f = good.clone();
+    f[60..62].copy_from_slice(&[0, 0]);
+    cases.push(("zero checksum", f, DropReason::OuterMalformed));
+    // A first fragment of a datagram to the Strata port.
+    let mut frag = vec![17, 0, 0, 1, 0, 0, 0, 42]; // next UDP, offset 0, more fragments
+    frag.extend(&good[54..]);
+    cases.push(("fragment", eth(0x86DD, &ipv6(CARRIER6, HUB6, 0, 44, &frag)), DropReason::OuterFragment));
+    // A bad Strata header behind a good IPv6 one is counted like over IPv4.
+    cases.push((
+        "session",
+        tunnel_frame6(&strata(0, 0, 1, 5, SESSION ^ 1, 501, 1), &inner),
+        DropReason::WrongSession,
+    ));
+    for (name, frame, reason) in cases {
+        let before = drops(&dp, reason);
+        let (action, _) = run(&mut dp, Program::LinkIngress, &frame);
+        assert_eq!(action, TC_ACT_SHOT, "{name}");
+        assert_eq!(drops(&dp, reason), before + 1, "{name} counts as {}", reason.name());
+    }
+    // Not ours: another port, another destination, not UDP, ICMPv6.
+    let body = good[62..].to_vec();
+    let other: Ipv6Addr = "2001:db8:ff::9".parse().unwrap();
+    let passing = [
+        eth(0x86DD, &ipv6(CARRIER6, HUB6, 0, 17, &udp6(CARRIER6, HUB6, 1, 53, &body))),
+        eth(0x86DD, &ipv6(CARRIER6, other, 0, 17, &udp6(CARRIER6, other, 1, PORT, &body))),
+        eth(0x86DD, &ipv6(CARRIER6, HUB6, 0, 6, &[0; 20])),
+        eth(0x86DD, &ipv6(CARRIER6, HUB6, 0, 58, &[128, 0, 0, 0, 0, 0, 0, 0])),
+    ];
+    let before = dp.snapshot().unwrap().drops;
+    for frame in passing {
+        assert_eq!(run(&mut dp, Program::LinkIngress, &frame).0, TC_ACT_OK);
+    }
+    assert_eq!(dp.snapshot().unwrap().drops, before, "passing traffic is not a drop");
 }

@@ -169,7 +169,7 @@ fn the_tunnel_device_outlives_its_descriptor_until_removed() {
 
 #[test]
 fn probe_routing_left_by_a_killed_daemon_is_reused_or_replaced() {
-    use std::net::Ipv4Addr;
+    use std::net::{IpAddr, Ipv4Addr};
 
     use strata_ctl::os::net::Net;
     strata_lab::require_root("the test creates a network namespace");
@@ -190,13 +190,14 @@ fn probe_routing_left_by_a_killed_daemon_is_reused_or_replaced() {
         rt.block_on(async {
             let net = Net::connect()?;
             let index = net.interface("lnk0").await?.index;
-            let first = Ipv4Addr::new(192, 0, 2, 1);
+            let first = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1));
             // A daemon installs its link's routing and is killed: nothing
             // removes it. The next one finds the same rule (reused) …
             net.add_link_routing(index, first, None, 1000).await?;
             net.add_link_routing(index, first, None, 1000).await?;
             // … or, the link's address changed meanwhile, another (replaced).
-            let routing = net.add_link_routing(index, Ipv4Addr::new(192, 0, 2, 7), None, 1000).await?;
+            let routing =
+                net.add_link_routing(index, IpAddr::V4(Ipv4Addr::new(192, 0, 2, 7)), None, 1000).await?;
             anyhow::Ok(routing)
         })
     });

@@ -2,7 +2,8 @@
 
 use aya_ebpf::{
     bindings::{
-        BPF_F_ADJ_ROOM_ENCAP_L3_IPV4, BPF_F_ADJ_ROOM_ENCAP_L4_UDP, bpf_adj_room_mode::BPF_ADJ_ROOM_MAC,
+        BPF_F_ADJ_ROOM_ENCAP_L3_IPV4, BPF_F_ADJ_ROOM_ENCAP_L3_IPV6, BPF_F_ADJ_ROOM_ENCAP_L4_UDP,
+        bpf_adj_room_mode::BPF_ADJ_ROOM_MAC,
     },
     helpers::generated::{bpf_redirect_neigh, bpf_skb_change_head},
     programs::TcContext,
@@ -10,13 +11,15 @@ use aya_ebpf::{
 use strata_common::{
     drop::DropReason,
     maps::LinkTx,
-    packet::{ETH_LEN, ETH_P_IP, EthHdr, OUTER_V4_LEN, OuterV4},
+    packet::{ETH_LEN, ETH_P_IP, ETH_P_IPV6, EthHdr, OuterV4, OuterV6},
 };
 
 /// `AF_INET`, for `bpf_redirect_neigh`'s next-hop family.
 const AF_INET: u32 = 2;
+/// `AF_INET6`.
+const AF_INET6: u32 = 10;
 
-/// `struct bpf_redir_neigh` with an IPv4 next hop.
+/// `struct bpf_redir_neigh`: an IPv4 next hop in `addr[0]`, or an IPv6 one.
 #[repr(C)]
 struct RedirNeigh {
     family: u32,
@@ -35,6 +38,23 @@ struct RedirNeigh {
 /// packet is IPv6.
 #[inline(always)]
 pub(crate) fn encapsulate<const L2: usize>(ctx: &TcContext, outer: &OuterV4) -> Result<(), DropReason> {
+    encapsulate_as::<L2, OuterV4>(ctx, outer, BPF_F_ADJ_ROOM_ENCAP_L3_IPV4, ETH_P_IP)
+}
+
+/// [`encapsulate`] for an IPv6 carrier: `ENCAP_L3_IPV6` switches
+/// `skb->protocol` to IPv6 when the inner packet is IPv4.
+#[inline(always)]
+pub(crate) fn encapsulate_v6<const L2: usize>(ctx: &TcContext, outer: &OuterV6) -> Result<(), DropReason> {
+    encapsulate_as::<L2, OuterV6>(ctx, outer, BPF_F_ADJ_ROOM_ENCAP_L3_IPV6, ETH_P_IPV6)
+}
+
+#[inline(always)]
+fn encapsulate_as<const L2: usize, T>(
+    ctx: &TcContext,
+    outer: &T,
+    encap_l3: u32,
+    ether_type: u16,
+) -> Result<(), DropReason> {
     if L2 == 0 {
         // SAFETY: plain helper call on this program's own skb.
         let ret = unsafe { bpf_skb_change_head(ctx.skb.skb, ETH_LEN as u32, 0) };
@@ -44,12 +64,12 @@ pub(crate) fn encapsulate<const L2: usize>(ctx: &TcContext, outer: &OuterV4) -> 
     }
     ctx.skb
         .adjust_room(
-            OUTER_V4_LEN as i32,
+            size_of::<T>() as i32,
             BPF_ADJ_ROOM_MAC,
-            u64::from(BPF_F_ADJ_ROOM_ENCAP_L3_IPV4 | BPF_F_ADJ_ROOM_ENCAP_L4_UDP),
+            u64::from(encap_l3 | BPF_F_ADJ_ROOM_ENCAP_L4_UDP),
         )
         .map_err(|_| DropReason::EncapFailed)?;
-    let eth = EthHdr { dst: [0; 6], src: [0; 6], ether_type_be: ETH_P_IP.to_be() };
+    let eth = EthHdr { dst: [0; 6], src: [0; 6], ether_type_be: ether_type.to_be() };
     ctx.skb.store(0, &eth, 0).map_err(|_| DropReason::EncapFailed)?;
     ctx.skb.store(ETH_LEN, outer, 0).map_err(|_| DropReason::EncapFailed)?;
     Ok(())
@@ -70,4 +90,19 @@ pub(crate) fn redirect_to_link(tx: &LinkTx) -> i32 {
     };
     // SAFETY: `params` is null or points at a valid `bpf_redir_neigh` of `len` bytes.
     unsafe { bpf_redirect_neigh(tx.ifindex, params.cast(), len, 0) as i32 }
+}
+
+/// [`redirect_to_link`] for an IPv6 packet: out of `ifindex` to the IPv6
+/// next hop `nexthop6` (all zero: looked up with the interface as output
+/// device, as over IPv4).
+#[inline(always)]
+pub(crate) fn redirect_v6(ifindex: u32, nexthop6: [u32; 4]) -> i32 {
+    let mut nh = RedirNeigh { family: AF_INET6, addr: nexthop6 };
+    let (params, len) = if nexthop6[0] | nexthop6[1] | nexthop6[2] | nexthop6[3] != 0 {
+        (&raw mut nh, size_of::<RedirNeigh>() as i32)
+    } else {
+        (core::ptr::null_mut(), 0)
+    };
+    // SAFETY: `params` is null or points at a valid `bpf_redir_neigh` of `len` bytes.
+    unsafe { bpf_redirect_neigh(ifindex, params.cast(), len, 0) as i32 }
 }

@@ -5,7 +5,8 @@
 //! * [`tunnel_egress`] runs at tc egress of the tunnel device (a TUN). For each
 //!   packet an application sends into the tunnel it assigns the global
 //!   sequence, picks a link from the controller's schedule, encapsulates
-//!   (outer IPv4 + UDP + Strata header), counts, and redirects to the link's
+//!   (outer IPv4 or IPv6, as the link's peer, + UDP + Strata header), counts,
+//!   and redirects to the link's
 //!   interface with the kernel's neighbour table filling in the L2 header.
 //! * [`link_ingress`] runs at tc ingress of every link interface (edge) or of
 //!   the public interface (hub). It lets everything that is not addressed to
@@ -29,6 +30,7 @@
 
 mod atomic;
 mod counters;
+mod csum;
 mod encap;
 mod link_ingress;
 mod maps;

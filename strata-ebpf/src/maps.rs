@@ -11,9 +11,10 @@ use strata_common::{
     drop::DROP_REASON_COUNT,
     map_name,
     maps::{
-        DEDUP_WINDOW, DELAY_ROW, DROP_REASONS, Endpoint, IFNAME_LEN, LinkCounters, LinkPace, LinkTx,
+        DEDUP_WINDOW, DELAY_ROW, DROP_REASONS, Endpoint, IFNAME_LEN, LinkCounters, LinkPace, LinkTx, LinkTx6,
         MAX_LINKS, Queued, RxLinkState, SAMPLE_SLOTS, SENT_RING, SampleConfig, Schedule, TunnelConfig, TxSeq,
     },
+    packet::{Ipv6Hdr, OuterV6, Pseudo6},
 };
 
 /// `static $map: $ty = $init;` as a BPF map named `map_name!($map)`: what
@@ -49,6 +50,58 @@ shared_map! {
     /// The far end of each link.
     PEERS: Array<Endpoint> = Array::pinned(MAX_LINKS, 0);
 }
+
+shared_map! {
+    /// The local IPv6 address (entry 0; all zero: any).
+    CONFIG6: Array<[u32; 4]> = Array::pinned(1, 0);
+}
+
+shared_map! {
+    /// How each link sends to an IPv6 peer (links flagged `LINK_V6`).
+    LINKS6: Array<LinkTx6> = Array::pinned(MAX_LINKS, 0);
+}
+
+shared_map! {
+    /// The IPv6 address of each link's far end (when its `PEERS` entry says IPv6).
+    PEERS6: Array<[u32; 4]> = Array::pinned(MAX_LINKS, 0);
+}
+
+/// Per-CPU scratch space of the egress program for an IPv6 packet: its
+/// outer headers and the buffers of the checksum. The program's 512-byte
+/// stack is nearly all taken by choosing a link; this is not pinned (nothing
+/// in it outlives a packet).
+#[repr(C)]
+pub(crate) struct Scratch {
+    /// The outer headers being built.
+    pub(crate) outer: OuterV6,
+    /// A pseudo-header being summed.
+    pub(crate) pseudo: Pseudo6,
+    /// An inner IPv6 header.
+    pub(crate) inner6: Ipv6Hdr,
+    /// Packet bytes being summed.
+    pub(crate) chunk: [u32; CHUNK_WORDS],
+    /// Where the packet goes.
+    pub(crate) send: Send6,
+}
+
+/// Where an IPv6 packet goes (see `Scratch`).
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub(crate) struct Send6 {
+    /// Link id.
+    pub(crate) link: u32,
+    /// Interface.
+    pub(crate) ifindex: u32,
+    /// Next hop (all zero: looked up).
+    pub(crate) nexthop6: [u32; 4],
+}
+
+/// Words of [`Scratch::chunk`].
+pub(crate) const CHUNK_WORDS: usize = 128;
+
+#[unsafe(link_section = "maps")]
+#[unsafe(export_name = map_name!(SCRATCH))]
+pub(crate) static SCRATCH: PerCpuArray<Scratch> = PerCpuArray::with_max_entries(1, 0);
 
 shared_map! {
     /// Double-buffered link schedule.

@@ -2,7 +2,7 @@
 //! suppression, and learning where each link's peer is.
 
 use strata_common::{
-    maps::{DEDUP_WINDOW, Endpoint, LINK_SEQ_RESTART_DISTANCE, OWD_BIAS_US},
+    maps::{DEDUP_WINDOW, Endpoint, FAMILY_V6, LINK_SEQ_RESTART_DISTANCE, OWD_BIAS_US},
     seq::seq_distance,
 };
 
@@ -10,7 +10,7 @@ use aya_ebpf::helpers::generated::bpf_ktime_get_tai_ns;
 
 use crate::{
     atomic::swap,
-    maps::{DEDUP, PEERS, RXSEQ},
+    maps::{DEDUP, PEERS, PEERS6, RXSEQ},
 };
 
 /// Records per-link sequence `seq` on `link` (see `RxLinkState` for the
@@ -71,21 +71,35 @@ pub(crate) fn is_duplicate(seq: u32) -> bool {
     unsafe { swap(slot, tagged) == tagged }
 }
 
-/// Remembers that `link`'s peer is at `ip_be:port_be` (hub side: the edge's
-/// public endpoint after carrier NAT). Written only when it changes, so a
+/// Remembers that `link`'s peer is at `from` (hub side: the edge's public
+/// endpoint after carrier NAT, of the family its carrier speaks — a link
+/// moving between families follows too). Written only when it changes, so a
 /// steady stream costs a read, and a NAT rebinding takes effect with the next
 /// packet.
 #[inline(always)]
-pub(crate) fn learn_peer(link: u32, ip_be: u32, port_be: u16) -> bool {
+pub(crate) fn learn_peer(link: u32, from: &Endpoint, from6: &[u32; 4]) -> bool {
     let Some(peer) = PEERS.get_ptr_mut(link) else {
+        return false;
+    };
+    let Some(peer6) = PEERS6.get_ptr_mut(link) else {
         return false;
     };
     // SAFETY: the map value outlives the program; a torn read by the egress
     // program on another CPU is resolved by the next packet.
-    let peer = unsafe { &mut *peer };
-    if peer.ip_be == ip_be && peer.port_be == port_be {
+    let (peer, peer6) = unsafe { (&mut *peer, &mut *peer6) };
+    let v6 = from.family == FAMILY_V6;
+    if peer.family == from.family
+        && peer.port_be == from.port_be
+        && peer.ip_be == from.ip_be
+        && (!v6 || *peer6 == *from6)
+    {
         return false;
     }
-    *peer = Endpoint { ip_be, port_be, _pad: 0 };
+    // The IPv6 address first: the egress program reads it only once the
+    // endpoint says IPv6.
+    if v6 {
+        *peer6 = *from6;
+    }
+    *peer = *from;
     true
 }

@@ -10,7 +10,13 @@
 //!
 //! Each carrier masquerades the edge behind its own public address, like a
 //! cellular network's carrier-grade NAT, so the hub sees every link of the
-//! car from a different address and must learn them. The edge has no default
+//! car from a different address and must learn them.
+//!
+//! A carrier may be IPv6-only ([`CarrierFamily::Ipv6`]), as many cellular
+//! networks are: the edge's interface gets `2001:db8:{i+1}::2/64` and no
+//! IPv4 address, the carrier routes that /64 unmasqueraded (a real one hands
+//! out a public prefix), and the internet and the hub get IPv6 addresses
+//! too (`2001:db8:ff::2` on `wan0`); the hub then listens on both families. The edge has no default
 //! route and no route to the hub: Strata's data path must not depend on the
 //! edge's routing table. Delay, loss and capacity emulation come later; the
 //! carriers forward plainly for now.
@@ -32,7 +38,7 @@ pub mod traffic;
 
 use std::{
     ffi::OsStr,
-    net::Ipv4Addr,
+    net::{Ipv4Addr, Ipv6Addr},
     os::fd::AsFd as _,
     process::{Command, Stdio},
     sync::atomic::{AtomicU32, Ordering},
@@ -43,11 +49,23 @@ use anyhow::{Context as _, bail};
 /// Prefix of every namespace the lab's unique prefixes create.
 pub const UNIQUE_PREFIX_START: &str = "st";
 
+/// What a lab carrier speaks towards the edge and the internet.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CarrierFamily {
+    /// IPv4 behind carrier-grade NAT (the default).
+    #[default]
+    Ipv4,
+    /// IPv6 only, a routed public /64, no NAT.
+    Ipv6,
+}
+
 /// A running lab topology.
 #[derive(Debug)]
 pub struct Lab {
     prefix: String,
     links: usize,
+    families: Vec<CarrierFamily>,
     emulated: bool,
     namespaces: Vec<String>,
     torn_down: bool,
@@ -74,7 +92,7 @@ impl Lab {
     /// Creates the topology with `links` carriers (1..=8); on failure removes
     /// whatever it had created.
     pub fn up(prefix: &str, links: usize) -> anyhow::Result<Self> {
-        Self::create(prefix, links, false)
+        Self::create(prefix, &vec![CarrierFamily::Ipv4; links], false)
     }
 
     /// Like [`Lab::up`], with an "air" namespace in each link between the edge
@@ -82,10 +100,16 @@ impl Lab {
     /// [`emulator::bridge::EmulatedLink`] to bridge. Until one runs, the link
     /// carries nothing.
     pub fn up_emulated(prefix: &str, links: usize) -> anyhow::Result<Self> {
-        Self::create(prefix, links, true)
+        Self::create(prefix, &vec![CarrierFamily::Ipv4; links], true)
     }
 
-    fn create(prefix: &str, links: usize, emulated: bool) -> anyhow::Result<Self> {
+    /// [`Lab::up_emulated`] with one carrier per entry of `families`.
+    pub fn up_emulated_with(prefix: &str, families: &[CarrierFamily]) -> anyhow::Result<Self> {
+        Self::create(prefix, families, true)
+    }
+
+    fn create(prefix: &str, families: &[CarrierFamily], emulated: bool) -> anyhow::Result<Self> {
+        let links = families.len();
         if !(1..=8).contains(&links) {
             bail!("a lab has 1 to 8 links, not {links}");
         }
@@ -93,8 +117,15 @@ impl Lab {
             bail!("lab prefix {prefix:?} must be 1-10 ASCII letters or digits");
         }
         let owner = OwnerLock::take(prefix)?;
-        let mut lab =
-            Self { prefix: prefix.into(), links, emulated, namespaces: Vec::new(), torn_down: false, owner };
+        let mut lab = Self {
+            prefix: prefix.into(),
+            links,
+            families: families.to_vec(),
+            emulated,
+            namespaces: Vec::new(),
+            torn_down: false,
+            owner,
+        };
         // On error `lab` is dropped here, which removes what was created.
         lab.build()?;
         Ok(lab)
@@ -119,7 +150,15 @@ impl Lab {
         // would take the new (secondary) one with it.
         sysctl(&edge, "net.ipv4.conf.all.promote_secondaries", "1")?;
         sysctl(&inet, "net.ipv4.ip_forward", "1")?;
+        let any_v6 = self.families.contains(&CarrierFamily::Ipv6);
+        if any_v6 {
+            sysctl(&inet, "net.ipv6.conf.all.forwarding", "1")?;
+        }
         for i in 0..self.links {
+            if self.families[i] == CarrierFamily::Ipv6 {
+                self.build_v6_carrier(i)?;
+                continue;
+            }
             let car = self.carrier_ns(i);
             let link = Self::link_ifname(i);
             let edge_addr = format!("{}/24", Self::link_addr(i));
@@ -156,7 +195,90 @@ impl Lab {
         let hub_addr = format!("{}/24", Self::hub_addr());
         veth(&inet, "hub", Some("198.19.0.1/24"), &hub, Self::HUB_IFNAME, Some(&hub_addr))?;
         ip(&["-n", &hub, "route", "add", "default", "via", "198.19.0.1"])?;
+        if any_v6 {
+            // The hub listens on both families: an IPv6 address beside its IPv4 one.
+            ip(&["-n", &inet, "addr", "add", "2001:db8:ff::1/64", "dev", "hub", "nodad"])?;
+            ip(&[
+                "-n",
+                &hub,
+                "addr",
+                "add",
+                &format!("{}/64", Self::hub_addr6()),
+                "dev",
+                Self::HUB_IFNAME,
+                "nodad",
+            ])?;
+            ip(&["-n", &hub, "-6", "route", "add", "default", "via", "2001:db8:ff::1"])?;
+        }
         Ok(())
+    }
+
+    /// Carrier `i` on IPv6 only: the edge's interface and the carrier's side
+    /// of it on `2001:db8:{i+1}::/64`, the carrier's uplink on
+    /// `2001:db8:{i+1}0::/64`, and the internet routing the edge's /64 to the
+    /// carrier. No IPv4 anywhere on the link, no NAT. Addresses skip
+    /// duplicate address detection (`nodad`): the lab's are unique, and a
+    /// tentative address cannot be bound for a second.
+    fn build_v6_carrier(&self, i: usize) -> anyhow::Result<()> {
+        let (edge, inet, car) = (self.edge_ns(), self.inet_ns(), self.carrier_ns(i));
+        let link = Self::link_ifname(i);
+        let n = i + 1;
+        if self.emulated {
+            let air = self.air_ns(i);
+            sysctl(&air, "net.ipv6.conf.all.disable_ipv6", "1")?;
+            sysctl(&air, "net.ipv6.conf.default.disable_ipv6", "1")?;
+            veth_with_mac(&edge, &link, Some(&Self::link_mac(i)), None, &air, "edge", None)?;
+            veth(&air, "car", None, &car, "cdown", None)?;
+        } else {
+            veth_with_mac(&edge, &link, Some(&Self::link_mac(i)), None, &car, "cdown", None)?;
+        }
+        ip(&["-n", &edge, "addr", "add", &format!("{}/64", Self::link_addr6(i)), "dev", &link, "nodad"])?;
+        ip(&["-n", &car, "addr", "add", &format!("{}/64", Self::link_gateway6(i)), "dev", "cdown", "nodad"])?;
+        veth(&car, "cup", None, &inet, &format!("car{i}"), None)?;
+        ip(&["-n", &car, "addr", "add", &format!("2001:db8:{n}0::2/64"), "dev", "cup", "nodad"])?;
+        ip(&[
+            "-n",
+            &inet,
+            "addr",
+            "add",
+            &format!("2001:db8:{n}0::1/64"),
+            "dev",
+            &format!("car{i}"),
+            "nodad",
+        ])?;
+        sysctl(&car, "net.ipv6.conf.all.forwarding", "1")?;
+        ip(&["-n", &car, "-6", "route", "add", "default", "via", &format!("2001:db8:{n}0::1")])?;
+        ip(&[
+            "-n",
+            &inet,
+            "-6",
+            "route",
+            "add",
+            &format!("2001:db8:{n}::/64"),
+            "via",
+            &format!("2001:db8:{n}0::2"),
+        ])?;
+        Ok(())
+    }
+
+    /// The carrier family of link `i`.
+    pub fn family(&self, i: usize) -> CarrierFamily {
+        self.families[i]
+    }
+
+    /// The edge's address on link `i` if its carrier is IPv6-only.
+    pub fn link_addr6(i: usize) -> Ipv6Addr {
+        Ipv6Addr::new(0x2001, 0xdb8, i as u16 + 1, 0, 0, 0, 0, 2)
+    }
+
+    /// Carrier `i`'s IPv6 address towards the edge (the link's next hop).
+    pub fn link_gateway6(i: usize) -> Ipv6Addr {
+        Ipv6Addr::new(0x2001, 0xdb8, i as u16 + 1, 0, 0, 0, 0, 1)
+    }
+
+    /// The hub's IPv6 address (labs with an IPv6 carrier).
+    pub fn hub_addr6() -> Ipv6Addr {
+        Ipv6Addr::new(0x2001, 0xdb8, 0xff, 0, 0, 0, 0, 2)
     }
 
     /// The prefix.

@@ -19,7 +19,7 @@ use std::{
 
 use anyhow::{Context as _, bail};
 
-use crate::{Lab, netns_command};
+use crate::{CarrierFamily, Lab, netns_command};
 
 /// The edge's tunnel address.
 pub const EDGE_TUNNEL_ADDR: Ipv4Addr = Ipv4Addr::new(10, 200, 0, 1);
@@ -472,13 +472,21 @@ pub fn edge_config(lab: &Lab, name: &str, session: u32, weights: &[u32], setup: 
         // check rejects what is not a valid `[control]` key.
         s = s.replacen("\n\n[metrics]", &format!("\n{extra}\n\n[metrics]"), 1);
     }
+    let v6 = (0..lab.links()).any(|i| lab.family(i) == CarrierFamily::Ipv6);
+    if v6 {
+        s += &format!("address6 = \"{}\"\n", Lab::hub_addr6());
+    }
     for i in 0..lab.links() {
         let weight = weights.get(i).copied().unwrap_or(1);
-        s += &format!(
-            "\n[[links]]\nid = {i}\ninterface = \"{}\"\nweight = {weight}\ngateway = \"{}\"\n",
-            Lab::link_ifname(i),
-            Lab::link_gateway(i)
-        );
+        s += &format!("\n[[links]]\nid = {i}\ninterface = \"{}\"\nweight = {weight}\n", Lab::link_ifname(i));
+        s += &match lab.family(i) {
+            CarrierFamily::Ipv4 => format!("gateway = \"{}\"\n", Lab::link_gateway(i)),
+            // The link's IPv6 address makes it an IPv6 link; the only one
+            // its interface has, but stated, as an operator would.
+            CarrierFamily::Ipv6 => {
+                format!("address = \"{}\"\ngateway = \"{}\"\n", Lab::link_addr6(i), Lab::link_gateway6(i))
+            }
+        };
     }
     s
 }

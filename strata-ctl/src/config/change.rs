@@ -103,8 +103,9 @@ fn tunnel_changes(c: &mut Changes, old: &TunnelSection, new: &TunnelSection) {
 
 fn peer_changes(c: &mut Changes, old: Option<&PeerSection>, new: Option<&PeerSection>) {
     match (old, new) {
-        (Some(PeerSection { address, port }), Some(n)) => {
+        (Some(PeerSection { address, address6, port }), Some(n)) => {
             c.restart_if(address != &n.address, "peer.address");
+            c.restart_if(address6 != &n.address6, "peer.address6");
             c.restart_if(port != &n.port, "peer.port");
         }
         (None, None) => {}
@@ -114,10 +115,12 @@ fn peer_changes(c: &mut Changes, old: Option<&PeerSection>, new: Option<&PeerSec
 
 fn hub_changes(c: &mut Changes, old: Option<&HubSection>, new: Option<&HubSection>) {
     match (old, new) {
-        (Some(HubSection { interface, address, gateway }), Some(n)) => {
+        (Some(HubSection { interface, address, address6, gateway, gateway6 }), Some(n)) => {
             c.restart_if(interface != &n.interface, "hub.interface");
             c.restart_if(address != &n.address, "hub.address");
+            c.restart_if(address6 != &n.address6, "hub.address6");
             c.restart_if(gateway != &n.gateway, "hub.gateway");
+            c.restart_if(gateway6 != &n.gateway6, "hub.gateway6");
         }
         (None, None) => {}
         _ => c.restart_if(true, "hub"),

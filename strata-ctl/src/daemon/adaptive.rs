@@ -3,7 +3,7 @@
 //! to the kernel.
 
 use std::{
-    net::{Ipv4Addr, SocketAddr, SocketAddrV4},
+    net::SocketAddr,
     sync::{
         Arc,
         atomic::{AtomicBool, AtomicU64},
@@ -11,7 +11,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use strata_common::{maps::Endpoint, packet::OUTER_V4_LEN};
+use strata_common::packet::{OUTER_V4_LEN, OUTER_V6_LEN};
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
@@ -85,10 +85,8 @@ impl Adaptive {
         net: &Net,
         config: &Config,
         links: &[ResolvedLink],
-        hub: Endpoint,
         mtu: u32,
     ) -> Result<Self, AdaptiveError> {
-        let hub = SocketAddr::from((Ipv4Addr::from(u32::from_be(hub.ip_be)), u16::from_be(hub.port_be)));
         let (tx, samples) = mpsc::channel(1024);
         let interval = Duration::from_millis(config.control.probe_interval_ms);
         let mut probers = Vec::new();
@@ -105,7 +103,7 @@ impl Adaptive {
                         return Err(e.into());
                     }
                 };
-            let address = SocketAddrV4::new(link.address, config.port);
+            let address = SocketAddr::new(link.address, config.port);
             let sock = match prober::bind_shared(address) {
                 Ok(s) => s,
                 Err(source) => {
@@ -123,7 +121,7 @@ impl Adaptive {
             let prober = prober::Prober {
                 link: link.id,
                 sock,
-                hub,
+                hub: link.hub,
                 session: config.session,
                 interval,
                 train: TrainShape {
@@ -162,7 +160,12 @@ impl Adaptive {
             fit: FitConfig {
                 deadline: Duration::from_millis(config.control.deadline_ms),
                 headroom: config.control.headroom,
-                payload_share: FitConfig::payload_share(mtu, OUTER_V4_LEN),
+                // A mixed bond's IPv6 links carry 20 bytes more per packet: the
+                // share is counted at the larger overhead, erring low.
+                payload_share: FitConfig::payload_share(
+                    mtu,
+                    if links.iter().any(|l| l.address.is_ipv6()) { OUTER_V6_LEN } else { OUTER_V4_LEN },
+                ),
             },
         })
     }

@@ -9,10 +9,7 @@
 //! the layer's own message, which is also the variant's
 //! [`source`](std::error::Error::source).
 
-use std::{
-    io,
-    net::{SocketAddr, SocketAddrV4},
-};
+use std::{io, net::SocketAddr};
 
 use crate::{
     dataplane::datapath::DatapathError,
@@ -52,15 +49,17 @@ pub enum StartError {
         /// The field.
         field: String,
     },
-    /// The hub's interface has no IPv4 address to send from.
-    #[error("hub.interface {interface}: has no IPv4 address (set hub.address)")]
+    /// The hub's interface has no address to listen on, of either family.
+    #[error(
+        "hub.interface {interface}: has no IPv4 address and no global IPv6 one (set hub.address or hub.address6)"
+    )]
     HubWithoutAddress {
         /// The interface's name.
         interface: String,
     },
-    /// A link's interface has no IPv4 address to send from.
+    /// A link's interface has no address to send from of a family the hub has.
     #[error(
-        "links[{index}].interface: {interface} has no IPv4 address yet (set links[{index}].address or wait for the modem)"
+        "links[{index}].interface: {interface} has no address of a family the hub has yet (IPv4, or global IPv6 with peer.address6; set links[{index}].address or wait for the modem)"
     )]
     LinkWithoutAddress {
         /// The link's position in `[[links]]`.
@@ -137,7 +136,7 @@ pub(super) enum AdaptiveError {
         /// The link id.
         link: u8,
         /// The link's source address and the tunnel port.
-        address: SocketAddrV4,
+        address: SocketAddr,
         /// Why.
         source: io::Error,
     },
@@ -163,7 +162,7 @@ mod tests {
         let no_address = StartError::LinkWithoutAddress { index: 1, interface: "wwan1".into() };
         assert_eq!(
             no_address.to_string(),
-            "links[1].interface: wwan1 has no IPv4 address yet (set links[1].address or wait for the modem)"
+            "links[1].interface: wwan1 has no address of a family the hub has yet (IPv4, or global IPv6 with peer.address6; set links[1].address or wait for the modem)"
         );
         let mtu = StartError::MtuTooLarge { mtu: 1500, max: 1452, carrier: 1500, headers: 48 };
         assert_eq!(

@@ -20,7 +20,7 @@
 //! resting link be probed early.
 
 use std::{
-    net::SocketAddrV4,
+    net::SocketAddr,
     path::Path,
     sync::Arc,
     time::{Duration, Instant},
@@ -29,7 +29,7 @@ use std::{
 use tokio::{net::UdpSocket, sync::watch};
 use tracing::{info, warn};
 
-use super::links::{ResolvedLink, link_tx};
+use super::links::{ResolvedLink, link_tx, link_tx6};
 use crate::{
     config::Config,
     control::controller::Behaviour,
@@ -40,7 +40,7 @@ use crate::{
         identity::{LinkIdentity, Match},
         kind::infer,
         modem_manager::{EarlyWarning, ModemEvent, ModemReport, early_warning},
-        net::{Interface, LinkRouting, Net},
+        net::{Family, Interface, LinkRouting, Net},
         netlink::NetEvent,
         sysfs::{Bus, LinkFacts},
         uevent::{Action as UAction, UEvent},
@@ -203,7 +203,8 @@ impl Follower {
                 // carrier and admin state are left to it (and to the
                 // netlink advisor, at the tiers that run one).
                 Ok(Some(now)) => {
-                    let addresses = net.ipv4_addresses(now.index).await.unwrap_or_default();
+                    let addresses =
+                        net.addresses(now.index, Family::of(link.address)).await.unwrap_or_default();
                     let moved = !addresses.contains(&link.address) || !f.complete;
                     return if !f.address_pinned && moved {
                         vec![Reaction::Readdress { prefer: None }]
@@ -272,7 +273,8 @@ impl Follower {
             Reaction::Adopt(interface) => {
                 let mut new = link.clone();
                 new.interface = interface;
-                let addresses = net.ipv4_addresses(new.interface.index).await.unwrap_or_default();
+                let addresses =
+                    net.addresses(new.interface.index, Family::of(link.address)).await.unwrap_or_default();
                 if !f.address_pinned
                     && let Some(a) = choose_address(&addresses, None, link.address)
                 {
@@ -291,7 +293,7 @@ impl Follower {
                 Some(Hint::Returned("interface returned"))
             }
             Reaction::Readdress { prefer } => {
-                let addresses = match net.ipv4_addresses(link.interface.index).await {
+                let addresses = match net.addresses(link.interface.index, Family::of(link.address)).await {
                     Ok(a) => a,
                     Err(e) => {
                         warn!(link = f.id, "reading the link's addresses: {e}");
@@ -313,15 +315,17 @@ impl Follower {
                     }
                 }
             }
-            Reaction::Regateway => match net.default_gateway(link.interface.index).await {
-                Ok(Some(g)) if Some(g) != link.gateway => {
-                    let mut new = link.clone();
-                    new.gateway = Some(g);
-                    rebind(f, link, new, io, "next hop changed").await;
-                    None
+            Reaction::Regateway => {
+                match net.default_gateway_of(link.interface.index, Family::of(link.address)).await {
+                    Ok(Some(g)) if Some(g) != link.gateway => {
+                        let mut new = link.clone();
+                        new.gateway = Some(g);
+                        rebind(f, link, new, io, "next hop changed").await;
+                        None
+                    }
+                    _ => None,
                 }
-                _ => None,
-            },
+            }
         }
     }
 
@@ -560,6 +564,12 @@ async fn rebind(
     }
     // The static weight; adaptive control rewrites the entry every tick.
     let weight = config.links.iter().find(|l| l.id == id).map_or(0, |l| l.weight);
+    if let Some(tx6) = link_tx6(new.address, new.gateway)
+        && let Err(e) = dp.set_link6(id, tx6)
+    {
+        warn!(link = id, "updating the kernel's IPv6 entry: {e}");
+        f.complete = false;
+    }
     let tx = link_tx(weight, &new.interface, new.address, new.gateway, config.port);
     if let Err(e) = dp.set_link(id, tx) {
         warn!(link = id, "updating the kernel's entry: {e}");
@@ -581,7 +591,7 @@ async fn rebind(
                 f.complete = false;
             }
         }
-        match prober::bind_shared(SocketAddrV4::new(new.address, config.port)) {
+        match prober::bind_shared(SocketAddr::new(new.address, config.port)) {
             Ok(sock) => {
                 let _ = path.socket.send(Arc::new(sock));
             }

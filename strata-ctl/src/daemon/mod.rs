@@ -38,7 +38,7 @@ pub mod follower;
 pub mod links;
 mod plane;
 
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use tracing::{info, warn};
 
@@ -111,7 +111,7 @@ pub async fn run(config: Config, config_path: &std::path::Path, stop: StopMode) 
     let net = Net::connect()?;
     info!(instance = config.name(), role = %config.role, session = config.session, "starting");
     let side = Side::resolve(&net, &config).await?;
-    let mtu = plane::tunnel_mtu(&config, side.carrier_mtu().unwrap_or(1500))?;
+    let mtu = plane::tunnel_mtu(&config, plane::tightest_carrier(&side))?;
     let (tun, tun_if) = plane::create_tunnel(&net, &config, mtu).await?;
 
     // From here a start that fails takes down only what it created: a data
@@ -150,11 +150,18 @@ pub async fn run(config: Config, config_path: &std::path::Path, stop: StopMode) 
     info!(pins = %pin_dir.display(), adopted, "data plane attached");
 
     // The control socket shares the tunnel port with the per-link probe sockets.
-    let control = prober::bind_shared(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, config.port))
+    // Dual-stack ([::] with IPV6_V6ONLY off): the hub answers probes over
+    // both families, IPv4 peers appearing as v4-mapped addresses. A host
+    // without IPv6 (`ipv6.disable=1`) refuses the socket: IPv4 only then.
+    let control = prober::bind_shared(SocketAddr::new(Ipv6Addr::UNSPECIFIED.into(), config.port))
+        .or_else(|e| {
+            warn!("no IPv6 control socket ({e}): listening on IPv4 only");
+            prober::bind_shared(SocketAddr::new(Ipv4Addr::UNSPECIFIED.into(), config.port))
+        })
         .map_err(|source| StartError::ControlSocket { port: config.port, source });
     let adaptive = match (&side, config.control.mode) {
-        (Side::Edge { links, hub }, ControlMode::Adaptive) if control.is_ok() => {
-            match Adaptive::start(&net, &config, links, *hub, mtu).await {
+        (Side::Edge { links }, ControlMode::Adaptive) if control.is_ok() => {
+            match Adaptive::start(&net, &config, links, mtu).await {
                 Ok(mut a) => {
                     // Long enough for links to pass probing and warm-up
                     // (2-6 s in the lab), short enough that a link lost

@@ -12,17 +12,17 @@
 //! whole), the schedule the kernel runs is kept unless static weights say
 //! otherwise, and the new programs replace the old ones on their pinned links.
 
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 
 use strata_common::{
-    maps::{CONFIG_LEARN_PEERS, CONFIG_READY, MAX_LINKS, TunnelConfig},
-    packet::OUTER_V4_LEN,
+    maps::{CONFIG_LEARN_PEERS, CONFIG_READY, MAX_LINKS, TunnelConfig, ip6_words},
+    packet::{OUTER_V4_LEN, OUTER_V6_LEN},
 };
 use tracing::{debug, info, warn};
 
 use super::{
     error::StartError,
-    links::{Side, be, link_tx},
+    links::{Side, hub_link_tx, link_tx, link_tx6},
 };
 use crate::{
     config::{Config, ControlMode},
@@ -37,13 +37,31 @@ use crate::{
     },
 };
 
-/// The tunnel MTU: configured, or the links' smallest MTU less the 48 bytes
-/// of tunnel headers, so no tunnel packet ever needs fragmenting.
-pub(super) fn tunnel_mtu(config: &Config, carrier_mtu: u32) -> Result<u32, StartError> {
-    let max_mtu = carrier_mtu.saturating_sub(OUTER_V4_LEN as u32);
+/// The carrier MTU and tunnel header bytes that bound the tunnel MTU most:
+/// each weighted link's MTU less its own headers — 48 bytes over IPv4, 68
+/// over IPv6 — and on the hub its interface's less the headers of the
+/// largest family it listens on. (1500, 48) without a link.
+pub(super) fn tightest_carrier(side: &Side) -> (u32, usize) {
+    let overhead = |v6: bool| if v6 { OUTER_V6_LEN } else { OUTER_V4_LEN };
+    match side {
+        Side::Edge { links } => links
+            .iter()
+            .filter(|l| l.weight > 0)
+            .map(|l| (l.interface.mtu, overhead(l.address.is_ipv6())))
+            .min_by_key(|&(mtu, headers)| mtu.saturating_sub(headers as u32))
+            .unwrap_or((1500, OUTER_V4_LEN)),
+        Side::Hub { interface, address6, .. } => (interface.mtu, overhead(address6.is_some())),
+    }
+}
+
+/// The tunnel MTU: configured, or the carrier MTU less the tunnel headers
+/// (`(carrier_mtu, overhead)` from [`tightest_carrier`]), so no tunnel
+/// packet ever needs fragmenting.
+pub(super) fn tunnel_mtu(config: &Config, (carrier_mtu, overhead): (u32, usize)) -> Result<u32, StartError> {
+    let max_mtu = carrier_mtu.saturating_sub(overhead as u32);
     match config.tunnel.mtu {
         Some(mtu) if mtu > max_mtu => {
-            Err(StartError::MtuTooLarge { mtu, max: max_mtu, carrier: carrier_mtu, headers: OUTER_V4_LEN })
+            Err(StartError::MtuTooLarge { mtu, max: max_mtu, carrier: carrier_mtu, headers: overhead })
         }
         Some(m) => Ok(m),
         None => Ok(max_mtu),
@@ -125,11 +143,12 @@ pub(super) fn configure(
         tunnel_ifindex: tun_if.index,
         tunnel_l2_len: tun_if.l2_len,
         local_ip_be: match side {
-            Side::Hub { address, .. } => be(*address),
-            Side::Edge { .. } => 0,
+            Side::Hub { address: Some(a), .. } => a.to_bits().to_be(),
+            _ => 0,
         },
         local_port_be: config.port.to_be(),
         _pad: 0,
+
         // Deadline drops need the adaptive controller's estimates: never
         // under static weights, and never on the hub.
         deadline_us: match side {
@@ -143,31 +162,47 @@ pub(super) fn configure(
     if !adopted {
         dp.set_config(tunnel)?;
     }
+    // The hub's IPv6 source, whether adopted or not: a data plane pinned by
+    // a build before IPv6 carriers has this map fresh and empty.
+    dp.set_local6(match side {
+        Side::Hub { address6: Some(a), .. } => ip6_words(*a),
+        _ => [0; 4],
+    })?;
     let weights = config.weights();
     match side {
-        Side::Edge { links, hub } => {
+        Side::Edge { links } => {
             for link in links {
                 dp.set_interface(link.interface.index, link.interface.l2_len)?;
+                if let Some(tx6) = link_tx6(link.address, link.gateway) {
+                    dp.set_link6(link.id, tx6)?;
+                }
                 let tx = link_tx(link.weight, &link.interface, link.address, link.gateway, config.port);
                 dp.set_link(link.id, tx)?;
-                dp.set_peer(link.id, *hub)?;
+                dp.set_peer_at(link.id, link.hub)?;
                 info!(
                     link = link.id,
                     interface = %link.interface.name,
                     address = %link.address,
                     gateway = ?link.gateway,
+                    hub = %link.hub,
                     mtu = link.interface.mtu,
                     weight = link.weight,
                     "link configured"
                 );
             }
         }
-        Side::Hub { interface, address, gateway } => {
+        Side::Hub { interface, address, gateway, address6, gateway6 } => {
             dp.set_interface(interface.index, interface.l2_len)?;
             for id in 0..MAX_LINKS as u8 {
-                let tx = link_tx(weights[usize::from(id)], interface, *address, *gateway, config.port);
+                let weight = weights[usize::from(id)];
+                let (tx, tx6) =
+                    hub_link_tx(weight, interface, (*address, *gateway), (*address6, *gateway6), config.port);
+                if let Some(tx6) = tx6 {
+                    dp.set_link6(id, tx6)?;
+                }
                 dp.set_link(id, tx)?;
             }
+            info!(interface = %interface.name, ?address, ?address6, "hub listening");
             tunnel.flags |= CONFIG_LEARN_PEERS;
         }
     }
@@ -193,7 +228,7 @@ pub(super) fn configure(
 }
 
 /// Removes the neighbour entries kept resolved for the data path.
-pub(super) async fn forget_neighbours(net: &Net, next_hops: &[(u32, Ipv4Addr)]) {
+pub(super) async fn forget_neighbours(net: &Net, next_hops: &[(u32, IpAddr)]) {
     for &(index, gateway) in next_hops {
         if let Err(e) = net.forget_neighbour(index, gateway).await {
             debug!("{e}");

@@ -28,7 +28,7 @@ use aya::{
     },
 };
 use strata_common::maps::{
-    Endpoint, IFNAME_LEN, LinkPace, LinkTx, MAX_LINKS, SampleConfig, Schedule, TunnelConfig, TxSeq,
+    Endpoint, IFNAME_LEN, LinkPace, LinkTx, LinkTx6, MAX_LINKS, SampleConfig, Schedule, TunnelConfig, TxSeq,
     names as map_names,
 };
 
@@ -407,6 +407,35 @@ impl Datapath {
         self.array::<Endpoint>(map_names::PEERS)?
             .set(u32::from(id), peer, 0)
             .map_err(map_err(format!("writing STRATA_PEERS[{id}]")))
+    }
+
+    /// Writes the local IPv6 address the ingress program accepts tunnel
+    /// packets for (network order words; all zero: any).
+    pub fn set_local6(&mut self, address: [u32; 4]) -> Result<(), DatapathError> {
+        self.array::<[u32; 4]>(map_names::CONFIG6)?
+            .set(0, address, 0)
+            .map_err(map_err("writing STRATA_CONFIG6"))
+    }
+
+    /// Writes how link `id` sends to IPv6 peers (before a [`LinkTx`] with
+    /// [`LinkTx::with_v6`] refers to it).
+    pub fn set_link6(&mut self, id: u8, link: LinkTx6) -> Result<(), DatapathError> {
+        self.array::<LinkTx6>(map_names::LINKS6)?
+            .set(u32::from(id), link, 0)
+            .map_err(map_err(format!("writing STRATA_LINKS6[{id}]")))
+    }
+
+    /// Writes the peer of link `id` at `address`, of either family: an
+    /// IPv6 address goes into `STRATA_PEERS6` first, then the endpoint
+    /// saying IPv6, so the kernel never reads a half-written one.
+    pub fn set_peer_at(&mut self, id: u8, address: std::net::SocketAddr) -> Result<(), DatapathError> {
+        let (peer, v6) = Endpoint::new(address.ip(), address.port());
+        if let Some(words) = v6 {
+            self.array::<[u32; 4]>(map_names::PEERS6)?
+                .set(u32::from(id), words, 0)
+                .map_err(map_err(format!("writing STRATA_PEERS6[{id}]")))?;
+        }
+        self.set_peer(id, peer)
     }
 
     /// Installs a schedule for `weights` without the kernel ever seeing a

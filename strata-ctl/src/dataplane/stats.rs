@@ -2,7 +2,11 @@
 //! reordering, learned peers and drops by reason — read from the maps of a
 //! running data plane or from the pinned maps of one whose controller is gone.
 
-use std::{fmt::Write as _, net::Ipv4Addr, path::Path};
+use std::{
+    fmt::Write as _,
+    net::{IpAddr, Ipv4Addr},
+    path::Path,
+};
 
 use aya::maps::{Array, Map, MapData, PerCpuArray};
 use serde::Serialize;
@@ -42,11 +46,12 @@ pub struct LinkStats {
     pub owd_sum_us: u64,
     /// Samples in `owd_sum_us`.
     pub owd_count: u64,
-    /// The peer endpoint ("0.0.0.0:0" if unknown).
+    /// The peer endpoint, `1.2.3.4:7400` or `[2001:db8::2]:7400`
+    /// (`0.0.0.0:0` if unknown).
     pub peer: String,
-    /// The peer's address (unspecified if unknown).
+    /// The peer's address, of its family (IPv4 unspecified if unknown).
     #[serde(skip)]
-    pub peer_ip: Ipv4Addr,
+    pub peer_ip: IpAddr,
 }
 
 /// Everything counted.
@@ -113,6 +118,11 @@ pub fn read<'a>(maps: &dyn Fn(&str) -> Option<&'a Map>) -> Result<Snapshot, Data
         Array::try_from(get(map_names::RXSEQ)?).map_err(map_err("map STRATA_RXSEQ"))?;
     let peers: Array<&MapData, Endpoint> =
         Array::try_from(get(map_names::PEERS)?).map_err(map_err("map STRATA_PEERS"))?;
+    // Absent in the pins of a build before IPv6 carriers: every peer IPv4.
+    let peers6: Option<Array<&MapData, [u32; 4]>> = match maps(map_names::PEERS6) {
+        Some(m) => Some(Array::try_from(m).map_err(map_err("map STRATA_PEERS6"))?),
+        None => None,
+    };
     let drops: PerCpuArray<&MapData, u64> =
         PerCpuArray::try_from(get(map_names::DROPS)?).map_err(map_err("map STRATA_DROPS"))?;
     let pace: Array<&MapData, LinkPace> =
@@ -133,7 +143,12 @@ pub fn read<'a>(maps: &dyn Fn(&str) -> Option<&'a Map>) -> Result<Snapshot, Data
         let s = rxseq.get(&i, 0).map_err(map_err("reading STRATA_RXSEQ"))?;
         let p = peers.get(&i, 0).map_err(map_err("reading STRATA_PEERS"))?;
         let pacing = pace.get(&i, 0).map_err(map_err("reading STRATA_PACE"))?;
-        let peer_ip = Ipv4Addr::from(u32::from_be(p.ip_be));
+        let p6 = match &peers6 {
+            Some(m) => m.get(&i, 0).map_err(map_err("reading STRATA_PEERS6"))?,
+            None => [0; 4],
+        };
+        let peer = p.socket_addr(p6);
+        let peer_ip = peer.map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |a| a.ip());
         links.push(LinkStats {
             id: i as u8,
             tx_packets: t.packets,
@@ -147,7 +162,7 @@ pub fn read<'a>(maps: &dyn Fn(&str) -> Option<&'a Map>) -> Result<Snapshot, Data
             tx_overflow: pacing.overflow,
             owd_sum_us: s.owd_sum_us,
             owd_count: s.owd_count,
-            peer: format!("{}:{}", peer_ip, u16::from_be(p.port_be)),
+            peer: peer.map_or_else(|| "0.0.0.0:0".to_string(), |a| a.to_string()),
             peer_ip,
         });
     }
@@ -165,10 +180,19 @@ pub fn read<'a>(maps: &dyn Fn(&str) -> Option<&'a Map>) -> Result<Snapshot, Data
 /// Reads the maps pinned under `dir` by a running (or crashed) daemon.
 pub fn read_pinned(dir: &Path) -> Result<Snapshot, DatapathError> {
     let mut maps = Vec::new();
-    for name in
-        [map_names::TX, map_names::RX, map_names::RXSEQ, map_names::PEERS, map_names::DROPS, map_names::PACE]
-    {
+    for name in [
+        map_names::TX,
+        map_names::RX,
+        map_names::RXSEQ,
+        map_names::PEERS,
+        map_names::PEERS6,
+        map_names::DROPS,
+        map_names::PACE,
+    ] {
         let path = dir.join(name);
+        if name == map_names::PEERS6 && !path.exists() {
+            continue;
+        }
         let data = MapData::from_pin(&path).map_err(map_err(format!("opening {}", path.display())))?;
         let map = Map::from_map_data(data).map_err(map_err(format!("opening {}", path.display())))?;
         maps.push((name, map));

@@ -12,7 +12,7 @@
 
 use std::{
     io,
-    net::{SocketAddr, SocketAddrV4},
+    net::SocketAddr,
     os::fd::OwnedFd,
     sync::{
         Arc,
@@ -21,7 +21,9 @@ use std::{
     time::{Duration, Instant},
 };
 
-use nix::sys::socket::{AddressFamily, SockFlag, SockType, SockaddrIn, bind, setsockopt, socket, sockopt};
+use nix::sys::socket::{
+    AddressFamily, SockFlag, SockType, SockaddrIn, SockaddrIn6, bind, setsockopt, socket, sockopt,
+};
 use strata_common::{
     maps::MAX_LINKS,
     wire::{FeedbackPayload, Fields, HEADER_LEN, Header, PacketType, flags},
@@ -36,18 +38,25 @@ use crate::control::{
 
 /// A UDP socket on `addr` that may share its port with the wildcard control
 /// socket (`SO_REUSEADDR` on both): datagrams to `addr` itself then reach the
-/// more specific socket.
-pub fn bind_shared(addr: SocketAddrV4) -> io::Result<UdpSocket> {
-    let fd: OwnedFd = socket(
-        AddressFamily::Inet,
-        SockType::Datagram,
-        SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC,
-        None,
-    )?;
+/// more specific socket. A link on an IPv6 carrier gets an IPv6 socket on
+/// its own address; the unspecified IPv6 address (the control socket) makes
+/// a dual-stack socket that also takes IPv4 datagrams, so the hub listens on
+/// both families with one socket.
+pub fn bind_shared(addr: SocketAddr) -> io::Result<UdpSocket> {
+    let family = if addr.is_ipv4() { AddressFamily::Inet } else { AddressFamily::Inet6 };
+    let fd: OwnedFd =
+        socket(family, SockType::Datagram, SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC, None)?;
     setsockopt(&fd, sockopt::ReuseAddr, &true)?;
     // Kernel receive times for packet trains (see `recv_stamped`).
     setsockopt(&fd, sockopt::ReceiveTimestampns, &true)?;
-    bind(std::os::fd::AsRawFd::as_raw_fd(&fd), &SockaddrIn::from(addr))?;
+    let raw = std::os::fd::AsRawFd::as_raw_fd(&fd);
+    match addr {
+        SocketAddr::V4(v4) => bind(raw, &SockaddrIn::from(v4))?,
+        SocketAddr::V6(v6) => {
+            setsockopt(&fd, sockopt::Ipv6V6Only, &!v6.ip().is_unspecified())?;
+            bind(raw, &SockaddrIn6::from(v6))?;
+        }
+    }
     UdpSocket::from_std(std::net::UdpSocket::from(fd))
 }
 
@@ -75,10 +84,17 @@ pub async fn recv_stamped(sock: &UdpSocket, buf: &mut [u8]) -> io::Result<(usize
                 _ => None,
             })
             .unwrap_or(0);
+        // A dual-stack socket reports IPv4 peers as v4-mapped IPv6
+        // addresses: made plain IPv4 again, so they compare equal to what
+        // the kernel learns and replies go out as IPv4.
         let from = msg
             .address
-            .and_then(|a| a.as_sockaddr_in().map(|v4| SocketAddr::from((v4.ip(), v4.port()))))
-            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "datagram without an IPv4 source"))?;
+            .and_then(|a| {
+                a.as_sockaddr_in().map(|v4| SocketAddr::from((v4.ip(), v4.port()))).or_else(|| {
+                    a.as_sockaddr_in6().map(|v6| SocketAddr::new(v6.ip().to_canonical(), v6.port()))
+                })
+            })
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "datagram without an IP source"))?;
         Ok((msg.bytes, from, rx_ns))
     })
     .await
@@ -114,7 +130,12 @@ pub struct Prober {
 pub async fn run(prober: Prober, evidence: mpsc::Sender<Evidence>) {
     let Prober { link, sock: mut bound, hub, session, interval, train, want_train, sent_bytes } = prober;
     let mut sock = bound.borrow_and_update().clone();
-    let count = |n: usize| sent_bytes.fetch_add((n + IP_UDP_HEADERS) as u64, Ordering::Relaxed);
+    // IPv6's header is 20 bytes longer than IPv4's: counted in the probe
+    // bytes, and in the bytes a train's packets hold the bottleneck for.
+    let extra = if hub.is_ipv6() { 20 } else { 0 };
+    let headers = IP_UDP_HEADERS + extra;
+    let rated = TrainShape { bytes: train.bytes + extra, ..train };
+    let count = |n: usize| sent_bytes.fetch_add((n + headers) as u64, Ordering::Relaxed);
     let epoch = Instant::now();
     let mut tick = tokio::time::interval(interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
@@ -128,7 +149,7 @@ pub async fn run(prober: Prober, evidence: mpsc::Sender<Evidence>) {
                 // A train whose replies are still missing after a second will not complete.
                 if arrivals.id != 0
                     && arrivals.sent.is_some_and(|t| t.elapsed() > TRAIN_TIMEOUT)
-                    && let Some(mbit_s) = arrivals.finish(train)
+                    && let Some(mbit_s) = arrivals.finish(rated)
                 {
                     let _ = evidence.send(Evidence::Train { link, mbit_s }).await;
                 }
@@ -191,7 +212,7 @@ pub async fn run(prober: Prober, evidence: mpsc::Sender<Evidence>) {
                         if arrivals.id == 0 || arrivals.times.len() < usize::from(train.packets) {
                             continue;
                         }
-                        match arrivals.finish(train) {
+                        match arrivals.finish(rated) {
                             Some(mbit_s) => Evidence::Train { link, mbit_s },
                             None => continue,
                         }

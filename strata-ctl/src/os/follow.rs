@@ -19,7 +19,7 @@
 //! (`same_link`): the configured name, or a stable identity such as the USB
 //! path and serial of the modem (see [`crate::os`]).
 
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 
 use crate::os::netlink::NetEvent;
 
@@ -28,12 +28,12 @@ use crate::os::netlink::NetEvent;
 pub struct Binding {
     /// Current ifindex; `None` while the interface is missing.
     pub index: Option<u32>,
-    /// Outer source address.
-    pub address: Ipv4Addr,
+    /// Outer source address (its family is the link's).
+    pub address: IpAddr,
     /// The configuration fixed the address: never re-addressed.
     pub address_pinned: bool,
     /// Next hop.
-    pub gateway: Option<Ipv4Addr>,
+    pub gateway: Option<IpAddr>,
     /// The configuration fixed the next hop.
     pub gateway_pinned: bool,
     /// The last (re-)bind set everything up (an address was there, the
@@ -54,7 +54,7 @@ pub enum Reaction {
     /// is still there (the address just added), else the first.
     Readdress {
         /// The address to prefer.
-        prefer: Option<Ipv4Addr>,
+        prefer: Option<IpAddr>,
     },
     /// Re-read the next hop.
     Regateway,
@@ -71,7 +71,17 @@ pub fn react(
     same_link: impl Fn(&crate::os::net::Interface) -> bool,
 ) -> Vec<Reaction> {
     let ours = binding.index == Some(event.index());
+    // A link speaks one family: addresses and routes of the other are not
+    // its business (an IPv6-only carrier's interface may still get an IPv4
+    // link-local address, a dual-stack one both).
+    let family = binding.address.is_ipv4();
     match event {
+        NetEvent::AddressAdded { address, .. } | NetEvent::AddressRemoved { address, .. }
+            if address.is_ipv4() != family =>
+        {
+            Vec::new()
+        }
+        NetEvent::DefaultRoute { v6, .. } if *v6 == family => Vec::new(),
         NetEvent::Link(interface) if ours => {
             // A link message for our interface: carrier and admin state.
             if !interface.up || !interface.carrier {
@@ -118,12 +128,9 @@ pub fn react(
 
 /// The address to bind to among an interface's `addresses`: `prefer` if
 /// present, else the current one if still present, else the first.
-/// `None`: the interface has no IPv4 address (the link cannot send).
-pub fn choose_address(
-    addresses: &[Ipv4Addr],
-    prefer: Option<Ipv4Addr>,
-    current: Ipv4Addr,
-) -> Option<Ipv4Addr> {
+/// `None`: the interface has no address of the link's family (the link
+/// cannot send).
+pub fn choose_address(addresses: &[IpAddr], prefer: Option<IpAddr>, current: IpAddr) -> Option<IpAddr> {
     prefer
         .filter(|p| addresses.contains(p))
         .or_else(|| addresses.contains(&current).then_some(current))
@@ -132,15 +139,21 @@ pub fn choose_address(
 
 #[cfg(test)]
 mod tests {
+    use std::net::{Ipv4Addr, Ipv6Addr};
+
     use super::*;
     use crate::os::net::{Interface, InterfaceCounters};
+
+    fn v4(a: u8, b: u8, c: u8, d: u8) -> IpAddr {
+        IpAddr::V4(Ipv4Addr::new(a, b, c, d))
+    }
 
     fn bound() -> Binding {
         Binding {
             index: Some(7),
-            address: Ipv4Addr::new(100, 64, 2, 2),
+            address: v4(100, 64, 2, 2),
             address_pinned: false,
-            gateway: Some(Ipv4Addr::new(100, 64, 2, 1)),
+            gateway: Some(v4(100, 64, 2, 1)),
             gateway_pinned: false,
             complete: true,
         }
@@ -206,7 +219,7 @@ mod tests {
     #[test]
     fn addresses_rebind_unless_pinned() {
         let b = bound();
-        let new = Ipv4Addr::new(100, 64, 2, 3);
+        let new = v4(100, 64, 2, 3);
         let added = NetEvent::AddressAdded { index: 7, address: new };
         assert_eq!(react(&b, &added, never), [Reaction::Readdress { prefer: Some(new) }]);
         let removed = NetEvent::AddressRemoved { index: 7, address: b.address };
@@ -226,9 +239,9 @@ mod tests {
     fn a_changed_default_route_rereads_the_gateway() {
         let b = bound();
         let moved =
-            NetEvent::DefaultRoute { index: 7, gateway: Some(Ipv4Addr::new(100, 64, 2, 254)), added: true };
+            NetEvent::DefaultRoute { index: 7, gateway: Some(v4(100, 64, 2, 254)), v6: false, added: true };
         assert_eq!(react(&b, &moved, never), [Reaction::Regateway]);
-        let same = NetEvent::DefaultRoute { index: 7, gateway: b.gateway, added: true };
+        let same = NetEvent::DefaultRoute { index: 7, gateway: b.gateway, v6: false, added: true };
         assert!(react(&b, &same, never).is_empty());
         let pinned = Binding { gateway_pinned: true, ..bound() };
         assert!(react(&pinned, &moved, never).is_empty());
@@ -236,10 +249,33 @@ mod tests {
 
     #[test]
     fn the_address_chosen_prefers_the_new_then_the_current_then_the_first() {
-        let [a, b, c] = [2, 3, 4].map(|h| Ipv4Addr::new(100, 64, 2, h));
+        let [a, b, c] = [2, 3, 4].map(|h| v4(100, 64, 2, h));
         assert_eq!(choose_address(&[a, b], Some(b), a), Some(b));
         assert_eq!(choose_address(&[a, b], Some(c), b), Some(b), "preferred already gone");
         assert_eq!(choose_address(&[b, c], None, a), Some(b));
         assert_eq!(choose_address(&[], Some(a), a), None);
+    }
+
+    #[test]
+    fn a_link_follows_only_its_own_family() {
+        let b = bound();
+        let v6: IpAddr = "2001:db8:2::3".parse().unwrap();
+        let added = NetEvent::AddressAdded { index: 7, address: v6 };
+        assert!(react(&b, &added, never).is_empty(), "an IPv6 address does not move an IPv4 link");
+        let route6 = NetEvent::DefaultRoute { index: 7, gateway: Some(v6), v6: true, added: true };
+        assert!(react(&b, &route6, never).is_empty());
+        // An IPv6 link: IPv4 events pass it by, its own family's move it.
+        let b6 = Binding {
+            address: "2001:db8:2::2".parse().unwrap(),
+            gateway: Some(IpAddr::V6(Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 1))),
+            ..bound()
+        };
+        assert!(
+            react(&b6, &NetEvent::AddressAdded { index: 7, address: v4(169, 254, 0, 9) }, never).is_empty()
+        );
+        assert_eq!(react(&b6, &added, never), [Reaction::Readdress { prefer: Some(v6) }]);
+        assert_eq!(react(&b6, &route6, never), [Reaction::Regateway]);
+        let route4 = NetEvent::DefaultRoute { index: 7, gateway: None, v6: false, added: false };
+        assert!(react(&b6, &route4, never).is_empty());
     }
 }

@@ -2,12 +2,15 @@
 //! rtnetlink: interface facts (index, MTU, link-layer type, addresses, default
 //! gateway) and setting up the tunnel device (MTU, addresses, up).
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::{
+    fmt,
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+};
 
 use futures::TryStreamExt as _;
 use netlink_packet_route::{
     AddressFamily,
-    address::AddressAttribute,
+    address::{AddressAttribute, AddressHeaderFlags, AddressScope},
     link::{LinkAttribute, LinkFlags, LinkLayerType, LinkMessage},
     neighbour::{
         NeighbourAddress, NeighbourAttribute, NeighbourExtFlags, NeighbourFlags, NeighbourMessage,
@@ -20,6 +23,34 @@ use netlink_packet_route::{
 use rtnetlink::{Handle, LinkUnspec, RouteMessageBuilder};
 
 use crate::config::Cidr;
+
+/// An address family: which outer header a link speaks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Family {
+    /// IPv4.
+    V4,
+    /// IPv6.
+    V6,
+}
+
+impl Family {
+    /// The family of `address`.
+    pub const fn of(address: IpAddr) -> Self {
+        match address {
+            IpAddr::V4(_) => Self::V4,
+            IpAddr::V6(_) => Self::V6,
+        }
+    }
+}
+
+impl fmt::Display for Family {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::V4 => "IPv4",
+            Self::V6 => "IPv6",
+        })
+    }
+}
 
 /// A failed netlink operation, with what was being done.
 #[derive(Debug, thiserror::Error)]
@@ -193,6 +224,22 @@ impl Net {
     /// Every IPv4 address of an interface, in the kernel's order (primary
     /// addresses first, each subnet's in the order they were added).
     pub async fn ipv4_addresses(&self, index: u32) -> Result<Vec<Ipv4Addr>, NetError> {
+        Ok(self
+            .addresses(index, Family::V4)
+            .await?
+            .into_iter()
+            .filter_map(|a| match a {
+                IpAddr::V4(a) => Some(a),
+                IpAddr::V6(_) => None,
+            })
+            .collect())
+    }
+
+    /// The addresses of one family an interface can send from to the
+    /// internet, in the kernel's order. IPv6: global addresses only — a
+    /// link-local one (every IPv6 interface has one) reaches no hub, and one
+    /// still in duplicate address detection cannot be bound yet.
+    pub async fn addresses(&self, index: u32, family: Family) -> Result<Vec<IpAddr>, NetError> {
         let mut addrs = self.handle.address().get().set_link_index_filter(index).execute();
         let mut out = Vec::new();
         while let Some(msg) = addrs.try_next().await.map_err(|source| NetError::Netlink {
@@ -205,26 +252,50 @@ impl Net {
                 continue;
             }
             let local = msg.attributes.iter().find_map(|a| match a {
-                AddressAttribute::Local(IpAddr::V4(a)) => Some(*a),
+                AddressAttribute::Local(a) => Some(*a),
                 _ => None,
             });
             let address = msg.attributes.iter().find_map(|a| match a {
-                AddressAttribute::Address(IpAddr::V4(a)) => Some(*a),
+                AddressAttribute::Address(a) => Some(*a),
                 _ => None,
             });
-            out.extend(local.or(address));
+            let Some(a) = local.or(address) else { continue };
+            let usable = match a {
+                IpAddr::V4(_) => family == Family::V4,
+                IpAddr::V6(v6) => {
+                    family == Family::V6
+                        && msg.header.scope == AddressScope::Universe
+                        && !v6.is_unicast_link_local()
+                        && !msg.header.flags.contains(AddressHeaderFlags::Tentative)
+                }
+            };
+            if usable {
+                out.push(a);
+            }
         }
         Ok(out)
     }
 
     /// The gateway of a default route through this interface, in any table.
     pub async fn default_gateway(&self, index: u32) -> Result<Option<Ipv4Addr>, NetError> {
-        let request = RouteMessageBuilder::<Ipv4Addr>::new().build();
+        Ok(match self.default_gateway_of(index, Family::V4).await? {
+            Some(IpAddr::V4(g)) => Some(g),
+            _ => None,
+        })
+    }
+
+    /// The gateway of a default route of `family` through this interface,
+    /// in any table.
+    pub async fn default_gateway_of(&self, index: u32, family: Family) -> Result<Option<IpAddr>, NetError> {
+        let request = match family {
+            Family::V4 => RouteMessageBuilder::<Ipv4Addr>::new().build(),
+            Family::V6 => RouteMessageBuilder::<Ipv6Addr>::new().build(),
+        };
         let mut routes = self.handle.route().get(request).execute();
         while let Some(msg) = routes
             .try_next()
             .await
-            .map_err(|source| NetError::Netlink { what: "listing IPv4 routes".into(), source })?
+            .map_err(|source| NetError::Netlink { what: format!("listing {family} routes"), source })?
         {
             if msg.header.destination_prefix_length != 0 {
                 continue;
@@ -234,7 +305,8 @@ impl Net {
                 _ => None,
             });
             let gateway = msg.attributes.iter().find_map(|a| match a {
-                RouteAttribute::Gateway(RouteAddress::Inet(g)) => Some(*g),
+                RouteAttribute::Gateway(RouteAddress::Inet(g)) => Some(IpAddr::V4(*g)),
+                RouteAttribute::Gateway(RouteAddress::Inet6(g)) => Some(IpAddr::V6(*g)),
                 _ => None,
             });
             if oif == Some(index)
@@ -275,11 +347,11 @@ impl Net {
     /// it as `UNHANDLED_PROTO` (seen with the `skb:kfree_skb` tracepoint: the
     /// first packet of every link was lost). With the entry kept resolved the
     /// data path never meets an unresolved next hop.
-    pub async fn keep_neighbour_resolved(&self, index: u32, gateway: Ipv4Addr) -> Result<(), NetError> {
+    pub async fn keep_neighbour_resolved(&self, index: u32, gateway: IpAddr) -> Result<(), NetError> {
         let mut request = self
             .handle
             .neighbours()
-            .add(index, IpAddr::V4(gateway))
+            .add(index, gateway)
             .state(NeighbourState::None)
             .flags(NeighbourFlags::ExtLearned)
             .replace();
@@ -291,11 +363,15 @@ impl Net {
     }
 
     /// Removes the entry [`Net::keep_neighbour_resolved`] added.
-    pub async fn forget_neighbour(&self, index: u32, gateway: Ipv4Addr) -> Result<(), NetError> {
+    pub async fn forget_neighbour(&self, index: u32, gateway: IpAddr) -> Result<(), NetError> {
         let mut message = NeighbourMessage::default();
-        message.header.family = AddressFamily::Inet;
         message.header.ifindex = index;
-        message.attributes.push(NeighbourAttribute::Destination(NeighbourAddress::Inet(gateway)));
+        let (family, destination) = match gateway {
+            IpAddr::V4(g) => (AddressFamily::Inet, NeighbourAddress::Inet(g)),
+            IpAddr::V6(g) => (AddressFamily::Inet6, NeighbourAddress::Inet6(g)),
+        };
+        message.header.family = family;
+        message.attributes.push(NeighbourAttribute::Destination(destination));
         self.handle.neighbours().del(message).execute().await.map_err(|source| NetError::Netlink {
             what: format!("removing the neighbour entry for {gateway} on ifindex {index}"),
             source,
@@ -306,41 +382,64 @@ impl Net {
     /// route in a table of its own, and a rule sending the address there.
     /// Probes bound to the address then leave on the link they measure,
     /// whatever the main table says. Returns what to hand to
-    /// [`Net::remove_link_routing`].
+    /// [`Net::remove_link_routing`]. Of the address's family: an IPv6
+    /// link's route and rule are IPv6 ones (the tables are per family, so
+    /// the same table number serves either).
     pub async fn add_link_routing(
         &self,
         index: u32,
-        address: Ipv4Addr,
-        gateway: Option<Ipv4Addr>,
+        address: IpAddr,
+        gateway: Option<IpAddr>,
         table: u32,
     ) -> Result<LinkRouting, NetError> {
-        let mut route = RouteMessageBuilder::<Ipv4Addr>::new().table_id(table).output_interface(index);
-        if let Some(g) = gateway {
-            route = route.gateway(g);
-        }
-        let route = route.build();
+        let route = match (address, gateway) {
+            (IpAddr::V4(_), g) => {
+                let mut route =
+                    RouteMessageBuilder::<Ipv4Addr>::new().table_id(table).output_interface(index);
+                if let Some(IpAddr::V4(g)) = g {
+                    route = route.gateway(g);
+                }
+                route.build()
+            }
+            (IpAddr::V6(_), g) => {
+                let mut route =
+                    RouteMessageBuilder::<Ipv6Addr>::new().table_id(table).output_interface(index);
+                if let Some(IpAddr::V6(g)) = g {
+                    route = route.gateway(g);
+                }
+                route.build()
+            }
+        };
         self.handle.route().add(route.clone()).replace().execute().await.map_err(|source| {
             NetError::Netlink { what: format!("adding the default route of table {table}"), source }
         })?;
-        let mut rule = self
+        let rule = self
             .handle
             .rule()
             .add()
-            .v4()
-            .source_prefix(address, 32)
             .table_id(table)
             .priority(table)
             .action(netlink_packet_route::rule::RuleAction::ToTable);
-        let rule_message = rule.message_mut().clone();
+        let what = || format!("adding the rule from {address} lookup {table}");
+        let (rule_message, prefix_len) = match address {
+            IpAddr::V4(a) => {
+                let mut rule = rule.v4().source_prefix(a, 32);
+                (rule.message_mut().clone(), 32)
+            }
+            IpAddr::V6(a) => {
+                let mut rule = rule.v6().source_prefix(a, 128);
+                (rule.message_mut().clone(), 128)
+            }
+        };
         // A daemon that was killed left its rules: one at this priority is
         // ours (the priority is the link's table). The same rule is reused
         // (adding it again is refused: rules are created exclusively); one
         // for another address (the link's address changed meanwhile) is
         // replaced, or probes from the new address would find no route.
         let mut present = false;
-        for old in self.rules_at(table).await? {
-            if rule_source(&old) == Some(IpAddr::V4(address))
-                && old.header.src_len == 32
+        for old in self.rules_at(table, address.is_ipv6()).await? {
+            if rule_source(&old) == Some(address)
+                && old.header.src_len == prefix_len
                 && rule_table(&old) == table
             {
                 present = true;
@@ -352,22 +451,23 @@ impl Net {
             }
         }
         if !present {
-            rule.execute().await.map_err(|source| NetError::Netlink {
-                what: format!("adding the rule from {address} lookup {table}"),
-                source,
-            })?;
+            let mut add = self.handle.rule().add();
+            *add.message_mut() = rule_message.clone();
+            add.execute().await.map_err(|source| NetError::Netlink { what: what(), source })?;
         }
         Ok(LinkRouting { route, rule: rule_message })
     }
 
-    /// The IPv4 policy-routing rules at `priority`.
-    async fn rules_at(&self, priority: u32) -> Result<Vec<RuleMessage>, NetError> {
-        let mut dump = self.handle.rule().get(rtnetlink::IpVersion::V4).execute();
+    /// The policy-routing rules of one family at `priority`.
+    async fn rules_at(&self, priority: u32, v6: bool) -> Result<Vec<RuleMessage>, NetError> {
+        let (version, family) =
+            if v6 { (rtnetlink::IpVersion::V6, "IPv6") } else { (rtnetlink::IpVersion::V4, "IPv4") };
+        let mut dump = self.handle.rule().get(version).execute();
         let mut out = Vec::new();
         while let Some(msg) = dump
             .try_next()
             .await
-            .map_err(|source| NetError::Netlink { what: "listing IPv4 rules".into(), source })?
+            .map_err(|source| NetError::Netlink { what: format!("listing {family} rules"), source })?
         {
             if msg.attributes.iter().any(|a| matches!(a, RuleAttribute::Priority(p) if *p == priority)) {
                 out.push(msg);

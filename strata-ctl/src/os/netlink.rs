@@ -1,12 +1,12 @@
 //! The netlink advisor: what the kernel announces about interfaces,
-//! addresses and routes, as it happens.
+//! addresses and routes, of both families, as it happens.
 //!
 //! rtnetlink multicast groups deliver a message for every change the kernel
 //! makes — an interface appearing, losing its carrier, being renamed or
 //! removed; an address added or deleted; a route added or deleted — to every
 //! socket subscribed in the same network namespace, within microseconds and
-//! without polling. This module subscribes to the link, IPv4 address and
-//! IPv4 route groups and turns each message into a [`NetEvent`]; what the
+//! without polling. This module subscribes to the link, address and route
+//! groups of IPv4 and IPv6 and turns each message into a [`NetEvent`]; what the
 //! daemon does with them is decided in [`crate::os::follow`].
 //!
 //! Multicast delivery is best effort: a socket whose receive buffer is full
@@ -14,12 +14,12 @@
 //! make that unlikely, and nothing depends on every event arriving: the
 //! in-band channel notices a link that went quiet whatever the OS said.
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::IpAddr;
 
 use futures::StreamExt as _;
 use netlink_packet_route::{
-    RouteNetlinkMessage,
-    address::{AddressAttribute, AddressMessage},
+    AddressFamily, RouteNetlinkMessage,
+    address::{AddressAttribute, AddressHeaderFlags, AddressMessage, AddressScope},
     link::LinkAttribute,
     route::{RouteAddress, RouteAttribute, RouteMessage},
 };
@@ -44,26 +44,28 @@ pub enum NetEvent {
         /// Its name, when the message carried it.
         name: Option<String>,
     },
-    /// An IPv4 address was added to an interface.
+    /// An address was added to an interface (IPv4, or a global IPv6 one).
     AddressAdded {
         /// The interface.
         index: u32,
         /// The address.
-        address: Ipv4Addr,
+        address: IpAddr,
     },
-    /// An IPv4 address was removed from an interface.
+    /// An address was removed from an interface.
     AddressRemoved {
         /// The interface.
         index: u32,
         /// The address.
-        address: Ipv4Addr,
+        address: IpAddr,
     },
     /// A default route through an interface was added or removed.
     DefaultRoute {
         /// The interface.
         index: u32,
         /// Its gateway, if it has one.
-        gateway: Option<Ipv4Addr>,
+        gateway: Option<IpAddr>,
+        /// An IPv6 route (else IPv4).
+        v6: bool,
         /// Added (or replaced), not removed.
         added: bool,
     },
@@ -95,6 +97,8 @@ pub fn watch(events: mpsc::Sender<NetEvent>) -> Result<tokio::task::JoinHandle<(
         MulticastGroup::Link,
         MulticastGroup::Ipv4Ifaddr,
         MulticastGroup::Ipv4Route,
+        MulticastGroup::Ipv6Ifaddr,
+        MulticastGroup::Ipv6Route,
     ])
     .map_err(SubscribeError)?;
     if let Err(e) = connection.socket_mut().socket_mut().set_rx_buf_sz(RECEIVE_BUFFER) {
@@ -140,18 +144,29 @@ pub fn translate(message: RouteNetlinkMessage) -> Vec<NetEvent> {
     }
 }
 
-/// The interface and local IPv4 address of an address message.
-fn address_of(m: &AddressMessage) -> Option<(u32, Ipv4Addr)> {
+/// The interface and local address of an address message: IPv4, or IPv6
+/// of global scope once usable (a link-local one reaches no hub; one in
+/// duplicate address detection cannot be bound yet, and the kernel sends
+/// another message when it can).
+fn address_of(m: &AddressMessage) -> Option<(u32, IpAddr)> {
     // On point-to-point interfaces `Address` is the peer; `Local` is ours.
     let local = m.attributes.iter().find_map(|a| match a {
-        AddressAttribute::Local(IpAddr::V4(a)) => Some(*a),
+        AddressAttribute::Local(a) => Some(*a),
         _ => None,
     });
     let address = m.attributes.iter().find_map(|a| match a {
-        AddressAttribute::Address(IpAddr::V4(a)) => Some(*a),
+        AddressAttribute::Address(a) => Some(*a),
         _ => None,
     });
-    Some((m.header.index, local.or(address)?))
+    let a = local.or(address)?;
+    if let IpAddr::V6(v6) = a
+        && (m.header.scope != AddressScope::Universe
+            || v6.is_unicast_link_local()
+            || m.header.flags.contains(AddressHeaderFlags::Tentative))
+    {
+        return None;
+    }
+    Some((m.header.index, a))
 }
 
 /// A default route's interface and gateway; `None` for other routes.
@@ -164,8 +179,10 @@ fn default_route(m: &RouteMessage, added: bool) -> Option<NetEvent> {
         _ => None,
     })?;
     let gateway = m.attributes.iter().find_map(|a| match a {
-        RouteAttribute::Gateway(RouteAddress::Inet(g)) => Some(*g),
+        RouteAttribute::Gateway(RouteAddress::Inet(g)) => Some(IpAddr::V4(*g)),
+        RouteAttribute::Gateway(RouteAddress::Inet6(g)) => Some(IpAddr::V6(*g)),
         _ => None,
     });
-    Some(NetEvent::DefaultRoute { index, gateway, added })
+    let v6 = m.header.address_family == AddressFamily::Inet6;
+    Some(NetEvent::DefaultRoute { index, gateway, v6, added })
 }

@@ -819,7 +819,7 @@ mod tests {
             owd_sum_us: 0,
             owd_count: 0,
             peer: "198.19.0.2:7400".into(),
-            peer_ip: std::net::Ipv4Addr::new(198, 19, 0, 2),
+            peer_ip: std::net::Ipv4Addr::new(198, 19, 0, 2).into(),
         };
         Snapshot { links: vec![link(0, 2048), link(1, 0), link(2, 0)], drops: vec![("no_link".into(), 3)] }
     }

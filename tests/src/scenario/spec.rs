@@ -117,6 +117,10 @@ pub struct LinkSpec {
     /// Static Strata weight (default: proportional to the trace's mean rate).
     #[serde(default)]
     pub weight: Option<u32>,
+    /// What the carrier speaks: `"ipv4"` (behind NAT, the default) or
+    /// `"ipv6"` (IPv6 only: the link's outer header is IPv6).
+    #[serde(default)]
+    pub family: crate::CarrierFamily,
 }
 
 const fn default_buffer_kb() -> usize {

@@ -90,7 +90,8 @@ impl Stage {
         let directions = scenario.directions(&traces, warmup_ns);
         let uplinks: Vec<_> = directions.iter().map(|(up, _)| up.clone()).collect();
 
-        let lab = Lab::up_emulated(&Lab::unique_prefix(), scenario.links.len())?;
+        let families: Vec<_> = scenario.links.iter().map(|l| l.family).collect();
+        let lab = Lab::up_emulated_with(&Lab::unique_prefix(), &families)?;
         // The daemons first, waited for until ready: the links' clock starts
         // only then, so the warm-up is the same whatever a loaded machine
         // makes of start-up (2.9 s and more seen on CI and under parallel

@@ -130,7 +130,7 @@ fn kernel(m: &Families, g: &Gathered) -> Result<(), prometheus::Error> {
         let c = |name, help| m.counter(name, help, &l);
         let (tx_p, tx_b, rx_p, rx_b, lost, late, over) = (
             c("strata_link_tx_packets_total", "Packets sent on the link.")?,
-            c("strata_link_tx_bytes_total", "Outer bytes (IPv4 header onward) sent on the link.")?,
+            c("strata_link_tx_bytes_total", "Outer bytes (IP header onward) sent on the link.")?,
             c("strata_link_rx_packets_total", "Data packets received on the link, duplicates included.")?,
             c("strata_link_rx_bytes_total", "Outer bytes received on the link.")?,
             c("strata_link_rx_lost_packets_total", "Packets missing from the link's sequence.")?,
@@ -665,7 +665,7 @@ mod tests {
     }
 
     fn link(id: u8, tx: u64, peer: [u8; 4]) -> LinkStats {
-        let peer_ip = std::net::Ipv4Addr::from(peer);
+        let peer_ip = std::net::IpAddr::from(peer);
         LinkStats {
             id,
             tx_packets: tx,
@@ -864,6 +864,19 @@ mod tests {
         let text = encode(&g).unwrap();
         has(&text, "strata_bond_fit_known 0");
         assert!(!text.contains("fit_bits_per_second"), "{text}");
+    }
+
+    #[test]
+    fn a_link_on_an_ipv6_carrier_shows_its_peer_in_brackets() {
+        let mut g = edge();
+        let link2 = &mut g.kernel.as_mut().unwrap().links[2];
+        link2.peer_ip = "2001:db8:ff::2".parse().unwrap();
+        link2.peer = "[2001:db8:ff::2]:7400".into();
+        let text = encode(&g).unwrap();
+        assert!(
+            text.lines().any(|l| l == r#"strata_link_peer_info{link="2",peer="[2001:db8:ff::2]:7400"} 1"#),
+            "{text}"
+        );
     }
 
     #[test]
