@@ -404,7 +404,8 @@ impl Default for ControlSection {
             // But at start-up, while one link is admitted and the others
             // still probe, that link is really full and the edge sheds what
             // the others would soon carry: 5 % of nat-rebind's packets in
-            // one run of the scenario suite, 2.5 % of usb-reattach's.
+            // one run of the scenario suite, 2.5 % of usb-reattach's (a run
+            // whose lab held links in probe for seconds: to be measured again).
             drop_late: false,
             update_interval_ms: 20,
             // 32 × 1228 IP bytes every 5 s: 63 kbit/s per link at most.

@@ -72,8 +72,8 @@ pub struct Stopped {
 impl Stage {
     /// Brings up a lab with `scenario`'s links (traces, delays, losses and
     /// emulator-level events, timed from traffic start `warmup` later) and
-    /// starts the daemons, keeping configs and logs in `workdir`. The links'
-    /// time 0 is when both daemons are ready.
+    /// starts the daemons, keeping configs and logs in `workdir`. Fails if
+    /// the daemons are not up within the warm-up.
     pub fn start(
         scenario: &Scenario,
         binary: &Path,
@@ -92,20 +92,24 @@ impl Stage {
 
         let families: Vec<_> = scenario.links.iter().map(|l| l.family).collect();
         let lab = Lab::up_emulated_with(&Lab::unique_prefix(), &families)?;
-        // The daemons first, waited for until ready: the links' clock starts
-        // only then, so the warm-up is the same whatever a loaded machine
-        // makes of start-up (2.9 s and more seen on CI and under parallel
-        // builds, which used to fail a run that started its links first).
-        // Until the emulators run the links carry nothing and the edge's
-        // links stay in `init`, as a modem not yet attached.
-        let tunnel = Tunnel::start_with(&lab, binary, &weights, setup, workdir)?;
-        crate::interrupt::check()?;
+        // The links first, then the daemons, which must be ready within the
+        // warm-up. Starting the daemons first and the links' clock only once
+        // they were ready made every link's first probes go unanswered (no
+        // emulator yet), and the links stayed in `probe` for seconds (CI:
+        // jitter-spikes' links warm 6.7 s after the daemons started, live
+        // 5.7 s after traffic did; nat-rebind shed at start-up).
         let start = Instant::now();
         let start_mono = now_ns();
         let mut links = Vec::new();
         for (i, (up, down)) in directions.into_iter().enumerate() {
             links.push(EmulatedLink::start(&lab.air_ns(i), "edge", "car", up, down, start)?);
         }
+        crate::interrupt::check()?;
+        let tunnel = Tunnel::start_with(&lab, binary, &weights, setup, workdir)?;
+        anyhow::ensure!(
+            start.elapsed() < warmup,
+            "the daemons took longer than the {warmup:?} warm-up to start"
+        );
         Ok(Self {
             traces,
             trace_sources,
