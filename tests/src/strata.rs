@@ -346,12 +346,17 @@ fn daemon_command(ns: &str, binary: &Path) -> anyhow::Result<std::process::Comma
 }
 
 /// The shell that gives a daemon its network namespace's sysfs at `/sys`
-/// with the host's bpffs kept at `/sys/fs/bpf`, then runs its arguments.
-const NAMESPACE_SYSFS: &str = r#"d=$(mktemp -d)
-mount --rbind /sys/fs/bpf "$d"
+/// with the host's bpffs kept at `/sys/fs/bpf` and its tracefs at
+/// `/sys/kernel/tracing` (the kernel sampling's tracepoints: without it a
+/// daemon under the unit's capabilities ran with sampling off, unlike one
+/// under systemd), then runs its arguments.
+const NAMESPACE_SYSFS: &str = r#"b=$(mktemp -d) t=$(mktemp -d)
+mount --rbind /sys/fs/bpf "$b"
+mount --rbind /sys/kernel/tracing "$t"
 mount -t sysfs -o ro,nosuid,nodev,noexec sysfs /sys
-mount --move "$d" /sys/fs/bpf
-rmdir "$d"
+mount --move "$b" /sys/fs/bpf
+mount --move "$t" /sys/kernel/tracing
+rmdir "$b" "$t"
 exec "$@""#;
 
 /// The notification socket's file name in its directory.
