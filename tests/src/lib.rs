@@ -28,6 +28,7 @@
 //! cleaning up after labs whose process died ([`Lab::in_use`]) never removes
 //! the namespaces of a lab another process on the machine is running.
 
+pub mod attacker;
 pub mod clients;
 pub mod emulator;
 pub mod interrupt;

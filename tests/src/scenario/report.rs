@@ -62,6 +62,7 @@ pub fn to_json(r: &RunResult) -> Value {
         "strata_drops": r.edge_stats["drops"],
         "restarts": r.restarts,
         "tunnel_device_changes": r.tunnel_device_changes,
+        "attack": r.attack,
     })
 }
 
@@ -343,6 +344,34 @@ fn restarts_markdown(r: &RunResult) -> String {
     s
 }
 
+fn attack_markdown(r: &RunResult) -> String {
+    let Some(a) = &r.attack else {
+        return String::new();
+    };
+    let sent: Vec<String> = a.sent.iter().map(|(k, n)| format!("{k} {n}")).collect();
+    let mut s = format!(
+        "\nAttacker on the internet: captured {} genuine packets, sent {} ({}). \
+         Forged datagrams delivered: {} on the hub, {} on the edge. ",
+        a.captured,
+        a.total_sent(),
+        sent.join(", "),
+        a.delivered_to_hub,
+        a.delivered_to_edge
+    );
+    if a.foreign_endpoints.is_empty() {
+        s.push_str("The hub never reported an endpoint other than a link's genuine one.\n");
+    } else {
+        let first: Vec<&str> = a.foreign_endpoints.iter().take(8).map(String::as_str).collect();
+        let _ = writeln!(
+            s,
+            "The hub reported {} foreign endpoints (all in result.json): {}.",
+            a.foreign_endpoints.len(),
+            first.join("; ")
+        );
+    }
+    s
+}
+
 fn trace_sources_markdown(r: &RunResult) -> String {
     let mut s = String::from("\n| link | trace played |\n|---|---|\n");
     for (i, source) in r.trace_sources.iter().enumerate() {
@@ -461,6 +490,7 @@ pub fn markdown(r: &RunResult) -> String {
     s.push_str(&capacity_steps_markdown(r));
     s.push_str(&trace_sources_markdown(r));
     s.push_str(&restarts_markdown(r));
+    s.push_str(&attack_markdown(r));
     if !r.state_changes.is_empty() {
         let _ = writeln!(
             s,
@@ -545,6 +575,7 @@ mod tests {
             analysis,
             oracle,
             restarts: Vec::new(),
+            attack: None,
             tunnel_device_changes: Vec::new(),
         }
     }

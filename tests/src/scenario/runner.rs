@@ -98,6 +98,8 @@ pub struct RunResult {
     pub oracle: Comparison,
     /// The daemon restarts played (see [`run_with_restarts`]).
     pub restarts: Vec<RestartReport>,
+    /// What an attacker on the internet achieved, if the scenario has one.
+    pub attack: Option<crate::attacker::AttackReport>,
     /// Every moment a tunnel device was missing or replaced by another
     /// (a new ifindex), on either side, from the daemons' start to the
     /// end of the run: empty when the data plane outlived every restart.
@@ -276,6 +278,20 @@ fn run_full(
     let mut reports: Vec<RestartReport> = Vec::new();
     let since_traffic = |at: Instant| at.saturating_duration_since(start + WARMUP).as_secs_f64();
 
+    // An attacker on the internet, and the hub's endpoints watched while it attacks.
+    let attack = match scenario.attack {
+        Some(spec) => {
+            let traffic_start =
+                Instant::now() + Duration::from_nanos(traffic_start_mono.saturating_sub(now_ns()));
+            let attacker = crate::attacker::Attacker::start(lab, spec, traffic_start)?;
+            let stop = Arc::new(AtomicBool::new(false));
+            let (stop2, binary, hub) = (stop.clone(), binary.to_path_buf(), tunnel.hub.name().to_string());
+            let watcher = std::thread::spawn(move || crate::attacker::watch_hub_peers(&binary, &hub, &stop2));
+            Some((attacker, stop, watcher))
+        }
+        None => None,
+    };
+
     // Per-link samples.
     let mut samples = Vec::new();
     let sender = {
@@ -334,6 +350,16 @@ fn run_full(
         }
     }
     let sent = sender.join().map_err(|_| anyhow::anyhow!("sender panicked"))?;
+    let attack = match attack {
+        Some((attacker, stop, watcher)) => {
+            stop.store(true, Ordering::Relaxed);
+            let peers = watcher.join().map_err(|_| anyhow::anyhow!("hub watcher panicked"))?;
+            let mut report = attacker.stop()?;
+            report.judge_hub_peers(&peers);
+            Some(report)
+        }
+        None => None,
+    };
     stop.store(true, Ordering::Relaxed);
     watch_stop.store(true, Ordering::Relaxed);
     let mut tunnel_device_changes = Vec::new();
@@ -437,6 +463,7 @@ fn run_full(
         analysis,
         oracle,
         restarts: reports,
+        attack,
         tunnel_device_changes,
     })
 }

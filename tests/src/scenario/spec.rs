@@ -82,6 +82,10 @@ pub struct Scenario {
     /// Timed events.
     #[serde(default)]
     pub events: Vec<EventSpec>,
+    /// An off-path attacker on the internet during the run
+    /// ([`crate::attacker`]).
+    #[serde(default)]
+    pub attack: Option<crate::attacker::AttackSpec>,
 }
 
 const fn default_seed() -> u64 {
