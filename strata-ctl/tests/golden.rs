@@ -15,7 +15,7 @@ use strata_ctl::{
     dataplane::datapath::{Datapath, Program},
     testbed::{
         CARRIER6, HUB, HUB6, LINK_SRC, LINK6_SRC, LO, PORT, SESSION, TC_ACT_OK, TC_ACT_REDIRECT, TC_ACT_SHOT,
-        TUNNEL_IFINDEX, checksum, eth, inner_v4, inner_v6, ipv4, ipv6, l4_checksum4, l4_checksum6,
+        TCX_NEXT, TUNNEL_IFINDEX, checksum, eth, inner_v4, inner_v6, ipv4, ipv6, l4_checksum4, l4_checksum6,
         make_link_v6, strata, sum16, tunnel_frame, tunnel_frame6, udp, udp6,
     },
 };
@@ -353,7 +353,7 @@ fn ingress_hands_control_packets_to_the_controller_and_ignores_foreign_traffic()
         &ipv4(Ipv4Addr::new(1, 2, 3, 4), Ipv4Addr::new(198, 19, 0, 9), 0, 0, 17, &udp(1, PORT, &[0; 40])),
     );
     for frame in [other_port, tcp, other_dst, eth(0x0806, &[0; 28]), eth(0x86DD, &inner_v6(8))] {
-        assert_eq!(run(&mut dp, Program::LinkIngress, &frame).0, TC_ACT_OK);
+        assert_eq!(run(&mut dp, Program::LinkIngress, &frame).0, TCX_NEXT, "the next program decides");
     }
     assert!(dp.snapshot().unwrap().drops.is_empty(), "passing traffic is not a drop");
 }
@@ -691,7 +691,7 @@ fn ingress_drops_malformed_ipv6_with_its_reason_and_ignores_foreign_ipv6() {
     ];
     let before = dp.snapshot().unwrap().drops;
     for frame in passing {
-        assert_eq!(run(&mut dp, Program::LinkIngress, &frame).0, TC_ACT_OK);
+        assert_eq!(run(&mut dp, Program::LinkIngress, &frame).0, TCX_NEXT);
     }
     assert_eq!(dp.snapshot().unwrap().drops, before, "passing traffic is not a drop");
 }

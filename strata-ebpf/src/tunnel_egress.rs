@@ -22,7 +22,7 @@ use crate::{
     encap::{encapsulate, encapsulate_v6, redirect_to_link, redirect_v6},
     maps::{CONFIG, LINKS6, PEERS6, SCRATCH, Scratch, Send6, TX},
     ptr::read_at,
-    schedule::{choose_link, choose_link_paced, next_global_seq, next_link_seq, record_sent},
+    schedule::{choose_link, choose_link_paced, fresh_peers, next_global_seq, next_link_seq, record_sent},
 };
 
 #[classifier]
@@ -71,12 +71,14 @@ fn send<const L2: usize>(ctx: &TcContext, cfg: &TunnelConfig) -> Result<i32, Dro
     let dscp = inner_dscp(b0, b1);
 
     let global_seq = next_global_seq()?;
+    // Pacing and peer expiry run on the monotonic clock: CLOCK_TAI follows settimeofday.
+    // SAFETY: helper without arguments.
+    let now_ns = unsafe { bpf_ktime_get_ns() };
+    let fresh = fresh_peers(cfg.flags, now_ns);
     let choice = if cfg.flags & CONFIG_EARLIEST_ARRIVAL != 0 {
-        // Pacing runs on the monotonic clock: CLOCK_TAI follows settimeofday.
-        // SAFETY: helper without arguments.
-        choose_link_paced(global_seq, inner_len, unsafe { bpf_ktime_get_ns() }, us_to_ns(cfg.deadline_us))?
+        choose_link_paced(global_seq, inner_len, now_ns, us_to_ns(cfg.deadline_us), fresh)?
     } else {
-        choose_link(global_seq, inner_len)?
+        choose_link(global_seq, inner_len, fresh)?
     };
     let outer_len = choice.outer_len;
     let link_seq = next_link_seq(choice.link);
