@@ -35,7 +35,8 @@ pub struct LinkStats {
     pub rx_lost: u64,
     /// Packets that arrived out of order on this link.
     pub rx_late: u64,
-    /// Times the sender's link sequence restarted.
+    /// Times the sender's link sequence restarted or jumped implausibly far
+    /// ahead (confirmed by the packet after; not counted as loss).
     pub rx_restarts: u64,
     /// The link sequence after the highest received (highest + 1), 0 before
     /// any: what the hub acknowledges (`FeedbackPayload::next_seq`).
