@@ -181,7 +181,14 @@ pub fn read<'a>(maps: &dyn Fn(&str) -> Option<&'a Map>) -> Result<Snapshot, Data
     }
     let mut dropped = Vec::new();
     for reason in DropReason::ALL {
-        let values = drops.get(&(reason as u32), 0).map_err(map_err("reading STRATA_DROPS"))?;
+        let values = match drops.get(&(reason as u32), 0) {
+            Ok(values) => values,
+            // A drop map pinned by a build that had fewer reasons (adopted
+            // in place): the kernel cannot count the newer ones in it
+            // either, so there is nothing to read.
+            Err(aya::maps::MapError::OutOfBounds { .. } | aya::maps::MapError::KeyNotFound) => continue,
+            Err(e) => return Err(map_err("reading STRATA_DROPS")(e)),
+        };
         let total: u64 = values.iter().sum();
         if total > 0 {
             dropped.push((reason.name().to_string(), total));
