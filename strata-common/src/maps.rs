@@ -61,13 +61,22 @@ pub const REPLAY_QUIET_NS: u64 = 1_000_000_000;
 /// A link's per-link sequence that jumps back further than this is taken as a
 /// restarted sender rather than a reordered packet.
 pub const LINK_SEQ_RESTART_DISTANCE: i32 = 1 << 16;
-/// A link's per-link sequence that jumps ahead further than this at once is
-/// not counted as loss: 16 384 packets are 1.6 s of a link carrying
-/// 10 000 packets/s (~100 Mbit/s), longer than the controller keeps sending
-/// on a link that delivers nothing. Such a jump (a restarted sender, or a
-/// forged packet) is counted in `RxLinkState::restarts` once the link's next
-/// packet confirms it, and never moves the link's highest sequence before.
+/// A link's per-link sequence may jump ahead by this much at once, plus
+/// what the link could have carried since its previous packet (see
+/// [`LINK_NS_PER_PACKET_MIN`] and `seq::plausible_link_jump`), and count the
+/// gap as loss. 16 384 packets are 1.6 s of a link carrying 10 000
+/// packets/s (~100 Mbit/s) with no silence to show for it. A longer jump (a
+/// restarted sender, or a forged packet: one 2^31 ahead used to add 2·10^9
+/// to the loss and demote the link) is not loss: it is counted in
+/// `RxLinkState::restarts` once the link's next packet confirms it, and
+/// never moves the link's highest sequence before.
 pub const LINK_SEQ_JUMP_DISTANCE: i32 = 1 << 14;
+/// The fastest a link is taken to send, ns per packet (100 000 packets/s,
+/// ~1 Gbit/s of 1 300-byte packets — no cellular link comes close): a link
+/// silent for `t` may show a gap of up to `t / LINK_NS_PER_PACKET_MIN` more
+/// packets and have them counted as lost (an outage the sender kept sending
+/// into, as under static weights it does for the whole outage).
+pub const LINK_NS_PER_PACKET_MIN: u64 = 10_000;
 /// Nanoseconds after which a learned peer endpoint that no validated,
 /// fresh packet refreshed is no longer sent to (hub). The edge probes every
 /// link several times a second, so a live link refreshes it constantly; an
@@ -545,6 +554,19 @@ pub struct ReplayState {
     pub candidate: u64,
     /// `bpf_ktime_get_ns` of the last accepted packet.
     pub accepted_ns: u64,
+}
+
+/// Per-link state of the plausibility check of per-link sequences
+/// (`STRATA_RXJUMP`, index = link id), beside `RxLinkState` so that map
+/// keeps its layout.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RxJump {
+    /// `1 << 32 | sequence` of an implausible jump awaiting the
+    /// confirmation of the link's next packet; 0: none.
+    pub candidate: u64,
+    /// `bpf_ktime_get_ns` of the link's previous data packet.
+    pub last_ns: u64,
 }
 
 /// Interfaces host-side sampling watches (edge links).

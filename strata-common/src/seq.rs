@@ -61,6 +61,16 @@ pub const fn confirms_jump(seq: u32, candidate: u32) -> bool {
     d != 0 && d.abs() <= REPLAY_WINDOW as i64
 }
 
+/// How far a link's sequence may jump ahead at once after `silent_ns`
+/// without a packet on the link, and the gap still count as loss: the
+/// fixed allowance plus what the link could have carried meanwhile at its
+/// fastest (see `LINK_NS_PER_PACKET_MIN`), at most 2^30.
+pub const fn plausible_link_jump(silent_ns: u64) -> i32 {
+    use crate::maps::{LINK_NS_PER_PACKET_MIN, LINK_SEQ_JUMP_DISTANCE};
+    let d = LINK_SEQ_JUMP_DISTANCE as u64 + silent_ns / LINK_NS_PER_PACKET_MIN;
+    if d > 1 << 30 { 1 << 30 } else { d as i32 }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -82,6 +92,14 @@ mod tests {
         // After a silence, anything behind the window may be a restart.
         assert_eq!(classify_global(-w, true), Window::Jump);
         assert_eq!(classify_global(-5, true), Window::Within);
+    }
+
+    #[test]
+    fn a_link_may_jump_further_the_longer_it_was_silent() {
+        use crate::maps::LINK_SEQ_JUMP_DISTANCE;
+        assert_eq!(plausible_link_jump(0), LINK_SEQ_JUMP_DISTANCE);
+        assert_eq!(plausible_link_jump(1_000_000_000), LINK_SEQ_JUMP_DISTANCE + 100_000);
+        assert_eq!(plausible_link_jump(u64::MAX), 1 << 30);
     }
 
     #[test]

@@ -796,12 +796,21 @@ fn ingress_does_not_count_an_implausible_link_sequence_jump_as_loss() {
     // A plausible gap is loss, as before.
     send(&mut dp, 10);
     assert_eq!(link(&dp).rx_lost, 6);
-    // A jump the next packet confirms is a restart, not loss.
-    let far = 10 + LINK_SEQ_JUMP_DISTANCE as u32 + 1;
+    // A jump the next packet confirms is a restart, not loss. (Far enough
+    // that the moments between test runs do not make it plausible.)
+    let far = 10 + (1 << 24);
     send(&mut dp, far);
     send(&mut dp, far + 1);
     let l = link(&dp);
     assert_eq!((l.rx_lost, l.rx_restarts, l.rx_next_seq), (6, 1, u64::from(far) + 2));
+    // After half a second of silence on the link, a gap of what it could
+    // have carried meanwhile (an outage the sender kept sending into) is
+    // loss again.
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let after = far + 1 + LINK_SEQ_JUMP_DISTANCE as u32 + 20_000;
+    send(&mut dp, after);
+    let l = link(&dp);
+    assert_eq!((l.rx_lost, l.rx_restarts), (6 + u64::from(after - far - 2), 1));
 }
 
 #[test]

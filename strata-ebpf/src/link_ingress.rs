@@ -231,7 +231,7 @@ fn deliver<const L2: usize>(
     // traffic as far as anyone can tell.
     if matches!(fresh, Ok(()) | Err(DropReason::Duplicate)) {
         count_link(&RX, link, total_len as u64);
-        track_link_seq(link, header.link_seq(), header.timestamp_us());
+        track_link_seq(link, header.link_seq(), header.timestamp_us(), now_ns);
     }
     fresh?;
     learn(ctx, cfg, link, from, from6, now_ns);

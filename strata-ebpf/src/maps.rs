@@ -12,8 +12,8 @@ use strata_common::{
     map_name,
     maps::{
         DELAY_ROW, DROP_REASONS, Endpoint, IFNAME_LEN, LinkCounters, LinkPace, LinkTx, LinkTx6, MAX_LINKS,
-        Queued, REPLAY_SLOTS, ReplayState, RxLinkState, SAMPLE_SLOTS, SENT_RING, SampleConfig, Schedule,
-        TunnelConfig, TxSeq,
+        Queued, REPLAY_SLOTS, ReplayState, RxJump, RxLinkState, SAMPLE_SLOTS, SENT_RING, SampleConfig,
+        Schedule, TunnelConfig, TxSeq,
     },
     packet::{Ipv6Hdr, OuterV6, Pseudo6},
 };
@@ -166,9 +166,9 @@ shared_map! {
 }
 
 shared_map! {
-    /// Per link, `1 << 32 | sequence` of a per-link sequence jump awaiting
-    /// the confirmation of the link's next packet (0: none).
-    RXJUMP: Array<u64> = Array::pinned(MAX_LINKS, 0);
+    /// Per link, the plausibility check of per-link sequences: a jump
+    /// awaiting confirmation, and when the link's previous packet came.
+    RXJUMP: Array<RxJump> = Array::pinned(MAX_LINKS, 0);
 }
 
 shared_map! {

@@ -14,9 +14,9 @@ use strata_common::{
     drop::DropReason,
     maps::{
         Endpoint, FAMILY_V6, LINK_ENABLED, LINK_SEQ_JUMP_DISTANCE, LINK_SEQ_RESTART_DISTANCE, OWD_BIAS_US,
-        PEER_REFRESH_NS, REPLAY_BLOCK, REPLAY_QUIET_NS, REPLAY_SLOTS, ReplayState,
+        PEER_REFRESH_NS, REPLAY_BLOCK, REPLAY_QUIET_NS, REPLAY_SLOTS, ReplayState, RxJump, RxLinkState,
     },
-    seq::{Window, classify_global, confirms_jump, seq_after, seq_distance},
+    seq::{Window, classify_global, confirms_jump, plausible_link_jump, seq_after, seq_distance},
 };
 
 use crate::{
@@ -25,16 +25,20 @@ use crate::{
 };
 
 /// Records per-link sequence `seq` on `link` (see `RxLinkState` for the
-/// model) and the packet's one-way delay from its send timestamp.
+/// model) and the packet's one-way delay from its send timestamp, at kernel
+/// time `now_ns`.
 #[inline(always)]
-pub(crate) fn track_link_seq(link: u32, seq: u32, sent_us: u32) {
+pub(crate) fn track_link_seq(link: u32, seq: u32, sent_us: u32, now_ns: u64) {
     let Some(state) = RXSEQ.get_ptr_mut(link) else {
         return;
     };
-    // SAFETY: the map value outlives the program. Several CPUs may update one
-    // link at once; the fields are counters whose occasional lost update is
-    // accepted (documented on `RxLinkState`), never memory unsafety.
-    let s = unsafe { &mut *state };
+    let Some(jump) = RXJUMP.get_ptr_mut(link) else {
+        return;
+    };
+    // SAFETY: the map values outlive the program. Several CPUs may update
+    // one link at once; the fields are counters whose occasional lost update
+    // is accepted (documented on `RxLinkState`), never memory unsafety.
+    let (s, jump) = unsafe { (&mut *state, &mut *jump) };
     // SAFETY: helper without arguments.
     let now_us = (unsafe { bpf_ktime_get_tai_ns() } / 1000) as u32;
     // Wrapping µs clocks (71 min period): the difference is meaningful when
@@ -45,17 +49,19 @@ pub(crate) fn track_link_seq(link: u32, seq: u32, sent_us: u32) {
         s.owd_sum_us = s.owd_sum_us.wrapping_add((i64::from(owd) + OWD_BIAS_US) as u64);
         s.owd_count += 1;
     }
+    let silent_ns = now_ns.saturating_sub(jump.last_ns);
+    jump.last_ns = now_ns;
     if s.started == 0 {
         s.started = 1;
         s.highest = seq;
         return;
     }
     let ahead = seq_distance(seq, s.highest);
-    if ahead > LINK_SEQ_JUMP_DISTANCE || ahead <= -LINK_SEQ_RESTART_DISTANCE {
-        link_seq_jump(link, seq, s);
+    if ahead > plausible_link_jump(silent_ns) || ahead <= -LINK_SEQ_RESTART_DISTANCE {
+        link_seq_jump(seq, s, jump);
     } else if ahead > 0 {
-        // At most LINK_SEQ_JUMP_DISTANCE - 1 per packet: one forged packet
-        // 2^31 ahead used to add 2·10^9 here and demote the link.
+        // Bounded by what the link could have carried since its previous
+        // packet: one forged packet 2^31 ahead used to add 2·10^9 here.
         s.lost += (ahead - 1) as u64;
         s.highest = seq;
     } else if ahead < 0 {
@@ -74,22 +80,14 @@ pub(crate) fn track_link_seq(link: u32, seq: u32, sent_us: u32) {
 /// packet lands close after it. A genuine restart costs the accounting of
 /// one packet; a lone forged packet costs nothing.
 #[inline(always)]
-fn link_seq_jump(link: u32, seq: u32, s: &mut strata_common::maps::RxLinkState) {
-    let Some(pending) = RXJUMP.get_ptr_mut(link) else {
-        return;
-    };
-    // SAFETY: the map value outlives the program; a racing CPU's store is
-    // a candidate as good as ours.
-    let candidate = unsafe { load(pending) };
-    let d = seq_distance(seq, candidate as u32);
-    if candidate & PENDING != 0 && d > 0 && d <= LINK_SEQ_JUMP_DISTANCE {
+fn link_seq_jump(seq: u32, s: &mut RxLinkState, jump: &mut RxJump) {
+    let d = seq_distance(seq, jump.candidate as u32);
+    if jump.candidate & PENDING != 0 && d > 0 && d <= LINK_SEQ_JUMP_DISTANCE {
         s.restarts += 1;
         s.highest = seq;
-        // SAFETY: as above.
-        unsafe { *pending = 0 };
+        jump.candidate = 0;
     } else {
-        // SAFETY: as above.
-        unsafe { *pending = PENDING | u64::from(seq) };
+        jump.candidate = PENDING | u64::from(seq);
     }
 }
 

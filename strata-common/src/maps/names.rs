@@ -146,7 +146,7 @@ pub const REPLAY: &str = map_name!(REPLAY);
 pub const REPLAY_STATE: &str = map_name!(REPLAY_STATE);
 /// When each link's learned endpoint was last refreshed (`bpf_ktime_get_ns`).
 pub const PEER_SEEN: &str = map_name!(PEER_SEEN);
-/// Per link, `1 << 32 | sequence` of a per-link sequence jump awaiting confirmation.
+/// Per link, the plausibility check of per-link sequences ([`RxJump`](super::RxJump)).
 pub const RXJUMP: &str = map_name!(RXJUMP);
 /// Tracepoint field offsets of the sampling programs ([`SampleConfig`](super::SampleConfig)).
 pub const SAMPLE_CFG: &str = map_name!(SAMPLE_CFG);
