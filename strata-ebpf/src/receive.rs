@@ -178,12 +178,12 @@ fn first_anchor(state: *mut ReplayState, empty: u64, seq: u32) -> Result<(), Dro
 }
 
 /// Moves the anchor from `anchor` forward to `seq` (which is ahead by at
-/// most a window). A CPU that finds the
-/// anchor moved meanwhile retries only while `seq` is still ahead of it and
-/// within a window (so a racing re-anchoring is never undone); giving up
-/// leaves an anchor slightly behind the highest, which only makes the
-/// window a few packets more permissive at its old end, never accepts a
-/// sequence twice (the bitmap decides that).
+/// most a window). A CPU that finds the anchor moved meanwhile retries only
+/// while `seq` is still ahead of it and within a window (so a racing
+/// re-anchoring is never undone). Giving up leaves the anchor a little
+/// behind the highest accepted; that never accepts a sequence twice nor
+/// one older than the window: the word of such a sequence already holds a
+/// newer block, which [`mark_seen`] tells (`too_old`).
 #[inline(always)]
 fn advance_anchor(state: *mut ReplayState, anchor: u64, seq: u32) {
     let mut current = anchor;
