@@ -9,7 +9,7 @@ use aya_ebpf::{
 use strata_common::{
     budget::us_to_ns,
     drop::DropReason,
-    maps::{CONFIG_EARLIEST_ARRIVAL, CONFIG_READY, FAMILY_V6, TunnelConfig},
+    maps::{CONFIG_EARLIEST_ARRIVAL, CONFIG_LEARN_PEERS, CONFIG_READY, FAMILY_V6, TunnelConfig},
     packet::{
         ETH_LEN, IPV6_LEN, OUTER_V4_LEN, OuterAddrs, OuterAddrs6, OuterV4, OuterV6, UDP_LEN, inner_dscp,
     },
@@ -71,9 +71,15 @@ fn send<const L2: usize>(ctx: &TcContext, cfg: &TunnelConfig) -> Result<i32, Dro
     let dscp = inner_dscp(b0, b1);
 
     let global_seq = next_global_seq()?;
-    // Pacing and peer expiry run on the monotonic clock: CLOCK_TAI follows settimeofday.
-    // SAFETY: helper without arguments.
-    let now_ns = unsafe { bpf_ktime_get_ns() };
+    // Pacing and peer expiry run on the monotonic clock (CLOCK_TAI follows
+    // settimeofday); an edge under static weights needs neither, and is
+    // spared the helper call.
+    let now_ns = if cfg.flags & (CONFIG_EARLIEST_ARRIVAL | CONFIG_LEARN_PEERS) != 0 {
+        // SAFETY: helper without arguments.
+        unsafe { bpf_ktime_get_ns() }
+    } else {
+        0
+    };
     let fresh = fresh_peers(cfg.flags, now_ns);
     let choice = if cfg.flags & CONFIG_EARLIEST_ARRIVAL != 0 {
         choose_link_paced(global_seq, inner_len, now_ns, us_to_ns(cfg.deadline_us), fresh)?
