@@ -923,3 +923,11 @@ fn two_cpus_delivering_the_same_sequences_at_once_deliver_each_exactly_once() {
         "every second copy rejected (too old if its CPU fell a window behind)"
     );
 }
+
+#[test]
+fn ingress_before_the_configuration_is_written_leaves_every_packet_to_the_next_program() {
+    require_root();
+    let mut dp = Datapath::load(None).expect("load the data plane");
+    let frame = tunnel_frame(&strata(0, 0, 0, 5, SESSION, 1, 0), &inner_v4(0, 10));
+    assert_eq!(run(&mut dp, Program::LinkIngress, &frame).0, TCX_NEXT, "not ready: nothing is ours yet");
+}
