@@ -50,9 +50,10 @@ pub(crate) fn track_link_seq(link: u32, seq: u32, sent_us: u32, now_ns: u64) {
         s.owd_count += 1;
     }
     let silent_ns = now_ns.saturating_sub(jump.last_ns);
-    // At most once a millisecond: the entry's line is shared by every CPU
-    // receiving on any link, and a millisecond more of silence allows 100
-    // packets more of plausible gap, nothing that matters.
+    // At most once a millisecond: every CPU receiving on the link (or on
+    // one whose entry shares the cache line) writes here, and a millisecond
+    // more of silence allows 100 packets more of plausible gap, nothing
+    // that matters.
     if silent_ns > 1_000_000 {
         jump.last_ns = now_ns;
     }
