@@ -61,6 +61,19 @@ pub const fn confirms_jump(seq: u32, candidate: u32) -> bool {
     d != 0 && d.abs() <= REPLAY_WINDOW as i64
 }
 
+/// Whether an anti-replay bitmap word tagged `held` records a block newer
+/// than the one tagged `tag` that shares its word (a whole bitmap or two
+/// ahead): `tag`'s block has left the window, its word taken by a CPU that
+/// advanced the anchor after this one read it. Tags are a block's first
+/// sequence with bit 0 set (0: an empty word). A tag further ahead than
+/// two bitmaps is left over from before a re-anchoring, as is one behind:
+/// both are to be replaced, not obeyed.
+pub const fn holds_newer_block(held: u32, tag: u32) -> bool {
+    use crate::maps::{REPLAY_BLOCK, REPLAY_SLOTS};
+    let ahead = held.wrapping_sub(tag);
+    held & 1 != 0 && ahead != 0 && ahead <= 2 * REPLAY_SLOTS * REPLAY_BLOCK
+}
+
 /// How far a link's sequence may jump ahead at once after `silent_ns`
 /// without a packet on the link, and the gap still count as loss: the
 /// fixed allowance plus what the link could have carried meanwhile at its
@@ -92,6 +105,21 @@ mod tests {
         // After a silence, anything behind the window may be a restart.
         assert_eq!(classify_global(-w, true), Window::Jump);
         assert_eq!(classify_global(-5, true), Window::Within);
+    }
+
+    #[test]
+    fn a_bitmap_word_is_obeyed_only_when_it_holds_a_block_a_bitmap_or_two_newer() {
+        use crate::maps::{REPLAY_BLOCK, REPLAY_SLOTS};
+        let bitmap = REPLAY_SLOTS * REPLAY_BLOCK;
+        let tag = 0x1000 | 1;
+        assert!(holds_newer_block(tag + bitmap, tag), "the word was claimed for a newer block");
+        assert!(holds_newer_block(tag + 2 * bitmap, tag));
+        assert!(!holds_newer_block(tag, tag), "the same block: its bits decide");
+        assert!(!holds_newer_block(0, tag), "an empty word");
+        assert!(!holds_newer_block(tag.wrapping_sub(bitmap), tag), "an older block has left the window");
+        assert!(!holds_newer_block(tag + 3 * bitmap, tag), "left over from before a re-anchoring");
+        let last = (u32::MAX - 31) | 1;
+        assert!(holds_newer_block(last.wrapping_add(bitmap), last), "across the wrap");
     }
 
     #[test]

@@ -16,7 +16,10 @@ use strata_common::{
         Endpoint, FAMILY_V6, LINK_ENABLED, LINK_SEQ_JUMP_DISTANCE, LINK_SEQ_RESTART_DISTANCE, OWD_BIAS_US,
         PEER_REFRESH_NS, REPLAY_BLOCK, REPLAY_QUIET_NS, REPLAY_SLOTS, ReplayState, RxJump, RxLinkState,
     },
-    seq::{Window, classify_global, confirms_jump, plausible_link_jump, seq_after, seq_distance},
+    seq::{
+        Window, classify_global, confirms_jump, holds_newer_block, plausible_link_jump, seq_after,
+        seq_distance,
+    },
 };
 
 use crate::{
@@ -276,17 +279,6 @@ fn mark_seen(seq: u32) -> Result<(), DropReason> {
     // Four CPUs changed this word under us: whether `seq` is among their
     // bits cannot be told any more cheaply, so fail closed.
     Err(DropReason::Duplicate)
-}
-
-/// The word's tag `held` is a block newer than `tag`'s that shares its word
-/// (a whole bitmap or two ahead): `tag`'s block has left the window, taken
-/// by a CPU that advanced the anchor after this one read it. A tag further
-/// ahead than that is left over from before a re-anchoring, as is one
-/// behind: both are replaced.
-#[inline(always)]
-fn holds_newer_block(held: u32, tag: u32) -> bool {
-    let ahead = held.wrapping_sub(tag);
-    held & 1 != 0 && ahead != 0 && ahead <= 2 * REPLAY_SLOTS * REPLAY_BLOCK
 }
 
 /// Remembers that `link`'s peer is at `from` (hub side: the edge's public
