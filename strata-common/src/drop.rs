@@ -30,7 +30,8 @@ pub enum DropReason {
     BadLink = 7,
     /// A data packet whose inner packet is not a well-formed IPv4/IPv6 packet.
     InnerMalformed = 8,
-    /// Global sequence already delivered (duplicate suppression window).
+    /// Global sequence already delivered (the anti-replay window): a
+    /// deliberate copy sent on a second link, or a replay.
     Duplicate = 9,
     /// The kernel refused to strip the outer headers (`bpf_skb_adjust_room`).
     DecapFailed = 10,
@@ -50,10 +51,20 @@ pub enum DropReason {
     /// one-way delay budget (`TunnelConfig::deadline_us`); sent, it would
     /// arrive too late to be used and delay every packet behind it.
     Deadline = 17,
+    /// A data packet whose global sequence is older than the anti-replay
+    /// window reaches back (`REPLAY_WINDOW` behind the highest accepted): it
+    /// can no longer be told from a replay, and is too late to be of use.
+    TooOld = 18,
+    /// A data packet whose global sequence is implausibly far from the
+    /// highest accepted (more than a window ahead, or further behind than
+    /// any queue holds): a restarted sender or a forgery. Dropped, and taken
+    /// as the sender's new position only when the next such packet confirms
+    /// it (see `strata-ebpf/src/receive.rs`).
+    SeqJump = 19,
 }
 
 /// Number of drop reasons (size of the drop counter map).
-pub const DROP_REASON_COUNT: u32 = 18;
+pub const DROP_REASON_COUNT: u32 = 20;
 
 impl DropReason {
     /// Every reason, in index order.
@@ -76,6 +87,8 @@ impl DropReason {
         Self::NotIp,
         Self::NoConfig,
         Self::Deadline,
+        Self::TooOld,
+        Self::SeqJump,
     ];
 
     /// Stable snake_case name, used in logs and metric labels.
@@ -99,6 +112,8 @@ impl DropReason {
             Self::NotIp => "not_ip",
             Self::NoConfig => "no_config",
             Self::Deadline => "deadline",
+            Self::TooOld => "too_old",
+            Self::SeqJump => "seq_jump",
         }
     }
 }

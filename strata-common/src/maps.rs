@@ -12,7 +12,9 @@
 //! | `STRATA_PACE`   | egress                     | egress, controller |
 //! | `STRATA_SENT`   | egress                     | egress           |
 //! | `STRATA_TX`, `STRATA_RX`, `STRATA_DROPS`, `STRATA_RXSEQ` | kernel | controller |
-//! | `STRATA_DEDUP`  | ingress                    | ingress          |
+//! | `STRATA_REPLAY`, `STRATA_REPLAY_STATE` | ingress | ingress      |
+//! | `STRATA_PEER_SEEN` | ingress learning (hub)  | egress, controller |
+//! | `STRATA_RXJUMP` | ingress                    | ingress          |
 //!
 //! All multi-byte address and port fields are in network byte order, as the
 //! kernel writes them into packets; everything else is host order.
@@ -29,11 +31,62 @@ pub mod names;
 pub const MAX_LINKS: u32 = 8;
 /// Slots in a link schedule (see [`Schedule`]).
 pub const SCHEDULE_SLOTS: usize = 256;
-/// Entries of the duplicate-suppression window (a power of two).
-pub const DEDUP_WINDOW: u32 = 1 << 16;
+/// Global sequences one word of the anti-replay bitmap covers: a 64-bit
+/// word holds the block's first sequence (its tag) in the high half and one
+/// bit per sequence in the low half, so a word is claimed for a new block
+/// and marked with one compare-and-swap (see `strata-ebpf/src/receive.rs`).
+pub const REPLAY_BLOCK: u32 = 32;
+/// Words of the anti-replay bitmap (a power of two; the `STRATA_REPLAY` map).
+pub const REPLAY_SLOTS: u32 = 2048;
+/// How far behind the highest accepted global sequence a packet may arrive
+/// and still be checked exactly (65 504 packets): one block less than the
+/// bitmap holds, so the oldest block in the window never shares a word with
+/// the newest. Large enough for the reordering of links whose delays differ
+/// by a second at 600 Mbit/s of 1 300-byte packets (~58 000 packets/s), or
+/// by 2 s at 300 Mbit/s; a cellular queue a second longer than its sibling's
+/// is common, several seconds is a link the controller already sends little
+/// on. Older packets are dropped as `too_old`. The map is 16 KiB.
+pub const REPLAY_WINDOW: u32 = (REPLAY_SLOTS - 1) * REPLAY_BLOCK;
+/// A global sequence further behind the highest accepted than this is not a
+/// late packet (no queue holds 16 million packets) but a sender that
+/// restarted at a random sequence, or a forgery: it is handled as a jump
+/// needing confirmation (`seq_jump`), not dropped as `too_old` for ever.
+pub const REPLAY_RESTART_DISTANCE: u32 = 1 << 24;
+/// Nanoseconds without an accepted data packet after which a packet behind
+/// the window is taken as a possible restart too (a sender that restarted
+/// and drew a sequence just behind the window, 0.4 % of restarts), rather
+/// than as too old. Packets from a live sender arrive every few
+/// milliseconds; a sender that restarts is silent for longer than this.
+pub const REPLAY_QUIET_NS: u64 = 1_000_000_000;
 /// A link's per-link sequence that jumps back further than this is taken as a
 /// restarted sender rather than a reordered packet.
 pub const LINK_SEQ_RESTART_DISTANCE: i32 = 1 << 16;
+/// A link's per-link sequence may jump ahead by this much at once, plus
+/// what the link could have carried since its previous packet (see
+/// [`LINK_NS_PER_PACKET_MIN`] and `seq::plausible_link_jump`), and count the
+/// gap as loss. 16 384 packets are 1.6 s of a link carrying 10 000
+/// packets/s (~100 Mbit/s) with no silence to show for it. A longer jump (a
+/// restarted sender, or a forged packet: one 2^31 ahead used to add 2·10^9
+/// to the loss and demote the link) is not loss: it is counted in
+/// `RxLinkState::restarts` once the link's next packet confirms it, and
+/// never moves the link's highest sequence before.
+pub const LINK_SEQ_JUMP_DISTANCE: i32 = 1 << 14;
+/// The fastest a link is taken to send, ns per packet (100 000 packets/s,
+/// ~1 Gbit/s of 1 300-byte packets — no cellular link comes close): a link
+/// silent for `t` may show a gap of up to `t / LINK_NS_PER_PACKET_MIN` more
+/// packets and have them counted as lost (an outage the sender kept sending
+/// into, as under static weights it does for the whole outage).
+pub const LINK_NS_PER_PACKET_MIN: u64 = 10_000;
+/// Nanoseconds after which a learned peer endpoint that no validated,
+/// fresh packet refreshed is no longer sent to (hub). The edge probes every
+/// link several times a second, so a live link refreshes it constantly; an
+/// endpoint learned from one packet (a forgery, or a link the car stopped
+/// using) stops receiving the link's share after this.
+pub const PEER_EXPIRY_NS: u64 = 30_000_000_000;
+/// Refresh a learned endpoint's last-seen time at most this often, ns:
+/// one store per packet to a line every CPU reads would cost more than the
+/// precision is worth.
+pub const PEER_REFRESH_NS: u64 = 100_000_000;
 /// Bias added to every one-way delay sample in `RxLinkState::owd_sum_us`, µs,
 /// so samples from a receiver whose clock is behind the sender's stay
 /// positive; subtract it from the mean.
@@ -477,7 +530,8 @@ pub struct RxLinkState {
     pub lost: u64,
     /// Packets that arrived after a higher sequence on the same link.
     pub late: u64,
-    /// Times the sender's sequence jumped back (sender restarted).
+    /// Times the sender's sequence jumped back (sender restarted) or
+    /// implausibly far ahead, as confirmed by the packet after the jump.
     pub restarts: u64,
     /// Sum of one-way delays (receive CLOCK_TAI − send timestamp), µs, over
     /// `owd_count` packets. Edge and hub clocks are not synchronised, so only
@@ -485,6 +539,34 @@ pub struct RxLinkState {
     pub owd_sum_us: u64,
     /// Packets in `owd_sum_us`.
     pub owd_count: u64,
+}
+
+/// The anti-replay window's anchor (single entry of `STRATA_REPLAY_STATE`).
+/// 64-bit words throughout: BPF atomics on 32-bit words are not available
+/// from Rust (see `TxSeq`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ReplayState {
+    /// `1 << 32 | highest accepted global sequence`; 0 before the first.
+    pub anchor: u64,
+    /// `1 << 32 | sequence` of the last packet that jumped out of the
+    /// window, awaiting confirmation; 0: none.
+    pub candidate: u64,
+    /// `bpf_ktime_get_ns` of the last accepted packet.
+    pub accepted_ns: u64,
+}
+
+/// Per-link state of the plausibility check of per-link sequences
+/// (`STRATA_RXJUMP`, index = link id), beside `RxLinkState` so that map
+/// keeps its layout.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RxJump {
+    /// `1 << 32 | sequence` of an implausible jump awaiting the
+    /// confirmation of the link's next packet; 0: none.
+    pub candidate: u64,
+    /// `bpf_ktime_get_ns` of the link's previous data packet.
+    pub last_ns: u64,
 }
 
 /// Interfaces host-side sampling watches (edge links).

@@ -37,7 +37,11 @@
 //! # address = "100.64.1.2"  # default: the interface's first IPv4, else its first global IPv6
 //! #                         # (the link's outer family is its address's: IPv6-only carriers work)
 //!
-//! # hub: the interface tunnel packets arrive on, and optional per-link weights
+//! # hub: the interface tunnel packets arrive on, and optional per-link weights.
+//! # [[links]] entries on the hub (id, optional weight) name the link ids the
+//! # car uses: the hub learns endpoints and sends only on those (none listed:
+//! # all eight ids). Listing them keeps a packet for an unused id from ever
+//! # drawing traffic.
 //! # [hub]
 //! # interface = "eth0"
 //! # address = "198.19.0.2"   # default: the interface's first IPv4, if any

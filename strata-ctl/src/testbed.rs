@@ -18,6 +18,8 @@ use crate::dataplane::datapath::{Datapath, DatapathError, Program};
 
 /// tc verdicts.
 pub const TC_ACT_OK: u32 = 0;
+/// `TCX_NEXT` (`TC_ACT_UNSPEC`, -1): not ours, the next program decides.
+pub const TCX_NEXT: u32 = -1i32 as u32;
 /// Drop.
 pub const TC_ACT_SHOT: u32 = 2;
 /// Redirect.

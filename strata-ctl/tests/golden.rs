@@ -9,13 +9,16 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 
 use strata_common::{
     drop::DropReason,
-    maps::{CONFIG_EARLIEST_ARRIVAL, CONFIG_READY, LinkTx, TunnelConfig},
+    maps::{
+        CONFIG_EARLIEST_ARRIVAL, CONFIG_READY, LINK_SEQ_JUMP_DISTANCE, LinkTx, PEER_EXPIRY_NS, REPLAY_WINDOW,
+        TunnelConfig,
+    },
 };
 use strata_ctl::{
     dataplane::datapath::{Datapath, Program},
     testbed::{
         CARRIER6, HUB, HUB6, LINK_SRC, LINK6_SRC, LO, PORT, SESSION, TC_ACT_OK, TC_ACT_REDIRECT, TC_ACT_SHOT,
-        TUNNEL_IFINDEX, checksum, eth, inner_v4, inner_v6, ipv4, ipv6, l4_checksum4, l4_checksum6,
+        TCX_NEXT, TUNNEL_IFINDEX, checksum, eth, inner_v4, inner_v6, ipv4, ipv6, l4_checksum4, l4_checksum6,
         make_link_v6, strata, sum16, tunnel_frame, tunnel_frame6, udp, udp6,
     },
 };
@@ -353,7 +356,7 @@ fn ingress_hands_control_packets_to_the_controller_and_ignores_foreign_traffic()
         &ipv4(Ipv4Addr::new(1, 2, 3, 4), Ipv4Addr::new(198, 19, 0, 9), 0, 0, 17, &udp(1, PORT, &[0; 40])),
     );
     for frame in [other_port, tcp, other_dst, eth(0x0806, &[0; 28]), eth(0x86DD, &inner_v6(8))] {
-        assert_eq!(run(&mut dp, Program::LinkIngress, &frame).0, TC_ACT_OK);
+        assert_eq!(run(&mut dp, Program::LinkIngress, &frame).0, TCX_NEXT, "the next program decides");
     }
     assert!(dp.snapshot().unwrap().drops.is_empty(), "passing traffic is not a drop");
 }
@@ -691,7 +694,240 @@ fn ingress_drops_malformed_ipv6_with_its_reason_and_ignores_foreign_ipv6() {
     ];
     let before = dp.snapshot().unwrap().drops;
     for frame in passing {
-        assert_eq!(run(&mut dp, Program::LinkIngress, &frame).0, TC_ACT_OK);
+        assert_eq!(run(&mut dp, Program::LinkIngress, &frame).0, TCX_NEXT);
     }
     assert_eq!(dp.snapshot().unwrap().drops, before, "passing traffic is not a drop");
+}
+
+// ---- Trust (issue 14): anti-replay, plausible sequences, endpoints ---------
+
+/// A data packet on `link` with global sequence `global` and link sequence
+/// `link_seq`, as the hub receives it from `from`.
+fn data_from(from: (Ipv4Addr, u16), link: u8, global: u32, link_seq: u32) -> Vec<u8> {
+    let mut body = strata(0, 0, link, 5, SESSION, global, link_seq);
+    body.extend(inner_v4(0, 10));
+    eth(0x0800, &ipv4(from.0, HUB, 0, 0x4000, 17, &udp(from.1, PORT, &body)))
+}
+
+/// From the carrier address `tunnel_frame` uses.
+const CARRIER: (Ipv4Addr, u16) = (Ipv4Addr::new(198, 18, 2, 2), 40_001);
+/// Somewhere else on the internet.
+const ATTACKER: (Ipv4Addr, u16) = (Ipv4Addr::new(203, 0, 113, 66), 666);
+
+/// Runs `frames` through the hub's ingress; the verdicts.
+fn verdicts(dp: &mut Datapath, frames: &[Vec<u8>]) -> Vec<u32> {
+    frames.iter().map(|f| run(dp, Program::LinkIngress, f).0).collect()
+}
+
+#[test]
+fn ingress_rejects_replays_and_packets_older_than_the_window_as_it_advances() {
+    let mut dp = hub();
+    let w = REPLAY_WINDOW;
+    let at = |g: u32, s: u32| data_from(CARRIER, 0, g, s);
+    // The first packet anchors the window; the same sequence again is a replay.
+    assert_eq!(verdicts(&mut dp, &[at(1000, 0), at(1000, 0)]), [TC_ACT_REDIRECT, TC_ACT_SHOT]);
+    assert_eq!(drops(&dp, DropReason::Duplicate), 1);
+    // Reordered within the window: accepted once each.
+    assert_eq!(
+        verdicts(&mut dp, &[at(1002, 2), at(1001, 1), at(1001, 1)]),
+        [TC_ACT_REDIRECT, TC_ACT_REDIRECT, TC_ACT_SHOT]
+    );
+    // The window advances a whole window at once; 1000 is then exactly a
+    // window behind (too old), 1003 never seen and just inside (accepted),
+    // 1001 inside and seen (a replay still).
+    assert_eq!(verdicts(&mut dp, &[at(1002 + w, 3)]), [TC_ACT_REDIRECT]);
+    assert_eq!(
+        verdicts(&mut dp, &[at(1002, 0), at(1003, 4), at(1003, 4)]),
+        [TC_ACT_SHOT, TC_ACT_REDIRECT, TC_ACT_SHOT]
+    );
+    assert_eq!(drops(&dp, DropReason::TooOld), 1, "1002 is a window behind 1002 + w");
+    assert_eq!(drops(&dp, DropReason::Duplicate), 3);
+    // A sequence older still, far short of a restart's distance: too old.
+    assert_eq!(verdicts(&mut dp, &[at(10, 5)]), [TC_ACT_SHOT]);
+    assert_eq!(drops(&dp, DropReason::TooOld), 2);
+    // Replays were not counted as the link's traffic beyond the duplicates' own.
+    let l = &dp.snapshot().unwrap().links[0];
+    assert_eq!(l.rx_packets, 8, "accepted 5 and duplicates 3; too old ones not counted");
+}
+
+#[test]
+fn ingress_takes_a_sequence_jump_only_when_the_next_packet_confirms_it() {
+    let mut dp = hub();
+    let at = |g: u32, s: u32| data_from(CARRIER, 0, g, s);
+    assert_eq!(verdicts(&mut dp, &[at(5000, 0), at(5001, 1)]), [TC_ACT_REDIRECT; 2]);
+    // One forged packet far ahead moves nothing: the genuine stream goes on.
+    let far = 5000u32.wrapping_add(1 << 30);
+    assert_eq!(verdicts(&mut dp, &[at(far, 2), at(5002, 3)]), [TC_ACT_SHOT, TC_ACT_REDIRECT]);
+    assert_eq!(drops(&dp, DropReason::SeqJump), 1);
+    // A restarted sender (a new random sequence): its first packet is held,
+    // the second confirms it, and from then on the old sequence is the jump.
+    let restart = 5000u32.wrapping_sub(1 << 31);
+    assert_eq!(
+        verdicts(&mut dp, &[at(restart, 0), at(restart + 2, 2), at(restart + 1, 1)]),
+        [TC_ACT_SHOT, TC_ACT_REDIRECT, TC_ACT_REDIRECT]
+    );
+    assert_eq!(verdicts(&mut dp, &[at(5003, 4)]), [TC_ACT_SHOT], "the old sender's sequence is gone");
+    assert_eq!(drops(&dp, DropReason::SeqJump), 3);
+    // A sender that restarted just behind the window, after a silence
+    // longer than REPLAY_QUIET_NS: not too old for ever, a jump to confirm.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let behind = restart.wrapping_sub(100_000);
+    assert_eq!(verdicts(&mut dp, &[at(behind, 0), at(behind + 1, 1)]), [TC_ACT_SHOT, TC_ACT_REDIRECT]);
+    assert_eq!(drops(&dp, DropReason::TooOld), 0);
+}
+
+#[test]
+fn ingress_does_not_count_an_implausible_link_sequence_jump_as_loss() {
+    let mut dp = hub();
+    let link = |dp: &Datapath| dp.snapshot().unwrap().links[1].clone();
+    let mut g = 100;
+    let mut send = |dp: &mut Datapath, s: u32| {
+        g += 1;
+        run(dp, Program::LinkIngress, &data_from(CARRIER, 1, g, s)).0
+    };
+    for s in [0, 1, 2] {
+        assert_eq!(send(&mut dp, s), TC_ACT_REDIRECT);
+    }
+    // A forged packet 2^31 ahead used to add 2·10^9 to the link's loss.
+    send(&mut dp, 2 + (1 << 31));
+    send(&mut dp, 3);
+    let l = link(&dp);
+    assert_eq!((l.rx_lost, l.rx_late, l.rx_restarts, l.rx_next_seq), (0, 0, 0, 4));
+    // A plausible gap is loss, as before.
+    send(&mut dp, 10);
+    assert_eq!(link(&dp).rx_lost, 6);
+    // A jump the next packet confirms is a restart, not loss. (Far enough
+    // that the moments between test runs do not make it plausible.)
+    let far = 10 + (1 << 24);
+    send(&mut dp, far);
+    send(&mut dp, far + 1);
+    let l = link(&dp);
+    assert_eq!((l.rx_lost, l.rx_restarts, l.rx_next_seq), (6, 1, u64::from(far) + 2));
+    // After half a second of silence on the link, a gap of what it could
+    // have carried meanwhile (an outage the sender kept sending into) is
+    // loss again.
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let after = far + 1 + LINK_SEQ_JUMP_DISTANCE as u32 + 20_000;
+    send(&mut dp, after);
+    let l = link(&dp);
+    assert_eq!((l.rx_lost, l.rx_restarts), (6 + u64::from(after - far - 2), 1));
+}
+
+#[test]
+fn ingress_learns_an_endpoint_only_from_a_packet_that_passed_every_check() {
+    let mut dp = hub();
+    let peer = |dp: &Datapath, id: usize| dp.snapshot().unwrap().links[id].peer.clone();
+    // Malformed inner packet: dropped, nothing learned.
+    let mut bad = strata(0, 0, 1, 5, SESSION, 7, 0);
+    bad.extend([0x99; 30]);
+    let bad = eth(0x0800, &ipv4(ATTACKER.0, HUB, 0, 0x4000, 17, &udp(ATTACKER.1, PORT, &bad)));
+    assert_eq!(run(&mut dp, Program::LinkIngress, &bad).0, TC_ACT_SHOT);
+    assert_eq!(peer(&dp, 1), "0.0.0.0:0");
+    // A good packet teaches the endpoint.
+    assert_eq!(run(&mut dp, Program::LinkIngress, &data_from(CARRIER, 1, 50, 0)).0, TC_ACT_REDIRECT);
+    assert_eq!(peer(&dp, 1), "198.18.2.2:40001");
+    // A replay of it, a too-old and a jumping packet from elsewhere teach nothing.
+    let forged = [
+        data_from(ATTACKER, 1, 50, 0),
+        data_from(ATTACKER, 1, 50u32.wrapping_sub(REPLAY_WINDOW), 1),
+        data_from(ATTACKER, 1, 50 + (1 << 30), 1),
+    ];
+    assert_eq!(verdicts(&mut dp, &forged), [TC_ACT_SHOT; 3]);
+    assert_eq!(peer(&dp, 1), "198.18.2.2:40001", "still the genuine endpoint");
+    // A link id the hub is not configured for (only 0..=2 are) is never
+    // learned, from data or from a probe.
+    let probe = {
+        let mut b = strata(1, 0, 5, 5, SESSION, 0, 0);
+        b.extend([0; 8]);
+        eth(0x0800, &ipv4(ATTACKER.0, HUB, 0, 0x4000, 17, &udp(ATTACKER.1, PORT, &b)))
+    };
+    assert_eq!(verdicts(&mut dp, &[data_from(ATTACKER, 5, 51, 0), probe]), [TC_ACT_REDIRECT, TC_ACT_OK]);
+    assert_eq!(peer(&dp, 5), "0.0.0.0:0");
+}
+
+#[test]
+fn hub_egress_sends_only_to_fresh_endpoints_of_configured_links() {
+    let mut dp = hub();
+    let frame = eth(0x0800, &inner_v4(0, 100));
+    // Nothing learned: nowhere to send.
+    assert_eq!(run(&mut dp, Program::TunnelEgress, &frame).0, TC_ACT_SHOT);
+    assert_eq!(drops(&dp, DropReason::NoLink), 1);
+    // Learned on link 1: sent there, to the endpoint.
+    assert_eq!(run(&mut dp, Program::LinkIngress, &data_from(CARRIER, 1, 9, 0)).0, TC_ACT_REDIRECT);
+    let (action, out) = run(&mut dp, Program::TunnelEgress, &frame);
+    assert_eq!(action, TC_ACT_REDIRECT);
+    assert_eq!(
+        (&out[14 + 16..14 + 20], out[14 + 20 + 8 + 2]),
+        (&[198, 18, 2, 2][..], 1),
+        "to the learned endpoint on link 1"
+    );
+    // Not refreshed for longer than PEER_EXPIRY_NS: no longer sent to, and
+    // shown as unknown.
+    dp.set_peer_seen(1, kernel_now_ns() - PEER_EXPIRY_NS - 1_000_000_000).unwrap();
+    assert_eq!(run(&mut dp, Program::TunnelEgress, &frame).0, TC_ACT_SHOT);
+    assert_eq!(drops(&dp, DropReason::NoLink), 2);
+    assert_eq!(dp.snapshot().unwrap().links[1].peer, "0.0.0.0:0");
+    // The next validated packet refreshes it.
+    assert_eq!(run(&mut dp, Program::LinkIngress, &data_from(CARRIER, 1, 10, 1)).0, TC_ACT_REDIRECT);
+    assert_eq!(run(&mut dp, Program::TunnelEgress, &frame).0, TC_ACT_REDIRECT);
+    // A schedule naming only link 5, which the hub is not configured for:
+    // a packet for it arrived, yet it never gets traffic (the schedule
+    // falls back to the configured link 1).
+    dp.set_weights(&[0, 0, 0, 0, 0, 1, 0, 0]).unwrap();
+    assert_eq!(run(&mut dp, Program::LinkIngress, &data_from(ATTACKER, 5, 11, 0)).0, TC_ACT_REDIRECT);
+    for _ in 0..4 {
+        let (action, out) = run(&mut dp, Program::TunnelEgress, &frame);
+        assert_eq!(action, TC_ACT_REDIRECT);
+        assert_eq!(out[14 + 20 + 8 + 2], 1, "link 1, never link 5");
+    }
+}
+
+#[test]
+fn two_cpus_delivering_the_same_sequences_at_once_deliver_each_exactly_once() {
+    use aya::programs::{TestRun as _, TestRunOptions};
+    let mut dp = hub();
+    // More than a window, so the window slides and its words are claimed
+    // for new blocks while both CPUs mark them.
+    let n = REPLAY_WINDOW + 40_000;
+    let frames: Vec<Vec<u8>> = (0..n).map(|g| data_from(CARRIER, (g % 3) as u8, g, g / 3)).collect();
+    let prog = &*dp.program_mut(Program::LinkIngress).unwrap();
+    // Each thread sends every sequence once, in the same order: the most
+    // contention on the same bitmap words and on the anchor there can be.
+    let delivered: u64 = std::thread::scope(|s| {
+        let runs: Vec<_> = (0..2)
+            .map(|_| {
+                s.spawn(|| {
+                    let mut out = vec![0u8; 512];
+                    let mut delivered = 0u64;
+                    for f in &frames {
+                        let opts = TestRunOptions {
+                            data_in: Some(f),
+                            data_out: Some(&mut out),
+                            ..Default::default()
+                        };
+                        if prog.test_run(opts).unwrap().return_value == TC_ACT_REDIRECT {
+                            delivered += 1;
+                        }
+                    }
+                    delivered
+                })
+            })
+            .collect();
+        runs.into_iter().map(|r| r.join().unwrap()).sum()
+    });
+    assert_eq!(delivered, u64::from(n), "every sequence delivered exactly once");
+    let rejected = drops(&dp, DropReason::Duplicate) + drops(&dp, DropReason::TooOld);
+    assert_eq!(
+        rejected,
+        u64::from(n),
+        "every second copy rejected (too old if its CPU fell a window behind)"
+    );
+}
+
+#[test]
+fn ingress_before_the_configuration_is_written_leaves_every_packet_to_the_next_program() {
+    require_root();
+    let mut dp = Datapath::load(None).expect("load the data plane");
+    let frame = tunnel_frame(&strata(0, 0, 0, 5, SESSION, 1, 0), &inner_v4(0, 10));
+    assert_eq!(run(&mut dp, Program::LinkIngress, &frame).0, TCX_NEXT, "not ready: nothing is ours yet");
 }

@@ -14,7 +14,7 @@
 //! sequence numbers stuck at 1. The kernel executes every fetching BPF atomic
 //! as a full barrier anyway, so `SeqCst` costs nothing.
 
-use core::intrinsics::{AtomicOrdering, atomic_xadd, atomic_xchg};
+use core::intrinsics::{AtomicOrdering, atomic_cxchg, atomic_xadd};
 
 /// Atomically adds `v` to `*p`, returning the previous value.
 ///
@@ -26,12 +26,26 @@ pub(crate) unsafe fn fetch_add(p: *mut u64, v: u64) -> u64 {
     unsafe { atomic_xadd::<u64, u64, { AtomicOrdering::SeqCst }>(p, v) }
 }
 
-/// Atomically stores `v` into `*p`, returning the previous value.
+/// Atomically replaces `*p` with `new` if it holds `old` (`BPF_CMPXCHG`):
+/// `Ok(old)` if it did, `Err(current)` with the value found if not.
 ///
 /// # Safety
 /// As for [`fetch_add`].
 #[inline(always)]
-pub(crate) unsafe fn swap(p: *mut u64, v: u64) -> u64 {
+pub(crate) unsafe fn compare_exchange(p: *mut u64, old: u64, new: u64) -> Result<u64, u64> {
     // SAFETY: upheld by the caller.
-    unsafe { atomic_xchg::<u64, { AtomicOrdering::SeqCst }>(p, v) }
+    let (found, done) =
+        unsafe { atomic_cxchg::<u64, { AtomicOrdering::SeqCst }, { AtomicOrdering::SeqCst }>(p, old, new) };
+    if done { Ok(found) } else { Err(found) }
+}
+
+/// Reads `*p` in one load, as another CPU's atomics left it.
+///
+/// # Safety
+/// As for [`fetch_add`].
+#[inline(always)]
+pub(crate) unsafe fn load(p: *const u64) -> u64 {
+    // SAFETY: upheld by the caller; an aligned 64-bit load is single-copy
+    // atomic on every architecture BPF runs on.
+    unsafe { core::ptr::read_volatile(p) }
 }

@@ -1,12 +1,19 @@
 //! tc ingress of the link interfaces (edge) or the public interface (hub):
-//! validate, learn, deduplicate, count, decapsulate, deliver.
+//! validate, reject replays, count, learn, decapsulate, deliver.
+//!
+//! Traffic that is not Strata's gets [`NOT_OURS`] (`TCX_NEXT`), never
+//! `TC_ACT_OK`: under TCX (kernel ≥ 6.6, how strata-ctl attaches) "OK"
+//! ends the chain and the packet skips every program attached after ours
+//! (another tunnel, a firewall, Cilium); "next" runs them, and with none
+//! left it passes as "OK" would. On the clsact path of older kernels the
+//! same value is `TC_ACT_UNSPEC`: the next filter, or the default action.
 
 use aya_ebpf::{
     bindings::{
         BPF_F_ADJ_ROOM_DECAP_L3_IPV4, BPF_F_ADJ_ROOM_DECAP_L3_IPV6, BPF_F_INGRESS, TC_ACT_OK, TC_ACT_SHOT,
-        bpf_adj_room_mode::BPF_ADJ_ROOM_MAC,
+        bpf_adj_room_mode::BPF_ADJ_ROOM_MAC, tcx_action_base::TCX_NEXT,
     },
-    helpers::generated::bpf_redirect,
+    helpers::generated::{bpf_ktime_get_ns, bpf_redirect},
     macros::classifier,
     programs::TcContext,
 };
@@ -25,8 +32,12 @@ use crate::{
     counters::{count_drop, count_link},
     maps::{CONFIG, CONFIG6, IFACES, RX},
     ptr::read_at,
-    receive::{is_duplicate, learn_peer, track_link_seq},
+    receive::{accept_global_seq, learn_peer, track_link_seq},
 };
+
+/// The verdict for traffic that is not Strata's: the next program in the
+/// chain decides (see the module documentation).
+const NOT_OURS: i32 = TCX_NEXT;
 
 #[classifier]
 pub(crate) fn strata_link_ingress(ctx: TcContext) -> i32 {
@@ -42,10 +53,10 @@ pub(crate) fn strata_link_ingress(ctx: TcContext) -> i32 {
 #[inline(always)]
 fn ingress(ctx: &TcContext) -> Result<i32, DropReason> {
     let Some(cfg) = CONFIG.get(0) else {
-        return Ok(TC_ACT_OK);
+        return Ok(NOT_OURS);
     };
     if cfg.flags & CONFIG_READY == 0 {
-        return Ok(TC_ACT_OK);
+        return Ok(NOT_OURS);
     }
     // SAFETY: reading a field of this program's own context.
     let ifindex = unsafe { (*ctx.skb.skb).ifindex };
@@ -54,7 +65,7 @@ fn ingress(ctx: &TcContext) -> Result<i32, DropReason> {
         Some(0) => receive::<0>(ctx, cfg),
         Some(14) => receive::<ETH_LEN>(ctx, cfg),
         // Not an interface of ours, or an unsupported link layer.
-        _ => Ok(TC_ACT_OK),
+        _ => Ok(NOT_OURS),
     }
 }
 
@@ -64,13 +75,13 @@ fn receive<const L2: usize>(ctx: &TcContext, cfg: &TunnelConfig) -> Result<i32, 
     // none of our business.
     if L2 == ETH_LEN {
         let Some(ether_type_be) = read_at::<u16>(ctx, 12) else {
-            return Ok(TC_ACT_OK);
+            return Ok(NOT_OURS);
         };
         if ether_type_be == ETH_P_IPV6.to_be() {
             return receive_v6::<L2>(ctx, cfg);
         }
         if ether_type_be != ETH_P_IP.to_be() {
-            return Ok(TC_ACT_OK);
+            return Ok(NOT_OURS);
         }
     } else if ctx.load::<u8>(0).is_ok_and(|b| b >> 4 == 6) {
         // A raw-IP link (no link-layer header): the version nibble tells.
@@ -80,20 +91,20 @@ fn receive<const L2: usize>(ctx: &TcContext, cfg: &TunnelConfig) -> Result<i32, 
         return receive_v6::<L2>(ctx, cfg);
     }
     let Some(ip) = read_at::<Ipv4Hdr>(ctx, L2) else {
-        return Ok(TC_ACT_OK);
+        return Ok(NOT_OURS);
     };
     if ip.version_ihl >> 4 != 4 || ip.protocol != IPPROTO_UDP {
-        return Ok(TC_ACT_OK);
+        return Ok(NOT_OURS);
     }
     if cfg.local_ip_be != 0 && ip.daddr_be != cfg.local_ip_be {
-        return Ok(TC_ACT_OK);
+        return Ok(NOT_OURS);
     }
     let ihl = usize::from(ip.version_ihl & 0x0f) * 4;
     let Some(udp) = read_at::<UdpHdr>(ctx, L2 + ihl) else {
-        return Ok(TC_ACT_OK);
+        return Ok(NOT_OURS);
     };
     if udp.dest_be != cfg.local_port_be {
-        return Ok(TC_ACT_OK);
+        return Ok(NOT_OURS);
     }
 
     // From here on the packet claims to be Strata's: accept it or count why not.
@@ -125,19 +136,19 @@ fn receive<const L2: usize>(ctx: &TcContext, cfg: &TunnelConfig) -> Result<i32, 
 #[inline(always)]
 fn receive_v6<const L2: usize>(ctx: &TcContext, cfg: &TunnelConfig) -> Result<i32, DropReason> {
     let Some(ip) = read_at::<Ipv6Hdr>(ctx, L2) else {
-        return Ok(TC_ACT_OK);
+        return Ok(NOT_OURS);
     };
     if u32::from_be(ip.vtc_flow_be) >> 28 != 6 {
-        return Ok(TC_ACT_OK);
+        return Ok(NOT_OURS);
     }
     let local = CONFIG6.get(0).copied().unwrap_or_default();
     if local[0] | local[1] | local[2] | local[3] != 0 && ip.daddr != local {
-        return Ok(TC_ACT_OK);
+        return Ok(NOT_OURS);
     }
     if ip.next_header == NEXTHDR_FRAGMENT {
         // Fragment header: next header, reserved, offset and flags (big endian), id.
         let Some(frag) = read_at::<[u8; 4]>(ctx, L2 + IPV6_LEN) else {
-            return Ok(TC_ACT_OK);
+            return Ok(NOT_OURS);
         };
         let offset = u16::from_be_bytes([frag[2], frag[3]]) & IP6_OFFSET;
         if frag[0] == IPPROTO_UDP
@@ -147,16 +158,16 @@ fn receive_v6<const L2: usize>(ctx: &TcContext, cfg: &TunnelConfig) -> Result<i3
         {
             return Err(DropReason::OuterFragment);
         }
-        return Ok(TC_ACT_OK);
+        return Ok(NOT_OURS);
     }
     if ip.next_header != IPPROTO_UDP {
-        return Ok(TC_ACT_OK);
+        return Ok(NOT_OURS);
     }
     let Some(udp) = read_at::<UdpHdr>(ctx, L2 + IPV6_LEN) else {
-        return Ok(TC_ACT_OK);
+        return Ok(NOT_OURS);
     };
     if udp.dest_be != cfg.local_port_be {
-        return Ok(TC_ACT_OK);
+        return Ok(NOT_OURS);
     }
 
     // Strata's from here on.
@@ -196,37 +207,53 @@ fn deliver<const L2: usize>(
     let packet_type = header.validate(available, cfg.session, MAX_LINKS as u8)?;
     let link = u32::from(header.link_id);
 
-    if cfg.flags & CONFIG_LEARN_PEERS != 0 && learn_peer(link, from, from6) {
-        if from.family == FAMILY_V6 {
-            // SAFETY: four u32 words are sixteen bytes, any bit pattern valid.
-            let ip: [u8; 16] = unsafe { core::mem::transmute(*from6) };
-            info!(ctx, "link {} peer now [{:i}]:{}", link, ip, u16::from_be(from.port_be));
-        } else {
-            info!(
-                ctx,
-                "link {} peer now {:i}:{}",
-                link,
-                u32::from_be(from.ip_be),
-                u16::from_be(from.port_be)
-            );
-        }
-    }
+    // SAFETY: helper without arguments.
+    let now_ns = unsafe { bpf_ktime_get_ns() };
+
     if packet_type != PacketType::Data {
-        // Probes, feedback and control messages are for the controller's socket.
+        // Probes, feedback and control messages are for the controller's
+        // socket (Strata's own, so OK rather than next). They carry no
+        // global sequence to check against replay; their header is valid.
+        // The coming authentication tag is checked before this learning.
+        learn(ctx, cfg, link, from, from6, now_ns);
         return Ok(TC_ACT_OK);
     }
 
     let inner_off = strata_off + header.byte_len();
     let inner_len = available - header.byte_len();
     let version = inner_version::<L2>(ctx, inner_off, inner_len)?;
-    count_link(&RX, link, total_len as u64);
-    track_link_seq(link, header.link_seq(), header.timestamp_us());
-    if is_duplicate(header.global_seq()) {
-        return Err(DropReason::Duplicate);
+    // The authentication tag, once packets carry one, is checked here:
+    // before the window, the counters and the learning below.
+    let fresh = accept_global_seq(header.global_seq(), now_ns);
+    // A duplicate is counted on its link all the same: it may be a
+    // deliberate copy the link did carry, and its per-link sequence is
+    // part of the link's. A packet outside the window is not the link's
+    // traffic as far as anyone can tell.
+    if matches!(fresh, Ok(()) | Err(DropReason::Duplicate)) {
+        count_link(&RX, link, total_len as u64);
+        track_link_seq(link, header.link_seq(), header.timestamp_us(), now_ns);
     }
+    fresh?;
+    learn(ctx, cfg, link, from, from6, now_ns);
     decapsulate::<L2>(ctx, (total_len - inner_len) as i32, version)?;
     // SAFETY: plain helper call; the result is the tc action.
     Ok(unsafe { bpf_redirect(cfg.tunnel_ifindex, u64::from(BPF_F_INGRESS)) } as i32)
+}
+
+/// Learns `link`'s peer endpoint from a packet that passed every check
+/// (hub only; see `receive::learn_peer`), logging a change.
+#[inline(always)]
+fn learn(ctx: &TcContext, cfg: &TunnelConfig, link: u32, from: &Endpoint, from6: &[u32; 4], now_ns: u64) {
+    if cfg.flags & CONFIG_LEARN_PEERS == 0 || !learn_peer(link, from, from6, now_ns) {
+        return;
+    }
+    if from.family == FAMILY_V6 {
+        // SAFETY: four u32 words are sixteen bytes, any bit pattern valid.
+        let ip: [u8; 16] = unsafe { core::mem::transmute(*from6) };
+        info!(ctx, "link {} peer now [{:i}]:{}", link, ip, u16::from_be(from.port_be));
+    } else {
+        info!(ctx, "link {} peer now {:i}:{}", link, u32::from_be(from.ip_be), u16::from_be(from.port_be));
+    }
 }
 
 /// The IP version of the inner packet at `offset`, if it is exactly `len` bytes of IPv4 or IPv6.

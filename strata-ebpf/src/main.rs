@@ -9,11 +9,18 @@
 //!   and redirects to the link's
 //!   interface with the kernel's neighbour table filling in the L2 header.
 //! * [`link_ingress`] runs at tc ingress of every link interface (edge) or of
-//!   the public interface (hub). It lets everything that is not addressed to
-//!   the Strata port pass untouched, validates the rest, drops and counts
-//!   malformed or foreign packets by reason, hands probes and control packets
-//!   to the controller's socket, suppresses duplicates, records per-link
-//!   statistics, and delivers decapsulated inner packets on the tunnel device.
+//!   the public interface (hub). It hands everything that is not addressed
+//!   to the Strata port on to the next program attached there (`TCX_NEXT`),
+//!   validates the rest, drops and counts malformed or foreign packets by
+//!   reason, hands probes and control packets to the controller's socket,
+//!   rejects replayed and stale packets (an anti-replay window), records
+//!   per-link statistics, learns the hub's peer endpoints from packets that
+//!   passed all that, and delivers decapsulated inner packets on the tunnel
+//!   device.
+//!
+//!   The egress program has no foreign traffic to pass on: everything routed
+//!   into the tunnel device is the tunnel's, and what it cannot send is
+//!   dropped and counted (`not_ip`, `no_link`, …).
 //!
 //! Optional [`sampling`] programs on three tracepoints measure the links' own
 //! host queues: queueing delay and kernel drops by reason.

@@ -11,8 +11,9 @@ use strata_common::{
     drop::DROP_REASON_COUNT,
     map_name,
     maps::{
-        DEDUP_WINDOW, DELAY_ROW, DROP_REASONS, Endpoint, IFNAME_LEN, LinkCounters, LinkPace, LinkTx, LinkTx6,
-        MAX_LINKS, Queued, RxLinkState, SAMPLE_SLOTS, SENT_RING, SampleConfig, Schedule, TunnelConfig, TxSeq,
+        DELAY_ROW, DROP_REASONS, Endpoint, IFNAME_LEN, LinkCounters, LinkPace, LinkTx, LinkTx6, MAX_LINKS,
+        Queued, REPLAY_SLOTS, ReplayState, RxJump, RxLinkState, SAMPLE_SLOTS, SENT_RING, SampleConfig,
+        Schedule, TunnelConfig, TxSeq,
     },
     packet::{Ipv6Hdr, OuterV6, Pseudo6},
 };
@@ -146,9 +147,28 @@ shared_map! {
 }
 
 shared_map! {
-    /// Duplicate-suppression window: slot `seq % DEDUP_WINDOW` holds `1 << 32 | seq`
-    /// of the last global sequence delivered there.
-    DEDUP: Array<u64> = Array::pinned(DEDUP_WINDOW, 0);
+    /// Anti-replay bitmap: word `(seq / REPLAY_BLOCK) % REPLAY_SLOTS` holds
+    /// the tag of the block of global sequences it records (high half) and
+    /// one bit per sequence of that block (low half). See `receive::accept_global_seq`.
+    REPLAY: Array<u64> = Array::pinned(REPLAY_SLOTS, 0);
+}
+
+shared_map! {
+    /// The anti-replay window's anchor (entry 0).
+    REPLAY_STATE: Array<ReplayState> = Array::pinned(1, 0);
+}
+
+shared_map! {
+    /// When each link's learned endpoint was last refreshed by a validated,
+    /// fresh packet (`bpf_ktime_get_ns`; hub). The egress program sends to a
+    /// learned endpoint only within `PEER_EXPIRY_NS` of it.
+    PEER_SEEN: Array<u64> = Array::pinned(MAX_LINKS, 0);
+}
+
+shared_map! {
+    /// Per link, the plausibility check of per-link sequences: a jump
+    /// awaiting confirmation, and when the link's previous packet came.
+    RXJUMP: Array<RxJump> = Array::pinned(MAX_LINKS, 0);
 }
 
 shared_map! {

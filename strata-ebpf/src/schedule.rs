@@ -37,8 +37,8 @@
 use strata_common::{
     drop::DropReason,
     maps::{
-        Endpoint, FAMILY_V4, FAMILY_V6, LINK_ENABLED, LINK_V6, LinkPace, LinkTx, MAX_LINKS, SCHEDULE_SLOTS,
-        SENT_RING, Schedule,
+        CONFIG_LEARN_PEERS, Endpoint, FAMILY_V4, FAMILY_V6, LINK_ENABLED, LINK_V6, LinkPace, LinkTx,
+        MAX_LINKS, PEER_EXPIRY_NS, SCHEDULE_SLOTS, SENT_RING, Schedule,
     },
     packet::{OUTER_V4_LEN, OUTER_V6_LEN},
     schedule::active_index,
@@ -46,8 +46,34 @@ use strata_common::{
 
 use crate::{
     atomic::fetch_add,
-    maps::{LINKS, PACE, PEERS, SCHED, SENT, TXSEQ},
+    maps::{LINKS, PACE, PEER_SEEN, PEERS, SCHED, SENT, TXSEQ},
 };
+
+/// The links whose peer endpoint may be sent to now (bit `n`: link `n`),
+/// at kernel time `now_ns`: on a hub, which learns its peers, those a
+/// validated, fresh packet refreshed within `PEER_EXPIRY_NS` — an endpoint
+/// learned once and never again (a forged packet's, or a link the car gave
+/// up) stops drawing the link's share; on an edge, whose peers the
+/// controller configures, all. Computed once per packet, before the
+/// choice, so the per-link check in [`usable`] stays one more bit of
+/// arithmetic rather than another branch in its unrolled loops.
+#[inline(always)]
+pub(crate) fn fresh_peers(config_flags: u32, now_ns: u64) -> u32 {
+    if config_flags & CONFIG_LEARN_PEERS == 0 {
+        return u32::MAX;
+    }
+    let mut fresh = 0;
+    for link in 0..MAX_LINKS {
+        // 0: never refreshed by this build (nor learned at all).
+        if let Some(&seen) = PEER_SEEN.get(link)
+            && seen != 0
+            && now_ns.saturating_sub(seen) <= PEER_EXPIRY_NS
+        {
+            fresh |= 1 << link;
+        }
+    }
+    fresh
+}
 
 /// A link able to carry the packet.
 pub(crate) struct Choice {
@@ -82,7 +108,7 @@ pub(crate) fn next_link_seq(link: u32) -> u32 {
 /// Picks the link for the packet with global sequence `seq` whose inner
 /// packet is `inner_len` bytes long.
 #[inline(always)]
-pub(crate) fn choose_link(seq: u32, inner_len: u32) -> Result<Choice, DropReason> {
+pub(crate) fn choose_link(seq: u32, inner_len: u32, fresh: u32) -> Result<Choice, DropReason> {
     let active = active_index(SCHED.get(0).ok_or(DropReason::NoLink)?.active);
     let schedule: &Schedule = SCHED.get(active).ok_or(DropReason::NoLink)?;
     let len = schedule.len;
@@ -98,7 +124,7 @@ pub(crate) fn choose_link(seq: u32, inner_len: u32) -> Result<Choice, DropReason
     let mut too_big = false;
     for i in 0..MAX_LINKS {
         let link = (first + i) & (MAX_LINKS - 1);
-        match usable(link, inner_len) {
+        match usable(link, inner_len, fresh) {
             Ok(choice) => return Ok(choice),
             Err(DropReason::Oversize) => too_big = true,
             Err(_) => {}
@@ -130,6 +156,7 @@ pub(crate) fn choose_link_paced(
     inner_len: u32,
     now_ns: u64,
     deadline_ns: u64,
+    fresh: u32,
 ) -> Result<Choice, DropReason> {
     // (arrival estimate, link) of the earliest link within its budget, and of
     // the earliest of all; MAX_LINKS: none. Plain integers rather than an
@@ -138,7 +165,7 @@ pub(crate) fn choose_link_paced(
     let mut within = (u64::MAX, MAX_LINKS);
     let mut any = (u64::MAX, MAX_LINKS);
     for link in 0..MAX_LINKS {
-        let Ok(choice) = usable(link, inner_len) else { continue };
+        let Ok(choice) = usable(link, inner_len, fresh) else { continue };
         let tx = &choice.tx;
         if !tx.has_budget() {
             continue;
@@ -180,16 +207,16 @@ pub(crate) fn choose_link_paced(
         return Err(DropReason::Deadline);
     }
     let choice = if within.1 < MAX_LINKS {
-        usable(within.1, inner_len)?
+        usable(within.1, inner_len, fresh)?
     } else if any.1 < MAX_LINKS {
         if let Some(pace) = PACE.get_ptr_mut(any.1) {
             // SAFETY: the map value outlives the program; updated only through atomics.
             unsafe { fetch_add(&raw mut (*pace).overflow, 1) };
         }
-        usable(any.1, inner_len)?
+        usable(any.1, inner_len, fresh)?
     } else {
         // No link has a budget: the schedule decides.
-        choose_link(seq, inner_len)?
+        choose_link(seq, inner_len, fresh)?
     };
     charge(&choice, choice.outer_len, now_ns);
     Ok(choice)
@@ -313,7 +340,7 @@ fn opaque(v: usize) -> usize {
 }
 
 /// `link`, if it can carry an inner packet of `inner_len` bytes: enabled,
-/// its peer known, able to reach the peer's family (an edge's link has its
+/// its peer known and fresh (bit `link` of `fresh`, see [`fresh_peers`]), able to reach the peer's family (an edge's link has its
 /// carrier's; a hub's link follows wherever the edge's packets came from),
 /// and the outer packet within its MTU.
 ///
@@ -322,15 +349,18 @@ fn opaque(v: usize) -> usize {
 /// the verifier's states there (two more took the egress program from 0.33
 /// to 0.71 million verified instructions of its million).
 #[inline(always)]
-fn usable(link: u32, inner_len: u32) -> Result<Choice, DropReason> {
+fn usable(link: u32, inner_len: u32, fresh: u32) -> Result<Choice, DropReason> {
     let tx = *LINKS.get(link).ok_or(DropReason::NoLink)?;
     let peer = *PEERS.get(link).ok_or(DropReason::NoLink)?;
     // 1 for FAMILY_V6 (0b110), 0 for FAMILY_V4 (0b100) and an older build's 0.
     let v6 = u32::from(peer.family >> 1) & 1;
-    const _: () = assert!(FAMILY_V6 >> 1 & 1 == 1 && FAMILY_V4 >> 1 & 1 == 0 && LINK_V6 == 1 << 3);
-    // Enabled, and flagged for IPv6 if the peer is.
+    const _: () =
+        assert!(FAMILY_V6 >> 1 & 1 == 1 && FAMILY_V4 >> 1 & 1 == 0 && LINK_V6 == 1 << 3 && LINK_ENABLED == 1);
+    // Enabled (and its peer fresh: a stale peer clears the enabled bit),
+    // and flagged for IPv6 if the peer is.
+    let flags = tx.flags & (!LINK_ENABLED | (fresh >> (link & (MAX_LINKS - 1))) & 1);
     let needed = LINK_ENABLED | v6 << 3;
-    if tx.flags & needed != needed {
+    if flags & needed != needed {
         return Err(DropReason::NoLink);
     }
     // Known: an IPv4 address, or IPv6.

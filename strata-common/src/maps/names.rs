@@ -71,6 +71,18 @@ macro_rules! map_name {
     (DEDUP) => {
         "STRATA_DEDUP"
     };
+    (REPLAY) => {
+        "STRATA_REPLAY"
+    };
+    (REPLAY_STATE) => {
+        "STRATA_REPLAY_STATE"
+    };
+    (PEER_SEEN) => {
+        "STRATA_PEER_SEEN"
+    };
+    (RXJUMP) => {
+        "STRATA_RXJUMP"
+    };
     (SAMPLE_CFG) => {
         "STRATA_SAMPLE_CFG"
     };
@@ -125,8 +137,17 @@ pub const RX: &str = map_name!(RX);
 pub const RXSEQ: &str = map_name!(RXSEQ);
 /// Dropped packets by [`DropReason`](crate::drop::DropReason) (per CPU).
 pub const DROPS: &str = map_name!(DROPS);
-/// The duplicate-suppression window.
+/// The duplicate-suppression window of builds before the anti-replay
+/// window; no longer loaded, named so that unpinning removes a pin one left.
 pub const DEDUP: &str = map_name!(DEDUP);
+/// The anti-replay bitmap (see [`REPLAY_SLOTS`](super::REPLAY_SLOTS)).
+pub const REPLAY: &str = map_name!(REPLAY);
+/// The anti-replay window's anchor ([`ReplayState`](super::ReplayState)).
+pub const REPLAY_STATE: &str = map_name!(REPLAY_STATE);
+/// When each link's learned endpoint was last refreshed (`bpf_ktime_get_ns`).
+pub const PEER_SEEN: &str = map_name!(PEER_SEEN);
+/// Per link, the plausibility check of per-link sequences ([`RxJump`](super::RxJump)).
+pub const RXJUMP: &str = map_name!(RXJUMP);
 /// Tracepoint field offsets of the sampling programs ([`SampleConfig`](super::SampleConfig)).
 pub const SAMPLE_CFG: &str = map_name!(SAMPLE_CFG);
 /// Watched interfaces: NUL-padded name → sampling slot.
@@ -139,9 +160,32 @@ pub const QDELAY: &str = map_name!(QDELAY);
 pub const KDROPS: &str = map_name!(KDROPS);
 
 /// Every map, for unpinning.
-pub const ALL: [&str; 21] = [
-    CONFIG, IFACES, LINKS, PEERS, CONFIG6, LINKS6, PEERS6, SCHED, TXSEQ, PACE, SENT, TX, RX, RXSEQ, DROPS,
-    DEDUP, SAMPLE_CFG, WATCH, QUEUED, QDELAY, KDROPS,
+pub const ALL: [&str; 25] = [
+    CONFIG,
+    IFACES,
+    LINKS,
+    PEERS,
+    CONFIG6,
+    LINKS6,
+    PEERS6,
+    SCHED,
+    TXSEQ,
+    PACE,
+    SENT,
+    TX,
+    RX,
+    RXSEQ,
+    DROPS,
+    DEDUP,
+    REPLAY,
+    REPLAY_STATE,
+    PEER_SEEN,
+    RXJUMP,
+    SAMPLE_CFG,
+    WATCH,
+    QUEUED,
+    QDELAY,
+    KDROPS,
 ];
 
 #[cfg(test)]

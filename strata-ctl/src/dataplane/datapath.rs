@@ -438,6 +438,16 @@ impl Datapath {
         self.set_peer(id, peer)
     }
 
+    /// Sets when the learned endpoint of link `id` was last refreshed
+    /// (`bpf_ktime_get_ns`), as the ingress program does: a hub sends to it
+    /// only within `PEER_EXPIRY_NS`. The daemon never writes it (only packets
+    /// that passed every check refresh an endpoint); tests age one with it.
+    pub fn set_peer_seen(&mut self, id: u8, seen_ns: u64) -> Result<(), DatapathError> {
+        self.array::<u64>(map_names::PEER_SEEN)?
+            .set(u32::from(id), seen_ns, 0)
+            .map_err(map_err(format!("writing STRATA_PEER_SEEN[{id}]")))
+    }
+
     /// Installs a schedule for `weights` without the kernel ever seeing a
     /// half-written one: write the inactive copy, then flip the index.
     pub fn set_weights(&mut self, weights: &Weights) -> Result<(), DatapathError> {

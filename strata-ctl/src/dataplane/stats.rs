@@ -13,7 +13,7 @@ use serde::Serialize;
 use strata_common::{
     drop::DropReason,
     maps::names as map_names,
-    maps::{Endpoint, LinkCounters, LinkPace, MAX_LINKS, RxLinkState},
+    maps::{Endpoint, LinkCounters, LinkPace, MAX_LINKS, PEER_EXPIRY_NS, RxLinkState},
 };
 
 use crate::dataplane::error::{DatapathError, map_err};
@@ -35,7 +35,8 @@ pub struct LinkStats {
     pub rx_lost: u64,
     /// Packets that arrived out of order on this link.
     pub rx_late: u64,
-    /// Times the sender's link sequence restarted.
+    /// Times the sender's link sequence restarted or jumped implausibly far
+    /// ahead (confirmed by the packet after; not counted as loss).
     pub rx_restarts: u64,
     /// The link sequence after the highest received (highest + 1), 0 before
     /// any: what the hub acknowledges (`FeedbackPayload::next_seq`).
@@ -47,7 +48,9 @@ pub struct LinkStats {
     /// Samples in `owd_sum_us`.
     pub owd_count: u64,
     /// The peer endpoint, `1.2.3.4:7400` or `[2001:db8::2]:7400`
-    /// (`0.0.0.0:0` if unknown).
+    /// (`0.0.0.0:0` if unknown, or learned and expired: not refreshed by a
+    /// validated packet within `PEER_EXPIRY_NS`, so the kernel no longer
+    /// sends to it).
     pub peer: String,
     /// The peer's address, of its family (IPv4 unspecified if unknown).
     #[serde(skip)]
@@ -123,6 +126,12 @@ pub fn read<'a>(maps: &dyn Fn(&str) -> Option<&'a Map>) -> Result<Snapshot, Data
         Some(m) => Some(Array::try_from(m).map_err(map_err("map STRATA_PEERS6"))?),
         None => None,
     };
+    // Absent in the pins of a build before learned peers expired.
+    let seen: Option<Array<&MapData, u64>> = match maps(map_names::PEER_SEEN) {
+        Some(m) => Some(Array::try_from(m).map_err(map_err("map STRATA_PEER_SEEN"))?),
+        None => None,
+    };
+    let now_ns = monotonic_ns();
     let drops: PerCpuArray<&MapData, u64> =
         PerCpuArray::try_from(get(map_names::DROPS)?).map_err(map_err("map STRATA_DROPS"))?;
     let pace: Array<&MapData, LinkPace> =
@@ -147,7 +156,11 @@ pub fn read<'a>(maps: &dyn Fn(&str) -> Option<&'a Map>) -> Result<Snapshot, Data
             Some(m) => m.get(&i, 0).map_err(map_err("reading STRATA_PEERS6"))?,
             None => [0; 4],
         };
-        let peer = p.socket_addr(p6);
+        let seen_ns = match &seen {
+            Some(m) => m.get(&i, 0).map_err(map_err("reading STRATA_PEER_SEEN"))?,
+            None => 0,
+        };
+        let peer = p.socket_addr(p6).filter(|_| !expired(seen_ns, now_ns));
         let peer_ip = peer.map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |a| a.ip());
         links.push(LinkStats {
             id: i as u8,
@@ -168,13 +181,33 @@ pub fn read<'a>(maps: &dyn Fn(&str) -> Option<&'a Map>) -> Result<Snapshot, Data
     }
     let mut dropped = Vec::new();
     for reason in DropReason::ALL {
-        let values = drops.get(&(reason as u32), 0).map_err(map_err("reading STRATA_DROPS"))?;
+        let values = match drops.get(&(reason as u32), 0) {
+            Ok(values) => values,
+            // A drop map pinned by a build that had fewer reasons (adopted
+            // in place): the kernel cannot count the newer ones in it
+            // either, so there is nothing to read.
+            Err(aya::maps::MapError::OutOfBounds { .. } | aya::maps::MapError::KeyNotFound) => continue,
+            Err(e) => return Err(map_err("reading STRATA_DROPS")(e)),
+        };
         let total: u64 = values.iter().sum();
         if total > 0 {
             dropped.push((reason.name().to_string(), total));
         }
     }
     Ok(Snapshot { links, drops: dropped })
+}
+
+/// A learned endpoint last refreshed at `seen_ns` (0: never learned by the
+/// kernel — the edge's configured peers) has expired at `now_ns`, as the
+/// egress program judges it (`schedule::fresh_peers`).
+fn expired(seen_ns: u64, now_ns: u64) -> bool {
+    seen_ns != 0 && now_ns.saturating_sub(seen_ns) > PEER_EXPIRY_NS
+}
+
+/// CLOCK_MONOTONIC now, ns: the clock of `bpf_ktime_get_ns`.
+fn monotonic_ns() -> u64 {
+    nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)
+        .map_or(0, |t| t.tv_sec() as u64 * 1_000_000_000 + t.tv_nsec() as u64)
 }
 
 /// Reads the maps pinned under `dir` by a running (or crashed) daemon.
@@ -186,11 +219,12 @@ pub fn read_pinned(dir: &Path) -> Result<Snapshot, DatapathError> {
         map_names::RXSEQ,
         map_names::PEERS,
         map_names::PEERS6,
+        map_names::PEER_SEEN,
         map_names::DROPS,
         map_names::PACE,
     ] {
         let path = dir.join(name);
-        if name == map_names::PEERS6 && !path.exists() {
+        if (name == map_names::PEERS6 || name == map_names::PEER_SEEN) && !path.exists() {
             continue;
         }
         let data = MapData::from_pin(&path).map_err(map_err(format!("opening {}", path.display())))?;
