@@ -8,6 +8,7 @@
 
 use aya_ebpf::maps::{Array, HashMap, LruHashMap, PerCpuArray};
 use strata_common::{
+    auth::{AUTH_HEADER_LEN, AuthKey, KEY_SLOTS, TAG_LEN},
     drop::DROP_REASON_COUNT,
     map_name,
     maps::{
@@ -94,6 +95,12 @@ pub(crate) struct Send6 {
     pub(crate) ifindex: u32,
     /// Next hop (all zero: looked up).
     pub(crate) nexthop6: [u32; 4],
+    /// The authentication tag, if `tagged`.
+    pub(crate) tag: [u8; TAG_LEN],
+    /// 1: the packet carries `tag` (its length is in the UDP length).
+    pub(crate) tagged: u32,
+    /// Explicit padding.
+    pub(crate) _pad: u32,
 }
 
 /// Words of [`Scratch::chunk`].
@@ -176,3 +183,35 @@ shared_map! {
     /// Packets a watched interface's path dropped, by kernel reason: slot × `DROP_REASONS`.
     KDROPS: PerCpuArray<u64> = PerCpuArray::pinned(SAMPLE_SLOTS * DROP_REASONS, 0);
 }
+
+shared_map! {
+    /// Packet authentication keys: slot `epoch & 1` holds that epoch's
+    /// per-direction keys, so two epochs overlap during a rotation.
+    AUTH_KEYS: Array<AuthKey> = Array::pinned(KEY_SLOTS, 0);
+}
+
+/// 8-byte words of [`AuthScratch`]: room for a load of up to
+/// [`AUTH_MAX_LEN`] bytes after the authenticated header (the verifier sees
+/// the egress load's bound, not the smaller length it is checked against),
+/// plus a word so the last, partial word may be read whole.
+pub(crate) const AUTH_WORDS: usize = (AUTH_MAX_LEN + AUTH_HEADER_LEN) / 8 + 2;
+/// The longest Strata header + payload the kernel authenticates: 2 KiB,
+/// beyond any link MTU the tunnel is sized for (1500-byte links; a jumbo
+/// link's tunnel packets are refused with authentication on — see
+/// `docs/WIRE.md`).
+pub(crate) const AUTH_MAX_LEN: usize = 2048;
+
+/// Per-CPU copy of the bytes a tag covers. The tag is computed over a copy
+/// rather than the packet: `bpf_skb_load_bytes` reads non-linear skbs too,
+/// and a map value is memory the verifier lets a loop index by a bounded
+/// variable, which packet pointers (re-checked against `data_end` at every
+/// access) make costly.
+#[repr(C)]
+pub(crate) struct AuthScratch {
+    /// The packet's bytes from the Strata header on.
+    pub(crate) buf: [u64; AUTH_WORDS],
+}
+
+#[unsafe(link_section = "maps")]
+#[unsafe(export_name = map_name!(AUTH_SCRATCH))]
+pub(crate) static AUTH_SCRATCH: PerCpuArray<AuthScratch> = PerCpuArray::with_max_entries(1, 0);

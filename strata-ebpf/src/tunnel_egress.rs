@@ -7,16 +7,18 @@ use aya_ebpf::{
     programs::TcContext,
 };
 use strata_common::{
+    auth::{AUTH_HEADER_WORDS, TAG_LEN},
     budget::us_to_ns,
     drop::DropReason,
     maps::{CONFIG_EARLIEST_ARRIVAL, CONFIG_READY, FAMILY_V6, TunnelConfig},
     packet::{
         ETH_LEN, IPV6_LEN, OUTER_V4_LEN, OuterAddrs, OuterAddrs6, OuterV4, OuterV6, UDP_LEN, inner_dscp,
     },
-    wire::{Fields, HEADER_LEN, Header, PacketType, TrafficClass},
+    wire::{Fields, HEADER_LEN, Header, PacketType, TrafficClass, flags},
 };
 
 use crate::{
+    auth,
     counters::{count_drop, count_link},
     csum::udp6_check,
     encap::{encapsulate, encapsulate_v6, redirect_to_link, redirect_v6},
@@ -70,13 +72,20 @@ fn send<const L2: usize>(ctx: &TcContext, cfg: &TunnelConfig) -> Result<i32, Dro
     }
     let dscp = inner_dscp(b0, b1);
 
+    // With a sending key installed every packet carries a tag: 8 more
+    // bytes on the wire, which the link choice (MTU, budgets) accounts as
+    // part of the payload.
+    let auth = auth::send_key();
+    let tag_len = if auth.is_some() { TAG_LEN as u32 } else { 0 };
+    let wire_len = inner_len + tag_len;
+
     let global_seq = next_global_seq()?;
     let choice = if cfg.flags & CONFIG_EARLIEST_ARRIVAL != 0 {
         // Pacing runs on the monotonic clock: CLOCK_TAI follows settimeofday.
         // SAFETY: helper without arguments.
-        choose_link_paced(global_seq, inner_len, unsafe { bpf_ktime_get_ns() }, us_to_ns(cfg.deadline_us))?
+        choose_link_paced(global_seq, wire_len, unsafe { bpf_ktime_get_ns() }, us_to_ns(cfg.deadline_us))?
     } else {
-        choose_link(global_seq, inner_len)?
+        choose_link(global_seq, wire_len)?
     };
     let outer_len = choice.outer_len;
     let link_seq = next_link_seq(choice.link);
@@ -84,7 +93,7 @@ fn send<const L2: usize>(ctx: &TcContext, cfg: &TunnelConfig) -> Result<i32, Dro
     // SAFETY: helper without arguments.
     let now_us = unsafe { bpf_ktime_get_tai_ns() } / 1000;
 
-    let header = Header::new(Fields {
+    let mut header = Header::new(Fields {
         packet_type: PacketType::Data,
         flags: TrafficClass::from_dscp(dscp) as u8,
         link_id: choice.link as u8,
@@ -93,6 +102,15 @@ fn send<const L2: usize>(ctx: &TcContext, cfg: &TunnelConfig) -> Result<i32, Dro
         link_seq,
         timestamp_us: now_us as u32,
     });
+    // The tag is computed here, while the inner packet is still at `L2`.
+    let tag = match auth {
+        Some((phase, key)) => {
+            header.flags |= flags::AUTH | if phase != 0 { flags::KEY_PHASE } else { 0 };
+            header.header_words = AUTH_HEADER_WORDS;
+            Some(auth::tag(ctx, &header, &key, L2 as u32, inner_len)?)
+        }
+        None => None,
+    };
     // The outer header keeps the inner DSCP so carrier QoS sees the same class (RFC 2983).
     if choice.peer.family == FAMILY_V6 {
         // The IPv6 parts live in their own maps and scratch space, read only
@@ -109,8 +127,15 @@ fn send<const L2: usize>(ctx: &TcContext, cfg: &TunnelConfig) -> Result<i32, Dro
             src_port_be: choice.tx.src_port_be,
             dst_port_be: choice.peer.port_be,
         };
-        s.outer = OuterV6::new(addrs, inner_len as u16, dscp << 2, header);
-        s.send = Send6 { link: choice.link, ifindex: choice.tx.ifindex, nexthop6: tx6.nexthop6_be };
+        s.outer = OuterV6::new(addrs, wire_len as u16, dscp << 2, header);
+        s.send = Send6 {
+            link: choice.link,
+            ifindex: choice.tx.ifindex,
+            nexthop6: tx6.nexthop6_be,
+            tag: tag.unwrap_or_default(),
+            tagged: u32::from(tag.is_some()),
+            _pad: 0,
+        };
         return send_v6::<L2>(ctx, s);
     }
     let addrs = OuterAddrs {
@@ -119,8 +144,8 @@ fn send<const L2: usize>(ctx: &TcContext, cfg: &TunnelConfig) -> Result<i32, Dro
         src_port_be: choice.tx.src_port_be,
         dst_port_be: choice.peer.port_be,
     };
-    let outer = OuterV4::new(addrs, inner_len as u16, dscp << 2, header);
-    encapsulate::<L2>(ctx, &outer)?;
+    let outer = OuterV4::new(addrs, wire_len as u16, dscp << 2, header);
+    encapsulate::<L2>(ctx, &outer, tag.as_ref())?;
     count_link(&TX, choice.link, u64::from(outer_len));
     Ok(redirect_to_link(&choice.tx))
 }
@@ -142,10 +167,12 @@ fn send_v6<const L2: usize>(ctx: &TcContext, s: &mut Scratch) -> Result<i32, Dro
         (core::ptr::read_volatile(&raw const s.send), core::ptr::read_volatile(&raw const s.outer.udp.len_be))
     };
     let udp_len = u32::from(u16::from_be(udp_len_be));
-    let inner_len = udp_len.saturating_sub((UDP_LEN + HEADER_LEN) as u32);
+    let tag_len = if send.tagged != 0 { TAG_LEN as u32 } else { 0 };
+    let inner_len = udp_len.saturating_sub((UDP_LEN + HEADER_LEN) as u32 + tag_len);
     // Summed before the headers go in: the inner packet is still at `L2`.
     udp6_check(ctx, s, L2 as u32, inner_len)?;
-    encapsulate_v6::<L2>(ctx, &s.outer)?;
+    let tag = send.tag;
+    encapsulate_v6::<L2>(ctx, &s.outer, if send.tagged != 0 { Some(&tag) } else { None })?;
     count_link(&TX, send.link, u64::from(udp_len) + IPV6_LEN as u64);
     Ok(redirect_v6(send.ifindex, send.nexthop6))
 }
