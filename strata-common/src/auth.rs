@@ -263,6 +263,66 @@ pub fn packet_tag(key: &[u64; 2], packet: &[u8]) -> Option<[u8; TAG_LEN]> {
     Some(s.finish(last_word(packet.len(), u64::from_le_bytes(b))).to_le_bytes())
 }
 
+/// A sending key as userspace tags its control packets with it: the key
+/// phase (wire flag) and the SipHash key.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct SendKey {
+    /// Low bit of the key epoch.
+    pub phase: u8,
+    /// SipHash key words.
+    pub key: [u64; 2],
+}
+
+impl core::fmt::Debug for SendKey {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("SendKey").field("phase", &self.phase).finish_non_exhaustive()
+    }
+}
+
+impl SendKey {
+    /// The sending key of an installed slot, if it is the one sent with.
+    pub const fn of(slot: &AuthKey) -> Option<Self> {
+        if slot.sends() { Some(Self { phase: slot.phase(), key: slot.send }) } else { None }
+    }
+}
+
+/// Writes a packet — `header`, then `body` — into `out` and returns its
+/// length: with `key`, authenticated (the `auth` flag and key phase set,
+/// [`AUTH_HEADER_WORDS`] words, the tag computed); without, a plain v1
+/// header. Whatever `auth` or key-phase bits `header` had (an echoed probe)
+/// are replaced.
+pub fn seal(
+    key: Option<&SendKey>,
+    mut header: crate::wire::Header,
+    body: &[u8],
+    out: &mut [u8],
+) -> Result<usize, crate::drop::DropReason> {
+    use crate::wire::{HEADER_LEN, HEADER_WORDS, flags};
+    header.flags &= !(flags::AUTH | flags::KEY_PHASE);
+    let head = match key {
+        Some(k) => {
+            header.flags |= flags::AUTH | if k.phase & 1 != 0 { flags::KEY_PHASE } else { 0 };
+            header.header_words = AUTH_HEADER_WORDS;
+            AUTH_HEADER_LEN
+        }
+        None => {
+            header.header_words = HEADER_WORDS;
+            HEADER_LEN
+        }
+    };
+    let len = head + body.len();
+    let Some(packet) = out.get_mut(..len) else {
+        return Err(crate::drop::DropReason::Truncated);
+    };
+    header.encode(packet)?;
+    packet[HEADER_LEN..head].fill(0);
+    packet[head..].copy_from_slice(body);
+    if let Some(k) = key {
+        sign(&k.key, packet);
+    }
+    Ok(len)
+}
+
 /// Writes the tag into `packet` (see [`packet_tag`]); false if it is too short.
 pub fn sign(key: &[u64; 2], packet: &mut [u8]) -> bool {
     match packet_tag(key, packet) {
@@ -349,6 +409,32 @@ mod tests {
         let mut short = p.clone();
         short.pop();
         assert!(!verify(&key, &short));
+    }
+
+    #[test]
+    fn sealed_packets_parse_and_verify() {
+        use crate::wire::{Fields, Header, PacketType, flags};
+        let slot = AuthKey::new(3, &[9; 16], &[8; 16], true);
+        let key = SendKey::of(&slot).unwrap();
+        let h = Header::new(Fields {
+            packet_type: PacketType::Probe,
+            flags: flags::AUTH | flags::TRAIN,
+            link_id: 2,
+            session: 7,
+            global_seq: 1,
+            link_seq: 2,
+            timestamp_us: 3,
+        });
+        let mut out = [0u8; 64];
+        let n = seal(Some(&key), h, &[0xAB; 10], &mut out).unwrap();
+        assert_eq!(n, AUTH_HEADER_LEN + 10);
+        assert_eq!(out[1], flags::AUTH | flags::TRAIN | flags::KEY_PHASE);
+        assert!(verify(&slot.send, &out[..n]));
+        let (fields, payload) = Header::parse(&out[..n], 7, 8).unwrap();
+        assert_eq!((fields.link_id, payload), (2, &[0xAB; 10][..]));
+        let n = seal(None, h, &[0xAB; 10], &mut out).unwrap();
+        assert_eq!((n, out[1], out[3]), (30, flags::TRAIN, 5));
+        assert!(seal(Some(&key), h, &[0; 40], &mut out).is_err());
     }
 
     #[test]

@@ -49,33 +49,45 @@ struct Walk {
     _pad: u32,
 }
 
-/// `bpf_loop` callback: absorbs words `index * WORDS_PER_CALL ..` of the
-/// scratch copy. Returns 1 (stop) past the end.
+/// Callback calls that cover the scratch copy: `MAX_CALLS * WORDS_PER_CALL`
+/// words are all a tag covers ([`AUTH_MAX_LEN`] bytes), and stay inside the
+/// map value.
+const MAX_CALLS: u32 = (AUTH_MAX_LEN / 8) as u32 / WORDS_PER_CALL;
+const _: () = assert!((MAX_CALLS * WORDS_PER_CALL) as usize <= AUTH_WORDS);
+
+/// `bpf_loop` callback: absorbs words `index * WORDS_PER_CALL ..` (up to
+/// `walk.words`) of the scratch copy. Returns 1 (stop) past the end.
 ///
-/// Every index is checked against the array's length as well as `words`:
-/// the verifier knows nothing of `index` or of `words` (read back from the
-/// stack through a pointer), so only an explicit bound proves the read is
-/// inside the map value.
+/// The verifier knows nothing of `index` (any u64) and so rejects a map
+/// value pointer moved by it ("math between map_value pointer and register
+/// with unbounded min value"): the explicit `MAX_CALLS` bound comes first,
+/// and with it every read of the call is provably inside the value.
 #[inline(never)]
 extern "C" fn absorb(index: u64, ctx: *mut c_void) -> i64 {
+    if index >= u64::from(MAX_CALLS) {
+        return 1;
+    }
     let Some(scratch) = AUTH_SCRATCH.get_ptr(0) else {
         return 1;
     };
     // SAFETY: `ctx` is the `Walk` on the stack of `tag_of_scratch`, which
-    // outlives the `bpf_loop` call; `scratch` is this CPU's map value.
-    let (walk, buf) = unsafe { (&mut *ctx.cast::<Walk>(), &(*scratch).buf) };
+    // outlives the `bpf_loop` call; `scratch` is this CPU's map value, and
+    // `base + WORDS_PER_CALL` words are within it (`MAX_CALLS`).
+    let (walk, words) = unsafe {
+        (
+            &mut *ctx.cast::<Walk>(),
+            (&raw const (*scratch).buf).cast::<u64>().add(index as usize * WORDS_PER_CALL as usize),
+        )
+    };
+    let left = walk.words.saturating_sub(index as u32 * WORDS_PER_CALL);
     let mut s = SipState { v: walk.v };
-    let base = index as usize * WORDS_PER_CALL as usize;
     let mut j = 0;
-    while j < WORDS_PER_CALL as usize {
-        let i = base + j;
-        if i >= walk.words as usize {
+    while j < WORDS_PER_CALL {
+        if j >= left {
             break;
         }
-        let Some(&m) = buf.get(i) else {
-            break;
-        };
-        s.compress(m);
+        // SAFETY: see above; `j < WORDS_PER_CALL`.
+        s.compress(unsafe { words.add(j as usize).read() });
         j += 1;
     }
     walk.v = s.v;
@@ -83,10 +95,19 @@ extern "C" fn absorb(index: u64, ctx: *mut c_void) -> i64 {
 }
 
 /// SipHash-2-4 under `key` of the first `len` bytes of the scratch copy
-/// (`len` at most `AUTH_WORDS * 8 - 8`, checked).
+/// (`len` below [`AUTH_MAX_LEN`], checked).
 #[inline(always)]
 fn tag_of_scratch(buf: &AuthScratch, key: &[u64; 2], len: usize) -> Result<u64, DropReason> {
-    let words = len / 8;
+    // `opaque`: LLVM knows the caller bounded `len` and would drop this
+    // check, but the verifier lost that bound in 32-bit arithmetic on the
+    // way ("unbounded memory access"); kept, it proves the read in bounds.
+    // The mask is what the verifier can follow (a compare LLVM rewrites
+    // into a byte-offset bound one word too loose): lengths below
+    // AUTH_MAX_LEN have at most 255 whole words.
+    if len >= AUTH_MAX_LEN {
+        return Err(DropReason::AuthBad);
+    }
+    let words = ((opaque(len as u32) / 8) & (AUTH_MAX_LEN as u32 / 8 - 1)) as usize;
     let Some(&tail) = buf.buf.get(words) else {
         return Err(DropReason::AuthBad);
     };
@@ -214,7 +235,7 @@ pub(crate) fn tag(
     len: u32,
 ) -> Result<[u8; TAG_LEN], DropReason> {
     let scratch = AUTH_SCRATCH.get_ptr_mut(0).ok_or(DropReason::EncapFailed)?;
-    if len as usize > AUTH_MAX_LEN - AUTH_HEADER_LEN {
+    if len as usize >= AUTH_MAX_LEN - AUTH_HEADER_LEN {
         return Err(DropReason::Oversize);
     }
     load(ctx, scratch, AUTH_HEADER_LEN, off, len).map_err(|_| DropReason::EncapFailed)?;
