@@ -904,3 +904,19 @@ fn egress_ipv6_checksum_covers_the_tag() {
     assert_eq!(u16::from_be_bytes([out[60], out[61]]), l4_checksum6(LINK6_SRC, HUB6, 17, &datagram));
     assert!(tag::verify(&key_words(&test_keys(0, true).recv), &out[62..]));
 }
+
+/// The verifier's work for each program (`bpf_prog_info.verified_insns`),
+/// with authentication in: printed (docs/BENCHMARKS.md quotes it), and kept
+/// well inside the kernel's limit of one million. The SipHash loop adds
+/// little because `bpf_loop` verifies its body apart from the states that
+/// reach it (strata-ebpf/src/auth.rs).
+#[test]
+fn programs_verify_well_within_the_instruction_limit() {
+    let mut dp = edge([1, 0, 0, 0, 0, 0, 0, 0], 1500);
+    for program in [Program::TunnelEgress, Program::LinkIngress] {
+        let info = dp.program_mut(program).unwrap().info().unwrap();
+        let verified = info.verified_instruction_count().expect("kernel ≥ 5.16 reports it");
+        println!("{program:?}: {verified} instructions verified");
+        assert!(verified < 600_000, "{program:?}: {verified} of the verifier's 1 000 000");
+    }
+}

@@ -26,7 +26,7 @@ use aya_ebpf::{
     programs::TcContext,
 };
 use strata_common::{
-    auth::{AUTH_HEADER_LEN, AUTH_HEADER_WORDS, AuthKey, SipState, TAG_LEN, last_word},
+    auth::{AUTH_HEADER_LEN, AUTH_HEADER_WORDS, AuthKey, KEY_SEND, KEY_VALID, SipState, TAG_LEN, last_word},
     drop::DropReason,
     maps::CONFIG_AUTH_REQUIRED,
     wire::{Header, PacketType, flags},
@@ -205,6 +205,20 @@ pub(crate) fn check(
         return Err(DropReason::AuthBad);
     }
     Ok(())
+}
+
+/// Egress: the tag bytes a packet sent now carries, 0 or [`TAG_LEN`],
+/// computed without a branch. The link choice that follows sizes the
+/// packet with it; a branch here (`if key installed`) would split every
+/// state of the link choice in two, and did: the egress program's verified
+/// instructions went from 0.34 to 0.69 million.
+#[inline(always)]
+pub(crate) fn tag_len() -> u32 {
+    let flags = |slot: u32| AUTH_KEYS.get(slot).map_or(0, |k| opaque(k.flags));
+    let f = flags(0) | flags(1);
+    // KEY_VALID is bit 0, KEY_SEND bit 1: both set → 1.
+    const _: () = assert!(KEY_VALID == 1 && KEY_SEND == 2 && TAG_LEN == 8);
+    ((f & (f >> 1)) & 1) << 3
 }
 
 /// Egress: the sending key, if one is installed: its key phase and key.

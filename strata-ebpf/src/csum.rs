@@ -95,7 +95,7 @@ pub(crate) fn udp6_check(
     // same either way (ones'-complement sums depend only on byte parity).
     // SAFETY: volatile read of this CPU's scratch entry (see `send_v6`).
     if unsafe { core::ptr::read_volatile(&raw const s.send.tagged) } != 0 {
-        sum = sum_of(&s.send.tag, sum)?;
+        sum = sum_of(&s.tag, sum)?;
     }
     sum = match l4_shortcut(ctx, s, inner_off, inner_len)? {
         Some(inner) => csum_add(sum, inner),

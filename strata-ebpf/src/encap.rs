@@ -98,14 +98,20 @@ fn encapsulate_as<const L2: usize, T>(
 /// has to point at the link.
 #[inline(always)]
 pub(crate) fn redirect_to_link(tx: &LinkTx) -> i32 {
-    let mut nh = RedirNeigh { family: AF_INET, addr: [tx.nexthop_be, 0, 0, 0] };
-    let (params, len) = if tx.nexthop_be != 0 {
+    redirect_v4(tx.ifindex, tx.nexthop_be)
+}
+
+/// [`redirect_to_link`] by interface and IPv4 next hop (0: looked up).
+#[inline(always)]
+pub(crate) fn redirect_v4(ifindex: u32, nexthop_be: u32) -> i32 {
+    let mut nh = RedirNeigh { family: AF_INET, addr: [nexthop_be, 0, 0, 0] };
+    let (params, len) = if nexthop_be != 0 {
         (&raw mut nh, size_of::<RedirNeigh>() as i32)
     } else {
         (core::ptr::null_mut(), 0)
     };
     // SAFETY: `params` is null or points at a valid `bpf_redir_neigh` of `len` bytes.
-    unsafe { bpf_redirect_neigh(tx.ifindex, params.cast(), len, 0) as i32 }
+    unsafe { bpf_redirect_neigh(ifindex, params.cast(), len, 0) as i32 }
 }
 
 /// [`redirect_to_link`] for an IPv6 packet: out of `ifindex` to the IPv6

@@ -15,7 +15,7 @@ use strata_common::{
         DEDUP_WINDOW, DELAY_ROW, DROP_REASONS, Endpoint, IFNAME_LEN, LinkCounters, LinkPace, LinkTx, LinkTx6,
         MAX_LINKS, Queued, RxLinkState, SAMPLE_SLOTS, SENT_RING, SampleConfig, Schedule, TunnelConfig, TxSeq,
     },
-    packet::{Ipv6Hdr, OuterV6, Pseudo6},
+    packet::{Ipv6Hdr, OuterV4, OuterV6, Pseudo6},
 };
 
 /// `static $map: $ty = $init;` as a BPF map named `map_name!($map)`: what
@@ -83,9 +83,14 @@ pub(crate) struct Scratch {
     pub(crate) chunk: [u32; CHUNK_WORDS],
     /// Where the packet goes.
     pub(crate) send: Send6,
+    /// The outer headers of an authenticated IPv4 packet being built.
+    pub(crate) outer4: OuterV4,
+    /// The authentication tag of the IPv6 packet being built.
+    pub(crate) tag: [u8; TAG_LEN],
 }
 
-/// Where an IPv6 packet goes (see `Scratch`).
+/// Where a packet built in `Scratch` goes (IPv6, or authenticated IPv4:
+/// then `nexthop6[0]` is the IPv4 next hop).
 #[repr(C)]
 #[derive(Clone, Copy)]
 pub(crate) struct Send6 {
@@ -95,9 +100,9 @@ pub(crate) struct Send6 {
     pub(crate) ifindex: u32,
     /// Next hop (all zero: looked up).
     pub(crate) nexthop6: [u32; 4],
-    /// The authentication tag, if `tagged`.
-    pub(crate) tag: [u8; TAG_LEN],
-    /// 1: the packet carries `tag` (its length is in the UDP length).
+    /// The sending key, if `tagged`.
+    pub(crate) key: [u64; 2],
+    /// 1: the packet carries a tag (its length is in the UDP length).
     pub(crate) tagged: u32,
     /// Explicit padding.
     pub(crate) _pad: u32,

@@ -92,10 +92,10 @@ pub async fn answer(
             let train = fields.flags & flags::TRAIN != 0;
             let body: &[u8] = if train { &rx_ns.to_be_bytes() } else { payload };
             let mut out = vec![0u8; AUTH_HEADER_LEN + body.len()];
-            if let Ok(n) = key.seal(reply, body, &mut out) {
-                if let Err(e) = control.send_to(&out[..n], from).await {
-                    debug!(%from, "probe reply not sent: {e}");
-                }
+            if let Ok(n) = key.seal(reply, body, &mut out)
+                && let Err(e) = control.send_to(&out[..n], from).await
+            {
+                debug!(%from, "probe reply not sent: {e}");
             }
         }
         PacketType::Data => debug!(%from, "data packet reached the control socket"),
