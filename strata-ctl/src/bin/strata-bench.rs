@@ -9,7 +9,8 @@
 //! tagged in userspace outside the measured time), and the tag function
 //! alone is timed in userspace. Prints JSON. Needs root.
 //!
-//! Usage: `strata-bench [RUNS]` (default 200 000). `cargo xtask bench datapath`
+//! Usage: `strata-bench [RUNS] [PAYLOAD]` (default 200 000 runs of a
+//! 1316-byte UDP payload). `cargo xtask bench datapath`
 //! runs it together with the lab forwarding benchmark.
 
 use std::{
@@ -32,7 +33,8 @@ const VIDEO_PAYLOAD: usize = 1316;
 
 fn main() -> ExitCode {
     let runs: usize = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(200_000);
-    match bench(runs) {
+    let payload: usize = std::env::args().nth(2).and_then(|a| a.parse().ok()).unwrap_or(VIDEO_PAYLOAD);
+    match bench(runs, payload) {
         Ok(json) => {
             println!("{json}");
             ExitCode::SUCCESS
@@ -58,8 +60,8 @@ fn summarize(mut samples: Vec<Duration>) -> Summary {
     Summary { mean_ns: total as f64 / n as f64, p50_ns: at(50.0), p99_ns: at(99.0) }
 }
 
-fn bench(runs: usize) -> anyhow::Result<String> {
-    let inner = inner_v4(0, VIDEO_PAYLOAD);
+fn bench(runs: usize, payload: usize) -> anyhow::Result<String> {
+    let inner = inner_v4(0, payload);
     let (plain_out, plain_in) = (egress(runs, &inner, false)?, ingress(runs, &inner, false)?);
     let (auth_out, auth_in) = (egress(runs, &inner, true)?, ingress(runs, &inner, true)?);
     let prf = prf_alone(runs, AUTH_HEADER_LEN + inner.len());
