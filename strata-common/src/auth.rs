@@ -130,6 +130,27 @@ impl TrafficKeys {
     }
 }
 
+/// Fixed, public **test** key of the edge → hub direction: what the golden
+/// tests, the benchmarks and lab runs (`STRATA_INSECURE_TEST_KEYS`) install
+/// until the handshake derives real keys. Authenticates nothing against
+/// anyone who reads this file.
+pub const TEST_KEY_UP: [u8; 16] = *b"strata-test-up!!";
+/// Fixed, public test key of the hub → edge direction.
+pub const TEST_KEY_DOWN: [u8; 16] = *b"strata-test-down";
+
+/// The fixed test keys of `epoch` from one side's point of view (`hub` or
+/// edge); other epochs get keys that differ in their last byte.
+pub const fn test_keys(epoch: u32, hub: bool) -> TrafficKeys {
+    let (mut up, mut down) = (TEST_KEY_UP, TEST_KEY_DOWN);
+    up[15] ^= epoch as u8;
+    down[15] ^= epoch as u8;
+    if hub {
+        TrafficKeys { epoch, send: down, recv: up }
+    } else {
+        TrafficKeys { epoch, send: up, recv: down }
+    }
+}
+
 /// A 16-byte key as SipHash's two little-endian words `k0, k1`.
 pub const fn key_words(key: &[u8; 16]) -> [u64; 2] {
     let mut k0 = [0u8; 8];

@@ -64,6 +64,10 @@ use crate::{
 
 /// How long, at most, an adopted data plane keeps the schedule the previous
 /// adaptive controller wrote while the new one judges the links.
+/// Environment variable that makes the daemon install the fixed, public test
+/// keys and require authentication (lab runs before the handshake exists).
+pub const TEST_KEYS_ENV: &str = "STRATA_INSECURE_TEST_KEYS";
+
 const ADOPTED_SCHEDULE_HOLD: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Why no bitrate is published before the controller's first tick, or ever.
@@ -154,6 +158,19 @@ pub async fn run(config: Config, config_path: &std::path::Path, stop: StopMode) 
     let control_key = ControlKey::default();
     if let Ok(slots) = dp.auth_keys() {
         control_key.follow(&slots);
+    }
+    if std::env::var_os(TEST_KEYS_ENV).is_some() {
+        // Lab runs with authentication on, until the handshake exists: the
+        // fixed keys of `strata_common::auth::test_keys`, public in the
+        // source, so this authenticates against nobody — never set it in a
+        // deployment (the unit does not).
+        let keys = strata_common::auth::test_keys(0, matches!(side, Side::Hub { .. }));
+        if let Err(e) = dp.install_keys(&keys).and_then(|()| dp.set_auth_required(true)) {
+            warn!("{TEST_KEYS_ENV}: test keys not installed: {e}");
+        } else {
+            control_key.install(&keys);
+            warn!("{TEST_KEYS_ENV} set: fixed public TEST keys installed and required — lab only");
+        }
     }
 
     // The control socket shares the tunnel port with the per-link probe sockets.

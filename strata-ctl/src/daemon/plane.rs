@@ -16,7 +16,7 @@ use std::net::IpAddr;
 
 use strata_common::{
     auth::TAG_LEN,
-    maps::{CONFIG_LEARN_PEERS, CONFIG_READY, MAX_LINKS, TunnelConfig, ip6_words},
+    maps::{CONFIG_AUTH_REQUIRED, CONFIG_LEARN_PEERS, CONFIG_READY, MAX_LINKS, TunnelConfig, ip6_words},
     packet::{OUTER_V4_LEN, OUTER_V6_LEN},
 };
 use tracing::{debug, info, warn};
@@ -223,6 +223,12 @@ pub(super) fn configure(
         dp.set_weights(&weights)?;
     }
     tunnel.flags |= CONFIG_READY;
+    // An adopted data plane keeps requiring authentication: its keys are
+    // in the pinned map, and a restart must not open a window in which
+    // untagged packets are accepted.
+    if adopted {
+        tunnel.flags |= dp.config_flags()? & CONFIG_AUTH_REQUIRED;
+    }
     dp.set_config(tunnel)?;
     dp.attach(Program::TunnelEgress, &config.tunnel.name)?;
     for interface in side.ingress_interfaces() {

@@ -387,6 +387,12 @@ impl Datapath {
             .map_err(map_err("writing STRATA_CONFIG"))
     }
 
+    /// The tunnel configuration's `CONFIG_*` flags as the kernel holds them.
+    pub fn config_flags(&mut self) -> Result<u32, DatapathError> {
+        let map = self.array::<TunnelConfig>(map_names::CONFIG)?;
+        Ok(map.get(&0, 0).map_err(map_err("reading STRATA_CONFIG"))?.flags)
+    }
+
     /// Clears `flags` in the tunnel configuration, keeping the rest.
     pub fn clear_config_flags(&mut self, flags: u32) -> Result<(), DatapathError> {
         let mut map = self.array::<TunnelConfig>(map_names::CONFIG)?;
