@@ -16,8 +16,12 @@
 //! verifies its callback as a separate function whose state (the SipHash
 //! words in the caller's stack) is an unknown scalar, so the body is
 //! verified a handful of times whatever the packet length. Each callback
-//! call absorbs [`WORDS_PER_CALL`] words, to spread the helper's indirect
-//! call over 64 bytes.
+//! call absorbs [`WORDS_PER_CALL`] words, to spread the per-call overhead
+//! over 64 bytes. Even so the code around the loop (copy, finalisation)
+//! costs per state: the egress program calls [`tag`] only once its states
+//! have collapsed (inputs re-read from the scratch map), and sizes packets
+//! with the branch-free [`tag_len`] (measured: 0.80 and 0.69 million
+//! verified instructions without those two measures, 0.41 with them).
 
 use core::ffi::c_void;
 
