@@ -61,10 +61,17 @@ pub enum DropReason {
     /// as the sender's new position only when the next such packet confirms
     /// it (see `strata-ebpf/src/receive.rs`).
     SeqJump = 19,
+    /// Authentication is required (`CONFIG_AUTH_REQUIRED`) and the packet
+    /// carries no tag, or none the receiver holds a key for (an unknown key
+    /// phase, no key installed).
+    AuthMissing = 20,
+    /// The packet's tag is wrong: forged, altered on the way, or made with
+    /// another key.
+    AuthBad = 21,
 }
 
 /// Number of drop reasons (size of the drop counter map).
-pub const DROP_REASON_COUNT: u32 = 20;
+pub const DROP_REASON_COUNT: u32 = 22;
 
 impl DropReason {
     /// Every reason, in index order.
@@ -89,6 +96,8 @@ impl DropReason {
         Self::Deadline,
         Self::TooOld,
         Self::SeqJump,
+        Self::AuthMissing,
+        Self::AuthBad,
     ];
 
     /// Stable snake_case name, used in logs and metric labels.
@@ -114,6 +123,8 @@ impl DropReason {
             Self::Deadline => "deadline",
             Self::TooOld => "too_old",
             Self::SeqJump => "seq_jump",
+            Self::AuthMissing => "auth_missing",
+            Self::AuthBad => "auth_bad",
         }
     }
 }

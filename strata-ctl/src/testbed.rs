@@ -134,6 +134,14 @@ pub fn hub_dual() -> Result<Datapath, DatapathError> {
     Ok(dp)
 }
 
+pub use strata_common::auth::{TEST_KEY_DOWN, TEST_KEY_UP, test_keys};
+
+/// Installs the fixed test keys of `epoch` and requires authentication.
+pub fn require_test_auth(dp: &mut Datapath, epoch: u32, hub: bool) -> Result<(), DatapathError> {
+    dp.install_keys(&test_keys(epoch, hub))?;
+    dp.set_auth_required(true)
+}
+
 /// Runs `program` once on `frame`: the verdict, the packet as the program
 /// left it, and the kernel-measured run time.
 pub fn run(

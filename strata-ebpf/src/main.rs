@@ -27,8 +27,8 @@
 //!
 //! Helpers are small and single-purpose: bounds-checked packet access
 //! ([`ptr`]), maps ([`maps`]), counters ([`counters`]), link choice
-//! ([`schedule`]), encapsulation ([`encap`]) and receive bookkeeping
-//! ([`receive`]).
+//! ([`schedule`]), encapsulation ([`encap`]), receive bookkeeping
+//! ([`receive`]) and packet authentication ([`auth`]).
 #![no_std]
 #![no_main]
 // Atomic RMW intrinsics (see `atomic`); the crate is built with RUSTC_BOOTSTRAP=1.
@@ -36,6 +36,7 @@
 #![allow(internal_features)]
 
 mod atomic;
+mod auth;
 mod counters;
 mod csum;
 mod encap;

@@ -98,6 +98,12 @@ macro_rules! map_name {
     (KDROPS) => {
         "STRATA_KDROPS"
     };
+    (AUTH_KEYS) => {
+        "STRATA_AUTH_KEYS"
+    };
+    (AUTH_SCRATCH) => {
+        "STRATA_AUTH_SCRATCH"
+    };
 }
 
 /// Tunnel-wide configuration ([`TunnelConfig`](super::TunnelConfig), entry 0).
@@ -159,8 +165,13 @@ pub const QDELAY: &str = map_name!(QDELAY);
 /// Kernel drops on watched interfaces, by reason.
 pub const KDROPS: &str = map_name!(KDROPS);
 
+/// The packet authentication keys: two epochs ([`AuthKey`](crate::auth::AuthKey), by `epoch & 1`).
+pub const AUTH_KEYS: &str = map_name!(AUTH_KEYS);
+/// Per-CPU copy of a packet being authenticated (not pinned: nothing survives a packet).
+pub const AUTH_SCRATCH: &str = map_name!(AUTH_SCRATCH);
+
 /// Every map, for unpinning.
-pub const ALL: [&str; 25] = [
+pub const ALL: [&str; 26] = [
     CONFIG,
     IFACES,
     LINKS,
@@ -186,6 +197,7 @@ pub const ALL: [&str; 25] = [
     QUEUED,
     QDELAY,
     KDROPS,
+    AUTH_KEYS,
 ];
 
 #[cfg(test)]

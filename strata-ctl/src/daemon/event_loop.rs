@@ -28,6 +28,7 @@ use crate::{
     control::{evidence::Evidence, schedule::Weights},
     dataplane::{datapath::Datapath, stats::Snapshot},
     inband::{
+        auth::ControlKey,
         hub::{self, LinkFeedback},
         prober,
     },
@@ -66,6 +67,8 @@ pub(super) struct Daemon<'a> {
     pub(super) feedback_seq: u32,
     /// Time 0 of the hub's feedback clock.
     pub(super) epoch: Instant,
+    /// The key control packets are tagged with.
+    pub(super) control_key: ControlKey,
 }
 
 impl Daemon<'_> {
@@ -131,7 +134,7 @@ impl Daemon<'_> {
                 Some(sample) = next_evidence(&mut self.adaptive) => self.on_evidence(sample),
                 _ = control_tick.tick(), if adaptive => self.on_control_tick().await,
                 received = prober::recv_stamped(&self.control, &mut buf) => match received {
-                    Ok((n, from, rx_ns)) => hub::answer(&self.control, &buf[..n], from, self.config.session, rx_ns).await,
+                    Ok((n, from, rx_ns)) => hub::answer(&self.control, &self.control_key, &buf[..n], from, self.config.session, rx_ns).await,
                     Err(e) => warn!("control socket: {e}"),
                 },
             }
@@ -240,8 +243,15 @@ impl Daemon<'_> {
         let Ok(snapshot) = self.dp.snapshot() else { return };
         let now_us = self.epoch.elapsed().as_micros() as u32;
         let links = learned_feedback(&snapshot);
-        self.feedback_seq =
-            hub::send_feedback(&self.control, self.config.session, &links, self.feedback_seq, now_us).await;
+        self.feedback_seq = hub::send_feedback(
+            &self.control,
+            &self.control_key,
+            self.config.session,
+            &links,
+            self.feedback_seq,
+            now_us,
+        )
+        .await;
     }
 
     /// A prober's evidence goes to the controller.

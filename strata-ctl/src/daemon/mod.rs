@@ -52,7 +52,7 @@ use self::{
 use crate::{
     config::{Config, ControlMode, Role},
     dataplane::datapath::Datapath,
-    inband::prober,
+    inband::{auth::ControlKey, prober},
     os::{
         advisors,
         host::{self, InstanceLock},
@@ -64,6 +64,10 @@ use crate::{
 
 /// How long, at most, an adopted data plane keeps the schedule the previous
 /// adaptive controller wrote while the new one judges the links.
+/// Environment variable that makes the daemon install the fixed, public test
+/// keys and require authentication (lab runs before the handshake exists).
+pub const TEST_KEYS_ENV: &str = "STRATA_INSECURE_TEST_KEYS";
+
 const ADOPTED_SCHEDULE_HOLD: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Why no bitrate is published before the controller's first tick, or ever.
@@ -148,6 +152,26 @@ pub async fn run(config: Config, config_path: &std::path::Path, stop: StopMode) 
     }
     dp.forward_logs();
     info!(pins = %pin_dir.display(), adopted, "data plane attached");
+    // Control packets are tagged with the kernel's sending key: an adopted
+    // data plane may hold one already. The handshake (issue 14) installs
+    // new ones in both (`Datapath::install_keys`, `ControlKey::install`).
+    let control_key = ControlKey::default();
+    if let Ok(slots) = dp.auth_keys() {
+        control_key.follow(&slots);
+    }
+    if std::env::var_os(TEST_KEYS_ENV).is_some() {
+        // Lab runs with authentication on, until the handshake exists: the
+        // fixed keys of `strata_common::auth::test_keys`, public in the
+        // source, so this authenticates against nobody — never set it in a
+        // deployment (the unit does not).
+        let keys = strata_common::auth::test_keys(0, matches!(side, Side::Hub { .. }));
+        if let Err(e) = dp.install_keys(&keys).and_then(|()| dp.set_auth_required(true)) {
+            warn!("{TEST_KEYS_ENV}: test keys not installed: {e}");
+        } else {
+            control_key.install(&keys);
+            warn!("{TEST_KEYS_ENV} set: fixed public TEST keys installed and required — lab only");
+        }
+    }
 
     // The control socket shares the tunnel port with the per-link probe sockets.
     // Dual-stack ([::] with IPV6_V6ONLY off): the hub answers probes over
@@ -161,7 +185,7 @@ pub async fn run(config: Config, config_path: &std::path::Path, stop: StopMode) 
         .map_err(|source| StartError::ControlSocket { port: config.port, source });
     let adaptive = match (&side, config.control.mode) {
         (Side::Edge { links }, ControlMode::Adaptive) if control.is_ok() => {
-            match Adaptive::start(&net, &config, links, mtu).await {
+            match Adaptive::start(&net, &config, links, mtu, &control_key).await {
                 Ok(mut a) => {
                     // Long enough for links to pass probing and warm-up
                     // (2-6 s in the lab), short enough that a link lost
@@ -273,6 +297,7 @@ pub async fn run(config: Config, config_path: &std::path::Path, stop: StopMode) 
                 scheduled: config.weights(),
                 feedback_seq: 0,
                 epoch: tokio::time::Instant::now(),
+                control_key,
             };
             // Set-up is done: keep only what running needs (see `privilege`).
             // A sysfs mounted for this namespace (a daemon started in another
