@@ -16,6 +16,7 @@ use std::{
 use crate::{
     control::{controller::LinkReport, fit::Fit},
     dataplane::sampling,
+    inband::guard::GuardCounters,
 };
 
 /// Packets by kernel drop reason name.
@@ -101,6 +102,8 @@ pub struct Exposition {
     pub(super) interfaces: Vec<(u8, String, u32)>,
     pub(super) started: Instant,
     pub(super) published: Mutex<Published>,
+    /// What the in-band channel and the served sockets turned away.
+    pub(super) guards: Arc<GuardCounters>,
 }
 
 impl Exposition {
@@ -113,7 +116,14 @@ impl Exposition {
             interfaces,
             started: Instant::now(),
             published: Mutex::new(Published { mode, ..Published::default() }),
+            guards: Arc::default(),
         })
+    }
+
+    /// The counters of what the in-band channel and the served sockets
+    /// turned away (shared with the probers and the hub's responder).
+    pub fn guards(&self) -> Arc<GuardCounters> {
+        self.guards.clone()
     }
 
     /// Tells the exposition which programs to report, and whether the
