@@ -31,7 +31,7 @@ use crate::{
         train::TrainShape,
     },
     dataplane::datapath::Datapath,
-    inband::prober,
+    inband::{guard::GuardCounters, prober},
     os::{host::cpu_time, net::Net},
 };
 
@@ -86,6 +86,7 @@ impl Adaptive {
         config: &Config,
         links: &[ResolvedLink],
         mtu: u32,
+        guards: Arc<GuardCounters>,
     ) -> Result<Self, AdaptiveError> {
         let (tx, samples) = mpsc::channel(1024);
         let interval = Duration::from_millis(config.control.probe_interval_ms);
@@ -130,6 +131,7 @@ impl Adaptive {
                 },
                 want_train,
                 sent_bytes,
+                guards: guards.clone(),
             };
             probers.push(tokio::spawn(prober::run(prober, tx.clone())));
         }

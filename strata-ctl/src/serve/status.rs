@@ -367,7 +367,9 @@ pub async fn serve(
                 Ok(Ok(_)) => match Request::parse(&line) {
                     Ok(Request::Status) => answer(&name, &exposition),
                     Ok(Request::Reload) => super::reload::answer(&reloads, trusted).await,
-                    Err(unknown) => serde_json::json!({ "error": format!("unknown request {unknown:?}") }).to_string(),
+                    Err(unknown) => {
+                        serde_json::json!({ "error": format!("unknown request {unknown:?}") }).to_string()
+                    }
                 },
                 _ => return,
             };
@@ -1188,8 +1190,9 @@ mod tests {
         let (reloads, _rx) = tokio::sync::mpsc::channel(1);
         tokio::spawn(serve(listener, "cap".into(), exposition.clone(), reloads));
         // Clients that send nothing hold every slot…
-        let idle: Vec<_> =
-            (0..MAX_CONNECTIONS).map(|_| std::os::unix::net::UnixStream::connect(&path).expect("connect")).collect();
+        let idle: Vec<_> = (0..MAX_CONNECTIONS)
+            .map(|_| std::os::unix::net::UnixStream::connect(&path).expect("connect"))
+            .collect();
         tokio::time::sleep(Duration::from_millis(50)).await;
         // …so one more gets no answer at all, at once.
         let answer = tokio::task::spawn_blocking(move || {

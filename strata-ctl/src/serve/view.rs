@@ -109,6 +109,17 @@ pub struct Exposition {
 impl Exposition {
     /// The exposition of the instance whose maps are pinned in `pin_dir`.
     pub fn new(pin_dir: PathBuf, interfaces: Vec<(u8, String, u32)>, mode: &'static str) -> Arc<Self> {
+        Self::with_guards(pin_dir, interfaces, mode, Arc::default())
+    }
+
+    /// [`Exposition::new`] sharing `guards` with the in-band tasks started
+    /// before it.
+    pub fn with_guards(
+        pin_dir: PathBuf,
+        interfaces: Vec<(u8, String, u32)>,
+        mode: &'static str,
+        guards: Arc<GuardCounters>,
+    ) -> Arc<Self> {
         Arc::new(Self {
             pin_dir,
             programs: Mutex::new((Vec::new(), false)),
@@ -116,7 +127,7 @@ impl Exposition {
             interfaces,
             started: Instant::now(),
             published: Mutex::new(Published { mode, ..Published::default() }),
-            guards: Arc::default(),
+            guards,
         })
     }
 
