@@ -17,6 +17,7 @@
 use std::time::Duration;
 
 use crate::{
+    inband::guard::GuardSnapshot,
     dataplane::{
         sampling::{self, Samples},
         stats::{self, Snapshot},
@@ -59,6 +60,8 @@ pub struct Gathered {
     /// What fits within the deadline, as the bitrate socket shows it now
     /// (the published view aged by the clock at scrape time).
     pub bitrate: Option<Bitrate>,
+    /// What the in-band channel and the served sockets turned away.
+    pub guards: GuardSnapshot,
 }
 
 impl Gathered {
@@ -144,5 +147,6 @@ fn gather_kernel(exposition: &Exposition) -> Gathered {
         interface_counters: None,
         programs,
         host_queues,
+        guards: exposition.guards.snapshot(),
     }
 }
