@@ -65,7 +65,10 @@ pub(crate) fn run(options: &Options) -> anyhow::Result<()> {
     for target in targets {
         results.push(run_target(&fuzz_dir, target, options)?);
     }
-    println!("\nfuzz: {:<16} {:>12} {:>8} {:>6} {:>7} {:>7}", "target", "executions", "seconds", "cov", "ft", "corpus");
+    println!(
+        "\nfuzz: {:<16} {:>12} {:>8} {:>6} {:>7} {:>7}",
+        "target", "executions", "seconds", "cov", "ft", "corpus"
+    );
     for r in &results {
         println!(
             "fuzz: {:<16} {:>12} {:>8} {:>6} {:>7} {:>7}",
@@ -171,7 +174,10 @@ mod tests {
                    stat::number_of_executed_units: 1000000\n\
                    stat::peak_rss_mb:              60\n";
         let r = parse_stats("wire_header", log);
-        assert_eq!((r.executions, r.seconds, r.coverage, r.features, r.corpus), (1_000_000, 11, 321, 987, 45));
+        assert_eq!(
+            (r.executions, r.seconds, r.coverage, r.features, r.corpus),
+            (1_000_000, 11, 321, 987, 45)
+        );
         assert_eq!(r.peak_rss_mb, 60);
     }
 }

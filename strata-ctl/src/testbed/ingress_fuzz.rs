@@ -117,7 +117,7 @@ pub struct Report {
 pub enum FuzzError {
     /// Loading or configuring the data plane, or a test run, failed.
     #[error(transparent)]
-    Datapath(#[from] DatapathError),
+    Datapath(#[from] Box<DatapathError>),
     /// A test run failed: the kernel refused the frame or the program erred.
     #[error("frame {index} ({kind:?}, {len} bytes): {source}")]
     Run {
@@ -128,7 +128,7 @@ pub enum FuzzError {
         /// Its length.
         len: usize,
         /// The failure.
-        source: DatapathError,
+        source: Box<DatapathError>,
     },
     /// The program disagreed with the oracle.
     #[error(
@@ -167,7 +167,7 @@ impl Rng {
     }
 
     /// The next 64 random bits.
-    pub fn next(&mut self) -> u64 {
+    pub fn next_u64(&mut self) -> u64 {
         let mut x = self.0;
         x ^= x >> 12;
         x ^= x << 25;
@@ -178,11 +178,11 @@ impl Rng {
 
     /// Uniform in `0..n` (`n > 0`; 0 for `n == 0`).
     pub fn below(&mut self, n: usize) -> usize {
-        if n == 0 { 0 } else { (self.next() % n as u64) as usize }
+        if n == 0 { 0 } else { (self.next_u64() % n as u64) as usize }
     }
 
     fn byte(&mut self) -> u8 {
-        self.next() as u8
+        self.next_u64() as u8
     }
 
     fn bytes(&mut self, n: usize) -> Vec<u8> {
@@ -231,7 +231,7 @@ fn valid_frame(rng: &mut Rng, packet_type: u8, global: u32, raw: bool) -> (Vec<u
         5 + ext as u8,
         SESSION,
         global,
-        rng.next() as u32,
+        rng.next_u64() as u32,
     );
     header.extend(rng.bytes(ext * 4));
     let inner_len = rng.below(200);
@@ -244,7 +244,7 @@ fn valid_frame(rng: &mut Rng, packet_type: u8, global: u32, raw: bool) -> (Vec<u
     };
     let mut body = header.clone();
     body.extend(&inner);
-    let sport = rng.next() as u16;
+    let sport = rng.next_u64() as u16;
     let ip = if v6 {
         ipv6(CARRIER6, HUB6, 0, 17, &udp6(CARRIER6, HUB6, sport, PORT, &body))
     } else {
@@ -303,7 +303,7 @@ impl Generator {
         // Mostly fresh sequence numbers; sometimes an old one, so the
         // duplicate window is exercised with otherwise valid packets.
         self.global = self.global.wrapping_add(1);
-        let global = if rng.chance(16) { rng.next() as u32 } else { self.global };
+        let global = if rng.chance(16) { rng.next_u64() as u32 } else { self.global };
         let kind = match rng.below(20) {
             0..=2 => Kind::Valid,
             3 => Kind::ValidControl,
@@ -334,7 +334,7 @@ impl Generator {
             }
             Kind::LengthLie => {
                 let lie = match rng.below(4) {
-                    0 => rng.next() as u16,
+                    0 => rng.next_u64() as u16,
                     1 => 0,
                     // Off by a little: the likeliest lie to slip through.
                     _ => (rng.below(9) as u16).wrapping_sub(4),
@@ -348,7 +348,7 @@ impl Generator {
                 };
                 if relative && at16 + 2 <= f.len() {
                     let old = u16::from_be_bytes([f[at16], f[at16 + 1]]);
-                    let new = if lie > 0xfff0 || lie < 8 { old.wrapping_add(lie) } else { lie };
+                    let new = if !(8..=0xfff0).contains(&lie) { old.wrapping_add(lie) } else { lie };
                     f[at16..at16 + 2].copy_from_slice(&new.to_be_bytes());
                 } else if !relative && at16 < f.len() {
                     f[at16] = if rng.chance(2) { rng.byte() } else { rng.below(18) as u8 };
@@ -524,28 +524,33 @@ impl Dedup {
 
 /// Runs `runs` frames from `seed` through a fresh hub's ingress program
 /// (alternating Ethernet and raw-IP framing every 1 000 frames) and checks
-/// every verdict; `progress` is called every 100 000 frames.
+/// every verdict; `progress` is called every 100 000 frames. Frames the
+/// test run refuses (see [`refused_by_test_run`]) are generated in
+/// addition, so `runs` frames reach the program.
 pub fn campaign(
     runs: u64,
     seed: u64,
     policy: Policy,
     progress: &mut dyn FnMut(&Report),
 ) -> Result<Report, FuzzError> {
-    let mut dp = hub_dual()?;
+    let mut dp = hub_dual().map_err(Box::new)?;
     let mut generator = Generator::new(seed);
     let mut dedup = Dedup::default();
     let mut report = Report::default();
     let mut raw = false;
-    for index in 0..runs {
+    let mut index = 0;
+    while report.runs < runs {
         if index % 1000 == 0 {
             raw = (index / 1000) % 2 == 1;
-            dp.set_interface(LO, if raw { 0 } else { 14 })?;
+            dp.set_interface(LO, if raw { 0 } else { 14 }).map_err(Box::new)?;
         }
         let frame = generator.frame(raw);
+        let before = report.runs;
         check(&mut dp, &frame, index, policy, &mut dedup, &mut report)?;
-        if (index + 1) % 100_000 == 0 {
+        if report.runs > before && report.runs % 100_000 == 0 {
             progress(&report);
         }
+        index += 1;
     }
     Ok(report)
 }
@@ -567,7 +572,7 @@ fn check(
         index,
         kind: frame.kind,
         len: frame.bytes.len(),
-        source,
+        source: Box::new(source),
     })?;
     // On a raw-IP link the test run still takes the first 14 bytes for the
     // link-layer header (it has no other kind of device), so removing the
@@ -575,7 +580,7 @@ fn check(
     // counted decapsulation failure, never as a redirect of anything else.
     let decap_failed = || dp.snapshot().map(|s| s.dropped(DropReason::DecapFailed));
     if frame.raw && expected == Expected::Delivered && verdict == TC_ACT_SHOT {
-        let now = decap_failed()?;
+        let now = decap_failed().map_err(Box::new)?;
         if now > report.decap_failed_raw {
             report.decap_failed_raw = now;
             report.runs += 1;

@@ -418,9 +418,11 @@ fn guards(m: &Families, g: &GuardSnapshot) -> Result<(), prometheus::Error> {
         "In-band control packets refused, by reason: foreign_source (a reply or feedback not from the link's hub), stale_feedback (a feedback number not above the last), probe_rate (hub: probes beyond the link's rate, not answered).",
         &["reason"],
     )?;
-    for (reason, n) in
-        [("foreign_source", g.foreign_source), ("stale_feedback", g.stale_feedback), ("probe_rate", g.probes_limited)]
-    {
+    for (reason, n) in [
+        ("foreign_source", g.foreign_source),
+        ("stale_feedback", g.stale_feedback),
+        ("probe_rate", g.probes_limited),
+    ] {
         rejected.with_label_values(&[reason]).inc_by(n);
     }
     let refused = m.counter(

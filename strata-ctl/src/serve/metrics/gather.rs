@@ -17,11 +17,11 @@
 use std::time::Duration;
 
 use crate::{
-    inband::guard::GuardSnapshot,
     dataplane::{
         sampling::{self, Samples},
         stats::{self, Snapshot},
     },
+    inband::guard::GuardSnapshot,
     os::net::{InterfaceCounters, Net, QdiscStats},
     serve::{
         bitrate::{self, Bitrate},
