@@ -30,6 +30,8 @@ fn main() -> ExitCode {
                 "delivered": r.delivered,
                 "delivered_after_mutation": r.delivered_mutated,
                 "raw_ip": r.raw_ip,
+                "raw_ip_deliveries_failed_decapsulation": r.decap_failed_raw,
+                "refused_by_test_run": r.refused,
                 "outer_ipv6": r.outer_v6,
                 "outcomes": r.outcomes.iter().map(|(k, v)| (format!("{k:?}"), serde_json::Value::from(*v))).collect::<serde_json::Map<_, _>>(),
                 "kinds": r.kinds.iter().map(|(k, v)| (format!("{k:?}"), serde_json::Value::from(*v))).collect::<serde_json::Map<_, _>>(),
