@@ -790,6 +790,18 @@ impl Config {
                     .into(),
             );
         }
+        if let Some(listen) = self.metrics.listen
+            && !listen.ip().is_loopback()
+        {
+            // Not refused: a monitoring network may be the right place. But
+            // the page names every link's peer and state and has no
+            // authentication, so where it is reachable deserves a thought.
+            notes.push(format!(
+                "metrics.listen = \"{listen}\" is not a loopback address: /metrics has no authentication and \
+                 shows every link's peer and state; serve it on 127.0.0.1 or an address only the monitoring \
+                 network reaches, never the hub's public one (docs/OPERATIONS.md)"
+            ));
+        }
         notes
     }
 
@@ -1023,6 +1035,12 @@ mod tests {
         let fixed = Config::parse(&format!("{EDGE}\n[control]\nmode = \"static\"\n"), "t.toml").unwrap();
         assert_eq!(fixed.control.mode, ControlMode::Static, "an explicit static config keeps working");
         assert!(fixed.notes().is_empty());
+        let public = Config::parse(
+            &format!("{EDGE}\n[control]\nmode = \"static\"\n[metrics]\nlisten = \"0.0.0.0:9464\"\n"),
+            "t.toml",
+        )
+        .unwrap();
+        assert!(public.notes().iter().any(|n| n.contains("not a loopback")), "{:?}", public.notes());
     }
 
     #[test]

@@ -6,6 +6,8 @@
 //! write headers field by field, independent of the `strata-common` encoders
 //! the programs use, so a test built with them checks those encoders too.
 
+pub mod ingress_fuzz;
+
 use std::{
     net::{Ipv4Addr, Ipv6Addr},
     time::Duration,

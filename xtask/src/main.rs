@@ -6,12 +6,14 @@
 //! * `lab up|down` — the lab topology by hand.
 //! * `bench datapath` — per-packet program cost and lab forwarding figures.
 //! * `package` — Debian packages for amd64 and arm64.
+//! * `fuzz` — the fuzz targets of `fuzz/`, or the ingress program (`--ingress`).
 //! * `layers` — module cycles and strata-ctl's layer rules (also a test).
 //! * `trace stats` — statistics of a capacity trace file or model.
 
 mod bench;
 mod cmd;
 mod demo;
+mod fuzz;
 mod lab;
 mod layers;
 mod package;
@@ -58,6 +60,22 @@ enum Command {
     },
     /// Check that no crate has module cycles and strata-ctl keeps its layers.
     Layers,
+    /// Run every fuzz target of fuzz/ (cargo-fuzz), or with --ingress the
+    /// ingress eBPF program against generated packets (needs root).
+    Fuzz {
+        /// Inputs per target (default: until --seconds; --ingress: 1 000 000).
+        #[arg(long)]
+        runs: Option<u64>,
+        /// Seconds per target at most.
+        #[arg(long)]
+        seconds: Option<u64>,
+        /// Only this target (see `cargo fuzz list` in fuzz/).
+        #[arg(long)]
+        target: Option<String>,
+        /// The ingress program through BPF_PROG_TEST_RUN instead.
+        #[arg(long)]
+        ingress: bool,
+    },
     /// Benchmarks.
     Bench {
         #[command(subcommand)]
@@ -172,6 +190,9 @@ fn main() -> ExitCode {
         Command::Test => test::run(),
         Command::Demo => demo::run(),
         Command::Layers => layers::run(),
+        Command::Fuzz { runs, seconds, target, ingress } => {
+            fuzz::run(&fuzz::Options { runs, seconds, target, ingress })
+        }
         Command::Package { out, arch, debug } => arch
             .as_deref()
             .map(package::Arch::parse)

@@ -14,7 +14,9 @@
 //!    the Debian cross toolchain to link it (`gcc-aarch64-linux-gnu`,
 //!    `libc6-dev-arm64-cross` on an amd64 host), and `qemu-user`, with
 //!    which the package test runs the arm64 binary.
-//! 5. bpffs at /sys/fs/bpf, where the daemon pins its maps, and tracefs at
+//! 5. `cargo-fuzz` for `cargo xtask fuzz` (libFuzzer's C++ sources are
+//!    built by `g++`, among the Debian packages).
+//! 6. bpffs at /sys/fs/bpf, where the daemon pins its maps, and tracefs at
 //!    /sys/kernel/tracing, where kernel sampling reads tracepoint formats.
 
 use std::{
@@ -31,7 +33,7 @@ use crate::{
 
 const BPF_LINKER_VERSION: &str = "0.13.0";
 /// Debian packages and a file each provides, to check without dpkg where possible.
-const PACKAGES: [(&str, &str); 10] = [
+const PACKAGES: [(&str, &str); 11] = [
     ("iproute2", "/usr/sbin/ip"),
     ("nftables", "/usr/sbin/nft"),
     ("util-linux", "/usr/bin/nsenter"),
@@ -47,7 +49,10 @@ const PACKAGES: [(&str, &str); 10] = [
     ("srt-tools", "/usr/bin/srt-live-transmit"),
     ("ffmpeg", "/usr/bin/ffprobe"),
     ("iperf3", "/usr/bin/iperf3"),
+    // libfuzzer-sys compiles libFuzzer (C++) for the fuzz targets.
+    ("g++", "/usr/bin/g++"),
 ];
+const CARGO_FUZZ_VERSION: &str = "0.13.2";
 
 /// Runs every step.
 pub(crate) fn run() -> anyhow::Result<()> {
@@ -55,6 +60,7 @@ pub(crate) fn run() -> anyhow::Result<()> {
     bpf_linker()?;
     cross_targets()?;
     debian_packages()?;
+    cargo_fuzz()?;
     bpffs()?;
     Ok(())
 }
@@ -105,6 +111,23 @@ fn bpf_linker() -> anyhow::Result<()> {
         "cargo install bpf-linker",
     )?;
     println!("setup: bpf-linker {BPF_LINKER_VERSION} installed");
+    Ok(())
+}
+
+fn cargo_fuzz() -> anyhow::Result<()> {
+    let current = Command::new("cargo").args(["fuzz", "--version"]).output();
+    if let Ok(out) = &current
+        && String::from_utf8_lossy(&out.stdout).contains(CARGO_FUZZ_VERSION)
+    {
+        println!("setup: cargo-fuzz {CARGO_FUZZ_VERSION} ok");
+        return Ok(());
+    }
+    println!("setup: building cargo-fuzz {CARGO_FUZZ_VERSION} (about a minute)");
+    run_cmd(
+        Command::new("cargo").args(["install", "cargo-fuzz", "--version", CARGO_FUZZ_VERSION, "--locked"]),
+        "cargo install cargo-fuzz",
+    )?;
+    println!("setup: cargo-fuzz {CARGO_FUZZ_VERSION} installed");
     Ok(())
 }
 

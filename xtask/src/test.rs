@@ -1,4 +1,5 @@
-//! `cargo xtask test`: set-up, lint, then every test of the workspace.
+//! `cargo xtask test`: set-up, lint, then every test of the workspace, and
+//! every fuzz target for a few seconds.
 //!
 //! The tests that create namespaces and load BPF programs run here too, as
 //! root; they fail rather than skip without it. Lab namespaces left by an
@@ -8,6 +9,9 @@
 use std::process::Command;
 
 use crate::cmd::{cargo, require_root, run as run_cmd};
+
+/// Seconds each fuzz target runs in `cargo xtask test`.
+const FUZZ_SECONDS: u64 = 10;
 
 /// Runs set-up, lints and tests.
 pub(crate) fn run() -> anyhow::Result<()> {
@@ -40,6 +44,17 @@ pub(crate) fn run() -> anyhow::Result<()> {
             .env(strata_lab::strata::CAPS_ENV, &caps),
     )?;
     (passed, failed) = (passed + p, failed + f);
+    // Every fuzz target for a few seconds: a parser change that panics on
+    // input the corpus already holds fails here. The million-input runs
+    // are a benchmark (docs/BENCHMARKS.md).
+    println!("\ntest: every fuzz target, {FUZZ_SECONDS} s each");
+    match crate::fuzz::run(&crate::fuzz::Options { seconds: Some(FUZZ_SECONDS), ..Default::default() }) {
+        Ok(()) => passed += 1,
+        Err(e) => {
+            eprintln!("test: fuzzing failed: {e:#}");
+            failed += 1;
+        }
+    }
     // One closing line for the whole run (cargo's own last line is the empty
     // doc-test run of the last crate).
     println!("\nxtask test: {passed} passed, {failed} failed");

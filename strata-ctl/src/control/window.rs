@@ -6,7 +6,16 @@
 
 use std::{collections::VecDeque, time::Duration};
 
-/// Timestamped samples no older than `span`.
+/// The most samples a window keeps, whatever its span. Samples come from
+/// the network (probe replies, feedback): a flood of them — forged, or
+/// replies to a flood of probes — must not grow a window without bound,
+/// and every control tick sorts it. Genuine probing at the shortest
+/// interval the configuration allows (10 ms) fills a 5 s window with 500;
+/// past the cap the oldest go first, so a flood shortens the window's
+/// reach in time instead of its memory growing.
+pub const MAX_SAMPLES: usize = 2048;
+
+/// Timestamped samples no older than `span`, at most [`MAX_SAMPLES`].
 #[derive(Clone, Debug)]
 pub struct Window {
     span: Duration,
@@ -29,6 +38,9 @@ impl Window {
         let now = self.samples.back().map_or(now, |&(t, _)| t.max(now));
         self.samples.push_back((now, value));
         self.expire(now);
+        while self.samples.len() > MAX_SAMPLES {
+            self.samples.pop_front();
+        }
     }
 
     /// Forgets samples older than `span` before `now`.
@@ -151,5 +163,17 @@ mod tests {
         assert_eq!(w.len(), 2);
         w.push(Duration::from_secs(1_000_000), 3.0); // clock jumped ahead
         assert_eq!(w.len(), 1);
+    }
+
+    #[test]
+    fn a_flood_of_samples_is_bounded_in_count_keeping_the_newest() {
+        let mut w = Window::new(Duration::from_secs(5));
+        // 100 000 samples within one second: a probe-reply flood.
+        for i in 0..100_000u64 {
+            w.push(Duration::from_micros(i * 10), i as f64);
+        }
+        assert_eq!(w.len(), MAX_SAMPLES);
+        assert_eq!(w.last().map(|(_, v)| v), Some(99_999.0));
+        assert_eq!(w.min(), Some((100_000 - MAX_SAMPLES) as f64));
     }
 }

@@ -34,7 +34,7 @@ use crate::{
         train::TrainShape,
     },
     dataplane::datapath::Datapath,
-    inband::{auth::ControlKey, prober},
+    inband::{auth::ControlKey, guard::GuardCounters, prober},
     os::{host::cpu_time, net::Net},
 };
 
@@ -90,6 +90,7 @@ impl Adaptive {
         links: &[ResolvedLink],
         mtu: u32,
         control_key: &ControlKey,
+        guards: Arc<GuardCounters>,
     ) -> Result<Self, AdaptiveError> {
         let (tx, samples) = mpsc::channel(1024);
         let interval = Duration::from_millis(config.control.probe_interval_ms);
@@ -135,6 +136,7 @@ impl Adaptive {
                 want_train,
                 sent_bytes,
                 key: control_key.clone(),
+                guards: guards.clone(),
             };
             probers.push(tokio::spawn(prober::run(prober, tx.clone())));
         }

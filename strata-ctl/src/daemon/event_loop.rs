@@ -65,6 +65,8 @@ pub(super) struct Daemon<'a> {
     pub(super) scheduled: Weights,
     /// The hub's next feedback sequence number.
     pub(super) feedback_seq: u32,
+    /// Hub: how many probes per link are answered.
+    pub(super) probe_limiter: hub::ProbeLimiter,
     /// Time 0 of the hub's feedback clock.
     pub(super) epoch: Instant,
     /// The key control packets are tagged with.
@@ -134,7 +136,21 @@ impl Daemon<'_> {
                 Some(sample) = next_evidence(&mut self.adaptive) => self.on_evidence(sample),
                 _ = control_tick.tick(), if adaptive => self.on_control_tick().await,
                 received = prober::recv_stamped(&self.control, &mut buf) => match received {
-                    Ok((n, from, rx_ns)) => hub::answer(&self.control, &self.control_key, &buf[..n], from, self.config.session, rx_ns).await,
+                    Ok((n, from, rx_ns)) => {
+                        let guards = self.exposition.guards();
+                        let session = self.config.session;
+                        hub::answer(
+                            &self.control,
+                            &self.control_key,
+                            &buf[..n],
+                            from,
+                            session,
+                            rx_ns,
+                            &mut self.probe_limiter,
+                            &guards,
+                        )
+                            .await;
+                    }
                     Err(e) => warn!("control socket: {e}"),
                 },
             }

@@ -52,7 +52,7 @@ use self::{
 use crate::{
     config::{Config, ControlMode, Role},
     dataplane::datapath::Datapath,
-    inband::{auth::ControlKey, prober},
+    inband::{auth::ControlKey, guard::GuardCounters, hub, prober},
     os::{
         advisors,
         host::{self, InstanceLock},
@@ -103,6 +103,9 @@ pub async fn run(config: Config, config_path: &std::path::Path, stop: StopMode) 
     // action that would kill the process with its device, pins and lock.
     let sigterm = watch_sigterm();
     let instance = InstanceLock::take(config.name())?;
+    // What the in-band channel and the served sockets turn away, counted
+    // from the start (the probers start before the exposition exists).
+    let guards = std::sync::Arc::new(GuardCounters::default());
     // Bound first: a taken port fails the start before anything is created.
     let metrics_listener = match config.metrics.listen {
         Some(address) => Some(
@@ -185,7 +188,7 @@ pub async fn run(config: Config, config_path: &std::path::Path, stop: StopMode) 
         .map_err(|source| StartError::ControlSocket { port: config.port, source });
     let adaptive = match (&side, config.control.mode) {
         (Side::Edge { links }, ControlMode::Adaptive) if control.is_ok() => {
-            match Adaptive::start(&net, &config, links, mtu, &control_key).await {
+            match Adaptive::start(&net, &config, links, mtu, &control_key, guards.clone()).await {
                 Ok(mut a) => {
                     // Long enough for links to pass probing and warm-up
                     // (2-6 s in the lab), short enough that a link lost
@@ -207,7 +210,7 @@ pub async fn run(config: Config, config_path: &std::path::Path, stop: StopMode) 
         ControlMode::Static => "static",
         ControlMode::Adaptive => "adaptive",
     };
-    let exposition = Exposition::new(pin_dir.clone(), interfaces, mode);
+    let exposition = Exposition::with_guards(pin_dir.clone(), interfaces, mode, guards);
     exposition.publish(|p| {
         p.bitrate.deadline = std::time::Duration::from_millis(config.control.deadline_ms);
         p.bitrate.unknown = bitrate_unknown(&config, adaptive.is_some()).to_string();
@@ -295,7 +298,11 @@ pub async fn run(config: Config, config_path: &std::path::Path, stop: StopMode) 
                 advisors,
                 follower,
                 scheduled: config.weights(),
-                feedback_seq: 0,
+                feedback_seq: hub::feedback_seq_start(std::time::SystemTime::now()),
+                probe_limiter: hub::ProbeLimiter::for_probing(
+                    std::time::Duration::from_millis(config.control.probe_interval_ms),
+                    config.control.train_packets,
+                ),
                 epoch: tokio::time::Instant::now(),
                 control_key,
             };

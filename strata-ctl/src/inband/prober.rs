@@ -27,12 +27,14 @@ use nix::sys::socket::{
 use strata_common::{
     auth::AUTH_HEADER_LEN,
     maps::MAX_LINKS,
+    seq::seq_after,
     wire::{FeedbackPayload, Fields, HEADER_LEN, Header, PacketType, flags},
 };
 use tokio::{net::UdpSocket, sync::mpsc};
 use tracing::debug;
 
 use super::auth::ControlKey;
+use super::guard::GuardCounters;
 use crate::control::{
     evidence::Evidence,
     train::{IP_UDP_HEADERS, TrainArrivals, TrainShape},
@@ -125,6 +127,8 @@ pub struct Prober {
     pub sent_bytes: Arc<AtomicU64>,
     /// The key probes and trains are tagged with (the kernel's sending key).
     pub key: ControlKey,
+    /// Where what this prober turns away is counted.
+    pub guards: Arc<GuardCounters>,
 }
 
 /// Probes the link towards the hub every interval, sends a packet train
@@ -132,7 +136,9 @@ pub struct Prober {
 /// and the hub's feedback for the link, until the receiver of `evidence`
 /// goes away.
 pub async fn run(prober: Prober, evidence: mpsc::Sender<Evidence>) {
-    let Prober { link, sock: mut bound, hub, session, interval, train, want_train, sent_bytes, key } = prober;
+    let Prober { link, sock: mut bound, hub, session, interval, train, want_train, sent_bytes, key, guards } =
+        prober;
+    let mut feedback_order = FeedbackOrder::default();
     let mut sock = bound.borrow_and_update().clone();
     // IPv6's header is 20 bytes longer than IPv4's: counted in the probe
     // bytes, and in the bytes a train's packets hold the bottleneck for.
@@ -207,16 +213,17 @@ pub async fn run(prober: Prober, evidence: mpsc::Sender<Evidence>) {
                 tick.reset_immediately();
             }
             received = sock.recv_from(&mut buf) => {
-                let Ok((n, _)) = received else { continue };
-                let Ok((fields, payload)) = Header::parse(&buf[..n], session, MAX_LINKS as u8) else { continue };
-                if fields.link_id != link {
+                let Ok((n, from)) = received else { continue };
+                // Only the link's hub answers probes and sends feedback: a
+                // reply from anywhere else would set round trips or keep a
+                // dead link "heard" at a stranger's will.
+                if from != hub {
+                    GuardCounters::bump(&guards.foreign_source);
                     continue;
                 }
-                let item = match fields.packet_type {
-                    PacketType::ProbeReply if fields.flags & flags::TRAIN != 0 => {
-                        if let Ok(ns) = <[u8; 8]>::try_from(payload.get(..8).unwrap_or_default()) {
-                            arrivals.record(fields.link_seq, u64::from_be_bytes(ns));
-                        }
+                let item = match classify(&buf[..n], session, link) {
+                    Some(Incoming::TrainReply { link_seq, rx_ns }) => {
+                        arrivals.record(link_seq, rx_ns);
                         if arrivals.id == 0 || arrivals.times.len() < usize::from(train.packets) {
                             continue;
                         }
@@ -225,17 +232,20 @@ pub async fn run(prober: Prober, evidence: mpsc::Sender<Evidence>) {
                             None => continue,
                         }
                     }
-                    PacketType::ProbeReply => {
+                    Some(Incoming::Reply { sent_us }) => {
                         let now_us = epoch.elapsed().as_micros() as u32;
-                        let rtt = Duration::from_micros(u64::from(now_us.wrapping_sub(fields.timestamp_us)));
+                        let rtt = Duration::from_micros(u64::from(now_us.wrapping_sub(sent_us)));
                         tracing::trace!(link, rtt_ms = rtt.as_secs_f64() * 1e3, "probe reply");
                         Evidence::RoundTrip { link, rtt }
                     }
-                    PacketType::Feedback => match FeedbackPayload::decode(payload) {
-                        Ok(counters) => Evidence::Feedback { link, counters, hub_time_us: fields.timestamp_us },
-                        Err(_) => continue,
-                    },
-                    _ => continue,
+                    Some(Incoming::Feedback { seq, hub_time_us, counters }) => {
+                        if !feedback_order.fresh(seq) {
+                            GuardCounters::bump(&guards.stale_feedback);
+                            continue;
+                        }
+                        Evidence::Feedback { link, counters, hub_time_us }
+                    }
+                    None => continue,
                 };
                 if evidence.send(item).await.is_err() {
                     return;
@@ -245,5 +255,189 @@ pub async fn run(prober: Prober, evidence: mpsc::Sender<Evidence>) {
     }
 }
 
+/// What a datagram on a link's probe socket carries, for that link.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Incoming {
+    /// The answer to one packet of a train: its link sequence (train id and
+    /// index) and the hub's kernel receive time, ns.
+    TrainReply {
+        /// Train id << 8 | index.
+        link_seq: u32,
+        /// The hub's receive time of the train probe.
+        rx_ns: u64,
+    },
+    /// The echo of a probe, carrying its send time (µs on the prober's clock).
+    Reply {
+        /// When the probe was sent.
+        sent_us: u32,
+    },
+    /// The hub's counters for the link.
+    Feedback {
+        /// The hub's feedback sequence number (increases per link).
+        seq: u32,
+        /// The hub's clock when it sent them, µs.
+        hub_time_us: u32,
+        /// The counters.
+        counters: FeedbackPayload,
+    },
+}
+
+/// Reads a datagram received on `link`'s probe socket: a reply or
+/// feedback of `session` for that link, or `None` (malformed, another
+/// session or link, a type the edge does not take, a short payload).
+///
+/// Pure, so that `fuzz/` can feed it anything a stranger could send.
+pub fn classify(datagram: &[u8], session: u32, link: u8) -> Option<Incoming> {
+    let (fields, payload) = Header::parse(datagram, session, MAX_LINKS as u8).ok()?;
+    if fields.link_id != link {
+        return None;
+    }
+    match fields.packet_type {
+        PacketType::ProbeReply if fields.flags & flags::TRAIN != 0 => {
+            let ns = <[u8; 8]>::try_from(payload.get(..8)?).ok()?;
+            Some(Incoming::TrainReply { link_seq: fields.link_seq, rx_ns: u64::from_be_bytes(ns) })
+        }
+        PacketType::ProbeReply => Some(Incoming::Reply { sent_us: fields.timestamp_us }),
+        PacketType::Feedback => Some(Incoming::Feedback {
+            seq: fields.global_seq,
+            hub_time_us: fields.timestamp_us,
+            counters: FeedbackPayload::decode(payload).ok()?,
+        }),
+        _ => None,
+    }
+}
+
+/// The order of one link's feedback: each must carry a sequence number
+/// after the last one taken (serial arithmetic, RFC 1982), so a replayed or
+/// delayed copy of older counters is not taken for news. The hub seeds its
+/// numbers from its clock (see `hub::feedback_seq`), so a restarted hub is
+/// still ahead of what the edge saw before.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct FeedbackOrder {
+    last: Option<u32>,
+}
+
+impl FeedbackOrder {
+    /// Whether `seq` is after the last one taken; if so it becomes the last.
+    pub fn fresh(&mut self, seq: u32) -> bool {
+        if self.last.is_some_and(|last| !seq_after(seq, last)) {
+            return false;
+        }
+        self.last = Some(seq);
+        true
+    }
+}
+
 /// How long a train's replies are waited for.
 const TRAIN_TIMEOUT: Duration = Duration::from_secs(1);
+
+#[cfg(test)]
+mod tests {
+    use std::net::SocketAddr;
+
+    use super::*;
+
+    const SESSION: u32 = 0x5354_5241;
+
+    fn packet(packet_type: PacketType, link: u8, global_seq: u32, payload: &[u8]) -> Vec<u8> {
+        let header = Header::new(Fields {
+            packet_type,
+            flags: 0,
+            link_id: link,
+            session: SESSION,
+            global_seq,
+            link_seq: 0,
+            timestamp_us: 5,
+        });
+        let mut out = vec![0u8; HEADER_LEN];
+        header.encode(&mut out).expect("encode");
+        out.extend_from_slice(payload);
+        out
+    }
+
+    fn feedback(link: u8, seq: u32) -> Vec<u8> {
+        let mut counters = [0u8; FeedbackPayload::LEN];
+        FeedbackPayload { rx_packets: u64::from(seq), ..FeedbackPayload::default() }
+            .encode(&mut counters)
+            .expect("encode");
+        packet(PacketType::Feedback, link, seq, &counters)
+    }
+
+    #[test]
+    fn only_replies_and_feedback_for_the_link_are_taken() {
+        assert_eq!(
+            classify(&packet(PacketType::ProbeReply, 1, 0, &[]), SESSION, 1),
+            Some(Incoming::Reply { sent_us: 5 })
+        );
+        assert_eq!(classify(&packet(PacketType::ProbeReply, 2, 0, &[]), SESSION, 1), None);
+        assert_eq!(classify(&packet(PacketType::Probe, 1, 0, &[]), SESSION, 1), None);
+        assert!(matches!(classify(&feedback(1, 9), SESSION, 1), Some(Incoming::Feedback { seq: 9, .. })));
+        assert_eq!(classify(&feedback(1, 9)[..HEADER_LEN + 39], SESSION, 1), None);
+    }
+
+    #[test]
+    fn stale_and_replayed_feedback_is_refused() {
+        let mut order = FeedbackOrder::default();
+        assert!(order.fresh(100));
+        assert!(!order.fresh(100), "a replay");
+        assert!(!order.fresh(99), "older");
+        assert!(order.fresh(108));
+        assert!(order.fresh(u32::MAX.wrapping_add(110)), "serial arithmetic: wraps");
+    }
+
+    /// A prober on a loopback socket whose "hub" is another loopback
+    /// socket; a third socket plays the stranger. Only the hub's reply and
+    /// its increasing feedback become evidence; the rest is counted.
+    #[tokio::test]
+    async fn the_prober_takes_only_its_hubs_replies_and_fresh_feedback() {
+        let hub = std::net::UdpSocket::bind("127.0.0.1:0").expect("hub");
+        let stranger = std::net::UdpSocket::bind("127.0.0.1:0").expect("stranger");
+        let sock = UdpSocket::bind("127.0.0.1:0").await.expect("prober");
+        let me: SocketAddr = sock.local_addr().expect("address");
+        let (_keep, bound) = tokio::sync::watch::channel(Arc::new(sock));
+        let guards = Arc::new(GuardCounters::default());
+        let (tx, mut rx) = mpsc::channel(16);
+        let prober = Prober {
+            link: 1,
+            sock: bound,
+            hub: hub.local_addr().expect("hub address"),
+            session: SESSION,
+            interval: Duration::from_secs(3600),
+            train: TrainShape { packets: 4, bytes: 100 },
+            want_train: Arc::default(),
+            sent_bytes: Arc::default(),
+            key: ControlKey::default(),
+            guards: guards.clone(),
+        };
+        let task = tokio::spawn(run(prober, tx));
+        let send = |from: &std::net::UdpSocket, p: Vec<u8>| from.send_to(&p, me).expect("send");
+        send(&stranger, packet(PacketType::ProbeReply, 1, 0, &[]));
+        send(&stranger, feedback(1, 50));
+        send(&hub, feedback(1, 10));
+        send(&hub, feedback(1, 10));
+        send(&hub, feedback(1, 9));
+        send(&hub, feedback(1, 11));
+        send(&hub, packet(PacketType::ProbeReply, 1, 0, &[]));
+        let mut got = Vec::new();
+        while got.len() < 3 {
+            let e = tokio::time::timeout(Duration::from_secs(5), rx.recv())
+                .await
+                .expect("evidence")
+                .expect("open");
+            got.push(e);
+        }
+        let fed: Vec<u64> = got
+            .iter()
+            .filter_map(|e| match e {
+                Evidence::Feedback { counters, .. } => Some(counters.rx_packets),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(fed, [10, 11]);
+        assert!(got.iter().any(|e| matches!(e, Evidence::RoundTrip { link: 1, .. })));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let counted = guards.snapshot();
+        assert_eq!((counted.foreign_source, counted.stale_feedback), (2, 2));
+        task.abort();
+    }
+}

@@ -335,6 +335,8 @@ pub async fn serve(
     exposition: Arc<Exposition>,
     reloads: tokio::sync::mpsc::Sender<super::reload::Request>,
 ) {
+    let guards = exposition.guards();
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     loop {
         let stream = match listener.accept().await {
             Ok((stream, _)) => stream,
@@ -345,27 +347,62 @@ pub async fn serve(
                 continue;
             }
         };
+        // The socket is root's (or a group's) only, but a stuck script in
+        // a loop must not cost a task per connection either.
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            crate::inband::guard::GuardCounters::bump(&guards.status_refused);
+            continue;
+        };
         let (exposition, name, reloads) = (exposition.clone(), name.clone(), reloads.clone());
         let own_uid = nix::unistd::geteuid().as_raw();
         let trusted = stream.peer_cred().is_ok_and(|c| c.uid() == 0 || c.uid() == own_uid);
         tokio::spawn(async move {
+            let _slot = slot;
             let (read, mut write) = stream.into_split();
-            let mut line = String::new();
+            let mut line = Vec::new();
             // Bounded: a client that never sends a newline cannot grow the line.
             let mut reader = BufReader::new(read.take(MAX_REQUEST));
-            let request = tokio::time::timeout(TIMEOUT, reader.read_line(&mut line)).await;
-            let reply = match (request, line.trim()) {
-                (Ok(Ok(_)), "status") => answer(&name, &exposition),
-                (Ok(Ok(_)), "reload") => super::reload::answer(&reloads, trusted).await,
-                (Ok(Ok(_)), other) => {
-                    serde_json::json!({ "error": format!("unknown request {other:?}") }).to_string()
-                }
+            let request = tokio::time::timeout(TIMEOUT, reader.read_until(b'\n', &mut line)).await;
+            let reply = match request {
+                Ok(Ok(_)) => match Request::parse(&line) {
+                    Ok(Request::Status) => answer(&name, &exposition),
+                    Ok(Request::Reload) => super::reload::answer(&reloads, trusted).await,
+                    Err(unknown) => {
+                        serde_json::json!({ "error": format!("unknown request {unknown:?}") }).to_string()
+                    }
+                },
                 _ => return,
             };
-            if let Err(e) = write.write_all(format!("{reply}\n").as_bytes()).await {
-                debug!("status reply not sent: {e}");
+            // Bounded too: a client that does not read cannot hold the task.
+            let sent = tokio::time::timeout(TIMEOUT, write.write_all(format!("{reply}\n").as_bytes())).await;
+            if !matches!(sent, Ok(Ok(()))) {
+                debug!("status reply not sent");
             }
         });
+    }
+}
+
+/// Connections the status socket serves at once; more are closed at once.
+const MAX_CONNECTIONS: usize = 8;
+
+/// A request on the status socket: one line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Request {
+    /// `status`: the document.
+    Status,
+    /// `reload`: re-read the configuration (root or the daemon's user only).
+    Reload,
+}
+
+impl Request {
+    /// Reads a request line (surrounding white space ignored); anything
+    /// else is returned, lossily decoded, for the error reply.
+    pub fn parse(line: &[u8]) -> Result<Self, String> {
+        match line.trim_ascii() {
+            b"status" => Ok(Self::Status),
+            b"reload" => Ok(Self::Reload),
+            other => Err(String::from_utf8_lossy(other).into_owned()),
+        }
     }
 }
 
@@ -601,12 +638,17 @@ fn exchange(path: &Path, budget: Duration) -> Result<Status, NoAnswer> {
     stream.write_all(b"status\n").map_err(timed_out)?;
     let mut line = String::new();
     io::BufReader::new(stream).read_line(&mut line).map_err(timed_out)?;
-    if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line)
+    parse_reply(&line)
+}
+
+/// The daemon's reply line: its document, or the error it sent.
+pub fn parse_reply(line: &str) -> Result<Status, NoAnswer> {
+    if let Ok(v) = serde_json::from_str::<serde_json::Value>(line)
         && let Some(e) = v.get("error")
     {
         return Err(NoAnswer::Error(e.as_str().map_or_else(|| e.to_string(), str::to_string)));
     }
-    serde_json::from_str(&line).map_err(NoAnswer::Garbled)
+    serde_json::from_str(line).map_err(NoAnswer::Garbled)
 }
 
 /// `strata-ctl status`: the table or JSON once; with `watch`, redrawn every
@@ -1129,5 +1171,44 @@ mod tests {
         for path in [wedged, failing, garbled, fine] {
             let _ = std::fs::remove_dir_all(path.parent().unwrap());
         }
+    }
+
+    #[test]
+    fn requests_are_one_word_lines() {
+        assert_eq!(Request::parse(b"status\n"), Ok(Request::Status));
+        assert_eq!(Request::parse(b" reload \r\n"), Ok(Request::Reload));
+        assert_eq!(Request::parse(b"stat\xffus"), Err("stat\u{fffd}us".to_string()));
+        assert!(parse_reply("{\"error\":\"x\"}").is_err() && parse_reply("not json").is_err());
+    }
+
+    #[tokio::test]
+    async fn connections_beyond_the_cap_are_closed_unanswered_and_counted() {
+        let dir = temp_dir("cap");
+        let path = dir.join("cap.sock");
+        let listener = UnixListener::bind(&path).expect("bind");
+        let exposition = Exposition::new(dir.join("no-pins"), Vec::new(), "static");
+        let (reloads, _rx) = tokio::sync::mpsc::channel(1);
+        tokio::spawn(serve(listener, "cap".into(), exposition.clone(), reloads));
+        // Clients that send nothing hold every slot…
+        let idle: Vec<_> = (0..MAX_CONNECTIONS)
+            .map(|_| std::os::unix::net::UnixStream::connect(&path).expect("connect"))
+            .collect();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        // …so one more gets no answer at all, at once.
+        let answer = tokio::task::spawn_blocking(move || {
+            use std::io::{Read as _, Write as _};
+            let mut s = std::os::unix::net::UnixStream::connect(&path).expect("connect");
+            s.set_read_timeout(Some(Duration::from_secs(2))).expect("timeout");
+            let _ = s.write_all(b"status\n");
+            let mut reply = String::new();
+            let _ = s.read_to_string(&mut reply);
+            reply
+        })
+        .await
+        .expect("join");
+        assert_eq!(answer, "");
+        assert_eq!(exposition.guards().snapshot().status_refused, 1);
+        drop(idle);
+        let _ = std::fs::remove_dir_all(dir);
     }
 }

@@ -16,6 +16,7 @@ use std::{
 use crate::{
     control::{controller::LinkReport, fit::Fit},
     dataplane::sampling,
+    inband::guard::GuardCounters,
 };
 
 /// Packets by kernel drop reason name.
@@ -101,11 +102,24 @@ pub struct Exposition {
     pub(super) interfaces: Vec<(u8, String, u32)>,
     pub(super) started: Instant,
     pub(super) published: Mutex<Published>,
+    /// What the in-band channel and the served sockets turned away.
+    pub(super) guards: Arc<GuardCounters>,
 }
 
 impl Exposition {
     /// The exposition of the instance whose maps are pinned in `pin_dir`.
     pub fn new(pin_dir: PathBuf, interfaces: Vec<(u8, String, u32)>, mode: &'static str) -> Arc<Self> {
+        Self::with_guards(pin_dir, interfaces, mode, Arc::default())
+    }
+
+    /// [`Exposition::new`] sharing `guards` with the in-band tasks started
+    /// before it.
+    pub fn with_guards(
+        pin_dir: PathBuf,
+        interfaces: Vec<(u8, String, u32)>,
+        mode: &'static str,
+        guards: Arc<GuardCounters>,
+    ) -> Arc<Self> {
         Arc::new(Self {
             pin_dir,
             programs: Mutex::new((Vec::new(), false)),
@@ -113,7 +127,14 @@ impl Exposition {
             interfaces,
             started: Instant::now(),
             published: Mutex::new(Published { mode, ..Published::default() }),
+            guards,
         })
+    }
+
+    /// The counters of what the in-band channel and the served sockets
+    /// turned away (shared with the probers and the hub's responder).
+    pub fn guards(&self) -> Arc<GuardCounters> {
+        self.guards.clone()
     }
 
     /// Tells the exposition which programs to report, and whether the

@@ -20,6 +20,7 @@ use strata_common::drop::DropReason;
 use crate::{
     control::lifecycle::State,
     dataplane::sampling::Samples,
+    inband::guard::GuardSnapshot,
     serve::{metrics::gather::Gathered, view::reason_name},
 };
 
@@ -406,6 +407,36 @@ fn fit(m: &Families, g: &Gathered) -> Result<(), prometheus::Error> {
     for (counter, n) in counters {
         counter.with_label_values::<&str>(&[]).inc_by(n);
     }
+    guards(m, &g.guards)
+}
+
+/// What the in-band channel's defences and the served sockets turned away
+/// (issue 14): a rising count is someone probing or flooding.
+fn guards(m: &Families, g: &GuardSnapshot) -> Result<(), prometheus::Error> {
+    let rejected = m.counter(
+        "strata_control_rejected_total",
+        "In-band control packets refused, by reason: foreign_source (a reply or feedback not from the link's hub), stale_feedback (a feedback number not above the last), probe_rate (hub: probes beyond the link's rate, not answered).",
+        &["reason"],
+    )?;
+    for (reason, n) in [
+        ("foreign_source", g.foreign_source),
+        ("stale_feedback", g.stale_feedback),
+        ("probe_rate", g.probes_limited),
+    ] {
+        rejected.with_label_values(&[reason]).inc_by(n);
+    }
+    let refused = m.counter(
+        "strata_connections_refused_total",
+        "Connections closed unserved, by server (metrics, status) and reason: busy (too many open) or slow (not done within the deadline).",
+        &["server", "reason"],
+    )?;
+    for (server, reason, n) in [
+        ("metrics", "busy", g.metrics_refused),
+        ("metrics", "slow", g.metrics_timed_out),
+        ("status", "busy", g.status_refused),
+    ] {
+        refused.with_label_values(&[server, reason]).inc_by(n);
+    }
     Ok(())
 }
 
@@ -690,6 +721,14 @@ mod tests {
     /// statistics, the controller's view and the OS's.
     fn edge() -> Gathered {
         let mut g = controller_only();
+        g.guards = GuardSnapshot {
+            foreign_source: 4,
+            stale_feedback: 2,
+            probes_limited: 0,
+            metrics_refused: 1,
+            metrics_timed_out: 3,
+            status_refused: 0,
+        };
         g.published.links.insert(0, report(0, "live"));
         g.published.os_signals = "modem";
         g.published.advisors =

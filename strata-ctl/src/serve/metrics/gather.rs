@@ -21,6 +21,7 @@ use crate::{
         sampling::{self, Samples},
         stats::{self, Snapshot},
     },
+    inband::guard::GuardSnapshot,
     os::net::{InterfaceCounters, Net, QdiscStats},
     serve::{
         bitrate::{self, Bitrate},
@@ -59,6 +60,8 @@ pub struct Gathered {
     /// What fits within the deadline, as the bitrate socket shows it now
     /// (the published view aged by the clock at scrape time).
     pub bitrate: Option<Bitrate>,
+    /// What the in-band channel and the served sockets turned away.
+    pub guards: GuardSnapshot,
 }
 
 impl Gathered {
@@ -144,5 +147,6 @@ fn gather_kernel(exposition: &Exposition) -> Gathered {
         interface_counters: None,
         programs,
         host_queues,
+        guards: exposition.guards.snapshot(),
     }
 }

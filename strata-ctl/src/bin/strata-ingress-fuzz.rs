@@ -1,0 +1,47 @@
+//! `strata-ingress-fuzz [RUNS] [SEED]`: the ingress program fed RUNS
+//! generated and mutated packets through `BPF_PROG_TEST_RUN` (default one
+//! million), every verdict checked against the oracle of
+//! `strata_ctl::testbed::ingress_fuzz`. Prints the counts as JSON; exits 1
+//! on the first disagreement. Needs root. Run by `cargo xtask fuzz --ingress`.
+
+use std::{process::ExitCode, time::Instant};
+
+use strata_ctl::testbed::ingress_fuzz::{Policy, campaign};
+
+fn main() -> ExitCode {
+    let mut args = std::env::args().skip(1);
+    let runs: u64 = args.next().and_then(|a| a.parse().ok()).unwrap_or(1_000_000);
+    let seed: u64 = args.next().and_then(|a| a.parse().ok()).unwrap_or(0x5354_5241);
+    let started = Instant::now();
+    let result = campaign(runs, seed, Policy::SessionOnly, &mut |r| {
+        eprintln!(
+            "ingress fuzz: {} frames, {} delivered, {:.0} s",
+            r.runs,
+            r.delivered,
+            started.elapsed().as_secs_f64()
+        );
+    });
+    match result {
+        Ok(r) => {
+            let doc = serde_json::json!({
+                "runs": r.runs,
+                "seed": seed,
+                "seconds": started.elapsed().as_secs_f64(),
+                "delivered": r.delivered,
+                "delivered_after_mutation": r.delivered_mutated,
+                "raw_ip": r.raw_ip,
+                "raw_ip_deliveries_failed_decapsulation": r.decap_failed_raw,
+                "refused_by_test_run": r.refused,
+                "outer_ipv6": r.outer_v6,
+                "outcomes": r.outcomes.iter().map(|(k, v)| (format!("{k:?}"), serde_json::Value::from(*v))).collect::<serde_json::Map<_, _>>(),
+                "kinds": r.kinds.iter().map(|(k, v)| (format!("{k:?}"), serde_json::Value::from(*v))).collect::<serde_json::Map<_, _>>(),
+            });
+            println!("{doc}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("ingress fuzz failed: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
