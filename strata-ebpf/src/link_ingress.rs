@@ -217,8 +217,8 @@ fn deliver<const L2: usize>(
     if packet_type != PacketType::Data {
         // Probes, feedback and control messages are for the controller's
         // socket (Strata's own, so OK rather than next). They carry no
-        // global sequence to check against replay; their header is valid.
-        // The coming authentication tag is checked before this learning.
+        // global sequence to check against replay; their header and tag
+        // are valid.
         learn(ctx, cfg, link, from, from6, now_ns);
         return Ok(TC_ACT_OK);
     }
@@ -226,8 +226,7 @@ fn deliver<const L2: usize>(
     let inner_off = strata_off + header.byte_len();
     let inner_len = available - header.byte_len();
     let version = inner_version::<L2>(ctx, inner_off, inner_len)?;
-    // The authentication tag, once packets carry one, is checked here:
-    // before the window, the counters and the learning below.
+    // The tag was checked above: only authentic packets move the window.
     let fresh = accept_global_seq(header.global_seq(), now_ns);
     // A duplicate is counted on its link all the same: it may be a
     // deliberate copy the link did carry, and its per-link sequence is
