@@ -1,0 +1,226 @@
+//! When to handshake, and which keys are valid: the edge's schedule of
+//! initiations (first contact, retries with backoff, periodic rekeying) and
+//! the key ring both sides keep across a rotation. Deterministic: the time
+//! is an argument.
+
+use std::time::{Duration, Instant};
+
+use super::handshake::{Established, HandshakeError, Initiator, SessionKeys};
+
+/// The first retry comes this long after an unanswered initiation...
+pub const RETRY_MIN: Duration = Duration::from_secs(1);
+/// ...doubling up to this (a hub that is down is not hammered).
+pub const RETRY_MAX: Duration = Duration::from_secs(30);
+
+/// The keys a side holds: the current pair, and the previous pair for a
+/// short overlap after a rotation, so packets sent under the old keys just
+/// before the switch (or still in flight on a slow link) are accepted.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct KeyRing {
+    /// The newest keys: what is sent under, and accepted.
+    pub current: Option<SessionKeys>,
+    /// The keys before, accepted (never sent under) until `until`.
+    pub previous: Option<(SessionKeys, Instant)>,
+}
+
+impl KeyRing {
+    /// Makes `keys` current at `now`; the current pair is accepted for
+    /// `overlap` more.
+    pub fn rotate(&mut self, keys: SessionKeys, now: Instant, overlap: Duration) {
+        self.previous = self.current.take().map(|k| (k, now + overlap));
+        self.current = Some(keys);
+    }
+
+    /// Forgets the previous pair once its overlap is over; true if it did.
+    pub fn expire(&mut self, now: Instant) -> bool {
+        match self.previous {
+            Some((_, until)) if now >= until => {
+                self.previous = None;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// The previous pair while it is accepted.
+    pub fn previous(&self) -> Option<&SessionKeys> {
+        self.previous.as_ref().map(|(k, _)| k)
+    }
+}
+
+/// The edge's handshake schedule around its [`Initiator`].
+#[derive(Debug)]
+pub struct EdgeSession {
+    initiator: Initiator,
+    /// The keys now held.
+    pub ring: KeyRing,
+    /// When the current keys were made.
+    pub established_at: Option<Instant>,
+    /// When the next initiation is due.
+    next_attempt: Instant,
+    /// The wait after the next unanswered attempt.
+    backoff: Duration,
+    /// Initiations sent since the last success: picks the link (round
+    /// robin, so a dead first link does not stop the session).
+    pub attempts: u32,
+    /// How often to rekey (the hub may ask for less).
+    rekey_interval: Duration,
+    /// How long the previous keys stay accepted.
+    overlap: Duration,
+    /// Names the next initiation.
+    next_index: u32,
+}
+
+impl EdgeSession {
+    /// A session to be established at once.
+    pub fn new(initiator: Initiator, rekey_interval: Duration, overlap: Duration, now: Instant) -> Self {
+        Self {
+            initiator,
+            ring: KeyRing::default(),
+            established_at: None,
+            next_attempt: now,
+            backoff: RETRY_MIN,
+            attempts: 0,
+            rekey_interval,
+            overlap,
+            next_index: 1,
+        }
+    }
+
+    /// The initiator (its public key, for status).
+    pub fn initiator(&self) -> &Initiator {
+        &self.initiator
+    }
+
+    /// When [`Self::poll`] next has something to do.
+    pub fn deadline(&self) -> Instant {
+        let expiry = self.ring.previous.as_ref().map(|(_, until)| *until);
+        expiry.map_or(self.next_attempt, |e| e.min(self.next_attempt))
+    }
+
+    /// What is due at `now` (`unix_ns` the wall clock): an initiation to
+    /// send, as the handshake payload and the attempt number (the caller
+    /// picks the link from it). Old keys past their overlap are dropped
+    /// here too.
+    pub fn poll(
+        &mut self,
+        now: Instant,
+        unix_ns: u64,
+    ) -> Result<Option<([u8; super::message::INITIATION_LEN], u32)>, HandshakeError> {
+        self.ring.expire(now);
+        if now < self.next_attempt {
+            return Ok(None);
+        }
+        let index = self.next_index;
+        self.next_index = self.next_index.wrapping_add(1).max(1);
+        let bytes = self.initiator.initiate(unix_ns, index)?;
+        let attempt = self.attempts;
+        self.attempts = self.attempts.saturating_add(1);
+        self.next_attempt = now + self.backoff;
+        self.backoff = (self.backoff * 2).min(RETRY_MAX);
+        Ok(Some((bytes, attempt)))
+    }
+
+    /// Takes a response: the keys are rotated in and the next rekey is
+    /// scheduled.
+    pub fn on_response(&mut self, now: Instant, bytes: &[u8]) -> Result<&SessionKeys, HandshakeError> {
+        let Established { keys, rekey_interval_s } = self.initiator.on_response(bytes)?;
+        self.ring.rotate(keys, now, self.overlap);
+        self.established_at = Some(now);
+        let asked = Duration::from_secs(u64::from(rekey_interval_s));
+        let interval = if asked.is_zero() { self.rekey_interval } else { asked.min(self.rekey_interval) };
+        self.next_attempt = now + interval.max(RETRY_MAX);
+        self.backoff = RETRY_MIN;
+        self.attempts = 0;
+        self.ring.current.as_ref().ok_or(HandshakeError::BadMessage)
+    }
+
+    /// Rekeys at the next poll (e.g. after so many packets).
+    pub fn rekey_now(&mut self, now: Instant) {
+        if !self.initiator.is_pending() {
+            self.next_attempt = self.next_attempt.min(now);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{
+        super::{
+            handshake::{Car, Responder},
+            keys::StaticKey,
+        },
+        *,
+    };
+
+    const UNIX: u64 = 1_800_000_000_000_000_000;
+
+    fn setup(now: Instant) -> (EdgeSession, Responder) {
+        let hub = StaticKey::generate().unwrap();
+        let car = StaticKey::generate().unwrap();
+        let responder =
+            Responder::new(hub.clone(), vec![Car { name: "car".into(), public: car.public, session: 3 }], 0);
+        let session = EdgeSession::new(
+            Initiator::new(car, hub.public, 3),
+            Duration::from_secs(600),
+            Duration::from_secs(10),
+            now,
+        );
+        (session, responder)
+    }
+
+    fn at(t0: Instant, s: u64) -> (Instant, u64) {
+        (t0 + Duration::from_secs(s), UNIX + s * 1_000_000_000)
+    }
+
+    #[test]
+    fn retries_back_off_then_rotation_keeps_the_old_keys_for_the_overlap() {
+        let t0 = Instant::now();
+        let (mut edge, mut hub) = setup(t0);
+        // First attempt at once; unanswered, the next after 1 s, then 2 s.
+        let (first, n) = edge.poll(t0, UNIX).unwrap().unwrap();
+        assert_eq!(n, 0);
+        assert!(edge.poll(t0 + Duration::from_millis(999), UNIX).unwrap().is_none());
+        let (second, n) = edge.poll(at(t0, 1).0, at(t0, 1).1).unwrap().unwrap();
+        assert_eq!(n, 1);
+        assert!(edge.poll(at(t0, 2).0, at(t0, 2).1).unwrap().is_none());
+        // The first initiation's answer comes late: not the one outstanding.
+        let late = hub.on_initiation(3, &first, UNIX).unwrap();
+        assert!(edge.on_response(at(t0, 2).0, &late.reply).is_err());
+        let answer = hub.on_initiation(3, &second, at(t0, 1).1).unwrap();
+        let keys = edge.on_response(at(t0, 2).0, &answer.reply).unwrap().clone();
+        assert_eq!(keys.rx, answer.keys.tx);
+        assert_eq!(edge.attempts, 0);
+        // Nothing due until the rekey interval is over.
+        assert!(edge.poll(at(t0, 300).0, at(t0, 300).1).unwrap().is_none());
+        let (rekey, _) = edge.poll(at(t0, 602).0, at(t0, 602).1).unwrap().unwrap();
+        let answer = hub.on_initiation(3, &rekey, at(t0, 602).1).unwrap();
+        let new = edge.on_response(at(t0, 603).0, &answer.reply).unwrap().clone();
+        assert!(new.epoch > keys.epoch);
+        assert_eq!(edge.ring.previous(), Some(&keys));
+        assert_eq!(edge.deadline(), at(t0, 613).0);
+        assert!(edge.poll(at(t0, 612).0, at(t0, 612).1).unwrap().is_none());
+        assert!(edge.ring.previous().is_some());
+        let _ = edge.poll(at(t0, 613).0, at(t0, 613).1).unwrap();
+        assert_eq!(edge.ring.previous(), None);
+        assert_eq!(edge.ring.current.as_ref(), Some(&new));
+    }
+
+    #[test]
+    fn the_backoff_stops_growing() {
+        let t0 = Instant::now();
+        let (mut edge, _) = setup(t0);
+        let mut t = t0;
+        let mut gaps = Vec::new();
+        let mut last = t0;
+        for _ in 0..2000 {
+            t += Duration::from_millis(100);
+            if edge.poll(t, UNIX).unwrap().is_some() {
+                gaps.push((t - last).as_secs());
+                last = t;
+            }
+        }
+        assert_eq!(&gaps[1..7], &[1, 2, 4, 8, 16, 30]);
+        assert!(gaps[7..].iter().all(|&g| g == 30));
+    }
+}
