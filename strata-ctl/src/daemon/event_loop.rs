@@ -10,7 +10,10 @@
 
 use std::{sync::Arc, time::Duration};
 
-use strata_common::{maps::CONFIG_EARLIEST_ARRIVAL, wire::FeedbackPayload};
+use strata_common::{
+    maps::{CONFIG_EARLIEST_ARRIVAL, MAX_LINKS},
+    wire::{FeedbackPayload, HEADER_LEN, Header, PacketType},
+};
 use tokio::{
     net::UdpSocket,
     signal::unix::{Signal, SignalKind},
@@ -66,6 +69,8 @@ pub(super) struct Daemon<'a> {
     pub(super) feedback_seq: u32,
     /// Time 0 of the hub's feedback clock.
     pub(super) epoch: Instant,
+    /// The session handshake and its keys.
+    pub(super) trust: super::trust::Trust,
 }
 
 impl Daemon<'_> {
@@ -113,6 +118,12 @@ impl Daemon<'_> {
         // The hub reports what its kernel counted per link, at the probe rate.
         let mut feedback = interval(Duration::from_millis(self.config.control.probe_interval_ms));
         let mut buf = vec![0u8; 2048];
+        // Taken out of the controller so the loop can wait on it and on the
+        // controller's evidence at once.
+        let mut handshakes = self
+            .adaptive
+            .as_mut()
+            .map(|a| std::mem::replace(&mut a.handshakes, tokio::sync::mpsc::channel(1).1));
         loop {
             tokio::select! {
                 _ = tokio::signal::ctrl_c() => break,
@@ -125,13 +136,26 @@ impl Daemon<'_> {
                     let _ = reply.send(self.reload());
                 }
                 Some(event) = self.advisors.events.recv() => self.on_os_event(event).await,
-                _ = second.tick() => self.on_second(),
+                _ = second.tick() => {
+                    self.on_second();
+                    self.on_trust_tick().await;
+                }
+                Some((link, payload)) = next_handshake(&mut handshakes) => {
+                    // On a link's own socket: answered (never, on the edge) on it.
+                    self.on_handshake(link, &payload, None).await;
+                }
                 _ = learn.tick(), if hub => self.on_learn(),
                 _ = feedback.tick(), if hub => self.on_feedback_due().await,
                 Some(sample) = next_evidence(&mut self.adaptive) => self.on_evidence(sample),
                 _ = control_tick.tick(), if adaptive => self.on_control_tick().await,
                 received = prober::recv_stamped(&self.control, &mut buf) => match received {
-                    Ok((n, from, rx_ns)) => hub::answer(&self.control, &buf[..n], from, self.config.session, rx_ns).await,
+                    Ok((n, from, rx_ns)) => match handshake_payload(&buf[..n], self.config.session) {
+                        Some((link, payload)) => {
+                            let payload = payload.to_vec();
+                            self.on_handshake(link, &payload, Some(from)).await;
+                        }
+                        None => hub::answer(&self.control, &buf[..n], from, self.config.session, rx_ns).await,
+                    },
                     Err(e) => warn!("control socket: {e}"),
                 },
             }
@@ -209,6 +233,73 @@ impl Daemon<'_> {
             let cpu_ms_per_s = cpu.saturating_sub(a.cpu).as_secs_f64() * 1e3;
             info!(updates_per_s = a.updates, cpu_ms_per_s, "links: {}", a.controller.summary());
             (a.updates, a.cpu) = (0, cpu);
+        }
+    }
+
+    /// Once a second: the edge's handshake schedule (first contact,
+    /// retries, rekeying) and the end of a rotation's overlap.
+    async fn on_trust_tick(&mut self) {
+        let now = std::time::Instant::now();
+        let (due, expired) = self.trust.tick(now, self.config.session);
+        if let Some((attempt, initiation)) = due {
+            self.send_initiation(attempt, &initiation).await;
+        }
+        if expired {
+            self.keys_changed();
+        }
+        let view = self.trust.view();
+        self.exposition.publish(|p| p.auth = view);
+    }
+
+    /// Edge: sends an initiation on link number `attempt` (round robin over
+    /// the links), from the link's own socket when adaptive control has
+    /// one (the answer comes back on that socket), else from the control
+    /// socket.
+    async fn send_initiation(&mut self, attempt: u32, initiation: &[u8]) {
+        let Side::Edge { links } = &self.side else { return };
+        if links.is_empty() {
+            return;
+        }
+        let i = attempt as usize % links.len();
+        let link = &links[i];
+        let mut out = vec![0u8; HEADER_LEN + initiation.len()];
+        out[HEADER_LEN..].copy_from_slice(initiation);
+        super::trust::frame(&mut out, self.config.session, link.id);
+        let sock = self.adaptive.as_ref().and_then(|a| a.paths.get(i)).map(|p| p.socket.borrow().clone());
+        let sent = match &sock {
+            Some(sock) => sock.send_to(&out, link.hub).await,
+            None => self.control.send_to(&out, link.hub).await,
+        };
+        match sent {
+            Ok(_) => debug!(link = link.id, attempt, hub = %link.hub, "auth: initiation sent"),
+            Err(e) => debug!(link = link.id, "auth: initiation not sent: {e}"),
+        }
+    }
+
+    /// A handshake message arrived on `link` (from `from`, when it came to
+    /// the control socket: the hub answers there).
+    async fn on_handshake(&mut self, link: u8, payload: &[u8], from: Option<std::net::SocketAddr>) {
+        let now = std::time::Instant::now();
+        match self.trust.on_message(self.config.session, link, payload, now) {
+            super::trust::Outcome::Nothing => {}
+            super::trust::Outcome::Keys => self.keys_changed(),
+            super::trust::Outcome::Reply(reply) => {
+                if let Some(from) = from
+                    && let Err(e) = self.control.send_to(&reply, from).await
+                {
+                    debug!(%from, "auth: handshake response not sent: {e}");
+                }
+                self.keys_changed();
+            }
+        }
+        let view = self.trust.view();
+        self.exposition.publish(|p| p.auth = view);
+    }
+
+    /// The key ring changed: the data plane gets it.
+    fn keys_changed(&mut self) {
+        if let Some(ring) = self.trust.ring() {
+            super::trust::install(&mut self.dp, ring);
         }
     }
 
@@ -348,6 +439,24 @@ impl Daemon<'_> {
         let view = follower.view(links, &behaviour);
         self.exposition.publish(|p| p.bindings = view);
     }
+}
+
+/// The next handshake message a prober's socket received, or never
+/// without a controller.
+async fn next_handshake(
+    handshakes: &mut Option<tokio::sync::mpsc::Receiver<(u8, Vec<u8>)>>,
+) -> Option<(u8, Vec<u8>)> {
+    match handshakes {
+        Some(h) => h.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The link and payload of a `Handshake` packet of `session`, or `None`
+/// for anything else (which the probe responder handles).
+fn handshake_payload(datagram: &[u8], session: u32) -> Option<(u8, &[u8])> {
+    let (fields, payload) = Header::parse(datagram, session, MAX_LINKS as u8).ok()?;
+    (fields.packet_type == PacketType::Handshake).then_some((fields.link_id, payload))
 }
 
 /// The next piece of in-band evidence, or never without a controller.

@@ -37,6 +37,7 @@ mod event_loop;
 pub mod follower;
 pub mod links;
 mod plane;
+mod trust;
 
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 
@@ -99,6 +100,9 @@ pub async fn run(config: Config, config_path: &std::path::Path, stop: StopMode) 
     // action that would kill the process with its device, pins and lock.
     let sigterm = watch_sigterm();
     let instance = InstanceLock::take(config.name())?;
+    // The key file is read before anything is created: a missing or
+    // world-readable key fails the start cleanly.
+    let trust = trust::Trust::start(&config, std::time::Instant::now())?;
     // Bound first: a taken port fails the start before anything is created.
     let metrics_listener = match config.metrics.listen {
         Some(address) => Some(
@@ -273,6 +277,7 @@ pub async fn run(config: Config, config_path: &std::path::Path, stop: StopMode) 
                 scheduled: config.weights(),
                 feedback_seq: 0,
                 epoch: tokio::time::Instant::now(),
+                trust,
             };
             // Set-up is done: keep only what running needs (see `privilege`).
             // A sysfs mounted for this namespace (a daemon started in another

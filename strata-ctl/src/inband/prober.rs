@@ -121,6 +121,10 @@ pub struct Prober {
     /// IP bytes of probes and trains sent so far (the control channel's
     /// share of the link, which the kernel's counters do not see).
     pub sent_bytes: Arc<AtomicU64>,
+    /// Where handshake messages that arrive on the link's socket go (the
+    /// hub answers an initiation to the address it came from, which is this
+    /// socket's): link id and the handshake payload.
+    pub handshakes: mpsc::Sender<(u8, Vec<u8>)>,
 }
 
 /// Probes the link towards the hub every interval, sends a packet train
@@ -128,7 +132,8 @@ pub struct Prober {
 /// and the hub's feedback for the link, until the receiver of `evidence`
 /// goes away.
 pub async fn run(prober: Prober, evidence: mpsc::Sender<Evidence>) {
-    let Prober { link, sock: mut bound, hub, session, interval, train, want_train, sent_bytes } = prober;
+    let Prober { link, sock: mut bound, hub, session, interval, train, want_train, sent_bytes, handshakes } =
+        prober;
     let mut sock = bound.borrow_and_update().clone();
     // IPv6's header is 20 bytes longer than IPv4's: counted in the probe
     // bytes, and in the bytes a train's packets hold the bottleneck for.
@@ -227,6 +232,11 @@ pub async fn run(prober: Prober, evidence: mpsc::Sender<Evidence>) {
                         Ok(counters) => Evidence::Feedback { link, counters, hub_time_us: fields.timestamp_us },
                         Err(_) => continue,
                     },
+                    PacketType::Handshake => {
+                        // Dropped if the daemon is behind: the edge retries.
+                        let _ = handshakes.try_send((link, payload.to_vec()));
+                        continue;
+                    }
                     _ => continue,
                 };
                 if evidence.send(item).await.is_err() {
