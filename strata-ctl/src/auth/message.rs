@@ -125,7 +125,7 @@ mod tests {
         assert_eq!(parse(&i), Ok(Message::Initiation { sender: 7, noise: &[3; NOISE_INITIATION_LEN] }));
         let r = response(9, &[4; NOISE_RESPONSE_LEN]);
         assert_eq!(parse(&r), Ok(Message::Response { receiver: 9, noise: &[4; NOISE_RESPONSE_LEN] }));
-        assert_eq!(parse(&i[..INITIATION_LEN - 1]).unwrap_err().to_string().contains("expected 113"), true);
+        assert!(parse(&i[..INITIATION_LEN - 1]).unwrap_err().to_string().contains("expected 113"));
         assert_eq!(parse(&[]), Err(ParseError::Empty));
         assert_eq!(parse(&[9]), Err(ParseError::Kind(9)));
     }

@@ -37,15 +37,19 @@ enum Mode {
     Off,
     /// The edge.
     Edge { session: Box<EdgeSession>, hub: PublicKey },
-    /// The hub (one session: one car at a time holds its keys).
-    Hub {
-        responder: Box<Responder>,
-        limiter: TokenBucket,
-        ring: KeyRing,
-        /// The car whose keys the ring holds.
-        car: Option<(String, PublicKey)>,
-        overlap: Duration,
-    },
+    /// The hub.
+    Hub(Box<HubSide>),
+}
+
+/// The hub's side (one session: one car at a time holds its keys).
+#[derive(Debug)]
+struct HubSide {
+    responder: Responder,
+    limiter: TokenBucket,
+    ring: KeyRing,
+    /// The car whose keys the ring holds.
+    car: Option<(String, PublicKey)>,
+    overlap: Duration,
 }
 
 /// The handshake state and its counters.
@@ -113,13 +117,13 @@ impl Trust {
                 }
                 info!(own = %own, cars = cars.len(), "auth: keys; admitting the allowlisted cars only");
                 let rekey_s = u32::try_from(auth.rekey_interval_s).unwrap_or(u32::MAX);
-                Mode::Hub {
-                    responder: Box::new(Responder::new(key, cars, rekey_s)),
+                Mode::Hub(Box::new(HubSide {
+                    responder: Responder::new(key, cars, rekey_s),
                     limiter: TokenBucket::new(f64::from(auth.handshake_rate), auth.handshake_burst),
                     ring: KeyRing::default(),
                     car: None,
                     overlap,
-                }
+                }))
             }
         };
         Ok(Self { mode, own: Some(own), ..off })
@@ -158,7 +162,7 @@ impl Trust {
                 };
                 (due, had && session.ring.previous.is_none())
             }
-            Mode::Hub { ring, .. } => (None, ring.expire(now)),
+            Mode::Hub(hub) => (None, hub.ring.expire(now)),
         }
     }
 
@@ -178,7 +182,8 @@ impl Trust {
                 Ok(Message::Initiation { .. }) => Err(HandshakeError::Unexpected("initiation")),
                 Err(e) => Err(e.into()),
             },
-            Mode::Hub { responder, limiter, ring, car, overlap } => {
+            Mode::Hub(hub) => {
+                let HubSide { responder, limiter, ring, car, overlap } = &mut **hub;
                 if !matches!(message::parse(payload), Ok(Message::Initiation { .. })) {
                     Err(message::parse(payload)
                         .err()
@@ -227,7 +232,7 @@ impl Trust {
         match &self.mode {
             Mode::Off => None,
             Mode::Edge { session, .. } => Some(&session.ring),
-            Mode::Hub { ring, .. } => Some(ring),
+            Mode::Hub(hub) => Some(&hub.ring),
         }
     }
 
@@ -248,9 +253,11 @@ impl Trust {
         let sessions = match &self.mode {
             Mode::Off => Vec::new(),
             Mode::Edge { session, hub } => vec![session_view("hub".into(), hub.fingerprint(), &session.ring)],
-            Mode::Hub { ring, car, .. } => {
-                car.iter().map(|(name, key)| session_view(name.clone(), key.fingerprint(), ring)).collect()
-            }
+            Mode::Hub(hub) => hub
+                .car
+                .iter()
+                .map(|(name, key)| session_view(name.clone(), key.fingerprint(), &hub.ring))
+                .collect(),
         };
         AuthView {
             mode: if matches!(self.mode, Mode::Off) { "none" } else { "keys" }.into(),
