@@ -1193,7 +1193,80 @@ mod tests {
         assert!(c.notes().iter().any(|n| n.contains("adaptive") && n.contains("static")), "{:?}", c.notes());
         let fixed = Config::parse(&format!("{EDGE}\n[control]\nmode = \"static\"\n"), "t.toml").unwrap();
         assert_eq!(fixed.control.mode, ControlMode::Static, "an explicit static config keeps working");
-        assert!(fixed.notes().is_empty());
+        assert!(fixed.notes().iter().all(|n| n.starts_with("auth.mode")), "{:?}", fixed.notes());
+    }
+
+    #[test]
+    fn auth_sections_explain_what_they_reject() {
+        let key = "ab".repeat(32);
+        let edge = |section: &str| Config::parse(&format!("{EDGE}\n[auth]\n{section}\n"), "t.toml");
+        let ok = edge(&format!(
+            "mode = \"keys\"\nprivate_key = \"/etc/strata/edge.key\"\nhub_public_key = \"{key}\""
+        ))
+        .unwrap();
+        assert_eq!(ok.auth.mode, AuthMode::Keys);
+        assert!(ok.notes().iter().all(|n| !n.starts_with("auth.mode")));
+        assert!(
+            Config::parse(EDGE, "t.toml")
+                .unwrap()
+                .notes()
+                .iter()
+                .any(|n| n.starts_with("auth.mode is \"none\""))
+        );
+        for (section, expect) in [
+            ("mode = \"keys\"".to_string(), "auth.private_key: required"),
+            ("mode = \"keys\"\nprivate_key = \"k\"".to_string(), "auth.hub_public_key: required on the edge"),
+            (
+                format!("mode = \"keys\"\nprivate_key = \"k\"\nhub_public_key = \"{}\"", &key[1..]),
+                "auth.hub_public_key: a key is 64 hex digits",
+            ),
+            (
+                format!("private_key = \"k\"\nhub_public_key = \"{key}\""),
+                "auth.mode: keys are configured but mode is \"none\"",
+            ),
+            (
+                format!(
+                    "mode = \"keys\"\nprivate_key = \"k\"\nhub_public_key = \"{key}\"\nrekey_interval_s = 5"
+                ),
+                "auth.rekey_interval_s: 5 is outside",
+            ),
+            ("mode = \"maybe\"".to_string(), "unknown variant"),
+        ] {
+            let e = edge(&section).unwrap_err().to_string();
+            assert!(e.contains(expect), "{section}: {e}");
+        }
+        let hub = |section: &str| {
+            Config::parse(
+                &format!(
+                    "version = 1\nrole = \"hub\"\nsession = 7\n[tunnel]\naddress = \"10.200.0.2/30\"\n[hub]\ninterface = \"wan0\"\n\
+                     [auth]\nmode = \"keys\"\nprivate_key = \"/etc/strata/hub.key\"\n{section}\n"
+                ),
+                "t.toml",
+            )
+        };
+        let car = |name: &str, k: &str, session: u32| {
+            format!("[[auth.cars]]\nname = \"{name}\"\npublic_key = \"{k}\"\nsession = {session}\n")
+        };
+        assert_eq!(hub(&car("car7", &key, 7)).unwrap().auth.cars.len(), 1);
+        let other = "cd".repeat(32);
+        for (section, expect) in [
+            (String::new(), "auth.cars: the hub admits only the cars listed here"),
+            (car("car7", &key, 8), "auth.cars[0].session: 8 is not this hub's session 7"),
+            (car("car 7", &key, 7), "auth.cars[0].name"),
+            (car("car7", "xyz", 7), "auth.cars[0].public_key: a key is 64 hex digits"),
+            (car("a", &key, 7) + &car("a", &other, 7), "auth.cars[1].name: a is listed twice"),
+            (
+                car("a", &key, 7) + &car("b", &key, 7),
+                "auth.cars[1].public_key: the same key is listed for two cars",
+            ),
+            (
+                format!("hub_public_key = \"{key}\"\n{}", car("a", &key, 7)),
+                "auth.hub_public_key: only for role = \"edge\"",
+            ),
+        ] {
+            let e = hub(&section).unwrap_err().to_string();
+            assert!(e.contains(expect), "{section}: {e}");
+        }
     }
 
     #[test]
