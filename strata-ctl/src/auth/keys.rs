@@ -102,17 +102,18 @@ impl fmt::Debug for StaticKey {
 impl StaticKey {
     /// A fresh key pair from the operating system's randomness.
     pub fn generate() -> Result<Self, KeyError> {
-        let pair = snow::Builder::new(super::handshake::params()).generate_keypair()?;
-        let private =
-            pair.private.as_slice().try_into().map_err(|_| KeyError::BadText { got: "?".into() })?;
+        let mut dh = x25519()?;
+        let mut rng = snow::resolvers::DefaultResolver
+            .resolve_rng()
+            .ok_or(KeyError::Noise(snow::Error::Init(snow::error::InitStage::GetRngImpl)))?;
+        dh.generate(rng.as_mut())?;
+        let private = dh.privkey().try_into().map_err(|_| KeyError::BadText { got: "?".into() })?;
         Self::from_private(private)
     }
 
     /// The key pair of a private key (its public half computed).
     pub fn from_private(private: [u8; KEY_LEN]) -> Result<Self, KeyError> {
-        let mut dh = snow::resolvers::DefaultResolver
-            .resolve_dh(&DHChoice::Curve25519)
-            .ok_or(KeyError::Noise(snow::Error::Init(snow::error::InitStage::GetDhImpl)))?;
+        let mut dh = x25519()?;
         dh.set(&private);
         let public = dh.pubkey().try_into().map_err(|_| KeyError::BadText { got: "?".into() })?;
         Ok(Self { private, public: PublicKey(public) })
@@ -153,6 +154,13 @@ impl StaticKey {
             .and_then(|()| file.sync_all())
             .map_err(|source| KeyError::Io { path: path.to_path_buf(), source })
     }
+}
+
+/// snow's X25519 (the primitive of the handshake's pattern).
+fn x25519() -> Result<Box<dyn snow::types::Dh>, KeyError> {
+    snow::resolvers::DefaultResolver
+        .resolve_dh(&DHChoice::Curve25519)
+        .ok_or(KeyError::Noise(snow::Error::Init(snow::error::InitStage::GetDhImpl)))
 }
 
 /// Lowercase hex.
