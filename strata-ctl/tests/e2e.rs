@@ -306,3 +306,97 @@ fn a_second_daemon_with_the_same_name_is_refused() {
         assert!(tunnel.edge.pin_dir().exists(), "the running instance keeps its maps");
     });
 }
+
+/// The `auth` part of `strata-ctl status --json` for instance `name`.
+fn auth_status(name: &str) -> serde_json::Value {
+    let out = std::process::Command::new(BINARY).args(["status", "--name", name, "--json"]).output().unwrap();
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    doc["auth"].clone()
+}
+
+#[test]
+fn the_daemons_establish_a_session_by_handshake_and_a_stranger_is_refused() {
+    if std::env::var(strata_lab::strata::LAB_AUTH_ENV).as_deref() == Ok("none") {
+        return eprintln!("skipped: {} = none", strata_lab::strata::LAB_AUTH_ENV);
+    }
+    with_tunnel(&[1, 1, 1], |lab, tunnel| {
+        // The edge initiates at start; both sides hold keys of one epoch.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let (edge, hub) = loop {
+            let (edge, hub) = (auth_status(tunnel.edge.name()), auth_status(tunnel.hub.name()));
+            let up = |a: &serde_json::Value| a["sessions"][0]["established"] == true;
+            if up(&edge) && up(&hub) {
+                break (edge, hub);
+            }
+            assert!(std::time::Instant::now() < deadline, "no session after 10 s:\nedge {edge}\nhub {hub}");
+            std::thread::sleep(Duration::from_millis(200));
+        };
+        eprintln!("edge auth: {edge}\nhub auth: {hub}");
+        assert_eq!(edge["mode"], "keys");
+        assert_eq!(edge["sessions"][0]["epoch"], hub["sessions"][0]["epoch"]);
+        assert_eq!(hub["sessions"][0]["peer"], "lab-car");
+        assert_eq!(hub["completed"], 1, "one handshake, not one per link");
+        // Traffic flows as before.
+        let outcome = exchange(lab, tunnel, 2_000, 2_000);
+        assert!(outcome.delivered >= 1_990, "{}", outcome.delivered);
+
+        // A stranger with a key of its own, who knows the hub's public key
+        // and the session id, is not answered, and is counted.
+        let session = strata_lab::strata::session_for(lab.prefix());
+        let hub_key = std::fs::read_to_string(tunnel.workdir().join("hub.toml")).unwrap();
+        let hub_public = hub_key
+            .lines()
+            .find_map(|l| l.strip_prefix("private_key = \""))
+            .map(|p| strata_ctl::auth::keys::StaticKey::load(Path::new(p.trim_end_matches('"'))))
+            .unwrap()
+            .unwrap()
+            .public;
+        let stranger = strata_ctl::auth::keys::StaticKey::generate().unwrap();
+        let mut initiator = strata_ctl::auth::handshake::Initiator::new(stranger, hub_public, session);
+        let initiation = initiator.initiate(u64::MAX / 2, 7).unwrap();
+        let hub_addr = SocketAddr::from((Lab::hub_addr(), 7400));
+        let answered = strata_lab::in_netns(&lab.edge_ns(), move || {
+            let sock = std::net::UdpSocket::bind(SocketAddr::from((Lab::link_addr(2), 7502)))?;
+            sock.set_read_timeout(Some(Duration::from_millis(200)))?;
+            let mut packet = vec![0u8; strata_common::wire::HEADER_LEN + initiation.len()];
+            strata_common::wire::Header::new(strata_common::wire::Fields {
+                packet_type: strata_common::wire::PacketType::Handshake,
+                flags: 0,
+                link_id: 2,
+                session,
+                global_seq: 0,
+                link_seq: 0,
+                timestamp_us: 0,
+            })
+            .encode(&mut packet)
+            .unwrap();
+            packet[strata_common::wire::HEADER_LEN..].copy_from_slice(&initiation);
+            for _ in 0..3 {
+                sock.send_to(&packet, hub_addr)?;
+            }
+            let mut buf = [0u8; 512];
+            let deadline = std::time::Instant::now() + Duration::from_secs(1);
+            let mut answered = false;
+            while std::time::Instant::now() < deadline {
+                if let Ok((n, _)) = sock.recv_from(&mut buf)
+                    && matches!(strata_common::wire::Header::parse(&buf[..n], session, 8),
+                        Ok((f, _)) if f.packet_type == strata_common::wire::PacketType::Handshake)
+                {
+                    answered = true;
+                }
+            }
+            Ok(answered)
+        })
+        .expect("stranger's initiation");
+        assert!(!answered, "the hub answered a car that is not on its allowlist");
+        let hub = auth_status(tunnel.hub.name());
+        let rejected: std::collections::BTreeMap<String, u64> = hub["rejected"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| (r[0].as_str().unwrap().to_string(), r[1].as_u64().unwrap()))
+            .collect();
+        assert_eq!(rejected.get("unknown_key"), Some(&3), "{hub}");
+        assert_eq!(hub["sessions"][0]["peer"], "lab-car", "the car's session is untouched");
+    });
+}

@@ -514,6 +514,40 @@ pub fn hub_config(name: &str, session: u32) -> String {
     )
 }
 
+/// Set to `none` to run the lab's daemons without the session handshake
+/// (`[auth] mode = "none"`); by default they authenticate with keys made
+/// for the run.
+pub const LAB_AUTH_ENV: &str = "STRATA_LAB_AUTH";
+
+/// Fresh keys for a lab run, made with `strata-ctl keygen` in `workdir`
+/// (as an operator would), and the `[auth]` sections that use them: the
+/// hub's (its key and the edge on its allowlist) and the edge's.
+pub fn lab_auth(binary: &Path, workdir: &Path, session: u32) -> anyhow::Result<(String, String)> {
+    let keygen = |name: &str| -> anyhow::Result<(PathBuf, String)> {
+        let path = workdir.join(name);
+        let _ = std::fs::remove_file(&path);
+        let out = std::process::Command::new(binary)
+            .arg("keygen")
+            .arg(&path)
+            .output()
+            .with_context(|| format!("running {} keygen", binary.display()))?;
+        anyhow::ensure!(out.status.success(), "keygen: {}", String::from_utf8_lossy(&out.stderr));
+        Ok((path, String::from_utf8_lossy(&out.stdout).trim().to_string()))
+    };
+    let (hub_key, hub_public) = keygen("hub.key")?;
+    let (edge_key, edge_public) = keygen("edge.key")?;
+    let hub = format!(
+        "\n[auth]\nmode = \"keys\"\nprivate_key = \"{}\"\n\n[[auth.cars]]\nname = \"lab-car\"\n\
+         public_key = \"{edge_public}\"\nsession = {session}\n",
+        hub_key.display()
+    );
+    let edge = format!(
+        "\n[auth]\nmode = \"keys\"\nprivate_key = \"{}\"\nhub_public_key = \"{hub_public}\"\n",
+        edge_key.display()
+    );
+    Ok((hub, edge))
+}
+
 /// An edge and a hub daemon running in a lab.
 #[derive(Debug)]
 pub struct Tunnel {
@@ -547,8 +581,15 @@ impl Tunnel {
         let edge_name = format!("{}-edge", lab.prefix());
         let hub_cfg = workdir.join("hub.toml");
         let edge_cfg = workdir.join("edge.toml");
-        std::fs::write(&hub_cfg, hub_config(&hub_name, session))?;
-        std::fs::write(&edge_cfg, edge_config(lab, &edge_name, session, weights, &setup))?;
+        let (mut hub_text, mut edge_text) =
+            (hub_config(&hub_name, session), edge_config(lab, &edge_name, session, weights, &setup));
+        if std::env::var(LAB_AUTH_ENV).as_deref() != Ok("none") {
+            let (hub_auth, edge_auth) = lab_auth(binary, workdir, session)?;
+            hub_text += &hub_auth;
+            edge_text += &edge_auth;
+        }
+        std::fs::write(&hub_cfg, hub_text)?;
+        std::fs::write(&edge_cfg, edge_text)?;
         // Both start at once and are then waited for: one after the other,
         // a loaded CI machine took 1.4-1.5 s for each in a debug build,
         // past the scenarios' 3 s warm-up. The edge needs nothing from a
