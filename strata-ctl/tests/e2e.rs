@@ -123,10 +123,18 @@ fn kernel_receive_counters(ns: &str) -> String {
 }
 
 fn with_tunnel(weights: &[u32], test: impl FnOnce(&Lab, &Tunnel)) {
+    with_tunnel_controlled(weights, strata_lab::strata::Control::Static, test);
+}
+
+fn with_tunnel_controlled(
+    weights: &[u32],
+    control: strata_lab::strata::Control,
+    test: impl FnOnce(&Lab, &Tunnel),
+) {
     require_root();
     let lab = Lab::up(&Lab::unique_prefix(), weights.len()).expect("lab up");
     let dir = workdir(&lab);
-    let tunnel = Tunnel::start(&lab, Path::new(BINARY), weights, &dir).expect("start strata");
+    let tunnel = Tunnel::start_with(&lab, Path::new(BINARY), weights, control, &dir).expect("start strata");
     test(&lab, &tunnel);
     let (edge_log, hub_log) = tunnel.stop().expect("clean shutdown");
     assert!(edge_log.contains("stopped") && hub_log.contains("stopped"));
@@ -319,7 +327,9 @@ fn the_daemons_establish_a_session_by_handshake_and_a_stranger_is_refused() {
     if std::env::var(strata_lab::strata::LAB_AUTH_ENV).as_deref() == Ok("none") {
         return eprintln!("skipped: {} = none", strata_lab::strata::LAB_AUTH_ENV);
     }
-    with_tunnel(&[1, 1, 1], |lab, tunnel| {
+    // Adaptive control (the edge's default) gives every link its own
+    // socket and routing, which the handshake goes out on.
+    with_tunnel_controlled(&[1, 1, 1], strata_lab::strata::Control::Adaptive, |lab, tunnel| {
         // The edge initiates at start; both sides hold keys of one epoch.
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
         let (edge, hub) = loop {

@@ -272,6 +272,11 @@ impl Daemon<'_> {
         };
         match sent {
             Ok(_) => debug!(link = link.id, attempt, hub = %link.hub, "auth: initiation sent"),
+            // Without adaptive control the control socket sends by the
+            // host's routing table, which may have no route to the hub.
+            Err(e) if attempt % 5 == 0 => {
+                warn!(link = link.id, hub = %link.hub, "auth: initiation not sent: {e}")
+            }
             Err(e) => debug!(link = link.id, "auth: initiation not sent: {e}"),
         }
     }
