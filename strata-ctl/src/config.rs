@@ -209,6 +209,9 @@ pub struct AuthSection {
     /// Edge: seconds between handshakes that rotate the keys (the hub's
     /// `rekey_interval_s`, if shorter, wins).
     pub rekey_interval_s: u64,
+    /// Edge: also rekey once this many packets were sent under one pair of
+    /// keys (0: by time only).
+    pub rekey_after_packets: u64,
     /// Seconds the previous keys stay accepted after a rotation.
     pub overlap_s: u64,
     /// Hub: initiations processed per second, at most (a flood beyond is
@@ -227,6 +230,7 @@ impl Default for AuthSection {
             private_key: None,
             hub_public_key: None,
             rekey_interval_s: 600,
+            rekey_after_packets: 1 << 30,
             overlap_s: 10,
             handshake_rate: 20,
             handshake_burst: 10,

@@ -69,6 +69,12 @@ pub struct EdgeSession {
     overlap: Duration,
     /// Names the next initiation.
     next_index: u32,
+    /// Rekey once this many packets were sent under the current keys (0: never).
+    rekey_after_packets: u64,
+    /// The sent-packet count last seen, and the count when the current
+    /// keys came.
+    sent: u64,
+    sent_at_keys: u64,
 }
 
 impl EdgeSession {
@@ -84,6 +90,28 @@ impl EdgeSession {
             rekey_interval,
             overlap,
             next_index: 1,
+            rekey_after_packets: 0,
+            sent: 0,
+            sent_at_keys: 0,
+        }
+    }
+
+    /// Also rekeys once `packets` were sent under one pair of keys.
+    pub fn with_packet_limit(mut self, packets: u64) -> Self {
+        self.rekey_after_packets = packets;
+        self
+    }
+
+    /// The data plane has sent `total` packets so far (cumulative, all
+    /// links): past the packet limit under the current keys, the next poll
+    /// rekeys.
+    pub fn on_sent(&mut self, now: Instant, total: u64) {
+        self.sent = total;
+        if self.rekey_after_packets > 0
+            && self.ring.current.is_some()
+            && total.saturating_sub(self.sent_at_keys) >= self.rekey_after_packets
+        {
+            self.rekey_now(now);
         }
     }
 
@@ -127,6 +155,7 @@ impl EdgeSession {
         let Established { keys, rekey_interval_s } = self.initiator.on_response(bytes)?;
         self.ring.rotate(keys, now, self.overlap);
         self.established_at = Some(now);
+        self.sent_at_keys = self.sent;
         let asked = Duration::from_secs(u64::from(rekey_interval_s));
         let interval = if asked.is_zero() { self.rekey_interval } else { asked.min(self.rekey_interval) };
         self.next_attempt = now + interval.max(RETRY_MAX);
@@ -204,6 +233,22 @@ mod tests {
         let _ = edge.poll(at(t0, 613).0, at(t0, 613).1).unwrap();
         assert_eq!(edge.ring.previous(), None);
         assert_eq!(edge.ring.current.as_ref(), Some(&new));
+    }
+
+    #[test]
+    fn a_packet_limit_rekeys_early() {
+        let t0 = Instant::now();
+        let (edge, mut hub) = setup(t0);
+        let mut edge = edge.with_packet_limit(1_000);
+        edge.on_sent(t0, 500);
+        let (init, _) = edge.poll(t0, UNIX).unwrap().unwrap();
+        let answer = hub.on_initiation(3, &init, UNIX).unwrap();
+        edge.on_response(t0, &answer.reply).unwrap();
+        let (t, unix) = at(t0, 60);
+        edge.on_sent(t, 1_499);
+        assert!(edge.poll(t, unix).unwrap().is_none(), "999 packets under these keys");
+        edge.on_sent(t, 1_500);
+        assert!(edge.poll(t, unix).unwrap().is_some(), "1000 packets: rekey");
     }
 
     #[test]

@@ -240,6 +240,12 @@ impl Daemon<'_> {
     /// retries, rekeying) and the end of a rotation's overlap.
     async fn on_trust_tick(&mut self) {
         let now = std::time::Instant::now();
+        if self.config.role == Role::Edge
+            && self.config.auth.mode == crate::config::AuthMode::Keys
+            && let Ok(s) = self.dp.snapshot()
+        {
+            self.trust.on_sent(now, s.links.iter().map(|l| l.tx_packets).sum());
+        }
         let (due, expired) = self.trust.tick(now, self.config.session);
         if let Some((attempt, initiation)) = due {
             self.send_initiation(attempt, &initiation).await;

@@ -104,7 +104,9 @@ impl Trust {
                 let initiator = Initiator::new(key, hub, config.session);
                 let rekey = Duration::from_secs(auth.rekey_interval_s);
                 info!(own = %own, hub = %hub.fingerprint(), "auth: keys; handshaking with the hub");
-                Mode::Edge { session: Box::new(EdgeSession::new(initiator, rekey, overlap, now)), hub }
+                let session = EdgeSession::new(initiator, rekey, overlap, now)
+                    .with_packet_limit(auth.rekey_after_packets);
+                Mode::Edge { session: Box::new(session), hub }
             }
             Role::Hub => {
                 let mut cars = Vec::new();
@@ -163,6 +165,13 @@ impl Trust {
                 (due, had && session.ring.previous.is_none())
             }
             Mode::Hub(hub) => (None, hub.ring.expire(now)),
+        }
+    }
+
+    /// Edge: the data plane has sent `total` packets (all links, cumulative).
+    pub(super) fn on_sent(&mut self, now: Instant, total: u64) {
+        if let Mode::Edge { session, .. } = &mut self.mode {
+            session.on_sent(now, total);
         }
     }
 
