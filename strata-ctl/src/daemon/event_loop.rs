@@ -280,7 +280,7 @@ impl Daemon<'_> {
             Ok(_) => debug!(link = link.id, attempt, hub = %link.hub, "auth: initiation sent"),
             // Without adaptive control the control socket sends by the
             // host's routing table, which may have no route to the hub.
-            Err(e) if attempt % 5 == 0 => {
+            Err(e) if attempt.is_multiple_of(5) => {
                 warn!(link = link.id, hub = %link.hub, "auth: initiation not sent: {e}")
             }
             Err(e) => debug!(link = link.id, "auth: initiation not sent: {e}"),

@@ -147,7 +147,7 @@ impl Trust {
                 let due = match session.poll(now, unix_ns()) {
                     Ok(Some((bytes, attempt))) => {
                         self.initiations_sent += 1;
-                        if attempt > 0 && attempt % 5 == 0 {
+                        if attempt > 0 && attempt.is_multiple_of(5) {
                             warn!(
                                 attempt,
                                 session = session_id,
