@@ -153,7 +153,11 @@ fn execute(command: Command) -> anyhow::Result<()> {
             let config = Config::load(&file)?;
             // The key file is checked here as the daemon would read it: a
             // missing or world-readable key fails the check, not the start.
-            if let Some(key) = config.auth.load_key()? {
+            let key = config
+                .auth
+                .load_key()
+                .map_err(|e| anyhow::anyhow!("{}: auth.private_key: {e}", file.display()))?;
+            if let Some(key) = key {
                 println!("auth: keys, this side's public key {}", key.public);
             }
             println!(
