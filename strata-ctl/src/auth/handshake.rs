@@ -55,9 +55,10 @@ fn prologue(session: u32, index: u32) -> [u8; PROLOGUE.len() + 8] {
 ///
 /// `tx` protects what this side sends, `rx` what it receives: the edge's
 /// `tx` is the hub's `rx` and the other way round. The epoch is chosen by the
-/// hub, grows with every handshake of that car (it starts at the hub's Unix
-/// time in seconds, so a restarted hub does not reuse one) and lets a
-/// receiver tell the keys of a rotation apart while both are accepted.
+/// hub, one more than the car's current epoch (or the hub's last for the
+/// car, if newer) and never 0: consecutive epochs alternate their low bit,
+/// which the data plane uses as the key slot, so the previous keys stay
+/// installed beside the new ones for the overlap.
 #[derive(Clone, PartialEq, Eq)]
 pub struct SessionKeys {
     /// Names this pair of keys.
@@ -149,6 +150,8 @@ pub struct Initiator {
     /// The last timestamp sent: the next is always larger, even if the
     /// clock stands still or steps back a little.
     last_timestamp: u64,
+    /// The epoch of the keys held (0: none), reported in the initiation.
+    epoch: u32,
 }
 
 impl fmt::Debug for Initiator {
@@ -165,7 +168,7 @@ impl fmt::Debug for Initiator {
 impl Initiator {
     /// An edge with `key` for the hub whose public key is `hub`.
     pub fn new(key: StaticKey, hub: PublicKey, session: u32) -> Self {
-        Self { key, hub, session, pending: None, last_timestamp: 0 }
+        Self { key, hub, session, pending: None, last_timestamp: 0, epoch: 0 }
     }
 
     /// This edge's public key.
@@ -189,6 +192,7 @@ impl Initiator {
         let timestamp = unix_ns.max(self.last_timestamp + 1);
         let mut payload = [0u8; INITIATION_PAYLOAD];
         payload[..8].copy_from_slice(&timestamp.to_be_bytes());
+        payload[8..].copy_from_slice(&self.epoch.to_be_bytes());
         let mut noise = [0u8; NOISE_INITIATION_LEN];
         let n = state.write_message(&payload, &mut noise)?;
         debug_assert_eq!(n, NOISE_INITIATION_LEN);
@@ -230,6 +234,7 @@ impl Initiator {
         let epoch = u32::from_be_bytes([payload[0], payload[1], payload[2], payload[3]]);
         let rekey_interval_s = u32::from_be_bytes([payload[4], payload[5], payload[6], payload[7]]);
         let (to_hub, to_edge) = state.dangerously_get_raw_split();
+        self.epoch = epoch;
         Ok(Established { keys: SessionKeys { epoch, tx: to_hub, rx: to_edge }, rekey_interval_s })
     }
 }
@@ -289,15 +294,9 @@ impl Responder {
         Self { key, cars, rekey_interval_s }
     }
 
-    /// Answers an initiation that came in a packet of `session` at
-    /// `unix_ns` on the hub's clock: the car admitted, or why not. Nothing
-    /// changes for a refused one.
-    pub fn on_initiation(
-        &mut self,
-        session: u32,
-        bytes: &[u8],
-        unix_ns: u64,
-    ) -> Result<Admitted, HandshakeError> {
+    /// Answers an initiation that came in a packet of `session`: the car
+    /// admitted, or why not. Nothing changes for a refused one.
+    pub fn on_initiation(&mut self, session: u32, bytes: &[u8]) -> Result<Admitted, HandshakeError> {
         let Message::Initiation { sender, noise } = message::parse(bytes)? else {
             return Err(HandshakeError::Unexpected("response"));
         };
@@ -334,10 +333,16 @@ impl Responder {
         if timestamp <= entry.last_timestamp {
             return Err(HandshakeError::Replayed { car: entry.car.name.clone() });
         }
-        // Never 0, never reused by this process, and after a restart
-        // newer than any epoch of the previous run unless that run rekeyed
-        // more than once a second on average.
-        let epoch = entry.epoch.wrapping_add(1).max((unix_ns / 1_000_000_000) as u32).max(1);
+        // One past the newer of the car's current epoch (which it reports:
+        // after a hub restart the hub knows none) and the hub's last, so
+        // consecutive epochs alternate their low bit — the data plane's key
+        // slot — and the keys still accepted for the overlap keep theirs.
+        let reported = u32::from_be_bytes([payload[8], payload[9], payload[10], payload[11]]);
+        let epoch = match entry.epoch.max(reported).wrapping_add(1) {
+            // 0 means "no keys"; 2 keeps the alternation after u32::MAX.
+            0 => 2,
+            e => e,
+        };
         let mut reply_payload = [0u8; RESPONSE_PAYLOAD];
         reply_payload[..4].copy_from_slice(&epoch.to_be_bytes());
         reply_payload[4..].copy_from_slice(&self.rekey_interval_s.to_be_bytes());
@@ -374,7 +379,7 @@ mod tests {
     fn a_good_handshake_gives_both_sides_mirrored_keys() {
         let (mut edge, mut hub, car) = pair(7);
         let init = edge.initiate(NOW, 42).unwrap();
-        let admitted = hub.on_initiation(7, &init, NOW).unwrap();
+        let admitted = hub.on_initiation(7, &init).unwrap();
         assert_eq!((admitted.car.as_str(), admitted.public), ("car7", car.public));
         let est = edge.on_response(&admitted.reply).unwrap();
         assert_eq!(est.keys.epoch, admitted.keys.epoch);
@@ -391,7 +396,7 @@ mod tests {
         let (_, mut hub, _) = pair(7);
         let stranger = StaticKey::generate().unwrap();
         let mut edge = Initiator::new(stranger.clone(), hub.key.public, 7);
-        let err = hub.on_initiation(7, &edge.initiate(NOW, 1).unwrap(), NOW).unwrap_err();
+        let err = hub.on_initiation(7, &edge.initiate(NOW, 1).unwrap()).unwrap_err();
         assert!(matches!(err, HandshakeError::UnknownKey(k) if k == stranger.public), "{err}");
         assert_eq!(err.reason(), "unknown_key");
     }
@@ -402,11 +407,11 @@ mod tests {
         // The edge is configured for session 8 as well: the prologue matches,
         // the allowlist does not.
         edge.session = 8;
-        let err = hub.on_initiation(8, &edge.initiate(NOW, 1).unwrap(), NOW).unwrap_err();
+        let err = hub.on_initiation(8, &edge.initiate(NOW, 1).unwrap()).unwrap_err();
         assert_eq!(err.reason(), "wrong_session", "{err}");
         // A packet whose header names another session than the edge signed.
         edge.session = 7;
-        let err = hub.on_initiation(9, &edge.initiate(NOW, 2).unwrap(), NOW).unwrap_err();
+        let err = hub.on_initiation(9, &edge.initiate(NOW, 2).unwrap()).unwrap_err();
         assert_eq!(err.reason(), "bad_message", "{err}");
     }
 
@@ -417,17 +422,17 @@ mod tests {
         for i in [0, 4, 5, 40, 100, init.len() - 1] {
             let mut bad = init;
             bad[i] ^= 1;
-            let err = hub.on_initiation(7, &bad, NOW).unwrap_err();
+            let err = hub.on_initiation(7, &bad).unwrap_err();
             assert!(matches!(err.reason(), "bad_message" | "malformed"), "byte {i}: {err}");
         }
-        let admitted = hub.on_initiation(7, &init, NOW).unwrap();
+        let admitted = hub.on_initiation(7, &init).unwrap();
         let mut bad = admitted.reply;
         bad[30] ^= 0x80;
         assert_eq!(edge.on_response(&bad).unwrap_err().reason(), "bad_message");
         // The forged response consumed the attempt: the edge starts anew.
         assert_eq!(edge.on_response(&admitted.reply).unwrap_err().reason(), "not_outstanding");
         let again = edge.initiate(NOW + 1, 2).unwrap();
-        let admitted = hub.on_initiation(7, &again, NOW + 1).unwrap();
+        let admitted = hub.on_initiation(7, &again).unwrap();
         assert!(edge.on_response(&admitted.reply).is_ok());
     }
 
@@ -435,13 +440,13 @@ mod tests {
     fn a_replayed_initiation_creates_nothing() {
         let (mut edge, mut hub, _) = pair(7);
         let init = edge.initiate(NOW, 1).unwrap();
-        let first = hub.on_initiation(7, &init, NOW).unwrap();
-        let err = hub.on_initiation(7, &init, NOW + 5).unwrap_err();
+        let first = hub.on_initiation(7, &init).unwrap();
+        let err = hub.on_initiation(7, &init).unwrap_err();
         assert_eq!(err.reason(), "replayed", "{err}");
         // An older initiation that never arrived is refused once a newer one was.
         let mut late = Initiator::new(edge.key.clone(), hub.key.public, 7);
         let old = late.initiate(NOW - 1_000, 9).unwrap();
-        assert_eq!(hub.on_initiation(7, &old, NOW).unwrap_err().reason(), "replayed");
+        assert_eq!(hub.on_initiation(7, &old).unwrap_err().reason(), "replayed");
         assert!(edge.on_response(&first.reply).is_ok());
     }
 
@@ -449,11 +454,11 @@ mod tests {
     fn responses_to_other_initiations_are_refused() {
         let (mut edge, mut hub, _) = pair(7);
         let a = edge.initiate(NOW, 1).unwrap();
-        let admitted_a = hub.on_initiation(7, &a, NOW).unwrap();
+        let admitted_a = hub.on_initiation(7, &a).unwrap();
         let b = edge.initiate(NOW + 1, 2).unwrap();
         // The answer to a superseded initiation does not verify against the new one.
         assert_eq!(edge.on_response(&admitted_a.reply).unwrap_err().reason(), "not_outstanding");
-        let admitted_b = hub.on_initiation(7, &b, NOW + 1).unwrap();
+        let admitted_b = hub.on_initiation(7, &b).unwrap();
         let est = edge.on_response(&admitted_b.reply).unwrap();
         assert!(est.keys.epoch > admitted_a.keys.epoch);
         assert_eq!(edge.on_response(&admitted_b.reply).unwrap_err().reason(), "not_outstanding");
@@ -461,19 +466,27 @@ mod tests {
     }
 
     #[test]
-    fn epochs_grow_and_survive_a_hub_restart() {
-        let (mut edge, mut hub, _) = pair(7);
+    fn epochs_alternate_their_low_bit_across_restarts_of_either_side() {
+        let (mut edge, mut hub, car) = pair(7);
         let mut last = 0;
-        for i in 0..3 {
-            let t = NOW + i;
-            let admitted = hub.on_initiation(7, &edge.initiate(t, 1).unwrap(), t).unwrap();
-            assert!(admitted.keys.epoch > last);
-            last = admitted.keys.epoch;
+        let mut t = NOW;
+        let mut round = |edge: &mut Initiator, hub: &mut Responder| {
+            t += 1;
+            let admitted = hub.on_initiation(7, &edge.initiate(t, 1).unwrap()).unwrap();
+            edge.on_response(&admitted.reply).unwrap().keys.epoch
+        };
+        for _ in 0..3 {
+            let epoch = round(&mut edge, &mut hub);
+            assert_eq!(epoch, last + 1);
+            last = epoch;
         }
+        // The hub restarts: the edge reports the epoch of the keys it holds.
         let cars = hub.cars.iter().map(|c| c.car.clone()).collect();
-        let mut restarted = Responder::new(hub.key.clone(), cars, 600);
-        let t = NOW + 10_000_000_000;
-        let admitted = restarted.on_initiation(7, &edge.initiate(t, 1).unwrap(), t).unwrap();
-        assert!(admitted.keys.epoch > last);
+        let mut hub = Responder::new(hub.key.clone(), cars, 600);
+        assert_eq!(round(&mut edge, &mut hub), last + 1);
+        last += 1;
+        // The edge restarts: the hub remembers the car's epoch.
+        let mut edge = Initiator::new(car, hub.key.public, 7);
+        assert_eq!(round(&mut edge, &mut hub), last + 1);
     }
 }

@@ -20,7 +20,7 @@ pub const NOISE_INITIATION_LEN: usize = 32 + 48 + INITIATION_PAYLOAD + 16;
 /// payload (+ 16 tag).
 pub const NOISE_RESPONSE_LEN: usize = 32 + RESPONSE_PAYLOAD + 16;
 /// The initiation's encrypted payload: the edge's timestamp (8, ns since the
-/// Unix epoch, BE) and 4 reserved bytes (sent as 0).
+/// Unix epoch, BE) and the epoch of the keys it holds (4, BE; 0: none).
 pub const INITIATION_PAYLOAD: usize = 12;
 /// The response's encrypted payload: the key epoch (4, BE) and the rekey
 /// interval the hub asks for (4, seconds, BE; 0: the edge's own).

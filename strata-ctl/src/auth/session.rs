@@ -214,16 +214,16 @@ mod tests {
         assert_eq!(n, 1);
         assert!(edge.poll(at(t0, 2).0, at(t0, 2).1).unwrap().is_none());
         // The first initiation's answer comes late: not the one outstanding.
-        let late = hub.on_initiation(3, &first, UNIX).unwrap();
+        let late = hub.on_initiation(3, &first).unwrap();
         assert!(edge.on_response(at(t0, 2).0, &late.reply).is_err());
-        let answer = hub.on_initiation(3, &second, at(t0, 1).1).unwrap();
+        let answer = hub.on_initiation(3, &second).unwrap();
         let keys = edge.on_response(at(t0, 2).0, &answer.reply).unwrap().clone();
         assert_eq!(keys.rx, answer.keys.tx);
         assert_eq!(edge.attempts, 0);
         // Nothing due until the rekey interval is over.
         assert!(edge.poll(at(t0, 300).0, at(t0, 300).1).unwrap().is_none());
         let (rekey, _) = edge.poll(at(t0, 602).0, at(t0, 602).1).unwrap().unwrap();
-        let answer = hub.on_initiation(3, &rekey, at(t0, 602).1).unwrap();
+        let answer = hub.on_initiation(3, &rekey).unwrap();
         let new = edge.on_response(at(t0, 603).0, &answer.reply).unwrap().clone();
         assert!(new.epoch > keys.epoch);
         assert_eq!(edge.ring.previous(), Some(&keys));
@@ -242,7 +242,7 @@ mod tests {
         let mut edge = edge.with_packet_limit(1_000);
         edge.on_sent(t0, 500);
         let (init, _) = edge.poll(t0, UNIX).unwrap().unwrap();
-        let answer = hub.on_initiation(3, &init, UNIX).unwrap();
+        let answer = hub.on_initiation(3, &init).unwrap();
         edge.on_response(t0, &answer.reply).unwrap();
         let (t, unix) = at(t0, 60);
         edge.on_sent(t, 1_499);

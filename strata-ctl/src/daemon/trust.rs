@@ -201,7 +201,7 @@ impl Trust {
                     *self.rejected.entry("rate_limited").or_default() += 1;
                     return Outcome::Nothing;
                 } else {
-                    responder.on_initiation(session, payload, unix_ns()).map(|admitted| {
+                    responder.on_initiation(session, payload).map(|admitted| {
                         info!(car = %admitted.car, key = %admitted.public.fingerprint(), epoch = admitted.keys.epoch, link,
                               "auth: car admitted");
                         let mut out = vec![0u8; HEADER_LEN + admitted.reply.len()];
