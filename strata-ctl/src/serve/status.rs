@@ -1167,4 +1167,31 @@ mod tests {
             let _ = std::fs::remove_dir_all(path.parent().unwrap());
         }
     }
+
+    #[test]
+    fn the_auth_lines_say_what_an_operator_checks() {
+        use crate::serve::view::{AuthView, SessionView};
+        let none = AuthView { mode: "none".into(), ..AuthView::default() };
+        assert!(auth_lines(&none).starts_with("auth: none — no handshake"));
+        let keys = AuthView {
+            mode: "keys".into(),
+            own_key: "0011aabb".into(),
+            sessions: vec![SessionView {
+                peer: "car7".into(),
+                fingerprint: "ccddeeff".into(),
+                established: true,
+                epoch: 12,
+                previous_epoch: Some(11),
+                last_rekey_unix_s: Some(1_800_000_000),
+            }],
+            initiations_sent: 0,
+            completed: 12,
+            rejected: vec![("unknown_key".into(), 3)],
+        };
+        assert_eq!(
+            auth_lines(&keys),
+            "auth: keys, own key 0011aabb; handshakes completed 12, rejected: unknown_key 3\n  \
+             session with car7 [ccddeeff]: established, epoch 12 (epoch 11 still accepted), keys of 1800000000\n"
+        );
+    }
 }
