@@ -421,3 +421,55 @@ fn the_daemons_establish_a_session_by_handshake_and_a_stranger_is_refused() {
         assert_eq!(hub["sessions"][0]["peer"], "lab-car", "the car's session is untouched");
     });
 }
+
+#[test]
+fn keys_rotate_and_the_previous_ones_stay_accepted_for_the_overlap() {
+    if std::env::var(strata_lab::strata::LAB_AUTH_ENV).as_deref() == Ok("none") {
+        return eprintln!("skipped: {} = none", strata_lab::strata::LAB_AUTH_ENV);
+    }
+    require_root();
+    let lab = Lab::up(&Lab::unique_prefix(), 2).expect("lab up");
+    let dir = workdir(&lab);
+    let setup = strata_lab::strata::EdgeSetup {
+        control: strata_lab::strata::Control::Adaptive,
+        // The shortest interval allowed; an overlap long enough to see.
+        auth_extra: "rekey_interval_s = 30\noverlap_s = 5\n".into(),
+        ..Default::default()
+    };
+    let tunnel = Tunnel::start_with(&lab, Path::new(BINARY), &[1, 1], setup, &dir).expect("start strata");
+    let epoch = |name: &str| auth_status(name)["sessions"][0]["epoch"].as_u64().unwrap_or(0);
+    let wait_for = |what: &str, ok: &dyn Fn() -> bool, secs: u64| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(secs);
+        while !ok() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{what} not within {secs} s: edge {}, hub {}",
+                auth_status(tunnel.edge.name()),
+                auth_status(tunnel.hub.name())
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    };
+    wait_for("a session", &|| epoch(tunnel.edge.name()) >= 1 && epoch(tunnel.hub.name()) >= 1, 10);
+    let first = epoch(tunnel.edge.name());
+    wait_for("a rotation", &|| epoch(tunnel.edge.name()) > first, 40);
+    let (edge, hub) = (auth_status(tunnel.edge.name()), auth_status(tunnel.hub.name()));
+    eprintln!("after the rotation: edge {edge}\nhub {hub}");
+    assert_eq!(edge["sessions"][0]["epoch"].as_u64(), Some(first + 1));
+    assert_eq!(hub["sessions"][0]["epoch"].as_u64(), Some(first + 1));
+    assert_eq!(edge["sessions"][0]["previous_epoch"].as_u64(), Some(first), "old keys kept for the overlap");
+    assert_eq!(hub["sessions"][0]["previous_epoch"].as_u64(), Some(first));
+    wait_for(
+        "the end of the overlap",
+        &|| {
+            let (e, h) = (auth_status(tunnel.edge.name()), auth_status(tunnel.hub.name()));
+            e["sessions"][0]["previous_epoch"].is_null() && h["sessions"][0]["previous_epoch"].is_null()
+        },
+        // The edge's overlap is 5 s, the hub's the default 10 s.
+        15,
+    );
+    let (edge_log, hub_log) = tunnel.stop().expect("clean shutdown");
+    assert!(edge_log.contains("stopped") && hub_log.contains("stopped"));
+    lab.down().expect("lab down");
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -453,6 +453,9 @@ pub struct EdgeSetup {
     /// plane forwarding, as for an upgrade; their pins are removed when the
     /// lab stops them for good).
     pub keep_dataplane: bool,
+    /// Lines added to the edge's `[auth]` section (e.g.
+    /// `rekey_interval_s = 30`), when the lab runs with keys.
+    pub auth_extra: String,
 }
 
 impl From<Control> for EdgeSetup {
@@ -587,6 +590,7 @@ impl Tunnel {
             let (hub_auth, edge_auth) = lab_auth(binary, workdir, session)?;
             hub_text += &hub_auth;
             edge_text += &edge_auth;
+            edge_text += &setup.auth_extra;
         }
         std::fs::write(&hub_cfg, hub_text)?;
         std::fs::write(&edge_cfg, edge_text)?;
