@@ -313,3 +313,77 @@ pub(super) fn install(dp: &mut Datapath, ring: &KeyRing) {
 fn unix_ns() -> u64 {
     SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::keys::StaticKey;
+
+    /// An edge's and a hub's `Trust` from real configurations and key files.
+    fn pair(dir: &std::path::Path, hub_extra: &str) -> (Trust, Trust) {
+        let _ = std::fs::remove_dir_all(dir);
+        std::fs::create_dir_all(dir).unwrap();
+        let (hub_key, edge_key) = (StaticKey::generate().unwrap(), StaticKey::generate().unwrap());
+        hub_key.save(&dir.join("hub.key")).unwrap();
+        edge_key.save(&dir.join("edge.key")).unwrap();
+        let edge = Config::parse(
+            &format!(
+                "version = 1\nrole = \"edge\"\nsession = 7\n[tunnel]\naddress = \"10.200.0.1/30\"\n\
+                 [peer]\naddress = \"198.19.0.2\"\n[[links]]\nid = 0\ninterface = \"lnk0\"\n\
+                 [auth]\nmode = \"keys\"\nprivate_key = \"{}\"\nhub_public_key = \"{}\"\n",
+                dir.join("edge.key").display(),
+                hub_key.public
+            ),
+            "edge.toml",
+        )
+        .unwrap();
+        let hub = Config::parse(
+            &format!(
+                "version = 1\nrole = \"hub\"\nsession = 7\n[tunnel]\naddress = \"10.200.0.2/30\"\n\
+                 [hub]\ninterface = \"wan0\"\n[auth]\nmode = \"keys\"\nprivate_key = \"{}\"\n{hub_extra}\n\
+                 [[auth.cars]]\nname = \"car7\"\npublic_key = \"{}\"\nsession = 7\n",
+                dir.join("hub.key").display(),
+                edge_key.public
+            ),
+            "hub.toml",
+        )
+        .unwrap();
+        let now = Instant::now();
+        (Trust::start(&edge, now).unwrap(), Trust::start(&hub, now).unwrap())
+    }
+
+    #[test]
+    fn the_shell_carries_a_handshake_and_counts_refusals() {
+        let dir = std::env::temp_dir().join(format!("strata-trust-{}", std::process::id()));
+        let (mut edge, mut hub) = pair(&dir, "handshake_rate = 1\nhandshake_burst = 2");
+        let now = Instant::now();
+        let (Some((0, initiation)), false) = edge.tick(now, 7) else { panic!("no initiation at start") };
+        let Outcome::Reply(reply) = hub.on_message(7, 0, &initiation, now) else {
+            panic!("hub did not answer")
+        };
+        let (fields, payload) = Header::parse(&reply, 7, 8).unwrap();
+        assert_eq!((fields.packet_type, fields.link_id), (PacketType::Handshake, 0));
+        assert!(matches!(edge.on_message(7, 0, payload, now), Outcome::Keys));
+        let (e, h) = (edge.view(), hub.view());
+        assert_eq!((e.completed, h.completed, e.initiations_sent), (1, 1, 1));
+        assert!(e.sessions[0].established && h.sessions[0].established);
+        assert_eq!(e.sessions[0].epoch, h.sessions[0].epoch);
+        assert_eq!(h.sessions[0].peer, "car7");
+        assert_eq!(e.sessions[0].fingerprint, h.own_key);
+        let (ek, hk) =
+            (edge.ring().unwrap().current.clone().unwrap(), hub.ring().unwrap().current.clone().unwrap());
+        assert_eq!((ek.tx, ek.rx), (hk.rx, hk.tx));
+        // The same initiation again: a replay (the bucket had a second
+        // token); then the bucket is empty and garbage is refused unread.
+        assert!(matches!(hub.on_message(7, 0, &initiation, now), Outcome::Nothing));
+        assert!(matches!(hub.on_message(7, 0, &initiation, now), Outcome::Nothing));
+        assert!(matches!(hub.on_message(7, 0, &[9, 9], now), Outcome::Nothing));
+        let rejected = hub.view().rejected;
+        assert_eq!(
+            rejected,
+            vec![("malformed".to_string(), 1), ("rate_limited".to_string(), 1), ("replayed".to_string(), 1)]
+        );
+        assert_eq!(hub.ring().unwrap().current.as_ref().map(|k| k.epoch), Some(hk.epoch), "keys untouched");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
