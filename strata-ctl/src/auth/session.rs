@@ -11,6 +11,11 @@ use super::handshake::{Established, HandshakeError, Initiator, SessionKeys};
 pub const RETRY_MIN: Duration = Duration::from_secs(1);
 /// ...doubling up to this (a hub that is down is not hammered).
 pub const RETRY_MAX: Duration = Duration::from_secs(30);
+/// An established edge that has heard nothing from the hub for this long
+/// handshakes again: a hub that restarted without its keys cannot verify
+/// (and, with authentication required, drops) what the edge sends, and only
+/// the edge can start a handshake.
+pub const UNHEARD: Duration = Duration::from_secs(5);
 
 /// The keys a side holds: the current pair, and the previous pair for a
 /// short overlap after a rotation, so packets sent under the old keys just
@@ -75,6 +80,9 @@ pub struct EdgeSession {
     /// keys came.
     sent: u64,
     sent_at_keys: u64,
+    /// When the hub was last heard from (probe replies, feedback); `None`
+    /// until then, and again once a silence started a handshake.
+    last_heard: Option<Instant>,
 }
 
 impl EdgeSession {
@@ -93,6 +101,7 @@ impl EdgeSession {
             rekey_after_packets: 0,
             sent: 0,
             sent_at_keys: 0,
+            last_heard: None,
         }
     }
 
@@ -136,6 +145,13 @@ impl EdgeSession {
         unix_ns: u64,
     ) -> Result<Option<([u8; super::message::INITIATION_LEN], u32)>, HandshakeError> {
         self.ring.expire(now);
+        if self.ring.current.is_some()
+            && self.last_heard.is_some_and(|t| now.saturating_duration_since(t) >= UNHEARD)
+        {
+            // Once per silence; the retries' backoff does the rest.
+            self.last_heard = None;
+            self.rekey_now(now);
+        }
         if now < self.next_attempt {
             return Ok(None);
         }
@@ -162,6 +178,12 @@ impl EdgeSession {
         self.backoff = RETRY_MIN;
         self.attempts = 0;
         self.ring.current.as_ref().ok_or(HandshakeError::BadMessage)
+    }
+
+    /// The hub was heard from at `now` (something of its in-band channel
+    /// arrived, which with keys installed the kernel has verified).
+    pub fn on_heard(&mut self, now: Instant) {
+        self.last_heard = Some(now);
     }
 
     /// Rekeys at the next poll (e.g. after so many packets).
@@ -249,6 +271,22 @@ mod tests {
         assert!(edge.poll(t, unix).unwrap().is_none(), "999 packets under these keys");
         edge.on_sent(t, 1_500);
         assert!(edge.poll(t, unix).unwrap().is_some(), "1000 packets: rekey");
+    }
+
+    #[test]
+    fn a_silent_hub_gets_a_new_handshake_once_per_silence() {
+        let t0 = Instant::now();
+        let (mut edge, mut hub) = setup(t0);
+        let (init, _) = edge.poll(t0, UNIX).unwrap().unwrap();
+        edge.on_response(t0, &hub.on_initiation(3, &init).unwrap().reply).unwrap();
+        // Never heard: no trigger (a static edge has no in-band channel).
+        assert!(edge.poll(at(t0, 20).0, at(t0, 20).1).unwrap().is_none());
+        edge.on_heard(at(t0, 20).0);
+        assert!(edge.poll(at(t0, 24).0, at(t0, 24).1).unwrap().is_none());
+        assert!(edge.poll(at(t0, 25).0, at(t0, 25).1).unwrap().is_some(), "5 s unheard: handshake");
+        // Unanswered: retries follow the backoff, not one per second.
+        assert!(edge.poll(at(t0, 25).0 + Duration::from_millis(999), at(t0, 25).1).unwrap().is_none());
+        assert!(edge.poll(at(t0, 26).0, at(t0, 26).1).unwrap().is_some());
     }
 
     #[test]

@@ -348,6 +348,8 @@ impl Daemon<'_> {
 
     /// A prober's evidence goes to the controller.
     fn on_evidence(&mut self, sample: Evidence) {
+        // Every piece of evidence came from the hub: the session is alive.
+        self.trust.on_heard(std::time::Instant::now());
         if let Some(a) = self.adaptive.as_mut() {
             let now = a.now();
             a.controller.on_evidence(now, sample);

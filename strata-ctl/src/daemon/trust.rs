@@ -168,6 +168,13 @@ impl Trust {
         }
     }
 
+    /// Edge: the hub was heard from (in-band evidence arrived).
+    pub(super) fn on_heard(&mut self, now: Instant) {
+        if let Mode::Edge { session, .. } = &mut self.mode {
+            session.on_heard(now);
+        }
+    }
+
     /// Edge: the data plane has sent `total` packets (all links, cumulative).
     pub(super) fn on_sent(&mut self, now: Instant, total: u64) {
         if let Mode::Edge { session, .. } = &mut self.mode {
