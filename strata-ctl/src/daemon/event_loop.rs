@@ -71,6 +71,8 @@ pub(super) struct Daemon<'a> {
     pub(super) epoch: Instant,
     /// The session handshake and its keys.
     pub(super) trust: super::trust::Trust,
+    /// A static edge's per-link sockets for the handshake.
+    pub(super) handshake_paths: Option<super::handshake_paths::HandshakePaths>,
 }
 
 impl Daemon<'_> {
@@ -123,7 +125,9 @@ impl Daemon<'_> {
         let mut handshakes = self
             .adaptive
             .as_mut()
-            .map(|a| std::mem::replace(&mut a.handshakes, tokio::sync::mpsc::channel(1).1));
+            .map(|a| &mut a.handshakes)
+            .or(self.handshake_paths.as_mut().map(|h| &mut h.messages))
+            .map(|r| std::mem::replace(r, tokio::sync::mpsc::channel(1).1));
         loop {
             tokio::select! {
                 _ = tokio::signal::ctrl_c() => break,
@@ -271,7 +275,9 @@ impl Daemon<'_> {
         let mut out = vec![0u8; HEADER_LEN + initiation.len()];
         out[HEADER_LEN..].copy_from_slice(initiation);
         super::trust::frame(&mut out, self.config.session, link.id);
-        let sock = self.adaptive.as_ref().and_then(|a| a.paths.get(i)).map(|p| p.socket.borrow().clone());
+        let paths =
+            self.adaptive.as_ref().map(|a| &a.paths).or(self.handshake_paths.as_ref().map(|h| &h.paths));
+        let sock = paths.and_then(|p| p.get(i)).map(|p| p.socket.borrow().clone());
         let sent = match &sock {
             Some(sock) => sock.send_to(&out, link.hub).await,
             None => self.control.send_to(&out, link.hub).await,
@@ -423,7 +429,11 @@ impl Daemon<'_> {
             return;
         };
         for (i, reaction) in reactions {
-            let path = self.adaptive.as_mut().and_then(|a| a.paths.get_mut(i));
+            // A static edge's handshake sockets follow the link like a prober's.
+            let path = match self.adaptive.as_mut() {
+                Some(a) => a.paths.get_mut(i),
+                None => self.handshake_paths.as_mut().and_then(|h| h.paths.get_mut(i)),
+            };
             let io = Hands { dp: &mut self.dp, net: self.net, config: &self.config, path };
             if let Some(hint) = follower.carry_out(reaction, i, links, io).await {
                 hints.push((i, hint));

@@ -35,6 +35,7 @@ mod adaptive;
 mod error;
 mod event_loop;
 pub mod follower;
+mod handshake_paths;
 pub mod links;
 mod plane;
 mod trust;
@@ -181,6 +182,22 @@ pub async fn run(config: Config, config_path: &std::path::Path, stop: StopMode) 
         }
         _ => None,
     };
+    // A static edge with keys needs per-link sockets for its handshake
+    // (adaptive control's probers have them): see `handshake_paths`.
+    let mut handshake_paths = match (&side, config.control.mode, config.auth.mode) {
+        (Side::Edge { links }, ControlMode::Static, crate::config::AuthMode::Keys) if control.is_ok() => {
+            match handshake_paths::HandshakePaths::start(&net, &config, links).await {
+                Ok(h) => Some(h),
+                Err(e) => {
+                    warn!(
+                        "auth: no per-link sockets for the handshake, sending by the main routing table: {e}"
+                    );
+                    None
+                }
+            }
+        }
+        _ => None,
+    };
     let interfaces =
         side.links().iter().map(|l| (l.id, l.interface.name.clone(), l.interface.index)).collect();
     let mode = match config.control.mode {
@@ -278,6 +295,7 @@ pub async fn run(config: Config, config_path: &std::path::Path, stop: StopMode) 
                 feedback_seq: 0,
                 epoch: tokio::time::Instant::now(),
                 trust,
+                handshake_paths: handshake_paths.take(),
             };
             // Set-up is done: keep only what running needs (see `privilege`).
             // A sysfs mounted for this namespace (a daemon started in another
@@ -297,6 +315,7 @@ pub async fn run(config: Config, config_path: &std::path::Path, stop: StopMode) 
             daemon.run_until_stopped(sigterm).await;
             notify::stopping();
             info!("shutting down");
+            handshake_paths = daemon.handshake_paths.take();
             (Ok(()), daemon.dp, daemon.side, daemon.adaptive)
         }
         Err(e) => (Err(e), dp, side, adaptive),
@@ -307,6 +326,10 @@ pub async fn run(config: Config, config_path: &std::path::Path, stop: StopMode) 
     if let Some(a) = adaptive.as_mut() {
         remove_routing(&net, &mut a.paths).await;
     }
+    if let Some(h) = handshake_paths.as_mut() {
+        remove_routing(&net, &mut h.paths).await;
+    }
+    drop(handshake_paths);
     drop(adaptive);
     // A start that failed (no control socket) leaves a data plane it found
     // running as it was, whatever the stop mode.
