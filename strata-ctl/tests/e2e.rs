@@ -473,3 +473,25 @@ fn keys_rotate_and_the_previous_ones_stay_accepted_for_the_overlap() {
     lab.down().expect("lab down");
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[test]
+fn a_static_edge_establishes_its_session_on_its_own_link_sockets() {
+    if std::env::var(strata_lab::strata::LAB_AUTH_ENV).as_deref() == Ok("none") {
+        return eprintln!("skipped: {} = none", strata_lab::strata::LAB_AUTH_ENV);
+    }
+    // Static control has no probers; the lab's edge has no route to the hub
+    // in its main table, so only the handshake's own per-link sockets work.
+    with_tunnel(&[1, 1], |lab, tunnel| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let (edge, hub) = (auth_status(tunnel.edge.name()), auth_status(tunnel.hub.name()));
+            if edge["sessions"][0]["established"] == true && hub["sessions"][0]["established"] == true {
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "no session after 10 s:\nedge {edge}\nhub {hub}");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        let outcome = exchange(lab, tunnel, 1_000, 1_000);
+        assert!(outcome.delivered >= 995, "{}", outcome.delivered);
+    });
+}
