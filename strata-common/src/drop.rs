@@ -50,10 +50,17 @@ pub enum DropReason {
     /// one-way delay budget (`TunnelConfig::deadline_us`); sent, it would
     /// arrive too late to be used and delay every packet behind it.
     Deadline = 17,
+    /// Authentication is required (`CONFIG_AUTH_REQUIRED`) and the packet
+    /// carries no tag, or none the receiver holds a key for (an unknown key
+    /// phase, no key installed).
+    AuthMissing = 18,
+    /// The packet's tag is wrong: forged, altered on the way, or made with
+    /// another key.
+    AuthBad = 19,
 }
 
 /// Number of drop reasons (size of the drop counter map).
-pub const DROP_REASON_COUNT: u32 = 18;
+pub const DROP_REASON_COUNT: u32 = 20;
 
 impl DropReason {
     /// Every reason, in index order.
@@ -76,6 +83,8 @@ impl DropReason {
         Self::NotIp,
         Self::NoConfig,
         Self::Deadline,
+        Self::AuthMissing,
+        Self::AuthBad,
     ];
 
     /// Stable snake_case name, used in logs and metric labels.
@@ -99,6 +108,8 @@ impl DropReason {
             Self::NotIp => "not_ip",
             Self::NoConfig => "no_config",
             Self::Deadline => "deadline",
+            Self::AuthMissing => "auth_missing",
+            Self::AuthBad => "auth_bad",
         }
     }
 }

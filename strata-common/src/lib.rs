@@ -8,6 +8,7 @@
 //! * the **outer IPv4/UDP headers** and their checksum ([`packet`]),
 //! * the **map keys and values** the controller writes and the kernel reads, and
 //!   the counters flowing the other way ([`maps`]),
+//! * the **authentication tag** and its keys ([`auth`]),
 //! * the **drop reasons** under which every discarded packet is counted ([`drop`](mod@drop)),
 //! * sequence-number arithmetic that survives wrap-around ([`seq`]),
 //! * the maps' names ([`maps::names`]), the schedule's double-buffer flip
@@ -21,6 +22,7 @@
 //! map types directly.
 #![no_std]
 
+pub mod auth;
 pub mod budget;
 pub mod drop;
 pub mod histogram;
@@ -34,9 +36,12 @@ pub mod wire;
 #[cfg(feature = "user")]
 mod pod {
     //! Map values cross the user/kernel boundary as raw bytes.
-    use crate::maps::{
-        Endpoint, LinkCounters, LinkPace, LinkTx, LinkTx6, Queued, RxLinkState, SampleConfig, Schedule,
-        TunnelConfig, TxSeq,
+    use crate::{
+        auth::AuthKey,
+        maps::{
+            Endpoint, LinkCounters, LinkPace, LinkTx, LinkTx6, Queued, RxLinkState, SampleConfig, Schedule,
+            TunnelConfig, TxSeq,
+        },
     };
 
     macro_rules! pod {
@@ -46,6 +51,7 @@ mod pod {
         )*};
     }
     pod!(
+        AuthKey,
         Endpoint,
         LinkCounters,
         LinkPace,

@@ -13,6 +13,7 @@
 //! | `STRATA_SENT`   | egress                     | egress           |
 //! | `STRATA_TX`, `STRATA_RX`, `STRATA_DROPS`, `STRATA_RXSEQ` | kernel | controller |
 //! | `STRATA_DEDUP`  | ingress                    | ingress          |
+//! | `STRATA_AUTH_KEYS` | controller (handshake)  | both programs    |
 //!
 //! All multi-byte address and port fields are in network byte order, as the
 //! kernel writes them into packets; everything else is host order.
@@ -52,6 +53,15 @@ pub const CONFIG_LEARN_PEERS: u32 = 1 << 0;
 /// of [`LinkTx`]), falling back to the weighted [`Schedule`] only when every
 /// link is at its budget. Clear: the schedule alone decides (static weights).
 pub const CONFIG_EARLIEST_ARRIVAL: u32 = 1 << 2;
+
+/// [`TunnelConfig::flags`]: every received packet must carry a valid tag
+/// (`crate::auth`); one without (`auth_missing`) or with a wrong one
+/// (`auth_bad`) is dropped before anything is learned or counted. Clear: a
+/// tagged packet whose key phase has a key installed is still verified (and
+/// dropped if wrong), anything else is accepted as before authentication
+/// existed. Sending does not depend on it: the egress program tags every
+/// packet while a key is installed for sending (`STRATA_AUTH_KEYS`).
+pub const CONFIG_AUTH_REQUIRED: u32 = 1 << 3;
 
 /// [`LinkTx::flags`]: the link may carry traffic.
 pub const LINK_ENABLED: u32 = 1 << 0;

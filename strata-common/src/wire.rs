@@ -121,6 +121,10 @@ pub mod flags {
     /// reply to one: the reply carries the hub's receive time instead of the
     /// echoed payload.
     pub const TRAIN: u8 = 0b0001_0000;
+    /// With [`AUTH`]: the key phase, the low bit of the key epoch the tag
+    /// was computed with (`crate::auth`), so a receiver holding two epochs
+    /// during a rotation knows which key to check it with.
+    pub const KEY_PHASE: u8 = 0b0010_0000;
 }
 
 /// The Strata header as it lies on the wire.

@@ -12,6 +12,7 @@ use std::{
 };
 
 use aya::programs::{TestRun as _, TestRunOptions};
+use strata_common::auth::TrafficKeys;
 use strata_common::maps::{CONFIG_LEARN_PEERS, CONFIG_READY, Endpoint, LinkTx, LinkTx6, TunnelConfig};
 
 use crate::dataplane::datapath::{Datapath, DatapathError, Program};
@@ -130,6 +131,31 @@ pub fn hub_dual() -> Result<Datapath, DatapathError> {
         dp.set_link(id, LinkTx::new(true, LO, HUB, None, PORT, 1500, 14).with_v6())?;
     }
     Ok(dp)
+}
+
+/// Fixed test key of the edge → hub direction (until the handshake
+/// derives real ones, the lab and the golden tests install these).
+pub const TEST_KEY_UP: [u8; 16] = *b"strata-test-up!!";
+/// Fixed test key of the hub → edge direction.
+pub const TEST_KEY_DOWN: [u8; 16] = *b"strata-test-down";
+
+/// The fixed test keys of `epoch` from one side's point of view; other
+/// epochs get keys that differ in their last byte.
+pub fn test_keys(epoch: u32, hub: bool) -> TrafficKeys {
+    let (mut up, mut down) = (TEST_KEY_UP, TEST_KEY_DOWN);
+    up[15] ^= epoch as u8;
+    down[15] ^= epoch as u8;
+    if hub {
+        TrafficKeys { epoch, send: down, recv: up }
+    } else {
+        TrafficKeys { epoch, send: up, recv: down }
+    }
+}
+
+/// Installs the fixed test keys of `epoch` and requires authentication.
+pub fn require_test_auth(dp: &mut Datapath, epoch: u32, hub: bool) -> Result<(), DatapathError> {
+    dp.install_keys(&test_keys(epoch, hub))?;
+    dp.set_auth_required(true)
 }
 
 /// Runs `program` once on `frame`: the verdict, the packet as the program

@@ -695,3 +695,228 @@ fn ingress_drops_malformed_ipv6_with_its_reason_and_ignores_foreign_ipv6() {
     }
     assert_eq!(dp.snapshot().unwrap().drops, before, "passing traffic is not a drop");
 }
+
+// ---- Authentication (issue 14) -------------------------------------------
+
+use strata_common::auth::{self as tag, key_words};
+use strata_ctl::testbed::{require_test_auth, test_keys};
+
+/// The `auth` flag, and the key phase (epoch 1, 3, …).
+const AUTH: u8 = 0x08;
+const PHASE: u8 = 0x20;
+
+/// A 7-word authenticated header of the edge, tagged over itself and
+/// `payload` with the edge's sending key of `epoch`; returns header + tag.
+fn signed(kind: u8, link: u8, global: u32, link_seq: u32, epoch: u32, payload: &[u8]) -> Vec<u8> {
+    let flags = AUTH | if epoch & 1 == 1 { PHASE } else { 0 };
+    let mut p = strata(kind, flags, link, 7, SESSION, global, link_seq);
+    p.extend([0; 8]);
+    p.extend(payload);
+    assert!(tag::sign(&key_words(&test_keys(epoch, false).send), &mut p));
+    p.truncate(28);
+    p
+}
+
+fn authed_hub(epoch: u32) -> Datapath {
+    let mut dp = hub();
+    require_test_auth(&mut dp, epoch, true).unwrap();
+    dp
+}
+
+/// Nothing learned or counted: no peer, no receive counters.
+fn assert_untouched(dp: &Datapath) {
+    let snap = dp.snapshot().unwrap();
+    for l in &snap.links[..3] {
+        assert_eq!((l.rx_packets, l.rx_bytes, l.rx_lost), (0, 0, 0), "link {} counted", l.id);
+        assert!(!l.peer.contains("198.18.2.2"), "link {} learned {}", l.id, l.peer);
+    }
+}
+
+#[test]
+fn ingress_delivers_a_tagged_packet_and_learns_its_peer() {
+    let mut dp = authed_hub(0);
+    let inner = inner_v4(0, 200);
+    let frame = tunnel_frame(&signed(0, 2, 77, 5, 0, &inner), &inner);
+    let (action, out) = run(&mut dp, Program::LinkIngress, &frame);
+    assert_eq!(action, TC_ACT_REDIRECT);
+    assert_eq!(&out[14..], &inner[..], "the tag goes with the outer headers");
+    let snap = dp.snapshot().unwrap();
+    assert_eq!(snap.links[2].rx_packets, 1);
+    assert_eq!(snap.links[2].peer, "198.18.2.2:40001");
+    // Control packets are authenticated too, and then go up the stack.
+    let probe = tunnel_frame(&signed(1, 0, 0, 0, 0, &[0; 36]), &[0; 36]);
+    assert_eq!(run(&mut dp, Program::LinkIngress, &probe).0, TC_ACT_OK);
+}
+
+#[test]
+fn ingress_drops_forged_tampered_and_untagged_packets_before_learning_anything() {
+    let mut dp = authed_hub(0);
+    let inner = inner_v4(0, 200);
+    let good = signed(0, 2, 77, 5, 0, &inner);
+
+    let mut bad_tag = good.clone();
+    bad_tag[27] ^= 0x80;
+    let mut wrong_key = strata(0, AUTH, 2, 7, SESSION, 77, 5);
+    wrong_key.extend([0; 8]);
+    wrong_key.extend(&inner);
+    tag::sign(&key_words(&[0x55; 16]), &mut wrong_key);
+    wrong_key.truncate(28);
+    let mut tampered = inner.clone();
+    tampered[150] ^= 1;
+    // The header is covered as well: a changed link sequence (the loss
+    // counter attack of issue 14) or link id fails.
+    let mut seq_jump = good.clone();
+    seq_jump[12] ^= 0x80;
+    // A packet reflected back: tagged with the hub's own sending key.
+    let mut reflected = strata(0, AUTH, 2, 7, SESSION, 77, 5);
+    reflected.extend([0; 8]);
+    reflected.extend(&inner);
+    tag::sign(&key_words(&test_keys(0, true).send), &mut reflected);
+    reflected.truncate(28);
+
+    for (name, header, payload) in [
+        ("bad tag", &bad_tag, &inner),
+        ("wrong key", &wrong_key, &inner),
+        ("tampered inner byte", &good, &tampered),
+        ("link sequence changed", &seq_jump, &inner),
+        ("reflected", &reflected, &inner),
+    ] {
+        let (action, _) = run(&mut dp, Program::LinkIngress, &tunnel_frame(header, payload));
+        assert_eq!(action, TC_ACT_SHOT, "{name}");
+    }
+    assert_eq!(drops(&dp, DropReason::AuthBad), 5);
+
+    // No tag at all, a data packet and a probe (which would otherwise set
+    // the peer endpoint); and a tag of a key phase with no key installed.
+    let untagged = strata(0, 0, 2, 5, SESSION, 78, 6);
+    let probe = strata(1, 0, 1, 5, SESSION, 0, 0);
+    let other_phase = signed(0, 2, 79, 7, 1, &inner);
+    for (header, payload) in [(&untagged, &inner[..]), (&probe, &[0u8; 36][..]), (&other_phase, &inner[..])] {
+        assert_eq!(run(&mut dp, Program::LinkIngress, &tunnel_frame(header, payload)).0, TC_ACT_SHOT);
+    }
+    assert_eq!(drops(&dp, DropReason::AuthMissing), 3);
+    assert_untouched(&dp);
+    // And the genuine packet still goes through afterwards.
+    assert_eq!(run(&mut dp, Program::LinkIngress, &tunnel_frame(&good, &inner)).0, TC_ACT_REDIRECT);
+}
+
+#[test]
+fn ingress_without_auth_required_still_rejects_a_wrong_tag() {
+    let mut dp = hub();
+    dp.install_keys(&test_keys(0, true)).unwrap();
+    let inner = inner_v4(0, 50);
+    let untagged = tunnel_frame(&strata(0, 0, 2, 5, SESSION, 1, 1), &inner);
+    assert_eq!(run(&mut dp, Program::LinkIngress, &untagged).0, TC_ACT_REDIRECT, "optional: untagged passes");
+    let mut bad = signed(0, 2, 2, 2, 0, &inner);
+    bad[20] ^= 1;
+    assert_eq!(run(&mut dp, Program::LinkIngress, &tunnel_frame(&bad, &inner)).0, TC_ACT_SHOT);
+    assert_eq!(drops(&dp, DropReason::AuthBad), 1);
+}
+
+#[test]
+fn egress_tags_what_userspace_verifies_and_the_hub_delivers() {
+    let mut dp = edge([0, 1, 0, 0, 0, 0, 0, 0], 1500);
+    require_test_auth(&mut dp, 0, false).unwrap();
+    let inner = inner_v4(46 << 2, 300);
+    let (action, out) = run(&mut dp, Program::TunnelEgress, &eth(0x0800, &inner));
+    assert_eq!(action, TC_ACT_REDIRECT);
+    let outer_len = 20 + 8 + 28 + inner.len();
+    assert_eq!(&out[16..18], &(outer_len as u16).to_be_bytes(), "IPv4 total length counts the tag");
+    assert_eq!(&out[38..40], &((outer_len - 20) as u16).to_be_bytes(), "UDP length counts the tag");
+    assert_eq!(checksum(&out[14..34]), 0, "outer IPv4 header checksum");
+    assert_eq!(&out[42..58], &strata(0, 2 | AUTH, 1, 7, SESSION, 1000, 0)[..16], "auth flag, 7 words");
+    assert_eq!(&out[70..], &inner[..]);
+    assert!(
+        tag::verify(&key_words(&test_keys(0, true).recv), &out[42..]),
+        "userspace verifies the kernel's tag"
+    );
+    assert!(!tag::verify(&key_words(&test_keys(0, true).send), &out[42..]));
+    assert_eq!(dp.snapshot().unwrap().links[1].tx_bytes, outer_len as u64);
+
+    // The hub's kernel accepts it (rewritten to arrive from the carrier).
+    let mut hub = authed_hub(0);
+    let frame = tunnel_frame(&out[42..70], &inner);
+    let (action, delivered) = run(&mut hub, Program::LinkIngress, &frame);
+    assert_eq!(action, TC_ACT_REDIRECT);
+    assert_eq!(&delivered[14..], &inner[..]);
+}
+
+#[test]
+fn egress_tag_shrinks_the_room_for_the_inner_packet() {
+    let mut dp = edge([0, 1, 0, 0, 0, 0, 0, 0], 1500);
+    // 1452 bytes fit a 1500-byte link untagged; 8 bytes of tag make it too big.
+    let full = eth(0x0800, &inner_v4(0, 1452 - 28));
+    assert_eq!(run(&mut dp, Program::TunnelEgress, &full).0, TC_ACT_REDIRECT);
+    require_test_auth(&mut dp, 0, false).unwrap();
+    assert_eq!(run(&mut dp, Program::TunnelEgress, &full).0, TC_ACT_SHOT);
+    assert_eq!(drops(&dp, DropReason::Oversize), 1);
+    let fits = eth(0x0800, &inner_v4(0, 1444 - 28));
+    let (action, out) = run(&mut dp, Program::TunnelEgress, &fits);
+    assert_eq!((action, out.len() - 14), (TC_ACT_REDIRECT, 1500));
+}
+
+#[test]
+fn keys_rotate_the_old_epoch_verifies_until_retired() {
+    let mut hub = authed_hub(1);
+    let inner = inner_v4(0, 64);
+    let old = tunnel_frame(&signed(0, 0, 10, 0, 1, &inner), &inner);
+    assert_eq!(run(&mut hub, Program::LinkIngress, &old).0, TC_ACT_REDIRECT);
+    // Epoch 2 installed: both verify (packets of epoch 1 still in flight).
+    hub.install_keys(&test_keys(2, true)).unwrap();
+    let new = tunnel_frame(&signed(0, 0, 11, 1, 2, &inner), &inner);
+    assert_eq!(run(&mut hub, Program::LinkIngress, &new).0, TC_ACT_REDIRECT);
+    let old2 = tunnel_frame(&signed(0, 0, 12, 2, 1, &inner), &inner);
+    assert_eq!(run(&mut hub, Program::LinkIngress, &old2).0, TC_ACT_REDIRECT);
+    // Epoch 1 retired: its packets no longer verify.
+    assert!(hub.retire_keys(1).unwrap());
+    let old3 = tunnel_frame(&signed(0, 0, 13, 3, 1, &inner), &inner);
+    assert_eq!(run(&mut hub, Program::LinkIngress, &old3).0, TC_ACT_SHOT);
+    assert_eq!(drops(&hub, DropReason::AuthMissing), 1);
+    // Epoch 3 replaces slot 1: a packet of epoch 1 (same phase) is bad.
+    hub.install_keys(&test_keys(3, true)).unwrap();
+    let old4 = tunnel_frame(&signed(0, 0, 14, 4, 1, &inner), &inner);
+    assert_eq!(run(&mut hub, Program::LinkIngress, &old4).0, TC_ACT_SHOT);
+    assert_eq!(drops(&hub, DropReason::AuthBad), 1);
+
+    // The sender switches to the newest epoch's key and phase.
+    let mut edge = edge([1, 0, 0, 0, 0, 0, 0, 0], 1500);
+    require_test_auth(&mut edge, 1, false).unwrap();
+    edge.install_keys(&test_keys(2, false)).unwrap();
+    let (_, out) = run(&mut edge, Program::TunnelEgress, &eth(0x0800, &inner));
+    assert_eq!(out[43] & PHASE, 0, "epoch 2: phase 0");
+    assert!(tag::verify(&key_words(&test_keys(2, true).recv), &out[42..]));
+}
+
+#[test]
+fn egress_ipv6_checksum_covers_the_tag() {
+    let mut dp = edge([0, 1, 0, 0, 0, 0, 0, 0], 1500);
+    make_link_v6(&mut dp, 1, 1500).unwrap();
+    require_test_auth(&mut dp, 0, false).unwrap();
+    let inner = inner_v4(46 << 2, 101);
+    let (action, out) = run(&mut dp, Program::TunnelEgress, &eth(0x0800, &inner));
+    assert_eq!(action, TC_ACT_REDIRECT);
+    let udp_len = 8 + 28 + inner.len();
+    assert_eq!(&out[58..60], &(udp_len as u16).to_be_bytes(), "UDP length");
+    assert_eq!(&out[18..20], &(udp_len as u16).to_be_bytes(), "IPv6 payload length");
+    assert_eq!(&out[90..], &inner[..]);
+    let mut datagram = out[54..].to_vec();
+    datagram[6..8].copy_from_slice(&[0, 0]);
+    assert_eq!(u16::from_be_bytes([out[60], out[61]]), l4_checksum6(LINK6_SRC, HUB6, 17, &datagram));
+    assert!(tag::verify(&key_words(&test_keys(0, true).recv), &out[62..]));
+}
+
+/// The verifier's work for each program (`bpf_prog_info.verified_insns`),
+/// with authentication in: printed (docs/BENCHMARKS.md quotes it), and kept
+/// well inside the kernel's limit of one million. The SipHash loop adds
+/// little because `bpf_loop` verifies its body apart from the states that
+/// reach it (strata-ebpf/src/auth.rs).
+#[test]
+fn programs_verify_well_within_the_instruction_limit() {
+    let mut dp = edge([1, 0, 0, 0, 0, 0, 0, 0], 1500);
+    for program in [Program::TunnelEgress, Program::LinkIngress] {
+        let info = dp.program_mut(program).unwrap().info().unwrap();
+        let verified = info.verified_instruction_count().expect("kernel ≥ 5.16 reports it");
+        println!("{program:?}: {verified} instructions verified");
+        assert!(verified < 600_000, "{program:?}: {verified} of the verifier's 1 000 000");
+    }
+}

@@ -22,6 +22,7 @@ use strata_common::{
 };
 
 use crate::{
+    auth,
     counters::{count_drop, count_link},
     maps::{CONFIG, CONFIG6, IFACES, RX},
     ptr::read_at,
@@ -194,6 +195,9 @@ fn deliver<const L2: usize>(
     let header = read_at::<Header>(ctx, strata_off).ok_or(DropReason::Truncated)?;
     let available = total_len - l3_len - UDP_LEN;
     let packet_type = header.validate(available, cfg.session, MAX_LINKS as u8)?;
+    // The tag first: nothing below (peer learning, counters, sequence
+    // tracking, delivery) may see a packet that is not authentic.
+    auth::check(ctx, cfg.flags, &header, packet_type, strata_off, available)?;
     let link = u32::from(header.link_id);
 
     if cfg.flags & CONFIG_LEARN_PEERS != 0 && learn_peer(link, from, from6) {

@@ -20,8 +20,8 @@
 //!
 //! Helpers are small and single-purpose: bounds-checked packet access
 //! ([`ptr`]), maps ([`maps`]), counters ([`counters`]), link choice
-//! ([`schedule`]), encapsulation ([`encap`]) and receive bookkeeping
-//! ([`receive`]).
+//! ([`schedule`]), encapsulation ([`encap`]), receive bookkeeping
+//! ([`receive`]) and packet authentication ([`auth`]).
 #![no_std]
 #![no_main]
 // Atomic RMW intrinsics (see `atomic`); the crate is built with RUSTC_BOOTSTRAP=1.
@@ -29,6 +29,7 @@
 #![allow(internal_features)]
 
 mod atomic;
+mod auth;
 mod counters;
 mod csum;
 mod encap;

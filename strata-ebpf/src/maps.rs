@@ -8,13 +8,14 @@
 
 use aya_ebpf::maps::{Array, HashMap, LruHashMap, PerCpuArray};
 use strata_common::{
+    auth::{AUTH_HEADER_LEN, AuthKey, KEY_SLOTS, TAG_LEN},
     drop::DROP_REASON_COUNT,
     map_name,
     maps::{
         DEDUP_WINDOW, DELAY_ROW, DROP_REASONS, Endpoint, IFNAME_LEN, LinkCounters, LinkPace, LinkTx, LinkTx6,
         MAX_LINKS, Queued, RxLinkState, SAMPLE_SLOTS, SENT_RING, SampleConfig, Schedule, TunnelConfig, TxSeq,
     },
-    packet::{Ipv6Hdr, OuterV6, Pseudo6},
+    packet::{Ipv6Hdr, OuterV4, OuterV6, Pseudo6},
 };
 
 /// `static $map: $ty = $init;` as a BPF map named `map_name!($map)`: what
@@ -82,9 +83,14 @@ pub(crate) struct Scratch {
     pub(crate) chunk: [u32; CHUNK_WORDS],
     /// Where the packet goes.
     pub(crate) send: Send6,
+    /// The outer headers of an authenticated IPv4 packet being built.
+    pub(crate) outer4: OuterV4,
+    /// The authentication tag of the IPv6 packet being built.
+    pub(crate) tag: [u8; TAG_LEN],
 }
 
-/// Where an IPv6 packet goes (see `Scratch`).
+/// Where a packet built in `Scratch` goes (IPv6, or authenticated IPv4:
+/// then `nexthop6[0]` is the IPv4 next hop).
 #[repr(C)]
 #[derive(Clone, Copy)]
 pub(crate) struct Send6 {
@@ -94,6 +100,12 @@ pub(crate) struct Send6 {
     pub(crate) ifindex: u32,
     /// Next hop (all zero: looked up).
     pub(crate) nexthop6: [u32; 4],
+    /// The sending key, if `tagged`.
+    pub(crate) key: [u64; 2],
+    /// 1: the packet carries a tag (its length is in the UDP length).
+    pub(crate) tagged: u32,
+    /// Explicit padding.
+    pub(crate) _pad: u32,
 }
 
 /// Words of [`Scratch::chunk`].
@@ -176,3 +188,35 @@ shared_map! {
     /// Packets a watched interface's path dropped, by kernel reason: slot × `DROP_REASONS`.
     KDROPS: PerCpuArray<u64> = PerCpuArray::pinned(SAMPLE_SLOTS * DROP_REASONS, 0);
 }
+
+shared_map! {
+    /// Packet authentication keys: slot `epoch & 1` holds that epoch's
+    /// per-direction keys, so two epochs overlap during a rotation.
+    AUTH_KEYS: Array<AuthKey> = Array::pinned(KEY_SLOTS, 0);
+}
+
+/// 8-byte words of [`AuthScratch`]: room for a load of up to
+/// [`AUTH_MAX_LEN`] bytes after the authenticated header (the verifier sees
+/// the egress load's bound, not the smaller length it is checked against),
+/// plus a word so the last, partial word may be read whole.
+pub(crate) const AUTH_WORDS: usize = (AUTH_MAX_LEN + AUTH_HEADER_LEN) / 8 + 2;
+/// The longest Strata header + payload the kernel authenticates: 2 KiB,
+/// beyond any link MTU the tunnel is sized for (1500-byte links; a jumbo
+/// link's tunnel packets are refused with authentication on — see
+/// `docs/WIRE.md`).
+pub(crate) const AUTH_MAX_LEN: usize = 2048;
+
+/// Per-CPU copy of the bytes a tag covers. The tag is computed over a copy
+/// rather than the packet: `bpf_skb_load_bytes` reads non-linear skbs too,
+/// and a map value is memory the verifier lets a loop index by a bounded
+/// variable, which packet pointers (re-checked against `data_end` at every
+/// access) make costly.
+#[repr(C)]
+pub(crate) struct AuthScratch {
+    /// The packet's bytes from the Strata header on.
+    pub(crate) buf: [u64; AUTH_WORDS],
+}
+
+#[unsafe(link_section = "maps")]
+#[unsafe(export_name = map_name!(AUTH_SCRATCH))]
+pub(crate) static AUTH_SCRATCH: PerCpuArray<AuthScratch> = PerCpuArray::with_max_entries(1, 0);

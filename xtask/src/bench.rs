@@ -2,7 +2,8 @@
 //!
 //! 1. **Programs**: nanoseconds per packet of each eBPF program, measured by
 //!    the kernel in `BPF_PROG_TEST_RUN` (`strata-bench`, one fresh packet per
-//!    run).
+//!    run), each without and with the per-packet authentication tag, and
+//!    the tag function alone in userspace.
 //! 2. **Lab forwarding**: one unpaced UDP sender of 1316-byte datagrams from
 //!    the edge to the hub, through the same namespaces twice — once routed
 //!    plainly over carrier 0, once through the Strata bond over all three
@@ -37,6 +38,18 @@ pub(crate) fn datapath(json_out: Option<&Path>, packets: u64) -> anyhow::Result<
 
     println!("programs: BPF_PROG_TEST_RUN, 200 000 runs each…");
     let programs: Value = serde_json::from_str(&output(Command::new(&bench).arg("200000"), "strata-bench")?)?;
+    // Packet authentication's cost: each program with and without the tag.
+    for (name, plain, authed) in
+        [("egress", "tunnel_egress", "tunnel_egress_auth"), ("ingress", "link_ingress", "link_ingress_auth")]
+    {
+        let mean = |key: &str| programs[key]["mean_ns"].as_f64().unwrap_or(f64::NAN);
+        println!(
+            "  {name}: {:.0} ns/packet, {:.0} with the authentication tag (+{:.0})",
+            mean(plain),
+            mean(authed),
+            mean(authed) - mean(plain)
+        );
+    }
 
     let lab = Lab::up(&Lab::unique_prefix(), 3)?;
     println!("lab forwarding without Strata ({packets} datagrams over carrier 0)…");

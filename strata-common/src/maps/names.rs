@@ -86,6 +86,12 @@ macro_rules! map_name {
     (KDROPS) => {
         "STRATA_KDROPS"
     };
+    (AUTH_KEYS) => {
+        "STRATA_AUTH_KEYS"
+    };
+    (AUTH_SCRATCH) => {
+        "STRATA_AUTH_SCRATCH"
+    };
 }
 
 /// Tunnel-wide configuration ([`TunnelConfig`](super::TunnelConfig), entry 0).
@@ -138,10 +144,15 @@ pub const QDELAY: &str = map_name!(QDELAY);
 /// Kernel drops on watched interfaces, by reason.
 pub const KDROPS: &str = map_name!(KDROPS);
 
-/// Every map, for unpinning.
-pub const ALL: [&str; 21] = [
+/// The packet authentication keys: two epochs ([`AuthKey`](crate::auth::AuthKey), by `epoch & 1`).
+pub const AUTH_KEYS: &str = map_name!(AUTH_KEYS);
+/// Per-CPU copy of a packet being authenticated (not pinned: nothing survives a packet).
+pub const AUTH_SCRATCH: &str = map_name!(AUTH_SCRATCH);
+
+/// Every pinned map, for unpinning.
+pub const ALL: [&str; 22] = [
     CONFIG, IFACES, LINKS, PEERS, CONFIG6, LINKS6, PEERS6, SCHED, TXSEQ, PACE, SENT, TX, RX, RXSEQ, DROPS,
-    DEDUP, SAMPLE_CFG, WATCH, QUEUED, QDELAY, KDROPS,
+    DEDUP, SAMPLE_CFG, WATCH, QUEUED, QDELAY, KDROPS, AUTH_KEYS,
 ];
 
 #[cfg(test)]

@@ -4,14 +4,24 @@
 //! run sees a fresh packet (repeats would re-process the already-encapsulated
 //! or already-decapsulated packet), with the kernel's own timing of the
 //! program. Ingress packets carry distinct sequence numbers so they take the
-//! delivery path, not the duplicate drop. Prints JSON. Needs root.
+//! delivery path, not the duplicate drop. Each program runs without and
+//! with packet authentication (the testbed's fixed keys; ingress packets
+//! tagged in userspace outside the measured time), and the tag function
+//! alone is timed in userspace. Prints JSON. Needs root.
 //!
 //! Usage: `strata-bench [RUNS]` (default 200 000). `cargo xtask bench datapath`
 //! runs it together with the lab forwarding benchmark.
 
-use std::{process::ExitCode, time::Duration};
+use std::{
+    process::ExitCode,
+    time::{Duration, Instant},
+};
 
-use strata_common::stats::percentile;
+use strata_common::{
+    auth::{AUTH_HEADER_LEN, AUTH_HEADER_WORDS, TAG_LEN, key_words, packet_tag, sign},
+    stats::percentile,
+    wire::flags,
+};
 use strata_ctl::{
     dataplane::datapath::Program,
     testbed::{self, TC_ACT_REDIRECT, eth, inner_v4, strata, tunnel_frame},
@@ -50,37 +60,81 @@ fn summarize(mut samples: Vec<Duration>) -> Summary {
 
 fn bench(runs: usize) -> anyhow::Result<String> {
     let inner = inner_v4(0, VIDEO_PAYLOAD);
+    let (plain_out, plain_in) = (egress(runs, &inner, false)?, ingress(runs, &inner, false)?);
+    let (auth_out, auth_in) = (egress(runs, &inner, true)?, ingress(runs, &inner, true)?);
+    let prf = prf_alone(runs, AUTH_HEADER_LEN + inner.len());
+    let summary =
+        |s: &Summary| serde_json::json!({ "mean_ns": s.mean_ns, "p50_ns": s.p50_ns, "p99_ns": s.p99_ns });
+    Ok(serde_json::json!({
+        "runs": runs,
+        "inner_packet_bytes": inner.len(),
+        "tunnel_egress": summary(&plain_out),
+        "link_ingress": summary(&plain_in),
+        "tunnel_egress_auth": summary(&auth_out),
+        "link_ingress_auth": summary(&auth_in),
+        "siphash24_userspace": { "bytes": AUTH_HEADER_LEN + inner.len(), "mean_ns": prf },
+    })
+    .to_string())
+}
 
+/// The egress program on `inner`, with the test keys installed (`auth`) or none.
+fn egress(runs: usize, inner: &[u8], auth: bool) -> anyhow::Result<Summary> {
     let mut edge = testbed::edge([1, 2, 3, 0, 0, 0, 0, 0], 1500)?;
-    let frame = eth(0x0800, &inner);
+    if auth {
+        testbed::require_test_auth(&mut edge, 0, false)?;
+    }
+    let frame = eth(0x0800, inner);
     let mut egress = Vec::with_capacity(runs);
     for _ in 0..runs {
         let (verdict, _, took) = testbed::run(&mut edge, Program::TunnelEgress, &frame)?;
         anyhow::ensure!(verdict == TC_ACT_REDIRECT, "egress verdict {verdict}");
         egress.push(took);
     }
+    Ok(summarize(egress))
+}
 
+/// The ingress program on data packets of `inner`, distinct sequences;
+/// with `auth` authentication required and every packet tagged (by
+/// userspace, outside the measured time).
+fn ingress(runs: usize, inner: &[u8], auth: bool) -> anyhow::Result<Summary> {
     let mut hub = testbed::hub()?;
-    let mut frame = tunnel_frame(&strata(0, 1, 0, 5, testbed::SESSION, 0, 0), &inner);
-    // Offsets of the global and per-link sequence in the frame (Ethernet 14 + IPv4 20 + UDP 8 + 8).
-    const GLOBAL: usize = 50;
-    const LINK: usize = 54;
+    let (header, key) = if auth {
+        testbed::require_test_auth(&mut hub, 0, true)?;
+        let mut h = strata(0, 1 | flags::AUTH, 0, AUTH_HEADER_WORDS, testbed::SESSION, 0, 0);
+        h.extend([0; TAG_LEN]);
+        (h, Some(key_words(&testbed::test_keys(0, false).send)))
+    } else {
+        (strata(0, 1, 0, 5, testbed::SESSION, 0, 0), None)
+    };
+    let mut frame = tunnel_frame(&header, inner);
+    // Offsets in the frame (Ethernet 14 + IPv4 20 + UDP 8): the Strata
+    // header, and in it the global and per-link sequence.
+    const STRATA: usize = 42;
+    const GLOBAL: usize = STRATA + 8;
+    const LINK: usize = STRATA + 12;
     let mut ingress = Vec::with_capacity(runs);
     for n in 0..runs as u32 {
         frame[GLOBAL..GLOBAL + 4].copy_from_slice(&n.to_be_bytes());
         frame[LINK..LINK + 4].copy_from_slice(&n.to_be_bytes());
+        if let Some(key) = &key {
+            sign(key, &mut frame[STRATA..]);
+        }
         let (verdict, _, took) = testbed::run(&mut hub, Program::LinkIngress, &frame)?;
         anyhow::ensure!(verdict == TC_ACT_REDIRECT, "ingress verdict {verdict} at packet {n}");
         ingress.push(took);
     }
+    Ok(summarize(ingress))
+}
 
-    let e = summarize(egress);
-    let i = summarize(ingress);
-    Ok(serde_json::json!({
-        "runs": runs,
-        "inner_packet_bytes": inner.len(),
-        "tunnel_egress": { "mean_ns": e.mean_ns, "p50_ns": e.p50_ns, "p99_ns": e.p99_ns },
-        "link_ingress": { "mean_ns": i.mean_ns, "p50_ns": i.p50_ns, "p99_ns": i.p99_ns },
-    })
-    .to_string())
+/// Mean ns of the shared SipHash-2-4 tag over `bytes` bytes in userspace
+/// (the controller's control packets; the kernel runs the same code).
+fn prf_alone(runs: usize, bytes: usize) -> f64 {
+    let key = key_words(&testbed::TEST_KEY_UP);
+    let mut packet = vec![0x5a_u8; bytes];
+    let start = Instant::now();
+    for n in 0..runs {
+        packet[8] = n as u8;
+        std::hint::black_box(packet_tag(&key, std::hint::black_box(&packet)));
+    }
+    start.elapsed().as_nanos() as f64 / runs as f64
 }

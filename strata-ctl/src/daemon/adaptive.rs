@@ -11,7 +11,10 @@ use std::{
     time::{Duration, Instant},
 };
 
-use strata_common::packet::{OUTER_V4_LEN, OUTER_V6_LEN};
+use strata_common::{
+    auth::TAG_LEN,
+    packet::{OUTER_V4_LEN, OUTER_V6_LEN},
+};
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
@@ -31,7 +34,7 @@ use crate::{
         train::TrainShape,
     },
     dataplane::datapath::Datapath,
-    inband::prober,
+    inband::{auth::ControlKey, prober},
     os::{host::cpu_time, net::Net},
 };
 
@@ -88,6 +91,7 @@ impl Adaptive {
         config: &Config,
         links: &[ResolvedLink],
         mtu: u32,
+        control_key: &ControlKey,
     ) -> Result<Self, AdaptiveError> {
         let (tx, samples) = mpsc::channel(1024);
         let (handshake_tx, handshakes) = mpsc::channel(16);
@@ -134,6 +138,7 @@ impl Adaptive {
                 want_train,
                 sent_bytes,
                 handshakes: handshake_tx.clone(),
+                key: control_key.clone(),
             };
             probers.push(tokio::spawn(prober::run(prober, tx.clone())));
         }
@@ -169,7 +174,8 @@ impl Adaptive {
                 // share is counted at the larger overhead, erring low.
                 payload_share: FitConfig::payload_share(
                     mtu,
-                    if links.iter().any(|l| l.address.is_ipv6()) { OUTER_V6_LEN } else { OUTER_V4_LEN },
+                    TAG_LEN
+                        + if links.iter().any(|l| l.address.is_ipv6()) { OUTER_V6_LEN } else { OUTER_V4_LEN },
                 ),
             },
         })

@@ -31,6 +31,7 @@ use crate::{
     control::{evidence::Evidence, schedule::Weights},
     dataplane::{datapath::Datapath, stats::Snapshot},
     inband::{
+        auth::ControlKey,
         hub::{self, LinkFeedback},
         prober,
     },
@@ -73,6 +74,8 @@ pub(super) struct Daemon<'a> {
     pub(super) trust: super::trust::Trust,
     /// A static edge's per-link sockets for the handshake.
     pub(super) handshake_paths: Option<super::handshake_paths::HandshakePaths>,
+    /// The key control packets are tagged with.
+    pub(super) control_key: ControlKey,
 }
 
 impl Daemon<'_> {
@@ -158,7 +161,7 @@ impl Daemon<'_> {
                             let payload = payload.to_vec();
                             self.on_handshake(link, &payload, Some(from)).await;
                         }
-                        None => hub::answer(&self.control, &buf[..n], from, self.config.session, rx_ns).await,
+                        None => hub::answer(&self.control, &self.control_key, &buf[..n], from, self.config.session, rx_ns).await,
                     },
                     Err(e) => warn!("control socket: {e}"),
                 },
@@ -348,8 +351,15 @@ impl Daemon<'_> {
         let Ok(snapshot) = self.dp.snapshot() else { return };
         let now_us = self.epoch.elapsed().as_micros() as u32;
         let links = learned_feedback(&snapshot);
-        self.feedback_seq =
-            hub::send_feedback(&self.control, self.config.session, &links, self.feedback_seq, now_us).await;
+        self.feedback_seq = hub::send_feedback(
+            &self.control,
+            &self.control_key,
+            self.config.session,
+            &links,
+            self.feedback_seq,
+            now_us,
+        )
+        .await;
     }
 
     /// A prober's evidence goes to the controller.

@@ -54,7 +54,7 @@ use self::{
 use crate::{
     config::{Config, ControlMode, Role},
     dataplane::datapath::Datapath,
-    inband::prober,
+    inband::{auth::ControlKey, prober},
     os::{
         advisors,
         host::{self, InstanceLock},
@@ -153,6 +153,13 @@ pub async fn run(config: Config, config_path: &std::path::Path, stop: StopMode) 
     }
     dp.forward_logs();
     info!(pins = %pin_dir.display(), adopted, "data plane attached");
+    // Control packets are tagged with the kernel's sending key: an adopted
+    // data plane may hold one already. The handshake (issue 14) installs
+    // new ones in both (`Datapath::install_keys`, `ControlKey::install`).
+    let control_key = ControlKey::default();
+    if let Ok(slots) = dp.auth_keys() {
+        control_key.follow(&slots);
+    }
 
     // The control socket shares the tunnel port with the per-link probe sockets.
     // Dual-stack ([::] with IPV6_V6ONLY off): the hub answers probes over
@@ -166,7 +173,7 @@ pub async fn run(config: Config, config_path: &std::path::Path, stop: StopMode) 
         .map_err(|source| StartError::ControlSocket { port: config.port, source });
     let adaptive = match (&side, config.control.mode) {
         (Side::Edge { links }, ControlMode::Adaptive) if control.is_ok() => {
-            match Adaptive::start(&net, &config, links, mtu).await {
+            match Adaptive::start(&net, &config, links, mtu, &control_key).await {
                 Ok(mut a) => {
                     // Long enough for links to pass probing and warm-up
                     // (2-6 s in the lab), short enough that a link lost
@@ -296,6 +303,7 @@ pub async fn run(config: Config, config_path: &std::path::Path, stop: StopMode) 
                 epoch: tokio::time::Instant::now(),
                 trust,
                 handshake_paths: handshake_paths.take(),
+                control_key,
             };
             // Set-up is done: keep only what running needs (see `privilege`).
             // A sysfs mounted for this namespace (a daemon started in another

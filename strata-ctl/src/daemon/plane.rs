@@ -15,6 +15,7 @@
 use std::net::IpAddr;
 
 use strata_common::{
+    auth::TAG_LEN,
     maps::{CONFIG_LEARN_PEERS, CONFIG_READY, MAX_LINKS, TunnelConfig, ip6_words},
     packet::{OUTER_V4_LEN, OUTER_V6_LEN},
 };
@@ -38,18 +39,24 @@ use crate::{
 };
 
 /// The carrier MTU and tunnel header bytes that bound the tunnel MTU most:
-/// each weighted link's MTU less its own headers — 48 bytes over IPv4, 68
-/// over IPv6 — and on the hub its interface's less the headers of the
-/// largest family it listens on. (1500, 48) without a link.
+/// each weighted link's MTU less its own headers — 56 bytes over IPv4, 76
+/// over IPv6, the 8-byte authentication tag included — and on the hub its
+/// interface's less the headers of the largest family it listens on.
+/// (1500, 56) without a link.
+///
+/// The tag is reserved whether or not keys are installed yet: the tunnel
+/// device's MTU is set once at start, and keys arrive later (handshake,
+/// rotation) — without it, full-size packets would be dropped as
+/// `oversize` from the moment the first key is installed.
 pub(super) fn tightest_carrier(side: &Side) -> (u32, usize) {
-    let overhead = |v6: bool| if v6 { OUTER_V6_LEN } else { OUTER_V4_LEN };
+    let overhead = |v6: bool| if v6 { OUTER_V6_LEN + TAG_LEN } else { OUTER_V4_LEN + TAG_LEN };
     match side {
         Side::Edge { links } => links
             .iter()
             .filter(|l| l.weight > 0)
             .map(|l| (l.interface.mtu, overhead(l.address.is_ipv6())))
             .min_by_key(|&(mtu, headers)| mtu.saturating_sub(headers as u32))
-            .unwrap_or((1500, OUTER_V4_LEN)),
+            .unwrap_or((1500, OUTER_V4_LEN + TAG_LEN)),
         Side::Hub { interface, address6, .. } => (interface.mtu, overhead(address6.is_some())),
     }
 }

@@ -27,9 +27,12 @@ use aya::{
         tc::{SchedClassifierLink, SchedClassifierLinkId, TcAttachOptions},
     },
 };
-use strata_common::maps::{
-    Endpoint, IFNAME_LEN, LinkPace, LinkTx, LinkTx6, MAX_LINKS, SampleConfig, Schedule, TunnelConfig, TxSeq,
-    names as map_names,
+use strata_common::{
+    auth::{AuthKey, KEY_SEND, KEY_SLOTS, TrafficKeys},
+    maps::{
+        CONFIG_AUTH_REQUIRED, Endpoint, IFNAME_LEN, LinkPace, LinkTx, LinkTx6, MAX_LINKS, SampleConfig,
+        Schedule, TunnelConfig, TxSeq, names as map_names,
+    },
 };
 
 pub use crate::dataplane::error::DatapathError;
@@ -382,6 +385,76 @@ impl Datapath {
         let current = map.get(&0, 0).map_err(map_err("reading STRATA_CONFIG"))?;
         map.set(0, TunnelConfig { flags: current.flags | flags, ..current }, 0)
             .map_err(map_err("writing STRATA_CONFIG"))
+    }
+
+    /// Clears `flags` in the tunnel configuration, keeping the rest.
+    pub fn clear_config_flags(&mut self, flags: u32) -> Result<(), DatapathError> {
+        let mut map = self.array::<TunnelConfig>(map_names::CONFIG)?;
+        let current = map.get(&0, 0).map_err(map_err("reading STRATA_CONFIG"))?;
+        map.set(0, TunnelConfig { flags: current.flags & !flags, ..current }, 0)
+            .map_err(map_err("writing STRATA_CONFIG"))
+    }
+
+    /// Installs the packet authentication keys of one epoch (what the
+    /// handshake derived) and makes them the ones the kernel sends with.
+    ///
+    /// The epoch goes to slot `epoch & 1` of `STRATA_AUTH_KEYS`; the other
+    /// slot keeps its keys for receiving (packets of the previous epoch
+    /// still in flight verify) but stops sending, until [`Self::retire_keys`]
+    /// removes it. The new slot is written first, so there is no moment
+    /// without a sending key; for that moment both slots send and the
+    /// kernel takes slot 0's, which the receiver holds either way.
+    ///
+    /// Installing keys does not make them required: see
+    /// [`Self::set_auth_required`].
+    pub fn install_keys(&mut self, keys: &TrafficKeys) -> Result<(), DatapathError> {
+        let mut map = self.array::<AuthKey>(map_names::AUTH_KEYS)?;
+        let slot = keys.slot();
+        map.set(slot, keys.entry(true), 0).map_err(map_err("writing STRATA_AUTH_KEYS"))?;
+        let other = slot ^ 1;
+        let old = map.get(&other, 0).map_err(map_err("reading STRATA_AUTH_KEYS"))?;
+        if old.flags & KEY_SEND != 0 {
+            map.set(other, AuthKey { flags: old.flags & !KEY_SEND, ..old }, 0)
+                .map_err(map_err("writing STRATA_AUTH_KEYS"))?;
+        }
+        Ok(())
+    }
+
+    /// Removes the keys of `epoch` if they are installed: packets tagged
+    /// with them no longer verify (`auth_missing` while auth is required).
+    /// Returns whether they were.
+    pub fn retire_keys(&mut self, epoch: u32) -> Result<bool, DatapathError> {
+        let mut map = self.array::<AuthKey>(map_names::AUTH_KEYS)?;
+        let slot = epoch & 1;
+        let old = map.get(&slot, 0).map_err(map_err("reading STRATA_AUTH_KEYS"))?;
+        if !old.valid() || old.epoch != epoch {
+            return Ok(false);
+        }
+        map.set(slot, AuthKey::default(), 0).map_err(map_err("writing STRATA_AUTH_KEYS"))?;
+        Ok(true)
+    }
+
+    /// The installed key slots (for userspace to tag and check the control
+    /// packets it sends and receives with the kernel's keys).
+    pub fn auth_keys(&mut self) -> Result<[AuthKey; KEY_SLOTS as usize], DatapathError> {
+        let map = self.array::<AuthKey>(map_names::AUTH_KEYS)?;
+        let mut out = [AuthKey::default(); KEY_SLOTS as usize];
+        for (slot, entry) in out.iter_mut().enumerate() {
+            *entry = map.get(&(slot as u32), 0).map_err(map_err("reading STRATA_AUTH_KEYS"))?;
+        }
+        Ok(out)
+    }
+
+    /// Whether every received packet must carry a valid tag
+    /// (`CONFIG_AUTH_REQUIRED`): on, untagged packets are dropped as
+    /// `auth_missing`; off, tagged packets with a key installed for their
+    /// phase are still verified.
+    pub fn set_auth_required(&mut self, required: bool) -> Result<(), DatapathError> {
+        if required {
+            self.set_config_flags(CONFIG_AUTH_REQUIRED)
+        } else {
+            self.clear_config_flags(CONFIG_AUTH_REQUIRED)
+        }
     }
 
     /// Tells the ingress program the link-layer header length of `ifindex`.

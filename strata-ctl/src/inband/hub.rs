@@ -11,11 +11,14 @@
 use std::net::SocketAddr;
 
 use strata_common::{
+    auth::AUTH_HEADER_LEN,
     maps::MAX_LINKS,
-    wire::{FeedbackPayload, Fields, HEADER_LEN, Header, PacketType, flags},
+    wire::{FeedbackPayload, Fields, Header, PacketType, flags},
 };
 use tokio::net::UdpSocket;
 use tracing::debug;
+
+use super::auth::ControlKey;
 
 /// What the hub's kernel counted for one link, and where its edge is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -32,6 +35,7 @@ pub struct LinkFeedback {
 /// hub's clock; returns the next feedback sequence number.
 pub async fn send_feedback(
     control: &UdpSocket,
+    key: &ControlKey,
     session: u32,
     links: &[LinkFeedback],
     mut seq: u32,
@@ -49,10 +53,11 @@ pub async fn send_feedback(
             // of the jitter the way back adds to arrival times.
             timestamp_us: now_us.max(1),
         });
-        let mut out = [0u8; HEADER_LEN + FeedbackPayload::LEN];
-        if header.encode(&mut out).is_ok()
-            && link.counters.encode(&mut out[HEADER_LEN..]).is_ok()
-            && let Err(e) = control.send_to(&out, link.peer).await
+        let mut body = [0u8; FeedbackPayload::LEN];
+        let mut out = [0u8; AUTH_HEADER_LEN + FeedbackPayload::LEN];
+        if link.counters.encode(&mut body).is_ok()
+            && let Ok(n) = key.seal(header, &body, &mut out)
+            && let Err(e) = control.send_to(&out[..n], link.peer).await
         {
             debug!(link = link.link, peer = %link.peer, "feedback not sent: {e}");
         }
@@ -66,7 +71,17 @@ pub async fn send_feedback(
 /// a probe reply that echoes the probe's header fields and payload, so the
 /// sender can time the round trip on that link — or, for a train probe, that
 /// carries the receive time instead; everything else is logged.
-pub async fn answer(control: &UdpSocket, datagram: &[u8], from: SocketAddr, session: u32, rx_ns: u64) {
+///
+/// The probe's tag was checked by the kernel on the way in (see
+/// [`super::auth`]); the reply is tagged with this side's key.
+pub async fn answer(
+    control: &UdpSocket,
+    key: &ControlKey,
+    datagram: &[u8],
+    from: SocketAddr,
+    session: u32,
+    rx_ns: u64,
+) {
     let (fields, payload) = match Header::parse(datagram, session, MAX_LINKS as u8) {
         Ok(parsed) => parsed,
         Err(reason) => return debug!(%from, reason = reason.name(), "malformed control packet"),
@@ -76,12 +91,11 @@ pub async fn answer(control: &UdpSocket, datagram: &[u8], from: SocketAddr, sess
             let reply = Header::new(Fields { packet_type: PacketType::ProbeReply, ..fields });
             let train = fields.flags & flags::TRAIN != 0;
             let body: &[u8] = if train { &rx_ns.to_be_bytes() } else { payload };
-            let mut out = vec![0u8; HEADER_LEN + body.len()];
-            if reply.encode(&mut out).is_ok() {
-                out[HEADER_LEN..].copy_from_slice(body);
-                if let Err(e) = control.send_to(&out, from).await {
-                    debug!(%from, "probe reply not sent: {e}");
-                }
+            let mut out = vec![0u8; AUTH_HEADER_LEN + body.len()];
+            if let Ok(n) = key.seal(reply, body, &mut out)
+                && let Err(e) = control.send_to(&out[..n], from).await
+            {
+                debug!(%from, "probe reply not sent: {e}");
             }
         }
         PacketType::Data => debug!(%from, "data packet reached the control socket"),

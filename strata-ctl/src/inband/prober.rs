@@ -25,12 +25,14 @@ use nix::sys::socket::{
     AddressFamily, SockFlag, SockType, SockaddrIn, SockaddrIn6, bind, setsockopt, socket, sockopt,
 };
 use strata_common::{
+    auth::AUTH_HEADER_LEN,
     maps::MAX_LINKS,
     wire::{FeedbackPayload, Fields, HEADER_LEN, Header, PacketType, flags},
 };
 use tokio::{net::UdpSocket, sync::mpsc};
 use tracing::debug;
 
+use super::auth::ControlKey;
 use crate::control::{
     evidence::Evidence,
     train::{IP_UDP_HEADERS, TrainArrivals, TrainShape},
@@ -125,6 +127,8 @@ pub struct Prober {
     /// hub answers an initiation to the address it came from, which is this
     /// socket's): link id and the handshake payload.
     pub handshakes: mpsc::Sender<(u8, Vec<u8>)>,
+    /// The key probes and trains are tagged with (the kernel's sending key).
+    pub key: ControlKey,
 }
 
 /// Probes the link towards the hub every interval, sends a packet train
@@ -132,7 +136,7 @@ pub struct Prober {
 /// and the hub's feedback for the link, until the receiver of `evidence`
 /// goes away.
 pub async fn run(prober: Prober, evidence: mpsc::Sender<Evidence>) {
-    let Prober { link, sock: mut bound, hub, session, interval, train, want_train, sent_bytes, handshakes } =
+    let Prober { link, sock: mut bound, hub, session, interval, train, want_train, sent_bytes, key, handshakes } =
         prober;
     let mut sock = bound.borrow_and_update().clone();
     // IPv6's header is 20 bytes longer than IPv4's: counted in the probe
@@ -168,9 +172,11 @@ pub async fn run(prober: Prober, evidence: mpsc::Sender<Evidence>) {
                     timestamp_us: epoch.elapsed().as_micros() as u32,
                 });
                 // Padded so carrier NATs and middleboxes treat it like data.
+                // The same 64 bytes with a tag: the tag takes 8 of the padding.
                 let mut probe = [0u8; HEADER_LEN + 44];
-                if header(0, 0, seq).encode(&mut probe).is_ok() {
-                    match sock.send_to(&probe, hub).await {
+                let pad = HEADER_LEN + 44 - if key.get().is_some() { AUTH_HEADER_LEN } else { HEADER_LEN };
+                if let Ok(n) = key.seal(header(0, 0, seq), &[0; 44][..pad], &mut probe) {
+                    match sock.send_to(&probe[..n], hub).await {
                         Ok(n) => { count(n); }
                         Err(e) => debug!(link, "probe not sent: {e}"),
                     }
@@ -179,11 +185,13 @@ pub async fn run(prober: Prober, evidence: mpsc::Sender<Evidence>) {
                 if want_train.swap(false, Ordering::Relaxed) {
                     train_id = train_id.wrapping_add(1) & 0x00FF_FFFF;
                     arrivals = TrainArrivals { id: train_id, sent: Some(Instant::now()), times: Vec::new() };
-                    let mut packet = vec![0u8; train.bytes.max(HEADER_LEN)];
+                    let mut packet = vec![0u8; train.bytes.max(AUTH_HEADER_LEN)];
+                    let head = if key.get().is_some() { AUTH_HEADER_LEN } else { HEADER_LEN };
+                    let body = vec![0u8; packet.len() - head];
                     for i in 0..train.packets {
                         let link_seq = train_id << 8 | u32::from(i);
-                        if header(flags::TRAIN, link_seq, seq).encode(&mut packet).is_ok() {
-                            match sock.send_to(&packet, hub).await {
+                        if let Ok(n) = key.seal(header(flags::TRAIN, link_seq, seq), &body, &mut packet) {
+                            match sock.send_to(&packet[..n], hub).await {
                                 Ok(n) => { count(n); }
                                 Err(e) => debug!(link, "train probe not sent: {e}"),
                             }
