@@ -131,10 +131,18 @@ fn with_tunnel_controlled(
     control: strata_lab::strata::Control,
     test: impl FnOnce(&Lab, &Tunnel),
 ) {
+    with_tunnel_setup(weights, control.into(), test);
+}
+
+fn with_tunnel_setup(
+    weights: &[u32],
+    setup: strata_lab::strata::EdgeSetup,
+    test: impl FnOnce(&Lab, &Tunnel),
+) {
     require_root();
     let lab = Lab::up(&Lab::unique_prefix(), weights.len()).expect("lab up");
     let dir = workdir(&lab);
-    let tunnel = Tunnel::start_with(&lab, Path::new(BINARY), weights, control, &dir).expect("start strata");
+    let tunnel = Tunnel::start_with(&lab, Path::new(BINARY), weights, setup, &dir).expect("start strata");
     test(&lab, &tunnel);
     let (edge_log, hub_log) = tunnel.stop().expect("clean shutdown");
     assert!(edge_log.contains("stopped") && hub_log.contains("stopped"));
@@ -232,7 +240,10 @@ fn tcp_flows_through_the_bond() {
 #[test]
 fn probes_reach_the_hub_controller_and_are_answered_and_foreign_sessions_are_dropped() {
     use strata_common::wire::{Fields, HEADER_LEN, Header, PacketType};
-    with_tunnel(&[1, 1], |lab, tunnel| {
+    // The unauthenticated protocol: with keys an untagged probe is dropped
+    // (the handshake test checks that).
+    let setup = strata_lab::strata::EdgeSetup { no_auth: true, ..Default::default() };
+    with_tunnel_setup(&[1, 1], setup, |lab, tunnel| {
         // A probe from the edge over link 1 (a route just for this test: the
         // data plane itself does not use the edge's routing table).
         let status = std::process::Command::new("ip")
@@ -419,6 +430,36 @@ fn the_daemons_establish_a_session_by_handshake_and_a_stranger_is_refused() {
         // The default bucket: a burst of 10, then 20 per second.
         assert!(unknown <= 10 + 20 * 2, "{unknown} initiations reached the cryptography: {hub}");
         assert_eq!(hub["sessions"][0]["peer"], "lab-car", "the car's session is untouched");
+        // Keys make every packet need a tag: the stranger's handshake
+        // packets passed untagged (Noise refused them above), anything else
+        // untagged — like the data or probe an off-path attacker forges — is
+        // dropped in the kernel.
+        let before =
+            read_pinned(&tunnel.hub.pin_dir()).unwrap().dropped(strata_common::drop::DropReason::AuthMissing);
+        strata_lab::in_netns(&lab.edge_ns(), move || {
+            let sock = std::net::UdpSocket::bind(SocketAddr::from((Lab::link_addr(2), 7503)))?;
+            let mut packet = vec![0u8; strata_common::wire::HEADER_LEN + 44];
+            strata_common::wire::Header::new(strata_common::wire::Fields {
+                packet_type: strata_common::wire::PacketType::Probe,
+                flags: 0,
+                link_id: 2,
+                session,
+                global_seq: 0,
+                link_seq: 0,
+                timestamp_us: 0,
+            })
+            .encode(&mut packet)
+            .unwrap();
+            for _ in 0..10 {
+                sock.send_to(&packet, hub_addr)?;
+            }
+            Ok(())
+        })
+        .expect("forged probes");
+        std::thread::sleep(Duration::from_millis(300));
+        let after =
+            read_pinned(&tunnel.hub.pin_dir()).unwrap().dropped(strata_common::drop::DropReason::AuthMissing);
+        assert_eq!(after - before, 10, "untagged probes dropped in the kernel");
     });
 }
 
@@ -494,4 +535,40 @@ fn a_static_edge_establishes_its_session_on_its_own_link_sockets() {
         let outcome = exchange(lab, tunnel, 1_000, 1_000);
         assert!(outcome.delivered >= 995, "{}", outcome.delivered);
     });
+}
+
+#[test]
+fn a_restarted_hub_gets_a_new_handshake_from_the_edge() {
+    if std::env::var(strata_lab::strata::LAB_AUTH_ENV).as_deref() == Ok("none") {
+        return eprintln!("skipped: {} = none", strata_lab::strata::LAB_AUTH_ENV);
+    }
+    require_root();
+    let lab = Lab::up(&Lab::unique_prefix(), 2).expect("lab up");
+    let dir = workdir(&lab);
+    let mut tunnel =
+        Tunnel::start_with(&lab, Path::new(BINARY), &[1, 1], strata_lab::strata::Control::Adaptive, &dir)
+            .expect("start strata");
+    let epoch = |name: &str| auth_status(name)["sessions"][0]["epoch"].as_u64().unwrap_or(0);
+    let wait_for = |what: &str, ok: &dyn Fn() -> bool, secs: u64| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(secs);
+        while !ok() {
+            assert!(std::time::Instant::now() < deadline, "{what} not within {secs} s");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    };
+    let (edge_name, hub_name) = (tunnel.edge.name().to_string(), tunnel.hub.name().to_string());
+    wait_for("a session", &|| epoch(&edge_name) >= 1 && epoch(&hub_name) >= 1, 10);
+    let first = epoch(&edge_name);
+    // The hub restarts without its keys (its data plane is removed and made
+    // anew); the edge hears nothing from it and handshakes again.
+    tunnel.hub.stop_in_place().expect("hub stop");
+    tunnel.hub.restart().expect("hub restart");
+    wait_for("a new session", &|| epoch(&hub_name) > first && epoch(&edge_name) > first, 20);
+    assert_eq!(epoch(&hub_name), first + 1, "the restarted hub continued from the epoch the edge held");
+    let outcome = exchange(&lab, &tunnel, 1_000, 1_000);
+    assert!(outcome.delivered >= 995, "{}", outcome.delivered);
+    let (edge_log, hub_log) = tunnel.stop().expect("clean shutdown");
+    assert!(edge_log.contains("stopped") && hub_log.contains("stopped"));
+    lab.down().expect("lab down");
+    let _ = std::fs::remove_dir_all(dir);
 }

@@ -456,6 +456,9 @@ pub struct EdgeSetup {
     /// Lines added to the edge's `[auth]` section (e.g.
     /// `rekey_interval_s = 30`), when the lab runs with keys.
     pub auth_extra: String,
+    /// Run without keys (`[auth] mode = "none"`) whatever the environment:
+    /// for tests of the unauthenticated protocol itself.
+    pub no_auth: bool,
 }
 
 impl From<Control> for EdgeSetup {
@@ -586,7 +589,7 @@ impl Tunnel {
         let edge_cfg = workdir.join("edge.toml");
         let (mut hub_text, mut edge_text) =
             (hub_config(&hub_name, session), edge_config(lab, &edge_name, session, weights, &setup));
-        if std::env::var(LAB_AUTH_ENV).as_deref() != Ok("none") {
+        if !setup.no_auth && std::env::var(LAB_AUTH_ENV).as_deref() != Ok("none") {
             let (hub_auth, edge_auth) = lab_auth(binary, workdir, session)?;
             hub_text += &hub_auth;
             edge_text += &edge_auth;

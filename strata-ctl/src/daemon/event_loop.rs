@@ -76,6 +76,8 @@ pub(super) struct Daemon<'a> {
     pub(super) handshake_paths: Option<super::handshake_paths::HandshakePaths>,
     /// The key control packets are tagged with.
     pub(super) control_key: ControlKey,
+    /// Key epochs this daemon installed in the data plane.
+    pub(super) installed_epochs: Vec<u32>,
 }
 
 impl Daemon<'_> {
@@ -319,7 +321,7 @@ impl Daemon<'_> {
     /// The key ring changed: the data plane gets it.
     fn keys_changed(&mut self) {
         if let Some(ring) = self.trust.ring() {
-            super::trust::install(&mut self.dp, ring);
+            super::trust::install(&mut self.dp, &self.control_key, ring, &mut self.installed_epochs);
         }
     }
 

@@ -160,6 +160,15 @@ pub async fn run(config: Config, config_path: &std::path::Path, stop: StopMode) 
     if let Ok(slots) = dp.auth_keys() {
         control_key.follow(&slots);
     }
+    // With keys configured every packet must carry a valid tag: before the
+    // first handshake nothing but handshake messages passes (the kernel
+    // lets those through untagged), and forged or replayed-from-another-
+    // session packets never reach a socket or the tunnel. Cleared
+    // otherwise, as an adopted data plane may carry it.
+    let required = config.auth.mode == crate::config::AuthMode::Keys;
+    if let Err(e) = dp.set_auth_required(required) {
+        warn!("auth: setting whether every packet must be authenticated: {e}");
+    }
 
     // The control socket shares the tunnel port with the per-link probe sockets.
     // Dual-stack ([::] with IPV6_V6ONLY off): the hub answers probes over
@@ -304,6 +313,7 @@ pub async fn run(config: Config, config_path: &std::path::Path, stop: StopMode) 
                 trust,
                 handshake_paths: handshake_paths.take(),
                 control_key,
+                installed_epochs: Vec::new(),
             };
             // Set-up is done: keep only what running needs (see `privilege`).
             // A sysfs mounted for this namespace (a daemon started in another

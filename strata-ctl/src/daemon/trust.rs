@@ -27,6 +27,7 @@ use crate::{
     },
     config::{AuthMode, Config, Role},
     dataplane::datapath::Datapath,
+    inband::auth::ControlKey,
     serve::view::{AuthView, SessionView},
 };
 
@@ -301,19 +302,44 @@ pub(super) fn frame(out: &mut [u8], session: u32, link: u8) {
     let _ = header.encode(out);
 }
 
-/// The hand-over of keys to the data plane.
-///
-/// HOOK for the per-packet authentication (issue 14, item 2): the kernel
-/// should send under `ring.current.tx` and accept `ring.current.rx` and,
-/// while it lasts, `ring.previous().rx`. Until the data plane has a key map
-/// this only logs; the lead wires `dp` here.
-pub(super) fn install(dp: &mut Datapath, ring: &KeyRing) {
-    let _ = dp;
-    debug!(
-        current = ?ring.current.as_ref().map(|k| k.epoch),
-        previous = ?ring.previous().map(|k| k.epoch),
-        "auth: keys ready for the data plane (no kernel key map on this build)"
-    );
+/// The hand-over of keys to the data plane (and to the controller's own
+/// control packets, `control`): the kernel holds what the ring holds. A new current pair is installed (and becomes the one the kernel
+/// sends with; the pair in the other slot stays for receiving), a pair no
+/// longer in the ring is retired. `installed` is what this daemon put in the
+/// kernel so far.
+pub(super) fn install(dp: &mut Datapath, control: &ControlKey, ring: &KeyRing, installed: &mut Vec<u32>) {
+    use strata_common::auth::TrafficKeys;
+    if let Some(k) = &ring.current
+        && !installed.contains(&k.epoch)
+    {
+        let keys = TrafficKeys::from_secrets(k.epoch, &k.tx, &k.rx);
+        match dp.install_keys(&keys) {
+            Ok(()) => {
+                // The controller's probes, replies and feedback are tagged
+                // with the same sending key as the kernel's packets.
+                control.install(&keys);
+                info!(epoch = k.epoch, "auth: data plane keys installed");
+                installed.push(k.epoch);
+            }
+            Err(e) => warn!(epoch = k.epoch, "auth: installing the data plane keys: {e}"),
+        }
+    }
+    let keep: Vec<u32> = ring.current.iter().chain(ring.previous()).map(|k| k.epoch).collect();
+    installed.retain(|&epoch| {
+        if keep.contains(&epoch) {
+            return true;
+        }
+        match dp.retire_keys(epoch) {
+            Ok(_) => {
+                debug!(epoch, "auth: data plane keys retired");
+                false
+            }
+            Err(e) => {
+                warn!(epoch, "auth: retiring the data plane keys: {e}");
+                true
+            }
+        }
+    });
 }
 
 /// The wall clock, ns since the Unix epoch (initiation timestamps).

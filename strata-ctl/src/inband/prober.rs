@@ -136,8 +136,18 @@ pub struct Prober {
 /// and the hub's feedback for the link, until the receiver of `evidence`
 /// goes away.
 pub async fn run(prober: Prober, evidence: mpsc::Sender<Evidence>) {
-    let Prober { link, sock: mut bound, hub, session, interval, train, want_train, sent_bytes, key, handshakes } =
-        prober;
+    let Prober {
+        link,
+        sock: mut bound,
+        hub,
+        session,
+        interval,
+        train,
+        want_train,
+        sent_bytes,
+        key,
+        handshakes,
+    } = prober;
     let mut sock = bound.borrow_and_update().clone();
     // IPv6's header is 20 bytes longer than IPv4's: counted in the probe
     // bytes, and in the bytes a train's packets hold the bottleneck for.
