@@ -554,6 +554,25 @@ pub fn lab_auth(binary: &Path, workdir: &Path, session: u32) -> anyhow::Result<(
     Ok((hub, edge))
 }
 
+/// Waits until every instance in `names` reports an established session
+/// (`strata-ctl status --json`, `auth.sessions[0].established`).
+pub fn wait_for_session(binary: &Path, names: &[&str], timeout: Duration) -> anyhow::Result<()> {
+    let deadline = Instant::now() + timeout;
+    let established = |name: &str| {
+        std::process::Command::new(binary)
+            .args(["status", "--name", name, "--json"])
+            .output()
+            .ok()
+            .and_then(|o| serde_json::from_slice::<serde_json::Value>(&o.stdout).ok())
+            .is_some_and(|doc| doc["auth"]["sessions"][0]["established"] == true)
+    };
+    while !names.iter().all(|n| established(n)) {
+        anyhow::ensure!(Instant::now() < deadline, "no session established within {timeout:?}: {names:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Ok(())
+}
+
 /// An edge and a hub daemon running in a lab.
 #[derive(Debug)]
 pub struct Tunnel {
@@ -589,7 +608,8 @@ impl Tunnel {
         let edge_cfg = workdir.join("edge.toml");
         let (mut hub_text, mut edge_text) =
             (hub_config(&hub_name, session), edge_config(lab, &edge_name, session, weights, &setup));
-        if !setup.no_auth && std::env::var(LAB_AUTH_ENV).as_deref() != Ok("none") {
+        let auth = !setup.no_auth && std::env::var(LAB_AUTH_ENV).as_deref() != Ok("none");
+        if auth {
             let (hub_auth, edge_auth) = lab_auth(binary, workdir, session)?;
             hub_text += &hub_auth;
             edge_text += &edge_auth;
@@ -615,6 +635,12 @@ impl Tunnel {
         )?;
         hub.wait_ready(&hub_ready)?;
         edge.wait_ready(&edge_ready)?;
+        if auth {
+            // Ready is not established: until the first handshake completes
+            // every packet is dropped for want of a key, and tests measure
+            // from the start.
+            wait_for_session(binary, &[&hub_name, &edge_name], Duration::from_secs(15))?;
+        }
         Ok(Self { hub, edge, workdir: workdir.into() })
     }
 
