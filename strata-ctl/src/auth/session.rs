@@ -7,8 +7,10 @@ use std::time::{Duration, Instant};
 
 use super::handshake::{Established, HandshakeError, Initiator, SessionKeys};
 
-/// The first retry comes this long after an unanswered initiation...
-pub const RETRY_MIN: Duration = Duration::from_secs(1);
+/// The first retry comes this long after an unanswered initiation (short:
+/// until the session exists every packet is dropped for want of a key, and
+/// a first initiation sent while the hub was still starting is lost)...
+pub const RETRY_MIN: Duration = Duration::from_millis(250);
 /// ...doubling up to this (a hub that is down is not hammered).
 pub const RETRY_MAX: Duration = Duration::from_secs(30);
 /// An established edge that has heard nothing from the hub for this long
@@ -228,13 +230,13 @@ mod tests {
     fn retries_back_off_then_rotation_keeps_the_old_keys_for_the_overlap() {
         let t0 = Instant::now();
         let (mut edge, mut hub) = setup(t0);
-        // First attempt at once; unanswered, the next after 1 s, then 2 s.
+        // First attempt at once; unanswered, the next after 250 ms, then 500.
         let (first, n) = edge.poll(t0, UNIX).unwrap().unwrap();
         assert_eq!(n, 0);
-        assert!(edge.poll(t0 + Duration::from_millis(999), UNIX).unwrap().is_none());
+        assert!(edge.poll(t0 + Duration::from_millis(249), UNIX).unwrap().is_none());
         let (second, n) = edge.poll(at(t0, 1).0, at(t0, 1).1).unwrap().unwrap();
         assert_eq!(n, 1);
-        assert!(edge.poll(at(t0, 2).0, at(t0, 2).1).unwrap().is_none());
+        assert!(edge.poll(at(t0, 1).0 + Duration::from_millis(499), at(t0, 1).1).unwrap().is_none());
         // The first initiation's answer comes late: not the one outstanding.
         let late = hub.on_initiation(3, &first).unwrap();
         assert!(edge.on_response(at(t0, 2).0, &late.reply).is_err());
@@ -284,8 +286,8 @@ mod tests {
         edge.on_heard(at(t0, 20).0);
         assert!(edge.poll(at(t0, 24).0, at(t0, 24).1).unwrap().is_none());
         assert!(edge.poll(at(t0, 25).0, at(t0, 25).1).unwrap().is_some(), "5 s unheard: handshake");
-        // Unanswered: retries follow the backoff, not one per second.
-        assert!(edge.poll(at(t0, 25).0 + Duration::from_millis(999), at(t0, 25).1).unwrap().is_none());
+        // Unanswered: retries follow the backoff.
+        assert!(edge.poll(at(t0, 25).0 + Duration::from_millis(249), at(t0, 25).1).unwrap().is_none());
         assert!(edge.poll(at(t0, 26).0, at(t0, 26).1).unwrap().is_some());
     }
 
@@ -296,14 +298,14 @@ mod tests {
         let mut t = t0;
         let mut gaps = Vec::new();
         let mut last = t0;
-        for _ in 0..2000 {
-            t += Duration::from_millis(100);
+        for _ in 0..4000 {
+            t += Duration::from_millis(50);
             if edge.poll(t, UNIX).unwrap().is_some() {
-                gaps.push((t - last).as_secs());
+                gaps.push((t - last).as_millis());
                 last = t;
             }
         }
-        assert_eq!(&gaps[1..7], &[1, 2, 4, 8, 16, 30]);
-        assert!(gaps[7..].iter().all(|&g| g == 30));
+        assert_eq!(&gaps[1..9], &[250, 500, 1000, 2000, 4000, 8000, 16000, 30000]);
+        assert!(gaps[8..].iter().all(|&g| g == 30_000));
     }
 }

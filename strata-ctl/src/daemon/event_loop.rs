@@ -145,10 +145,9 @@ impl Daemon<'_> {
                     let _ = reply.send(self.reload());
                 }
                 Some(event) = self.advisors.events.recv() => self.on_os_event(event).await,
-                _ = second.tick() => {
-                    self.on_second();
-                    self.on_trust_tick().await;
-                }
+                _ = second.tick() => self.on_second(),
+                // The handshake's own clock: retries start at 250 ms.
+                () = next_deadline(self.trust.deadline()) => self.on_trust_tick().await,
                 Some((link, payload)) = next_handshake(&mut handshakes) => {
                     // On a link's own socket: answered (never, on the edge) on it.
                     self.on_handshake(link, &payload, None).await;
@@ -473,6 +472,18 @@ impl Daemon<'_> {
         let behaviour = self.adaptive.as_ref().map(|a| a.controller.behaviours()).unwrap_or_default();
         let view = follower.view(links, &behaviour);
         self.exposition.publish(|p| p.bindings = view);
+    }
+}
+
+/// Sleeps until `deadline` (at least 10 ms from now, so a deadline in the
+/// past cannot spin the loop), or forever without one.
+async fn next_deadline(deadline: Option<std::time::Instant>) {
+    match deadline {
+        Some(d) => {
+            let at = Instant::from_std(d).max(Instant::now() + Duration::from_millis(10));
+            tokio::time::sleep_until(at).await;
+        }
+        None => std::future::pending().await,
     }
 }
 

@@ -183,6 +183,15 @@ impl Trust {
         }
     }
 
+    /// When [`Self::tick`] next has something to do (never without auth).
+    pub(super) fn deadline(&self) -> Option<Instant> {
+        match &self.mode {
+            Mode::Off => None,
+            Mode::Edge { session, .. } => Some(session.deadline()),
+            Mode::Hub(hub) => hub.ring.previous.as_ref().map(|(_, until)| *until),
+        }
+    }
+
     /// A handshake message (the payload after the Strata header) arrived in
     /// a packet of `session`.
     pub(super) fn on_message(&mut self, session: u32, link: u8, payload: &[u8], now: Instant) -> Outcome {
