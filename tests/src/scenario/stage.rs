@@ -106,7 +106,7 @@ impl Stage {
         }
         crate::interrupt::check()?;
         // The session's first handshake completes within the warm-up too.
-        let setup = crate::strata::EdgeSetup { no_session_wait: true, ..setup.into() };
+        let setup = EdgeSetup { no_session_wait: true, ..setup.into() };
         let tunnel = Tunnel::start_with(&lab, binary, &weights, setup, workdir)?;
         anyhow::ensure!(
             start.elapsed() < warmup,
