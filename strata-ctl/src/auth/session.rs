@@ -134,7 +134,8 @@ impl EdgeSession {
     /// When [`Self::poll`] next has something to do.
     pub fn deadline(&self) -> Instant {
         let expiry = self.ring.previous.as_ref().map(|(_, until)| *until);
-        expiry.map_or(self.next_attempt, |e| e.min(self.next_attempt))
+        let silence = self.last_heard.filter(|_| self.ring.current.is_some()).map(|t| t + UNHEARD);
+        [expiry, silence].into_iter().flatten().fold(self.next_attempt, Instant::min)
     }
 
     /// What is due at `now` (`unix_ns` the wall clock): an initiation to
@@ -284,6 +285,7 @@ mod tests {
         // Never heard: no trigger (a static edge has no in-band channel).
         assert!(edge.poll(at(t0, 20).0, at(t0, 20).1).unwrap().is_none());
         edge.on_heard(at(t0, 20).0);
+        assert_eq!(edge.deadline(), at(t0, 25).0, "the silence is on the clock");
         assert!(edge.poll(at(t0, 24).0, at(t0, 24).1).unwrap().is_none());
         assert!(edge.poll(at(t0, 25).0, at(t0, 25).1).unwrap().is_some(), "5 s unheard: handshake");
         // Unanswered: retries follow the backoff.
