@@ -51,6 +51,9 @@ pub enum PacketType {
     Feedback = 3,
     /// Session control.
     Control = 4,
+    /// A session handshake message (Noise IK, see docs/WIRE.md,
+    /// "Handshake"); the controllers exchange it, the kernel hands it up.
+    Handshake = 5,
 }
 
 impl PacketType {
@@ -63,6 +66,7 @@ impl PacketType {
             2 => Some(Self::ProbeReply),
             3 => Some(Self::Feedback),
             4 => Some(Self::Control),
+            5 => Some(Self::Handshake),
             _ => None,
         }
     }
@@ -414,7 +418,7 @@ mod tests {
     }
 
     fn any_type() -> impl Strategy<Value = PacketType> {
-        (0u8..5).prop_map(|n| PacketType::from_nibble(n).unwrap())
+        (0u8..6).prop_map(|n| PacketType::from_nibble(n).unwrap())
     }
 
     proptest! {

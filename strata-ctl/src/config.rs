@@ -182,6 +182,177 @@ pub struct Config {
     /// bus), e.g. `"unix:path=/run/dbus/system_bus_socket"`.
     #[serde(default)]
     pub modem_manager_bus: Option<String>,
+    /// Session authentication (docs/WIRE.md, "Handshake").
+    #[serde(default)]
+    pub auth: AuthSection,
+}
+
+/// `[auth] mode`: whether sessions are established by a handshake.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum AuthMode {
+    /// No handshake: anyone who knows the session id is trusted. For the
+    /// lab and demos only; the daemon warns at start.
+    #[default]
+    None,
+    /// A Noise IK handshake with per-car keys; the hub admits only cars on
+    /// its allowlist.
+    Keys,
+}
+
+/// `[auth]`.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthSection {
+    /// `"keys"` or `"none"` (the default while the lab has no keys).
+    pub mode: AuthMode,
+    /// This side's private key file (`strata-ctl keygen`), mode 0600.
+    pub private_key: Option<std::path::PathBuf>,
+    /// Edge: the hub's public key, 64 hex digits.
+    pub hub_public_key: Option<String>,
+    /// Edge: seconds between handshakes that rotate the keys (the hub's
+    /// `rekey_interval_s`, if shorter, wins).
+    pub rekey_interval_s: u64,
+    /// Edge: also rekey once this many packets were sent under one pair of
+    /// keys (0: by time only).
+    pub rekey_after_packets: u64,
+    /// Seconds the previous keys stay accepted after a rotation.
+    pub overlap_s: u64,
+    /// Hub: initiations processed per second, at most (a flood beyond is
+    /// refused before any cryptography).
+    pub handshake_rate: u32,
+    /// Hub: initiations processed back to back before the rate applies.
+    pub handshake_burst: u32,
+    /// Hub: the cars it admits.
+    pub cars: Vec<CarSection>,
+}
+
+impl Default for AuthSection {
+    fn default() -> Self {
+        Self {
+            mode: AuthMode::None,
+            private_key: None,
+            hub_public_key: None,
+            rekey_interval_s: 600,
+            rekey_after_packets: 1 << 30,
+            overlap_s: 10,
+            handshake_rate: 20,
+            handshake_burst: 10,
+            cars: Vec::new(),
+        }
+    }
+}
+
+/// `[[auth.cars]]`: one car the hub admits.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct CarSection {
+    /// Its name in logs, status and metrics.
+    pub name: String,
+    /// Its public key, 64 hex digits (`strata-ctl keygen` on the car).
+    pub public_key: String,
+    /// The session id it may use.
+    pub session: u32,
+}
+
+impl AuthSection {
+    /// Reads this side's private key file (`None` without authentication);
+    /// refuses a file others may read.
+    pub fn load_key(&self) -> Result<Option<crate::auth::keys::StaticKey>, crate::auth::keys::KeyError> {
+        match (&self.mode, &self.private_key) {
+            (AuthMode::Keys, Some(path)) => crate::auth::keys::StaticKey::load(path).map(Some),
+            _ => Ok(None),
+        }
+    }
+
+    /// Checks the section for `role` and the instance's `session`.
+    fn validate(&self, role: Role, session: u32) -> Result<(), (String, String)> {
+        use crate::auth::keys::PublicKey;
+        let bad = |field: &str, problem: String| Err((format!("auth.{field}"), problem));
+        if self.mode == AuthMode::None {
+            if self.private_key.is_some() || self.hub_public_key.is_some() || !self.cars.is_empty() {
+                return bad("mode", "keys are configured but mode is \"none\": set mode = \"keys\"".into());
+            }
+            return Ok(());
+        }
+        if self.private_key.is_none() {
+            return bad(
+                "private_key",
+                "required with mode = \"keys\" (create one with `strata-ctl keygen`)".into(),
+            );
+        }
+        if !(30..=86_400).contains(&self.rekey_interval_s) {
+            return bad("rekey_interval_s", format!("{} is outside 30..=86400", self.rekey_interval_s));
+        }
+        if !(1..=300).contains(&self.overlap_s) {
+            return bad("overlap_s", format!("{} is outside 1..=300", self.overlap_s));
+        }
+        match role {
+            Role::Edge => {
+                let Some(hub) = &self.hub_public_key else {
+                    return bad("hub_public_key", "required on the edge: the hub's public key".into());
+                };
+                if let Err(e) = PublicKey::parse(hub) {
+                    return bad("hub_public_key", e.to_string());
+                }
+                if !self.cars.is_empty() {
+                    return bad("cars", "only for role = \"hub\"".into());
+                }
+            }
+            Role::Hub => {
+                if self.hub_public_key.is_some() {
+                    return bad(
+                        "hub_public_key",
+                        "only for role = \"edge\" (the hub has its private_key)".into(),
+                    );
+                }
+                if self.cars.is_empty() {
+                    return bad("cars", "the hub admits only the cars listed here: add [[auth.cars]]".into());
+                }
+                if !(1..=10_000).contains(&self.handshake_rate) {
+                    return bad("handshake_rate", format!("{} is outside 1..=10000", self.handshake_rate));
+                }
+                if !(1..=10_000).contains(&self.handshake_burst) {
+                    return bad("handshake_burst", format!("{} is outside 1..=10000", self.handshake_burst));
+                }
+                let mut names = BTreeSet::new();
+                let mut keys = BTreeSet::new();
+                for (i, car) in self.cars.iter().enumerate() {
+                    let field = |f: &str| format!("auth.cars[{i}].{f}");
+                    if car.name.is_empty()
+                        || car.name.len() > 32
+                        || !car.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+                    {
+                        return Err((
+                            field("name"),
+                            format!("{:?} must be 1-32 characters of [A-Za-z0-9_-]", car.name),
+                        ));
+                    }
+                    if !names.insert(&car.name) {
+                        return Err((field("name"), format!("{} is listed twice", car.name)));
+                    }
+                    let key = PublicKey::parse(&car.public_key)
+                        .map_err(|e| (field("public_key"), e.to_string()))?;
+                    if !keys.insert(key.0) {
+                        return Err((field("public_key"), "the same key is listed for two cars".into()));
+                    }
+                    // One hub instance serves one session (its kernel drops
+                    // every other): a car of another session could never
+                    // reach this handshake.
+                    if car.session != session {
+                        return Err((
+                            field("session"),
+                            format!(
+                                "{} is not this hub's session {session} (one hub instance serves one session)",
+                                car.session
+                            ),
+                        ));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
 /// `os_signals`: how much the daemon listens to the operating system. The
@@ -779,6 +950,13 @@ impl Config {
     /// been written for (shown by `strata-ctl config check`).
     pub fn notes(&self) -> Vec<String> {
         let mut notes = Vec::new();
+        if self.auth.mode == AuthMode::None {
+            notes.push(
+                "auth.mode is \"none\": no handshake — anyone who learns the session id is trusted. Lab and \
+                 demos only; see docs/DEPLOYMENT.md, \"Keys\"."
+                    .into(),
+            );
+        }
         if self.role == Role::Edge && self.control.configured_mode.is_none() {
             notes.push(
                 "control.mode is not set: the edge runs adaptive control (the default since issue 12; it was \
@@ -849,6 +1027,7 @@ impl Config {
 
         self.control.validate()?;
         self.status.validate()?;
+        self.auth.validate(self.role, self.session)?;
         if self.role == Role::Hub && self.control.mode == ControlMode::Adaptive {
             return bad(
                 "control.mode",
@@ -1034,13 +1213,86 @@ mod tests {
         assert!(c.notes().iter().any(|n| n.contains("adaptive") && n.contains("static")), "{:?}", c.notes());
         let fixed = Config::parse(&format!("{EDGE}\n[control]\nmode = \"static\"\n"), "t.toml").unwrap();
         assert_eq!(fixed.control.mode, ControlMode::Static, "an explicit static config keeps working");
-        assert!(fixed.notes().is_empty());
+        assert!(fixed.notes().iter().all(|n| n.starts_with("auth.mode")), "{:?}", fixed.notes());
         let public = Config::parse(
             &format!("{EDGE}\n[control]\nmode = \"static\"\n[metrics]\nlisten = \"0.0.0.0:9464\"\n"),
             "t.toml",
         )
         .unwrap();
         assert!(public.notes().iter().any(|n| n.contains("not a loopback")), "{:?}", public.notes());
+    }
+
+    #[test]
+    fn auth_sections_explain_what_they_reject() {
+        let key = "ab".repeat(32);
+        let edge = |section: &str| Config::parse(&format!("{EDGE}\n[auth]\n{section}\n"), "t.toml");
+        let ok = edge(&format!(
+            "mode = \"keys\"\nprivate_key = \"/etc/strata/edge.key\"\nhub_public_key = \"{key}\""
+        ))
+        .unwrap();
+        assert_eq!(ok.auth.mode, AuthMode::Keys);
+        assert!(ok.notes().iter().all(|n| !n.starts_with("auth.mode")));
+        assert!(
+            Config::parse(EDGE, "t.toml")
+                .unwrap()
+                .notes()
+                .iter()
+                .any(|n| n.starts_with("auth.mode is \"none\""))
+        );
+        for (section, expect) in [
+            ("mode = \"keys\"".to_string(), "auth.private_key: required"),
+            ("mode = \"keys\"\nprivate_key = \"k\"".to_string(), "auth.hub_public_key: required on the edge"),
+            (
+                format!("mode = \"keys\"\nprivate_key = \"k\"\nhub_public_key = \"{}\"", &key[1..]),
+                "auth.hub_public_key: a key is 64 hex digits",
+            ),
+            (
+                format!("private_key = \"k\"\nhub_public_key = \"{key}\""),
+                "auth.mode: keys are configured but mode is \"none\"",
+            ),
+            (
+                format!(
+                    "mode = \"keys\"\nprivate_key = \"k\"\nhub_public_key = \"{key}\"\nrekey_interval_s = 5"
+                ),
+                "auth.rekey_interval_s: 5 is outside",
+            ),
+            ("mode = \"maybe\"".to_string(), "unknown variant"),
+        ] {
+            let e = edge(&section).unwrap_err().to_string();
+            assert!(e.contains(expect), "{section}: {e}");
+        }
+        let hub = |section: &str| {
+            Config::parse(
+                &format!(
+                    "version = 1\nrole = \"hub\"\nsession = 7\n[tunnel]\naddress = \"10.200.0.2/30\"\n[hub]\ninterface = \"wan0\"\n\
+                     [auth]\nmode = \"keys\"\nprivate_key = \"/etc/strata/hub.key\"\n{section}\n"
+                ),
+                "t.toml",
+            )
+        };
+        let car = |name: &str, k: &str, session: u32| {
+            format!("[[auth.cars]]\nname = \"{name}\"\npublic_key = \"{k}\"\nsession = {session}\n")
+        };
+        assert_eq!(hub(&car("car7", &key, 7)).unwrap().auth.cars.len(), 1);
+        let other = "cd".repeat(32);
+        for (section, expect) in [
+            (String::new(), "auth.cars: the hub admits only the cars listed here"),
+            (car("car7", &key, 8), "auth.cars[0].session: 8 is not this hub's session 7"),
+            (car("car 7", &key, 7), "auth.cars[0].name"),
+            (car("car7", "xyz", 7), "auth.cars[0].public_key: a key is 64 hex digits"),
+            (car("a", &key, 7) + &car("a", &other, 7), "auth.cars[1].name: a is listed twice"),
+            (
+                car("a", &key, 7) + &car("b", &key, 7),
+                "auth.cars[1].public_key: the same key is listed for two cars",
+            ),
+            (
+                format!("hub_public_key = \"{key}\"\n{}", car("a", &key, 7)),
+                "auth.hub_public_key: only for role = \"edge\"",
+            ),
+        ] {
+            let e = hub(&section).unwrap_err().to_string();
+            assert!(e.contains(expect), "{section}: {e}");
+        }
     }
 
     #[test]

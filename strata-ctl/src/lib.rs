@@ -21,6 +21,7 @@
 //!
 //! The rule is checked by `cargo xtask layers` (a test in CI).
 
+pub mod auth;
 pub mod config;
 pub mod control;
 pub mod daemon;

@@ -33,6 +33,18 @@ enum Command {
         keep_dataplane: bool,
     },
     /// Configuration tools.
+    /// Creates a key pair for `[auth]`: writes the private key to FILE
+    /// (mode 0600, never overwriting) and prints the public key (64 hex
+    /// digits) for the other side's configuration.
+    Keygen {
+        /// Where the private key goes, e.g. /etc/strata/edge.key.
+        file: PathBuf,
+    },
+    /// Prints the public key of a private key file.
+    Pubkey {
+        /// The private key file.
+        file: PathBuf,
+    },
     Config {
         #[command(subcommand)]
         command: ConfigCommand,
@@ -126,8 +138,28 @@ fn execute(command: Command) -> anyhow::Result<()> {
             };
             Ok(runtime.block_on(strata_ctl::daemon::run(config, &config_path, stop))?)
         }
+        Command::Keygen { file } => {
+            let key = strata_ctl::auth::keys::StaticKey::generate()?;
+            key.save(&file)?;
+            eprintln!("private key written to {} (mode 0600); public key:", file.display());
+            println!("{}", key.public);
+            Ok(())
+        }
+        Command::Pubkey { file } => {
+            println!("{}", strata_ctl::auth::keys::StaticKey::load(&file)?.public);
+            Ok(())
+        }
         Command::Config { command: ConfigCommand::Check { file, against } } => {
             let config = Config::load(&file)?;
+            // The key file is checked here as the daemon would read it: a
+            // missing or world-readable key fails the check, not the start.
+            let key = config
+                .auth
+                .load_key()
+                .map_err(|e| anyhow::anyhow!("{}: auth.private_key: {e}", file.display()))?;
+            if let Some(key) = key {
+                println!("auth: keys, this side's public key {}", key.public);
+            }
             println!(
                 "{}: ok ({} \"{}\", {} link(s), session {:#x})",
                 file.display(),

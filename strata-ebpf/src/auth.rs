@@ -179,11 +179,12 @@ pub(crate) fn check(
     available: usize,
 ) -> Result<(), DropReason> {
     let required = cfg_flags & CONFIG_AUTH_REQUIRED != 0;
-    // Hook for the handshake (issue 14, item 1): its packets travel before
-    // any key exists and are authenticated by the handshake itself, so
-    // they pass here untagged — add `if packet_type == PacketType::Handshake
-    // { return Ok(()); }` when that type lands.
-    let _ = packet_type;
+    // Handshake packets travel before any key exists and are authenticated
+    // by the handshake itself (Noise, docs/WIRE.md): they pass untagged, up
+    // to the controller, which verifies them.
+    if matches!(packet_type, PacketType::Handshake) {
+        return Ok(());
+    }
     if header.flags & flags::AUTH == 0 {
         return if required { Err(DropReason::AuthMissing) } else { Ok(()) };
     }

@@ -218,8 +218,12 @@ fn deliver<const L2: usize>(
         // Probes, feedback and control messages are for the controller's
         // socket (Strata's own, so OK rather than next). They carry no
         // global sequence to check against replay; their header and tag
-        // are valid.
-        learn(ctx, cfg, link, from, from6, now_ns);
+        // are valid. A handshake message passes untagged (Noise
+        // authenticates it in the controller), so it teaches nothing here:
+        // a forged one must not move a link's endpoint.
+        if packet_type != PacketType::Handshake {
+            learn(ctx, cfg, link, from, from6, now_ns);
+        }
         return Ok(TC_ACT_OK);
     }
 

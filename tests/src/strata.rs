@@ -453,6 +453,15 @@ pub struct EdgeSetup {
     /// plane forwarding, as for an upgrade; their pins are removed when the
     /// lab stops them for good).
     pub keep_dataplane: bool,
+    /// Lines added to the edge's `[auth]` section (e.g.
+    /// `rekey_interval_s = 30`), when the lab runs with keys.
+    pub auth_extra: String,
+    /// Run without keys (`[auth] mode = "none"`) whatever the environment:
+    /// for tests of the unauthenticated protocol itself.
+    pub no_auth: bool,
+    /// Hand the tunnel over as soon as both daemons are ready, without
+    /// waiting for their session (scenarios: their warm-up covers it).
+    pub no_session_wait: bool,
 }
 
 impl From<Control> for EdgeSetup {
@@ -514,6 +523,59 @@ pub fn hub_config(name: &str, session: u32) -> String {
     )
 }
 
+/// Set to `none` to run the lab's daemons without the session handshake
+/// (`[auth] mode = "none"`); by default they authenticate with keys made
+/// for the run.
+pub const LAB_AUTH_ENV: &str = "STRATA_LAB_AUTH";
+
+/// Fresh keys for a lab run, made with `strata-ctl keygen` in `workdir`
+/// (as an operator would), and the `[auth]` sections that use them: the
+/// hub's (its key and the edge on its allowlist) and the edge's.
+pub fn lab_auth(binary: &Path, workdir: &Path, session: u32) -> anyhow::Result<(String, String)> {
+    let keygen = |name: &str| -> anyhow::Result<(PathBuf, String)> {
+        let path = workdir.join(name);
+        let _ = std::fs::remove_file(&path);
+        let out = std::process::Command::new(binary)
+            .arg("keygen")
+            .arg(&path)
+            .output()
+            .with_context(|| format!("running {} keygen", binary.display()))?;
+        anyhow::ensure!(out.status.success(), "keygen: {}", String::from_utf8_lossy(&out.stderr));
+        Ok((path, String::from_utf8_lossy(&out.stdout).trim().to_string()))
+    };
+    let (hub_key, hub_public) = keygen("hub.key")?;
+    let (edge_key, edge_public) = keygen("edge.key")?;
+    let hub = format!(
+        "\n[auth]\nmode = \"keys\"\nprivate_key = \"{}\"\n\n[[auth.cars]]\nname = \"lab-car\"\n\
+         public_key = \"{edge_public}\"\nsession = {session}\n",
+        hub_key.display()
+    );
+    let edge = format!(
+        "\n[auth]\nmode = \"keys\"\nprivate_key = \"{}\"\nhub_public_key = \"{hub_public}\"\n",
+        edge_key.display()
+    );
+    Ok((hub, edge))
+}
+
+/// Waits until every instance in `names` reports an established session
+/// (`strata-ctl status --json`, `auth.sessions[0].established`).
+pub fn wait_for_session(binary: &Path, names: &[&str], timeout: Duration) -> anyhow::Result<()> {
+    let deadline = Instant::now() + timeout;
+    let established = |name: &str| {
+        std::process::Command::new(binary)
+            .args(["status", "--name", name, "--json"])
+            .output()
+            .ok()
+            .and_then(|o| serde_json::from_slice::<serde_json::Value>(&o.stdout).ok())
+            .is_some_and(|doc| doc["auth"]["sessions"][0]["established"] == true)
+    };
+    while !names.iter().all(|n| established(n)) {
+        anyhow::ensure!(Instant::now() < deadline, "no session established within {timeout:?}: {names:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Ok(())
+}
+
 /// An edge and a hub daemon running in a lab.
 #[derive(Debug)]
 pub struct Tunnel {
@@ -547,8 +609,17 @@ impl Tunnel {
         let edge_name = format!("{}-edge", lab.prefix());
         let hub_cfg = workdir.join("hub.toml");
         let edge_cfg = workdir.join("edge.toml");
-        std::fs::write(&hub_cfg, hub_config(&hub_name, session))?;
-        std::fs::write(&edge_cfg, edge_config(lab, &edge_name, session, weights, &setup))?;
+        let (mut hub_text, mut edge_text) =
+            (hub_config(&hub_name, session), edge_config(lab, &edge_name, session, weights, &setup));
+        let auth = !setup.no_auth && std::env::var(LAB_AUTH_ENV).as_deref() != Ok("none");
+        if auth {
+            let (hub_auth, edge_auth) = lab_auth(binary, workdir, session)?;
+            hub_text += &hub_auth;
+            edge_text += &edge_auth;
+            edge_text += &setup.auth_extra;
+        }
+        std::fs::write(&hub_cfg, hub_text)?;
+        std::fs::write(&edge_cfg, edge_text)?;
         // Both start at once and are then waited for: one after the other,
         // a loaded CI machine took 1.4-1.5 s for each in a debug build,
         // past the scenarios' 3 s warm-up. The edge needs nothing from a
@@ -567,6 +638,12 @@ impl Tunnel {
         )?;
         hub.wait_ready(&hub_ready)?;
         edge.wait_ready(&edge_ready)?;
+        if auth && !setup.no_session_wait {
+            // Ready is not established: until the first handshake completes
+            // every packet is dropped for want of a key, and tests measure
+            // from the start.
+            wait_for_session(binary, &[&hub_name, &edge_name], Duration::from_secs(15))?;
+        }
         Ok(Self { hub, edge, workdir: workdir.into() })
     }
 

@@ -97,8 +97,11 @@ pub(crate) struct Layer {
 /// I/O, no clock, nothing else of the crate, so every decision is tested on
 /// plain values.
 ///
+/// `auth` is the session handshake (Noise, keys, key ring): pure state
+/// machines on bytes and time, using nothing of the crate.
+///
 /// `config` is the typed configuration and its validation; it speaks the
-/// vocabulary of `control` and nothing above it.
+/// vocabulary of `control` (and `auth`'s key type) and nothing above it.
 ///
 /// `dataplane` loads the eBPF programs and reads and writes their maps (aya);
 /// it turns configuration and decisions into map entries.
@@ -118,7 +121,8 @@ pub(crate) struct Layer {
 /// `lib.rs`, `main.rs` and `src/bin/*` may use anything.
 pub(crate) const STRATA_CTL_LAYERS: &[Layer] = &[
     Layer { module: "control", may_use: MayUse::Only(&[]) },
-    Layer { module: "config", may_use: MayUse::Only(&["control"]) },
+    Layer { module: "auth", may_use: MayUse::Only(&[]) },
+    Layer { module: "config", may_use: MayUse::Only(&["control", "auth"]) },
     Layer { module: "dataplane", may_use: MayUse::Only(&["config", "control"]) },
     Layer { module: "os", may_use: MayUse::Only(&["config", "control"]) },
     Layer { module: "inband", may_use: MayUse::Only(&["config", "control"]) },
@@ -1287,7 +1291,7 @@ fn f() {
         let text: String = findings.iter().map(ToString::to_string).collect();
         assert_eq!(
             text,
-            "layer: config may not use crate root (config may use: control)\n    \
+            "layer: config may not use crate root (config may use: control, auth)\n    \
              layer/src/config.rs:4: crate::VERSION (path in code)\n\
              layer: control may not use os (control may use: nothing else in the crate)\n    \
              layer/src/control/estimator.rs:6: use crate::os::netlink::LinkEvent\n"

@@ -70,6 +70,7 @@ pub fn classify(old: &Config, new: &Config) -> Changes {
         status,
         os_signals,
         modem_manager_bus,
+        auth,
     } = old;
     c.restart_if(version != &new.version, "version");
     c.restart_if(role != &new.role, "role");
@@ -89,6 +90,8 @@ pub fn classify(old: &Config, new: &Config) -> Changes {
     // The advisors are started once with the data plane's handles.
     c.restart_if(os_signals != &new.os_signals, "os_signals");
     c.restart_if(modem_manager_bus != &new.modem_manager_bus, "modem_manager_bus");
+    // Keys and the allowlist are read at start-up.
+    c.restart_if(auth != &new.auth, "auth");
     c
 }
 

@@ -43,6 +43,8 @@ use crate::{
 pub(super) struct Adaptive {
     pub(super) controller: Controller,
     pub(super) samples: mpsc::Receiver<Evidence>,
+    /// Handshake messages the probers' sockets received: link id, payload.
+    pub(super) handshakes: mpsc::Receiver<(u8, Vec<u8>)>,
     probers: Vec<tokio::task::JoinHandle<()>>,
     /// Per link, in the links' order: its routing and probe socket.
     pub(super) paths: Vec<ProbePath>,
@@ -93,6 +95,7 @@ impl Adaptive {
         guards: Arc<GuardCounters>,
     ) -> Result<Self, AdaptiveError> {
         let (tx, samples) = mpsc::channel(1024);
+        let (handshake_tx, handshakes) = mpsc::channel(16);
         let interval = Duration::from_millis(config.control.probe_interval_ms);
         let mut probers = Vec::new();
         let mut trains = Vec::new();
@@ -135,6 +138,7 @@ impl Adaptive {
                 },
                 want_train,
                 sent_bytes,
+                handshakes: handshake_tx.clone(),
                 key: control_key.clone(),
                 guards: guards.clone(),
             };
@@ -154,6 +158,7 @@ impl Adaptive {
         Ok(Self {
             controller,
             samples,
+            handshakes,
             probers,
             paths,
             trains,

@@ -23,6 +23,14 @@ pub enum StartError {
     /// lock taken (`name: an instance named … is already running`).
     #[error(transparent)]
     Host(#[from] HostError),
+    /// The `[auth]` key file or a key in it is unusable (checked before
+    /// anything is created).
+    #[error("auth: {source}")]
+    Auth {
+        /// Which file or key, and why.
+        #[from]
+        source: crate::auth::keys::KeyError,
+    },
     /// The metrics port could not be bound (bound first, so nothing was
     /// created yet).
     #[error("metrics.listen: cannot listen on {address}: {source}")]

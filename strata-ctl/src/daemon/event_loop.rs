@@ -10,7 +10,10 @@
 
 use std::{sync::Arc, time::Duration};
 
-use strata_common::{maps::CONFIG_EARLIEST_ARRIVAL, wire::FeedbackPayload};
+use strata_common::{
+    maps::{CONFIG_EARLIEST_ARRIVAL, MAX_LINKS},
+    wire::{FeedbackPayload, HEADER_LEN, Header, PacketType},
+};
 use tokio::{
     net::UdpSocket,
     signal::unix::{Signal, SignalKind},
@@ -69,8 +72,14 @@ pub(super) struct Daemon<'a> {
     pub(super) probe_limiter: hub::ProbeLimiter,
     /// Time 0 of the hub's feedback clock.
     pub(super) epoch: Instant,
+    /// The session handshake and its keys.
+    pub(super) trust: super::trust::Trust,
+    /// A static edge's per-link sockets for the handshake.
+    pub(super) handshake_paths: Option<super::handshake_paths::HandshakePaths>,
     /// The key control packets are tagged with.
     pub(super) control_key: ControlKey,
+    /// Key epochs this daemon installed in the data plane.
+    pub(super) installed_epochs: Vec<u32>,
 }
 
 impl Daemon<'_> {
@@ -118,6 +127,14 @@ impl Daemon<'_> {
         // The hub reports what its kernel counted per link, at the probe rate.
         let mut feedback = interval(Duration::from_millis(self.config.control.probe_interval_ms));
         let mut buf = vec![0u8; 2048];
+        // Taken out of the controller so the loop can wait on it and on the
+        // controller's evidence at once.
+        let mut handshakes = self
+            .adaptive
+            .as_mut()
+            .map(|a| &mut a.handshakes)
+            .or(self.handshake_paths.as_mut().map(|h| &mut h.messages))
+            .map(|r| std::mem::replace(r, tokio::sync::mpsc::channel(1).1));
         loop {
             tokio::select! {
                 _ = tokio::signal::ctrl_c() => break,
@@ -131,26 +148,38 @@ impl Daemon<'_> {
                 }
                 Some(event) = self.advisors.events.recv() => self.on_os_event(event).await,
                 _ = second.tick() => self.on_second(),
+                // The handshake's own clock: retries start at 250 ms.
+                () = next_deadline(self.trust.deadline()) => self.on_trust_tick().await,
+                Some((link, payload)) = next_handshake(&mut handshakes) => {
+                    // On a link's own socket: answered (never, on the edge) on it.
+                    self.on_handshake(link, &payload, None).await;
+                }
                 _ = learn.tick(), if hub => self.on_learn(),
                 _ = feedback.tick(), if hub => self.on_feedback_due().await,
                 Some(sample) = next_evidence(&mut self.adaptive) => self.on_evidence(sample),
                 _ = control_tick.tick(), if adaptive => self.on_control_tick().await,
                 received = prober::recv_stamped(&self.control, &mut buf) => match received {
-                    Ok((n, from, rx_ns)) => {
-                        let guards = self.exposition.guards();
-                        let session = self.config.session;
-                        hub::answer(
-                            &self.control,
-                            &self.control_key,
-                            &buf[..n],
-                            from,
-                            session,
-                            rx_ns,
-                            &mut self.probe_limiter,
-                            &guards,
-                        )
+                    Ok((n, from, rx_ns)) => match handshake_payload(&buf[..n], self.config.session) {
+                        Some((link, payload)) => {
+                            let payload = payload.to_vec();
+                            self.on_handshake(link, &payload, Some(from)).await;
+                        }
+                        None => {
+                            let guards = self.exposition.guards();
+                            let session = self.config.session;
+                            hub::answer(
+                                &self.control,
+                                &self.control_key,
+                                &buf[..n],
+                                from,
+                                session,
+                                rx_ns,
+                                &mut self.probe_limiter,
+                                &guards,
+                            )
                             .await;
-                    }
+                        }
+                    },
                     Err(e) => warn!("control socket: {e}"),
                 },
             }
@@ -231,6 +260,86 @@ impl Daemon<'_> {
         }
     }
 
+    /// Once a second: the edge's handshake schedule (first contact,
+    /// retries, rekeying) and the end of a rotation's overlap.
+    async fn on_trust_tick(&mut self) {
+        let now = std::time::Instant::now();
+        if self.config.role == Role::Edge
+            && self.config.auth.mode == crate::config::AuthMode::Keys
+            && let Ok(s) = self.dp.snapshot()
+        {
+            self.trust.on_sent(now, s.links.iter().map(|l| l.tx_packets).sum());
+        }
+        let (due, expired) = self.trust.tick(now, self.config.session);
+        if let Some((attempt, initiation)) = due {
+            self.send_initiation(attempt, &initiation).await;
+        }
+        if expired {
+            self.keys_changed();
+        }
+        let view = self.trust.view();
+        self.exposition.publish(|p| p.auth = view);
+    }
+
+    /// Edge: sends an initiation on link number `attempt` (round robin over
+    /// the links), from the link's own socket when adaptive control has
+    /// one (the answer comes back on that socket), else from the control
+    /// socket.
+    async fn send_initiation(&mut self, attempt: u32, initiation: &[u8]) {
+        let Side::Edge { links } = &self.side else { return };
+        if links.is_empty() {
+            return;
+        }
+        let i = attempt as usize % links.len();
+        let link = &links[i];
+        let mut out = vec![0u8; HEADER_LEN + initiation.len()];
+        out[HEADER_LEN..].copy_from_slice(initiation);
+        super::trust::frame(&mut out, self.config.session, link.id);
+        let paths =
+            self.adaptive.as_ref().map(|a| &a.paths).or(self.handshake_paths.as_ref().map(|h| &h.paths));
+        let sock = paths.and_then(|p| p.get(i)).map(|p| p.socket.borrow().clone());
+        let sent = match &sock {
+            Some(sock) => sock.send_to(&out, link.hub).await,
+            None => self.control.send_to(&out, link.hub).await,
+        };
+        match sent {
+            Ok(_) => debug!(link = link.id, attempt, hub = %link.hub, "auth: initiation sent"),
+            // Without adaptive control the control socket sends by the
+            // host's routing table, which may have no route to the hub.
+            Err(e) if attempt.is_multiple_of(5) => {
+                warn!(link = link.id, hub = %link.hub, "auth: initiation not sent: {e}")
+            }
+            Err(e) => debug!(link = link.id, "auth: initiation not sent: {e}"),
+        }
+    }
+
+    /// A handshake message arrived on `link` (from `from`, when it came to
+    /// the control socket: the hub answers there).
+    async fn on_handshake(&mut self, link: u8, payload: &[u8], from: Option<std::net::SocketAddr>) {
+        let now = std::time::Instant::now();
+        match self.trust.on_message(self.config.session, link, payload, now) {
+            super::trust::Outcome::Nothing => {}
+            super::trust::Outcome::Keys => self.keys_changed(),
+            super::trust::Outcome::Reply(reply) => {
+                if let Some(from) = from
+                    && let Err(e) = self.control.send_to(&reply, from).await
+                {
+                    debug!(%from, "auth: handshake response not sent: {e}");
+                }
+                self.keys_changed();
+            }
+        }
+        let view = self.trust.view();
+        self.exposition.publish(|p| p.auth = view);
+    }
+
+    /// The key ring changed: the data plane gets it.
+    fn keys_changed(&mut self) {
+        if let Some(ring) = self.trust.ring() {
+            super::trust::install(&mut self.dp, &self.control_key, ring, &mut self.installed_epochs);
+        }
+    }
+
     /// Hub: sends only on links whose edge endpoint it has learned — a link
     /// id without a peer would make the kernel fall back to the next id for
     /// its share, piling it onto one link.
@@ -272,6 +381,8 @@ impl Daemon<'_> {
 
     /// A prober's evidence goes to the controller.
     fn on_evidence(&mut self, sample: Evidence) {
+        // Every piece of evidence came from the hub: the session is alive.
+        self.trust.on_heard(std::time::Instant::now());
         if let Some(a) = self.adaptive.as_mut() {
             let now = a.now();
             a.controller.on_evidence(now, sample);
@@ -345,7 +456,11 @@ impl Daemon<'_> {
             return;
         };
         for (i, reaction) in reactions {
-            let path = self.adaptive.as_mut().and_then(|a| a.paths.get_mut(i));
+            // A static edge's handshake sockets follow the link like a prober's.
+            let path = match self.adaptive.as_mut() {
+                Some(a) => a.paths.get_mut(i),
+                None => self.handshake_paths.as_mut().and_then(|h| h.paths.get_mut(i)),
+            };
             let io = Hands { dp: &mut self.dp, net: self.net, config: &self.config, path };
             if let Some(hint) = follower.carry_out(reaction, i, links, io).await {
                 hints.push((i, hint));
@@ -374,6 +489,36 @@ impl Daemon<'_> {
         let view = follower.view(links, &behaviour);
         self.exposition.publish(|p| p.bindings = view);
     }
+}
+
+/// Sleeps until `deadline` (at least 10 ms from now, so a deadline in the
+/// past cannot spin the loop), or forever without one.
+async fn next_deadline(deadline: Option<std::time::Instant>) {
+    match deadline {
+        Some(d) => {
+            let at = Instant::from_std(d).max(Instant::now() + Duration::from_millis(10));
+            tokio::time::sleep_until(at).await;
+        }
+        None => std::future::pending().await,
+    }
+}
+
+/// The next handshake message a prober's socket received, or never
+/// without a controller.
+async fn next_handshake(
+    handshakes: &mut Option<tokio::sync::mpsc::Receiver<(u8, Vec<u8>)>>,
+) -> Option<(u8, Vec<u8>)> {
+    match handshakes {
+        Some(h) => h.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The link and payload of a `Handshake` packet of `session`, or `None`
+/// for anything else (which the probe responder handles).
+fn handshake_payload(datagram: &[u8], session: u32) -> Option<(u8, &[u8])> {
+    let (fields, payload) = Header::parse(datagram, session, MAX_LINKS as u8).ok()?;
+    (fields.packet_type == PacketType::Handshake).then_some((fields.link_id, payload))
 }
 
 /// The next piece of in-band evidence, or never without a controller.

@@ -35,8 +35,10 @@ mod adaptive;
 mod error;
 mod event_loop;
 pub mod follower;
+mod handshake_paths;
 pub mod links;
 mod plane;
+mod trust;
 
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 
@@ -64,10 +66,6 @@ use crate::{
 
 /// How long, at most, an adopted data plane keeps the schedule the previous
 /// adaptive controller wrote while the new one judges the links.
-/// Environment variable that makes the daemon install the fixed, public test
-/// keys and require authentication (lab runs before the handshake exists).
-pub const TEST_KEYS_ENV: &str = "STRATA_INSECURE_TEST_KEYS";
-
 const ADOPTED_SCHEDULE_HOLD: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Why no bitrate is published before the controller's first tick, or ever.
@@ -106,6 +104,9 @@ pub async fn run(config: Config, config_path: &std::path::Path, stop: StopMode) 
     // What the in-band channel and the served sockets turn away, counted
     // from the start (the probers start before the exposition exists).
     let guards = std::sync::Arc::new(GuardCounters::default());
+    // The key file is read before anything is created: a missing or
+    // world-readable key fails the start cleanly.
+    let trust = trust::Trust::start(&config, std::time::Instant::now())?;
     // Bound first: a taken port fails the start before anything is created.
     let metrics_listener = match config.metrics.listen {
         Some(address) => Some(
@@ -162,18 +163,14 @@ pub async fn run(config: Config, config_path: &std::path::Path, stop: StopMode) 
     if let Ok(slots) = dp.auth_keys() {
         control_key.follow(&slots);
     }
-    if std::env::var_os(TEST_KEYS_ENV).is_some() {
-        // Lab runs with authentication on, until the handshake exists: the
-        // fixed keys of `strata_common::auth::test_keys`, public in the
-        // source, so this authenticates against nobody — never set it in a
-        // deployment (the unit does not).
-        let keys = strata_common::auth::test_keys(0, matches!(side, Side::Hub { .. }));
-        if let Err(e) = dp.install_keys(&keys).and_then(|()| dp.set_auth_required(true)) {
-            warn!("{TEST_KEYS_ENV}: test keys not installed: {e}");
-        } else {
-            control_key.install(&keys);
-            warn!("{TEST_KEYS_ENV} set: fixed public TEST keys installed and required — lab only");
-        }
+    // With keys configured every packet must carry a valid tag: before the
+    // first handshake nothing but handshake messages passes (the kernel
+    // lets those through untagged), and forged or replayed-from-another-
+    // session packets never reach a socket or the tunnel. Cleared
+    // otherwise, as an adopted data plane may carry it.
+    let required = config.auth.mode == crate::config::AuthMode::Keys;
+    if let Err(e) = dp.set_auth_required(required) {
+        warn!("auth: setting whether every packet must be authenticated: {e}");
     }
 
     // The control socket shares the tunnel port with the per-link probe sockets.
@@ -198,6 +195,22 @@ pub async fn run(config: Config, config_path: &std::path::Path, stop: StopMode) 
                 }
                 Err(e) => {
                     warn!("adaptive control unavailable, keeping the configured weights: {e}");
+                    None
+                }
+            }
+        }
+        _ => None,
+    };
+    // A static edge with keys needs per-link sockets for its handshake
+    // (adaptive control's probers have them): see `handshake_paths`.
+    let mut handshake_paths = match (&side, config.control.mode, config.auth.mode) {
+        (Side::Edge { links }, ControlMode::Static, crate::config::AuthMode::Keys) if control.is_ok() => {
+            match handshake_paths::HandshakePaths::start(&net, &config, links).await {
+                Ok(h) => Some(h),
+                Err(e) => {
+                    warn!(
+                        "auth: no per-link sockets for the handshake, sending by the main routing table: {e}"
+                    );
                     None
                 }
             }
@@ -304,7 +317,10 @@ pub async fn run(config: Config, config_path: &std::path::Path, stop: StopMode) 
                     config.control.train_packets,
                 ),
                 epoch: tokio::time::Instant::now(),
+                trust,
+                handshake_paths: handshake_paths.take(),
                 control_key,
+                installed_epochs: Vec::new(),
             };
             // Set-up is done: keep only what running needs (see `privilege`).
             // A sysfs mounted for this namespace (a daemon started in another
@@ -324,6 +340,7 @@ pub async fn run(config: Config, config_path: &std::path::Path, stop: StopMode) 
             daemon.run_until_stopped(sigterm).await;
             notify::stopping();
             info!("shutting down");
+            handshake_paths = daemon.handshake_paths.take();
             (Ok(()), daemon.dp, daemon.side, daemon.adaptive)
         }
         Err(e) => (Err(e), dp, side, adaptive),
@@ -334,6 +351,10 @@ pub async fn run(config: Config, config_path: &std::path::Path, stop: StopMode) 
     if let Some(a) = adaptive.as_mut() {
         remove_routing(&net, &mut a.paths).await;
     }
+    if let Some(h) = handshake_paths.as_mut() {
+        remove_routing(&net, &mut h.paths).await;
+    }
+    drop(handshake_paths);
     drop(adaptive);
     // A start that failed (no control socket) leaves a data plane it found
     // running as it was, whatever the stop mode.

@@ -80,6 +80,10 @@ pub async fn send_feedback(
 ///
 /// The probe's tag was checked by the kernel on the way in (see
 /// [`super::auth`]); the reply is tagged with this side's key.
+#[expect(
+    clippy::too_many_arguments,
+    reason = "the socket, key, limiter and counters are the hub event loop's own fields, borrowed separately"
+)]
 pub async fn answer(
     control: &UdpSocket,
     key: &ControlKey,

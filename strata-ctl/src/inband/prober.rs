@@ -125,6 +125,10 @@ pub struct Prober {
     /// IP bytes of probes and trains sent so far (the control channel's
     /// share of the link, which the kernel's counters do not see).
     pub sent_bytes: Arc<AtomicU64>,
+    /// Where handshake messages that arrive on the link's socket go (the
+    /// hub answers an initiation to the address it came from, which is this
+    /// socket's): link id and the handshake payload.
+    pub handshakes: mpsc::Sender<(u8, Vec<u8>)>,
     /// The key probes and trains are tagged with (the kernel's sending key).
     pub key: ControlKey,
     /// Where what this prober turns away is counted.
@@ -136,8 +140,19 @@ pub struct Prober {
 /// and the hub's feedback for the link, until the receiver of `evidence`
 /// goes away.
 pub async fn run(prober: Prober, evidence: mpsc::Sender<Evidence>) {
-    let Prober { link, sock: mut bound, hub, session, interval, train, want_train, sent_bytes, key, guards } =
-        prober;
+    let Prober {
+        link,
+        sock: mut bound,
+        hub,
+        session,
+        interval,
+        train,
+        want_train,
+        sent_bytes,
+        key,
+        handshakes,
+        guards,
+    } = prober;
     let mut feedback_order = FeedbackOrder::default();
     let mut sock = bound.borrow_and_update().clone();
     // IPv6's header is 20 bytes longer than IPv4's: counted in the probe
@@ -245,6 +260,11 @@ pub async fn run(prober: Prober, evidence: mpsc::Sender<Evidence>) {
                         }
                         Evidence::Feedback { link, counters, hub_time_us }
                     }
+                    Some(Incoming::Handshake { at }) => {
+                        // Dropped if the daemon is behind: the edge retries.
+                        let _ = handshakes.try_send((link, buf[at..n].to_vec()));
+                        continue;
+                    }
                     None => continue,
                 };
                 if evidence.send(item).await.is_err() {
@@ -280,6 +300,11 @@ pub enum Incoming {
         /// The counters.
         counters: FeedbackPayload,
     },
+    /// A handshake message for the daemon; its payload starts at byte `at`.
+    Handshake {
+        /// Offset of the payload in the datagram.
+        at: usize,
+    },
 }
 
 /// Reads a datagram received on `link`'s probe socket: a reply or
@@ -303,6 +328,7 @@ pub fn classify(datagram: &[u8], session: u32, link: u8) -> Option<Incoming> {
             hub_time_us: fields.timestamp_us,
             counters: FeedbackPayload::decode(payload).ok()?,
         }),
+        PacketType::Handshake => Some(Incoming::Handshake { at: datagram.len() - payload.len() }),
         _ => None,
     }
 }
@@ -407,6 +433,7 @@ mod tests {
             want_train: Arc::default(),
             sent_bytes: Arc::default(),
             key: ControlKey::default(),
+            handshakes: mpsc::channel(1).0,
             guards: guards.clone(),
         };
         let task = tokio::spawn(run(prober, tx));

@@ -182,6 +182,9 @@ pub struct Status {
     /// socket (docs/BITRATE.md); absent when the daemon is down.
     #[serde(default)]
     pub bitrate: Option<Bitrate>,
+    /// Session authentication; absent when the daemon is down.
+    #[serde(default)]
+    pub auth: Option<crate::serve::view::AuthView>,
 }
 
 /// What a running daemon adds to the kernel's counters: the inputs of
@@ -290,6 +293,7 @@ pub fn build(name: &str, snapshot: &Snapshot, daemon: Option<&DaemonView>) -> St
         },
         os_signals: published.as_ref().map_or(String::new(), |p| p.os_signals.to_string()),
         bitrate: daemon.map(|d| bitrate::document(&d.published.bitrate, d.read_at)),
+        auth: published.as_ref().map(|p| p.auth.clone()).filter(|a| !a.mode.is_empty()),
         advisors: published
             .as_ref()
             .map(|p| p.advisors.iter().map(|(n, s)| ((*n).to_string(), s.clone())).collect())
@@ -814,6 +818,39 @@ pub fn render(s: &Status) -> String {
         let list: Vec<String> = s.advisors.iter().map(|(n, st)| format!("{n} {st}")).collect();
         let _ = writeln!(out, "os signals: {} — {}", s.os_signals, list.join("; "));
     }
+    if let Some(a) = &s.auth {
+        out.push_str(&auth_lines(a));
+    }
+    out
+}
+
+/// Session authentication: mode, each session, the handshake counters.
+fn auth_lines(a: &crate::serve::view::AuthView) -> String {
+    if a.mode == "none" {
+        return "auth: none — no handshake; anyone who knows the session id is trusted (lab/demo only)\n"
+            .into();
+    }
+    let mut out = format!("auth: keys, own key {}", a.own_key);
+    let rejected: Vec<String> = a.rejected.iter().map(|(r, n)| format!("{r} {n}")).collect();
+    let _ = write!(out, "; handshakes completed {}", a.completed);
+    if a.initiations_sent > 0 {
+        let _ = write!(out, ", initiations sent {}", a.initiations_sent);
+    }
+    if !rejected.is_empty() {
+        let _ = write!(out, ", rejected: {}", rejected.join(", "));
+    }
+    out.push('\n');
+    for session in &a.sessions {
+        let state = if session.established {
+            let previous =
+                session.previous_epoch.map_or(String::new(), |e| format!(" (epoch {e} still accepted)"));
+            let at = session.last_rekey_unix_s.map_or(String::new(), |t| format!(", keys of {t}"));
+            format!("established, epoch {}{previous}{at}", session.epoch)
+        } else {
+            "not established".into()
+        };
+        let _ = writeln!(out, "  session with {} [{}]: {state}", session.peer, session.fingerprint);
+    }
     out
 }
 
@@ -1210,5 +1247,32 @@ mod tests {
         assert_eq!(exposition.guards().snapshot().status_refused, 1);
         drop(idle);
         let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn the_auth_lines_say_what_an_operator_checks() {
+        use crate::serve::view::{AuthView, SessionView};
+        let none = AuthView { mode: "none".into(), ..AuthView::default() };
+        assert!(auth_lines(&none).starts_with("auth: none — no handshake"));
+        let keys = AuthView {
+            mode: "keys".into(),
+            own_key: "0011aabb".into(),
+            sessions: vec![SessionView {
+                peer: "car7".into(),
+                fingerprint: "ccddeeff".into(),
+                established: true,
+                epoch: 12,
+                previous_epoch: Some(11),
+                last_rekey_unix_s: Some(1_800_000_000),
+            }],
+            initiations_sent: 0,
+            completed: 12,
+            rejected: vec![("unknown_key".into(), 3)],
+        };
+        assert_eq!(
+            auth_lines(&keys),
+            "auth: keys, own key 0011aabb; handshakes completed 12, rejected: unknown_key 3\n  \
+             session with car7 [ccddeeff]: established, epoch 12 (epoch 11 still accepted), keys of 1800000000\n"
+        );
     }
 }

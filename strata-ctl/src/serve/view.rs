@@ -47,6 +47,50 @@ pub struct Published {
     pub bitrate: BitrateView,
     /// The bitrate socket's subscribers.
     pub bitrate_subscribers: SubscriberCounts,
+    /// Session authentication: the handshake's state and counters.
+    pub auth: AuthView,
+}
+
+/// Session authentication as shown by status and metrics.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct AuthView {
+    /// `none` or `keys` (empty: not published, e.g. an older daemon).
+    pub mode: String,
+    /// This side's public key fingerprint (first 8 hex digits).
+    #[serde(default)]
+    pub own_key: String,
+    /// The edge: its session with the hub; the hub: one per admitted car.
+    #[serde(default)]
+    pub sessions: Vec<SessionView>,
+    /// Edge: initiations sent.
+    #[serde(default)]
+    pub initiations_sent: u64,
+    /// Handshakes completed (edge: responses accepted; hub: cars admitted).
+    #[serde(default)]
+    pub completed: u64,
+    /// Handshake messages refused, by reason (`unknown_key`, `bad_message`,
+    /// `rate_limited`, `replayed`, ...).
+    #[serde(default)]
+    pub rejected: Vec<(String, u64)>,
+}
+
+/// One authenticated session.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SessionView {
+    /// The other side: the car's name on the hub, `hub` on the edge.
+    pub peer: String,
+    /// Its public key fingerprint.
+    pub fingerprint: String,
+    /// Whether keys are held.
+    pub established: bool,
+    /// The current keys' epoch (0: none).
+    pub epoch: u32,
+    /// The previous keys' epoch while still accepted.
+    #[serde(default)]
+    pub previous_epoch: Option<u32>,
+    /// When the current keys were made (Unix time, s).
+    #[serde(default)]
+    pub last_rekey_unix_s: Option<u64>,
 }
 
 /// What fits within the deadline, as the control loop last computed it

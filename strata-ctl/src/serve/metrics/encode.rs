@@ -42,6 +42,7 @@ pub fn encode(g: &Gathered) -> Result<String, prometheus::Error> {
     drivers(&m, g)?;
     os(&m, g)?;
     fit(&m, g)?;
+    auth(&m, g)?;
 
     // The links' host queues, sampled in the kernel (optional).
     let mut families = m.registry.gather();
@@ -83,6 +84,49 @@ impl Families {
         self.registry.register(Box::new(c.clone()))?;
         Ok(c)
     }
+}
+
+/// Session authentication, when the handshake runs (`[auth] mode = "keys"`).
+fn auth(m: &Families, g: &Gathered) -> Result<(), prometheus::Error> {
+    let a = &g.published.auth;
+    if a.mode != "keys" {
+        return Ok(());
+    }
+    m.counter("strata_handshakes_completed_total", "Session handshakes completed.", &[])?
+        .with_label_values::<&str>(&[])
+        .inc_by(a.completed);
+    m.counter("strata_handshake_initiations_sent_total", "Handshake initiations the edge sent.", &[])?
+        .with_label_values::<&str>(&[])
+        .inc_by(a.initiations_sent);
+    let rejected = m.counter(
+        "strata_handshakes_rejected_total",
+        "Handshake messages refused, by reason (unknown_key, bad_message, rate_limited, replayed, ...).",
+        &["reason"],
+    )?;
+    for (reason, n) in &a.rejected {
+        rejected.with_label_values(&[reason.as_str()]).inc_by(*n);
+    }
+    let established = m.gauge(
+        "strata_session_established",
+        "1 while the session with this peer holds keys.",
+        &["peer", "fingerprint"],
+    )?;
+    let epoch = m.gauge("strata_session_key_epoch", "The current keys' epoch.", &["peer"])?;
+    let rekey = m.gauge(
+        "strata_session_last_rekey_timestamp_seconds",
+        "When the current keys were made (Unix time).",
+        &["peer"],
+    )?;
+    for s in &a.sessions {
+        established
+            .with_label_values(&[s.peer.as_str(), s.fingerprint.as_str()])
+            .set(f64::from(u8::from(s.established)));
+        epoch.with_label_values(&[s.peer.as_str()]).set(f64::from(s.epoch));
+        if let Some(t) = s.last_rekey_unix_s {
+            rekey.with_label_values(&[s.peer.as_str()]).set(t as f64);
+        }
+    }
+    Ok(())
 }
 
 /// The daemon itself: up, build, uptime, the controller and its decisions,
@@ -856,6 +900,37 @@ mod tests {
         assert!(text.contains("strata_qdisc_stats_readable 0"), "{text}");
         assert!(text.contains("strata_program_stats_enabled 0"), "{text}");
         assert!(!text.contains("strata_program_runs_total"), "{text}");
+    }
+
+    #[test]
+    fn handshake_counters_and_sessions_are_exposed_only_with_keys() {
+        let mut g = controller_only();
+        assert!(!encode(&g).unwrap().contains("strata_handshake"));
+        g.published.auth = crate::serve::view::AuthView {
+            mode: "keys".into(),
+            own_key: "abcd0123".into(),
+            sessions: vec![crate::serve::view::SessionView {
+                peer: "car7".into(),
+                fingerprint: "0011aabb".into(),
+                established: true,
+                epoch: 1_800_000_000,
+                previous_epoch: None,
+                last_rekey_unix_s: Some(1_800_000_000),
+            }],
+            initiations_sent: 0,
+            completed: 3,
+            rejected: vec![("rate_limited".into(), 9), ("unknown_key".into(), 2)],
+        };
+        let text = encode(&g).unwrap();
+        for line in [
+            "strata_handshakes_completed_total 3",
+            r#"strata_handshakes_rejected_total{reason="rate_limited"} 9"#,
+            r#"strata_handshakes_rejected_total{reason="unknown_key"} 2"#,
+            r#"strata_session_established{fingerprint="0011aabb",peer="car7"} 1"#,
+            r#"strata_session_key_epoch{peer="car7"} 1800000000"#,
+        ] {
+            assert!(text.lines().any(|l| l == line), "missing {line:?} in\n{text}");
+        }
     }
 
     #[test]
