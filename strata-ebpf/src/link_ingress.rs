@@ -232,15 +232,16 @@ fn deliver<const L2: usize>(
     let version = inner_version::<L2>(ctx, inner_off, inner_len)?;
     // The tag was checked above: only authentic packets move the window.
     let fresh = accept_global_seq(header.global_seq(), now_ns);
-    // A duplicate is counted on its link all the same: it may be a
-    // deliberate copy the link did carry, and its per-link sequence is
-    // part of the link's. A packet outside the window is not the link's
-    // traffic as far as anyone can tell.
-    if matches!(fresh, Ok(()) | Err(DropReason::Duplicate)) {
-        count_link(&RX, link, total_len as u64);
-        track_link_seq(link, header.link_seq(), header.timestamp_us(), now_ns);
-    }
+    // Only a fresh packet is the link's traffic. A duplicate may be a
+    // replay of a captured genuine packet — it carries a valid tag — and
+    // counting it would let an attacker inflate the link's delivered bytes
+    // and feed it one-way delays from its old send timestamp (the lab's
+    // attack scenario: a 12 Mbit/s link read 36 Mbit/s delivered and its
+    // siblings 2 s of queue). Deliberate copies on a second link, when they
+    // exist, must keep that link's per-link sequence whole another way.
     fresh?;
+    count_link(&RX, link, total_len as u64);
+    track_link_seq(link, header.link_seq(), header.timestamp_us(), now_ns);
     learn(ctx, cfg, link, from, from6, now_ns);
     decapsulate::<L2>(ctx, (total_len - inner_len) as i32, version)?;
     // SAFETY: plain helper call; the result is the tc action.

@@ -15,6 +15,10 @@ pub struct GuardCounters {
     pub foreign_source: AtomicU64,
     /// Edge: feedback whose sequence number did not increase (stale or replayed).
     pub stale_feedback: AtomicU64,
+    /// Edge: probe replies whose probe number did not increase (replayed or late).
+    pub stale_reply: AtomicU64,
+    /// Hub: probes whose number did not increase on the link (replayed or late).
+    pub stale_probe: AtomicU64,
     /// Hub: probes not answered because the link's rate was exceeded.
     pub probes_limited: AtomicU64,
     /// `/metrics`: connections closed at once because too many were open.
@@ -32,6 +36,10 @@ pub struct GuardSnapshot {
     pub foreign_source: u64,
     /// See [`GuardCounters::stale_feedback`].
     pub stale_feedback: u64,
+    /// See [`GuardCounters::stale_reply`].
+    pub stale_reply: u64,
+    /// See [`GuardCounters::stale_probe`].
+    pub stale_probe: u64,
     /// See [`GuardCounters::probes_limited`].
     pub probes_limited: u64,
     /// See [`GuardCounters::metrics_refused`].
@@ -54,6 +62,8 @@ impl GuardCounters {
         GuardSnapshot {
             foreign_source: get(&self.foreign_source),
             stale_feedback: get(&self.stale_feedback),
+            stale_reply: get(&self.stale_reply),
+            stale_probe: get(&self.stale_probe),
             probes_limited: get(&self.probes_limited),
             metrics_refused: get(&self.metrics_refused),
             metrics_timed_out: get(&self.metrics_timed_out),

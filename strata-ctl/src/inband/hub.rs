@@ -16,6 +16,7 @@ use std::{
 use strata_common::{
     auth::AUTH_HEADER_LEN,
     maps::MAX_LINKS,
+    seq::seq_after,
     wire::{FeedbackPayload, Fields, Header, PacketType, flags},
 };
 use tokio::net::UdpSocket;
@@ -104,6 +105,10 @@ pub async fn answer(
             // search with a success signal, and a reply is as big as the
             // probe: bounded per link, so a flood neither reflects nor costs
             // more than a few genuine edges would.
+            if !limiter.fresh(fields.link_id, fields.global_seq, fields.link_seq) {
+                GuardCounters::bump(&guards.stale_probe);
+                return;
+            }
             if !limiter.allow(fields.link_id, Instant::now()) {
                 GuardCounters::bump(&guards.probes_limited);
                 return;
@@ -151,6 +156,9 @@ pub fn feedback_seq_start(now: SystemTime) -> u32 {
 #[derive(Clone, Debug)]
 pub struct ProbeLimiter {
     buckets: [Bucket; MAX_LINKS as usize],
+    /// The last probe answered per link: (probe number, link sequence) —
+    /// a train's probes share the number and count up the link sequence.
+    last: [Option<(u32, u32)>; MAX_LINKS as usize],
     /// Probes answered per second per link, sustained.
     rate: f64,
     /// Probes answered back to back per link.
@@ -176,7 +184,30 @@ impl ProbeLimiter {
 
     /// `rate` per second sustained, `burst` at once, per link.
     pub fn new(rate: f64, burst: f64) -> Self {
-        Self { buckets: [Bucket::default(); MAX_LINKS as usize], rate, burst }
+        Self {
+            buckets: [Bucket::default(); MAX_LINKS as usize],
+            last: [None; MAX_LINKS as usize],
+            rate,
+            burst,
+        }
+    }
+
+    /// Whether a probe on `link` numbered `seq` (train probes: `link_seq`
+    /// within it) comes after the last one answered there; if so it becomes
+    /// the last. A replayed genuine probe carries a valid tag: answered, it
+    /// would take the link's tokens from the genuine ones (the lab's attack
+    /// scenario) and reflect traffic. Edges number probes from their clock,
+    /// so a restarted edge is ahead (`prober`).
+    pub fn fresh(&mut self, link: u8, seq: u32, link_seq: u32) -> bool {
+        let Some(last) = self.last.get_mut(usize::from(link)) else { return false };
+        let after = match *last {
+            None => true,
+            Some((s, l)) => seq_after(seq, s) || (seq == s && seq_after(link_seq, l)),
+        };
+        if after {
+            *last = Some((seq, link_seq));
+        }
+        after
     }
 
     /// Whether a probe on `link` at `now` is answered (taking a token).
@@ -252,6 +283,20 @@ mod tests {
         // A minute of feedback on 8 links every 50 ms before the restart.
         let last = before.wrapping_add(8 * 1200);
         let after = feedback_seq_start(SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_061));
-        assert!(strata_common::seq::seq_after(after, last));
+        assert!(seq_after(after, last));
+    }
+
+    #[test]
+    fn a_probe_is_answered_only_if_numbered_after_the_last_on_its_link() {
+        let mut l = ProbeLimiter::new(100.0, 10.0);
+        assert!(l.fresh(1, 10, 0), "the first");
+        assert!(!l.fresh(1, 10, 0), "the same probe again: a replay");
+        assert!(!l.fresh(1, 9, 0), "an older one");
+        assert!(l.fresh(1, 10, 0x100), "a train's probes share the number");
+        assert!(l.fresh(1, 10, 0x101));
+        assert!(!l.fresh(1, 10, 0x100), "a train probe replayed");
+        assert!(l.fresh(2, 3, 0), "links are apart");
+        assert!(l.fresh(1, 11, 0));
+        assert!(!l.fresh(8, 1, 0), "no such link");
     }
 }

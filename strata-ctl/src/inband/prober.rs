@@ -154,6 +154,7 @@ pub async fn run(prober: Prober, evidence: mpsc::Sender<Evidence>) {
         guards,
     } = prober;
     let mut feedback_order = FeedbackOrder::default();
+    let mut reply_order = FeedbackOrder::default();
     let mut sock = bound.borrow_and_update().clone();
     // IPv6's header is 20 bytes longer than IPv4's: counted in the probe
     // bytes, and in the bytes a train's packets hold the bottleneck for.
@@ -164,7 +165,10 @@ pub async fn run(prober: Prober, evidence: mpsc::Sender<Evidence>) {
     let epoch = Instant::now();
     let mut tick = tokio::time::interval(interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-    let mut seq: u32 = 0;
+    // Numbered from the wall clock (ms), like the hub's feedback: the hub
+    // answers only probes numbered above the last it answered on the link
+    // (replays carry valid tags), and a restarted edge must be ahead.
+    let mut seq: u32 = super::hub::feedback_seq_start(std::time::SystemTime::now());
     let mut buf = [0u8; 256];
     let mut train_id: u32 = 0;
     let mut arrivals = TrainArrivals::default();
@@ -197,7 +201,6 @@ pub async fn run(prober: Prober, evidence: mpsc::Sender<Evidence>) {
                         Err(e) => debug!(link, "probe not sent: {e}"),
                     }
                 }
-                seq = seq.wrapping_add(1);
                 if want_train.swap(false, Ordering::Relaxed) {
                     train_id = train_id.wrapping_add(1) & 0x00FF_FFFF;
                     arrivals = TrainArrivals { id: train_id, sent: Some(Instant::now()), times: Vec::new() };
@@ -214,6 +217,9 @@ pub async fn run(prober: Prober, evidence: mpsc::Sender<Evidence>) {
                         }
                     }
                 }
+                // After the train: its probes carry this probe's number and
+                // count up the link sequence, which the hub's order expects.
+                seq = seq.wrapping_add(1);
             }
             Ok(()) = bound.changed() => {
                 // Re-bound (new address): replies to probes sent from the old
@@ -247,7 +253,13 @@ pub async fn run(prober: Prober, evidence: mpsc::Sender<Evidence>) {
                             None => continue,
                         }
                     }
-                    Some(Incoming::Reply { sent_us }) => {
+                    Some(Incoming::Reply { seq, sent_us }) => {
+                        // A replayed reply (it carries a valid tag) would
+                        // time a round trip from an old send time.
+                        if !reply_order.fresh(seq) {
+                            GuardCounters::bump(&guards.stale_reply);
+                            continue;
+                        }
                         let now_us = epoch.elapsed().as_micros() as u32;
                         let rtt = Duration::from_micros(u64::from(now_us.wrapping_sub(sent_us)));
                         tracing::trace!(link, rtt_ms = rtt.as_secs_f64() * 1e3, "probe reply");
@@ -288,6 +300,8 @@ pub enum Incoming {
     },
     /// The echo of a probe, carrying its send time (µs on the prober's clock).
     Reply {
+        /// The probe's number, echoed.
+        seq: u32,
         /// When the probe was sent.
         sent_us: u32,
     },
@@ -322,7 +336,9 @@ pub fn classify(datagram: &[u8], session: u32, link: u8) -> Option<Incoming> {
             let ns = <[u8; 8]>::try_from(payload.get(..8)?).ok()?;
             Some(Incoming::TrainReply { link_seq: fields.link_seq, rx_ns: u64::from_be_bytes(ns) })
         }
-        PacketType::ProbeReply => Some(Incoming::Reply { sent_us: fields.timestamp_us }),
+        PacketType::ProbeReply => {
+            Some(Incoming::Reply { seq: fields.global_seq, sent_us: fields.timestamp_us })
+        }
         PacketType::Feedback => Some(Incoming::Feedback {
             seq: fields.global_seq,
             hub_time_us: fields.timestamp_us,
@@ -333,7 +349,8 @@ pub fn classify(datagram: &[u8], session: u32, link: u8) -> Option<Incoming> {
     }
 }
 
-/// The order of one link's feedback: each must carry a sequence number
+/// The order of one link's feedback (or probe replies, or, on the hub,
+/// probes): each must carry a sequence number
 /// after the last one taken (serial arithmetic, RFC 1982), so a replayed or
 /// delayed copy of older counters is not taken for news. The hub seeds its
 /// numbers from its clock (see `hub::feedback_seq`), so a restarted hub is
@@ -393,7 +410,7 @@ mod tests {
     fn only_replies_and_feedback_for_the_link_are_taken() {
         assert_eq!(
             classify(&packet(PacketType::ProbeReply, 1, 0, &[]), SESSION, 1),
-            Some(Incoming::Reply { sent_us: 5 })
+            Some(Incoming::Reply { seq: 0, sent_us: 5 })
         );
         assert_eq!(classify(&packet(PacketType::ProbeReply, 2, 0, &[]), SESSION, 1), None);
         assert_eq!(classify(&packet(PacketType::Probe, 1, 0, &[]), SESSION, 1), None);

@@ -459,12 +459,14 @@ fn fit(m: &Families, g: &Gathered) -> Result<(), prometheus::Error> {
 fn guards(m: &Families, g: &GuardSnapshot) -> Result<(), prometheus::Error> {
     let rejected = m.counter(
         "strata_control_rejected_total",
-        "In-band control packets refused, by reason: foreign_source (a reply or feedback not from the link's hub), stale_feedback (a feedback number not above the last), probe_rate (hub: probes beyond the link's rate, not answered).",
+        "In-band control packets refused, by reason: foreign_source (a reply or feedback not from the link's hub), stale_feedback (a feedback number not above the last), stale_reply (edge: a probe reply whose probe number is not above the last — a replay), stale_probe (hub: a probe numbered not above the last answered on its link — a replay), probe_rate (hub: probes beyond the link's rate, not answered).",
         &["reason"],
     )?;
     for (reason, n) in [
         ("foreign_source", g.foreign_source),
         ("stale_feedback", g.stale_feedback),
+        ("stale_reply", g.stale_reply),
+        ("stale_probe", g.stale_probe),
         ("probe_rate", g.probes_limited),
     ] {
         rejected.with_label_values(&[reason]).inc_by(n);
@@ -768,6 +770,8 @@ mod tests {
         g.guards = GuardSnapshot {
             foreign_source: 4,
             stale_feedback: 2,
+            stale_reply: 0,
+            stale_probe: 0,
             probes_limited: 0,
             metrics_refused: 1,
             metrics_timed_out: 3,
