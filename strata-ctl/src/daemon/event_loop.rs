@@ -148,7 +148,7 @@ impl Daemon<'_> {
                 }
                 Some(event) = self.advisors.events.recv() => self.on_os_event(event).await,
                 _ = second.tick() => self.on_second(),
-                // The handshake's own clock: retries start at 250 ms.
+                // The handshake's own clock (retries, rekeying, overlaps).
                 () = next_deadline(self.trust.deadline()) => self.on_trust_tick().await,
                 Some((link, payload)) = next_handshake(&mut handshakes) => {
                     // On a link's own socket: answered (never, on the edge) on it.
