@@ -131,7 +131,7 @@ impl TrafficKeys {
 }
 
 /// Fixed, public **test** key of the edge → hub direction: what the golden
-/// tests, the benchmarks and lab runs (`STRATA_INSECURE_TEST_KEYS`) install
+/// tests and the benchmarks install
 /// until the handshake derives real keys. Authenticates nothing against
 /// anyone who reads this file.
 pub const TEST_KEY_UP: [u8; 16] = *b"strata-test-up!!";
