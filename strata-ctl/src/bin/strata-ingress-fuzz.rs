@@ -52,6 +52,7 @@ fn one(runs: u64, seed: u64, policy: Policy) -> Result<(), ExitCode> {
                 "raw_ip_deliveries_failed_decapsulation": r.decap_failed_raw,
                 "refused_by_test_run": r.refused,
                 "outer_ipv6": r.outer_v6,
+                "not_as_signed": r.not_as_signed,
                 "forged_delivered": r.forged_delivered,
                 "time_dependent": r.time_dependent,
                 "drops": r.drops,

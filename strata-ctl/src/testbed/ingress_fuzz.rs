@@ -128,6 +128,10 @@ pub struct Report {
     /// as the generator signed them (with [`Policy::AuthRequired`]; the
     /// run fails before this leaves 0).
     pub forged_delivered: u64,
+    /// Frames run whose Strata header and payload were not exactly as
+    /// signed (with [`Policy::AuthRequired`]: the forged and mutated inputs
+    /// none of which may be delivered).
+    pub not_as_signed: u64,
     /// Frames behind the window whose verdict depended on the time since the
     /// last accepted packet (the kernel was asked which rule it applied).
     pub time_dependent: u64,
@@ -294,7 +298,10 @@ fn valid_frame(
     let ext = if rng.chance(4) { rng.below(max_ext + 1) } else { 0 };
     let link = rng.below(MAX_LINKS as usize) as u8;
     let flags = match tagging {
-        Tagging::Untagged => rng.byte() & 0x1f,
+        // Rarely the `auth` flag on a header too short for a tag
+        // (`auth_bad` whatever the policy): more often, half the packets
+        // would test nothing else.
+        Tagging::Untagged => rng.byte() & if rng.chance(16) { 0x1f } else { 0x1f & !AUTH },
         Tagging::Signed | Tagging::WrongKey => (rng.byte() & 0x1f) | AUTH,
         Tagging::OtherPhase => (rng.byte() & 0x1f) | AUTH | KEY_PHASE,
     };
@@ -929,6 +936,7 @@ fn check(
         if now > report.decap_failed_raw {
             report.decap_failed_raw = now;
             report.runs += 1;
+            report.not_as_signed += u64::from(policy == Policy::AuthRequired && !frame.genuine);
             *report.outcomes.entry(expected).or_default() += 1;
             *report.kinds.entry(frame.kind).or_default() += 1;
             report.raw_ip += 1;
@@ -972,6 +980,7 @@ fn check(
     report.runs += 1;
     *report.outcomes.entry(expected).or_default() += 1;
     *report.kinds.entry(frame.kind).or_default() += 1;
+    report.not_as_signed += u64::from(policy == Policy::AuthRequired && !frame.genuine);
     if verdict == TC_ACT_REDIRECT {
         report.delivered += 1;
         if !matches!(frame.kind, Kind::Valid) {
