@@ -154,8 +154,10 @@ fn parse_stats(target: &str, log: &str) -> TargetRun {
     r
 }
 
-/// The ingress program against `runs` generated frames
-/// (`strata-ingress-fuzz`, release build). Needs root.
+/// The ingress program against `runs` generated frames per policy — with
+/// authentication required (the acceptance run: nothing forged or mutated
+/// delivered), then without keys (`strata-ingress-fuzz`, release build).
+/// Needs root.
 fn ingress(runs: u64) -> anyhow::Result<()> {
     require_root("cargo xtask fuzz --ingress")?;
     let bin = build_strata_profile("strata-ingress-fuzz", true)?;

@@ -63,7 +63,7 @@ enum Command {
     /// Run every fuzz target of fuzz/ (cargo-fuzz), or with --ingress the
     /// ingress eBPF program against generated packets (needs root).
     Fuzz {
-        /// Inputs per target (default: until --seconds; --ingress: 1 000 000).
+        /// Inputs per target (default: until --seconds; --ingress: 1 000 000 per policy).
         #[arg(long)]
         runs: Option<u64>,
         /// Seconds per target at most.

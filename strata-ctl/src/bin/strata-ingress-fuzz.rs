@@ -1,8 +1,12 @@
-//! `strata-ingress-fuzz [RUNS] [SEED]`: the ingress program fed RUNS
-//! generated and mutated packets through `BPF_PROG_TEST_RUN` (default one
-//! million), every verdict checked against the oracle of
-//! `strata_ctl::testbed::ingress_fuzz`. Prints the counts as JSON; exits 1
-//! on the first disagreement. Needs root. Run by `cargo xtask fuzz --ingress`.
+//! `strata-ingress-fuzz [RUNS] [SEED] [auth|session|both]`: the ingress
+//! program fed RUNS generated and mutated packets through
+//! `BPF_PROG_TEST_RUN` (default one million) per policy — with
+//! authentication required (the testbed's keys installed; tagged frames
+//! mutated after tagging) and without keys — every verdict checked against
+//! the oracle of `strata_ctl::testbed::ingress_fuzz`. Prints one JSON line
+//! of counts per policy; exits 1 on the first disagreement, or if anything
+//! not as signed was delivered with authentication required. Needs root.
+//! Run by `cargo xtask fuzz --ingress`.
 
 use std::{process::ExitCode, time::Instant};
 
@@ -12,10 +16,24 @@ fn main() -> ExitCode {
     let mut args = std::env::args().skip(1);
     let runs: u64 = args.next().and_then(|a| a.parse().ok()).unwrap_or(1_000_000);
     let seed: u64 = args.next().and_then(|a| a.parse().ok()).unwrap_or(0x5354_5241);
+    let policies: &[Policy] = match args.next().as_deref() {
+        Some("auth") => &[Policy::AuthRequired],
+        Some("session") => &[Policy::SessionOnly],
+        _ => &[Policy::AuthRequired, Policy::SessionOnly],
+    };
+    for &policy in policies {
+        if let Err(code) = one(runs, seed, policy) {
+            return code;
+        }
+    }
+    ExitCode::SUCCESS
+}
+
+fn one(runs: u64, seed: u64, policy: Policy) -> Result<(), ExitCode> {
     let started = Instant::now();
-    let result = campaign(runs, seed, Policy::SessionOnly, &mut |r| {
+    let result = campaign(runs, seed, policy, &mut |r| {
         eprintln!(
-            "ingress fuzz: {} frames, {} delivered, {:.0} s",
+            "ingress fuzz ({policy:?}): {} frames, {} delivered, {:.0} s",
             r.runs,
             r.delivered,
             started.elapsed().as_secs_f64()
@@ -24,6 +42,7 @@ fn main() -> ExitCode {
     match result {
         Ok(r) => {
             let doc = serde_json::json!({
+                "policy": format!("{policy:?}"),
                 "runs": r.runs,
                 "seed": seed,
                 "seconds": started.elapsed().as_secs_f64(),
@@ -33,15 +52,19 @@ fn main() -> ExitCode {
                 "raw_ip_deliveries_failed_decapsulation": r.decap_failed_raw,
                 "refused_by_test_run": r.refused,
                 "outer_ipv6": r.outer_v6,
+                "not_as_signed": r.not_as_signed,
+                "forged_delivered": r.forged_delivered,
+                "time_dependent": r.time_dependent,
+                "drops": r.drops,
                 "outcomes": r.outcomes.iter().map(|(k, v)| (format!("{k:?}"), serde_json::Value::from(*v))).collect::<serde_json::Map<_, _>>(),
                 "kinds": r.kinds.iter().map(|(k, v)| (format!("{k:?}"), serde_json::Value::from(*v))).collect::<serde_json::Map<_, _>>(),
             });
             println!("{doc}");
-            ExitCode::SUCCESS
+            Ok(())
         }
         Err(e) => {
-            eprintln!("ingress fuzz failed: {e}");
-            ExitCode::FAILURE
+            eprintln!("ingress fuzz ({policy:?}) failed: {e}");
+            Err(ExitCode::FAILURE)
         }
     }
 }
