@@ -102,22 +102,11 @@ impl Adaptive {
         let mut probe_bytes = Vec::new();
         let mut paths = Vec::new();
         for link in links {
-            let table = LINK_TABLE_BASE + u32::from(link.id);
-            let routing =
-                match net.add_link_routing(link.interface.index, link.address, link.gateway, table).await {
-                    Ok(r) => r,
-                    Err(e) => {
-                        remove_routing(net, &mut paths).await;
-                        return Err(e.into());
-                    }
-                };
-            let address = SocketAddr::new(link.address, config.port);
-            let sock = match prober::bind_shared(address) {
-                Ok(s) => s,
-                Err(source) => {
-                    let _ = net.remove_link_routing(routing).await;
+            let (routing, sock) = match open_path(net, config, link).await {
+                Ok(opened) => opened,
+                Err(e) => {
                     remove_routing(net, &mut paths).await;
-                    return Err(AdaptiveError::ProbeSocket { link: link.id, address, source });
+                    return Err(e);
                 }
             };
             let (socket, sock) = tokio::sync::watch::channel(Arc::new(sock));
@@ -248,6 +237,26 @@ fn monotonic_ns() -> u64 {
 }
 
 /// Removes the links' policy routing (start-up failed, or shutdown).
+/// A link's own path: its policy routing (table `LINK_TABLE_BASE + id`)
+/// and a socket bound to its address and the tunnel port; on failure
+/// nothing of it is left behind.
+pub(super) async fn open_path(
+    net: &Net,
+    config: &Config,
+    link: &ResolvedLink,
+) -> Result<(crate::os::net::LinkRouting, tokio::net::UdpSocket), AdaptiveError> {
+    let table = LINK_TABLE_BASE + u32::from(link.id);
+    let routing = net.add_link_routing(link.interface.index, link.address, link.gateway, table).await?;
+    let address = SocketAddr::new(link.address, config.port);
+    match prober::bind_shared(address) {
+        Ok(sock) => Ok((routing, sock)),
+        Err(source) => {
+            let _ = net.remove_link_routing(routing).await;
+            Err(AdaptiveError::ProbeSocket { link: link.id, address, source })
+        }
+    }
+}
+
 pub(super) async fn remove_routing(net: &Net, paths: &mut [ProbePath]) {
     for path in paths {
         if let Some(r) = path.routing.take()

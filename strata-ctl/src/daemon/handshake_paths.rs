@@ -9,7 +9,7 @@
 //! handshake alone, and a small task per link hands the hub's responses to
 //! the event loop.
 
-use std::{net::SocketAddr, sync::Arc};
+use std::sync::Arc;
 
 use strata_common::{
     maps::MAX_LINKS,
@@ -21,12 +21,12 @@ use tokio::{
 };
 
 use super::{
-    adaptive::remove_routing,
+    adaptive::{open_path, remove_routing},
     error::AdaptiveError,
-    follower::{LINK_TABLE_BASE, ProbePath},
+    follower::ProbePath,
     links::ResolvedLink,
 };
-use crate::{config::Config, inband::prober, os::net::Net};
+use crate::{config::Config, os::net::Net};
 
 /// Per link, in the links' order: routing and a socket, and the responses
 /// that arrive on them.
@@ -60,22 +60,11 @@ impl HandshakePaths {
         let mut paths = Vec::new();
         let mut tasks = Vec::new();
         for link in links {
-            let table = LINK_TABLE_BASE + u32::from(link.id);
-            let routing =
-                match net.add_link_routing(link.interface.index, link.address, link.gateway, table).await {
-                    Ok(r) => r,
-                    Err(e) => {
-                        remove_routing(net, &mut paths).await;
-                        return Err(e.into());
-                    }
-                };
-            let address = SocketAddr::new(link.address, config.port);
-            let sock = match prober::bind_shared(address) {
-                Ok(s) => s,
-                Err(source) => {
-                    let _ = net.remove_link_routing(routing).await;
+            let (routing, sock) = match open_path(net, config, link).await {
+                Ok(opened) => opened,
+                Err(e) => {
                     remove_routing(net, &mut paths).await;
-                    return Err(AdaptiveError::ProbeSocket { link: link.id, address, source });
+                    return Err(e);
                 }
             };
             let (socket, bound) = watch::channel(Arc::new(sock));
