@@ -39,7 +39,7 @@ use strata_common::{
 use crate::maps::{AUTH_KEYS, AUTH_MAX_LEN, AUTH_SCRATCH, AUTH_WORDS, AuthScratch};
 
 /// SipHash words absorbed per `bpf_loop` callback call.
-const WORDS_PER_CALL: u32 = 8;
+const WORDS_PER_CALL: u32 = 32;
 
 /// The SipHash state walked through `bpf_loop` (on the caller's stack;
 /// the callback gets a pointer to it).

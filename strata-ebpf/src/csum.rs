@@ -85,24 +85,24 @@ pub(crate) fn udp6_check(
     inner_len: u32,
 ) -> Result<(), DropReason> {
     // Built with a zero checksum field, so the headers are summed as they are.
-    s.outer.udp.check_be = 0;
-    s.pseudo = s.outer.pseudo();
+    s.frame6.outer.udp.check_be = 0;
+    s.pseudo = s.frame6.outer.pseudo();
     let mut sum = sum_of(&s.pseudo, 0)?;
-    sum = sum_of(&s.outer.udp, sum)?;
-    sum = sum_of(&s.outer.strata, sum)?;
+    sum = sum_of(&s.frame6.outer.udp, sum)?;
+    sum = sum_of(&s.frame6.outer.strata, sum)?;
     // The authentication tag, between the header and the inner packet: at
     // an even offset, and 8 bytes long, so the inner packet's sum is the
     // same either way (ones'-complement sums depend only on byte parity).
     // SAFETY: volatile read of this CPU's scratch entry (see `send_v6`).
     if unsafe { core::ptr::read_volatile(&raw const s.send.tagged) } != 0 {
-        sum = sum_of(&s.tag, sum)?;
+        sum = sum_of(&s.frame6.tag, sum)?;
     }
     sum = match l4_shortcut(ctx, s, inner_off, inner_len)? {
         Some(inner) => csum_add(sum, inner),
         None => sum_bytes(ctx, s, inner_off, inner_len, sum)?,
     };
     // Stored in memory order, as summed (see the module documentation).
-    s.outer.udp.check_be = udp_check_field(csum_fold(sum));
+    s.frame6.outer.udp.check_be = udp_check_field(csum_fold(sum));
     Ok(())
 }
 

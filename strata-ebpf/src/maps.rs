@@ -8,7 +8,7 @@
 
 use aya_ebpf::maps::{Array, HashMap, LruHashMap, PerCpuArray};
 use strata_common::{
-    auth::{AUTH_HEADER_LEN, AuthKey, KEY_SLOTS, TAG_LEN},
+    auth::{AUTH_HEADER_LEN, AuthKey, KEY_SLOTS},
     drop::DROP_REASON_COUNT,
     map_name,
     maps::{
@@ -18,6 +18,8 @@ use strata_common::{
     },
     packet::{Ipv6Hdr, OuterV4, OuterV6, Pseudo6},
 };
+
+use crate::encap::Frame;
 
 /// `static $map: $ty = $init;` as a BPF map named `map_name!($map)`: what
 /// aya's `#[map(name = "...")]` expands to (the `maps` section, the name as
@@ -74,8 +76,8 @@ shared_map! {
 /// in it outlives a packet).
 #[repr(C)]
 pub(crate) struct Scratch {
-    /// The outer headers being built.
-    pub(crate) outer: OuterV6,
+    /// The Ethernet, outer IPv6 headers and tag being built.
+    pub(crate) frame6: Frame<OuterV6>,
     /// A pseudo-header being summed.
     pub(crate) pseudo: Pseudo6,
     /// An inner IPv6 header.
@@ -84,10 +86,9 @@ pub(crate) struct Scratch {
     pub(crate) chunk: [u32; CHUNK_WORDS],
     /// Where the packet goes.
     pub(crate) send: Send6,
-    /// The outer headers of an authenticated IPv4 packet being built.
-    pub(crate) outer4: OuterV4,
-    /// The authentication tag of the IPv6 packet being built.
-    pub(crate) tag: [u8; TAG_LEN],
+    /// The Ethernet and outer headers and tag of an authenticated IPv4
+    /// packet being built.
+    pub(crate) frame4: Frame<OuterV4>,
 }
 
 /// Where a packet built in `Scratch` goes (IPv6, or authenticated IPv4:

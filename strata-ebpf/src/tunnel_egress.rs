@@ -12,7 +12,8 @@ use strata_common::{
     drop::DropReason,
     maps::{CONFIG_EARLIEST_ARRIVAL, CONFIG_LEARN_PEERS, CONFIG_READY, FAMILY_V6, TunnelConfig},
     packet::{
-        ETH_LEN, IPV6_LEN, OUTER_V4_LEN, OuterAddrs, OuterAddrs6, OuterV4, OuterV6, UDP_LEN, inner_dscp,
+        ETH_LEN, ETH_P_IP, ETH_P_IPV6, IPV6_LEN, OUTER_V4_LEN, OuterAddrs, OuterAddrs6, OuterV4, OuterV6,
+        UDP_LEN, inner_dscp,
     },
     wire::{Fields, HEADER_LEN, Header, PacketType, TrafficClass, flags},
 };
@@ -21,7 +22,7 @@ use crate::{
     auth,
     counters::{count_drop, count_link},
     csum::udp6_check,
-    encap::{encapsulate, encapsulate_v6, redirect_to_link, redirect_v4, redirect_v6},
+    encap::{Frame, encapsulate, encapsulate_v6, redirect_to_link, redirect_v4, redirect_v6},
     maps::{CONFIG, LINKS6, PEERS6, SCRATCH, Scratch, Send6, TX},
     ptr::read_at,
     schedule::{choose_link, choose_link_paced, fresh_peers, next_global_seq, next_link_seq, record_sent},
@@ -142,7 +143,8 @@ fn send<const L2: usize>(ctx: &TcContext, cfg: &TunnelConfig) -> Result<i32, Dro
             src_port_be: choice.tx.src_port_be,
             dst_port_be: choice.peer.port_be,
         };
-        s.outer = OuterV6::new(addrs, wire_len as u16, dscp << 2, header);
+        s.frame6.head = Frame::<OuterV6>::head(ETH_P_IPV6);
+        s.frame6.outer = OuterV6::new(addrs, wire_len as u16, dscp << 2, header);
         s.send = Send6 {
             link: choice.link,
             ifindex: choice.tx.ifindex,
@@ -163,7 +165,8 @@ fn send<const L2: usize>(ctx: &TcContext, cfg: &TunnelConfig) -> Result<i32, Dro
             src_port_be: choice.tx.src_port_be,
             dst_port_be: choice.peer.port_be,
         };
-        s.outer4 = OuterV4::new(addrs, wire_len as u16, dscp << 2, header);
+        s.frame4.head = Frame::<OuterV4>::head(ETH_P_IP);
+        s.frame4.outer = OuterV4::new(addrs, wire_len as u16, dscp << 2, header);
         s.send = Send6 {
             link: choice.link,
             ifindex: choice.tx.ifindex,
@@ -180,8 +183,12 @@ fn send<const L2: usize>(ctx: &TcContext, cfg: &TunnelConfig) -> Result<i32, Dro
         src_port_be: choice.tx.src_port_be,
         dst_port_be: choice.peer.port_be,
     };
-    let outer = OuterV4::new(addrs, inner_len as u16, dscp << 2, header);
-    encapsulate::<L2>(ctx, &outer, None)?;
+    let frame = Frame {
+        head: Frame::<OuterV4>::head(ETH_P_IP),
+        outer: OuterV4::new(addrs, inner_len as u16, dscp << 2, header),
+        tag: [0; TAG_LEN],
+    };
+    encapsulate::<L2>(ctx, &frame, false)?;
     count_link(&TX, choice.link, u64::from(outer_len));
     Ok(redirect_to_link(&choice.tx))
 }
@@ -201,24 +208,23 @@ fn send<const L2: usize>(ctx: &TcContext, cfg: &TunnelConfig) -> Result<i32, Dro
 fn send_v6<const L2: usize>(ctx: &TcContext, s: &mut Scratch) -> Result<i32, DropReason> {
     // SAFETY: volatile reads of this CPU's scratch entry (see above).
     let (send, udp_len_be) = unsafe {
-        (core::ptr::read_volatile(&raw const s.send), core::ptr::read_volatile(&raw const s.outer.udp.len_be))
+        (
+            core::ptr::read_volatile(&raw const s.send),
+            core::ptr::read_volatile(&raw const s.frame6.outer.udp.len_be),
+        )
     };
     let udp_len = u32::from(u16::from_be(udp_len_be));
     let tag_len = if send.tagged != 0 { TAG_LEN as u32 } else { 0 };
     let inner_len = udp_len.saturating_sub((UDP_LEN + HEADER_LEN) as u32 + tag_len);
     // Tag and checksum are computed before the headers go in: the inner
     // packet is still at `L2`. The checksum covers the tag.
-    let tag = if send.tagged != 0 {
+    if send.tagged != 0 {
         // SAFETY: volatile read of this CPU's scratch entry (see above).
-        let header = unsafe { core::ptr::read_volatile(&raw const s.outer.strata) };
-        let tag = auth::tag(ctx, &header, &send.key, L2 as u32, inner_len)?;
-        s.tag = tag;
-        Some(tag)
-    } else {
-        None
-    };
+        let header = unsafe { core::ptr::read_volatile(&raw const s.frame6.outer.strata) };
+        s.frame6.tag = auth::tag(ctx, &header, &send.key, L2 as u32, inner_len)?;
+    }
     udp6_check(ctx, s, L2 as u32, inner_len)?;
-    encapsulate_v6::<L2>(ctx, &s.outer, tag.as_ref())?;
+    encapsulate_v6::<L2>(ctx, &s.frame6, send.tagged != 0)?;
     count_link(&TX, send.link, u64::from(udp_len) + IPV6_LEN as u64);
     Ok(redirect_v6(send.ifindex, send.nexthop6))
 }
@@ -233,14 +239,14 @@ fn send_v4_tagged<const L2: usize>(ctx: &TcContext, s: &mut Scratch) -> Result<i
     let (send, total_be, header) = unsafe {
         (
             core::ptr::read_volatile(&raw const s.send),
-            core::ptr::read_volatile(&raw const s.outer4.ip.total_len_be),
-            core::ptr::read_volatile(&raw const s.outer4.strata),
+            core::ptr::read_volatile(&raw const s.frame4.outer.ip.total_len_be),
+            core::ptr::read_volatile(&raw const s.frame4.outer.strata),
         )
     };
     let total = u32::from(u16::from_be(total_be));
     let inner_len = total.saturating_sub((OUTER_V4_LEN + TAG_LEN) as u32);
-    let tag = auth::tag(ctx, &header, &send.key, L2 as u32, inner_len)?;
-    encapsulate::<L2>(ctx, &s.outer4, Some(&tag))?;
+    s.frame4.tag = auth::tag(ctx, &header, &send.key, L2 as u32, inner_len)?;
+    encapsulate::<L2>(ctx, &s.frame4, true)?;
     count_link(&TX, send.link, u64::from(total));
     Ok(redirect_v4(send.ifindex, send.nexthop6[0]))
 }
