@@ -119,14 +119,17 @@ fn send<const L2: usize>(ctx: &TcContext, cfg: &TunnelConfig) -> Result<i32, Dro
         // The key was removed since `tag_len`: the packet was sized for a tag.
         return Err(DropReason::EncapFailed);
     }
-    let key = match auth {
+    // The key as two scalars: a `[0; 2]` for the untagged case came out of
+    // LLVM as a call to a byte-wise `memset` loop (16 iterations a packet).
+    let (k0, k1) = match auth {
         Some((phase, key)) => {
             header.flags |= flags::AUTH | if phase != 0 { flags::KEY_PHASE } else { 0 };
             header.header_words = AUTH_HEADER_WORDS;
-            key
+            (key[0], key[1])
         }
-        None => [0; 2],
+        None => (0, 0),
     };
+    let key = [k0, k1];
     // The outer header keeps the inner DSCP so carrier QoS sees the same class (RFC 2983).
     if choice.peer.family == FAMILY_V6 {
         // The IPv6 parts live in their own maps and scratch space, read only
