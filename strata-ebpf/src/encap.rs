@@ -142,6 +142,17 @@ fn encapsulate_as<const L2: usize, T>(
 /// writing the L2 header. With a next hop of 0 the kernel looks one up with
 /// the link's interface as output device, so the main routing table never
 /// has to point at the link.
+///
+/// A next hop given in `struct bpf_redir_neigh` spares the packet that
+/// lookup: the kernel routes (`ip_route_output_flow`, every policy rule
+/// walked) only when the caller passes none, and otherwise goes straight
+/// to the neighbour of the given address. So the controller writes every
+/// gateway it knows: an edge link's configured one, or its interface's
+/// default route's (`links::resolve_link`), the hub's likewise; only a link
+/// without one (a point-to-point or raw-IP link with no gateway) is routed
+/// per packet. A raw-IP device (no `header_ops`) works either way: its
+/// neighbours are `NUD_NOARP` and transmit directly, after the helper has
+/// pulled the placeholder Ethernet header off.
 #[inline(always)]
 pub(crate) fn redirect_to_link(tx: &LinkTx) -> i32 {
     redirect_v4(tx.ifindex, tx.nexthop_be)
