@@ -46,7 +46,7 @@ use crate::maps::{AUTH_KEYS, AUTH_MAX_LEN, AUTH_SCRATCH, AUTH_WORDS, AuthScratch
 /// the instruction after the call was the egress program's hottest in
 /// `perf` (≈ 11 % of its own samples).
 const WORDS_PER_CALL: u32 = 32;
-const _: () = assert!(WORDS_PER_CALL % 4 == 0);
+const _: () = assert!(WORDS_PER_CALL.is_multiple_of(4));
 
 /// The SipHash state walked through `bpf_loop` (on the caller's stack;
 /// the callback gets a pointer to it).
