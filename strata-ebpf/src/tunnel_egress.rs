@@ -14,15 +14,16 @@ use strata_common::{
     packet::{
         ETH_LEN, IPV6_LEN, OUTER_V4_LEN, OuterAddrs, OuterAddrs6, OuterV4, OuterV6, UDP_LEN, inner_dscp,
     },
-    wire::{Fields, HEADER_LEN, Header, PacketType, TrafficClass, flags},
+    wire::{Fields, HEADER_LEN, Header, PacketType, flags},
 };
 
 use crate::{
     auth,
-    counters::{count_drop, count_link},
+    classify::classify,
+    counters::{count_class, count_drop, count_link},
     csum::udp6_check,
     encap::{encapsulate, encapsulate_v6, redirect_to_link, redirect_v4, redirect_v6},
-    maps::{CONFIG, LINKS6, PEERS6, SCRATCH, Scratch, Send6, TX},
+    maps::{CLASS_TX, CONFIG, LINKS6, PEERS6, SCRATCH, Scratch, Send6, TX},
     ptr::read_at,
     schedule::{choose_link, choose_link_paced, fresh_peers, next_global_seq, next_link_seq, record_sent},
 };
@@ -71,6 +72,9 @@ fn send<const L2: usize>(ctx: &TcContext, cfg: &TunnelConfig) -> Result<i32, Dro
         return Err(DropReason::Oversize);
     }
     let dscp = inner_dscp(b0, b1);
+    // Before the link choice, so its many verifier states are not walked
+    // once per class (see `classify`).
+    let class = classify::<L2>(ctx, b0, b1)?;
 
     // With a sending key installed every packet carries a tag: 8 more
     // bytes on the wire, which the link choice (MTU, budgets) accounts as
@@ -102,7 +106,7 @@ fn send<const L2: usize>(ctx: &TcContext, cfg: &TunnelConfig) -> Result<i32, Dro
 
     let mut header = Header::new(Fields {
         packet_type: PacketType::Data,
-        flags: TrafficClass::from_dscp(dscp) as u8,
+        flags: class,
         link_id: choice.link as u8,
         session: cfg.session,
         global_seq,
@@ -183,6 +187,7 @@ fn send<const L2: usize>(ctx: &TcContext, cfg: &TunnelConfig) -> Result<i32, Dro
     let outer = OuterV4::new(addrs, inner_len as u16, dscp << 2, header);
     encapsulate::<L2>(ctx, &outer, None)?;
     count_link(&TX, choice.link, u64::from(outer_len));
+    count_class(&CLASS_TX, header.flags, inner_len);
     Ok(redirect_to_link(&choice.tx))
 }
 
@@ -200,8 +205,12 @@ fn send<const L2: usize>(ctx: &TcContext, cfg: &TunnelConfig) -> Result<i32, Dro
 #[inline(always)]
 fn send_v6<const L2: usize>(ctx: &TcContext, s: &mut Scratch) -> Result<i32, DropReason> {
     // SAFETY: volatile reads of this CPU's scratch entry (see above).
-    let (send, udp_len_be) = unsafe {
-        (core::ptr::read_volatile(&raw const s.send), core::ptr::read_volatile(&raw const s.outer.udp.len_be))
+    let (send, udp_len_be, class) = unsafe {
+        (
+            core::ptr::read_volatile(&raw const s.send),
+            core::ptr::read_volatile(&raw const s.outer.udp.len_be),
+            core::ptr::read_volatile(&raw const s.outer.strata.flags),
+        )
     };
     let udp_len = u32::from(u16::from_be(udp_len_be));
     let tag_len = if send.tagged != 0 { TAG_LEN as u32 } else { 0 };
@@ -220,6 +229,7 @@ fn send_v6<const L2: usize>(ctx: &TcContext, s: &mut Scratch) -> Result<i32, Dro
     udp6_check(ctx, s, L2 as u32, inner_len)?;
     encapsulate_v6::<L2>(ctx, &s.outer, tag.as_ref())?;
     count_link(&TX, send.link, u64::from(udp_len) + IPV6_LEN as u64);
+    count_class(&CLASS_TX, class, inner_len);
     Ok(redirect_v6(send.ifindex, send.nexthop6))
 }
 
@@ -242,5 +252,6 @@ fn send_v4_tagged<const L2: usize>(ctx: &TcContext, s: &mut Scratch) -> Result<i
     let tag = auth::tag(ctx, &header, &send.key, L2 as u32, inner_len)?;
     encapsulate::<L2>(ctx, &s.outer4, Some(&tag))?;
     count_link(&TX, send.link, u64::from(total));
+    count_class(&CLASS_TX, header.flags, inner_len);
     Ok(redirect_v4(send.ifindex, send.nexthop6[0]))
 }

@@ -71,6 +71,7 @@ pub fn classify(old: &Config, new: &Config) -> Changes {
         os_signals,
         modem_manager_bus,
         auth,
+        classes,
     } = old;
     c.restart_if(version != &new.version, "version");
     c.restart_if(role != &new.role, "role");
@@ -92,6 +93,9 @@ pub fn classify(old: &Config, new: &Config) -> Changes {
     c.restart_if(modem_manager_bus != &new.modem_manager_bus, "modem_manager_bus");
     // Keys and the allowlist are read at start-up.
     c.restart_if(auth != &new.auth, "auth");
+    // The classification table is written at start-up (a reload could write
+    // it; not wired yet).
+    c.restart_if(classes != &new.classes, "classes");
     c
 }
 
