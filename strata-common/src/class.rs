@@ -61,7 +61,14 @@ pub struct ClassRule {
 impl ClassRule {
     /// A rule matching everything, giving `class`; narrow it with the fields.
     pub const fn any(class: TrafficClass) -> Self {
-        Self { port_lo: 0, port_hi: u32::MAX, protocol: PROTOCOL_ANY, dscp: DSCP_ANY, class: class as u8, _pad: 0 }
+        Self {
+            port_lo: 0,
+            port_hi: u32::MAX,
+            protocol: PROTOCOL_ANY,
+            dscp: DSCP_ANY,
+            class: class as u8,
+            _pad: 0,
+        }
     }
 
     /// Whether a packet of `dscp`, `protocol` and destination `port` ([`NO_PORT`]: none) matches.
@@ -98,7 +105,12 @@ impl Default for ClassTable {
             by_dscp[d] = TrafficClass::from_dscp(d as u8) as u8;
             d += 1;
         }
-        Self { by_dscp, rule_count: 0, _pad: 0, rules: [ClassRule { port_hi: 0, ..ClassRule::any(TrafficClass::BestEffort) }; MAX_CLASS_RULES] }
+        Self {
+            by_dscp,
+            rule_count: 0,
+            _pad: 0,
+            rules: [ClassRule { port_hi: 0, ..ClassRule::any(TrafficClass::BestEffort) }; MAX_CLASS_RULES],
+        }
     }
 }
 
@@ -160,7 +172,12 @@ mod tests {
     #[test]
     fn the_first_matching_rule_decides_then_the_dscp() {
         let mut t = ClassTable::default();
-        t.rules[0] = ClassRule { protocol: IPPROTO_UDP, port_lo: 14550, port_hi: 14550, ..ClassRule::any(TrafficClass::Critical) };
+        t.rules[0] = ClassRule {
+            protocol: IPPROTO_UDP,
+            port_lo: 14550,
+            port_hi: 14550,
+            ..ClassRule::any(TrafficClass::Critical)
+        };
         t.rules[1] = ClassRule { dscp: 46, ..ClassRule::any(TrafficClass::Video) };
         t.rules[2] = ClassRule::any(TrafficClass::BestEffort);
         t.rule_count = 2;

@@ -93,7 +93,10 @@ fn rule(i: usize, s: &ClassSection) -> Result<ClassRule, (String, String)> {
             NumberOrName::Name(n) if n == "udp" => IPPROTO_UDP,
             NumberOrName::Name(n) if n == "tcp" => IPPROTO_TCP,
             NumberOrName::Name(n) => {
-                return Err((field("protocol"), format!("{n:?}: expected \"udp\", \"tcp\" or a number 1-255")));
+                return Err((
+                    field("protocol"),
+                    format!("{n:?}: expected \"udp\", \"tcp\" or a number 1-255"),
+                ));
             }
             NumberOrName::Number(n) => u8::try_from(*n)
                 .ok()
@@ -103,7 +106,10 @@ fn rule(i: usize, s: &ClassSection) -> Result<ClassRule, (String, String)> {
     }
     if let Some(port) = &s.port {
         if rule.protocol != IPPROTO_UDP && rule.protocol != IPPROTO_TCP {
-            return Err((field("port"), "needs protocol = \"udp\" or \"tcp\" (only their ports are read)".into()));
+            return Err((
+                field("port"),
+                "needs protocol = \"udp\" or \"tcp\" (only their ports are read)".into(),
+            ));
         }
         let (lo, hi) = match port {
             NumberOrName::Number(n) => (*n, *n),
@@ -212,7 +218,11 @@ mod tests {
         assert_eq!(t.classify(0, IPPROTO_UDP, 14550), TrafficClass::Critical as u8);
         assert_eq!(t.classify(0, IPPROTO_TCP, 14550), TrafficClass::BestEffort as u8);
         assert_eq!(t.classify(32, IPPROTO_UDP, 80), TrafficClass::Video as u8, "first DSCP rule wins");
-        assert_eq!(t.classify(46, IPPROTO_UDP, NO_PORT), TrafficClass::BestEffort as u8, "default overridden");
+        assert_eq!(
+            t.classify(46, IPPROTO_UDP, NO_PORT),
+            TrafficClass::BestEffort as u8,
+            "default overridden"
+        );
         assert_eq!(t.classify(34, IPPROTO_UDP, 80), TrafficClass::Video as u8, "default kept");
     }
 
@@ -248,11 +258,20 @@ mod tests {
             ("[[classes]]\nclass = \"gold\"\ndscp = 1\n", "classes[0].class: \"gold\" is not a class"),
             ("[[classes]]\nclass = \"video\"\n", "classes[0]: names none of dscp, protocol, port"),
             ("[[classes]]\nclass = \"video\"\ndscp = 64\n", "classes[0].dscp: 64 is outside 0..=63"),
-            ("[[classes]]\nclass = \"video\"\nprotocol = \"sctp\"\n", "classes[0].protocol: \"sctp\": expected"),
+            (
+                "[[classes]]\nclass = \"video\"\nprotocol = \"sctp\"\n",
+                "classes[0].protocol: \"sctp\": expected",
+            ),
             ("[[classes]]\nclass = \"video\"\nprotocol = 0\n", "classes[0].protocol: 0 is outside 1..=255"),
             ("[[classes]]\nclass = \"video\"\nport = 5000\n", "classes[0].port: needs protocol"),
-            ("[[classes]]\nclass = \"video\"\nprotocol = 47\nport = 5000\n", "classes[0].port: needs protocol"),
-            ("[[classes]]\nclass = \"video\"\nprotocol = \"udp\"\nport = 0\n", "classes[0].port: 0 is outside"),
+            (
+                "[[classes]]\nclass = \"video\"\nprotocol = 47\nport = 5000\n",
+                "classes[0].port: needs protocol",
+            ),
+            (
+                "[[classes]]\nclass = \"video\"\nprotocol = \"udp\"\nport = 0\n",
+                "classes[0].port: 0 is outside",
+            ),
             (
                 "[[classes]]\nclass = \"video\"\nprotocol = \"udp\"\nport = \"9-1\"\n",
                 "classes[0].port: the range 9-1 is empty",
@@ -268,7 +287,11 @@ mod tests {
         let too_many: String = (0..=MAX_CLASS_RULES)
             .map(|p| format!("[[classes]]\nclass = \"critical\"\nprotocol = \"udp\"\nport = {}\n", p + 1))
             .collect();
-        assert!(error(&too_many).starts_with("classes: 17 rules name a protocol or port"), "{}", error(&too_many));
+        assert!(
+            error(&too_many).starts_with("classes: 17 rules name a protocol or port"),
+            "{}",
+            error(&too_many)
+        );
         let unknown = parse("[[classes]]\nclass = \"video\"\ndscp = 1\nports = 4\n").unwrap_err();
         assert!(unknown.1.contains("unknown field `ports`"), "{unknown:?}");
     }

@@ -382,7 +382,9 @@ impl Datapath {
 
     /// Writes the delivery-class table the egress program classifies by.
     pub fn set_classes(&mut self, table: &ClassTable) -> Result<(), DatapathError> {
-        self.array::<ClassTable>(map_names::CLASSES)?.set(0, *table, 0).map_err(map_err("writing STRATA_CLASSES"))
+        self.array::<ClassTable>(map_names::CLASSES)?
+            .set(0, *table, 0)
+            .map_err(map_err("writing STRATA_CLASSES"))
     }
 
     /// Sets `flags` in the tunnel configuration, keeping the rest.

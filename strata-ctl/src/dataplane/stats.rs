@@ -231,14 +231,16 @@ fn read_classes(tx: &Map, rx: &Map) -> Result<Vec<ClassStats>, DatapathError> {
         PerCpuArray::try_from(tx).map_err(map_err("map STRATA_CLASS_TX"))?;
     let rx: PerCpuArray<&MapData, ClassCounters> =
         PerCpuArray::try_from(rx).map_err(map_err("map STRATA_CLASS_RX"))?;
-    let mut out: Vec<ClassStats> =
-        TrafficClass::ALL.iter().map(|c| ClassStats { class: c.name().into(), ..ClassStats::default() }).collect();
+    let mut out: Vec<ClassStats> = TrafficClass::ALL
+        .iter()
+        .map(|c| ClassStats { class: c.name().into(), ..ClassStats::default() })
+        .collect();
     for slot in 0..CLASS_SLOTS {
         let name = TrafficClass::from_bits(slot as u8).name();
         let sum = |map: &PerCpuArray<&MapData, ClassCounters>| {
-            map.get(&slot, 0).map_err(map_err("reading class counters")).map(|values| {
-                values.iter().fold((0, 0), |(p, b), v| (p + v.packets, b + v.bytes))
-            })
+            map.get(&slot, 0)
+                .map_err(map_err("reading class counters"))
+                .map(|values| values.iter().fold((0, 0), |(p, b), v| (p + v.packets, b + v.bytes)))
         };
         let (tx_packets, tx_bytes) = sum(&tx)?;
         let (rx_packets, rx_bytes) = sum(&rx)?;

@@ -223,7 +223,10 @@ fn classes(m: &Families, s: &Snapshot) -> Result<(), prometheus::Error> {
     }
     let c = |name, help| m.counter(name, help, &["class"]);
     let (tx_p, tx_b, rx_p, rx_b) = (
-        c("strata_class_sent_packets_total", "Inner packets of the class sent into the tunnel (handed to a link).")?,
+        c(
+            "strata_class_sent_packets_total",
+            "Inner packets of the class sent into the tunnel (handed to a link).",
+        )?,
         c("strata_class_sent_bytes_total", "Inner bytes (the application's IP packets) of the class sent.")?,
         c(
             "strata_class_delivered_packets_total",
