@@ -295,4 +295,27 @@ mod tests {
         let unknown = parse("[[classes]]\nclass = \"video\"\ndscp = 1\nports = 4\n").unwrap_err();
         assert!(unknown.1.contains("unknown field `ports`"), "{unknown:?}");
     }
+
+    const EDGE: &str = "version = 1\nrole = \"edge\"\nsession = 7\n[tunnel]\naddress = \"10.200.0.1/30\"\n\
+                        [peer]\naddress = \"198.19.0.2\"\n[[links]]\nid = 0\ninterface = \"lnk0\"\nweight = 1\n";
+
+    #[test]
+    fn the_configuration_file_carries_classes_and_names_the_file_in_errors() {
+        use crate::config::{Config, change};
+        let rule = "\n[[classes]]\nclass = \"critical\"\nprotocol = \"udp\"\nport = 14550\n";
+        let with = Config::parse(&format!("{EDGE}{rule}"), "t.toml").unwrap();
+        let table = with.class_table();
+        assert_eq!(table.rule_count, 1);
+        assert_eq!(table.classify(0, IPPROTO_UDP, 14550), TrafficClass::Critical as u8);
+        let without = Config::parse(EDGE, "t.toml").unwrap();
+        assert_eq!(without.class_table(), ClassTable::default());
+        let changes = change::classify(&without, &with);
+        assert_eq!(changes.restart, ["classes"], "written at start-up: {changes:?}");
+
+        let bad = Config::parse(&format!("{EDGE}{}", rule.replace("udp", "icmp")), "t.toml").unwrap_err();
+        assert_eq!(
+            bad.to_string(),
+            "t.toml: classes[0].protocol: \"icmp\": expected \"udp\", \"tcp\" or a number 1-255"
+        );
+    }
 }
