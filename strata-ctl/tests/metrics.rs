@@ -315,7 +315,8 @@ fn a_running_daemon_exposes_the_kernels_counters_and_the_controllers_view() {
 /// Delivery classes end to end: both daemons class UDP to port 9100 as
 /// critical (`[[classes]]`), everything else by DSCP (0 here: best effort);
 /// a stream each way per class moves the sender's sent and the receiver's
-/// delivered counters of that class, in `status --json` and in the metrics.
+/// delivered counters of that class, in `status --json` and in the metrics;
+/// a reload with one more rule moves another class.
 #[test]
 fn per_class_counters_move_both_ways_with_the_configured_classes() {
     strata_lab::require_root("metrics tests create namespaces and load BPF");
@@ -380,6 +381,18 @@ fn per_class_counters_move_both_ways_with_the_configured_classes() {
     assert_eq!(delivered.len(), 3, "one series per class: {delivered:?}");
     let sent = by_label(&scrape(&lab.edge_ns()), "strata_class_sent_packets_total", "class");
     assert_eq!(sent.get("critical"), Some(&300.0), "{sent:?}");
+
+    // A reload rewrites the kernel's table: port 9101 is now video.
+    let config = workdir.join("edge.toml");
+    let text = std::fs::read_to_string(&config).expect("the edge's configuration");
+    let video = "\n[[classes]]\nclass = \"video\"\nprotocol = \"udp\"\nport = 9101\n";
+    std::fs::write(&config, format!("{text}{video}")).expect("writing");
+    let out = std::process::Command::new(BINARY).args(["reload", "--name", &edge_name]).output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let now_video = up(9101, 100);
+    let edge = status_json(&edge_name);
+    assert_eq!(class(&edge, "video", "tx_packets"), 100, "after the reload");
+    assert_eq!(class(&status_json(&hub_name), "video", "rx_packets"), now_video);
 
     tunnel.stop().expect("clean stop");
     lab.down().expect("lab down");

@@ -27,7 +27,7 @@
 //! order. DSCP-only rules after the last rule naming a protocol or port cost
 //! nothing per packet: they are folded into the per-DSCP table (the first of
 //! them for a DSCP wins, as in order). Rules up to the last protocol or port
-//! rule count against the limit.
+//! rule count against the limit. A reload rewrites the table.
 
 use serde::Deserialize;
 use strata_common::{
@@ -310,7 +310,8 @@ mod tests {
         let without = Config::parse(EDGE, "t.toml").unwrap();
         assert_eq!(without.class_table(), ClassTable::default());
         let changes = change::classify(&without, &with);
-        assert_eq!(changes.restart, ["classes"], "written at start-up: {changes:?}");
+        assert_eq!(changes.reloadable, ["classes"], "{changes:?}");
+        assert!(changes.reloadable_without_restart());
 
         let bad = Config::parse(&format!("{EDGE}{}", rule.replace("udp", "icmp")), "t.toml").unwrap_err();
         assert_eq!(
