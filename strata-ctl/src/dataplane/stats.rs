@@ -113,6 +113,14 @@ impl Snapshot {
                 l.id, l.tx_packets, l.tx_bytes, l.rx_packets, l.rx_bytes, l.rx_lost, l.rx_late, l.peer
             );
         }
+        if !self.classes.is_empty() {
+            let list: Vec<String> = self
+                .classes
+                .iter()
+                .map(|c| format!("{}={}/{}", c.class, c.tx_packets, c.rx_packets))
+                .collect();
+            let _ = writeln!(out, "classes (sent/delivered packets): {}", list.join(" "));
+        }
         out.push_str(&drops_line(&self.drops));
         out
     }
