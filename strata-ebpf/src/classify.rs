@@ -4,12 +4,14 @@
 //!
 //! The egress program classifies before choosing a link, and the class must
 //! not multiply the verifier's walk of that choice: the verifier explores
-//! what follows a branch once per distinct state reaching it, and
-//! `TrafficClass`-style constants (0, 1, 2 on three paths) would be three
-//! states carried through the link choice's hundreds. Every path here ends
-//! in a byte loaded from the table's map memory and masked to two bits — to
-//! the verifier the same unknown value in `0..=3` — so the paths merge where
-//! this returns. The table is read in place (a reference into the map, not a
+//! what follows a branch once per distinct state reaching it, and a class
+//! set as a constant on separate paths (0, 1, 2 — what a `match` on the DSCP
+//! or a rule loop returning literals can compile to) would reach the link
+//! choice as that many states, each walked through its hundreds. Every path
+//! here ends in a byte loaded from the table's map memory and masked to two
+//! bits — to the verifier the same unknown value in `0..=3` — so the paths
+//! merge where this returns (egress: 0.355 → 0.361 million instructions
+//! verified with up to 16 rules). The table is read in place (a reference into the map, not a
 //! copy: the stack has no room for its 264 bytes).
 
 use aya_ebpf::programs::TcContext;
