@@ -396,6 +396,7 @@ fn per_class_counters_move_both_ways_with_the_configured_classes() {
 
     tunnel.stop().expect("clean stop");
     lab.down().expect("lab down");
+    let _ = std::fs::remove_dir_all(&workdir);
 }
 
 fn status_json(name: &str) -> serde_json::Value {
