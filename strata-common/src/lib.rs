@@ -5,6 +5,7 @@
 //! (`strata-ctl`) agree byte for byte on:
 //!
 //! * the **wire header** every tunnelled packet carries ([`wire`]),
+//! * the **delivery classes** and the table the kernel classifies by ([`class`]),
 //! * the **outer IPv4/UDP headers** and their checksum ([`packet`]),
 //! * the **map keys and values** the controller writes and the kernel reads, and
 //!   the counters flowing the other way ([`maps`]),
@@ -24,6 +25,7 @@
 
 pub mod auth;
 pub mod budget;
+pub mod class;
 pub mod drop;
 pub mod histogram;
 pub mod maps;
@@ -38,6 +40,7 @@ mod pod {
     //! Map values cross the user/kernel boundary as raw bytes.
     use crate::{
         auth::AuthKey,
+        class::{ClassCounters, ClassTable},
         maps::{
             Endpoint, LinkCounters, LinkPace, LinkTx, LinkTx6, Queued, RxLinkState, SampleConfig, Schedule,
             TunnelConfig, TxSeq,
@@ -52,6 +55,8 @@ mod pod {
     }
     pod!(
         AuthKey,
+        ClassCounters,
+        ClassTable,
         Endpoint,
         LinkCounters,
         LinkPace,

@@ -78,22 +78,39 @@ impl PacketType {
 pub enum TrafficClass {
     /// Everything not marked otherwise.
     BestEffort = 0,
-    /// Video (DSCP AF4x, CS4, CS5).
+    /// Video (DSCP AF41, AF42, AF43).
     Video = 1,
-    /// Telemetry and control traffic that must arrive (DSCP EF, CS6, CS7).
+    /// Telemetry and control traffic that must arrive (DSCP EF, CS5, CS6, CS7).
     Critical = 2,
     /// Reserved for later use.
     Reserved = 3,
 }
 
 impl TrafficClass {
-    /// The class of an inner packet from its DSCP (RFC 4594 service classes).
+    /// The default class of an inner packet from its DSCP, after RFC 4594's
+    /// service classes: EF (46, telephony) and CS5–CS7 (40, 48, 56:
+    /// signalling, network control) critical, AF41–43 (34, 36, 38:
+    /// multimedia conferencing) video, the rest best effort. The kernel reads
+    /// it from the controller's table (`crate::class`), which starts from this.
     #[inline(always)]
     pub const fn from_dscp(dscp: u8) -> Self {
         match dscp {
-            46 | 48 | 56 => Self::Critical,
-            32 | 34 | 36 | 38 | 40 => Self::Video,
+            46 | 40 | 48 | 56 => Self::Critical,
+            34 | 36 | 38 => Self::Video,
             _ => Self::BestEffort,
+        }
+    }
+
+    /// The classes a sender gives, as named in configuration, status and metrics.
+    pub const ALL: [Self; 3] = [Self::Critical, Self::Video, Self::BestEffort];
+
+    /// The name in configuration, status and metrics (`class="…"`); reserved
+    /// is reported as best effort.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Critical => "critical",
+            Self::Video => "video",
+            Self::BestEffort | Self::Reserved => "best_effort",
         }
     }
 

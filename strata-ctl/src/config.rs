@@ -63,6 +63,12 @@
 //! # silence_hold_ms = 100    # lifecycle bounds: see ControlSection
 //! # silence_demote_ms = 1000
 //! # backlog_limit_ms = 50    # scorer: see ControlSection
+//!
+//! # [[classes]]              # delivery classes beyond DSCP, first match wins (see `classes`);
+//! # class = "critical"       # without any: EF, CS5-CS7 critical, AF41-43 video, the rest best effort
+//! # protocol = "udp"         # udp | tcp | 1-255
+//! # port = 14550             # destination port or "LOW-HIGH" (udp/tcp)
+//! # dscp = 46                # 0-63
 //! ```
 
 use std::{
@@ -79,6 +85,7 @@ use strata_common::maps::MAX_LINKS;
 use crate::control::{lifecycle::Thresholds, scoring::ScoringConfig};
 
 pub mod change;
+pub mod classes;
 
 /// The configuration format version this build reads.
 pub const CONFIG_VERSION: u32 = 1;
@@ -185,6 +192,9 @@ pub struct Config {
     /// Session authentication (docs/WIRE.md, "Handshake").
     #[serde(default)]
     pub auth: AuthSection,
+    /// Delivery classes beyond the DSCP defaults, first match wins (see [`classes`]).
+    #[serde(default)]
+    pub classes: Vec<classes::ClassSection>,
 }
 
 /// `[auth] mode`: whether sessions are established by a handshake.
@@ -991,6 +1001,12 @@ impl Config {
         })
     }
 
+    /// The kernel's classification table for `[[classes]]`.
+    pub fn class_table(&self) -> strata_common::class::ClassTable {
+        // Validated when the file was read.
+        classes::table(&self.classes).unwrap_or_default()
+    }
+
     /// Where this instance pins its maps.
     pub fn pin_dir(&self) -> std::path::PathBuf {
         Path::new(PIN_ROOT).join(self.name())
@@ -1028,6 +1044,7 @@ impl Config {
         self.control.validate()?;
         self.status.validate()?;
         self.auth.validate(self.role, self.session)?;
+        classes::validate(&self.classes)?;
         if self.role == Role::Hub && self.control.mode == ControlMode::Adaptive {
             return bad(
                 "control.mode",

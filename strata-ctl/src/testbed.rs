@@ -14,7 +14,10 @@ use std::{
 };
 
 use aya::programs::{TestRun as _, TestRunOptions};
-use strata_common::maps::{CONFIG_LEARN_PEERS, CONFIG_READY, Endpoint, LinkTx, LinkTx6, TunnelConfig};
+use strata_common::{
+    class::ClassTable,
+    maps::{CONFIG_LEARN_PEERS, CONFIG_READY, Endpoint, LinkTx, LinkTx6, TunnelConfig},
+};
 
 use crate::dataplane::datapath::{Datapath, DatapathError, Program};
 
@@ -83,6 +86,7 @@ pub fn edge(weights: [u32; 8], mtu: u16) -> Result<Datapath, DatapathError> {
     }
     dp.seed_sequence(1000)?;
     dp.set_weights(&weights)?;
+    dp.set_classes(&ClassTable::default())?;
     cfg.flags = CONFIG_READY;
     dp.set_config(cfg)?;
     Ok(dp)

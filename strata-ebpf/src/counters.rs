@@ -1,9 +1,9 @@
-//! Counters the controller reads: per-link traffic and drops by reason.
+//! Counters the controller reads: per-link and per-class traffic, drops by reason.
 //!
 //! Per-CPU maps, so counting needs no atomics; userspace sums the CPUs.
 
 use aya_ebpf::maps::PerCpuArray;
-use strata_common::{drop::DropReason, maps::LinkCounters};
+use strata_common::{class::ClassCounters, drop::DropReason, maps::LinkCounters, wire::flags::CLASS_MASK};
 
 use crate::maps::DROPS;
 
@@ -24,6 +24,19 @@ pub(crate) fn count_link(map: &PerCpuArray<LinkCounters>, link: u32, bytes: u64)
         unsafe {
             (*c).packets += 1;
             (*c).bytes += bytes;
+        }
+    }
+}
+
+/// Adds one inner packet of `bytes` to the counters in `map` of the class in
+/// the Strata header's `flags`.
+#[inline(always)]
+pub(crate) fn count_class(map: &PerCpuArray<ClassCounters>, flags: u8, bytes: u32) {
+    if let Some(c) = map.get_ptr_mut(u32::from(flags & CLASS_MASK)) {
+        // SAFETY: as in `count_drop`.
+        unsafe {
+            (*c).packets += 1;
+            (*c).bytes += u64::from(bytes);
         }
     }
 }

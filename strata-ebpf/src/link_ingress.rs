@@ -30,8 +30,8 @@ use strata_common::{
 
 use crate::{
     auth,
-    counters::{count_drop, count_link},
-    maps::{CONFIG, CONFIG6, IFACES, RX},
+    counters::{count_class, count_drop, count_link},
+    maps::{CLASS_RX, CONFIG, CONFIG6, IFACES, RX},
     ptr::read_at,
     receive::{accept_global_seq, learn_peer, track_link_seq},
 };
@@ -244,6 +244,7 @@ fn deliver<const L2: usize>(
     track_link_seq(link, header.link_seq(), header.timestamp_us(), now_ns);
     learn(ctx, cfg, link, from, from6, now_ns);
     decapsulate::<L2>(ctx, (total_len - inner_len) as i32, version, l3_len == IPV6_LEN)?;
+    count_class(&CLASS_RX, header.flags, inner_len as u32);
     // SAFETY: plain helper call; the result is the tc action.
     Ok(unsafe { bpf_redirect(cfg.tunnel_ifindex, u64::from(BPF_F_INGRESS)) } as i32)
 }

@@ -26,7 +26,8 @@
 //! host queues: queueing delay and kernel drops by reason.
 //!
 //! Helpers are small and single-purpose: bounds-checked packet access
-//! ([`ptr`]), maps ([`maps`]), counters ([`counters`]), link choice
+//! ([`ptr`]), maps ([`maps`]), counters ([`counters`]), delivery classes
+//! ([`classify`]), link choice
 //! ([`schedule`]), encapsulation ([`encap`]), receive bookkeeping
 //! ([`receive`]) and packet authentication ([`auth`]).
 #![no_std]
@@ -37,6 +38,7 @@
 
 mod atomic;
 mod auth;
+mod classify;
 mod counters;
 mod csum;
 mod encap;

@@ -9,6 +9,7 @@
 use aya_ebpf::maps::{Array, HashMap, LruHashMap, PerCpuArray};
 use strata_common::{
     auth::{AUTH_HEADER_LEN, AuthKey, KEY_SLOTS},
+    class::{CLASS_SLOTS, ClassCounters, ClassTable},
     drop::DROP_REASON_COUNT,
     map_name,
     maps::{
@@ -137,6 +138,21 @@ shared_map! {
     /// the link's `LinkPace::sent_bytes` before that packet was sent. An
     /// acknowledged sequence then tells how much was sent after it.
     SENT: Array<u64> = Array::pinned(MAX_LINKS * SENT_RING, 0);
+}
+
+shared_map! {
+    /// The classification table (entry 0; see `classify`).
+    CLASSES: Array<ClassTable> = Array::pinned(1, 0);
+}
+
+shared_map! {
+    /// Sent inner packets and bytes per class (index: the class bits).
+    CLASS_TX: PerCpuArray<ClassCounters> = PerCpuArray::pinned(CLASS_SLOTS, 0);
+}
+
+shared_map! {
+    /// Delivered inner packets and bytes per class (index: the class bits the sender set).
+    CLASS_RX: PerCpuArray<ClassCounters> = PerCpuArray::pinned(CLASS_SLOTS, 0);
 }
 
 shared_map! {

@@ -15,15 +15,16 @@ use strata_common::{
         ETH_LEN, ETH_P_IP, ETH_P_IPV6, IPV6_LEN, OUTER_V4_LEN, OuterAddrs, OuterAddrs6, OuterV4, OuterV6,
         UDP_LEN, inner_dscp,
     },
-    wire::{Fields, HEADER_LEN, Header, PacketType, TrafficClass, flags},
+    wire::{Fields, HEADER_LEN, Header, PacketType, flags},
 };
 
 use crate::{
     auth,
-    counters::{count_drop, count_link},
+    classify::classify,
+    counters::{count_class, count_drop, count_link},
     csum::udp6_check,
     encap::{Frame, encapsulate, encapsulate_v6, redirect_to_link, redirect_v4, redirect_v6},
-    maps::{CONFIG, LINKS6, PEERS6, SCRATCH, Scratch, Send6, TX},
+    maps::{CLASS_TX, CONFIG, LINKS6, PEERS6, SCRATCH, Scratch, Send6, TX},
     ptr::read_at,
     schedule::{choose_link, choose_link_paced, fresh_peers, next_global_seq, next_link_seq, record_sent},
 };
@@ -72,6 +73,9 @@ fn send<const L2: usize>(ctx: &TcContext, cfg: &TunnelConfig) -> Result<i32, Dro
         return Err(DropReason::Oversize);
     }
     let dscp = inner_dscp(b0, b1);
+    // Before the link choice, so its many verifier states are not walked
+    // once per class (see `classify`).
+    let class = classify::<L2>(ctx, b0, b1)?;
 
     // With a sending key installed every packet carries a tag: 8 more
     // bytes on the wire, which the link choice (MTU, budgets) accounts as
@@ -103,7 +107,7 @@ fn send<const L2: usize>(ctx: &TcContext, cfg: &TunnelConfig) -> Result<i32, Dro
 
     let mut header = Header::new(Fields {
         packet_type: PacketType::Data,
-        flags: TrafficClass::from_dscp(dscp) as u8,
+        flags: class,
         link_id: choice.link as u8,
         session: cfg.session,
         global_seq,
@@ -193,6 +197,7 @@ fn send<const L2: usize>(ctx: &TcContext, cfg: &TunnelConfig) -> Result<i32, Dro
     };
     encapsulate::<L2>(ctx, &frame, false)?;
     count_link(&TX, choice.link, u64::from(outer_len));
+    count_class(&CLASS_TX, header.flags, inner_len);
     Ok(redirect_to_link(&choice.tx))
 }
 
@@ -211,10 +216,11 @@ fn send<const L2: usize>(ctx: &TcContext, cfg: &TunnelConfig) -> Result<i32, Dro
 #[inline(always)]
 fn send_v6<const L2: usize>(ctx: &TcContext, s: &mut Scratch) -> Result<i32, DropReason> {
     // SAFETY: volatile reads of this CPU's scratch entry (see above).
-    let (send, udp_len_be) = unsafe {
+    let (send, udp_len_be, class) = unsafe {
         (
             core::ptr::read_volatile(&raw const s.send),
             core::ptr::read_volatile(&raw const s.frame6.outer.udp.len_be),
+            core::ptr::read_volatile(&raw const s.frame6.outer.strata.flags),
         )
     };
     let udp_len = u32::from(u16::from_be(udp_len_be));
@@ -230,6 +236,7 @@ fn send_v6<const L2: usize>(ctx: &TcContext, s: &mut Scratch) -> Result<i32, Dro
     udp6_check(ctx, s, L2 as u32, inner_len)?;
     encapsulate_v6::<L2>(ctx, &s.frame6, send.tagged != 0)?;
     count_link(&TX, send.link, u64::from(udp_len) + IPV6_LEN as u64);
+    count_class(&CLASS_TX, class, inner_len);
     Ok(redirect_v6(send.ifindex, send.nexthop6))
 }
 
@@ -252,5 +259,6 @@ fn send_v4_tagged<const L2: usize>(ctx: &TcContext, s: &mut Scratch) -> Result<i
     s.frame4.tag = auth::tag(ctx, &header, &send.key, L2 as u32, inner_len)?;
     encapsulate::<L2>(ctx, &s.frame4, true)?;
     count_link(&TX, send.link, u64::from(total));
+    count_class(&CLASS_TX, header.flags, inner_len);
     Ok(redirect_v4(send.ifindex, send.nexthop6[0]))
 }

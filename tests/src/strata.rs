@@ -462,6 +462,9 @@ pub struct EdgeSetup {
     /// Hand the tunnel over as soon as both daemons are ready, without
     /// waiting for their session (scenarios: their warm-up covers it).
     pub no_session_wait: bool,
+    /// `[[classes]]` entries added to both daemons' configurations (each
+    /// side classes what it sends).
+    pub classes: String,
 }
 
 impl From<Control> for EdgeSetup {
@@ -618,6 +621,8 @@ impl Tunnel {
             edge_text += &edge_auth;
             edge_text += &setup.auth_extra;
         }
+        hub_text += &setup.classes;
+        edge_text += &setup.classes;
         std::fs::write(&hub_cfg, hub_text)?;
         std::fs::write(&edge_cfg, edge_text)?;
         // Both start at once and are then waited for: one after the other,

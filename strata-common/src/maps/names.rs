@@ -104,6 +104,15 @@ macro_rules! map_name {
     (AUTH_SCRATCH) => {
         "STRATA_AUTH_SCRATCH"
     };
+    (CLASSES) => {
+        "STRATA_CLASSES"
+    };
+    (CLASS_TX) => {
+        "STRATA_CLASS_TX"
+    };
+    (CLASS_RX) => {
+        "STRATA_CLASS_RX"
+    };
 }
 
 /// Tunnel-wide configuration ([`TunnelConfig`](super::TunnelConfig), entry 0).
@@ -170,8 +179,15 @@ pub const AUTH_KEYS: &str = map_name!(AUTH_KEYS);
 /// Per-CPU copy of a packet being authenticated (not pinned: nothing survives a packet).
 pub const AUTH_SCRATCH: &str = map_name!(AUTH_SCRATCH);
 
+/// The classification table ([`ClassTable`](crate::class::ClassTable), entry 0).
+pub const CLASSES: &str = map_name!(CLASSES);
+/// Sent inner packets and bytes per class ([`ClassCounters`](crate::class::ClassCounters), per CPU).
+pub const CLASS_TX: &str = map_name!(CLASS_TX);
+/// Delivered inner packets and bytes per class (per CPU).
+pub const CLASS_RX: &str = map_name!(CLASS_RX);
+
 /// Every map, for unpinning.
-pub const ALL: [&str; 26] = [
+pub const ALL: [&str; 29] = [
     CONFIG,
     IFACES,
     LINKS,
@@ -198,6 +214,9 @@ pub const ALL: [&str; 26] = [
     QDELAY,
     KDROPS,
     AUTH_KEYS,
+    CLASSES,
+    CLASS_TX,
+    CLASS_RX,
 ];
 
 #[cfg(test)]

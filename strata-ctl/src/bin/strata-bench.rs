@@ -7,7 +7,8 @@
 //! delivery path, not the duplicate drop. Each program runs without and
 //! with packet authentication (the testbed's fixed keys; ingress packets
 //! tagged in userspace outside the measured time), and the tag function
-//! alone is timed in userspace. Prints JSON. Needs root.
+//! alone is timed in userspace; egress once more with the most delivery-class
+//! rules the kernel evaluates, none matching. Prints JSON. Needs root.
 //!
 //! Usage: `strata-bench [RUNS] [PAYLOAD]` (default 200 000 runs of a
 //! 1316-byte UDP payload). `cargo xtask bench datapath`
@@ -20,8 +21,10 @@ use std::{
 
 use strata_common::{
     auth::{AUTH_HEADER_LEN, AUTH_HEADER_WORDS, TAG_LEN, key_words, packet_tag, sign},
+    class::{ClassRule, ClassTable, MAX_CLASS_RULES},
+    packet::IPPROTO_UDP,
     stats::percentile,
-    wire::flags,
+    wire::{TrafficClass, flags},
 };
 use strata_ctl::{
     dataplane::datapath::Program,
@@ -64,6 +67,7 @@ fn bench(runs: usize, payload: usize) -> anyhow::Result<String> {
     let inner = inner_v4(0, payload);
     let (plain_out, plain_in) = (egress(runs, &inner, false)?, ingress(runs, &inner, false)?);
     let (auth_out, auth_in) = (egress(runs, &inner, true)?, ingress(runs, &inner, true)?);
+    let ruled_out = egress_with(runs, &inner, false, &worst_class_table())?;
     let prf = prf_alone(runs, AUTH_HEADER_LEN + inner.len());
     let summary =
         |s: &Summary| serde_json::json!({ "mean_ns": s.mean_ns, "p50_ns": s.p50_ns, "p99_ns": s.p99_ns });
@@ -74,14 +78,38 @@ fn bench(runs: usize, payload: usize) -> anyhow::Result<String> {
         "link_ingress": summary(&plain_in),
         "tunnel_egress_auth": summary(&auth_out),
         "link_ingress_auth": summary(&auth_in),
+        "tunnel_egress_16_class_rules": summary(&ruled_out),
         "siphash24_userspace": { "bytes": AUTH_HEADER_LEN + inner.len(), "mean_ns": prf },
     })
     .to_string())
 }
 
+/// The most the kernel evaluates per packet: [`MAX_CLASS_RULES`] rules on
+/// protocol and port, none matching the benchmark's packet (UDP to 6000).
+fn worst_class_table() -> ClassTable {
+    let mut table = ClassTable::default();
+    for (i, rule) in table.rules.iter_mut().enumerate() {
+        let port = 14_550 + i as u32;
+        *rule = ClassRule {
+            protocol: IPPROTO_UDP,
+            port_lo: port,
+            port_hi: port,
+            ..ClassRule::any(TrafficClass::Critical)
+        };
+    }
+    table.rule_count = MAX_CLASS_RULES as u32;
+    table
+}
+
 /// The egress program on `inner`, with the test keys installed (`auth`) or none.
 fn egress(runs: usize, inner: &[u8], auth: bool) -> anyhow::Result<Summary> {
+    egress_with(runs, inner, auth, &ClassTable::default())
+}
+
+/// [`egress`] classifying by `classes`.
+fn egress_with(runs: usize, inner: &[u8], auth: bool, classes: &ClassTable) -> anyhow::Result<Summary> {
     let mut edge = testbed::edge([1, 2, 3, 0, 0, 0, 0, 0], 1500)?;
+    edge.set_classes(classes)?;
     if auth {
         testbed::require_test_auth(&mut edge, 0, false)?;
     }

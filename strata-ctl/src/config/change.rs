@@ -8,7 +8,8 @@
 //! reloadable, or be ignored by a reload.
 //!
 //! Reloadable today: the links' weights under static control (the
-//! configured shares written to the schedule map). The control section's tunables are
+//! configured shares written to the schedule map) and the delivery classes
+//! (the kernel's classification table). The control section's tunables are
 //! read once by the controller at start-up, so they need a restart until
 //! the controller takes new ones; they are listed one by one so the change
 //! an operator made is named.
@@ -71,6 +72,7 @@ pub fn classify(old: &Config, new: &Config) -> Changes {
         os_signals,
         modem_manager_bus,
         auth,
+        classes,
     } = old;
     c.restart_if(version != &new.version, "version");
     c.restart_if(role != &new.role, "role");
@@ -92,6 +94,8 @@ pub fn classify(old: &Config, new: &Config) -> Changes {
     c.restart_if(modem_manager_bus != &new.modem_manager_bus, "modem_manager_bus");
     // Keys and the allowlist are read at start-up.
     c.restart_if(auth != &new.auth, "auth");
+    // The classification table is one map entry, written again on reload.
+    c.reloadable_if(classes != &new.classes, "classes");
     c
 }
 

@@ -221,6 +221,14 @@ impl Daemon<'_> {
                 }
             }
         }
+        // Delivery classes: one map entry, rewritten in place. A packet
+        // classified during the write may see part of the old table (a
+        // wrong class for it alone, never an invalid one).
+        if changes.reloadable.iter().any(|f| f == "classes") {
+            self.dp
+                .set_classes(&new.class_table())
+                .map_err(|e| refused(format!("writing the classes: {e}")))?;
+        }
         self.config = new;
         Ok(changes.reloadable)
     }

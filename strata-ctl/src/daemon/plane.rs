@@ -222,6 +222,8 @@ pub(super) fn configure(
     if !keep_schedule {
         dp.set_weights(&weights)?;
     }
+    // Before the tunnel is ready: the egress program classifies every packet by it.
+    dp.set_classes(&config.class_table())?;
     tunnel.flags |= CONFIG_READY;
     // An adopted data plane keeps requiring authentication: its keys are
     // in the pinned map, and a restart must not open a window in which

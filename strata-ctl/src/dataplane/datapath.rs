@@ -29,6 +29,7 @@ use aya::{
 };
 use strata_common::{
     auth::{AuthKey, KEY_SEND, KEY_SLOTS, TrafficKeys},
+    class::ClassTable,
     maps::{
         CONFIG_AUTH_REQUIRED, Endpoint, IFNAME_LEN, LinkPace, LinkTx, LinkTx6, MAX_LINKS, SampleConfig,
         Schedule, TunnelConfig, TxSeq, names as map_names,
@@ -377,6 +378,13 @@ impl Datapath {
         self.array::<TunnelConfig>(map_names::CONFIG)?
             .set(0, config, 0)
             .map_err(map_err("writing STRATA_CONFIG"))
+    }
+
+    /// Writes the delivery-class table the egress program classifies by.
+    pub fn set_classes(&mut self, table: &ClassTable) -> Result<(), DatapathError> {
+        self.array::<ClassTable>(map_names::CLASSES)?
+            .set(0, *table, 0)
+            .map_err(map_err("writing STRATA_CLASSES"))
     }
 
     /// Sets `flags` in the tunnel configuration, keeping the rest.

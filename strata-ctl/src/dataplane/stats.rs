@@ -1,5 +1,5 @@
-//! What the kernel counted: per-link traffic, receive-side loss and
-//! reordering, learned peers and drops by reason — read from the maps of a
+//! What the kernel counted: per-link and per-class traffic, receive-side
+//! loss and reordering, learned peers and drops by reason — read from the maps of a
 //! running data plane or from the pinned maps of one whose controller is gone.
 
 use std::{
@@ -9,11 +9,13 @@ use std::{
 };
 
 use aya::maps::{Array, Map, MapData, PerCpuArray};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use strata_common::{
+    class::{CLASS_SLOTS, ClassCounters},
     drop::DropReason,
     maps::names as map_names,
     maps::{Endpoint, LinkCounters, LinkPace, MAX_LINKS, PEER_EXPIRY_NS, RxLinkState},
+    wire::TrafficClass,
 };
 
 use crate::dataplane::error::{DatapathError, map_err};
@@ -57,6 +59,22 @@ pub struct LinkStats {
     pub peer_ip: IpAddr,
 }
 
+/// One delivery class's counters, summed over CPUs: inner packets this
+/// side sent into the tunnel (egress) and delivered out of it (ingress).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClassStats {
+    /// `critical`, `video` or `best_effort` ([`TrafficClass::name`]).
+    pub class: String,
+    /// Inner packets sent (handed to a link).
+    pub tx_packets: u64,
+    /// Inner bytes sent.
+    pub tx_bytes: u64,
+    /// Inner packets delivered to the tunnel device.
+    pub rx_packets: u64,
+    /// Inner bytes delivered.
+    pub rx_bytes: u64,
+}
+
 /// Everything counted.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct Snapshot {
@@ -64,6 +82,10 @@ pub struct Snapshot {
     pub links: Vec<LinkStats>,
     /// Non-zero drop counters by reason name.
     pub drops: Vec<(String, u64)>,
+    /// Per delivery class, in [`TrafficClass::ALL`]'s order (critical,
+    /// video, best effort); empty when reading the pins of a build before
+    /// classes.
+    pub classes: Vec<ClassStats>,
 }
 
 impl Snapshot {
@@ -90,6 +112,14 @@ impl Snapshot {
                 "{:<5} {:>10} {:>12} {:>10} {:>12} {:>8} {:>8}  {}",
                 l.id, l.tx_packets, l.tx_bytes, l.rx_packets, l.rx_bytes, l.rx_lost, l.rx_late, l.peer
             );
+        }
+        if !self.classes.is_empty() {
+            let list: Vec<String> = self
+                .classes
+                .iter()
+                .map(|c| format!("{}={}/{}", c.class, c.tx_packets, c.rx_packets))
+                .collect();
+            let _ = writeln!(out, "classes (sent/delivered packets): {}", list.join(" "));
         }
         out.push_str(&drops_line(&self.drops));
         out
@@ -136,6 +166,11 @@ pub fn read<'a>(maps: &dyn Fn(&str) -> Option<&'a Map>) -> Result<Snapshot, Data
         PerCpuArray::try_from(get(map_names::DROPS)?).map_err(map_err("map STRATA_DROPS"))?;
     let pace: Array<&MapData, LinkPace> =
         Array::try_from(get(map_names::PACE)?).map_err(map_err("map STRATA_PACE"))?;
+    let classes = match (maps(map_names::CLASS_TX), maps(map_names::CLASS_RX)) {
+        (Some(tx), Some(rx)) => read_classes(tx, rx)?,
+        // The pins of a build before classes.
+        _ => Vec::new(),
+    };
 
     let sum = |map: &PerCpuArray<&MapData, LinkCounters>, i: u32| {
         map.get(&i, 0).map_err(map_err("reading link counters")).map(|values| {
@@ -194,7 +229,37 @@ pub fn read<'a>(maps: &dyn Fn(&str) -> Option<&'a Map>) -> Result<Snapshot, Data
             dropped.push((reason.name().to_string(), total));
         }
     }
-    Ok(Snapshot { links, drops: dropped })
+    Ok(Snapshot { links, drops: dropped, classes })
+}
+
+/// The per-class counters of the maps `tx` and `rx`, summed over CPUs; the
+/// reserved class's slot (a peer's class bits 3) counted as best effort.
+fn read_classes(tx: &Map, rx: &Map) -> Result<Vec<ClassStats>, DatapathError> {
+    let tx: PerCpuArray<&MapData, ClassCounters> =
+        PerCpuArray::try_from(tx).map_err(map_err("map STRATA_CLASS_TX"))?;
+    let rx: PerCpuArray<&MapData, ClassCounters> =
+        PerCpuArray::try_from(rx).map_err(map_err("map STRATA_CLASS_RX"))?;
+    let mut out: Vec<ClassStats> = TrafficClass::ALL
+        .iter()
+        .map(|c| ClassStats { class: c.name().into(), ..ClassStats::default() })
+        .collect();
+    for slot in 0..CLASS_SLOTS {
+        let name = TrafficClass::from_bits(slot as u8).name();
+        let sum = |map: &PerCpuArray<&MapData, ClassCounters>| {
+            map.get(&slot, 0)
+                .map_err(map_err("reading class counters"))
+                .map(|values| values.iter().fold((0, 0), |(p, b), v| (p + v.packets, b + v.bytes)))
+        };
+        let (tx_packets, tx_bytes) = sum(&tx)?;
+        let (rx_packets, rx_bytes) = sum(&rx)?;
+        if let Some(c) = out.iter_mut().find(|c| c.class == name) {
+            c.tx_packets += tx_packets;
+            c.tx_bytes += tx_bytes;
+            c.rx_packets += rx_packets;
+            c.rx_bytes += rx_bytes;
+        }
+    }
+    Ok(out)
 }
 
 /// A learned endpoint last refreshed at `seen_ns` (0: never learned by the
@@ -222,9 +287,12 @@ pub fn read_pinned(dir: &Path) -> Result<Snapshot, DatapathError> {
         map_names::PEER_SEEN,
         map_names::DROPS,
         map_names::PACE,
+        map_names::CLASS_TX,
+        map_names::CLASS_RX,
     ] {
         let path = dir.join(name);
-        if (name == map_names::PEERS6 || name == map_names::PEER_SEEN) && !path.exists() {
+        let optional = [map_names::PEERS6, map_names::PEER_SEEN, map_names::CLASS_TX, map_names::CLASS_RX];
+        if optional.contains(&name) && !path.exists() {
             continue;
         }
         let data = MapData::from_pin(&path).map_err(map_err(format!("opening {}", path.display())))?;

@@ -185,6 +185,11 @@ pub struct Status {
     /// Session authentication; absent when the daemon is down.
     #[serde(default)]
     pub auth: Option<crate::serve::view::AuthView>,
+    /// Per delivery class (critical, video, best effort): inner packets and
+    /// bytes this side sent into the tunnel and delivered out of it; empty
+    /// when the pinned maps predate classes.
+    #[serde(default)]
+    pub classes: Vec<stats::ClassStats>,
 }
 
 /// What a running daemon adds to the kernel's counters: the inputs of
@@ -286,6 +291,7 @@ pub fn build(name: &str, snapshot: &Snapshot, daemon: Option<&DaemonView>) -> St
         total_rx_packets: links.iter().map(|l| l.rx_packets).sum(),
         links,
         drops: snapshot.drops.clone(),
+        classes: snapshot.classes.clone(),
         kernel_sampling: match daemon.map(|d| &d.sampling) {
             Some(Ok(())) => "on".into(),
             Some(Err(why)) => format!("off: {why}"),
@@ -765,6 +771,17 @@ pub fn render(s: &Status) -> String {
         bytes(s.total_rx_bytes),
         s.total_rx_packets
     );
+    for c in &s.classes {
+        let _ = writeln!(
+            out,
+            "class {:<11} sent {} ({} pkts)  delivered {} ({} pkts)",
+            c.class,
+            bytes(c.tx_bytes),
+            c.tx_packets,
+            bytes(c.rx_bytes),
+            c.rx_packets
+        );
+    }
     if let Some(b) = &s.bitrate {
         let _ = writeln!(out, "{}", bitrate_line(b));
     }
@@ -900,7 +917,17 @@ mod tests {
             peer: "198.19.0.2:7400".into(),
             peer_ip: std::net::Ipv4Addr::new(198, 19, 0, 2).into(),
         };
-        Snapshot { links: vec![link(0, 2048), link(1, 0), link(2, 0)], drops: vec![("no_link".into(), 3)] }
+        Snapshot {
+            links: vec![link(0, 2048), link(1, 0), link(2, 0)],
+            drops: vec![("no_link".into(), 3)],
+            classes: vec![stats::ClassStats {
+                class: "critical".into(),
+                tx_packets: 2,
+                tx_bytes: 200,
+                rx_packets: 1,
+                rx_bytes: 100,
+            }],
+        }
     }
 
     #[test]
@@ -914,6 +941,7 @@ mod tests {
         assert!(text.contains("2.0M"), "{text}");
         assert!(text.contains("drops: no_link=3"), "{text}");
         assert!(text.contains("total: tx 2.0M (2048 pkts)  rx 29.3K (30 pkts)"), "{text}");
+        assert!(text.contains("class critical    sent 200B (2 pkts)  delivered 100B (1 pkts)"), "{text}");
         // Unknown is not zero: without sampling the drops column says `-`.
         assert!(s.links.iter().all(|l| l.kernel_drops.is_none()));
         // Round trip through JSON, as scripts read it.

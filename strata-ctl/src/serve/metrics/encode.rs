@@ -19,7 +19,7 @@ use strata_common::drop::DropReason;
 
 use crate::{
     control::lifecycle::State,
-    dataplane::sampling::Samples,
+    dataplane::{sampling::Samples, stats::Snapshot},
     inband::guard::GuardSnapshot,
     serve::{metrics::gather::Gathered, view::reason_name},
 };
@@ -210,6 +210,36 @@ fn kernel(m: &Families, g: &Gathered) -> Result<(), prometheus::Error> {
         for reason in DropReason::ALL {
             drops.with_label_values(&[reason.name()]).inc_by(s.dropped(reason));
         }
+        classes(m, s)?;
+    }
+    Ok(())
+}
+
+/// Per delivery class (`class`: critical, video, best_effort — three series
+/// at most), the inner packets and bytes this side sent and delivered.
+fn classes(m: &Families, s: &Snapshot) -> Result<(), prometheus::Error> {
+    if s.classes.is_empty() {
+        return Ok(());
+    }
+    let c = |name, help| m.counter(name, help, &["class"]);
+    let (tx_p, tx_b, rx_p, rx_b) = (
+        c(
+            "strata_class_sent_packets_total",
+            "Inner packets of the class sent into the tunnel (handed to a link).",
+        )?,
+        c("strata_class_sent_bytes_total", "Inner bytes (the application's IP packets) of the class sent.")?,
+        c(
+            "strata_class_delivered_packets_total",
+            "Inner packets of the class (as the sender classed them) delivered out of the tunnel.",
+        )?,
+        c("strata_class_delivered_bytes_total", "Inner bytes of the class delivered out of the tunnel.")?,
+    );
+    for class in &s.classes {
+        let v = [class.class.as_str()];
+        tx_p.with_label_values(&v).inc_by(class.tx_packets);
+        tx_b.with_label_values(&v).inc_by(class.tx_bytes);
+        rx_p.with_label_values(&v).inc_by(class.rx_packets);
+        rx_b.with_label_values(&v).inc_by(class.rx_bytes);
     }
     Ok(())
 }
@@ -687,7 +717,7 @@ mod tests {
     use super::*;
     use crate::{
         control::controller::LinkReport,
-        dataplane::stats::{LinkStats, Snapshot},
+        dataplane::stats::{ClassStats, LinkStats, Snapshot},
         os::net::{InterfaceCounters, QdiscStats},
         serve::{
             bitrate::{Bitrate, LinkBitrate},
@@ -808,6 +838,17 @@ mod tests {
             // Link 1 is neither configured nor carrying traffic: left out.
             links: vec![link(0, 1000, [198, 19, 0, 2]), link(1, 0, [0; 4]), link(2, 10, [198, 19, 0, 2])],
             drops: vec![("no_link".into(), 3), ("duplicate".into(), 17)],
+            classes: ["critical", "video", "best_effort"]
+                .iter()
+                .zip(1u64..)
+                .map(|(class, n)| ClassStats {
+                    class: (*class).into(),
+                    tx_packets: n * 100,
+                    tx_bytes: n * 10_000,
+                    rx_packets: n * 90,
+                    rx_bytes: n * 9_000,
+                })
+                .collect(),
         });
         let qdisc = |kind: &str, backlog_bytes| QdiscStats {
             kind: kind.into(),
