@@ -13,7 +13,9 @@
 //! model and the kernel's expected arrival absorb (measured on a real LTE
 //! trace: demoting for jitter kept links out for 3-20 s each time, while
 //! they could carry most of the video). Re-admission is slow: healthy
-//! without a break for `readmit_after`.
+//! without a break for `readmit_after` — except for a link demoted for
+//! silence alone, which is back once healthy for `admit_after` (a stall
+//! that ended, see [`Lifecycle::step`]).
 //! Thresholds for leaving a bad state are stricter than for entering it
 //! (hysteresis), and because the statistics are percentiles of a window a
 //! single spike does not come and go with every sample. A link silent for
