@@ -90,7 +90,10 @@ fn link_timeline(r: &RunResult) -> Vec<Vec<[u64; 3]>> {
                     let first = (from / TRANSMIT_BIN) as usize;
                     let range = first..first + per;
                     let sum = |v: &[u64]| v.get(range.clone()).map_or(0, |b| b.iter().sum::<u64>());
-                    let max = bins.max_sojourn_ns.get(range.clone()).map_or(0, |b| b.iter().copied().max().unwrap_or(0));
+                    let max = bins
+                        .max_sojourn_ns
+                        .get(range.clone())
+                        .map_or(0, |b| b.iter().copied().max().unwrap_or(0));
                     [t.capacity_bytes(from, from + TIMELINE_STEP_NS), sum(&bins.bytes), max / 1_000_000]
                 })
                 .collect()
