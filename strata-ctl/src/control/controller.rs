@@ -435,7 +435,7 @@ impl Controller {
             let e = self.estimates.get(i).cloned().unwrap_or_default();
             let opt = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.1}"));
             out.push_str(&format!(
-                "link {} {:<8} weight {:>3} budget {:>6.2} Mbit/s rtt p50 {} ms jitter {} ms queue {} ms loss {:.2}% delivered {:.2} capacity {} train {} Mbit/s; ",
+                "link {} {:<8} weight {:>3} budget {:>6.2} Mbit/s rtt p50 {} ms jitter {} ms queue {} ms loss {:.2}% delivered {:.2} capacity {}{} train {} Mbit/s rtt min {} ms{}; ",
                 l.id,
                 l.lifecycle.state().name(),
                 weight,
@@ -446,7 +446,12 @@ impl Controller {
                 e.loss_recent * 100.0,
                 e.delivered_mbit_s,
                 opt(e.capacity_mbit_s),
+                // Whether the kernel may drop as late on this link's
+                // backlog: measured (acknowledged) at a current rate.
+                if e.capacity_current { "" } else { " (lower bound)" },
                 opt(e.train_mbit_s),
+                opt(e.rtt_ms.map(|r| r[0])),
+                if e.ack.is_some() { "" } else { " unacknowledged" },
             ));
         }
         out

@@ -427,6 +427,10 @@ pub struct SecondCounts {
     pub oracle: u64,
     /// Delivered in time by Strata.
     pub strata: u64,
+    /// Delivered by Strata, but after the deadline: capacity spent on
+    /// nothing (the rest of what Strata did not deliver in time was lost
+    /// or dropped before sending).
+    pub strata_late: u64,
 }
 
 /// A run measured against the oracle.
@@ -471,9 +475,12 @@ pub fn compare(
     let bound_bytes = pool.fluid_bound_bytes(&packets);
 
     let mut strata_in_time = std::collections::HashSet::new();
+    let mut strata_late = std::collections::HashSet::new();
     for a in arrivals {
         if a.recv_ns.saturating_sub(a.sent_ns) <= deadline_ns {
             strata_in_time.insert((a.flow, a.seq));
+        } else {
+            strata_late.insert((a.flow, a.seq));
         }
     }
     let class_of = |flow: u8| flows.iter().find(|f| f.id == flow).map_or("unknown", |f| f.class);
@@ -492,6 +499,7 @@ pub fn compare(
         second.offered += 1;
         second.oracle += u64::from(oracle);
         second.strata += u64::from(strata);
+        second.strata_late += u64::from(!strata && strata_late.contains(&(p.flow, p.seq)));
         if oracle {
             c.oracle_bytes += packet.bytes;
         }

@@ -38,6 +38,7 @@ pub fn to_json(r: &RunResult) -> Value {
         })
         .collect();
     json!({
+        "link_timeline": link_timeline(r),
         "scenario": r.scenario.name,
         "control": r.control.name(),
         "os_signals": r.os_signals.name(),
@@ -64,6 +65,40 @@ pub fn to_json(r: &RunResult) -> Value {
         "tunnel_device_changes": r.tunnel_device_changes,
         "attack": r.attack,
     })
+}
+
+/// Width of a [`link_timeline`] step, ns.
+const TIMELINE_STEP_NS: u64 = 100_000_000;
+
+/// Per link, per 100 ms of traffic: `[capacity bytes the trace offered,
+/// bytes the uplink transmitted, longest queueing delay of a packet
+/// transmitted, ms]` — where a link queued while another had room, which
+/// is what late packets are attributed to.
+fn link_timeline(r: &RunResult) -> Vec<Vec<[u64; 3]>> {
+    use crate::emulator::model::TRANSMIT_BIN;
+    let t0 = super::runner::WARMUP.as_nanos() as u64;
+    let steps = (r.scenario.duration_s * 1e9) as u64 / TIMELINE_STEP_NS;
+    let per = (TIMELINE_STEP_NS / TRANSMIT_BIN) as usize;
+    r.link_stats
+        .iter()
+        .zip(&r.traces)
+        .map(|(s, t)| {
+            let bins = &s.uplink_transmitted;
+            (0..steps)
+                .map(|i| {
+                    let from = t0 + i * TIMELINE_STEP_NS;
+                    let first = (from / TRANSMIT_BIN) as usize;
+                    let range = first..first + per;
+                    let sum = |v: &[u64]| v.get(range.clone()).map_or(0, |b| b.iter().sum::<u64>());
+                    let max = bins
+                        .max_sojourn_ns
+                        .get(range.clone())
+                        .map_or(0, |b| b.iter().copied().max().unwrap_or(0));
+                    [t.capacity_bytes(from, from + TIMELINE_STEP_NS), sum(&bins.bytes), max / 1_000_000]
+                })
+                .collect()
+        })
+        .collect()
 }
 
 /// Writes `result.json`, `plot.svg` and `summary.md` into `dir`.
