@@ -140,6 +140,21 @@ pub const LINK_V6: u32 = 1 << 3;
 /// 1 300-byte packets, ten times the acknowledgement's usual age.
 pub const SENT_RING: u32 = 4096;
 
+/// The longest backlog a measurement reports, ns: an acknowledgement more
+/// than [`SENT_RING`] packets behind says only "hopelessly backlogged", and
+/// a bound keeps the arrival sums far from overflowing.
+pub const MEASURED_BACKLOG_MAX_NS: u64 = 10_000_000_000;
+
+/// How long past its anchor an acknowledgement stays evidence, ns. The
+/// controller refreshes it every feedback interval (50 ms) and withdraws it
+/// after its `ACK_STALE` (500 ms) without progress; one left in the map by a
+/// controller that stopped writing (killed, restarting, upgrading) would
+/// otherwise price every packet sent since as backlog for as long as no
+/// daemon runs. Past this the modelled backlog decides, as at warm-up: the
+/// data plane outlives the daemon without its decisions outliving their
+/// evidence. 2 s leaves room for base round trips of over a second.
+pub const ACK_EXPIRY_NS: u64 = 2_000_000_000;
+
 /// Tunnel-wide settings (single entry at index 0).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -337,6 +352,16 @@ impl LinkTx {
     #[inline(always)]
     pub const fn drain_ns(&self, bytes: u32) -> u64 {
         budget::transmit_ns(bytes, self.drain_ps_per_byte)
+    }
+
+    /// The backlog a packet sent at kernel time `now_ns` meets when
+    /// `sent_since` bytes were sent from [`LinkTx::acked_seq`] on: they
+    /// drain from [`LinkTx::ack_anchor_ns`] at the drain rate. The kernel's
+    /// scheduler prices packets with it, and the controller's diagnostics
+    /// read the same number back.
+    #[inline(always)]
+    pub const fn acked_backlog_ns(&self, sent_since: u32, now_ns: u64) -> u64 {
+        (self.ack_anchor_ns + self.drain_ns(sent_since)).saturating_sub(now_ns)
     }
 
     /// The link carries a fresh acknowledgement.

@@ -37,8 +37,8 @@
 use strata_common::{
     drop::DropReason,
     maps::{
-        CONFIG_LEARN_PEERS, Endpoint, FAMILY_V4, FAMILY_V6, LINK_ENABLED, LINK_V6, LinkPace, LinkTx,
-        MAX_LINKS, PEER_EXPIRY_NS, SCHEDULE_SLOTS, SENT_RING, Schedule,
+        ACK_EXPIRY_NS, CONFIG_LEARN_PEERS, Endpoint, FAMILY_V4, FAMILY_V6, LINK_ENABLED, LINK_V6, LinkPace,
+        LinkTx, MAX_LINKS, MEASURED_BACKLOG_MAX_NS, PEER_EXPIRY_NS, SCHEDULE_SLOTS, SENT_RING, Schedule,
     },
     packet::{OUTER_V4_LEN, OUTER_V6_LEN},
     schedule::active_index,
@@ -252,21 +252,6 @@ fn sent_index(link: u32, link_seq: u32) -> u32 {
     (link & (MAX_LINKS - 1)) * SENT_RING + (link_seq & (SENT_RING - 1))
 }
 
-/// The longest backlog a measurement reports, ns: an acknowledgement more
-/// than [`SENT_RING`] packets behind says only "hopelessly backlogged", and
-/// a bound keeps the arrival sums far from overflowing.
-const MEASURED_BACKLOG_MAX_NS: u64 = 10_000_000_000;
-
-/// How long past its anchor an acknowledgement stays evidence, ns. The
-/// controller refreshes it every feedback interval (50 ms) and withdraws it
-/// after `ACK_STALE` (500 ms) without progress; one left in the map by a
-/// controller that stopped writing (killed, restarting, upgrading) would
-/// otherwise price every packet sent since as backlog for as long as no
-/// daemon runs. Past this the modelled backlog decides, as at warm-up: the
-/// data plane outlives the daemon without its decisions outliving their
-/// evidence. 2 s leaves room for base round trips of over a second.
-const ACK_EXPIRY_NS: u64 = 2_000_000_000;
-
 /// The backlog a packet sent on `link` now meets, from the receiver's
 /// acknowledgement (see [`LinkTx::ack_anchor_ns`]): the bytes sent from the
 /// acknowledged sequence on, at the rate the link drains, from the time it had
@@ -291,7 +276,7 @@ fn measured_backlog_ns(link: u32, tx: &LinkTx, pace: &LinkPace, now_ns: u64) -> 
         return None;
     };
     let bytes = if sent_since > u64::from(u32::MAX) { u32::MAX } else { sent_since as u32 };
-    let backlog_ns = (tx.ack_anchor_ns + tx.drain_ns(bytes)).saturating_sub(now_ns);
+    let backlog_ns = tx.acked_backlog_ns(bytes, now_ns);
     Some(if backlog_ns < MEASURED_BACKLOG_MAX_NS { backlog_ns } else { MEASURED_BACKLOG_MAX_NS })
 }
 

@@ -516,11 +516,20 @@ pub fn edge_config(lab: &Lab, name: &str, session: u32, weights: &[u32], setup: 
     s
 }
 
+/// The environment variable whose TOML lines the lab puts in the hub's
+/// `[control]` section (e.g. `probe_interval_ms = 25`, which is also how
+/// often the hub sends feedback).
+pub const HUB_CONTROL_ENV: &str = "STRATA_LAB_HUB_CONTROL";
+
 /// The hub's configuration for a lab (equal weights back to the edge).
 pub fn hub_config(name: &str, session: u32) -> String {
+    // As for the edge's: experiments without a scenario of their own, which
+    // the daemon's config check validates.
+    let control =
+        std::env::var(HUB_CONTROL_ENV).map_or_else(|_| String::new(), |c| format!("[control]\n{c}\n\n"));
     format!(
         "version = 1\nrole = \"hub\"\nname = \"{name}\"\nsession = {session}\nport = {TUNNEL_PORT}\n\n\
-         [metrics]\nlisten = \"{METRICS_ADDR}\"\n\n\
+         {control}[metrics]\nlisten = \"{METRICS_ADDR}\"\n\n\
          [tunnel]\naddress = \"{HUB_TUNNEL_ADDR}/30\"\n\n[hub]\ninterface = \"{}\"\n",
         Lab::HUB_IFNAME
     )

@@ -157,7 +157,7 @@ impl Adaptive {
             keep_running: None,
             cpu: cpu_time(),
             epoch: Instant::now(),
-            epoch_kernel_ns: monotonic_ns(),
+            epoch_kernel_ns: crate::dataplane::stats::monotonic_ns(),
             fit: FitConfig {
                 deadline: Duration::from_millis(config.control.deadline_ms),
                 headroom: config.control.headroom,
@@ -228,12 +228,6 @@ impl Adaptive {
             }
         }
     }
-}
-
-/// CLOCK_MONOTONIC now, ns (0 if unreadable, which cannot happen on Linux).
-fn monotonic_ns() -> u64 {
-    nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)
-        .map_or(0, |t| t.tv_sec() as u64 * 1_000_000_000 + t.tv_nsec() as u64)
 }
 
 /// Removes the links' policy routing (start-up failed, or shutdown).

@@ -29,7 +29,7 @@ use super::{
 use crate::{
     config::{Config, Role, change::classify},
     control::{evidence::Evidence, schedule::Weights},
-    dataplane::{datapath::Datapath, stats::Snapshot},
+    dataplane::{backlog::KernelBacklog, datapath::Datapath, stats::Snapshot},
     inband::{
         auth::ControlKey,
         hub::{self, LinkFeedback},
@@ -263,7 +263,13 @@ impl Daemon<'_> {
         if let Some(a) = self.adaptive.as_mut() {
             let cpu = cpu_time();
             let cpu_ms_per_s = cpu.saturating_sub(a.cpu).as_secs_f64() * 1e3;
-            info!(updates_per_s = a.updates, cpu_ms_per_s, "links: {}", a.controller.summary());
+            let kernel = self.dp.kernel_backlogs().map_or_else(|e| e.to_string(), |b| backlogs_line(&b));
+            info!(
+                updates_per_s = a.updates,
+                cpu_ms_per_s,
+                "links: {} kernel: {kernel}",
+                a.controller.summary()
+            );
             (a.updates, a.cpu) = (0, cpu);
         }
     }
@@ -583,4 +589,23 @@ async fn next_hangup(sighup: &mut Option<Signal>) -> Option<()> {
 /// SIGTERM, watched from the start of set-up.
 pub(super) fn watch_sigterm() -> std::io::Result<Signal> {
     tokio::signal::unix::signal(SignalKind::terminate())
+}
+
+/// The kernel's backlog of each link with a budget, for the summary line:
+/// the measured one (`drops` where it may shed packets as late) and the
+/// modelled one, ms.
+fn backlogs_line(backlogs: &[Option<KernelBacklog>]) -> String {
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    backlogs
+        .iter()
+        .enumerate()
+        .filter_map(|(id, b)| b.map(|b| (id, b)))
+        .map(|(id, b)| {
+            let measured = b.measured.map_or_else(
+                || "-".to_string(),
+                |m| format!("{:.0}{}", ms(m), if b.drops { " drops" } else { "" }),
+            );
+            format!("link {id} backlog measured {measured} modelled {:.0} ms; ", ms(b.modelled))
+        })
+        .collect()
 }

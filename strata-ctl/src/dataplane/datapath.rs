@@ -40,6 +40,7 @@ pub use crate::dataplane::error::DatapathError;
 use crate::{
     control::schedule::{self, Weights},
     dataplane::{
+        backlog::{self, KernelBacklog},
         error::map_err,
         stats::{self, Snapshot},
     },
@@ -573,6 +574,34 @@ impl Datapath {
         let mut out = [0u64; MAX_LINKS as usize];
         for (i, o) in out.iter_mut().enumerate() {
             *o = pace.get(&(i as u32), 0).map_err(map_err("reading STRATA_PACE"))?.overflow;
+        }
+        Ok(out)
+    }
+
+    /// Each link's backlog as the kernel's scheduler prices it now
+    /// (diagnostics; see [`backlog`]).
+    pub fn kernel_backlogs(&mut self) -> Result<[Option<KernelBacklog>; MAX_LINKS as usize], DatapathError> {
+        let now_ns = stats::monotonic_ns();
+        let next = self.tx_sequence()?.link;
+        let mut out = [None; MAX_LINKS as usize];
+        for (id, o) in out.iter_mut().enumerate() {
+            let key = id as u32;
+            let tx = self
+                .array::<LinkTx>(map_names::LINKS)?
+                .get(&key, 0)
+                .map_err(map_err("reading STRATA_LINKS"))?;
+            let pace = self
+                .array::<LinkPace>(map_names::PACE)?
+                .get(&key, 0)
+                .map_err(map_err("reading STRATA_PACE"))?;
+            let sent = self.array::<u64>(map_names::SENT)?;
+            *o = backlog::kernel_backlog(
+                &tx,
+                &pace,
+                next[id] as u32,
+                |seq| sent.get(&backlog::sent_index(key, seq), 0).ok(),
+                now_ns,
+            );
         }
         Ok(out)
     }

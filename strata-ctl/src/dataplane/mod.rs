@@ -6,6 +6,7 @@
 //! * [`datapath`] — load the object, attach to tc, pin the maps, and the
 //!   typed map writers (configuration, links, schedule, peers);
 //! * [`stats`] — what the kernel counted, read from live or pinned maps;
+//! * [`backlog`] — each link's backlog as the kernel's scheduler prices it;
 //! * [`sampling`] — the tracepoints that sample host queueing delay and
 //!   kernel drops, and the reading of their maps.
 //!
@@ -13,6 +14,7 @@
 //! [`crate::config`], and every failure is a [`datapath::DatapathError`]
 //! naming the map or program.
 
+pub mod backlog;
 pub mod datapath;
 pub mod error;
 pub mod sampling;

@@ -8,7 +8,7 @@ use std::{fmt::Write as _, path::Path};
 use serde_json::{Value, json};
 
 use super::{
-    oracle::SecondCounts,
+    oracle::{SERIES_BIN_NS, SecondCounts, wire_bytes},
     runner::{RunResult, SAMPLE},
 };
 
@@ -39,6 +39,7 @@ pub fn to_json(r: &RunResult) -> Value {
         .collect();
     json!({
         "link_timeline": link_timeline(r),
+        "oracle_by_capacity": by_capacity(r),
         "scenario": r.scenario.name,
         "control": r.control.name(),
         "os_signals": r.os_signals.name(),
@@ -407,6 +408,95 @@ fn attack_markdown(r: &RunResult) -> String {
     s
 }
 
+/// Capacity on offer against the load: the upper bound of each class of
+/// seconds in [`by_capacity`] (the last class is everything above).
+const CAPACITY_CLASSES: [f64; 3] = [1.0, 1.3, 2.0];
+
+/// The seconds of a run in which the links offered this much capacity
+/// against the traffic offered, and what the oracle and Strata delivered
+/// in them.
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
+pub struct CapacityClass {
+    /// Capacity on offer ÷ traffic offered, at least.
+    pub from: f64,
+    /// … and below (`None`: no bound).
+    pub below: Option<f64>,
+    /// Seconds in the class.
+    pub seconds: u64,
+    /// Datagrams offered, delivered in time by the oracle, by Strata, and
+    /// delivered late by Strata.
+    pub counts: SecondCounts,
+}
+
+/// The run's seconds grouped by capacity on offer (every link's trace,
+/// IP bytes) against the traffic offered in that second (on the wire): where
+/// Strata falls short of the oracle — while the links have room to spare,
+/// or while they cannot carry the load, where no source adaptation means
+/// someone's datagrams do not arrive — is what the next change should
+/// aim at.
+pub fn by_capacity(r: &RunResult) -> Vec<CapacityClass> {
+    let per_second = &r.oracle.per_second;
+    let t0 = super::runner::WARMUP.as_nanos() as u64;
+    let mut offered = vec![0u64; per_second.len()];
+    for p in &r.planned {
+        if let Some(o) = offered.get_mut((p.at_ns / SERIES_BIN_NS) as usize) {
+            *o += wire_bytes(p.len);
+        }
+    }
+    let capacity = |second: usize| -> u64 {
+        let from = t0 + second as u64 * SERIES_BIN_NS;
+        r.traces.iter().map(|t| t.capacity_bytes(from, from + SERIES_BIN_NS)).sum()
+    };
+    let mut bounds = vec![0.0];
+    bounds.extend(CAPACITY_CLASSES);
+    let mut classes: Vec<CapacityClass> = bounds
+        .iter()
+        .enumerate()
+        .map(|(i, &from)| CapacityClass {
+            from,
+            below: CAPACITY_CLASSES.get(i).copied(),
+            ..Default::default()
+        })
+        .collect();
+    for (second, counts) in per_second.iter().enumerate() {
+        let ratio = capacity(second) as f64 / offered[second].max(1) as f64;
+        let class = CAPACITY_CLASSES.iter().take_while(|&&b| ratio >= b).count();
+        let c = &mut classes[class];
+        c.seconds += 1;
+        c.counts.offered += counts.offered;
+        c.counts.oracle += counts.oracle;
+        c.counts.strata += counts.strata;
+        c.counts.strata_late += counts.strata_late;
+    }
+    classes.retain(|c| c.seconds > 0);
+    classes
+}
+
+fn by_capacity_markdown(r: &RunResult) -> String {
+    let classes = by_capacity(r);
+    if classes.len() < 2 {
+        return String::new();
+    }
+    let mut s = String::from(
+        "\n| capacity on offer ÷ load | seconds | in time: oracle | Strata | Strata late | ÷ oracle |\n|---|---|---|---|---|---|\n",
+    );
+    for c in classes {
+        let range = match c.below {
+            Some(b) if c.from == 0.0 => format!("< {b}×"),
+            Some(b) => format!("{}–{b}×", c.from),
+            None => format!("≥ {}×", c.from),
+        };
+        let SecondCounts { oracle, strata, strata_late, .. } = c.counts;
+        let _ = writeln!(
+            s,
+            "| {range} | {} | {oracle} | {strata} | {strata_late} | {:.3} |",
+            c.seconds,
+            strata as f64 / oracle.max(1) as f64
+        );
+    }
+    s
+}
+
 fn trace_sources_markdown(r: &RunResult) -> String {
     let mut s = String::from("\n| link | trace played |\n|---|---|\n");
     for (i, source) in r.trace_sources.iter().enumerate() {
@@ -522,6 +612,7 @@ pub fn markdown(r: &RunResult) -> String {
             );
         }
     }
+    s.push_str(&by_capacity_markdown(r));
     s.push_str(&capacity_steps_markdown(r));
     s.push_str(&trace_sources_markdown(r));
     s.push_str(&restarts_markdown(r));
@@ -613,6 +704,22 @@ mod tests {
             attack: None,
             tunnel_device_changes: Vec::new(),
         }
+    }
+
+    #[test]
+    fn seconds_are_grouped_by_the_capacity_on_offer() {
+        let r = run();
+        // 12 Mbit/s of trace against 6 Mbit/s of video and its headers on
+        // the wire: just under twice the load, every second.
+        let classes = by_capacity(&r);
+        assert_eq!(classes.len(), 1, "{classes:?}");
+        let c = &classes[0];
+        assert_eq!((c.from, c.below, c.seconds), (1.3, Some(2.0), 4));
+        let all = &r.oracle.all;
+        assert_eq!(c.counts.offered, r.planned.len() as u64);
+        assert_eq!(c.counts.oracle as f64, (all.oracle_within_deadline * r.planned.len() as f64).round());
+        assert_eq!(c.counts.strata as f64, (all.strata_within_deadline * r.planned.len() as f64).round());
+        assert_eq!(by_capacity_markdown(&r), "", "one class says nothing the totals do not");
     }
 
     #[test]
