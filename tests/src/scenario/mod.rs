@@ -3,6 +3,7 @@
 //! analyzer turns what the applications saw into numbers.
 
 pub mod analyzer;
+pub mod causal;
 pub mod generator;
 pub mod oracle;
 pub mod report;

@@ -117,23 +117,23 @@ pub struct Delivery {
 }
 
 /// One link's delivery opportunities over the horizon.
-struct Opportunities<'a> {
+pub(super) struct Opportunities<'a> {
     cfg: &'a DirectionConfig,
     /// Base delay, ns (spikes only add to it).
-    base_ns: Nanos,
-    at: Vec<Nanos>,
+    pub(super) base_ns: Nanos,
+    pub(super) at: Vec<Nanos>,
     /// Bytes each may carry (0 in a blackout).
-    bytes: Vec<u64>,
+    pub(super) bytes: Vec<u64>,
     /// Whether each falls in a blackout.
-    dark: Vec<bool>,
+    pub(super) dark: Vec<bool>,
     /// `cum[k]`: bytes of the opportunities before `k`.
-    cum: Vec<u64>,
+    pub(super) cum: Vec<u64>,
 }
 
 impl<'a> Opportunities<'a> {
     /// The opportunities of `cfg` in `[from, to]`, as the emulator spends
     /// them; without a capacity trace, an unlimited one at each of `times`.
-    fn new(cfg: &'a DirectionConfig, from: Nanos, to: Nanos, times: &[Nanos]) -> Self {
+    pub(super) fn new(cfg: &'a DirectionConfig, from: Nanos, to: Nanos, times: &[Nanos]) -> Self {
         let mut at = Vec::new();
         match &cfg.capacity {
             Some(trace) => {
@@ -400,17 +400,29 @@ pub struct ClassComparison {
     pub strata_within_deadline: f64,
     /// `strata_delivered / oracle_delivered` (1 when the oracle delivers nothing).
     pub oracle_ratio: f64,
+    /// Datagrams the causal reference ([`super::causal`]) delivers within
+    /// the deadline, seeing each link's queue as it is.
+    pub causal_delivered: u64,
+    /// `causal_delivered / oracle_delivered` (1 when the oracle delivers
+    /// nothing): how much of the oracle a scheduler without foresight of
+    /// this kind reaches.
+    pub causal_of_oracle: f64,
+    /// The same seeing the links a round trip late, as Strata's kernel does.
+    pub causal_rtt_delivered: u64,
+    /// `causal_rtt_delivered / oracle_delivered`.
+    pub causal_rtt_of_oracle: f64,
 }
 
 impl ClassComparison {
-    fn finish(&mut self) {
+    /// Fills the shares and ratios from the counts.
+    pub(super) fn finish(&mut self) {
         self.oracle_within_deadline = fraction(self.oracle_delivered, self.sent);
         self.strata_within_deadline = fraction(self.strata_delivered, self.sent);
-        self.oracle_ratio = if self.oracle_delivered == 0 {
-            1.0
-        } else {
-            self.strata_delivered as f64 / self.oracle_delivered as f64
-        };
+        let of_oracle =
+            |n: u64| if self.oracle_delivered == 0 { 1.0 } else { n as f64 / self.oracle_delivered as f64 };
+        self.oracle_ratio = of_oracle(self.strata_delivered);
+        self.causal_of_oracle = of_oracle(self.causal_delivered);
+        self.causal_rtt_of_oracle = of_oracle(self.causal_rtt_delivered);
     }
 }
 
@@ -427,6 +439,10 @@ pub struct SecondCounts {
     pub oracle: u64,
     /// Delivered in time by Strata.
     pub strata: u64,
+    /// Delivered in time by the causal reference, seeing the queues as they are.
+    pub causal: u64,
+    /// … and seeing them a round trip late.
+    pub causal_rtt: u64,
     /// Delivered by Strata, but after the deadline: capacity spent on
     /// nothing (the rest of what Strata did not deliver in time was lost
     /// or dropped before sending).
@@ -451,11 +467,17 @@ pub struct Comparison {
     pub oracle_of_bound: f64,
     /// Per second of hand-over time.
     pub per_second: Vec<SecondCounts>,
+    /// The share of the deadline the causal reference admitted expected
+    /// arrivals within, at its best ([`super::causal::ADMISSION_SHARES`]).
+    pub causal_admission_share: f64,
+    /// The same for the reference that sees the links a round trip late.
+    pub causal_rtt_admission_share: f64,
     /// CPU time the comparison took, ms.
     pub compute_ms: f64,
 }
 
-/// Measures a run against the oracle: `uplinks` as given to the emulator
+/// Measures a run against the oracle (the causal reference's columns stay
+/// empty until [`super::causal::add`] fills them): `uplinks` as given to the emulator
 /// (time 0 = the links' start), traffic planned from `t0_ns` on that clock,
 /// `arrivals` as the receivers recorded them (times from the start of traffic).
 pub fn compare(
@@ -514,7 +536,7 @@ pub fn compare(
 
 /// CPU time of the calling thread, ns: what the analysis costs, whatever
 /// else the (shared) machine is doing.
-fn thread_cpu_ns() -> u64 {
+pub(super) fn thread_cpu_ns() -> u64 {
     let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
     // SAFETY: clock_gettime writes one timespec through a valid pointer.
     let ret = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &raw mut ts) };
@@ -877,7 +899,8 @@ mod tests {
         let uplinks: Vec<_> = scenario.directions(&traces, t0).into_iter().map(|(up, _)| up).collect();
         let (flows, planned) =
             plan(&scenario.traffic, Scenario::aggregate_mbit_s(&traces), scenario.duration_s);
-        let c = compare(&uplinks, &flows, &planned, &[], t0, scenario.deadline_ms);
+        let mut c = compare(&uplinks, &flows, &planned, &[], t0, scenario.deadline_ms);
+        super::super::causal::add(&mut c, &uplinks, &flows, &planned, t0);
         let end = t0 + (scenario.duration_s * 1e9) as u64;
         let opportunities = traces.iter().map(|t| t.capacity_bytes(t0, end) / 1500).sum();
         (c, planned.len(), opportunities)
@@ -898,11 +921,15 @@ mod tests {
                 .map(|(k, v)| format!("{k} {:.2} %", v.oracle_within_deadline * 100.0))
                 .collect();
             println!(
-                "| {} | {packets} | {opportunities} | {:.2} % | {} | {:.4} | {:.0} |",
+                "| {} | {packets} | {opportunities} | {:.2} % | {} | {:.4} | {:.3} ({:.0} %) | {:.3} ({:.0} %) | {:.0} |",
                 path.file_stem().unwrap().to_string_lossy(),
                 c.all.oracle_within_deadline * 100.0,
                 classes.join(", "),
                 c.oracle_of_bound,
+                c.all.causal_of_oracle,
+                c.causal_admission_share * 100.0,
+                c.all.causal_rtt_of_oracle,
+                c.causal_rtt_admission_share * 100.0,
                 c.compute_ms
             );
         }

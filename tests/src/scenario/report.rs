@@ -466,6 +466,8 @@ pub fn by_capacity(r: &RunResult) -> Vec<CapacityClass> {
         c.counts.offered += counts.offered;
         c.counts.oracle += counts.oracle;
         c.counts.strata += counts.strata;
+        c.counts.causal += counts.causal;
+        c.counts.causal_rtt += counts.causal_rtt;
         c.counts.strata_late += counts.strata_late;
     }
     classes.retain(|c| c.seconds > 0);
@@ -478,7 +480,7 @@ fn by_capacity_markdown(r: &RunResult) -> String {
         return String::new();
     }
     let mut s = String::from(
-        "\n| capacity on offer ÷ load | seconds | in time: oracle | Strata | Strata late | ÷ oracle |\n|---|---|---|---|---|---|\n",
+        "\n| capacity on offer ÷ load | seconds | in time: oracle | causal, seeing now | causal, a round trip late | Strata | Strata late | ÷ oracle: Strata / causal now / causal late |\n|---|---|---|---|---|---|---|---|\n",
     );
     for c in classes {
         let range = match c.below {
@@ -486,12 +488,15 @@ fn by_capacity_markdown(r: &RunResult) -> String {
             Some(b) => format!("{}–{b}×", c.from),
             None => format!("≥ {}×", c.from),
         };
-        let SecondCounts { oracle, strata, strata_late, .. } = c.counts;
+        let SecondCounts { oracle, strata, strata_late, causal, causal_rtt, .. } = c.counts;
+        let of_oracle = |n: u64| n as f64 / oracle.max(1) as f64;
         let _ = writeln!(
             s,
-            "| {range} | {} | {oracle} | {strata} | {strata_late} | {:.3} |",
+            "| {range} | {} | {oracle} | {causal} | {causal_rtt} | {strata} | {strata_late} | {:.3} / {:.3} / {:.3} |",
             c.seconds,
-            strata as f64 / oracle.max(1) as f64
+            of_oracle(strata),
+            of_oracle(causal),
+            of_oracle(causal_rtt)
         );
     }
     s
@@ -559,6 +564,11 @@ pub fn markdown(r: &RunResult) -> String {
         o.all.oracle_within_deadline * 100.0
     );
     let _ = writeln!(s, "| **Strata ÷ oracle** (within the deadline) | **{:.3}** |", o.all.oracle_ratio);
+    let _ = writeln!(
+        s,
+        "| causal reference ÷ oracle, seeing the queues now / a round trip late | {:.3} / {:.3} |",
+        o.all.causal_of_oracle, o.all.causal_rtt_of_oracle
+    );
     let _ = writeln!(s, "| longest delivery gap | {:.0} ms |", a.max_gap_ms);
     let _ = writeln!(s, "| reordered (RFC 4737) | {:.3} % |", a.reorder_ratio * 100.0);
     let _ = writeln!(s, "| aggregation efficiency | {:.3} |", a.aggregation_efficiency);
@@ -681,7 +691,8 @@ mod tests {
         let t0 = WARMUP.as_nanos() as u64;
         let uplinks: Vec<_> = scenario.directions(&traces, t0).into_iter().map(|(up, _)| up).collect();
         let analysis = analyze(&flows, &planned, &arrivals, &[], 4_000_000_000, 6_000_000);
-        let oracle = oracle::compare(&uplinks, &flows, &planned, &arrivals, t0, scenario.deadline_ms);
+        let mut oracle = oracle::compare(&uplinks, &flows, &planned, &arrivals, t0, scenario.deadline_ms);
+        crate::scenario::causal::add(&mut oracle, &uplinks, &flows, &planned, t0);
         RunResult {
             scenario,
             traces,
@@ -743,6 +754,9 @@ mod tests {
             r.oracle.all.oracle_ratio
         )));
         assert!(md.contains("| 50.00 % / 100.00 % |"), "class table: {md}");
+        // Half the link's capacity and no variation: a scheduler without
+        // foresight delivers everything too.
+        assert!(md.contains("seeing the queues now / a round trip late | 1.000 / 1.000 |"), "{md}");
         let svg = svg(&r);
         assert!(svg.contains("delivered within 100 ms, per second of sending"));
         assert_eq!(svg.matches("<polyline").count(), 1 + 3, "trace capacity, then offered, oracle, Strata");

@@ -25,6 +25,7 @@ use super::{
         Analysis, Arrival, CapacityStepReport, EventMark, analyze, capacity_step_report, resume_ms,
         steering_ms,
     },
+    causal,
     generator::{Flow, Planned, plan},
     oracle::{self, Comparison},
     spec::{EventKind, Scenario, TraceSource},
@@ -399,7 +400,8 @@ fn run_full(
     let duration_ns = duration.as_nanos() as u64;
     let capacity: u64 = traces.iter().map(|t| t.capacity_bytes(warmup_ns, warmup_ns + duration_ns)).sum();
     let mut analysis = analyze(&flows, &planned, &arrivals, &marks, duration_ns, capacity);
-    let oracle = oracle::compare(&uplinks, &flows, &planned, &arrivals, warmup_ns, scenario.deadline_ms);
+    let mut oracle = oracle::compare(&uplinks, &flows, &planned, &arrivals, warmup_ns, scenario.deadline_ms);
+    causal::add(&mut oracle, &uplinks, &flows, &planned, warmup_ns);
     // Outages of a link: when the edge stopped sending data on it (the
     // emulator's bins count from its time 0, the warm-up before traffic).
     for (report, event) in analysis.events.iter_mut().zip(&scenario.events) {
