@@ -364,24 +364,6 @@ impl LinkTx {
         (self.ack_anchor_ns + self.drain_ns(sent_since)).saturating_sub(now_ns)
     }
 
-    /// A backlog of `budget_ns` at the budget rate (the link's virtual
-    /// queue, [`LinkPace::busy_until_ns`]) as time at the drain rate: the
-    /// same bytes, leaving at what the link carries. The ratio of the two
-    /// rates is taken in 1/1024ths and capped at 16 (a budget far above the
-    /// link's rate is a probe's, not a reason to read its queue as sixteen
-    /// times longer), and the backlog at [`MEASURED_BACKLOG_MAX_NS`], so
-    /// that the product stays far from overflowing.
-    #[inline(always)]
-    pub const fn at_drain_rate_ns(&self, budget_ns: u64) -> u64 {
-        if self.ps_per_byte == 0 || self.drain_ps_per_byte == 0 {
-            return budget_ns;
-        }
-        let ratio = self.drain_ps_per_byte as u64 * 1024 / self.ps_per_byte as u64;
-        let ratio = if ratio > 16 * 1024 { 16 * 1024 } else { ratio };
-        let ns = if budget_ns > MEASURED_BACKLOG_MAX_NS { MEASURED_BACKLOG_MAX_NS } else { budget_ns };
-        ns * ratio / 1024
-    }
-
     /// The link carries a fresh acknowledgement.
     #[inline(always)]
     pub const fn acked(&self) -> bool {

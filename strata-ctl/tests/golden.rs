@@ -227,29 +227,6 @@ fn egress_drops_what_no_link_can_deliver_within_the_deadline() {
     assert_eq!(action, TC_ACT_REDIRECT);
 }
 
-#[test]
-fn egress_prices_a_burst_from_when_it_was_sent_not_from_the_acknowledgements_anchor() {
-    let mut dp = paced_edge(60_000);
-    let frame = eth(0x0800, &inner_v4(0, 1000 - 48 - 28));
-    // Both links idle, acknowledged up to all they were sent, anchored a
-    // round trip (100 ms) back — how an acknowledgement looks on arrival.
-    let next_seq = dp.tx_sequence().unwrap().link;
-    let anchor = kernel_now_ns() - 100_000_000;
-    for (id, delay_us) in [(0u8, 10_000), (1, 30_000)] {
-        let tx = LinkTx::new(true, LO, LINK_SRC[usize::from(id)], None, PORT, 1500, 14)
-            .with_budget(100_000, delay_us, 100_000)
-            .with_ack(next_seq[usize::from(id)] as u32, anchor, 0);
-        dp.set_link(id, tx).unwrap();
-    }
-    let sent = (0..12).filter(|_| run(&mut dp, Program::TunnelEgress, &frame).0 == TC_ACT_REDIRECT).count();
-    // From the anchor, a burst of 10 ms packets would drain 100 ms "before"
-    // it was sent: every one of the 12 would look in time. Paced from when
-    // each was sent, as in `egress_drops_what_no_link_can_deliver_within_the_deadline`:
-    // arrivals 20-60 ms on link 0 and 40-60 ms on link 1 fit, the rest not.
-    assert!((8..=9).contains(&sent), "{sent} sent");
-    assert_eq!(drops(&dp, DropReason::Deadline), 12 - sent as u64);
-}
-
 /// CLOCK_MONOTONIC now, ns: the clock of `bpf_ktime_get_ns`.
 fn kernel_now_ns() -> u64 {
     let t = nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC).unwrap();

@@ -32,9 +32,7 @@
 //! which recorded its cumulative sent bytes per link sequence
 //! ([`record_sent`]), knows exactly what was sent since
 //! ([`measured_backlog_ns`]). A packet's expected arrival then follows the
-//! measured backlog — never below the virtual queue taken at the drain
-//! rate, which knows when this sender's own packets were sent — and a link
-//! is within its budget while both are.
+//! measured backlog, and a link is within its budget while both are.
 
 use strata_common::{
     drop::DropReason,
@@ -185,20 +183,12 @@ pub(crate) fn choose_link_paced(
         // starting on idle links lost 1.2 % as "late" that would have
         // arrived in time: its bursts outran the rates the links had been
         // seen to carry).
-        // Nor is it shorter than the link's own sends, paced at the rate it
-        // drains: the acknowledgement's backlog drains everything sent since
-        // from the anchor, a round trip back — so a burst into a link that
-        // had drained was credited with a round trip of draining before it
-        // was sent, and over-admitted (a causal reference scheduler in the
-        // lab lost 0.8 % in time on constant links that way, 0.860 → 0.852
-        // of the oracle on real-links-70). The virtual queue paces them.
         let (budget_ns, queue_ns) = match measured_backlog_ns(link, tx, pace, now_ns) {
             Some(measured_ns) => {
                 let evidence = if tx.drain_is_lower_bound() { MODELLED } else { 0 };
-                let paced_ns = tx.at_drain_rate_ns(modelled_ns);
                 (
                     if measured_ns > modelled_ns { measured_ns } else { modelled_ns },
-                    (if measured_ns > paced_ns { measured_ns } else { paced_ns } & !MODELLED) | evidence,
+                    (measured_ns & !MODELLED) | evidence,
                 )
             }
             None => (modelled_ns, modelled_ns | MODELLED),

@@ -592,8 +592,8 @@ pub(super) fn watch_sigterm() -> std::io::Result<Signal> {
 }
 
 /// The kernel's backlog of each link with a budget, for the summary line:
-/// the measured one (`drops` where it may shed packets as late), the
-/// modelled one and that paced at the drain rate, ms.
+/// the measured one (`drops` where it may shed packets as late) and the
+/// modelled one, ms.
 fn backlogs_line(backlogs: &[Option<KernelBacklog>]) -> String {
     let ms = |d: Duration| d.as_secs_f64() * 1e3;
     backlogs
@@ -605,11 +605,7 @@ fn backlogs_line(backlogs: &[Option<KernelBacklog>]) -> String {
                 || "-".to_string(),
                 |m| format!("{:.0}{}", ms(m), if b.drops { " drops" } else { "" }),
             );
-            format!(
-                "link {id} backlog measured {measured} modelled {:.0} paced {:.0} ms; ",
-                ms(b.modelled),
-                ms(b.paced)
-            )
+            format!("link {id} backlog measured {measured} modelled {:.0} ms; ", ms(b.modelled))
         })
         .collect()
 }

@@ -4,10 +4,8 @@
 //! (`strata-ebpf/src/schedule.rs`): a *modelled* one, a virtual queue
 //! drained at the budget rate, and — with a fresh acknowledgement from the
 //! hub — a *measured* one, the bytes sent since the acknowledged sequence
-//! draining from the acknowledgement's anchor; a packet's expected arrival
-//! takes the measured one, but never less than the virtual queue *paced*
-//! at the drain rate. Only a measured backlog at a current rate may drop a
-//! packet as late. The controller never needs these
+//! draining from the acknowledgement's anchor. Only a measured backlog at a
+//! current rate may drop a packet as late. The controller never needs these
 //! numbers to decide; they are here so that the edge's summary line can be
 //! set beside what a link really queued (the lab's link timeline), which is
 //! how a wrong prediction is found.
@@ -25,9 +23,6 @@ use strata_common::maps::{ACK_EXPIRY_NS, LinkPace, LinkTx, MEASURED_BACKLOG_MAX_
 pub struct KernelBacklog {
     /// The virtual queue: what was charged at the budget rate, not yet drained.
     pub modelled: Duration,
-    /// The same bytes at the drain rate: with an acknowledgement, the
-    /// least a packet's expected arrival counts.
-    pub paced: Duration,
     /// From the acknowledgement, if a fresh one is in the map.
     pub measured: Option<Duration>,
     /// The measured backlog may drop packets as late: its drain rate is a
@@ -49,9 +44,7 @@ pub fn kernel_backlog(
     if !tx.has_budget() {
         return None;
     }
-    let modelled_ns = pace.busy_until_ns.saturating_sub(now_ns);
-    let (modelled, paced) =
-        (Duration::from_nanos(modelled_ns), Duration::from_nanos(tx.at_drain_rate_ns(modelled_ns)));
+    let modelled = Duration::from_nanos(pace.busy_until_ns.saturating_sub(now_ns));
     let measured_ns = if !tx.acked() || now_ns.saturating_sub(tx.ack_anchor_ns) > ACK_EXPIRY_NS {
         None
     } else {
@@ -70,7 +63,7 @@ pub fn kernel_backlog(
         }
     };
     let measured = measured_ns.map(|ns| Duration::from_nanos(ns.min(MEASURED_BACKLOG_MAX_NS)));
-    Some(KernelBacklog { modelled, paced, measured, drops: measured.is_some() && !tx.drain_is_lower_bound() })
+    Some(KernelBacklog { modelled, measured, drops: measured.is_some() && !tx.drain_is_lower_bound() })
 }
 
 /// `link`'s entry for `seq` in the `SENT` ring.
@@ -101,8 +94,7 @@ mod tests {
     fn without_an_acknowledgement_only_the_model_speaks() {
         let pace = LinkPace { busy_until_ns: 1_000 * MS + 20 * MS, ..LinkPace::default() };
         let b = kernel_backlog(&link(), &pace, 7, |_| None, 1_000 * MS).unwrap();
-        let modelled = Duration::from_millis(20);
-        assert_eq!(b, KernelBacklog { modelled, paced: modelled, measured: None, drops: false });
+        assert_eq!(b, KernelBacklog { modelled: Duration::from_millis(20), measured: None, drops: false });
     }
 
     #[test]
@@ -115,12 +107,6 @@ mod tests {
         let b = kernel_backlog(&tx, &pace, 90, |seq| (seq == 10).then_some(500_000), now).unwrap();
         assert_eq!(b.measured, Some(Duration::from_millis(60)));
         assert!(b.drops);
-        // A budget 1.25 times the drain rate (a probe): its virtual queue
-        // of 40 ms holds 50 ms of what the link carries.
-        let probing = link().with_budget(1_250_000, 30_000, 50_000).with_ack(10, now - 40 * MS, 1_000_000);
-        let pace = LinkPace { busy_until_ns: now + 40 * MS, ..pace };
-        let b = kernel_backlog(&probing, &pace, 90, |_| Some(500_000), now).unwrap();
-        assert_eq!(b.paced, Duration::from_millis(50));
         let lower = kernel_backlog(&tx.with_drain_lower_bound(), &pace, 90, |_| Some(500_000), now).unwrap();
         assert!(!lower.drops, "a lower-bound rate steers but drops nothing");
     }
