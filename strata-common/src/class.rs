@@ -134,6 +134,49 @@ impl ClassTable {
     }
 }
 
+/// A share of the deadline of one ([`DeadlineShares`]), per mille.
+pub const SHARE_WHOLE: u32 = 1000;
+
+/// Each class's share of the tunnel's deadline (`TunnelConfig::deadline_us`),
+/// per mille, by class bits: the `CLASS_DEADLINE` map's entries. Under
+/// `drop_late`, a packet whose earliest expected arrival is past its class's
+/// share of the deadline is dropped before it is sent; a share of 0 is never
+/// dropped as late.
+///
+/// This is what sheds in class order when the links cannot carry everything
+/// in time: every link's queue fills until the next packet would arrive just
+/// within a deadline, and with best effort's deadline the shorter, the queues
+/// stand where best effort no longer fits and video still does — best effort
+/// goes first, then video, and critical, never dropped as late, not at all
+/// (it goes where it arrives first, late or not: telemetry late beats
+/// telemetry lost).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DeadlineShares {
+    /// Best effort's share.
+    pub best_effort: u32,
+    /// Video's share.
+    pub video: u32,
+}
+
+impl DeadlineShares {
+    /// The map's entries, by class bits: critical (and the reserved class,
+    /// which no sender gives) never dropped as late.
+    pub const fn entries(&self) -> [u32; CLASS_SLOTS as usize] {
+        let mut e = [0; CLASS_SLOTS as usize];
+        e[TrafficClass::BestEffort as usize] = self.best_effort;
+        e[TrafficClass::Video as usize] = self.video;
+        e
+    }
+}
+
+/// The deadline, ns, of a packet of a class whose share is `share_permille`
+/// under a tunnel deadline of `deadline_us` (0: none); 0 means the packet is
+/// never dropped as late.
+#[inline(always)]
+pub const fn class_deadline_ns(deadline_us: u32, share_permille: u32) -> u64 {
+    deadline_us as u64 * share_permille as u64
+}
+
 /// Packets and bytes of one class (per CPU, index = class bits).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -148,6 +191,20 @@ pub struct ClassCounters {
 mod tests {
     use super::*;
     use crate::packet::{IPPROTO_TCP, IPPROTO_UDP};
+
+    #[test]
+    fn a_class_deadline_is_its_share_of_the_tunnels() {
+        // µs × per mille = ns.
+        assert_eq!(class_deadline_ns(150_000, SHARE_WHOLE), 150_000_000);
+        assert_eq!(class_deadline_ns(150_000, 700), 105_000_000);
+        assert_eq!(class_deadline_ns(150_000, 0), 0, "never dropped as late");
+        assert_eq!(class_deadline_ns(0, SHARE_WHOLE), 0, "no deadline, no drops");
+        assert_eq!(class_deadline_ns(u32::MAX, SHARE_WHOLE), u64::from(u32::MAX) * 1000, "no overflow");
+        let e = DeadlineShares { best_effort: 700, video: SHARE_WHOLE }.entries();
+        assert_eq!(e[TrafficClass::Critical as usize], 0);
+        assert_eq!(e[TrafficClass::Reserved as usize], 0);
+        assert_eq!((e[TrafficClass::BestEffort as usize], e[TrafficClass::Video as usize]), (700, 1000));
+    }
 
     #[test]
     fn the_default_table_follows_rfc_4594() {

@@ -8,6 +8,7 @@
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 use strata_common::{
+    class::{DeadlineShares, SHARE_WHOLE},
     drop::DropReason,
     maps::{
         CONFIG_EARLIEST_ARRIVAL, CONFIG_READY, LINK_SEQ_JUMP_DISTANCE, LinkTx, PEER_EXPIRY_NS, REPLAY_WINDOW,
@@ -139,7 +140,8 @@ fn egress_never_uses_a_zero_weight_link_and_skips_links_that_cannot_take_the_pac
 /// at 10 µs per byte (0.8 Mbit/s: a 1000-byte packet holds a link for 10 ms,
 /// far longer than a test takes, so the virtual queues barely drain); link 0
 /// is 10 ms away, link 1 30 ms; each may hold 100 ms of backlog.
-/// `deadline_us` 0: no deadline drops.
+/// `deadline_us` 0: no deadline drops; otherwise every class but critical
+/// has the whole of it.
 fn paced_edge(deadline_us: u32) -> Datapath {
     let mut dp = edge([1, 1, 0, 0, 0, 0, 0, 0], 1500);
     for (id, delay_us) in [(0u8, 10_000), (1, 30_000)] {
@@ -159,7 +161,20 @@ fn paced_edge(deadline_us: u32) -> Datapath {
         deadline_us,
     })
     .unwrap();
+    dp.set_deadline_shares(DeadlineShares { best_effort: SHARE_WHOLE, video: SHARE_WHOLE }).unwrap();
     dp
+}
+
+/// Both links of `paced_edge` acknowledged as of now up to all they were
+/// sent: empty, measured, draining at their budget rates.
+fn acknowledge_all(dp: &mut Datapath) {
+    let next_seq = dp.tx_sequence().unwrap().link;
+    for (id, delay_us) in [(0u8, 10_000), (1, 30_000)] {
+        let tx = LinkTx::new(true, LO, LINK_SRC[usize::from(id)], None, PORT, 1500, 14)
+            .with_budget(100_000, delay_us, 100_000)
+            .with_ack(next_seq[usize::from(id)] as u32, kernel_now_ns(), 0);
+        dp.set_link(id, tx).unwrap();
+    }
 }
 
 #[test]
@@ -207,13 +222,7 @@ fn egress_drops_what_no_link_can_deliver_within_the_deadline() {
     // Both links acknowledged as of now up to all they were sent, draining
     // at their budget rates, and empty again:
     std::thread::sleep(std::time::Duration::from_millis(150));
-    let next_seq = dp.tx_sequence().unwrap().link;
-    for (id, delay_us) in [(0u8, 10_000), (1, 30_000)] {
-        let tx = LinkTx::new(true, LO, LINK_SRC[usize::from(id)], None, PORT, 1500, 14)
-            .with_budget(100_000, delay_us, 100_000)
-            .with_ack(next_seq[usize::from(id)] as u32, kernel_now_ns(), 0);
-        dp.set_link(id, tx).unwrap();
-    }
+    acknowledge_all(&mut dp);
     let sent = send_12(&mut dp);
     // Expected arrivals 20, 30, 40, 50, 60 ms on link 0 and 40, 50, 60 on
     // link 1 are within 60 ms; every later packet would arrive after it.
@@ -225,6 +234,44 @@ fn egress_drops_what_no_link_can_deliver_within_the_deadline() {
     }
     let (action, _) = run(&mut dp, Program::TunnelEgress, &frame);
     assert_eq!(action, TC_ACT_REDIRECT);
+}
+
+#[test]
+fn egress_sheds_best_effort_first_then_video_and_critical_never() {
+    // A 60 ms deadline, best effort within half of it.
+    let mut dp = paced_edge(60_000);
+    dp.set_deadline_shares(DeadlineShares { best_effort: SHARE_WHOLE / 2, video: SHARE_WHOLE }).unwrap();
+    acknowledge_all(&mut dp);
+    // 1000-byte outer packets: 10 ms of a link each. DSCP 0 best effort,
+    // AF41 (34) video, EF (46) critical.
+    let frame = |dscp: u8| eth(0x0800, &inner_v4(dscp << 2, 1000 - 48 - 28));
+    let send = |dp: &mut Datapath, dscp: u8, n: usize| {
+        (0..n)
+            .filter(|_| {
+                let (action, _) = run(dp, Program::TunnelEgress, &frame(dscp));
+                assert!(action == TC_ACT_REDIRECT || action == TC_ACT_SHOT, "{action}");
+                action == TC_ACT_REDIRECT
+            })
+            .count()
+    };
+    // Best effort: expected arrivals 20 and 30 ms on link 0 are within its
+    // 30 ms; the next, 40 ms on either link, is not.
+    let best_effort = send(&mut dp, 0, 6);
+    assert_eq!(best_effort, 2, "best effort sent");
+    // Video on the same queues: 40, 50, 60 ms on link 0 and 40, 50, 60 on
+    // link 1 are within its 60 ms (the queues drain a little meanwhile).
+    let video = send(&mut dp, 34, 10);
+    assert!((6..=7).contains(&video), "{video} video sent");
+    // Critical goes where it arrives first however late: never shed.
+    assert_eq!(send(&mut dp, 46, 6), 6, "critical sent");
+    let shed = |class: &str| {
+        let c = dp.snapshot().unwrap().classes.into_iter().find(|c| c.class == class).unwrap();
+        (c.shed_packets, c.shed_bytes)
+    };
+    assert_eq!(shed("best_effort"), (4, 4 * (1000 - 48) as u64), "inner bytes counted");
+    assert_eq!(shed("video").0, 10 - video as u64);
+    assert_eq!(shed("critical"), (0, 0));
+    assert_eq!(drops(&dp, DropReason::Deadline), 4 + 10 - video as u64, "the reason's total counts them all");
 }
 
 /// CLOCK_MONOTONIC now, ns: the clock of `bpf_ktime_get_ns`.

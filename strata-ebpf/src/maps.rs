@@ -156,6 +156,18 @@ shared_map! {
 }
 
 shared_map! {
+    /// Each class's share of the deadline, per mille (index: the class bits;
+    /// see `strata_common::class::DeadlineShares`). A map of its own, not a
+    /// `TunnelConfig` field, so that a pinned config keeps its layout.
+    CLASS_DEADLINE: Array<u32> = Array::pinned(CLASS_SLOTS, 0);
+}
+
+shared_map! {
+    /// Inner packets and bytes dropped as late per class (index: the class bits).
+    CLASS_SHED: PerCpuArray<ClassCounters> = PerCpuArray::pinned(CLASS_SLOTS, 0);
+}
+
+shared_map! {
     /// Sent packets and bytes per link.
     TX: PerCpuArray<LinkCounters> = PerCpuArray::pinned(MAX_LINKS, 0);
 }

@@ -8,14 +8,14 @@ use aya_ebpf::{
 };
 use strata_common::{
     auth::{AUTH_HEADER_WORDS, TAG_LEN},
-    budget::us_to_ns,
+    class::class_deadline_ns,
     drop::DropReason,
     maps::{CONFIG_EARLIEST_ARRIVAL, CONFIG_LEARN_PEERS, CONFIG_READY, FAMILY_V6, TunnelConfig},
     packet::{
         ETH_LEN, ETH_P_IP, ETH_P_IPV6, IPV6_LEN, OUTER_V4_LEN, OuterAddrs, OuterAddrs6, OuterV4, OuterV6,
         UDP_LEN, inner_dscp,
     },
-    wire::{Fields, HEADER_LEN, Header, PacketType, flags},
+    wire::{Fields, HEADER_LEN, Header, PacketType, flags, flags::CLASS_MASK},
 };
 
 use crate::{
@@ -24,7 +24,7 @@ use crate::{
     counters::{count_class, count_drop, count_link},
     csum::udp6_check,
     encap::{Frame, encapsulate, encapsulate_v6, redirect_to_link, redirect_v4, redirect_v6},
-    maps::{CLASS_TX, CONFIG, LINKS6, PEERS6, SCRATCH, Scratch, Send6, TX},
+    maps::{CLASS_DEADLINE, CLASS_SHED, CLASS_TX, CONFIG, LINKS6, PEERS6, SCRATCH, Scratch, Send6, TX},
     ptr::read_at,
     schedule::{choose_link, choose_link_paced, fresh_peers, next_global_seq, next_link_seq, record_sent},
 };
@@ -95,7 +95,23 @@ fn send<const L2: usize>(ctx: &TcContext, cfg: &TunnelConfig) -> Result<i32, Dro
     };
     let fresh = fresh_peers(cfg.flags, now_ns);
     let choice = if cfg.flags & CONFIG_EARLIEST_ARRIVAL != 0 {
-        choose_link_paced(global_seq, wire_len, now_ns, us_to_ns(cfg.deadline_us), fresh)?
+        // The class's deadline: a map value, so one unknown scalar whatever
+        // the class, and the link choice is verified once rather than once
+        // per class. No entry (a map not written yet) sheds nothing.
+        let share = CLASS_DEADLINE.get(u32::from(class & CLASS_MASK)).copied().unwrap_or(0);
+        match choose_link_paced(
+            global_seq,
+            wire_len,
+            now_ns,
+            class_deadline_ns(cfg.deadline_us, share),
+            fresh,
+        ) {
+            Err(DropReason::Deadline) => {
+                count_class(&CLASS_SHED, class, inner_len);
+                return Err(DropReason::Deadline);
+            }
+            choice => choice?,
+        }
     } else {
         choose_link(global_seq, wire_len, fresh)?
     };

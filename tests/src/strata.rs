@@ -465,6 +465,9 @@ pub struct EdgeSetup {
     /// `[[classes]]` entries added to both daemons' configurations (each
     /// side classes what it sends).
     pub classes: String,
+    /// Lines added to the edge's `[control]` section (e.g. `drop_late =
+    /// true`), before any from [`EDGE_CONTROL_ENV`].
+    pub control_extra: String,
 }
 
 impl From<Control> for EdgeSetup {
@@ -490,6 +493,9 @@ pub fn edge_config(lab: &Lab, name: &str, session: u32, weights: &[u32], setup: 
     );
     if let Some(bus) = &setup.modem_manager_bus {
         s = s.replacen("\n\n[control]", &format!("\nmodem_manager_bus = \"{bus}\"\n\n[control]"), 1);
+    }
+    if !setup.control_extra.is_empty() {
+        s = s.replacen("\n\n[metrics]", &format!("\n{}\n\n[metrics]", setup.control_extra), 1);
     }
     if let Ok(extra) = std::env::var(EDGE_CONTROL_ENV) {
         // Experiments with the controller's tunables (e.g. `drop_late =

@@ -113,6 +113,12 @@ macro_rules! map_name {
     (CLASS_RX) => {
         "STRATA_CLASS_RX"
     };
+    (CLASS_DEADLINE) => {
+        "STRATA_CLASS_DEADLINE"
+    };
+    (CLASS_SHED) => {
+        "STRATA_CLASS_SHED"
+    };
 }
 
 /// Tunnel-wide configuration ([`TunnelConfig`](super::TunnelConfig), entry 0).
@@ -185,9 +191,14 @@ pub const CLASSES: &str = map_name!(CLASSES);
 pub const CLASS_TX: &str = map_name!(CLASS_TX);
 /// Delivered inner packets and bytes per class (per CPU).
 pub const CLASS_RX: &str = map_name!(CLASS_RX);
+/// Each class's share of the deadline, per mille (u32 by class bits; see
+/// [`class_deadline_ns`](crate::class::class_deadline_ns)).
+pub const CLASS_DEADLINE: &str = map_name!(CLASS_DEADLINE);
+/// Inner packets and bytes dropped as late, per class (per CPU).
+pub const CLASS_SHED: &str = map_name!(CLASS_SHED);
 
 /// Every map, for unpinning.
-pub const ALL: [&str; 29] = [
+pub const ALL: [&str; 31] = [
     CONFIG,
     IFACES,
     LINKS,
@@ -217,6 +228,8 @@ pub const ALL: [&str; 29] = [
     CLASSES,
     CLASS_TX,
     CLASS_RX,
+    CLASS_DEADLINE,
+    CLASS_SHED,
 ];
 
 #[cfg(test)]

@@ -194,6 +194,7 @@ fn control_changes(c: &mut Changes, old: &ControlSection, new: &ControlSection) 
         backlog_limit_ms,
         loss_penalty_ms,
         deadline_ms,
+        best_effort_deadline_share,
     } = old;
     c.restart_if(mode != &new.mode, "control.mode");
     c.restart_if(configured_mode != &new.configured_mode, "control.configured_mode");
@@ -223,6 +224,10 @@ fn control_changes(c: &mut Changes, old: &ControlSection, new: &ControlSection) 
     c.restart_if(backlog_limit_ms != &new.backlog_limit_ms, "control.backlog_limit_ms");
     c.restart_if(loss_penalty_ms != &new.loss_penalty_ms, "control.loss_penalty_ms");
     c.restart_if(deadline_ms != &new.deadline_ms, "control.deadline_ms");
+    c.restart_if(
+        best_effort_deadline_share != &new.best_effort_deadline_share,
+        "control.best_effort_deadline_share",
+    );
 }
 
 fn metrics_changes(c: &mut Changes, old: &MetricsSection, new: &MetricsSection) {

@@ -169,6 +169,9 @@ pub(super) fn configure(
     if !adopted {
         dp.set_config(tunnel)?;
     }
+    // Adopted or not: a data plane pinned by a build before class deadlines
+    // has this map fresh and empty (which sheds nothing as late).
+    dp.set_deadline_shares(config.control.deadline_shares())?;
     // The hub's IPv6 source, whether adopted or not: a data plane pinned by
     // a build before IPv6 carriers has this map fresh and empty.
     dp.set_local6(match side {

@@ -29,7 +29,7 @@ use aya::{
 };
 use strata_common::{
     auth::{AuthKey, KEY_SEND, KEY_SLOTS, TrafficKeys},
-    class::ClassTable,
+    class::{ClassTable, DeadlineShares},
     maps::{
         CONFIG_AUTH_REQUIRED, Endpoint, IFNAME_LEN, LinkPace, LinkTx, LinkTx6, MAX_LINKS, SampleConfig,
         Schedule, TunnelConfig, TxSeq, names as map_names,
@@ -386,6 +386,15 @@ impl Datapath {
         self.array::<ClassTable>(map_names::CLASSES)?
             .set(0, *table, 0)
             .map_err(map_err("writing STRATA_CLASSES"))
+    }
+
+    /// Writes each class's share of the deadline (see [`DeadlineShares`]).
+    pub fn set_deadline_shares(&mut self, shares: DeadlineShares) -> Result<(), DatapathError> {
+        let mut map = self.array::<u32>(map_names::CLASS_DEADLINE)?;
+        for (class, share) in (0u32..).zip(shares.entries()) {
+            map.set(class, share, 0).map_err(map_err("writing STRATA_CLASS_DEADLINE"))?;
+        }
+        Ok(())
     }
 
     /// Sets `flags` in the tunnel configuration, keeping the rest.

@@ -73,6 +73,13 @@ pub struct ClassStats {
     pub rx_packets: u64,
     /// Inner bytes delivered.
     pub rx_bytes: u64,
+    /// Inner packets dropped before sending because no link was expected
+    /// to deliver them within the class's deadline (`drop_late`).
+    #[serde(default)]
+    pub shed_packets: u64,
+    /// Inner bytes of those.
+    #[serde(default)]
+    pub shed_bytes: u64,
 }
 
 /// Everything counted.
@@ -167,7 +174,7 @@ pub fn read<'a>(maps: &dyn Fn(&str) -> Option<&'a Map>) -> Result<Snapshot, Data
     let pace: Array<&MapData, LinkPace> =
         Array::try_from(get(map_names::PACE)?).map_err(map_err("map STRATA_PACE"))?;
     let classes = match (maps(map_names::CLASS_TX), maps(map_names::CLASS_RX)) {
-        (Some(tx), Some(rx)) => read_classes(tx, rx)?,
+        (Some(tx), Some(rx)) => read_classes(tx, rx, maps(map_names::CLASS_SHED))?,
         // The pins of a build before classes.
         _ => Vec::new(),
     };
@@ -232,13 +239,18 @@ pub fn read<'a>(maps: &dyn Fn(&str) -> Option<&'a Map>) -> Result<Snapshot, Data
     Ok(Snapshot { links, drops: dropped, classes })
 }
 
-/// The per-class counters of the maps `tx` and `rx`, summed over CPUs; the
-/// reserved class's slot (a peer's class bits 3) counted as best effort.
-fn read_classes(tx: &Map, rx: &Map) -> Result<Vec<ClassStats>, DatapathError> {
+/// The per-class counters of the maps `tx`, `rx` and `shed` (absent in the
+/// pins of a build before class deadlines), summed over CPUs; the reserved
+/// class's slot (a peer's class bits 3) counted as best effort.
+fn read_classes(tx: &Map, rx: &Map, shed: Option<&Map>) -> Result<Vec<ClassStats>, DatapathError> {
     let tx: PerCpuArray<&MapData, ClassCounters> =
         PerCpuArray::try_from(tx).map_err(map_err("map STRATA_CLASS_TX"))?;
     let rx: PerCpuArray<&MapData, ClassCounters> =
         PerCpuArray::try_from(rx).map_err(map_err("map STRATA_CLASS_RX"))?;
+    let shed: Option<PerCpuArray<&MapData, ClassCounters>> = match shed {
+        Some(m) => Some(PerCpuArray::try_from(m).map_err(map_err("map STRATA_CLASS_SHED"))?),
+        None => None,
+    };
     let mut out: Vec<ClassStats> = TrafficClass::ALL
         .iter()
         .map(|c| ClassStats { class: c.name().into(), ..ClassStats::default() })
@@ -252,11 +264,17 @@ fn read_classes(tx: &Map, rx: &Map) -> Result<Vec<ClassStats>, DatapathError> {
         };
         let (tx_packets, tx_bytes) = sum(&tx)?;
         let (rx_packets, rx_bytes) = sum(&rx)?;
+        let (shed_packets, shed_bytes) = match &shed {
+            Some(m) => sum(m)?,
+            None => (0, 0),
+        };
         if let Some(c) = out.iter_mut().find(|c| c.class == name) {
             c.tx_packets += tx_packets;
             c.tx_bytes += tx_bytes;
             c.rx_packets += rx_packets;
             c.rx_bytes += rx_bytes;
+            c.shed_packets += shed_packets;
+            c.shed_bytes += shed_bytes;
         }
     }
     Ok(out)
@@ -289,9 +307,16 @@ pub fn read_pinned(dir: &Path) -> Result<Snapshot, DatapathError> {
         map_names::PACE,
         map_names::CLASS_TX,
         map_names::CLASS_RX,
+        map_names::CLASS_SHED,
     ] {
         let path = dir.join(name);
-        let optional = [map_names::PEERS6, map_names::PEER_SEEN, map_names::CLASS_TX, map_names::CLASS_RX];
+        let optional = [
+            map_names::PEERS6,
+            map_names::PEER_SEEN,
+            map_names::CLASS_TX,
+            map_names::CLASS_RX,
+            map_names::CLASS_SHED,
+        ];
         if optional.contains(&name) && !path.exists() {
             continue;
         }

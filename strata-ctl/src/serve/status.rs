@@ -772,7 +772,7 @@ pub fn render(s: &Status) -> String {
         s.total_rx_packets
     );
     for c in &s.classes {
-        let _ = writeln!(
+        let _ = write!(
             out,
             "class {:<11} sent {} ({} pkts)  delivered {} ({} pkts)",
             c.class,
@@ -781,6 +781,12 @@ pub fn render(s: &Status) -> String {
             bytes(c.rx_bytes),
             c.rx_packets
         );
+        // Only where something was shed: a tunnel without drop_late (the
+        // default) never sheds, and its lines stay as they were.
+        if c.shed_packets > 0 {
+            let _ = write!(out, "  shed as late {} ({} pkts)", bytes(c.shed_bytes), c.shed_packets);
+        }
+        out.push('\n');
     }
     if let Some(b) = &s.bitrate {
         let _ = writeln!(out, "{}", bitrate_line(b));
@@ -926,6 +932,8 @@ mod tests {
                 tx_bytes: 200,
                 rx_packets: 1,
                 rx_bytes: 100,
+                shed_packets: 4,
+                shed_bytes: 400,
             }],
         }
     }
@@ -941,7 +949,12 @@ mod tests {
         assert!(text.contains("2.0M"), "{text}");
         assert!(text.contains("drops: no_link=3"), "{text}");
         assert!(text.contains("total: tx 2.0M (2048 pkts)  rx 29.3K (30 pkts)"), "{text}");
-        assert!(text.contains("class critical    sent 200B (2 pkts)  delivered 100B (1 pkts)"), "{text}");
+        assert!(
+            text.contains(
+                "class critical    sent 200B (2 pkts)  delivered 100B (1 pkts)  shed as late 400B (4 pkts)\n"
+            ),
+            "{text}"
+        );
         // Unknown is not zero: without sampling the drops column says `-`.
         assert!(s.links.iter().all(|l| l.kernel_drops.is_none()));
         // Round trip through JSON, as scripts read it.

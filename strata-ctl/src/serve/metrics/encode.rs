@@ -216,7 +216,8 @@ fn kernel(m: &Families, g: &Gathered) -> Result<(), prometheus::Error> {
 }
 
 /// Per delivery class (`class`: critical, video, best_effort — three series
-/// at most), the inner packets and bytes this side sent and delivered.
+/// at most), the inner packets and bytes this side sent, delivered, and
+/// shed before sending (`reason`: `late`, the only reason yet).
 fn classes(m: &Families, s: &Snapshot) -> Result<(), prometheus::Error> {
     if s.classes.is_empty() {
         return Ok(());
@@ -234,12 +235,24 @@ fn classes(m: &Families, s: &Snapshot) -> Result<(), prometheus::Error> {
         )?,
         c("strata_class_delivered_bytes_total", "Inner bytes of the class delivered out of the tunnel.")?,
     );
+    let shed = |name, help| m.counter(name, help, &["class", "reason"]);
+    let (shed_p, shed_b) = (
+        shed(
+            "strata_class_shed_packets_total",
+            "Inner packets of the class dropped before sending; reason late: no link was expected to deliver them \
+             within the class's deadline (control.drop_late).",
+        )?,
+        shed("strata_class_shed_bytes_total", "Inner bytes of the class dropped before sending.")?,
+    );
     for class in &s.classes {
         let v = [class.class.as_str()];
         tx_p.with_label_values(&v).inc_by(class.tx_packets);
         tx_b.with_label_values(&v).inc_by(class.tx_bytes);
         rx_p.with_label_values(&v).inc_by(class.rx_packets);
         rx_b.with_label_values(&v).inc_by(class.rx_bytes);
+        let v = [class.class.as_str(), "late"];
+        shed_p.with_label_values(&v).inc_by(class.shed_packets);
+        shed_b.with_label_values(&v).inc_by(class.shed_bytes);
     }
     Ok(())
 }
@@ -847,6 +860,8 @@ mod tests {
                     tx_bytes: n * 10_000,
                     rx_packets: n * 90,
                     rx_bytes: n * 9_000,
+                    shed_packets: n * 3,
+                    shed_bytes: n * 300,
                 })
                 .collect(),
         });
