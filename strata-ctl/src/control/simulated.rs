@@ -54,6 +54,13 @@ enum Kernel {
     /// controller's estimate (which counts only feedback intervals
     /// backlogged throughout).
     StrataBusyRate,
+    /// The same with the busy time as a receiver can tell it, packet by
+    /// packet: a packet whose one-way delay exceeds the link's floor by more
+    /// than `margin_ms` waited, so the link was busy from when it reached
+    /// the bottleneck until it left (the union of those spans, against the
+    /// bytes of those packets). Arrivals carry a jitter of |N(0, `jitter_ms`)|,
+    /// which the receiver cannot tell from waiting.
+    StrataReceiverBusyRate { jitter_ms: f64, margin_ms: f64 },
     /// The lab's causal reference (`strata-lab`'s `scenario::causal`, seeing
     /// the links a round trip late): each packet on the link of earliest
     /// expected arrival — base delay + (queue + packet) ÷ rate, the queue the
@@ -71,6 +78,10 @@ enum ReferenceRate {
     Offered,
     /// What the link delivered over the milliseconds it held a backlog.
     Busy,
+    /// The same as the receiver tells it
+    /// ([`Kernel::StrataReceiverBusyRate`]'s accounting, 5 ms jitter and
+    /// margin), the controller's estimate where nothing waited lately.
+    ReceiverBusy,
     /// The controller's capacity estimate.
     Controller,
 }
@@ -129,6 +140,11 @@ struct SimLink {
     busy_by_ms: Vec<bool>,
     /// The packets queued, oldest first.
     queue: VecDeque<Queued>,
+    /// Per millisecond of arrival at the receiver: (bytes of packets that
+    /// waited, busy time they prove, s), and the arrival the last one
+    /// proved busy up to ([`Kernel::StrataReceiverBusyRate`]).
+    receiver_busy_by_ms: Vec<(f64, f64)>,
+    receiver_busy_up_to: f64,
     /// [`Kernel::Reference`]'s paced queue (until, s) and last rate.
     paced_until: f64,
     reference_rate: f64,
@@ -155,6 +171,16 @@ impl SimLink {
             }
         }
         (busy_ms >= min_ms).then(|| bytes / (busy_ms as f64 / 1000.0))
+    }
+
+    /// Bytes per second over the busy time the receiver proved in the
+    /// [`RATE_WINDOW_MS`] before `t` (receiver time), if at least a millisecond.
+    fn receiver_busy_rate(&self, t: f64) -> Option<f64> {
+        let end = ((t.max(0.0) * 1000.0) as usize).min(self.receiver_busy_by_ms.len());
+        let (bytes, busy) = self.receiver_busy_by_ms[end.saturating_sub(RATE_WINDOW_MS)..end]
+            .iter()
+            .fold((0.0, 0.0), |(b, s), &(bytes, secs)| (b + bytes, s + secs));
+        (busy >= 0.001).then(|| bytes / busy)
     }
 
     /// Bytes per second the trace offered in the [`RATE_WINDOW_MS`] before `t`.
@@ -199,6 +225,20 @@ struct Bond {
     count_from: f64,
     deadline: f64,
     tally: Tally,
+    /// State of the jitter's random numbers.
+    rng: u64,
+}
+
+/// |N(0, 1)|, from a xorshift generator (Box-Muller).
+fn half_normal(state: &mut u64) -> f64 {
+    let mut uniform = || {
+        *state ^= *state << 13;
+        *state ^= *state >> 7;
+        *state ^= *state << 17;
+        (*state >> 11) as f64 / (1u64 << 53) as f64
+    };
+    let (u, v) = (uniform().max(1e-12), uniform());
+    ((-2.0 * u.ln()).sqrt() * (2.0 * std::f64::consts::PI * v).cos()).abs()
 }
 
 fn s(secs: f64) -> Duration {
@@ -228,6 +268,8 @@ impl Bond {
                     delivered_by_ms: Vec::new(),
                     busy_by_ms: Vec::new(),
                     queue: VecDeque::new(),
+                    receiver_busy_by_ms: Vec::new(),
+                    receiver_busy_up_to: 0.0,
                     paced_until: 0.0,
                     reference_rate: MIN_RATE,
                 })
@@ -243,6 +285,7 @@ impl Bond {
             count_from: f64::MAX,
             deadline: 0.15,
             tally: Tally::default(),
+            rng: 0x5eed,
         }
     }
 
@@ -276,6 +319,9 @@ impl Bond {
                     Kernel::StrataBusyRate => {
                         l.busy_rate(anchor, 1).map_or(a.drain_bytes_per_s as f64, |r| r.max(MIN_RATE))
                     }
+                    Kernel::StrataReceiverBusyRate { .. } => l
+                        .receiver_busy_rate(anchor + l.base_ms / 1e3)
+                        .map_or(a.drain_bytes_per_s as f64, |r| r.max(MIN_RATE)),
                     _ => a.drain_bytes_per_s.max(1) as f64,
                 };
                 let since = l.sent.saturating_sub(u64::from(a.next_seq)) as f64 * PACKET;
@@ -332,6 +378,13 @@ impl Bond {
             let rate = match source {
                 ReferenceRate::Offered => l.offered_rate(then),
                 ReferenceRate::Busy => l.busy_rate(then, 5).unwrap_or(l.reference_rate),
+                // Where nothing waited lately, the controller's estimate
+                // (trains, lower bounds): the receiver's accounting alone
+                // cannot start (nothing queues at a rate priced too low).
+                ReferenceRate::ReceiverBusy => l
+                    .receiver_busy_rate(then + l.base_ms / 1e3)
+                    .or(ack.map(|a| a.drain_bytes_per_s as f64))
+                    .unwrap_or(l.reference_rate),
                 ReferenceRate::Controller => ack.map_or(0.0, |a| a.drain_bytes_per_s as f64),
             }
             .max(MIN_RATE);
@@ -396,6 +449,31 @@ impl Bond {
                     let wait = self.t + 0.001 - p.at;
                     left.0 += 1.0;
                     left.1 += wait * 1e3;
+                    let receiver = match self.kernel {
+                        Kernel::StrataReceiverBusyRate { jitter_ms, margin_ms } => {
+                            Some((jitter_ms, margin_ms))
+                        }
+                        Kernel::Reference(ReferenceRate::ReceiverBusy) => Some((5.0, 5.0)),
+                        _ => None,
+                    };
+                    if let Some((jitter_ms, margin_ms)) = receiver {
+                        // What the receiver reads as waiting: the wait past
+                        // the millisecond of service every packet takes here,
+                        // plus jitter.
+                        let jitter = half_normal(&mut self.rng) * jitter_ms / 1e3;
+                        let arrival = self.t + 0.001 + l.base_ms / 1e3 + jitter;
+                        let waited = wait - 0.001 + jitter;
+                        if waited > margin_ms / 1e3 {
+                            let span = arrival - (arrival - waited).max(l.receiver_busy_up_to);
+                            l.receiver_busy_up_to = l.receiver_busy_up_to.max(arrival);
+                            let ms = (arrival * 1000.0) as usize;
+                            if l.receiver_busy_by_ms.len() <= ms {
+                                l.receiver_busy_by_ms.resize(ms + 1, (0.0, 0.0));
+                            }
+                            l.receiver_busy_by_ms[ms].0 += PACKET;
+                            l.receiver_busy_by_ms[ms].1 += span.max(0.0);
+                        }
+                    }
                     if p.at < self.count_from {
                         continue;
                     }
@@ -597,8 +675,12 @@ fn real_trace_closed_loop() {
         Kernel::Strata,
         Kernel::StrataExactQueue,
         Kernel::StrataBusyRate,
+        Kernel::StrataReceiverBusyRate { jitter_ms: 0.0, margin_ms: 2.0 },
+        Kernel::StrataReceiverBusyRate { jitter_ms: 5.0, margin_ms: 5.0 },
+        Kernel::StrataReceiverBusyRate { jitter_ms: 5.0, margin_ms: 10.0 },
         Kernel::Reference(ReferenceRate::Offered),
         Kernel::Reference(ReferenceRate::Busy),
+        Kernel::Reference(ReferenceRate::ReceiverBusy),
         Kernel::Reference(ReferenceRate::Controller),
     ] {
         let mut total = Tally::default();
