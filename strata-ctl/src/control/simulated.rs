@@ -16,12 +16,14 @@
 //!
 //! The same loop plays a real LTE trace (`real_trace_closed_loop`, an
 //! ignored experiment: three links like the lab's `real-links-70`, at 32
-//! starting points in the trace, in half a minute): each packet's arrival is
+//! starting points in the trace, about a minute and a half for every
+//! variant in a release build): each packet's arrival is
 //! then followed through its link's queue, and what arrived within the
 //! deadline, late, or was dropped as late is counted. Variants of the
 //! simulated [`Kernel`] tell what a change would be worth before it is built
-//! — a queue the kernel sees exactly, a better drain rate, the lab's causal
-//! reference policy — and the figures are in `docs/BENCHMARKS.md`.
+//! — a queue the kernel sees exactly, a better drain rate, a busy time the
+//! receiver counts, the lab's causal reference policy — and the figures are
+//! in `docs/BENCHMARKS.md`.
 
 use std::{collections::VecDeque, time::Duration};
 
@@ -54,13 +56,9 @@ enum Kernel {
     /// controller's estimate (which counts only feedback intervals
     /// backlogged throughout).
     StrataBusyRate,
-    /// The same with the busy time as a receiver can tell it, packet by
-    /// packet: a packet whose one-way delay exceeds the link's floor by more
-    /// than `margin_ms` waited, so the link was busy from when it reached
-    /// the bottleneck until it left (the union of those spans, against the
-    /// bytes of those packets). Arrivals carry a jitter of |N(0, `jitter_ms`)|,
-    /// which the receiver cannot tell from waiting.
-    StrataReceiverBusyRate { jitter_ms: f64, margin_ms: f64 },
+    /// The same with the busy time as a receiver can count it
+    /// ([`ReceiverCount`]).
+    StrataReceiverBusyRate(ReceiverCount),
     /// The lab's causal reference (`strata-lab`'s `scenario::causal`, seeing
     /// the links a round trip late): each packet on the link of earliest
     /// expected arrival — base delay + (queue + packet) ÷ rate, the queue the
@@ -78,12 +76,33 @@ enum ReferenceRate {
     Offered,
     /// What the link delivered over the milliseconds it held a backlog.
     Busy,
-    /// The same as the receiver tells it
-    /// ([`Kernel::StrataReceiverBusyRate`]'s accounting, 5 ms jitter and
-    /// margin), the controller's estimate where nothing waited lately.
-    ReceiverBusy,
+    /// The same as a receiver counts it ([`ReceiverCount`]), the
+    /// controller's estimate where nothing waited lately.
+    ReceiverBusy(ReceiverCount),
     /// The controller's capacity estimate.
     Controller,
+}
+
+/// How a receiver counts a link's busy time, packet by packet, from each
+/// packet's one-way delay above the link's floor ("waited") and its
+/// arrival; arrivals carry a jitter of |N(0, `jitter_ms`)|, which the
+/// receiver cannot tell from waiting.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct ReceiverCount {
+    jitter_ms: f64,
+    /// `Waited`: a packet that waited more than `margin_ms` proves the link
+    /// busy from when it reached the bottleneck until it left.
+    /// `BehindPredecessor`: a packet that reached the bottleneck (its
+    /// arrival less its wait: the jitter cancels) before the previous
+    /// packet arrived queued behind it, and proves the link busy between
+    /// the two arrivals.
+    rule: BusyRule,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum BusyRule {
+    Waited { margin_ms: f64 },
+    BehindPredecessor,
 }
 
 /// Span of the rates the variants measure, ms: as the controller's busy run.
@@ -319,7 +338,7 @@ impl Bond {
                     Kernel::StrataBusyRate => {
                         l.busy_rate(anchor, 1).map_or(a.drain_bytes_per_s as f64, |r| r.max(MIN_RATE))
                     }
-                    Kernel::StrataReceiverBusyRate { .. } => l
+                    Kernel::StrataReceiverBusyRate(_) => l
                         .receiver_busy_rate(anchor + l.base_ms / 1e3)
                         .map_or(a.drain_bytes_per_s as f64, |r| r.max(MIN_RATE)),
                     _ => a.drain_bytes_per_s.max(1) as f64,
@@ -381,7 +400,7 @@ impl Bond {
                 // Where nothing waited lately, the controller's estimate
                 // (trains, lower bounds): the receiver's accounting alone
                 // cannot start (nothing queues at a rate priced too low).
-                ReferenceRate::ReceiverBusy => l
+                ReferenceRate::ReceiverBusy(_) => l
                     .receiver_busy_rate(then + l.base_ms / 1e3)
                     .or(ack.map(|a| a.drain_bytes_per_s as f64))
                     .unwrap_or(l.reference_rate),
@@ -450,22 +469,28 @@ impl Bond {
                     left.0 += 1.0;
                     left.1 += wait * 1e3;
                     let receiver = match self.kernel {
-                        Kernel::StrataReceiverBusyRate { jitter_ms, margin_ms } => {
-                            Some((jitter_ms, margin_ms))
-                        }
-                        Kernel::Reference(ReferenceRate::ReceiverBusy) => Some((5.0, 5.0)),
+                        Kernel::StrataReceiverBusyRate(count)
+                        | Kernel::Reference(ReferenceRate::ReceiverBusy(count)) => Some(count),
                         _ => None,
                     };
-                    if let Some((jitter_ms, margin_ms)) = receiver {
+                    if let Some(ReceiverCount { jitter_ms, rule }) = receiver {
                         // What the receiver reads as waiting: the wait past
                         // the millisecond of service every packet takes here,
                         // plus jitter.
                         let jitter = half_normal(&mut self.rng) * jitter_ms / 1e3;
                         let arrival = self.t + 0.001 + l.base_ms / 1e3 + jitter;
                         let waited = wait - 0.001 + jitter;
-                        if waited > margin_ms / 1e3 {
-                            let span = arrival - (arrival - waited).max(l.receiver_busy_up_to);
-                            l.receiver_busy_up_to = l.receiver_busy_up_to.max(arrival);
+                        let previous = l.receiver_busy_up_to;
+                        l.receiver_busy_up_to = previous.max(arrival);
+                        let span = match rule {
+                            BusyRule::Waited { margin_ms } => {
+                                (waited > margin_ms / 1e3).then(|| arrival - (arrival - waited).max(previous))
+                            }
+                            BusyRule::BehindPredecessor => {
+                                (arrival - waited < previous).then_some(arrival - previous)
+                            }
+                        };
+                        if let Some(span) = span {
                             let ms = (arrival * 1000.0) as usize;
                             if l.receiver_busy_by_ms.len() <= ms {
                                 l.receiver_busy_by_ms.resize(ms + 1, (0.0, 0.0));
@@ -658,7 +683,7 @@ fn trace_link(text: &str, offset_s: f64, scale: f64) -> Capacity {
 /// counted after 5 s of start-up, from 32 points 13.7 s apart in the trace.
 /// `cargo test -p strata-ctl --release --lib real_trace_closed_loop -- --ignored --nocapture`
 #[test]
-#[ignore = "an experiment on the real trace (figures in docs/BENCHMARKS.md), ~30 s"]
+#[ignore = "an experiment on the real trace (figures in docs/BENCHMARKS.md), ~90 s in release"]
 fn real_trace_closed_loop() {
     let path =
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/traces/TMobile-LTE-driving.down");
@@ -675,12 +700,29 @@ fn real_trace_closed_loop() {
         Kernel::Strata,
         Kernel::StrataExactQueue,
         Kernel::StrataBusyRate,
-        Kernel::StrataReceiverBusyRate { jitter_ms: 0.0, margin_ms: 2.0 },
-        Kernel::StrataReceiverBusyRate { jitter_ms: 5.0, margin_ms: 5.0 },
-        Kernel::StrataReceiverBusyRate { jitter_ms: 5.0, margin_ms: 10.0 },
+        Kernel::StrataReceiverBusyRate(ReceiverCount {
+            jitter_ms: 0.0,
+            rule: BusyRule::Waited { margin_ms: 2.0 },
+        }),
+        Kernel::StrataReceiverBusyRate(ReceiverCount {
+            jitter_ms: 5.0,
+            rule: BusyRule::Waited { margin_ms: 5.0 },
+        }),
+        Kernel::StrataReceiverBusyRate(ReceiverCount {
+            jitter_ms: 5.0,
+            rule: BusyRule::Waited { margin_ms: 10.0 },
+        }),
+        Kernel::StrataReceiverBusyRate(ReceiverCount { jitter_ms: 5.0, rule: BusyRule::BehindPredecessor }),
         Kernel::Reference(ReferenceRate::Offered),
         Kernel::Reference(ReferenceRate::Busy),
-        Kernel::Reference(ReferenceRate::ReceiverBusy),
+        Kernel::Reference(ReferenceRate::ReceiverBusy(ReceiverCount {
+            jitter_ms: 5.0,
+            rule: BusyRule::Waited { margin_ms: 5.0 },
+        })),
+        Kernel::Reference(ReferenceRate::ReceiverBusy(ReceiverCount {
+            jitter_ms: 5.0,
+            rule: BusyRule::BehindPredecessor,
+        })),
         Kernel::Reference(ReferenceRate::Controller),
     ] {
         let mut total = Tally::default();
