@@ -271,23 +271,9 @@ fn run(
 
 #[cfg(test)]
 mod tests {
-    use super::*;
-    use crate::emulator::{
-        model::{DirectionConfig, Jitter, Loss},
-        trace::Trace,
-    };
+    use super::{super::oracle::tests::link, *};
 
     const MS: Nanos = 1_000_000;
-
-    fn link(mbit_s: f64, delay_ms: f64) -> DirectionConfig {
-        DirectionConfig {
-            capacity: Some(Trace::constant(mbit_s).unwrap()),
-            base_delay_ms: delay_ms,
-            jitter: Jitter::None,
-            loss: Loss::None,
-            ..DirectionConfig::default()
-        }
-    }
 
     /// 1500-byte packets every `every` ns for `n` packets.
     fn stream(every: Nanos, n: u64) -> Vec<Packet> {

@@ -547,7 +547,7 @@ pub(super) fn thread_cpu_ns() -> u64 {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use rand::{RngExt as _, SeedableRng as _};
     use rand_chacha::ChaCha8Rng;
 
@@ -560,8 +560,9 @@ mod tests {
     const MS: Nanos = 1_000_000;
 
     /// A link of constant `mbit_s` (12 Mbit/s: one 1500-byte opportunity at
-    /// every whole ms from 1 ms on) and `delay_ms`.
-    fn link(mbit_s: f64, delay_ms: f64) -> DirectionConfig {
+    /// every whole ms from 1 ms on) and `delay_ms`; also the causal
+    /// reference's tests' link.
+    pub(in crate::scenario) fn link(mbit_s: f64, delay_ms: f64) -> DirectionConfig {
         DirectionConfig {
             base_delay_ms: delay_ms,
             capacity: Some(Trace::constant(mbit_s).unwrap()),
