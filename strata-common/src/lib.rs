@@ -42,8 +42,8 @@ mod pod {
         auth::AuthKey,
         class::{ClassCounters, ClassTable},
         maps::{
-            Endpoint, LinkCounters, LinkPace, LinkTx, LinkTx6, Queued, RxLinkState, SampleConfig, Schedule,
-            TunnelConfig, TxSeq,
+            Endpoint, LinkCounters, LinkPace, LinkTx, LinkTx6, Queued, RxLinkState, RxQueued, SampleConfig,
+            Schedule, TunnelConfig, TxSeq,
         },
     };
 
@@ -64,6 +64,7 @@ mod pod {
         LinkTx6,
         Queued,
         RxLinkState,
+        RxQueued,
         SampleConfig,
         Schedule,
         TunnelConfig,

@@ -15,6 +15,7 @@
 //! | `STRATA_REPLAY`, `STRATA_REPLAY_STATE` | ingress | ingress      |
 //! | `STRATA_PEER_SEEN` | ingress learning (hub)  | egress, controller |
 //! | `STRATA_RXJUMP` | ingress                    | ingress          |
+//! | `STRATA_RXQUEUED` | ingress                  | controller (hub) |
 //! | `STRATA_AUTH_KEYS` | controller (handshake)  | both programs    |
 //!
 //! All multi-byte address and port fields are in network byte order, as the
@@ -604,6 +605,51 @@ pub struct RxJump {
     pub last_ns: u64,
 }
 
+/// Per-link count of the data packets that arrived queued behind their
+/// predecessor (`STRATA_RXQUEUED`, index = link id; the hub's feedback
+/// carries the two sums as `wire::FeedbackPayload::queued_bytes` and
+/// `queued_us`).
+///
+/// A packet reached the link's bottleneck at its send time plus the link's
+/// one-way delay floor (the delay of a packet that waited for nothing). If
+/// that was before the previous packet on the link arrived, it found the
+/// link busy and waited behind it, so the time between the two arrivals is
+/// the link's service time for it: summed over such packets, bytes over
+/// time is the link's capacity, measured only while it had a queue. The
+/// test holds up under jitter that delays arrivals, since it reads the
+/// packet's own send time rather than its delay (the closed-loop
+/// simulation on the real LTE trace: a 5 ms jitter moved the capacity it
+/// gives by little, where a threshold on each packet's own wait read idle
+/// links as busy).
+///
+/// Shared by all CPUs and updated without a lock, like [`RxLinkState`]:
+/// two CPUs racing on one link may misplace one packet's count.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RxQueued {
+    /// The link's one-way delay floor, biased µs (as `RxLinkState::owd_sum_us`
+    /// samples), when it was last set; 0: none yet.
+    pub floor_us: u64,
+    /// CLOCK_TAI µs when the floor was last set. The floor in force rises
+    /// from it by [`RXQUEUED_FLOOR_CREEP_SHIFT`]: a floor left too low (a
+    /// route that got longer, clocks that drifted) would count idle gaps as
+    /// busy and read the link slower than it is, while one too high only
+    /// misses packets that waited less than the excess.
+    pub floor_at_us: u64,
+    /// CLOCK_TAI µs of the previous in-order data packet on the link; 0: none.
+    pub last_arrival_us: u64,
+    /// Bytes (outer, as `STRATA_RX`) of the packets that arrived queued.
+    pub queued_bytes: u64,
+    /// The arrival gaps of those packets summed, µs.
+    pub queued_us: u64,
+}
+
+/// The one-way delay floor of [`RxQueued`] rises by the time since it was
+/// set shifted right by this: 1/64, about 16 ms per second without a
+/// packet that waited for nothing — a path that got longer is followed in
+/// seconds, and a standing queue that hides the floor for a second misses
+/// only the packets that waited under 16 ms.
+pub const RXQUEUED_FLOOR_CREEP_SHIFT: u32 = 6;
 /// Interfaces host-side sampling watches (edge links).
 pub const SAMPLE_SLOTS: u32 = 8;
 /// Buckets of the host queueing-delay histogram: bucket `b` counts delays in

@@ -364,22 +364,55 @@ pub struct FeedbackPayload {
     /// on the link since, and so knows the link's real backlog rather than
     /// the one its rate model predicts (see `maps::LinkTx::acked_seq`).
     pub next_seq: u64,
+    /// Bytes of the packets that arrived queued behind their predecessor on
+    /// the link: sent early enough (send timestamp + the link's one-way
+    /// delay floor) to have reached the bottleneck before the previous
+    /// packet arrived. Such a packet waited for the link, so the time since
+    /// the previous arrival is the link's own service time for it.
+    pub queued_bytes: u64,
+    /// The arrival gaps of those packets summed, µs: the time the link was
+    /// seen busy. `queued_bytes` over it is the link's capacity, measured
+    /// only while it had more to carry than it could.
+    pub queued_us: u64,
 }
 
 impl FeedbackPayload {
-    /// Encoded length: seven big-endian u64.
-    pub const LEN: usize = 56;
+    /// Encoded length: nine big-endian u64.
+    pub const LEN: usize = 72;
     /// Length of the first revision, without `late` and `next_seq` (decoded
-    /// with both 0). The second revision (48 bytes) lacks only `next_seq`.
+    /// with both 0). The second revision (48 bytes) lacks `next_seq` too,
+    /// the third (56 bytes) the queued counts.
     pub const LEN_WITHOUT_LATE: usize = 40;
+    /// Length of the third revision, without the queued counts: they decode
+    /// as 0, which a sender reads as it reads "nothing queued" — no
+    /// evidence of the link's capacity from the receiver.
+    pub const LEN_WITHOUT_QUEUED: usize = 56;
 
     /// Writes the payload into the first [`Self::LEN`] bytes of `buf`.
     pub fn encode(&self, buf: &mut [u8]) -> Result<(), DropReason> {
         let Some(out) = buf.get_mut(..Self::LEN) else { return Err(DropReason::Truncated) };
-        let Self { rx_packets, rx_bytes, lost, owd_sum_us, owd_count, late, next_seq } = *self;
-        for (chunk, v) in
-            out.chunks_exact_mut(8).zip([rx_packets, rx_bytes, lost, owd_sum_us, owd_count, late, next_seq])
-        {
+        let Self {
+            rx_packets,
+            rx_bytes,
+            lost,
+            owd_sum_us,
+            owd_count,
+            late,
+            next_seq,
+            queued_bytes,
+            queued_us,
+        } = *self;
+        for (chunk, v) in out.chunks_exact_mut(8).zip([
+            rx_packets,
+            rx_bytes,
+            lost,
+            owd_sum_us,
+            owd_count,
+            late,
+            next_seq,
+            queued_bytes,
+            queued_us,
+        ]) {
             chunk.copy_from_slice(&v.to_be_bytes());
         }
         Ok(())
@@ -406,6 +439,8 @@ impl FeedbackPayload {
             owd_count: v(4),
             late: v(5),
             next_seq: v(6),
+            queued_bytes: v(7),
+            queued_us: v(8),
         })
     }
 }
@@ -417,18 +452,21 @@ mod tests {
 
     proptest! {
         #[test]
-        fn feedback_round_trip(a: u64, b: u64, c: u64, d: u64, e: u64, g: u64, n: u64) {
+        fn feedback_round_trip(a: u64, b: u64, c: u64, d: u64, e: u64, g: u64, n: u64, qb: u64, qt: u64) {
             let f = FeedbackPayload {
                 rx_packets: a, rx_bytes: b, lost: c, owd_sum_us: d, owd_count: e, late: g, next_seq: n,
+                queued_bytes: qb, queued_us: qt,
             };
             let mut buf = [0u8; FeedbackPayload::LEN];
             f.encode(&mut buf).unwrap();
             prop_assert_eq!(FeedbackPayload::decode(&buf).unwrap(), f);
             // Earlier revisions still decode, without the fields they lack.
-            prop_assert_eq!(FeedbackPayload::decode(&buf[..48]).unwrap(), FeedbackPayload { next_seq: 0, ..f });
+            let unqueued = FeedbackPayload { queued_bytes: 0, queued_us: 0, ..f };
+            prop_assert_eq!(FeedbackPayload::decode(&buf[..FeedbackPayload::LEN_WITHOUT_QUEUED]).unwrap(), unqueued);
+            prop_assert_eq!(FeedbackPayload::decode(&buf[..48]).unwrap(), FeedbackPayload { next_seq: 0, ..unqueued });
             prop_assert_eq!(
                 FeedbackPayload::decode(&buf[..40]).unwrap(),
-                FeedbackPayload { late: 0, next_seq: 0, ..f }
+                FeedbackPayload { late: 0, next_seq: 0, ..unqueued }
             );
             prop_assert!(FeedbackPayload::decode(&buf[..39]).is_err());
         }

@@ -386,6 +386,51 @@ fn ingress_counts_link_loss_and_reordering() {
     assert_eq!((l.rx_packets, l.rx_lost, l.rx_late), (5, 1, 1));
 }
 
+/// CLOCK_TAI now, µs: the clock of the send timestamps and of
+/// `bpf_ktime_get_tai_ns`.
+fn tai_now_us() -> u64 {
+    let t = nix::time::clock_gettime(nix::time::ClockId::CLOCK_TAI).unwrap();
+    t.tv_sec() as u64 * 1_000_000 + t.tv_nsec() as u64 / 1000
+}
+
+#[test]
+fn ingress_counts_packets_that_arrived_queued_behind_their_predecessor() {
+    let mut dp = hub();
+    let inner = inner_v4(0, 10);
+    // Link 2's packet `seq`, sent `sent_ago_ms` before now.
+    let frame = |seq: u32, sent_ago_ms: u64| {
+        let mut header = strata(0, 0, 2, 5, SESSION, seq + 10, seq);
+        let sent = (tai_now_us() - sent_ago_ms * 1000) as u32;
+        header[16..20].copy_from_slice(&sent.to_be_bytes());
+        tunnel_frame(&header, &inner)
+    };
+    let queued = |dp: &Datapath| {
+        let l = &dp.snapshot().unwrap().links[2];
+        (l.rx_queued_bytes, l.rx_queued_us)
+    };
+    // The first sets the floor (30 ms); the second was sent 5 ms before it
+    // with the same floor, so it reached the bottleneck before the first
+    // arrived: it waited behind it, over the 3 ms between the arrivals.
+    assert_eq!(run(&mut dp, Program::LinkIngress, &frame(0, 30)).0, TC_ACT_REDIRECT);
+    std::thread::sleep(std::time::Duration::from_millis(3));
+    let second = frame(1, 38);
+    assert_eq!(run(&mut dp, Program::LinkIngress, &second).0, TC_ACT_REDIRECT);
+    let (bytes, us) = queued(&dp);
+    assert_eq!(bytes, (second.len() - 14) as u64, "the second packet's outer bytes");
+    assert!((3_000..1_000_000).contains(&us), "busy {us} µs: the gap between the two arrivals");
+    // Sent at the floor after both arrived: it waited for nothing.
+    std::thread::sleep(std::time::Duration::from_millis(3));
+    assert_eq!(run(&mut dp, Program::LinkIngress, &frame(2, 30)).0, TC_ACT_REDIRECT);
+    assert_eq!(queued(&dp), (bytes, us), "a packet that waited for nothing counts nothing");
+    // Out of the link's order (a fresh global sequence, an old link
+    // sequence), sent long ago: it overtook nothing, and counts nothing.
+    let mut header = strata(0, 0, 2, 5, SESSION, 99, 1);
+    header[16..20].copy_from_slice(&((tai_now_us() - 500_000) as u32).to_be_bytes());
+    assert_eq!(run(&mut dp, Program::LinkIngress, &tunnel_frame(&header, &inner)).0, TC_ACT_REDIRECT);
+    assert_eq!(dp.snapshot().unwrap().links[2].rx_late, 1);
+    assert_eq!(queued(&dp), (bytes, us));
+}
+
 #[test]
 fn ingress_hands_control_packets_to_the_controller_and_ignores_foreign_traffic() {
     let mut dp = hub();

@@ -241,7 +241,7 @@ fn deliver<const L2: usize>(
     // exist, must keep that link's per-link sequence whole another way.
     fresh?;
     count_link(&RX, link, total_len as u64);
-    track_link_seq(link, header.link_seq(), header.timestamp_us(), now_ns);
+    track_link_seq(link, header.link_seq(), header.timestamp_us(), now_ns, total_len as u64);
     learn(ctx, cfg, link, from, from6, now_ns);
     decapsulate::<L2>(ctx, (total_len - inner_len) as i32, version, l3_len == IPV6_LEN)?;
     count_class(&CLASS_RX, header.flags, inner_len as u32);

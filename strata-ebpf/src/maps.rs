@@ -14,8 +14,8 @@ use strata_common::{
     map_name,
     maps::{
         DELAY_ROW, DROP_REASONS, Endpoint, IFNAME_LEN, LinkCounters, LinkPace, LinkTx, LinkTx6, MAX_LINKS,
-        Queued, REPLAY_SLOTS, ReplayState, RxJump, RxLinkState, SAMPLE_SLOTS, SENT_RING, SampleConfig,
-        Schedule, TunnelConfig, TxSeq,
+        Queued, REPLAY_SLOTS, ReplayState, RxJump, RxLinkState, RxQueued, SAMPLE_SLOTS, SENT_RING,
+        SampleConfig, Schedule, TunnelConfig, TxSeq,
     },
     packet::{Ipv6Hdr, OuterV4, OuterV6, Pseudo6},
 };
@@ -210,6 +210,12 @@ shared_map! {
     /// Per link, the plausibility check of per-link sequences: a jump
     /// awaiting confirmation, and when the link's previous packet came.
     RXJUMP: Array<RxJump> = Array::pinned(MAX_LINKS, 0);
+}
+
+shared_map! {
+    /// Per link, the data packets that arrived queued behind their
+    /// predecessor: the link's capacity as the receiver sees it.
+    RXQUEUED: Array<RxQueued> = Array::pinned(MAX_LINKS, 0);
 }
 
 shared_map! {

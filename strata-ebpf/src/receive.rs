@@ -14,7 +14,8 @@ use strata_common::{
     drop::DropReason,
     maps::{
         Endpoint, FAMILY_V6, LINK_ENABLED, LINK_SEQ_JUMP_DISTANCE, LINK_SEQ_RESTART_DISTANCE, OWD_BIAS_US,
-        PEER_REFRESH_NS, REPLAY_BLOCK, REPLAY_QUIET_NS, REPLAY_SLOTS, ReplayState, RxJump, RxLinkState,
+        PEER_REFRESH_NS, REPLAY_BLOCK, REPLAY_QUIET_NS, REPLAY_SLOTS, RXQUEUED_FLOOR_CREEP_SHIFT,
+        ReplayState, RxJump, RxLinkState, RxQueued,
     },
     seq::{
         Window, classify_global, confirms_jump, holds_newer_block, plausible_link_jump, seq_after,
@@ -24,14 +25,15 @@ use strata_common::{
 
 use crate::{
     atomic::{compare_exchange, load},
-    maps::{LINKS, PEER_SEEN, PEERS, PEERS6, REPLAY, REPLAY_STATE, RXJUMP, RXSEQ},
+    maps::{LINKS, PEER_SEEN, PEERS, PEERS6, REPLAY, REPLAY_STATE, RXJUMP, RXQUEUED, RXSEQ},
 };
 
 /// Records per-link sequence `seq` on `link` (see `RxLinkState` for the
-/// model) and the packet's one-way delay from its send timestamp, at kernel
-/// time `now_ns`.
+/// model), the packet's one-way delay from its send timestamp, and whether
+/// it arrived queued behind its predecessor (`RxQueued`), at kernel time
+/// `now_ns`; `bytes` is its outer length.
 #[inline(always)]
-pub(crate) fn track_link_seq(link: u32, seq: u32, sent_us: u32, now_ns: u64) {
+pub(crate) fn track_link_seq(link: u32, seq: u32, sent_us: u32, now_ns: u64, bytes: u64) {
     let Some(state) = RXSEQ.get_ptr_mut(link) else {
         return;
     };
@@ -43,13 +45,14 @@ pub(crate) fn track_link_seq(link: u32, seq: u32, sent_us: u32, now_ns: u64) {
     // is accepted (documented on `RxLinkState`), never memory unsafety.
     let (s, jump) = unsafe { (&mut *state, &mut *jump) };
     // SAFETY: helper without arguments.
-    let now_us = (unsafe { bpf_ktime_get_tai_ns() } / 1000) as u32;
+    let tai_us = unsafe { bpf_ktime_get_tai_ns() } / 1000;
     // Wrapping µs clocks (71 min period): the difference is meaningful when
     // the clocks are within ±35 min of each other; anything else is skipped.
-    let owd = now_us.wrapping_sub(sent_us) as i32;
-    if i64::from(owd).abs() < OWD_BIAS_US {
-        // Offset clocks may make it negative; a constant bias keeps the sum unsigned.
-        s.owd_sum_us = s.owd_sum_us.wrapping_add((i64::from(owd) + OWD_BIAS_US) as u64);
+    let owd = (tai_us as u32).wrapping_sub(sent_us) as i32;
+    // Offset clocks may make it negative; a constant bias keeps it unsigned.
+    let owd_biased = (i64::from(owd).abs() < OWD_BIAS_US).then(|| (i64::from(owd) + OWD_BIAS_US) as u64);
+    if let Some(owd) = owd_biased {
+        s.owd_sum_us = s.owd_sum_us.wrapping_add(owd);
         s.owd_count += 1;
     }
     let silent_ns = now_ns.saturating_sub(jump.last_ns);
@@ -63,6 +66,7 @@ pub(crate) fn track_link_seq(link: u32, seq: u32, sent_us: u32, now_ns: u64) {
     if s.started == 0 {
         s.started = 1;
         s.highest = seq;
+        track_queued(link, owd_biased, tai_us, bytes);
         return;
     }
     let ahead = seq_distance(seq, s.highest);
@@ -73,12 +77,47 @@ pub(crate) fn track_link_seq(link: u32, seq: u32, sent_us: u32, now_ns: u64) {
         // packet: one forged packet 2^31 ahead used to add 2·10^9 here.
         s.lost += (ahead - 1) as u64;
         s.highest = seq;
+        // Only packets in the link's order: one that overtook nothing
+        // follows its predecessor through the link's queue.
+        track_queued(link, owd_biased, tai_us, bytes);
     } else if ahead < 0 {
         s.late += 1;
         s.lost = s.lost.saturating_sub(1);
     }
     // ahead == 0: the same per-link sequence twice; the anti-replay window
     // decides about the packet.
+}
+
+/// Counts a packet that arrived (CLOCK_TAI `tai_us`) queued behind its
+/// predecessor on `link`: one that reached the bottleneck — its arrival less
+/// what it waited, `owd_biased` above the link's floor — before the previous
+/// packet arrived (see `RxQueued` for why the gap between the two arrivals
+/// is then the link's service time). Packets whose delay is unknown (clocks
+/// too far apart) count nothing.
+#[inline(always)]
+fn track_queued(link: u32, owd_biased: Option<u64>, tai_us: u64, bytes: u64) {
+    let (Some(q), Some(owd)) = (RXQUEUED.get_ptr_mut(link), owd_biased) else {
+        return;
+    };
+    // SAFETY: the map value outlives the program; racing CPUs may misplace a
+    // count (documented on `RxQueued`), never touch memory unsafely.
+    let q: &mut RxQueued = unsafe { &mut *q };
+    let floor = q.floor_us.saturating_add(tai_us.saturating_sub(q.floor_at_us) >> RXQUEUED_FLOOR_CREEP_SHIFT);
+    if q.floor_us == 0 || owd <= floor {
+        // A biased delay is never 0 (`OWD_BIAS_US`): 0 is "no floor yet".
+        q.floor_us = owd;
+        q.floor_at_us = tai_us;
+    }
+    let waited = owd.saturating_sub(floor);
+    let reached_bottleneck = tai_us.saturating_sub(waited);
+    let previous = q.last_arrival_us;
+    if tai_us > previous {
+        if previous != 0 && reached_bottleneck < previous {
+            q.queued_bytes += bytes;
+            q.queued_us += tai_us - previous;
+        }
+        q.last_arrival_us = tai_us;
+    }
 }
 
 /// A per-link sequence implausibly far from the link's highest: a restarted

@@ -83,6 +83,9 @@ macro_rules! map_name {
     (RXJUMP) => {
         "STRATA_RXJUMP"
     };
+    (RXQUEUED) => {
+        "STRATA_RXQUEUED"
+    };
     (SAMPLE_CFG) => {
         "STRATA_SAMPLE_CFG"
     };
@@ -169,6 +172,8 @@ pub const REPLAY_STATE: &str = map_name!(REPLAY_STATE);
 pub const PEER_SEEN: &str = map_name!(PEER_SEEN);
 /// Per link, the plausibility check of per-link sequences ([`RxJump`](super::RxJump)).
 pub const RXJUMP: &str = map_name!(RXJUMP);
+/// Per link, the arrivals queued behind their predecessor ([`RxQueued`](super::RxQueued)).
+pub const RXQUEUED: &str = map_name!(RXQUEUED);
 /// Tracepoint field offsets of the sampling programs ([`SampleConfig`](super::SampleConfig)).
 pub const SAMPLE_CFG: &str = map_name!(SAMPLE_CFG);
 /// Watched interfaces: NUL-padded name → sampling slot.
@@ -198,7 +203,7 @@ pub const CLASS_DEADLINE: &str = map_name!(CLASS_DEADLINE);
 pub const CLASS_SHED: &str = map_name!(CLASS_SHED);
 
 /// Every map, for unpinning.
-pub const ALL: [&str; 31] = [
+pub const ALL: [&str; 32] = [
     CONFIG,
     IFACES,
     LINKS,
@@ -219,6 +224,7 @@ pub const ALL: [&str; 31] = [
     REPLAY_STATE,
     PEER_SEEN,
     RXJUMP,
+    RXQUEUED,
     SAMPLE_CFG,
     WATCH,
     QUEUED,

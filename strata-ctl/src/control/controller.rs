@@ -208,10 +208,29 @@ impl Controller {
                     };
                     l.last_feedback = Some(counters);
                     l.last_hub_time_us = Some(hub_time_us);
-                    let FeedbackPayload { rx_packets, rx_bytes, lost, late, next_seq, .. } = counters;
+                    let FeedbackPayload {
+                        rx_packets,
+                        rx_bytes,
+                        lost,
+                        late,
+                        next_seq,
+                        queued_bytes,
+                        queued_us,
+                        ..
+                    } = counters;
                     l.estimator.on_feedback(
                         now,
-                        Feedback { rx_packets, rx_bytes, lost, late, owd_ms, hub_elapsed, next_seq },
+                        Feedback {
+                            rx_packets,
+                            rx_bytes,
+                            lost,
+                            late,
+                            owd_ms,
+                            hub_elapsed,
+                            next_seq,
+                            queued_bytes,
+                            queued_us,
+                        },
                     );
                 }
             }
@@ -535,7 +554,7 @@ mod tests {
                     }
                     Input::Train(link, mbit_s) => c.on_evidence(now, Evidence::Train { link, mbit_s }),
                     Input::Feedback(link, [rx_packets, rx_bytes, lost, owd_sum_us, owd_count], hub_time_us) => {
-                        let counters = FeedbackPayload { rx_packets, rx_bytes, lost, owd_sum_us, owd_count, late: lost / 3, next_seq: 0 };
+                        let counters = FeedbackPayload { rx_packets, rx_bytes, lost, owd_sum_us, owd_count, late: lost / 3, ..FeedbackPayload::default() };
                         c.on_evidence(now, Evidence::Feedback { link, counters, hub_time_us })
                     }
                     Input::Overflow(o) => c.on_overflow(now, &o),

@@ -50,6 +50,10 @@ const STANDING_QUEUE_MS: f64 = 60.0;
 /// estimate alone: 0.2 Mbit/s again and again on a real LTE trace), while a
 /// link stepping down from where it was not backlogged is followed at once.
 const BUSY_SPAN: Duration = Duration::from_millis(300);
+/// Busy time the hub must have seen within [`BUSY_SPAN`] before its queued
+/// counts are the estimate: a few packets queued in one burst of a radio's
+/// delivery say more about the burst than about the link.
+const QUEUED_MIN: Duration = Duration::from_millis(20);
 /// Smallest estimate, Mbit/s: a link cut to nothing in a 50 ms stall still
 /// gets a trickle, whose delivery raises it again.
 pub const MIN_RATE_MBIT_S: f64 = 0.2;
@@ -71,6 +75,10 @@ pub struct Interval {
     /// those the edge sent between the interval's start and end less a base
     /// one-way delay — by the acknowledgements; `None` where not known.
     pub kept_up: Option<bool>,
+    /// What the hub counted in the interval as arriving queued behind its
+    /// predecessor: bytes, and the arrival gaps they spanned (the time it
+    /// saw the link busy). `None` where not known.
+    pub queued: Option<(u64, Duration)>,
 }
 
 /// The delivery-rate model of one link.
@@ -89,6 +97,9 @@ pub struct RateModel {
     last_queue_ms: Option<f64>,
     /// When an interval last showed the link busy (or cut the estimate).
     last_busy: Option<Duration>,
+    /// The hub's queued counts (arrival, bytes, busy time) within
+    /// [`BUSY_SPAN`], newest last.
+    queued_run: VecDeque<(Duration, u64, Duration)>,
 }
 
 impl RateModel {
@@ -117,7 +128,36 @@ impl RateModel {
     }
 
     /// A feedback interval arrived at `now`.
+    ///
+    /// Where the hub saw the link busy lately — packets arriving queued
+    /// behind their predecessor for at least [`QUEUED_MIN`] within
+    /// [`BUSY_SPAN`] — what it delivered over that busy time *is* its
+    /// capacity. Otherwise the sender's own evidence decides (the
+    /// queueing delay, the acknowledgements), whose busy intervals are the
+    /// ones backlogged *throughout*: the slow ones, an estimate biased low
+    /// (closed-loop simulation on the real LTE trace, docs/BENCHMARKS.md).
     pub fn on_interval(&mut self, now: Duration, iv: Interval) {
+        self.on_interval_by_sender(now, iv);
+        if let Some((bytes, busy)) = iv.queued {
+            self.queued_run.push_back((now, bytes, busy));
+        }
+        while self.queued_run.front().is_some_and(|r| now.saturating_sub(r.0) >= BUSY_SPAN) {
+            self.queued_run.pop_front();
+        }
+        let (bytes, busy) =
+            self.queued_run.iter().fold((0u64, Duration::ZERO), |(b, t), r| (b + r.1, t + r.2));
+        if busy >= QUEUED_MIN {
+            let rate = (bytes as f64 * 8.0 / busy.as_secs_f64() / 1e6).max(MIN_RATE_MBIT_S);
+            self.estimate = Some(rate);
+            self.confirmed = true;
+            self.last_busy = Some(now);
+            self.samples.clear();
+            self.samples.push_back((now, rate, true));
+        }
+    }
+
+    /// [`Self::on_interval`] from the sender's evidence alone.
+    fn on_interval_by_sender(&mut self, now: Duration, iv: Interval) {
         let queue = iv.queue_ms.filter(|q| q.is_finite());
         let rising = match (queue, self.last_queue_ms) {
             (Some(q), Some(prev)) => q > prev,
@@ -256,6 +296,7 @@ mod tests {
             queue_ms: Some(queue_ms),
             busy: None,
             kept_up: None,
+            queued: None,
         }
     }
 
@@ -303,6 +344,36 @@ mod tests {
         // averaged with the busy intervals of the last 300 ms.
         m.on_interval(ms(1100), acked(2.0, 90.0, false));
         assert!(m.estimate().unwrap() < 9.0, "{:?}", m.estimate());
+    }
+
+    #[test]
+    fn the_hubs_queued_counts_are_the_capacity_while_it_saw_the_link_busy() {
+        // Backlogged throughout by the acknowledgements, a link read 4 Mbit/s;
+        // the hub saw its queued packets leave at 12 Mbit/s (30 ms busy per
+        // 50 ms interval, 45 kB): the acknowledgements picked slow intervals.
+        let queued = |busy_ms: u64, mbit_s: f64| {
+            Some(((mbit_s * 1e6 / 8.0 * busy_ms as f64 / 1e3) as u64, ms(busy_ms)))
+        };
+        let mut m = RateModel::new();
+        for i in 0..10 {
+            m.on_interval(
+                ms(i * 50),
+                Interval { busy: Some(true), queued: queued(30, 12.0), ..iv(4.0, 30.0) },
+            );
+        }
+        let e = m.estimate().unwrap();
+        assert!((e - 12.0).abs() < 0.1, "{e}");
+        assert!(m.confirmed());
+        // Too little busy time (a burst of a radio's delivery): the sender's
+        // evidence decides again once the busy intervals leave the span.
+        for i in 10..20 {
+            m.on_interval(ms(i * 50), Interval { busy: Some(true), queued: queued(0, 0.0), ..iv(4.0, 30.0) });
+        }
+        let e = m.estimate().unwrap();
+        assert!((e - 4.0).abs() < 0.1, "{e}");
+        // Counts that went backwards (`None`) add nothing.
+        m.on_interval(ms(1000), Interval { busy: Some(true), queued: None, ..iv(4.0, 30.0) });
+        assert!((m.estimate().unwrap() - 4.0).abs() < 0.1);
     }
 
     #[test]

@@ -164,6 +164,9 @@ struct SimLink {
     /// proved busy up to ([`Kernel::StrataReceiverBusyRate`]).
     receiver_busy_by_ms: Vec<(f64, f64)>,
     receiver_busy_up_to: f64,
+    /// The same, cumulative (bytes, µs), as the hub's feedback carries them
+    /// (`Bond::hub_counts`).
+    receiver_queued: (f64, f64),
     /// [`Kernel::Reference`]'s paced queue (until, s) and last rate.
     paced_until: f64,
     reference_rate: f64,
@@ -239,6 +242,9 @@ struct Bond {
     /// the fluid queue ÷ this millisecond's capacity (which a trace's empty
     /// milliseconds make infinite).
     trace_delays: bool,
+    /// Whether the hub's feedback carries its queued counts (`RxQueued`),
+    /// counted as this receiver does.
+    hub_counts: Option<ReceiverCount>,
     /// Packets handed over from `count_from` s on are tallied, in time
     /// within `deadline` s.
     count_from: f64,
@@ -289,6 +295,7 @@ impl Bond {
                     queue: VecDeque::new(),
                     receiver_busy_by_ms: Vec::new(),
                     receiver_busy_up_to: 0.0,
+                    receiver_queued: (0.0, 0.0),
                     paced_until: 0.0,
                     reference_rate: MIN_RATE,
                 })
@@ -301,6 +308,7 @@ impl Bond {
             kernel: Kernel::Strata,
             drop_deadline: None,
             trace_delays: false,
+            hub_counts: None,
             count_from: f64::MAX,
             deadline: 0.15,
             tally: Tally::default(),
@@ -471,7 +479,7 @@ impl Bond {
                     let receiver = match self.kernel {
                         Kernel::StrataReceiverBusyRate(count)
                         | Kernel::Reference(ReferenceRate::ReceiverBusy(count)) => Some(count),
-                        _ => None,
+                        _ => self.hub_counts,
                     };
                     if let Some(ReceiverCount { jitter_ms, rule }) = receiver {
                         // What the receiver reads as waiting: the wait past
@@ -497,6 +505,8 @@ impl Bond {
                             }
                             l.receiver_busy_by_ms[ms].0 += PACKET;
                             l.receiver_busy_by_ms[ms].1 += span.max(0.0);
+                            l.receiver_queued.0 += PACKET;
+                            l.receiver_queued.1 += span.max(0.0) * 1e6;
                         }
                     }
                     if p.at < self.count_from {
@@ -537,6 +547,10 @@ impl Bond {
                         // Packets leave the fluid queue in order: the
                         // sequence after the last whole one received.
                         next_seq: p(l.rx_packets),
+                        // What the hub counted as queued by now (arrivals
+                        // stamped up to a base delay after leaving).
+                        queued_bytes: if self.hub_counts.is_some() { p(l.receiver_queued.0) } else { 0 },
+                        queued_us: if self.hub_counts.is_some() { p(l.receiver_queued.1) } else { 0 },
                     };
                     // What left the bottleneck now reaches the hub a base
                     // delay later, and its feedback the edge another later.
@@ -696,35 +710,48 @@ fn real_trace_closed_loop() {
         "| simulated kernel | in time | late | of which unforeseen (queue underseen) | dropped as late |"
     );
     println!("|---|---|---|---|---|");
-    for kernel in [
-        Kernel::Strata,
-        Kernel::StrataExactQueue,
-        Kernel::StrataBusyRate,
-        Kernel::StrataReceiverBusyRate(ReceiverCount {
-            jitter_ms: 0.0,
-            rule: BusyRule::Waited { margin_ms: 2.0 },
-        }),
-        Kernel::StrataReceiverBusyRate(ReceiverCount {
-            jitter_ms: 5.0,
-            rule: BusyRule::Waited { margin_ms: 5.0 },
-        }),
-        Kernel::StrataReceiverBusyRate(ReceiverCount {
-            jitter_ms: 5.0,
-            rule: BusyRule::Waited { margin_ms: 10.0 },
-        }),
-        Kernel::StrataReceiverBusyRate(ReceiverCount { jitter_ms: 5.0, rule: BusyRule::BehindPredecessor }),
-        Kernel::Reference(ReferenceRate::Offered),
-        Kernel::Reference(ReferenceRate::Busy),
-        Kernel::Reference(ReferenceRate::ReceiverBusy(ReceiverCount {
-            jitter_ms: 5.0,
-            rule: BusyRule::Waited { margin_ms: 5.0 },
-        })),
-        Kernel::Reference(ReferenceRate::ReceiverBusy(ReceiverCount {
-            jitter_ms: 5.0,
-            rule: BusyRule::BehindPredecessor,
-        })),
-        Kernel::Reference(ReferenceRate::Controller),
-    ] {
+    let counted = Some(ReceiverCount { jitter_ms: 5.0, rule: BusyRule::BehindPredecessor });
+    for (kernel, hub_counts) in [
+        (Kernel::Strata, None),
+        (Kernel::Strata, counted),
+        (Kernel::Reference(ReferenceRate::Controller), counted),
+    ]
+    .into_iter()
+    .chain(
+        [
+            Kernel::StrataExactQueue,
+            Kernel::StrataBusyRate,
+            Kernel::StrataReceiverBusyRate(ReceiverCount {
+                jitter_ms: 0.0,
+                rule: BusyRule::Waited { margin_ms: 2.0 },
+            }),
+            Kernel::StrataReceiverBusyRate(ReceiverCount {
+                jitter_ms: 5.0,
+                rule: BusyRule::Waited { margin_ms: 5.0 },
+            }),
+            Kernel::StrataReceiverBusyRate(ReceiverCount {
+                jitter_ms: 5.0,
+                rule: BusyRule::Waited { margin_ms: 10.0 },
+            }),
+            Kernel::StrataReceiverBusyRate(ReceiverCount {
+                jitter_ms: 5.0,
+                rule: BusyRule::BehindPredecessor,
+            }),
+            Kernel::Reference(ReferenceRate::Offered),
+            Kernel::Reference(ReferenceRate::Busy),
+            Kernel::Reference(ReferenceRate::ReceiverBusy(ReceiverCount {
+                jitter_ms: 5.0,
+                rule: BusyRule::Waited { margin_ms: 5.0 },
+            })),
+            Kernel::Reference(ReferenceRate::ReceiverBusy(ReceiverCount {
+                jitter_ms: 5.0,
+                rule: BusyRule::BehindPredecessor,
+            })),
+            Kernel::Reference(ReferenceRate::Controller),
+        ]
+        .into_iter()
+        .map(|k| (k, None)),
+    ) {
         let mut total = Tally::default();
         let mut handed_over = 0;
         for start in (0..32).map(|k| f64::from(k) * 13.7) {
@@ -735,6 +762,7 @@ fn real_trace_closed_loop() {
             ];
             let mut b = Bond::new(links, LOAD_MBIT_S);
             b.kernel = kernel;
+            b.hub_counts = hub_counts;
             b.drop_deadline = Some(0.15);
             b.trace_delays = true;
             b.count_from = 5.0;
@@ -749,7 +777,8 @@ fn real_trace_closed_loop() {
         }
         let pct = |n: u64| n as f64 / handed_over as f64 * 100.0;
         println!(
-            "| {kernel:?} | {:.1} % | {:.1} % | {:.1} % ({:.1} %) | {:.1} % |",
+            "| {kernel:?}{} | {:.1} % | {:.1} % | {:.1} % ({:.1} %) | {:.1} % |",
+            if hub_counts.is_some() { ", the hub's queued counts in feedback" } else { "" },
             pct(total.in_time),
             pct(total.late),
             pct(total.late_unforeseen),

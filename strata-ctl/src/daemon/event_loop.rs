@@ -561,6 +561,8 @@ fn learned_feedback(snapshot: &Snapshot) -> Vec<LinkFeedback> {
                     owd_count: l.owd_count,
                     late: l.rx_late,
                     next_seq: l.rx_next_seq,
+                    queued_bytes: l.rx_queued_bytes,
+                    queued_us: l.rx_queued_us,
                 },
             })
         })

@@ -14,7 +14,7 @@ use strata_common::{
     class::{CLASS_SLOTS, ClassCounters},
     drop::DropReason,
     maps::names as map_names,
-    maps::{Endpoint, LinkCounters, LinkPace, MAX_LINKS, PEER_EXPIRY_NS, RxLinkState},
+    maps::{Endpoint, LinkCounters, LinkPace, MAX_LINKS, PEER_EXPIRY_NS, RxLinkState, RxQueued},
     wire::TrafficClass,
 };
 
@@ -49,6 +49,11 @@ pub struct LinkStats {
     pub owd_sum_us: u64,
     /// Samples in `owd_sum_us`.
     pub owd_count: u64,
+    /// Outer bytes of the data packets that arrived queued behind their
+    /// predecessor (see `RxQueued`).
+    pub rx_queued_bytes: u64,
+    /// Their arrival gaps summed, µs: the time the link was seen busy.
+    pub rx_queued_us: u64,
     /// The peer endpoint, `1.2.3.4:7400` or `[2001:db8::2]:7400`
     /// (`0.0.0.0:0` if unknown, or learned and expired: not refreshed by a
     /// validated packet within `PEER_EXPIRY_NS`, so the kernel no longer
@@ -168,6 +173,11 @@ pub fn read<'a>(maps: &dyn Fn(&str) -> Option<&'a Map>) -> Result<Snapshot, Data
         Some(m) => Some(Array::try_from(m).map_err(map_err("map STRATA_PEER_SEEN"))?),
         None => None,
     };
+    // Absent in the pins of a build before queued arrivals were counted.
+    let queued: Option<Array<&MapData, RxQueued>> = match maps(map_names::RXQUEUED) {
+        Some(m) => Some(Array::try_from(m).map_err(map_err("map STRATA_RXQUEUED"))?),
+        None => None,
+    };
     let now_ns = monotonic_ns();
     let drops: PerCpuArray<&MapData, u64> =
         PerCpuArray::try_from(get(map_names::DROPS)?).map_err(map_err("map STRATA_DROPS"))?;
@@ -202,6 +212,10 @@ pub fn read<'a>(maps: &dyn Fn(&str) -> Option<&'a Map>) -> Result<Snapshot, Data
             Some(m) => m.get(&i, 0).map_err(map_err("reading STRATA_PEER_SEEN"))?,
             None => 0,
         };
+        let q = match &queued {
+            Some(m) => m.get(&i, 0).map_err(map_err("reading STRATA_RXQUEUED"))?,
+            None => RxQueued::default(),
+        };
         let peer = p.socket_addr(p6).filter(|_| !expired(seen_ns, now_ns));
         let peer_ip = peer.map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |a| a.ip());
         links.push(LinkStats {
@@ -217,6 +231,8 @@ pub fn read<'a>(maps: &dyn Fn(&str) -> Option<&'a Map>) -> Result<Snapshot, Data
             tx_overflow: pacing.overflow,
             owd_sum_us: s.owd_sum_us,
             owd_count: s.owd_count,
+            rx_queued_bytes: q.queued_bytes,
+            rx_queued_us: q.queued_us,
             peer: peer.map_or_else(|| "0.0.0.0:0".to_string(), |a| a.to_string()),
             peer_ip,
         });

@@ -920,6 +920,8 @@ mod tests {
             tx_overflow: 0,
             owd_sum_us: 0,
             owd_count: 0,
+            rx_queued_bytes: 0,
+            rx_queued_us: 0,
             peer: "198.19.0.2:7400".into(),
             peer_ip: std::net::Ipv4Addr::new(198, 19, 0, 2).into(),
         };

@@ -799,6 +799,8 @@ mod tests {
             tx_overflow: 2,
             owd_sum_us: 0,
             owd_count: 0,
+            rx_queued_bytes: 0,
+            rx_queued_us: 0,
             peer: if peer_ip.is_unspecified() { "0.0.0.0:0".into() } else { format!("{peer_ip}:7400") },
             peer_ip,
         }
