@@ -144,8 +144,12 @@ impl RateModel {
         while self.queued_run.front().is_some_and(|r| now.saturating_sub(r.0) >= BUSY_SPAN) {
             self.queued_run.pop_front();
         }
-        let (bytes, busy) =
-            self.queued_run.iter().fold((0u64, Duration::ZERO), |(b, t), r| (b + r.1, t + r.2));
+        // Saturating: the counts come off the network (a forged feedback's
+        // deltas may be anything), and adding them must not overflow.
+        let (bytes, busy) = self
+            .queued_run
+            .iter()
+            .fold((0u64, Duration::ZERO), |(b, t), r| (b.saturating_add(r.1), t.saturating_add(r.2)));
         if busy >= QUEUED_MIN {
             let rate = (bytes as f64 * 8.0 / busy.as_secs_f64() / 1e6).max(MIN_RATE_MBIT_S);
             self.estimate = Some(rate);
@@ -374,6 +378,11 @@ mod tests {
         // Counts that went backwards (`None`) add nothing.
         m.on_interval(ms(1000), Interval { busy: Some(true), queued: None, ..iv(4.0, 30.0) });
         assert!((m.estimate().unwrap() - 4.0).abs() < 0.1);
+        // Hostile counts (forged feedback) neither overflow nor panic.
+        let hostile = Some((u64::MAX, Duration::from_micros(u64::MAX)));
+        m.on_interval(ms(1050), Interval { queued: hostile, ..iv(4.0, 30.0) });
+        m.on_interval(ms(1100), Interval { queued: hostile, ..iv(4.0, 30.0) });
+        assert!(m.estimate().is_some_and(f64::is_finite));
     }
 
     #[test]
